@@ -1,0 +1,389 @@
+//! The receiver's configuration: parsed and checked once, with every problem named.
+//!
+//! Values come from a lookup function (the adapter reads `wrangler.toml` vars and secrets), so
+//! the rules live here and are tested here. Problems never quote a secret's value.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use serde::Deserialize;
+
+use crate::retry::{RetrySchedule, RetryScheduleError, DEFAULT_RETRY_SCHEDULE};
+use crate::secret::{SecretError, SigningSecret, WebhookSecrets};
+
+/// Default freshness window: Didit's second retry comes about 5 minutes after the first try,
+/// possibly with the original timestamp, so 300 s would drop it.
+pub const DEFAULT_TIMESTAMP_TOLERANCE_SECS: u64 = 600;
+/// Default body limit: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+/// Default time a delivered event's id is remembered for deduplication: 7 days.
+pub const DEFAULT_DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Default time one origin request may take.
+pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 10_000;
+/// Longest origin timeout accepted; the inbox's alarm must stay well inside its own limits.
+pub const MAX_ORIGIN_TIMEOUT_MS: u32 = 60_000;
+
+/// Setting names: the contract with `wrangler.toml`, `wrangler secret` and `.dev.vars`.
+pub mod names {
+    /// Didit webhook secrets, comma-separated.
+    pub const DIDIT_WEBHOOK_SECRETS: &str = "DIDIT_WEBHOOK_SECRETS";
+    /// JSON array of origins.
+    pub const ORIGINS: &str = "ORIGINS";
+    /// `whsec_…` key that signs forwarded events.
+    pub const ORIGIN_SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
+    /// Freshness window in seconds.
+    pub const TIMESTAMP_TOLERANCE_SECS: &str = "TIMESTAMP_TOLERANCE_SECS";
+    /// Largest accepted body.
+    pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+    /// How long ids are remembered.
+    pub const DEDUP_TTL_SECS: &str = "DEDUP_TTL_SECS";
+    /// Waits between delivery attempts.
+    pub const RETRY_SCHEDULE: &str = "RETRY_SCHEDULE";
+    /// Whether `X-Signature-Simple` alone is accepted.
+    pub const ALLOW_SIMPLE_SIGNATURE: &str = "ALLOW_SIMPLE_SIGNATURE";
+}
+
+/// Where events are delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// A short name for logs and status (`aws-eu`).
+    pub name: String,
+    /// The `http://` or `https://` URL events are POSTed to.
+    pub url: String,
+    /// How long one request may take before it counts as failed.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+}
+
+fn default_timeout_ms() -> u32 {
+    DEFAULT_ORIGIN_TIMEOUT_MS
+}
+
+/// Everything the receiver is configured with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Accepted Didit secrets.
+    pub webhook_secrets: WebhookSecrets,
+    /// Origins in order of preference; this release delivers to the first.
+    pub origins: Vec<Origin>,
+    /// Signs forwarded events.
+    pub signing_secret: SigningSecret,
+    /// Largest accepted distance between a delivery's timestamp and now, either way.
+    pub timestamp_tolerance_secs: u64,
+    /// Largest accepted body.
+    pub max_body_bytes: u64,
+    /// How long a delivered event's id is remembered.
+    pub dedup_ttl_secs: u64,
+    /// Waits between delivery attempts.
+    pub retry_schedule: RetrySchedule,
+    /// Whether `X-Signature-Simple` alone authenticates a delivery.
+    pub allow_simple_signature: bool,
+}
+
+/// What is wrong with one setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// A required setting is not set.
+    Missing,
+    /// A number setting does not hold a whole number.
+    NotANumber,
+    /// A number is outside what the receiver can work with.
+    OutOfRange {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// `DEDUP_TTL_SECS` is shorter than the freshness window, so a replay could outlive its id.
+    ShorterThanTolerance {
+        /// The tolerance in force.
+        tolerance_secs: u64,
+    },
+    /// A flag is not `true` or `false`.
+    NotABoolean,
+    /// A secret is unusable.
+    Secret(SecretError),
+    /// `ORIGINS` is not a valid origin list; the text says why.
+    Origins(String),
+    /// `RETRY_SCHEDULE` is unusable.
+    RetrySchedule(RetryScheduleError),
+}
+
+/// One setting and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting's name, as in [`names`].
+    pub setting: &'static str,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.setting)?;
+        match &self.problem {
+            Problem::Missing => f.write_str("is not set"),
+            Problem::NotANumber => f.write_str("must be a whole number"),
+            Problem::OutOfRange { min, max } => write!(f, "must be between {min} and {max}"),
+            Problem::ShorterThanTolerance { tolerance_secs } => write!(
+                f,
+                "must be at least TIMESTAMP_TOLERANCE_SECS ({tolerance_secs}), or a replayed delivery could outlive its id"
+            ),
+            Problem::NotABoolean => f.write_str("must be `true` or `false`"),
+            Problem::Secret(error) => write!(f, "{error}"),
+            Problem::Origins(reason) => f.write_str(reason),
+            Problem::RetrySchedule(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// Every problem found, so one deploy fixes them all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+struct Reader<F> {
+    lookup: F,
+    errors: Vec<ConfigError>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn fail(&mut self, setting: &'static str, problem: Problem) {
+        self.errors.push(ConfigError { setting, problem });
+    }
+
+    /// The setting's value, blank counting as unset.
+    fn get(&self, setting: &str) -> Option<String> {
+        (self.lookup)(setting).filter(|value| !value.trim().is_empty())
+    }
+
+    fn required(&mut self, setting: &'static str) -> Option<String> {
+        let value = self.get(setting);
+        if value.is_none() {
+            self.fail(setting, Problem::Missing);
+        }
+        value
+    }
+
+    fn number(&mut self, setting: &'static str, default: u64, min: u64, max: u64) -> u64 {
+        let Some(text) = self.get(setting) else {
+            return default;
+        };
+        match text.trim().parse::<u64>() {
+            Ok(value) if (min..=max).contains(&value) => value,
+            Ok(_) => {
+                self.fail(setting, Problem::OutOfRange { min, max });
+                default
+            }
+            Err(_) => {
+                self.fail(setting, Problem::NotANumber);
+                default
+            }
+        }
+    }
+
+    fn flag(&mut self, setting: &'static str) -> bool {
+        let Some(text) = self.get(setting) else {
+            return false;
+        };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => true,
+            "false" | "0" | "no" | "off" => false,
+            _ => {
+                self.fail(setting, Problem::NotABoolean);
+                false
+            }
+        }
+    }
+}
+
+/// Checks an origin list; the error text names the offending entry.
+pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
+    let origins: Vec<Origin> = serde_json::from_str(json)
+        .map_err(|error| alloc::format!("is not a JSON array of {{\"name\", \"url\"}} objects: {error}"))?;
+    if origins.is_empty() {
+        return Err("lists no origin".to_string());
+    }
+    for (index, origin) in origins.iter().enumerate() {
+        let at = index + 1;
+        if origin.name.trim().is_empty() {
+            return Err(alloc::format!("origin {at} has an empty name"));
+        }
+        if origins.iter().take(index).any(|earlier| earlier.name == origin.name) {
+            return Err(alloc::format!("origin name `{}` is used twice", origin.name));
+        }
+        let rest = origin
+            .url
+            .strip_prefix("https://")
+            .or_else(|| origin.url.strip_prefix("http://"));
+        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+        if host.is_none_or(str::is_empty) || origin.url.chars().any(char::is_whitespace) {
+            return Err(alloc::format!(
+                "origin `{}` has url `{}`; it must be an absolute http:// or https:// URL",
+                origin.name, origin.url
+            ));
+        }
+        if !(1..=MAX_ORIGIN_TIMEOUT_MS).contains(&origin.timeout_ms) {
+            return Err(alloc::format!(
+                "origin `{}` has timeout_ms {}; it must be between 1 and {MAX_ORIGIN_TIMEOUT_MS}",
+                origin.name, origin.timeout_ms
+            ));
+        }
+    }
+    Ok(origins)
+}
+
+impl Config {
+    /// Reads and checks every setting through `lookup` (which returns a var's or secret's value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        use names::*;
+        let mut reader = Reader { lookup, errors: Vec::new() };
+
+        let webhook_secrets = reader.required(DIDIT_WEBHOOK_SECRETS).and_then(|text| {
+            WebhookSecrets::parse(&text)
+                .map_err(|e| reader.fail(DIDIT_WEBHOOK_SECRETS, Problem::Secret(e)))
+                .ok()
+        });
+        let origins = reader.required(ORIGINS).and_then(|text| {
+            parse_origins(&text).map_err(|e| reader.fail(ORIGINS, Problem::Origins(e))).ok()
+        });
+        let signing_secret = reader.required(ORIGIN_SIGNING_SECRET).and_then(|text| {
+            SigningSecret::parse(&text)
+                .map_err(|e| reader.fail(ORIGIN_SIGNING_SECRET, Problem::Secret(e)))
+                .ok()
+        });
+        let timestamp_tolerance_secs =
+            reader.number(TIMESTAMP_TOLERANCE_SECS, DEFAULT_TIMESTAMP_TOLERANCE_SECS, 1, 86_400);
+        let max_body_bytes = reader.number(MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, 1024, 100 << 20);
+        let dedup_ttl_secs = reader.number(DEDUP_TTL_SECS, DEFAULT_DEDUP_TTL_SECS, 1, 365 * 86_400);
+        if dedup_ttl_secs < timestamp_tolerance_secs {
+            reader.fail(
+                DEDUP_TTL_SECS,
+                Problem::ShorterThanTolerance { tolerance_secs: timestamp_tolerance_secs },
+            );
+        }
+        let schedule_text = reader.get(RETRY_SCHEDULE).unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_string());
+        let retry_schedule = RetrySchedule::parse(&schedule_text)
+            .map_err(|e| reader.fail(RETRY_SCHEDULE, Problem::RetrySchedule(e)))
+            .ok();
+        let allow_simple_signature = reader.flag(ALLOW_SIMPLE_SIGNATURE);
+
+        match (webhook_secrets, origins, signing_secret, retry_schedule) {
+            (Some(webhook_secrets), Some(origins), Some(signing_secret), Some(retry_schedule))
+                if reader.errors.is_empty() =>
+            {
+                Ok(Self {
+                    webhook_secrets,
+                    origins,
+                    signing_secret,
+                    timestamp_tolerance_secs,
+                    max_body_bytes,
+                    dedup_ttl_secs,
+                    retry_schedule,
+                    allow_simple_signature,
+                })
+            }
+            _ => Err(ConfigErrors(reader.errors)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::vec;
+
+    const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |name| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("DIDIT_WEBHOOK_SECRETS", "didit-secret"),
+            ("ORIGINS", r#"[{"name":"aws-eu","url":"https://origin.example/hooks"}]"#),
+            ("ORIGIN_SIGNING_SECRET", SIGNING),
+        ]
+    }
+
+    #[test]
+    fn defaults_fill_what_is_unset() {
+        let config = Config::from_lookup(lookup(&minimal())).expect("valid");
+        assert_eq!(config.timestamp_tolerance_secs, 600);
+        assert_eq!(config.max_body_bytes, 1 << 20);
+        assert_eq!(config.dedup_ttl_secs, 604_800);
+        assert_eq!(config.retry_schedule, RetrySchedule::default());
+        assert!(!config.allow_simple_signature);
+        assert_eq!(config.origins[0].timeout_ms, DEFAULT_ORIGIN_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn every_problem_is_named_and_no_secret_is_echoed() {
+        let errors = Config::from_lookup(lookup(&[
+            ("DIDIT_WEBHOOK_SECRETS", "a,,b"),
+            ("ORIGINS", r#"[{"name":"x","url":"ftp://nope"}]"#),
+            ("ORIGIN_SIGNING_SECRET", "plain-secret-value"),
+            ("TIMESTAMP_TOLERANCE_SECS", "900"),
+            ("DEDUP_TTL_SECS", "60"),
+            ("MAX_BODY_BYTES", "lots"),
+            ("RETRY_SCHEDULE", "5,0"),
+            ("ALLOW_SIMPLE_SIGNATURE", "maybe"),
+        ]))
+        .expect_err("invalid");
+        let settings: Vec<&str> = errors.0.iter().map(|e| e.setting).collect();
+        assert_eq!(
+            settings,
+            [
+                "DIDIT_WEBHOOK_SECRETS",
+                "ORIGINS",
+                "ORIGIN_SIGNING_SECRET",
+                "MAX_BODY_BYTES",
+                "DEDUP_TTL_SECS",
+                "RETRY_SCHEDULE",
+                "ALLOW_SIMPLE_SIGNATURE"
+            ]
+        );
+        let text = format!("{errors}");
+        assert!(text.contains("ORIGIN_SIGNING_SECRET: must start with `whsec_`"), "{text}");
+        assert!(!text.contains("plain-secret-value"));
+    }
+
+    #[test]
+    fn missing_settings_are_reported() {
+        let errors = Config::from_lookup(lookup(&[])).expect_err("empty");
+        assert_eq!(errors.0.len(), 3);
+        assert!(errors.0.iter().all(|e| e.problem == Problem::Missing));
+    }
+
+    #[test]
+    fn origin_lists_are_checked() {
+        assert!(parse_origins(r#"[{"name":"a","url":"http://127.0.0.1:8080/x","timeout_ms":500}]"#).is_ok());
+        for bad in [
+            "[]",
+            "{}",
+            r#"[{"name":"","url":"https://a"}]"#,
+            r#"[{"name":"a","url":"https://"}]"#,
+            r#"[{"name":"a","url":"https://a"},{"name":"a","url":"https://b"}]"#,
+            r#"[{"name":"a","url":"https://a","timeout_ms":0}]"#,
+            r#"[{"name":"a","url":"https://a","priorty":1}]"#,
+        ] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
+        }
+    }
+}

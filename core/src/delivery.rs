@@ -1,0 +1,117 @@
+//! What happens to a stored event after each delivery attempt: pure, with time passed in.
+
+use crate::retry::RetrySchedule;
+
+/// How one attempt to deliver to an origin ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The origin answered with this HTTP status.
+    Status(u16),
+    /// The origin did not answer within its timeout.
+    Timeout,
+    /// The connection failed (refused, reset, DNS).
+    Network,
+}
+
+impl AttemptResult {
+    /// Only a 2xx means the origin has the event; everything else is tried again later.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Self::Status(200..=299))
+    }
+}
+
+/// Where a stored event stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Not yet delivered.
+    Pending {
+        /// Failed attempts so far.
+        failures: u32,
+        /// Earliest time of the next attempt (Unix ms).
+        next_attempt_at_ms: i64,
+    },
+    /// Delivered; the payload can go, the id stays until the dedup TTL ends.
+    Delivered {
+        /// When (Unix ms).
+        at_ms: i64,
+    },
+}
+
+impl Progress {
+    /// A new event: due now.
+    pub fn new(now_ms: i64) -> Self {
+        Self::Pending { failures: 0, next_attempt_at_ms: now_ms }
+    }
+
+    /// The state after an attempt that ended with `result` at `now_ms`.
+    pub fn after_attempt(self, result: &AttemptResult, now_ms: i64, schedule: &RetrySchedule) -> Self {
+        match self {
+            Self::Delivered { .. } => self,
+            Self::Pending { failures, .. } if result.is_delivered() => {
+                let _ = failures;
+                Self::Delivered { at_ms: now_ms }
+            }
+            Self::Pending { failures, .. } => {
+                let failures = failures.saturating_add(1);
+                let wait_ms = schedule.wait_after(failures).saturating_mul(1000);
+                Self::Pending {
+                    failures,
+                    next_attempt_at_ms: now_ms.saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX)),
+                }
+            }
+        }
+    }
+}
+
+/// When a delivered event's record may be forgotten: `dedup_ttl_secs` after it was received,
+/// and never before it was delivered (undelivered events are never forgotten).
+pub fn forget_at_ms(received_at_ms: i64, delivered_at_ms: i64, dedup_ttl_secs: u64) -> i64 {
+    let ttl_ms = i64::try_from(dedup_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    received_at_ms.saturating_add(ttl_ms).max(delivered_at_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_back_off_on_schedule_until_delivered() {
+        let schedule = RetrySchedule::parse("1,10").expect("valid");
+        let mut progress = Progress::new(0);
+        let mut seen = alloc::vec::Vec::new();
+        for (now, result) in [
+            (0, AttemptResult::Network),
+            (1_000, AttemptResult::Status(500)),
+            (11_000, AttemptResult::Timeout),
+            (21_000, AttemptResult::Status(404)),
+        ] {
+            progress = progress.after_attempt(&result, now, &schedule);
+            seen.push(progress);
+        }
+        assert_eq!(
+            seen,
+            [
+                Progress::Pending { failures: 1, next_attempt_at_ms: 1_000 },
+                Progress::Pending { failures: 2, next_attempt_at_ms: 11_000 },
+                Progress::Pending { failures: 3, next_attempt_at_ms: 21_000 },
+                Progress::Pending { failures: 4, next_attempt_at_ms: 31_000 },
+            ]
+        );
+        let delivered = progress.after_attempt(&AttemptResult::Status(204), 31_000, &schedule);
+        assert_eq!(delivered, Progress::Delivered { at_ms: 31_000 });
+        assert_eq!(delivered.after_attempt(&AttemptResult::Status(500), 40_000, &schedule), delivered);
+    }
+
+    #[test]
+    fn only_2xx_delivers() {
+        for (status, delivered) in [(199, false), (200, true), (299, true), (300, false), (429, false)] {
+            assert_eq!(AttemptResult::Status(status).is_delivered(), delivered, "{status}");
+        }
+    }
+
+    #[test]
+    fn records_are_kept_for_the_ttl_and_until_delivered() {
+        assert_eq!(forget_at_ms(1_000, 2_000, 60), 61_000);
+        assert_eq!(forget_at_ms(1_000, 100_000, 60), 100_000);
+    }
+}

@@ -1,0 +1,290 @@
+//! The few fields of a Didit payload the edge needs, read into a typed, borrowed struct.
+//!
+//! Everything else (the decision, which can be hundreds of KB) is skipped by the parser rather
+//! than built into a `Value`, and is carried onward as the original bytes. Unknown fields are
+//! ignored: Didit adds fields over time.
+
+use alloc::borrow::Cow;
+use core::fmt;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// The top-level fields of any Didit webhook body, all optional at this layer; which ones an
+/// event needs is decided by [`crate::identity`] and [`crate::intake`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct Envelope<'a> {
+    /// `status.updated`, `user.status.updated`, …
+    #[serde(borrow)]
+    pub webhook_type: Option<Cow<'a, str>>,
+    /// When Didit created this webhook, in Unix seconds (covered by every signature).
+    #[serde(deserialize_with = "unix_seconds")]
+    pub timestamp: Option<i64>,
+    /// Didit's own id for the webhook; stable or per attempt depending on the source.
+    #[serde(borrow)]
+    pub event_id: Option<Cow<'a, str>>,
+    /// The verification session (KYC, or KYB with `session_kind: "business"`).
+    #[serde(borrow)]
+    pub session_id: Option<Cow<'a, str>>,
+    /// `"business"` for KYB sessions.
+    #[serde(borrow)]
+    pub session_kind: Option<Cow<'a, str>>,
+    /// The KYB business session.
+    #[serde(borrow)]
+    pub business_session_id: Option<Cow<'a, str>>,
+    /// The transaction of `transaction.*` events.
+    #[serde(borrow)]
+    pub transaction_id: Option<Cow<'a, str>>,
+    /// The integrator's own user id; also the key of User entities.
+    #[serde(borrow)]
+    pub vendor_data: Option<Cow<'a, str>>,
+    /// The integrator's own business id; the key of Business entities.
+    #[serde(borrow)]
+    pub vendor_business_id: Option<Cow<'a, str>>,
+    /// Didit's internal id of an entity, used when no integrator id is present.
+    #[serde(borrow)]
+    pub uuid: Option<Cow<'a, str>>,
+    /// The status as Didit wrote it (`Approved`, `FLAGGED`, …).
+    #[serde(borrow)]
+    pub status: Option<Cow<'a, str>>,
+    /// The status before this change, for entity events.
+    #[serde(borrow)]
+    pub previous_status: Option<Cow<'a, str>>,
+    /// The workflow the session ran.
+    #[serde(borrow)]
+    pub workflow_id: Option<Cow<'a, str>>,
+    /// The Didit application that sent the webhook.
+    #[serde(borrow)]
+    pub application_id: Option<Cow<'a, str>>,
+    /// `live` or `sandbox`.
+    #[serde(borrow)]
+    pub environment: Option<Cow<'a, str>>,
+    /// Only `metadata.test_webhook` is read; the rest of the metadata travels in the payload.
+    pub metadata: MetadataFlags,
+}
+
+/// What the edge reads from `metadata`, which is otherwise the integrator's own free-form data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MetadataFlags {
+    /// `metadata.test_webhook: true` marks a delivery sent from Didit's console tester.
+    pub test_webhook: bool,
+}
+
+/// Why a body could not be read as a Didit envelope.
+#[derive(Debug)]
+pub enum EnvelopeError {
+    /// The body is not well-formed JSON.
+    Malformed(serde_json::Error),
+    /// The body is JSON, but not an object, or a known field has the wrong type.
+    Invalid(serde_json::Error),
+}
+
+impl fmt::Display for EnvelopeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Malformed(error) => write!(f, "body is not valid JSON: {error}"),
+            Self::Invalid(error) => write!(f, "body is not a Didit webhook object: {error}"),
+        }
+    }
+}
+
+impl<'a> Envelope<'a> {
+    /// Reads the envelope; the body must be exactly one JSON object.
+    pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        serde_json::from_slice(body).map_err(|error| match error.classify() {
+            serde_json::error::Category::Data => EnvelopeError::Invalid(error),
+            _ => EnvelopeError::Malformed(error),
+        })
+    }
+
+    /// Whether Didit marked this as a console test delivery, in the body (the header is judged
+    /// by the adapter and combined in [`crate::intake`]).
+    pub fn is_test(&self) -> bool {
+        self.metadata.test_webhook
+    }
+}
+
+impl<'de> Deserialize<'de> for MetadataFlags {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FlagsVisitor;
+        impl<'de> Visitor<'de> for FlagsVisitor {
+            type Value = MetadataFlags;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MetadataFlags, A::Error> {
+                let mut flags = MetadataFlags::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "test_webhook" {
+                        flags.test_webhook = map.next_value::<TruthyFlag>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(flags)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<MetadataFlags, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MetadataFlags::default())
+            }
+            fn visit_unit<E>(self) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+            fn visit_none<E>(self) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<MetadataFlags, E> {
+                Ok(MetadataFlags::default())
+            }
+        }
+        deserializer.deserialize_any(FlagsVisitor)
+    }
+}
+
+/// `true` or `"true"` (any case) is a flag that is set; every other value is not.
+struct TruthyFlag(bool);
+
+impl<'de> Deserialize<'de> for TruthyFlag {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TruthyVisitor;
+        impl<'de> Visitor<'de> for TruthyVisitor {
+            type Value = TruthyFlag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, value: bool) -> Result<TruthyFlag, E> {
+                Ok(TruthyFlag(value))
+            }
+            fn visit_str<E>(self, value: &str) -> Result<TruthyFlag, E> {
+                Ok(TruthyFlag(value.eq_ignore_ascii_case("true")))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<TruthyFlag, E> {
+                Ok(TruthyFlag(false))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<TruthyFlag, E> {
+                Ok(TruthyFlag(false))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<TruthyFlag, E> {
+                Ok(TruthyFlag(false))
+            }
+            fn visit_unit<E>(self) -> Result<TruthyFlag, E> {
+                Ok(TruthyFlag(false))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TruthyFlag, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(TruthyFlag(false))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TruthyFlag, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(TruthyFlag(false))
+            }
+        }
+        deserializer.deserialize_any(TruthyVisitor)
+    }
+}
+
+/// Didit writes `timestamp` as Unix seconds; an older entity envelope wrote RFC 3339. Both are
+/// accepted, as are whole floats and digit strings. `null` counts as absent.
+fn unix_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    struct SecondsVisitor;
+    impl<'de> Visitor<'de> for SecondsVisitor {
+        type Value = Option<i64>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("Unix seconds or an RFC 3339 date-time")
+        }
+        fn visit_unit<E>(self) -> Result<Option<i64>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<i64>, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<i64>, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_i64<E: de::Error>(self, value: i64) -> Result<Option<i64>, E> {
+            Ok(Some(value))
+        }
+        fn visit_u64<E: de::Error>(self, value: u64) -> Result<Option<i64>, E> {
+            i64::try_from(value).map(Some).map_err(|_| E::custom("timestamp out of range"))
+        }
+        fn visit_f64<E: de::Error>(self, value: f64) -> Result<Option<i64>, E> {
+            if value.is_finite() && value.abs() < 1e15 {
+                Ok(Some(value as i64))
+            } else {
+                Err(E::custom("timestamp out of range"))
+            }
+        }
+        fn visit_str<E: de::Error>(self, value: &str) -> Result<Option<i64>, E> {
+            value
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .or_else(|| crate::time::parse_rfc3339(value.trim()))
+                .map(Some)
+                .ok_or_else(|| E::custom("timestamp is neither Unix seconds nor RFC 3339"))
+        }
+    }
+    deserializer.deserialize_any(SecondsVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_fields_and_skips_the_rest() {
+        let body = br#"{"session_id":"s-1","status":"Approved","webhook_type":"status.updated",
+            "timestamp":1700000000,"vendor_data":"user-\u00e9","decision":{"big":[1,2,3]},
+            "metadata":{"test_webhook":true,"other":{"x":1}},"new_field_from_didit":[null]}"#;
+        let envelope = Envelope::parse(body).expect("valid envelope");
+        assert_eq!(envelope.session_id.as_deref(), Some("s-1"));
+        assert_eq!(envelope.vendor_data.as_deref(), Some("user-\u{e9}"));
+        assert_eq!(envelope.timestamp, Some(1_700_000_000));
+        assert!(envelope.is_test());
+    }
+
+    #[test]
+    fn timestamp_forms() {
+        let read = |json: &str| Envelope::parse(json.as_bytes()).map(|e| e.timestamp).ok();
+        assert_eq!(read(r#"{"timestamp":1700000000.0}"#), Some(Some(1_700_000_000)));
+        assert_eq!(read(r#"{"timestamp":"1700000000"}"#), Some(Some(1_700_000_000)));
+        assert_eq!(read(r#"{"timestamp":"2023-11-14T22:13:20Z"}"#), Some(Some(1_700_000_000)));
+        assert_eq!(read(r#"{"timestamp":null}"#), Some(None));
+        assert_eq!(read(r#"{}"#), Some(None));
+        assert_eq!(read(r#"{"timestamp":"soon"}"#), None);
+    }
+
+    #[test]
+    fn metadata_of_any_shape_is_tolerated() {
+        for (json, test) in [
+            (r#"{"metadata":null}"#, false),
+            (r#"{"metadata":"free text"}"#, false),
+            (r#"{"metadata":[1,{"test_webhook":true}]}"#, false),
+            (r#"{"metadata":{"test_webhook":"TRUE"}}"#, true),
+            (r#"{"metadata":{"test_webhook":{"nested":true}}}"#, false),
+        ] {
+            let envelope = Envelope::parse(json.as_bytes()).expect(json);
+            assert_eq!(envelope.is_test(), test, "{json}");
+        }
+    }
+
+    #[test]
+    fn tells_malformed_from_invalid() {
+        assert!(matches!(Envelope::parse(b"{\"a\":"), Err(EnvelopeError::Malformed(_))));
+        assert!(matches!(Envelope::parse(b"not json"), Err(EnvelopeError::Malformed(_))));
+        assert!(matches!(Envelope::parse(b"[1,2]"), Err(EnvelopeError::Invalid(_))));
+        assert!(matches!(Envelope::parse(br#"{"session_id":5}"#), Err(EnvelopeError::Invalid(_))));
+    }
+}

@@ -1,0 +1,34 @@
+//! The sans-IO core of didit-edge.
+//!
+//! It verifies Didit's webhook signatures, identifies and shapes events, and decides what
+//! happens to them, with no IO and no clock: bytes, secrets and the current time come in;
+//! verdicts, events and decisions go out. The Cloudflare Worker in `edge-worker` is a thin
+//! adapter around it, and everything here is tested natively and in wasm.
+//!
+//! The modules, in the order a delivery meets them: [`limits`] (route, media type, size),
+//! [`intake`] (which drives [`envelope`], [`verify`] with [`canonical`] and [`mac`],
+//! [`identity`] and [`cloudevent`]), then [`delivery`] and [`retry`] for what follows, and
+//! [`standard_webhooks`] to sign what is forwarded. [`config`] and [`secret`] hold the settings;
+//! [`rejection`] names every refusal.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod canonical;
+pub mod cloudevent;
+pub mod config;
+pub mod delivery;
+pub mod envelope;
+pub mod identity;
+pub mod intake;
+pub mod limits;
+pub mod mac;
+pub mod rejection;
+pub mod retry;
+pub mod secret;
+pub mod standard_webhooks;
+pub mod time;
+pub mod verify;

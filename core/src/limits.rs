@@ -1,0 +1,102 @@
+//! What the edge checks before it reads a body: route, method, media type and size.
+
+use crate::rejection::Rejection;
+
+/// The routes the edge serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /webhooks/didit`.
+    DiditWebhook,
+    /// `GET /healthz`.
+    Health,
+}
+
+/// Maps a method and path to a route, or the rejection for it.
+pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
+    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    match path {
+        "/webhooks/didit" if method == "POST" => Ok(Route::DiditWebhook),
+        "/webhooks/didit" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+        "/healthz" if method == "GET" || method == "HEAD" => Ok(Route::Health),
+        "/healthz" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        _ => Err(Rejection::NotFound),
+    }
+}
+
+/// Checks the declared media type and length. A body without a declared length is still
+/// bounded by the adapter while it streams it in (see [`BodyBudget`]).
+pub fn check_body_headers(
+    content_type: Option<&str>,
+    content_length: Option<&str>,
+    max_body_bytes: u64,
+) -> Result<(), Rejection> {
+    let media_type = content_type.and_then(|value| value.split(';').next()).map(str::trim);
+    if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
+        return Err(Rejection::UnsupportedMediaType);
+    }
+    if let Some(length) = content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
+        if length > max_body_bytes {
+            return Err(Rejection::PayloadTooLarge { limit: max_body_bytes });
+        }
+    }
+    Ok(())
+}
+
+/// Counts streamed body bytes against the limit.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyBudget {
+    limit: u64,
+    used: u64,
+}
+
+impl BodyBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: u64) -> Self {
+        Self { limit, used: 0 }
+    }
+
+    /// Takes a chunk; past the limit, reading must stop and the request be refused.
+    pub fn take(&mut self, chunk_len: usize) -> Result<(), Rejection> {
+        self.used = self.used.saturating_add(chunk_len as u64);
+        if self.used > self.limit {
+            Err(Rejection::PayloadTooLarge { limit: self.limit })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_methods() {
+        assert_eq!(route("POST", "/webhooks/didit"), Ok(Route::DiditWebhook));
+        assert_eq!(route("POST", "/webhooks/didit/"), Ok(Route::DiditWebhook));
+        assert_eq!(route("GET", "/webhooks/didit"), Err(Rejection::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
+        assert_eq!(route("POST", "/nope"), Err(Rejection::NotFound));
+        assert_eq!(route("POST", "/"), Err(Rejection::NotFound));
+    }
+
+    #[test]
+    fn body_headers() {
+        assert!(check_body_headers(Some("application/json; charset=utf-8"), Some("10"), 10).is_ok());
+        assert!(check_body_headers(Some("Application/JSON"), None, 10).is_ok());
+        assert_eq!(check_body_headers(Some("text/plain"), None, 10), Err(Rejection::UnsupportedMediaType));
+        assert_eq!(check_body_headers(None, None, 10), Err(Rejection::UnsupportedMediaType));
+        assert_eq!(
+            check_body_headers(Some("application/json"), Some("11"), 10),
+            Err(Rejection::PayloadTooLarge { limit: 10 })
+        );
+    }
+
+    #[test]
+    fn budget_stops_at_the_limit() {
+        let mut budget = BodyBudget::new(10);
+        assert!(budget.take(6).is_ok());
+        assert!(budget.take(4).is_ok());
+        assert_eq!(budget.take(1), Err(Rejection::PayloadTooLarge { limit: 10 }));
+    }
+}

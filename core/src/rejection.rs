@@ -1,0 +1,207 @@
+//! Every way a request is turned away, with its HTTP status and stable machine-readable code,
+//! and the receipts of accepted deliveries. The adapter writes these as they are.
+
+use alloc::string::String;
+use core::fmt;
+use serde::Serialize;
+
+/// Why a request was refused. Nothing is stored or forwarded for any of these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rejection {
+    /// No route at this path.
+    NotFound,
+    /// The route exists but not for this method; the allowed method is given.
+    MethodNotAllowed {
+        /// The method the route takes.
+        allow: &'static str,
+    },
+    /// The body is not declared as JSON.
+    UnsupportedMediaType,
+    /// The body is larger than `MAX_BODY_BYTES`; refused before it is all read.
+    PayloadTooLarge {
+        /// The configured limit in bytes.
+        limit: u64,
+    },
+    /// No Didit signature header is present.
+    MissingSignature,
+    /// Only `X-Signature-Simple` was sent and it is not accepted.
+    SimpleSignatureNotAllowed,
+    /// No signature matches any configured secret.
+    InvalidSignature,
+    /// `X-Timestamp` is present but is not Unix seconds.
+    InvalidTimestampHeader,
+    /// The delivery's timestamp is older than the tolerance allows.
+    StaleTimestamp {
+        /// How many seconds old it is.
+        age_secs: u64,
+    },
+    /// The delivery's timestamp is further in the future than the tolerance allows.
+    FutureTimestamp {
+        /// How many seconds ahead it is.
+        ahead_secs: u64,
+    },
+    /// The body is not well-formed JSON.
+    MalformedJson,
+    /// The body is JSON but not a Didit webhook object (wrong shape or field types).
+    InvalidPayload {
+        /// What is wrong, from the parser.
+        reason: String,
+    },
+    /// A field the edge needs is missing.
+    MissingField {
+        /// The field, or the list of fields of which one is needed.
+        field: &'static str,
+    },
+    /// Configuration is missing or invalid; the names of the bad settings are given.
+    Misconfigured {
+        /// Setting names only, never values.
+        settings: String,
+    },
+    /// Durable storage could not take the event, so it must not be acknowledged.
+    StorageUnavailable,
+}
+
+impl Rejection {
+    /// The HTTP status. 5xx only where a retry by Didit can succeed.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound => 404,
+            Self::MethodNotAllowed { .. } => 405,
+            Self::UnsupportedMediaType => 415,
+            Self::PayloadTooLarge { .. } => 413,
+            Self::MissingSignature
+            | Self::SimpleSignatureNotAllowed
+            | Self::InvalidSignature
+            | Self::InvalidTimestampHeader
+            | Self::StaleTimestamp { .. }
+            | Self::FutureTimestamp { .. } => 401,
+            Self::MalformedJson | Self::InvalidPayload { .. } | Self::MissingField { .. } => 400,
+            Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
+        }
+    }
+
+    /// The stable code clients match on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::MissingSignature => "missing_signature",
+            Self::SimpleSignatureNotAllowed => "simple_signature_not_allowed",
+            Self::InvalidSignature => "invalid_signature",
+            Self::InvalidTimestampHeader => "invalid_timestamp_header",
+            Self::StaleTimestamp { .. } => "stale_timestamp",
+            Self::FutureTimestamp { .. } => "future_timestamp",
+            Self::MalformedJson => "malformed_json",
+            Self::InvalidPayload { .. } => "invalid_payload",
+            Self::MissingField { .. } => "missing_field",
+            Self::Misconfigured { .. } => "configuration_error",
+            Self::StorageUnavailable => "storage_unavailable",
+        }
+    }
+
+    /// The response body: `{"error":{"code":…,"message":…}}`.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: String,
+        }
+        let body = Body { error: Inner { code: self.code(), message: alloc::format!("{self}") } };
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound => f.write_str("no such route"),
+            Self::MethodNotAllowed { allow } => write!(f, "this route only takes {allow}"),
+            Self::UnsupportedMediaType => f.write_str("content-type must be application/json"),
+            Self::PayloadTooLarge { limit } => write!(f, "body is larger than {limit} bytes"),
+            Self::MissingSignature => {
+                f.write_str("no X-Signature, X-Signature-V2 or X-Signature-Simple header")
+            }
+            Self::SimpleSignatureNotAllowed => f.write_str(
+                "X-Signature-Simple alone does not cover the payload and is not accepted here",
+            ),
+            Self::InvalidSignature => f.write_str("signature does not match"),
+            Self::InvalidTimestampHeader => f.write_str("X-Timestamp is not Unix seconds"),
+            Self::StaleTimestamp { age_secs } => {
+                write!(f, "timestamp is {age_secs} s old, outside the accepted window")
+            }
+            Self::FutureTimestamp { ahead_secs } => {
+                write!(f, "timestamp is {ahead_secs} s in the future, outside the accepted window")
+            }
+            Self::MalformedJson => f.write_str("body is not valid JSON"),
+            Self::InvalidPayload { reason } => write!(f, "body is not a Didit webhook: {reason}"),
+            Self::MissingField { field } => write!(f, "missing field: {field}"),
+            Self::Misconfigured { settings } => {
+                write!(f, "receiver is misconfigured ({settings}); the delivery was not stored")
+            }
+            Self::StorageUnavailable => {
+                f.write_str("durable storage is unavailable; the delivery was not stored")
+            }
+        }
+    }
+}
+
+/// What an accepted delivery gets back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Receipt {
+    /// First time this event was seen: it is stored and will be delivered.
+    Accepted {
+        /// The stable event id.
+        id: String,
+    },
+    /// This event was already taken; nothing more will happen.
+    Duplicate {
+        /// The stable event id of the original.
+        id: String,
+    },
+}
+
+impl Receipt {
+    /// The response body: `{"status":"accepted"|"duplicate","id":…}`.
+    pub fn to_json(&self) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            status: &'a str,
+            id: &'a str,
+        }
+        let (status, id) = match self {
+            Self::Accepted { id } => ("accepted", id),
+            Self::Duplicate { id } => ("duplicate", id),
+        };
+        serde_json::to_string(&Body { status, id }).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_render_as_error_objects() {
+        let json = Rejection::PayloadTooLarge { limit: 10 }.to_json();
+        let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+        assert_eq!(value["error"]["code"], "payload_too_large");
+        assert_eq!(value["error"]["message"], "body is larger than 10 bytes");
+        assert_eq!(Rejection::StorageUnavailable.status(), 503);
+        assert_eq!(Rejection::StaleTimestamp { age_secs: 1 }.status(), 401);
+        assert_eq!(Rejection::MissingField { field: "timestamp" }.status(), 400);
+    }
+
+    #[test]
+    fn receipts_render_status_and_id() {
+        assert_eq!(
+            Receipt::Duplicate { id: "evt_1".into() }.to_json(),
+            r#"{"status":"duplicate","id":"evt_1"}"#
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! Didit's three signatures, as challenges to answer.
+//!
+//! A delivery yields a list of [`Challenge`]s: a message that Didit may have signed and the tag
+//! it sent for it. Whoever holds the secrets computes HMAC-SHA256 of each message (any
+//! [`HmacSha256`] provider, synchronous or not) and asks the challenge whether the tag answers
+//! it; the comparison is constant-time. The order is the order of trust: the raw body first
+//! (`X-Signature`, cheapest and covering every byte), then the canonical forms
+//! (`X-Signature-V2`), then the four-field `X-Signature-Simple` when allowed.
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::canonical::{CanonicalJson, NonAscii};
+use crate::envelope::Envelope;
+use crate::mac::{tags_equal, HmacSha256, Tag, TAG_LEN};
+use crate::secret::WebhookSecrets;
+
+/// The signature headers as a delivery carries them (values as received; absent is `None`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SignatureHeaders<'a> {
+    /// `X-Signature`: HMAC of the raw body.
+    pub signature: Option<&'a str>,
+    /// `X-Signature-V2`: HMAC of the canonical JSON.
+    pub signature_v2: Option<&'a str>,
+    /// `X-Signature-Simple`: HMAC of `timestamp:session_id:status:webhook_type`.
+    pub signature_simple: Option<&'a str>,
+    /// `X-Timestamp`: Unix seconds, not itself covered by `X-Signature`.
+    pub timestamp: Option<&'a str>,
+}
+
+/// Which header a verified signature came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureHeader {
+    /// `X-Signature`.
+    Raw,
+    /// `X-Signature-V2`.
+    Canonical,
+    /// `X-Signature-Simple`.
+    Simple,
+}
+
+impl SignatureHeader {
+    /// The header's name as Didit sends it.
+    pub fn header_name(self) -> &'static str {
+        match self {
+            Self::Raw => "X-Signature",
+            Self::Canonical => "X-Signature-V2",
+            Self::Simple => "X-Signature-Simple",
+        }
+    }
+
+    /// Whether the signature vouches for the whole payload, or only for the four fields of the
+    /// simple form (`decision`, `vendor_data` and `metadata` are then unauthenticated).
+    pub fn covers_payload(self) -> bool {
+        !matches!(self, Self::Simple)
+    }
+}
+
+/// Exactly which message a signature was found over; recorded for diagnostics and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedMessage {
+    /// The body bytes as received.
+    RawBody,
+    /// Canonical JSON, optionally behind `"{X-Timestamp}:"`.
+    Canonical {
+        /// How non-ASCII characters were written.
+        non_ascii: NonAscii,
+        /// Whether the message was `"{X-Timestamp}:{canonical}"`.
+        timestamp_prefix: bool,
+    },
+    /// `"{timestamp}:{session_id}:{status}:{webhook_type}"`.
+    SimpleFields,
+}
+
+/// One message Didit may have signed, with the tag the delivery claims for it.
+#[derive(Clone, Debug)]
+pub struct Challenge<'a> {
+    header: SignatureHeader,
+    form: SignedMessage,
+    claimed: Tag,
+    message: Cow<'a, [u8]>,
+}
+
+impl<'a> Challenge<'a> {
+    /// The bytes to MAC.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
+
+    /// The header this challenge comes from.
+    pub fn header(&self) -> SignatureHeader {
+        self.header
+    }
+
+    /// The exact message form.
+    pub fn form(&self) -> SignedMessage {
+        self.form
+    }
+
+    /// Whether `computed` (the HMAC of [`Self::message`] under some secret) is the claimed tag.
+    pub fn is_answered_by(&self, computed: &Tag) -> bool {
+        tags_equal(&self.claimed, computed)
+    }
+}
+
+/// A delivery whose signature checked out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verified {
+    /// The header whose signature matched.
+    pub header: SignatureHeader,
+    /// The message form that matched.
+    pub form: SignedMessage,
+    /// Which configured secret matched (0 is the first); tells when an old secret can go.
+    pub secret_index: usize,
+}
+
+/// Why a delivery is not authentic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerifyError {
+    /// None of Didit's signature headers is present.
+    MissingSignature,
+    /// Only `X-Signature-Simple` is present, and it is not accepted by configuration.
+    SimpleSignatureNotAllowed,
+    /// Signatures are present but none matches any accepted secret.
+    SignatureMismatch,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::MissingSignature => {
+                "no X-Signature, X-Signature-V2 or X-Signature-Simple header"
+            }
+            Self::SimpleSignatureNotAllowed => {
+                "only X-Signature-Simple was sent, and ALLOW_SIMPLE_SIGNATURE is off"
+            }
+            Self::SignatureMismatch => "no signature matches any configured secret",
+        })
+    }
+}
+
+/// Decodes a hex tag of either case; anything else (wrong length, non-hex) is `None`, which
+/// simply leaves that header unable to match.
+fn decode_tag(value: &str) -> Option<Tag> {
+    let mut tag = [0u8; TAG_LEN];
+    hex::decode_to_slice(value.trim(), &mut tag).ok()?;
+    Some(tag)
+}
+
+/// Lists the challenges a delivery poses.
+///
+/// `envelope` is the body read as a Didit envelope, when it is one (the simple form needs its
+/// fields); the canonical forms are built only when `X-Signature-V2` is present.
+pub fn challenges<'a>(
+    body: &'a [u8],
+    headers: &SignatureHeaders<'_>,
+    envelope: Option<&Envelope<'_>>,
+    allow_simple: bool,
+) -> Result<Vec<Challenge<'a>>, VerifyError> {
+    let any_full = headers.signature.is_some() || headers.signature_v2.is_some();
+    if !any_full && headers.signature_simple.is_none() {
+        return Err(VerifyError::MissingSignature);
+    }
+    if !any_full && !allow_simple {
+        return Err(VerifyError::SimpleSignatureNotAllowed);
+    }
+    let mut list = Vec::new();
+    if let Some(claimed) = headers.signature.and_then(decode_tag) {
+        list.push(Challenge {
+            header: SignatureHeader::Raw,
+            form: SignedMessage::RawBody,
+            claimed,
+            message: Cow::Borrowed(body),
+        });
+    }
+    if let Some(claimed) = headers.signature_v2.and_then(decode_tag) {
+        if let Ok(canonical) = CanonicalJson::parse(body) {
+            let escaped = canonical.to_string(NonAscii::Escaped);
+            let utf8 = canonical.to_string(NonAscii::Utf8);
+            let mut forms = Vec::with_capacity(2);
+            forms.push((NonAscii::Escaped, escaped));
+            if forms.iter().all(|(_, text)| *text != utf8) {
+                forms.push((NonAscii::Utf8, utf8));
+            }
+            let prefix = headers.timestamp.map(str::trim);
+            for (non_ascii, text) in forms {
+                if let Some(timestamp) = prefix {
+                    list.push(Challenge {
+                        header: SignatureHeader::Canonical,
+                        form: SignedMessage::Canonical { non_ascii, timestamp_prefix: true },
+                        claimed,
+                        message: Cow::Owned(format!("{timestamp}:{text}").into_bytes()),
+                    });
+                }
+                list.push(Challenge {
+                    header: SignatureHeader::Canonical,
+                    form: SignedMessage::Canonical { non_ascii, timestamp_prefix: false },
+                    claimed,
+                    message: Cow::Owned(text.into_bytes()),
+                });
+            }
+        }
+    }
+    if allow_simple {
+        if let (Some(claimed), Some(envelope)) =
+            (headers.signature_simple.and_then(decode_tag), envelope)
+        {
+            if let (Some(session_id), Some(status), Some(webhook_type)) = (
+                envelope.session_id.as_deref(),
+                envelope.status.as_deref(),
+                envelope.webhook_type.as_deref(),
+            ) {
+                let header_ts = headers.timestamp.map(str::trim).map(alloc::string::String::from);
+                let body_ts = envelope.timestamp.map(|t| format!("{t}"));
+                let mut stamps: Vec<alloc::string::String> = header_ts.into_iter().collect();
+                if let Some(body_ts) = body_ts {
+                    if !stamps.contains(&body_ts) {
+                        stamps.push(body_ts);
+                    }
+                }
+                for stamp in stamps {
+                    list.push(Challenge {
+                        header: SignatureHeader::Simple,
+                        form: SignedMessage::SimpleFields,
+                        claimed,
+                        message: Cow::Owned(
+                            format!("{stamp}:{session_id}:{status}:{webhook_type}").into_bytes(),
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(list)
+}
+
+/// Answers the challenges synchronously with `mac`, trying each secret on each challenge in
+/// order, and stops at the first match.
+pub fn answer(
+    challenges: &[Challenge<'_>],
+    secrets: &WebhookSecrets,
+    mac: &mut impl HmacSha256,
+) -> Result<Verified, VerifyError> {
+    for challenge in challenges {
+        for (secret_index, secret) in secrets.iter().enumerate() {
+            if challenge.is_answered_by(&mac.tag(secret.key(), challenge.message())) {
+                return Ok(Verified { header: challenge.header, form: challenge.form, secret_index });
+            }
+        }
+    }
+    Err(VerifyError::SignatureMismatch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mac::RustCrypto;
+
+    fn sign(secret: &str, message: &[u8]) -> alloc::string::String {
+        hex::encode(RustCrypto.tag(secret.as_bytes(), message))
+    }
+
+    const BODY: &[u8] = br#"{"webhook_type":"status.updated","session_id":"s1","status":"Approved","timestamp":1700000000,"name":"Jos\u00e9"}"#;
+
+    #[test]
+    fn raw_signature_matches_in_either_hex_case() {
+        let secrets = WebhookSecrets::parse("k").expect("secret");
+        for tag in [sign("k", BODY), sign("k", BODY).to_uppercase()] {
+            let headers = SignatureHeaders { signature: Some(&tag), ..Default::default() };
+            let list = challenges(BODY, &headers, None, false).expect("challenges");
+            let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
+            assert_eq!(verified.header, SignatureHeader::Raw);
+        }
+    }
+
+    #[test]
+    fn malformed_tags_are_mismatches_not_panics() {
+        let secrets = WebhookSecrets::parse("k").expect("secret");
+        for bad in ["", "zz", "abc", &"0".repeat(63), &"0".repeat(65), "é", &"g".repeat(64)] {
+            let headers = SignatureHeaders { signature: Some(bad), ..Default::default() };
+            let list = challenges(BODY, &headers, None, false).expect("challenges");
+            assert_eq!(answer(&list, &secrets, &mut RustCrypto), Err(VerifyError::SignatureMismatch));
+        }
+    }
+
+    #[test]
+    fn second_secret_verifies_during_rotation() {
+        let secrets = WebhookSecrets::parse("new,old").expect("secrets");
+        let tag = sign("old", BODY);
+        let headers = SignatureHeaders { signature: Some(&tag), ..Default::default() };
+        let list = challenges(BODY, &headers, None, false).expect("challenges");
+        assert_eq!(answer(&list, &secrets, &mut RustCrypto).map(|v| v.secret_index), Ok(1));
+    }
+
+    #[test]
+    fn v2_accepts_each_canonical_variant() {
+        let secrets = WebhookSecrets::parse("k").expect("secret");
+        let escaped = r#"{"name":"Jos\u00e9","session_id":"s1","status":"Approved","timestamp":1700000000,"webhook_type":"status.updated"}"#;
+        let utf8 = "{\"name\":\"Jos\u{e9}\",\"session_id\":\"s1\",\"status\":\"Approved\",\"timestamp\":1700000000,\"webhook_type\":\"status.updated\"}";
+        for (message, non_ascii, prefix) in [
+            (escaped.into(), NonAscii::Escaped, false),
+            (utf8.into(), NonAscii::Utf8, false),
+            (format!("1700000000:{escaped}"), NonAscii::Escaped, true),
+            (format!("1700000000:{utf8}"), NonAscii::Utf8, true),
+        ] {
+            let tag = sign("k", message.as_bytes());
+            let headers = SignatureHeaders {
+                signature_v2: Some(&tag),
+                timestamp: Some("1700000000"),
+                ..Default::default()
+            };
+            let list = challenges(BODY, &headers, None, false).expect("challenges");
+            let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
+            assert_eq!(verified.form, SignedMessage::Canonical { non_ascii, timestamp_prefix: prefix });
+        }
+    }
+
+    #[test]
+    fn simple_signature_only_when_allowed() {
+        let envelope = Envelope::parse(BODY).expect("envelope");
+        let secrets = WebhookSecrets::parse("k").expect("secret");
+        let tag = sign("k", b"1700000000:s1:Approved:status.updated");
+        let headers = SignatureHeaders {
+            signature_simple: Some(&tag),
+            timestamp: Some("1700000000"),
+            ..Default::default()
+        };
+        assert_eq!(
+            challenges(BODY, &headers, Some(&envelope), false).err(),
+            Some(VerifyError::SimpleSignatureNotAllowed)
+        );
+        let list = challenges(BODY, &headers, Some(&envelope), true).expect("challenges");
+        let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
+        assert_eq!(verified.header, SignatureHeader::Simple);
+        assert!(!verified.header.covers_payload());
+    }
+
+    #[test]
+    fn no_headers_is_missing_signature() {
+        assert_eq!(
+            challenges(BODY, &SignatureHeaders::default(), None, true).err(),
+            Some(VerifyError::MissingSignature)
+        );
+    }
+}
