@@ -4,6 +4,7 @@
 //! original payload rides along byte-for-byte under `data.payload`, so nothing Didit sent is
 //! lost or re-encoded.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -97,8 +98,8 @@ pub struct EventParts<'a> {
     pub received_at: i64,
 }
 
-/// Writes the CloudEvent as JSON.
-pub fn to_json(parts: &EventParts<'_>) -> Result<String, serde_json::Error> {
+/// Writes the CloudEvent as one JSON value.
+pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Error> {
     let envelope = parts.envelope;
     let source = match envelope.application_id.as_deref() {
         Some(app) if !app.is_empty() => alloc::format!("https://didit.me/applications/{app}"),
@@ -138,5 +139,5 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<String, serde_json::Error> {
             payload: parts.payload,
         },
     };
-    serde_json::to_string(&event)
+    serde_json::value::to_raw_value(&event)
 }

@@ -11,6 +11,7 @@
 //! let admission = intake.admit(verified, now, tolerance)?;
 //! ```
 
+use alloc::boxed::Box;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use serde_json::value::RawValue;
@@ -53,7 +54,7 @@ pub struct Admission {
     /// The inbox (Durable Object) that owns the subject.
     pub inbox: String,
     /// The CloudEvent to deliver, as JSON.
-    pub cloud_event: String,
+    pub cloud_event: Box<RawValue>,
     /// How it was authenticated.
     pub verified: Verified,
 }
@@ -182,7 +183,7 @@ mod tests {
         let admission = run(&body, &signed(&body), None).expect("admitted");
         assert_eq!(admission.inbox, "session:s1");
         assert_eq!(admission.alias.as_deref(), Some("e1"));
-        let event: serde_json::Value = serde_json::from_str(&admission.cloud_event).expect("json");
+        let event: serde_json::Value = serde_json::from_str(admission.cloud_event.get()).expect("json");
         assert_eq!(event["id"], admission.event_id.as_str());
         assert_eq!(event["type"], "me.didit.status.updated");
         assert_eq!(event["subject"], "s1");

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use base64::Engine as _;
 
-use crate::mac::HmacSha256;
+use crate::mac::{HmacSha256, Tag};
 use crate::secret::SigningSecret;
 
 /// The three headers of a signed request.
@@ -20,6 +20,28 @@ pub struct SignedHeaders {
     pub signature: String,
 }
 
+/// The signed message: `"{id}.{timestamp}.{body}"`. Exposed so an adapter can MAC it with an
+/// asynchronous provider and finish with [`headers`].
+pub fn message(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
+    let timestamp = format!("{timestamp}");
+    let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    message.extend_from_slice(id.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(timestamp.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(body);
+    message
+}
+
+/// The headers for a tag computed over [`message`] with the signing secret's key.
+pub fn headers(id: &str, timestamp: i64, tag: &Tag) -> SignedHeaders {
+    SignedHeaders {
+        id: id.into(),
+        timestamp: format!("{timestamp}"),
+        signature: format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(tag)),
+    }
+}
+
 /// Signs one attempt to deliver `body` with id `id` at `now` (Unix seconds).
 pub fn sign(
     secret: &SigningSecret,
@@ -28,16 +50,7 @@ pub fn sign(
     body: &[u8],
     mac: &mut impl HmacSha256,
 ) -> SignedHeaders {
-    let timestamp = format!("{now}");
-    let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
-    message.extend_from_slice(id.as_bytes());
-    message.push(b'.');
-    message.extend_from_slice(timestamp.as_bytes());
-    message.push(b'.');
-    message.extend_from_slice(body);
-    let tag = mac.tag(secret.key(), &message);
-    let signature = format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(tag));
-    SignedHeaders { id: id.into(), timestamp, signature }
+    headers(id, now, &mac.tag(secret.key(), &message(id, now, body)))
 }
 
 #[cfg(test)]

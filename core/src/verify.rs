@@ -103,6 +103,11 @@ impl<'a> Challenge<'a> {
     pub fn is_answered_by(&self, computed: &Tag) -> bool {
         tags_equal(&self.claimed, computed)
     }
+
+    /// The verdict once the secret at `secret_index` answered this challenge.
+    pub fn verified_with(&self, secret_index: usize) -> Verified {
+        Verified { header: self.header, form: self.form, secret_index }
+    }
 }
 
 /// A delivery whose signature checked out.
@@ -246,7 +251,7 @@ pub fn answer(
     for challenge in challenges {
         for (secret_index, secret) in secrets.iter().enumerate() {
             if challenge.is_answered_by(&mac.tag(secret.key(), challenge.message())) {
-                return Ok(Verified { header: challenge.header, form: challenge.form, secret_index });
+                return Ok(challenge.verified_with(secret_index));
             }
         }
     }

@@ -1,1 +1,23 @@
-//! placeholder
+//! didit-edge on Cloudflare Workers: a thin adapter around `didit_edge_core`.
+//!
+//! The fetch handler reads a request, lets the core judge it, and hands admitted events to the
+//! subject's [`inbox::Inbox`] Durable Object, which stores them before Didit gets its answer and
+//! delivers them to the origin from its alarm. Decisions (what is authentic, what is a
+//! duplicate key, when to retry) are the core's; this crate only moves bytes and awaits IO.
+
+mod claim;
+mod edge;
+mod inbox;
+mod origin;
+mod respond;
+mod settings;
+mod webcrypto;
+
+pub use inbox::Inbox;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
+    edge::handle(request, &env).await
+}

@@ -1,0 +1,20 @@
+//! The message from the edge to a subject's inbox: claim this id, and if it is new, keep this
+//! event. The CloudEvent rides as a raw JSON value, so it is neither escaped nor re-encoded.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// Path of the claim call on the inbox.
+pub const PATH: &str = "/claim";
+
+/// A claim, as sent and as received.
+#[derive(Serialize, Deserialize)]
+pub struct Claim<'a> {
+    /// The stable event id.
+    pub id: &'a str,
+    /// Didit's `event_id`, a second duplicate key.
+    pub alias: Option<&'a str>,
+    /// The CloudEvent to deliver.
+    #[serde(borrow)]
+    pub cloud_event: &'a RawValue,
+}

@@ -1,0 +1,44 @@
+//! Configuration from the Worker's environment (vars, secrets, `.dev.vars`), checked by the core.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use didit_edge_core::config::{Config, ConfigErrors};
+use didit_edge_core::rejection::Rejection;
+use worker::{console_error, Env};
+
+thread_local! {
+    /// An isolate's environment never changes, so the parsed configuration is kept for its life.
+    static CACHED: RefCell<Option<Result<Rc<Config>, ConfigErrors>>> = const { RefCell::new(None) };
+}
+
+fn read(env: &Env) -> Result<Config, ConfigErrors> {
+    Config::from_lookup(|name| {
+        env.secret(name)
+            .map(|s| s.to_string())
+            .or_else(|_| env.var(name).map(|v| v.to_string()))
+            .ok()
+    })
+}
+
+/// The configuration, or the rejection that answers every delivery while it is invalid (503,
+/// so Didit retries once it is fixed). The full problem list goes to the log, never a value.
+pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
+    let cached = CACHED.with(|cell| {
+        cell.borrow_mut().get_or_insert_with(|| read(env).map(Rc::new)).clone()
+    });
+    cached.map_err(|errors| {
+        console_error!("didit-edge configuration is invalid: {errors}");
+        let mut names: Vec<&str> = errors.0.iter().map(|e| e.setting).collect();
+        names.dedup();
+        Rejection::Misconfigured { settings: names.join(", ") }
+    })
+}
+
+/// The problems, for the health endpoint: setting names and what is wrong, never values.
+pub fn problems(env: &Env) -> Vec<String> {
+    match config(env) {
+        Ok(_) => Vec::new(),
+        Err(_) => read(env).err().map(|e| e.0.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+    }
+}

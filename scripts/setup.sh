@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs every pinned tool the build and tests need, from package registries only
+# (crates.io, npm, PyPI). Idempotent: each step is skipped when the right version is present.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$repo_root"
+
+step() { printf '\n== setup: %s\n' "$*"; }
+
+step "Rust targets and components"
+installed_targets="$(rustup target list --installed)"
+for target in wasm32-unknown-unknown wasm32v1-none; do
+  grep -qx "$target" <<<"$installed_targets" || rustup target add "$target"
+done
+for component in rustfmt clippy; do
+  rustup component list --installed | grep -q "^$component" || rustup component add "$component"
+done
+
+step "Cargo.lock"
+[ -f Cargo.lock ] || cargo generate-lockfile
+
+step "wasm-bindgen-cli (must match the wasm-bindgen in Cargo.lock)"
+bindgen_version="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $NF}')" != "$bindgen_version" ]; then
+  cargo install wasm-bindgen-cli --version "$bindgen_version" --force
+fi
+
+step "worker-build"
+worker_build_version=0.8.7
+if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$worker_build_version" ]; then
+  cargo install worker-build --version "$worker_build_version" --locked --force
+fi
+
+step "npm packages: wrangler, Node 22 for it, esbuild, wasm-opt (binaryen)"
+lock_stamp=node_modules/.package-lock.json
+if [ ! -f "$lock_stamp" ] || [ package.json -nt "$lock_stamp" ] || [ package-lock.json -nt "$lock_stamp" ] \
+   || ! node_modules/.bin/wrangler --version >/dev/null 2>&1; then
+  # `npm ci` fails with wrangler 4.164 (the registry lacks some platforms' workerd packages);
+  # `npm install` with the committed lockfile installs the same versions.
+  npm install --no-audit --no-fund
+fi
+node_major="$(node --version | sed 's/^v\([0-9]*\).*/\1/')"
+if [ "$node_major" -lt 22 ]; then
+  echo "Node $(node --version) is too old for wrangler, and node_modules/.bin/node is missing" >&2
+  exit 1
+fi
+
+step "Python virtualenv for the integration tests and the demo origin"
+venv=.tools/venv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+if ! cmp -s tests/requirements.txt "$venv/.requirements.txt"; then
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+  cp tests/requirements.txt "$venv/.requirements.txt"
+fi
+
+step "done"

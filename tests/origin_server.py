@@ -1,0 +1,111 @@
+"""A real HTTP origin on 127.0.0.1 that records what it receives and verifies every request
+with the independent `standardwebhooks` library. Its behaviour can be switched while a test runs.
+
+Run directly, it is the demo origin: it prints each verified event.
+"""
+
+import argparse
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+class Origin:
+    """Start with `start()`; `stop()` closes the socket, so connections are refused ("down")."""
+
+    def __init__(self, port: int, signing_secret: str, echo=False):
+        self.port = port
+        self.verifier = Webhook(signing_secret)
+        self.echo = echo
+        self.lock = threading.Lock()
+        self.received = []  # every request, verified or not, with its headers and parsed body
+        self.status = 204
+        self.delay_secs = 0.0
+        self.server = None
+        self.thread = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/didit-events"
+
+    def start(self):
+        origin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length)
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    origin.verifier.verify(body, headers)
+                    verified = True
+                except WebhookVerificationError:
+                    verified = False
+                try:
+                    event = json.loads(body)
+                except ValueError:
+                    event = None
+                with origin.lock:
+                    status, delay = origin.status, origin.delay_secs
+                    origin.received.append({"headers": headers, "event": event, "verified": verified,
+                                            "answered": status, "at": time.time()})
+                if origin.echo:
+                    print(json.dumps({"verified": verified, "webhook-id": headers.get("webhook-id"),
+                                      "event": event}, indent=2, ensure_ascii=False), flush=True)
+                if delay:
+                    time.sleep(delay)
+                self.send_response(status if verified else 401)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        if self.server:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def deliveries(self, verified_only=True):
+        with self.lock:
+            return [r for r in self.received if r["verified"] or not verified_only]
+
+    def delivered_ids(self):
+        """webhook-ids of requests that were verified and answered 2xx."""
+        return [r["headers"].get("webhook-id") for r in self.deliveries() if 200 <= r["answered"] < 300]
+
+    def wait_for(self, predicate, timeout=30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if predicate(self):
+                return True
+            time.sleep(0.1)
+        return predicate(self)
+
+
+def main():
+    parser = argparse.ArgumentParser(description="Demo origin: prints each event didit-edge forwards.")
+    parser.add_argument("--port", type=int, default=8788)
+    parser.add_argument("--secret", required=True, help="the ORIGIN_SIGNING_SECRET (whsec_...)")
+    args = parser.parse_args()
+    origin = Origin(args.port, args.secret, echo=True).start()
+    print(f"demo origin listening on {origin.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        origin.stop()
+
+
+if __name__ == "__main__":
+    main()
