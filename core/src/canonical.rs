@@ -517,6 +517,8 @@ fn write_python_repr(value: f64, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     fn canon(input: &str, mode: NonAscii) -> String {

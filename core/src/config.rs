@@ -302,6 +302,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use alloc::format;
     use alloc::vec;

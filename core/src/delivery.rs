@@ -72,6 +72,8 @@ pub fn forget_at_ms(received_at_ms: i64, delivered_at_ms: i64, dedup_ttl_secs: u
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

@@ -241,6 +241,8 @@ fn unix_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

@@ -159,6 +159,8 @@ impl fmt::Display for EventId {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     fn envelope(json: &str) -> Envelope<'_> {

@@ -154,6 +154,8 @@ fn rejection_of(error: VerifyError) -> Rejection {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::mac::RustCrypto;
     use alloc::format;

@@ -45,6 +45,8 @@ pub fn tags_equal(expected: &Tag, computed: &Tag) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
 
     #[test]

@@ -125,6 +125,8 @@ impl fmt::Debug for SigningSecret {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use alloc::format;
 

@@ -55,6 +55,8 @@ pub fn sign(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::mac::RustCrypto;
 

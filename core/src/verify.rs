@@ -260,6 +260,8 @@ pub fn answer(
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::mac::RustCrypto;
 
