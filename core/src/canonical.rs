@@ -507,7 +507,7 @@ fn write_python_repr(value: f64, out: &mut String) {
         Some((m, e)) => (m, e.parse::<i32>().unwrap_or(0)),
         None => (scientific.as_str(), 0),
     };
-    if exponent < -4 || exponent >= 16 {
+    if !(-4..16).contains(&exponent) {
         let sign = if exponent < 0 { '-' } else { '+' };
         let _ = write!(out, "{mantissa}e{sign}{:02}", exponent.unsigned_abs());
     } else {
