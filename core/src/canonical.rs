@@ -85,7 +85,10 @@ pub struct CanonicalJson<'a> {
 impl<'a> CanonicalJson<'a> {
     /// Parses `body`, which must be one JSON value with optional surrounding whitespace.
     pub fn parse(body: &'a [u8]) -> Result<Self, CanonicalError> {
-        let mut parser = Parser { input: body, pos: 0 };
+        let mut parser = Parser {
+            input: body,
+            pos: 0,
+        };
         parser.skip_whitespace();
         let root = parser.value(0)?;
         parser.skip_whitespace();
@@ -259,8 +262,9 @@ impl<'a> Parser<'a> {
                 None => return Err(self.syntax()),
                 Some(b'"') => {
                     let raw = self.input.get(start..self.pos).ok_or(self.syntax())?;
-                    let text = core::str::from_utf8(raw)
-                        .map_err(|e| CanonicalError::Syntax { offset: start + e.valid_up_to() })?;
+                    let text = core::str::from_utf8(raw).map_err(|e| CanonicalError::Syntax {
+                        offset: start + e.valid_up_to(),
+                    })?;
                     self.pos += 1;
                     return Ok(Cow::Borrowed(text));
                 }
@@ -270,10 +274,12 @@ impl<'a> Parser<'a> {
             }
         }
         let prefix = self.input.get(start..self.pos).ok_or(self.syntax())?;
-        let mut owned = String::from(
-            core::str::from_utf8(prefix)
-                .map_err(|e| CanonicalError::Syntax { offset: start + e.valid_up_to() })?,
-        );
+        let mut owned =
+            String::from(
+                core::str::from_utf8(prefix).map_err(|e| CanonicalError::Syntax {
+                    offset: start + e.valid_up_to(),
+                })?,
+            );
         loop {
             let run_start = self.pos;
             while let Some(byte) = self.peek() {
@@ -284,8 +290,9 @@ impl<'a> Parser<'a> {
             }
             let run = self.input.get(run_start..self.pos).ok_or(self.syntax())?;
             owned.push_str(
-                core::str::from_utf8(run)
-                    .map_err(|e| CanonicalError::Syntax { offset: run_start + e.valid_up_to() })?,
+                core::str::from_utf8(run).map_err(|e| CanonicalError::Syntax {
+                    offset: run_start + e.valid_up_to(),
+                })?,
             );
             match self.peek() {
                 Some(b'"') => {
@@ -319,30 +326,45 @@ impl<'a> Parser<'a> {
                 let code = match first {
                     0xD800..=0xDBFF => {
                         if self.input.get(self.pos..self.pos + 2) != Some(b"\\u") {
-                            return Err(CanonicalError::LoneSurrogate { offset: escape_start });
+                            return Err(CanonicalError::LoneSurrogate {
+                                offset: escape_start,
+                            });
                         }
                         self.pos += 2;
                         let second = self.hex4()?;
                         if !(0xDC00..=0xDFFF).contains(&second) {
-                            return Err(CanonicalError::LoneSurrogate { offset: escape_start });
+                            return Err(CanonicalError::LoneSurrogate {
+                                offset: escape_start,
+                            });
                         }
                         0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
                     }
                     0xDC00..=0xDFFF => {
-                        return Err(CanonicalError::LoneSurrogate { offset: escape_start })
+                        return Err(CanonicalError::LoneSurrogate {
+                            offset: escape_start,
+                        })
                     }
                     other => other,
                 };
-                char::from_u32(code).ok_or(CanonicalError::LoneSurrogate { offset: escape_start })?
+                char::from_u32(code).ok_or(CanonicalError::LoneSurrogate {
+                    offset: escape_start,
+                })?
             }
-            _ => return Err(CanonicalError::Syntax { offset: escape_start }),
+            _ => {
+                return Err(CanonicalError::Syntax {
+                    offset: escape_start,
+                })
+            }
         };
         out.push(decoded);
         Ok(())
     }
 
     fn hex4(&mut self) -> Result<u32, CanonicalError> {
-        let digits = self.input.get(self.pos..self.pos + 4).ok_or(self.syntax())?;
+        let digits = self
+            .input
+            .get(self.pos..self.pos + 4)
+            .ok_or(self.syntax())?;
         let mut value = 0u32;
         for &digit in digits {
             let nibble = (digit as char).to_digit(16).ok_or(self.syntax())?;
@@ -517,9 +539,9 @@ fn write_python_repr(value: f64, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     fn canon(input: &str, mode: NonAscii) -> String {
         match CanonicalJson::parse(input.as_bytes()) {
@@ -531,14 +553,20 @@ mod tests {
     #[test]
     fn sorts_keys_recursively_and_compacts() {
         assert_eq!(
-            canon(r#" { "b" : [ 1 , {"z":1,"a":2} ], "a" : null } "#, NonAscii::Escaped),
+            canon(
+                r#" { "b" : [ 1 , {"z":1,"a":2} ], "a" : null } "#,
+                NonAscii::Escaped
+            ),
             r#"{"a":null,"b":[1,{"a":2,"z":1}]}"#
         );
     }
 
     #[test]
     fn duplicate_keys_keep_the_last_value() {
-        assert_eq!(canon(r#"{"a":1,"b":2,"a":3}"#, NonAscii::Utf8), r#"{"a":3,"b":2}"#);
+        assert_eq!(
+            canon(r#"{"a":1,"b":2,"a":3}"#, NonAscii::Utf8),
+            r#"{"a":3,"b":2}"#
+        );
     }
 
     #[test]
@@ -582,7 +610,10 @@ mod tests {
     #[test]
     fn keys_sort_by_code_point_after_unescaping() {
         assert_eq!(
-            canon(r#"{"\u00e9":1,"z":2,"10":3,"9":4,"😀":5,"ﬀ":6}"#, NonAscii::Utf8),
+            canon(
+                r#"{"\u00e9":1,"z":2,"10":3,"9":4,"😀":5,"ﬀ":6}"#,
+                NonAscii::Utf8
+            ),
             "{\"10\":3,\"9\":4,\"z\":2,\"\u{e9}\":1,\"\u{fb00}\":6,\"\u{1F600}\":5}"
         );
     }
@@ -590,10 +621,24 @@ mod tests {
     #[test]
     fn rejects_what_is_not_json() {
         for input in [
-            "", "{", "{\"a\"}", "[1,]", "01", "1.", "-", "\"\u{1}\"", "{\"a\":1}x", "NaN", "\"\\x\"",
-            "[1 2]", "tru",
+            "",
+            "{",
+            "{\"a\"}",
+            "[1,]",
+            "01",
+            "1.",
+            "-",
+            "\"\u{1}\"",
+            "{\"a\":1}x",
+            "NaN",
+            "\"\\x\"",
+            "[1 2]",
+            "tru",
         ] {
-            assert!(CanonicalJson::parse(input.as_bytes()).is_err(), "accepted {input:?}");
+            assert!(
+                CanonicalJson::parse(input.as_bytes()).is_err(),
+                "accepted {input:?}"
+            );
         }
         assert_eq!(
             CanonicalJson::parse(br#""\ud800""#).err(),
@@ -605,7 +650,10 @@ mod tests {
     #[test]
     fn refuses_deep_nesting_without_overflowing() {
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
-        assert_eq!(CanonicalJson::parse(deep.as_bytes()).err(), Some(CanonicalError::TooDeep));
+        assert_eq!(
+            CanonicalJson::parse(deep.as_bytes()).err(),
+            Some(CanonicalError::TooDeep)
+        );
         let fine = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
         assert!(CanonicalJson::parse(fine.as_bytes()).is_ok());
     }

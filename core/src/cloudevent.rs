@@ -22,7 +22,8 @@ pub const TYPE_PREFIX: &str = "me.didit.";
 pub const DATA_SCHEMA_VERSION: u32 = 1;
 
 /// The fields the four-field simple signature authenticates.
-pub const SIMPLE_SIGNATURE_FIELDS: [&str; 4] = ["timestamp", "session_id", "status", "webhook_type"];
+pub const SIMPLE_SIGNATURE_FIELDS: [&str; 4] =
+    ["timestamp", "session_id", "status", "webhook_type"];
 
 #[derive(Serialize)]
 struct CloudEvent<'a> {
@@ -121,7 +122,10 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Erro
         data: Data {
             schema_version: DATA_SCHEMA_VERSION,
             webhook_type: parts.webhook_type,
-            subject: SubjectRef { kind: parts.subject.kind.as_str(), id: &parts.subject.id },
+            subject: SubjectRef {
+                kind: parts.subject.kind.as_str(),
+                id: &parts.subject.id,
+            },
             status: envelope.status.as_deref(),
             previous_status: envelope.previous_status.as_deref(),
             vendor_data: envelope.vendor_data.as_deref(),

@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
 pub const DEFAULT_DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
 /// Default time one origin request may take.
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u32 = 10_000;
+/// Largest accepted `MAX_BODY_BYTES`: a stored event (body plus its CloudEvent envelope) must
+/// fit one row of a SQLite-backed Durable Object, which holds at most 2 MB.
+pub const MAX_MAX_BODY_BYTES: u64 = 1_572_864;
 /// Longest origin timeout accepted; the inbox's alarm must stay well inside its own limits.
 pub const MAX_ORIGIN_TIMEOUT_MS: u32 = 60_000;
 
@@ -211,8 +214,9 @@ impl<F: Fn(&str) -> Option<String>> Reader<F> {
 
 /// Checks an origin list; the error text names the offending entry.
 pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
-    let origins: Vec<Origin> = serde_json::from_str(json)
-        .map_err(|error| alloc::format!("is not a JSON array of {{\"name\", \"url\"}} objects: {error}"))?;
+    let origins: Vec<Origin> = serde_json::from_str(json).map_err(|error| {
+        alloc::format!("is not a JSON array of {{\"name\", \"url\"}} objects: {error}")
+    })?;
     if origins.is_empty() {
         return Err("lists no origin".to_string());
     }
@@ -221,8 +225,15 @@ pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
         if origin.name.trim().is_empty() {
             return Err(alloc::format!("origin {at} has an empty name"));
         }
-        if origins.iter().take(index).any(|earlier| earlier.name == origin.name) {
-            return Err(alloc::format!("origin name `{}` is used twice", origin.name));
+        if origins
+            .iter()
+            .take(index)
+            .any(|earlier| earlier.name == origin.name)
+        {
+            return Err(alloc::format!(
+                "origin name `{}` is used twice",
+                origin.name
+            ));
         }
         let rest = origin
             .url
@@ -232,13 +243,15 @@ pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
         if host.is_none_or(str::is_empty) || origin.url.chars().any(char::is_whitespace) {
             return Err(alloc::format!(
                 "origin `{}` has url `{}`; it must be an absolute http:// or https:// URL",
-                origin.name, origin.url
+                origin.name,
+                origin.url
             ));
         }
         if !(1..=MAX_ORIGIN_TIMEOUT_MS).contains(&origin.timeout_ms) {
             return Err(alloc::format!(
                 "origin `{}` has timeout_ms {}; it must be between 1 and {MAX_ORIGIN_TIMEOUT_MS}",
-                origin.name, origin.timeout_ms
+                origin.name,
+                origin.timeout_ms
             ));
         }
     }
@@ -249,7 +262,10 @@ impl Config {
     /// Reads and checks every setting through `lookup` (which returns a var's or secret's value).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
         use names::*;
-        let mut reader = Reader { lookup, errors: Vec::new() };
+        let mut reader = Reader {
+            lookup,
+            errors: Vec::new(),
+        };
 
         let webhook_secrets = reader.required(DIDIT_WEBHOOK_SECRETS).and_then(|text| {
             WebhookSecrets::parse(&text)
@@ -257,24 +273,39 @@ impl Config {
                 .ok()
         });
         let origins = reader.required(ORIGINS).and_then(|text| {
-            parse_origins(&text).map_err(|e| reader.fail(ORIGINS, Problem::Origins(e))).ok()
+            parse_origins(&text)
+                .map_err(|e| reader.fail(ORIGINS, Problem::Origins(e)))
+                .ok()
         });
         let signing_secret = reader.required(ORIGIN_SIGNING_SECRET).and_then(|text| {
             SigningSecret::parse(&text)
                 .map_err(|e| reader.fail(ORIGIN_SIGNING_SECRET, Problem::Secret(e)))
                 .ok()
         });
-        let timestamp_tolerance_secs =
-            reader.number(TIMESTAMP_TOLERANCE_SECS, DEFAULT_TIMESTAMP_TOLERANCE_SECS, 1, 86_400);
-        let max_body_bytes = reader.number(MAX_BODY_BYTES, DEFAULT_MAX_BODY_BYTES, 1024, 100 << 20);
+        let timestamp_tolerance_secs = reader.number(
+            TIMESTAMP_TOLERANCE_SECS,
+            DEFAULT_TIMESTAMP_TOLERANCE_SECS,
+            1,
+            86_400,
+        );
+        let max_body_bytes = reader.number(
+            MAX_BODY_BYTES,
+            DEFAULT_MAX_BODY_BYTES,
+            1024,
+            MAX_MAX_BODY_BYTES,
+        );
         let dedup_ttl_secs = reader.number(DEDUP_TTL_SECS, DEFAULT_DEDUP_TTL_SECS, 1, 365 * 86_400);
         if dedup_ttl_secs < timestamp_tolerance_secs {
             reader.fail(
                 DEDUP_TTL_SECS,
-                Problem::ShorterThanTolerance { tolerance_secs: timestamp_tolerance_secs },
+                Problem::ShorterThanTolerance {
+                    tolerance_secs: timestamp_tolerance_secs,
+                },
             );
         }
-        let schedule_text = reader.get(RETRY_SCHEDULE).unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_string());
+        let schedule_text = reader
+            .get(RETRY_SCHEDULE)
+            .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_string());
         let retry_schedule = RetrySchedule::parse(&schedule_text)
             .map_err(|e| reader.fail(RETRY_SCHEDULE, Problem::RetrySchedule(e)))
             .ok();
@@ -302,24 +333,34 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use alloc::format;
     use alloc::vec;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let owned: Vec<(String, String)> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        move |name| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
     }
 
     fn minimal() -> Vec<(&'static str, &'static str)> {
         vec![
             ("DIDIT_WEBHOOK_SECRETS", "didit-secret"),
-            ("ORIGINS", r#"[{"name":"aws-eu","url":"https://origin.example/hooks"}]"#),
+            (
+                "ORIGINS",
+                r#"[{"name":"aws-eu","url":"https://origin.example/hooks"}]"#,
+            ),
             ("ORIGIN_SIGNING_SECRET", SIGNING),
         ]
     }
@@ -362,7 +403,10 @@ mod tests {
             ]
         );
         let text = format!("{errors}");
-        assert!(text.contains("ORIGIN_SIGNING_SECRET: must start with `whsec_`"), "{text}");
+        assert!(
+            text.contains("ORIGIN_SIGNING_SECRET: must start with `whsec_`"),
+            "{text}"
+        );
         assert!(!text.contains("plain-secret-value"));
     }
 
@@ -375,7 +419,10 @@ mod tests {
 
     #[test]
     fn origin_lists_are_checked() {
-        assert!(parse_origins(r#"[{"name":"a","url":"http://127.0.0.1:8080/x","timeout_ms":500}]"#).is_ok());
+        assert!(parse_origins(
+            r#"[{"name":"a","url":"http://127.0.0.1:8080/x","timeout_ms":500}]"#
+        )
+        .is_ok());
         for bad in [
             "[]",
             "{}",

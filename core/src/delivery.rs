@@ -40,11 +40,19 @@ pub enum Progress {
 impl Progress {
     /// A new event: due now.
     pub fn new(now_ms: i64) -> Self {
-        Self::Pending { failures: 0, next_attempt_at_ms: now_ms }
+        Self::Pending {
+            failures: 0,
+            next_attempt_at_ms: now_ms,
+        }
     }
 
     /// The state after an attempt that ended with `result` at `now_ms`.
-    pub fn after_attempt(self, result: &AttemptResult, now_ms: i64, schedule: &RetrySchedule) -> Self {
+    pub fn after_attempt(
+        self,
+        result: &AttemptResult,
+        now_ms: i64,
+        schedule: &RetrySchedule,
+    ) -> Self {
         match self {
             Self::Delivered { .. } => self,
             Self::Pending { failures, .. } if result.is_delivered() => {
@@ -56,7 +64,8 @@ impl Progress {
                 let wait_ms = schedule.wait_after(failures).saturating_mul(1000);
                 Self::Pending {
                     failures,
-                    next_attempt_at_ms: now_ms.saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX)),
+                    next_attempt_at_ms: now_ms
+                        .saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX)),
                 }
             }
         }
@@ -72,9 +81,9 @@ pub fn forget_at_ms(received_at_ms: i64, delivered_at_ms: i64, dedup_ttl_secs: u
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn failures_back_off_on_schedule_until_delivered() {
@@ -93,21 +102,46 @@ mod tests {
         assert_eq!(
             seen,
             [
-                Progress::Pending { failures: 1, next_attempt_at_ms: 1_000 },
-                Progress::Pending { failures: 2, next_attempt_at_ms: 11_000 },
-                Progress::Pending { failures: 3, next_attempt_at_ms: 21_000 },
-                Progress::Pending { failures: 4, next_attempt_at_ms: 31_000 },
+                Progress::Pending {
+                    failures: 1,
+                    next_attempt_at_ms: 1_000
+                },
+                Progress::Pending {
+                    failures: 2,
+                    next_attempt_at_ms: 11_000
+                },
+                Progress::Pending {
+                    failures: 3,
+                    next_attempt_at_ms: 21_000
+                },
+                Progress::Pending {
+                    failures: 4,
+                    next_attempt_at_ms: 31_000
+                },
             ]
         );
         let delivered = progress.after_attempt(&AttemptResult::Status(204), 31_000, &schedule);
         assert_eq!(delivered, Progress::Delivered { at_ms: 31_000 });
-        assert_eq!(delivered.after_attempt(&AttemptResult::Status(500), 40_000, &schedule), delivered);
+        assert_eq!(
+            delivered.after_attempt(&AttemptResult::Status(500), 40_000, &schedule),
+            delivered
+        );
     }
 
     #[test]
     fn only_2xx_delivers() {
-        for (status, delivered) in [(199, false), (200, true), (299, true), (300, false), (429, false)] {
-            assert_eq!(AttemptResult::Status(status).is_delivered(), delivered, "{status}");
+        for (status, delivered) in [
+            (199, false),
+            (200, true),
+            (299, true),
+            (300, false),
+            (429, false),
+        ] {
+            assert_eq!(
+                AttemptResult::Status(status).is_delivered(),
+                delivered,
+                "{status}"
+            );
         }
     }
 

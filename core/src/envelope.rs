@@ -123,7 +123,10 @@ impl<'de> Deserialize<'de> for MetadataFlags {
                 }
                 Ok(flags)
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<MetadataFlags, A::Error> {
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<MetadataFlags, A::Error> {
                 while seq.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(MetadataFlags::default())
             }
@@ -217,7 +220,9 @@ fn unix_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64
             Ok(Some(value))
         }
         fn visit_u64<E: de::Error>(self, value: u64) -> Result<Option<i64>, E> {
-            i64::try_from(value).map(Some).map_err(|_| E::custom("timestamp out of range"))
+            i64::try_from(value)
+                .map(Some)
+                .map_err(|_| E::custom("timestamp out of range"))
         }
         fn visit_f64<E: de::Error>(self, value: f64) -> Result<Option<i64>, E> {
             if value.is_finite() && value.abs() < 1e15 {
@@ -241,9 +246,9 @@ fn unix_seconds<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn reads_the_fields_and_skips_the_rest() {
@@ -260,9 +265,18 @@ mod tests {
     #[test]
     fn timestamp_forms() {
         let read = |json: &str| Envelope::parse(json.as_bytes()).map(|e| e.timestamp).ok();
-        assert_eq!(read(r#"{"timestamp":1700000000.0}"#), Some(Some(1_700_000_000)));
-        assert_eq!(read(r#"{"timestamp":"1700000000"}"#), Some(Some(1_700_000_000)));
-        assert_eq!(read(r#"{"timestamp":"2023-11-14T22:13:20Z"}"#), Some(Some(1_700_000_000)));
+        assert_eq!(
+            read(r#"{"timestamp":1700000000.0}"#),
+            Some(Some(1_700_000_000))
+        );
+        assert_eq!(
+            read(r#"{"timestamp":"1700000000"}"#),
+            Some(Some(1_700_000_000))
+        );
+        assert_eq!(
+            read(r#"{"timestamp":"2023-11-14T22:13:20Z"}"#),
+            Some(Some(1_700_000_000))
+        );
         assert_eq!(read(r#"{"timestamp":null}"#), Some(None));
         assert_eq!(read(r#"{}"#), Some(None));
         assert_eq!(read(r#"{"timestamp":"soon"}"#), None);
@@ -284,9 +298,21 @@ mod tests {
 
     #[test]
     fn tells_malformed_from_invalid() {
-        assert!(matches!(Envelope::parse(b"{\"a\":"), Err(EnvelopeError::Malformed(_))));
-        assert!(matches!(Envelope::parse(b"not json"), Err(EnvelopeError::Malformed(_))));
-        assert!(matches!(Envelope::parse(b"[1,2]"), Err(EnvelopeError::Invalid(_))));
-        assert!(matches!(Envelope::parse(br#"{"session_id":5}"#), Err(EnvelopeError::Invalid(_))));
+        assert!(matches!(
+            Envelope::parse(b"{\"a\":"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::parse(b"not json"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::parse(b"[1,2]"),
+            Err(EnvelopeError::Invalid(_))
+        ));
+        assert!(matches!(
+            Envelope::parse(br#"{"session_id":5}"#),
+            Err(EnvelopeError::Invalid(_))
+        ));
     }
 }

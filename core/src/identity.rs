@@ -86,7 +86,11 @@ pub fn subject_of<'a>(envelope: &Envelope<'a>) -> Option<Subject<'a>> {
     } else {
         Session
     };
-    let family = envelope.webhook_type.as_deref().and_then(|t| t.split_once('.')).map(|(f, _)| f);
+    let family = envelope
+        .webhook_type
+        .as_deref()
+        .and_then(|t| t.split_once('.'))
+        .map(|(f, _)| f);
     let candidates: [(Option<&Cow<'a, str>>, SubjectKind); 3] = match family {
         Some("user") => [
             (present(&envelope.vendor_data), User),
@@ -117,7 +121,12 @@ pub fn subject_of<'a>(envelope: &Envelope<'a>) -> Option<Subject<'a>> {
     candidates
         .into_iter()
         .chain(fallback)
-        .find_map(|(id, kind)| id.map(|id| Subject { kind, id: id.clone() }))
+        .find_map(|(id, kind)| {
+            id.map(|id| Subject {
+                kind,
+                id: id.clone(),
+            })
+        })
 }
 
 /// The stable id of one Didit event (see the module documentation).
@@ -126,7 +135,12 @@ pub struct EventId(String);
 
 impl EventId {
     /// Derives the id.
-    pub fn derive(subject: &Subject<'_>, webhook_type: &str, timestamp: i64, status: Option<&str>) -> Self {
+    pub fn derive(
+        subject: &Subject<'_>,
+        webhook_type: &str,
+        timestamp: i64,
+        status: Option<&str>,
+    ) -> Self {
         let mut hasher = Sha256::new();
         hasher.update(b"didit-edge/event-id/v1");
         let timestamp = format!("{timestamp}");
@@ -159,9 +173,9 @@ impl fmt::Display for EventId {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     fn envelope(json: &str) -> Envelope<'_> {
         Envelope::parse(json.as_bytes()).expect("valid envelope")
@@ -170,36 +184,101 @@ mod tests {
     #[test]
     fn subject_follows_the_event_family() {
         let cases = [
-            (r#"{"webhook_type":"status.updated","session_id":"s1","vendor_data":"u1"}"#, SubjectKind::Session, "s1"),
-            (r#"{"webhook_type":"status.updated","session_kind":"business","session_id":"b1"}"#, SubjectKind::BusinessSession, "b1"),
-            (r#"{"webhook_type":"user.status.updated","vendor_data":"u1","session_id":"s1"}"#, SubjectKind::User, "u1"),
-            (r#"{"webhook_type":"user.data.updated","uuid":"x-1"}"#, SubjectKind::User, "x-1"),
-            (r#"{"webhook_type":"business.status.updated","vendor_business_id":"acme"}"#, SubjectKind::Business, "acme"),
-            (r#"{"webhook_type":"transaction.created","transaction_id":"t1","session_id":"s1"}"#, SubjectKind::Transaction, "t1"),
-            (r#"{"webhook_type":"something.new","vendor_data":"u9"}"#, SubjectKind::User, "u9"),
-            (r#"{"webhook_type":"status.updated","session_id":"  ","business_session_id":"bs"}"#, SubjectKind::BusinessSession, "bs"),
+            (
+                r#"{"webhook_type":"status.updated","session_id":"s1","vendor_data":"u1"}"#,
+                SubjectKind::Session,
+                "s1",
+            ),
+            (
+                r#"{"webhook_type":"status.updated","session_kind":"business","session_id":"b1"}"#,
+                SubjectKind::BusinessSession,
+                "b1",
+            ),
+            (
+                r#"{"webhook_type":"user.status.updated","vendor_data":"u1","session_id":"s1"}"#,
+                SubjectKind::User,
+                "u1",
+            ),
+            (
+                r#"{"webhook_type":"user.data.updated","uuid":"x-1"}"#,
+                SubjectKind::User,
+                "x-1",
+            ),
+            (
+                r#"{"webhook_type":"business.status.updated","vendor_business_id":"acme"}"#,
+                SubjectKind::Business,
+                "acme",
+            ),
+            (
+                r#"{"webhook_type":"transaction.created","transaction_id":"t1","session_id":"s1"}"#,
+                SubjectKind::Transaction,
+                "t1",
+            ),
+            (
+                r#"{"webhook_type":"something.new","vendor_data":"u9"}"#,
+                SubjectKind::User,
+                "u9",
+            ),
+            (
+                r#"{"webhook_type":"status.updated","session_id":"  ","business_session_id":"bs"}"#,
+                SubjectKind::BusinessSession,
+                "bs",
+            ),
         ];
         for (json, kind, id) in cases {
             let subject = subject_of(&envelope(json)).expect(json);
             assert_eq!((subject.kind, subject.id.as_ref()), (kind, id), "{json}");
         }
-        assert_eq!(subject_of(&envelope(r#"{"webhook_type":"status.updated"}"#)), None);
+        assert_eq!(
+            subject_of(&envelope(r#"{"webhook_type":"status.updated"}"#)),
+            None
+        );
     }
 
     #[test]
     fn event_id_is_stable_and_separates_transitions() {
-        let subject = Subject { kind: SubjectKind::User, id: Cow::Borrowed("u1") };
+        let subject = Subject {
+            kind: SubjectKind::User,
+            id: Cow::Borrowed("u1"),
+        };
         let flagged = EventId::derive(&subject, "user.status.updated", 100, Some("FLAGGED"));
-        assert_eq!(flagged, EventId::derive(&subject, "user.status.updated", 100, Some("FLAGGED")));
+        assert_eq!(
+            flagged,
+            EventId::derive(&subject, "user.status.updated", 100, Some("FLAGGED"))
+        );
         assert!(flagged.as_str().starts_with("evt_") && flagged.as_str().len() == 36);
-        assert_ne!(flagged, EventId::derive(&subject, "user.status.updated", 101, Some("FLAGGED")));
-        assert_ne!(flagged, EventId::derive(&subject, "user.status.updated", 100, Some("ACTIVE")));
-        assert_ne!(flagged, EventId::derive(&subject, "user.data.updated", 100, Some("FLAGGED")));
-        let other = Subject { kind: SubjectKind::Session, id: Cow::Borrowed("u1") };
-        assert_ne!(flagged, EventId::derive(&other, "user.status.updated", 100, Some("FLAGGED")));
+        assert_ne!(
+            flagged,
+            EventId::derive(&subject, "user.status.updated", 101, Some("FLAGGED"))
+        );
+        assert_ne!(
+            flagged,
+            EventId::derive(&subject, "user.status.updated", 100, Some("ACTIVE"))
+        );
+        assert_ne!(
+            flagged,
+            EventId::derive(&subject, "user.data.updated", 100, Some("FLAGGED"))
+        );
+        let other = Subject {
+            kind: SubjectKind::Session,
+            id: Cow::Borrowed("u1"),
+        };
+        assert_ne!(
+            flagged,
+            EventId::derive(&other, "user.status.updated", 100, Some("FLAGGED"))
+        );
         // Length prefixes keep field boundaries: ("ab","c") and ("a","bc") differ.
-        let ab = Subject { kind: SubjectKind::User, id: Cow::Borrowed("ab") };
-        let a = Subject { kind: SubjectKind::User, id: Cow::Borrowed("a") };
-        assert_ne!(EventId::derive(&ab, "c", 1, None), EventId::derive(&a, "bc", 1, None));
+        let ab = Subject {
+            kind: SubjectKind::User,
+            id: Cow::Borrowed("ab"),
+        };
+        let a = Subject {
+            kind: SubjectKind::User,
+            id: Cow::Borrowed("a"),
+        };
+        assert_ne!(
+            EventId::derive(&ab, "c", 1, None),
+            EventId::derive(&a, "bc", 1, None)
+        );
     }
 }

@@ -63,10 +63,18 @@ impl<'a> Intake<'a> {
     /// Reads the delivery and lists what must be authenticated.
     pub fn new(delivery: Delivery<'a>, allow_simple: bool) -> Result<Self, Rejection> {
         let envelope = Envelope::parse(delivery.body);
-        let challenges =
-            verify::challenges(delivery.body, &delivery.headers, envelope.as_ref().ok(), allow_simple)
-                .map_err(rejection_of)?;
-        Ok(Self { delivery, envelope, challenges })
+        let challenges = verify::challenges(
+            delivery.body,
+            &delivery.headers,
+            envelope.as_ref().ok(),
+            allow_simple,
+        )
+        .map_err(rejection_of)?;
+        Ok(Self {
+            delivery,
+            envelope,
+            challenges,
+        })
     }
 
     /// The messages to MAC, in order of preference.
@@ -85,31 +93,52 @@ impl<'a> Intake<'a> {
 
     /// Checks fields and freshness of an authenticated delivery and shapes its event.
     /// `now` is Unix seconds.
-    pub fn admit(&self, verified: Verified, now: i64, tolerance_secs: u64) -> Result<Admission, Rejection> {
+    pub fn admit(
+        &self,
+        verified: Verified,
+        now: i64,
+        tolerance_secs: u64,
+    ) -> Result<Admission, Rejection> {
         let envelope = match &self.envelope {
             Ok(envelope) => envelope,
             Err(EnvelopeError::Malformed(_)) => return Err(Rejection::MalformedJson),
             Err(EnvelopeError::Invalid(error)) => {
-                return Err(Rejection::InvalidPayload { reason: error.to_string() })
+                return Err(Rejection::InvalidPayload {
+                    reason: error.to_string(),
+                })
             }
         };
         let webhook_type = envelope
             .webhook_type
             .as_deref()
             .filter(|t| !t.trim().is_empty())
-            .ok_or(Rejection::MissingField { field: "webhook_type" })?;
-        let timestamp = envelope.timestamp.ok_or(Rejection::MissingField { field: "timestamp" })?;
+            .ok_or(Rejection::MissingField {
+                field: "webhook_type",
+            })?;
+        let timestamp = envelope
+            .timestamp
+            .ok_or(Rejection::MissingField { field: "timestamp" })?;
         check_freshness(timestamp, now, tolerance_secs)?;
         if let Some(header) = self.delivery.headers.timestamp {
-            let header_ts = header.trim().parse::<i64>().map_err(|_| Rejection::InvalidTimestampHeader)?;
+            let header_ts = header
+                .trim()
+                .parse::<i64>()
+                .map_err(|_| Rejection::InvalidTimestampHeader)?;
             check_freshness(header_ts, now, tolerance_secs)?;
         }
         let subject = subject_of(envelope).ok_or(Rejection::MissingField {
             field: "session_id (or the entity or transaction id its webhook_type carries)",
         })?;
-        let text = core::str::from_utf8(self.delivery.body).map_err(|_| Rejection::MalformedJson)?;
-        let payload: &RawValue = serde_json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
-        let event_id = EventId::derive(&subject, webhook_type, timestamp, envelope.status.as_deref());
+        let text =
+            core::str::from_utf8(self.delivery.body).map_err(|_| Rejection::MalformedJson)?;
+        let payload: &RawValue =
+            serde_json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
+        let event_id = EventId::derive(
+            &subject,
+            webhook_type,
+            timestamp,
+            envelope.status.as_deref(),
+        );
         let cloud_event = cloudevent::to_json(&EventParts {
             id: &event_id,
             subject: &subject,
@@ -121,10 +150,16 @@ impl<'a> Intake<'a> {
             test: self.delivery.test_header || envelope.is_test(),
             received_at: now,
         })
-        .map_err(|error| Rejection::InvalidPayload { reason: error.to_string() })?;
+        .map_err(|error| Rejection::InvalidPayload {
+            reason: error.to_string(),
+        })?;
         Ok(Admission {
             event_id,
-            alias: envelope.event_id.as_deref().filter(|id| !id.is_empty()).map(String::from),
+            alias: envelope
+                .event_id
+                .as_deref()
+                .filter(|id| !id.is_empty())
+                .map(String::from),
             inbox: subject.inbox_name(),
             cloud_event,
             verified,
@@ -136,9 +171,13 @@ fn check_freshness(timestamp: i64, now: i64, tolerance_secs: u64) -> Result<(), 
     let skew = i128::from(now) - i128::from(timestamp);
     let tolerance = i128::from(tolerance_secs);
     if skew > tolerance {
-        Err(Rejection::StaleTimestamp { age_secs: u64::try_from(skew).unwrap_or(u64::MAX) })
+        Err(Rejection::StaleTimestamp {
+            age_secs: u64::try_from(skew).unwrap_or(u64::MAX),
+        })
     } else if -skew > tolerance {
-        Err(Rejection::FutureTimestamp { ahead_secs: u64::try_from(-skew).unwrap_or(u64::MAX) })
+        Err(Rejection::FutureTimestamp {
+            ahead_secs: u64::try_from(-skew).unwrap_or(u64::MAX),
+        })
     } else {
         Ok(())
     }
@@ -154,11 +193,11 @@ fn rejection_of(error: VerifyError) -> Rejection {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::mac::RustCrypto;
     use alloc::format;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -169,11 +208,18 @@ mod tests {
     fn run(body: &str, signature: &str, x_timestamp: Option<&str>) -> Result<Admission, Rejection> {
         let delivery = Delivery {
             body: body.as_bytes(),
-            headers: SignatureHeaders { signature: Some(signature), timestamp: x_timestamp, ..Default::default() },
+            headers: SignatureHeaders {
+                signature: Some(signature),
+                timestamp: x_timestamp,
+                ..Default::default()
+            },
             test_header: false,
         };
         let intake = Intake::new(delivery, false)?;
-        let verified = intake.verify_with(&WebhookSecrets::parse("k").expect("secret"), &mut RustCrypto)?;
+        let verified = intake.verify_with(
+            &WebhookSecrets::parse("k").expect("secret"),
+            &mut RustCrypto,
+        )?;
         intake.admit(verified, NOW, 600)
     }
 
@@ -185,7 +231,8 @@ mod tests {
         let admission = run(&body, &signed(&body), None).expect("admitted");
         assert_eq!(admission.inbox, "session:s1");
         assert_eq!(admission.alias.as_deref(), Some("e1"));
-        let event: serde_json::Value = serde_json::from_str(admission.cloud_event.get()).expect("json");
+        let event: serde_json::Value =
+            serde_json::from_str(admission.cloud_event.get()).expect("json");
         assert_eq!(event["id"], admission.event_id.as_str());
         assert_eq!(event["type"], "me.didit.status.updated");
         assert_eq!(event["subject"], "s1");
@@ -198,36 +245,69 @@ mod tests {
 
     #[test]
     fn authenticity_is_judged_before_content() {
-        assert_eq!(run("not json", &"0".repeat(64), None).err(), Some(Rejection::InvalidSignature));
-        assert_eq!(run("not json", &signed("not json"), None).err(), Some(Rejection::MalformedJson));
+        assert_eq!(
+            run("not json", &"0".repeat(64), None).err(),
+            Some(Rejection::InvalidSignature)
+        );
+        assert_eq!(
+            run("not json", &signed("not json"), None).err(),
+            Some(Rejection::MalformedJson)
+        );
         let array = "[1]";
-        assert!(matches!(run(array, &signed(array), None), Err(Rejection::InvalidPayload { .. })));
+        assert!(matches!(
+            run(array, &signed(array), None),
+            Err(Rejection::InvalidPayload { .. })
+        ));
     }
 
     #[test]
     fn freshness_is_bounded_both_ways_on_body_and_header() {
-        let at = |ts: i64| format!(r#"{{"webhook_type":"status.updated","session_id":"s1","timestamp":{ts}}}"#);
-        for (ts, ok) in [(NOW - 600, true), (NOW + 600, true), (NOW - 601, false), (NOW + 601, false)] {
+        let at = |ts: i64| {
+            format!(r#"{{"webhook_type":"status.updated","session_id":"s1","timestamp":{ts}}}"#)
+        };
+        for (ts, ok) in [
+            (NOW - 600, true),
+            (NOW + 600, true),
+            (NOW - 601, false),
+            (NOW + 601, false),
+        ] {
             let body = at(ts);
             assert_eq!(run(&body, &signed(&body), None).is_ok(), ok, "ts {ts}");
         }
         let body = at(NOW);
         assert_eq!(
             run(&body, &signed(&body), Some("1")).err(),
-            Some(Rejection::StaleTimestamp { age_secs: NOW as u64 - 1 })
+            Some(Rejection::StaleTimestamp {
+                age_secs: NOW as u64 - 1
+            })
         );
-        assert_eq!(run(&body, &signed(&body), Some("abc")).err(), Some(Rejection::InvalidTimestampHeader));
+        assert_eq!(
+            run(&body, &signed(&body), Some("abc")).err(),
+            Some(Rejection::InvalidTimestampHeader)
+        );
     }
 
     #[test]
     fn missing_fields_are_named() {
         for (body, field) in [
-            (format!(r#"{{"session_id":"s1","timestamp":{NOW}}}"#), "webhook_type"),
-            (r#"{"session_id":"s1","webhook_type":"status.updated"}"#.into(), "timestamp"),
+            (
+                format!(r#"{{"session_id":"s1","timestamp":{NOW}}}"#),
+                "webhook_type",
+            ),
+            (
+                r#"{"session_id":"s1","webhook_type":"status.updated"}"#.into(),
+                "timestamp",
+            ),
         ] {
-            assert_eq!(run(&body, &signed(&body), None).err(), Some(Rejection::MissingField { field }));
+            assert_eq!(
+                run(&body, &signed(&body), None).err(),
+                Some(Rejection::MissingField { field })
+            );
         }
         let body = format!(r#"{{"webhook_type":"status.updated","timestamp":{NOW}}}"#);
-        assert!(matches!(run(&body, &signed(&body), None), Err(Rejection::MissingField { .. })));
+        assert!(matches!(
+            run(&body, &signed(&body), None),
+            Err(Rejection::MissingField { .. })
+        ));
     }
 }

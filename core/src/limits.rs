@@ -13,7 +13,10 @@ pub enum Route {
 
 /// Maps a method and path to a route, or the rejection for it.
 pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
-    let path = path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path);
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
     match path {
         "/webhooks/didit" if method == "POST" => Ok(Route::DiditWebhook),
         "/webhooks/didit" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
@@ -30,13 +33,17 @@ pub fn check_body_headers(
     content_length: Option<&str>,
     max_body_bytes: u64,
 ) -> Result<(), Rejection> {
-    let media_type = content_type.and_then(|value| value.split(';').next()).map(str::trim);
+    let media_type = content_type
+        .and_then(|value| value.split(';').next())
+        .map(str::trim);
     if !media_type.is_some_and(|t| t.eq_ignore_ascii_case("application/json")) {
         return Err(Rejection::UnsupportedMediaType);
     }
     if let Some(length) = content_length.and_then(|v| v.trim().parse::<u64>().ok()) {
         if length > max_body_bytes {
-            return Err(Rejection::PayloadTooLarge { limit: max_body_bytes });
+            return Err(Rejection::PayloadTooLarge {
+                limit: max_body_bytes,
+            });
         }
     }
     Ok(())
@@ -68,15 +75,18 @@ impl BodyBudget {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn routes_and_methods() {
         assert_eq!(route("POST", "/webhooks/didit"), Ok(Route::DiditWebhook));
         assert_eq!(route("POST", "/webhooks/didit/"), Ok(Route::DiditWebhook));
-        assert_eq!(route("GET", "/webhooks/didit"), Err(Rejection::MethodNotAllowed { allow: "POST" }));
+        assert_eq!(
+            route("GET", "/webhooks/didit"),
+            Err(Rejection::MethodNotAllowed { allow: "POST" })
+        );
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
         assert_eq!(route("POST", "/nope"), Err(Rejection::NotFound));
         assert_eq!(route("POST", "/"), Err(Rejection::NotFound));
@@ -84,10 +94,18 @@ mod tests {
 
     #[test]
     fn body_headers() {
-        assert!(check_body_headers(Some("application/json; charset=utf-8"), Some("10"), 10).is_ok());
+        assert!(
+            check_body_headers(Some("application/json; charset=utf-8"), Some("10"), 10).is_ok()
+        );
         assert!(check_body_headers(Some("Application/JSON"), None, 10).is_ok());
-        assert_eq!(check_body_headers(Some("text/plain"), None, 10), Err(Rejection::UnsupportedMediaType));
-        assert_eq!(check_body_headers(None, None, 10), Err(Rejection::UnsupportedMediaType));
+        assert_eq!(
+            check_body_headers(Some("text/plain"), None, 10),
+            Err(Rejection::UnsupportedMediaType)
+        );
+        assert_eq!(
+            check_body_headers(None, None, 10),
+            Err(Rejection::UnsupportedMediaType)
+        );
         assert_eq!(
             check_body_headers(Some("application/json"), Some("11"), 10),
             Err(Rejection::PayloadTooLarge { limit: 10 })
@@ -99,6 +117,9 @@ mod tests {
         let mut budget = BodyBudget::new(10);
         assert!(budget.take(6).is_ok());
         assert!(budget.take(4).is_ok());
-        assert_eq!(budget.take(1), Err(Rejection::PayloadTooLarge { limit: 10 }));
+        assert_eq!(
+            budget.take(1),
+            Err(Rejection::PayloadTooLarge { limit: 10 })
+        );
     }
 }

@@ -45,9 +45,9 @@ pub fn tags_equal(expected: &Tag, computed: &Tag) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn rfc_4231_case_2() {

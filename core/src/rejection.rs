@@ -112,7 +112,12 @@ impl Rejection {
             code: &'a str,
             message: String,
         }
-        let body = Body { error: Inner { code: self.code(), message: alloc::format!("{self}") } };
+        let body = Body {
+            error: Inner {
+                code: self.code(),
+                message: alloc::format!("{self}"),
+            },
+        };
         serde_json::to_string(&body).unwrap_or_default()
     }
 }
@@ -133,16 +138,25 @@ impl fmt::Display for Rejection {
             Self::InvalidSignature => f.write_str("signature does not match"),
             Self::InvalidTimestampHeader => f.write_str("X-Timestamp is not Unix seconds"),
             Self::StaleTimestamp { age_secs } => {
-                write!(f, "timestamp is {age_secs} s old, outside the accepted window")
+                write!(
+                    f,
+                    "timestamp is {age_secs} s old, outside the accepted window"
+                )
             }
             Self::FutureTimestamp { ahead_secs } => {
-                write!(f, "timestamp is {ahead_secs} s in the future, outside the accepted window")
+                write!(
+                    f,
+                    "timestamp is {ahead_secs} s in the future, outside the accepted window"
+                )
             }
             Self::MalformedJson => f.write_str("body is not valid JSON"),
             Self::InvalidPayload { reason } => write!(f, "body is not a Didit webhook: {reason}"),
             Self::MissingField { field } => write!(f, "missing field: {field}"),
             Self::Misconfigured { settings } => {
-                write!(f, "receiver is misconfigured ({settings}); the delivery was not stored")
+                write!(
+                    f,
+                    "receiver is misconfigured ({settings}); the delivery was not stored"
+                )
             }
             Self::StorageUnavailable => {
                 f.write_str("durable storage is unavailable; the delivery was not stored")
@@ -184,9 +198,9 @@ impl Receipt {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn rejections_render_as_error_objects() {

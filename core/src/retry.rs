@@ -41,7 +41,10 @@ impl RetrySchedule {
         }
         let mut waits = Vec::new();
         for (index, entry) in text.split(',').enumerate() {
-            let secs: u32 = entry.trim().parse().map_err(|_| RetryScheduleError::NotSeconds(index + 1))?;
+            let secs: u32 = entry
+                .trim()
+                .parse()
+                .map_err(|_| RetryScheduleError::NotSeconds(index + 1))?;
             if secs == 0 {
                 return Err(RetryScheduleError::Zero(index + 1));
             }
@@ -56,21 +59,25 @@ impl RetrySchedule {
             return 0;
         };
         let last = self.0.len().saturating_sub(1);
-        self.0.get(index.min(last)).map_or(0, |&secs| u64::from(secs))
+        self.0
+            .get(index.min(last))
+            .map_or(0, |&secs| u64::from(secs))
     }
 }
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        Self(Vec::from([5, 30, 120, 600, 1800, 3600, 7200, 18_000, 36_000]))
+        Self(Vec::from([
+            5, 30, 120, 600, 1800, 3600, 7200, 18_000, 36_000,
+        ]))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn waits_follow_the_schedule_then_repeat_the_last() {
@@ -82,15 +89,27 @@ mod tests {
 
     #[test]
     fn default_constant_and_default_value_agree() {
-        assert_eq!(RetrySchedule::parse(DEFAULT_RETRY_SCHEDULE), Ok(RetrySchedule::default()));
+        assert_eq!(
+            RetrySchedule::parse(DEFAULT_RETRY_SCHEDULE),
+            Ok(RetrySchedule::default())
+        );
     }
 
     #[test]
     fn refuses_bad_schedules() {
         assert_eq!(RetrySchedule::parse(""), Err(RetryScheduleError::Empty));
-        assert_eq!(RetrySchedule::parse("5,x"), Err(RetryScheduleError::NotSeconds(2)));
-        assert_eq!(RetrySchedule::parse("5,,6"), Err(RetryScheduleError::NotSeconds(2)));
+        assert_eq!(
+            RetrySchedule::parse("5,x"),
+            Err(RetryScheduleError::NotSeconds(2))
+        );
+        assert_eq!(
+            RetrySchedule::parse("5,,6"),
+            Err(RetryScheduleError::NotSeconds(2))
+        );
         assert_eq!(RetrySchedule::parse("0"), Err(RetryScheduleError::Zero(1)));
-        assert_eq!(RetrySchedule::parse("-1"), Err(RetryScheduleError::NotSeconds(1)));
+        assert_eq!(
+            RetrySchedule::parse("-1"),
+            Err(RetryScheduleError::NotSeconds(1))
+        );
     }
 }

@@ -50,7 +50,10 @@ impl fmt::Display for SecretError {
             Self::MissingWhsecPrefix => f.write_str("must start with `whsec_`"),
             Self::NotBase64 => f.write_str("the part after `whsec_` is not valid base64"),
             Self::BadKeyLength(len) => {
-                write!(f, "decodes to {len} bytes; Standard Webhooks keys are 24 to 64 bytes")
+                write!(
+                    f,
+                    "decodes to {len} bytes; Standard Webhooks keys are 24 to 64 bytes"
+                )
             }
         }
     }
@@ -101,7 +104,9 @@ impl SigningSecret {
         if text.is_empty() {
             return Err(SecretError::Empty);
         }
-        let encoded = text.strip_prefix("whsec_").ok_or(SecretError::MissingWhsecPrefix)?;
+        let encoded = text
+            .strip_prefix("whsec_")
+            .ok_or(SecretError::MissingWhsecPrefix)?;
         let key = base64::engine::general_purpose::STANDARD
             .decode(encoded)
             .map_err(|_| SecretError::NotBase64)?;
@@ -125,10 +130,10 @@ impl fmt::Debug for SigningSecret {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use alloc::format;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     #[test]
     fn webhook_secrets_split_on_commas_and_never_print() {
@@ -138,7 +143,10 @@ mod tests {
         assert!(!format!("{secrets:?}").contains("secret,"));
         assert!(!format!("{secrets:?}").contains("new-secret"));
         assert_eq!(WebhookSecrets::parse(" "), Err(SecretError::Empty));
-        assert_eq!(WebhookSecrets::parse("a,,b"), Err(SecretError::BlankEntry(2)));
+        assert_eq!(
+            WebhookSecrets::parse("a,,b"),
+            Err(SecretError::BlankEntry(2))
+        );
     }
 
     #[test]
@@ -150,7 +158,13 @@ mod tests {
             SigningSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
             Err(SecretError::MissingWhsecPrefix)
         );
-        assert_eq!(SigningSecret::parse("whsec_!!!"), Err(SecretError::NotBase64));
-        assert_eq!(SigningSecret::parse("whsec_c2hvcnQ="), Err(SecretError::BadKeyLength(5)));
+        assert_eq!(
+            SigningSecret::parse("whsec_!!!"),
+            Err(SecretError::NotBase64)
+        );
+        assert_eq!(
+            SigningSecret::parse("whsec_c2hvcnQ="),
+            Err(SecretError::BadKeyLength(5))
+        );
     }
 }

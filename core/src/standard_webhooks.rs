@@ -38,7 +38,10 @@ pub fn headers(id: &str, timestamp: i64, tag: &Tag) -> SignedHeaders {
     SignedHeaders {
         id: id.into(),
         timestamp: format!("{timestamp}"),
-        signature: format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(tag)),
+        signature: format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(tag)
+        ),
     }
 }
 
@@ -55,10 +58,10 @@ pub fn sign(
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::mac::RustCrypto;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     /// The example in the Standard Webhooks reference libraries' own tests.
     #[test]
@@ -71,7 +74,10 @@ mod tests {
             br#"{"test": 2432232314}"#,
             &mut RustCrypto,
         );
-        assert_eq!(headers.signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        assert_eq!(
+            headers.signature,
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
         assert_eq!(headers.timestamp, "1614265330");
         assert_eq!(headers.id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
     }

@@ -9,7 +9,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -19,7 +20,8 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z - era * 146_097;
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let mp = (5 * day_of_year + 2) / 153;
     let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
@@ -56,12 +58,22 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         core::str::from_utf8(digits).ok()?.parse().ok()
     };
     let separator = |at: usize, allowed: &[u8]| bytes.get(at).is_some_and(|b| allowed.contains(b));
-    if !(separator(4, b"-") && separator(7, b"-") && separator(10, b"Tt ") && separator(13, b":") && separator(16, b":")) {
+    if !(separator(4, b"-")
+        && separator(7, b"-")
+        && separator(10, b"Tt ")
+        && separator(13, b":")
+        && separator(16, b":"))
+    {
         return None;
     }
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
     let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
         return None;
     }
     let mut rest = bytes.get(19..)?;
@@ -76,10 +88,15 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
             let field = |a: u8, b: u8| -> Option<i64> {
-                (a.is_ascii_digit() && b.is_ascii_digit()).then(|| i64::from((a - b'0') * 10 + (b - b'0')))
+                (a.is_ascii_digit() && b.is_ascii_digit())
+                    .then(|| i64::from((a - b'0') * 10 + (b - b'0')))
             };
             let offset = field(*h1, *h2)? * 3600 + field(*m1, *m2)? * 60;
-            if *sign == b'+' { offset } else { -offset }
+            if *sign == b'+' {
+                offset
+            } else {
+                -offset
+            }
         }
         _ => return None,
     };
@@ -89,9 +106,9 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-    use super::*;
 
     #[test]
     fn formats_known_instants() {
@@ -106,9 +123,22 @@ mod tests {
         for secs in [0, 1_700_000_000, 951_782_400, 4_102_444_800, -86_401] {
             assert_eq!(parse_rfc3339(&to_rfc3339(secs)), Some(secs));
         }
-        assert_eq!(parse_rfc3339("2026-04-16T10:00:00.123456Z"), parse_rfc3339("2026-04-16T10:00:00Z"));
-        assert_eq!(parse_rfc3339("2026-04-16T12:00:00+02:00"), parse_rfc3339("2026-04-16T10:00:00Z"));
-        for bad in ["", "2026-04-16", "2026-13-01T00:00:00Z", "2026-04-16T10:00:00", "2026-04-16T10:00:00+0200", "2026-04-16T1a:00:00Z"] {
+        assert_eq!(
+            parse_rfc3339("2026-04-16T10:00:00.123456Z"),
+            parse_rfc3339("2026-04-16T10:00:00Z")
+        );
+        assert_eq!(
+            parse_rfc3339("2026-04-16T12:00:00+02:00"),
+            parse_rfc3339("2026-04-16T10:00:00Z")
+        );
+        for bad in [
+            "",
+            "2026-04-16",
+            "2026-13-01T00:00:00Z",
+            "2026-04-16T10:00:00",
+            "2026-04-16T10:00:00+0200",
+            "2026-04-16T1a:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
     }

@@ -106,7 +106,11 @@ impl<'a> Challenge<'a> {
 
     /// The verdict once the secret at `secret_index` answered this challenge.
     pub fn verified_with(&self, secret_index: usize) -> Verified {
-        Verified { header: self.header, form: self.form, secret_index }
+        Verified {
+            header: self.header,
+            form: self.form,
+            secret_index,
+        }
     }
 }
 
@@ -135,9 +139,7 @@ pub enum VerifyError {
 impl fmt::Display for VerifyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::MissingSignature => {
-                "no X-Signature, X-Signature-V2 or X-Signature-Simple header"
-            }
+            Self::MissingSignature => "no X-Signature, X-Signature-V2 or X-Signature-Simple header",
             Self::SimpleSignatureNotAllowed => {
                 "only X-Signature-Simple was sent, and ALLOW_SIMPLE_SIGNATURE is off"
             }
@@ -194,14 +196,20 @@ pub fn challenges<'a>(
                 if let Some(timestamp) = prefix {
                     list.push(Challenge {
                         header: SignatureHeader::Canonical,
-                        form: SignedMessage::Canonical { non_ascii, timestamp_prefix: true },
+                        form: SignedMessage::Canonical {
+                            non_ascii,
+                            timestamp_prefix: true,
+                        },
                         claimed,
                         message: Cow::Owned(format!("{timestamp}:{text}").into_bytes()),
                     });
                 }
                 list.push(Challenge {
                     header: SignatureHeader::Canonical,
-                    form: SignedMessage::Canonical { non_ascii, timestamp_prefix: false },
+                    form: SignedMessage::Canonical {
+                        non_ascii,
+                        timestamp_prefix: false,
+                    },
                     claimed,
                     message: Cow::Owned(text.into_bytes()),
                 });
@@ -217,7 +225,10 @@ pub fn challenges<'a>(
                 envelope.status.as_deref(),
                 envelope.webhook_type.as_deref(),
             ) {
-                let header_ts = headers.timestamp.map(str::trim).map(alloc::string::String::from);
+                let header_ts = headers
+                    .timestamp
+                    .map(str::trim)
+                    .map(alloc::string::String::from);
                 let body_ts = envelope.timestamp.map(|t| format!("{t}"));
                 let mut stamps: Vec<alloc::string::String> = header_ts.into_iter().collect();
                 if let Some(body_ts) = body_ts {
@@ -260,10 +271,10 @@ pub fn answer(
 
 #[cfg(test)]
 mod tests {
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
     use super::*;
     use crate::mac::RustCrypto;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     fn sign(secret: &str, message: &[u8]) -> alloc::string::String {
         hex::encode(RustCrypto.tag(secret.as_bytes(), message))
@@ -275,7 +286,10 @@ mod tests {
     fn raw_signature_matches_in_either_hex_case() {
         let secrets = WebhookSecrets::parse("k").expect("secret");
         for tag in [sign("k", BODY), sign("k", BODY).to_uppercase()] {
-            let headers = SignatureHeaders { signature: Some(&tag), ..Default::default() };
+            let headers = SignatureHeaders {
+                signature: Some(&tag),
+                ..Default::default()
+            };
             let list = challenges(BODY, &headers, None, false).expect("challenges");
             let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
             assert_eq!(verified.header, SignatureHeader::Raw);
@@ -285,10 +299,24 @@ mod tests {
     #[test]
     fn malformed_tags_are_mismatches_not_panics() {
         let secrets = WebhookSecrets::parse("k").expect("secret");
-        for bad in ["", "zz", "abc", &"0".repeat(63), &"0".repeat(65), "é", &"g".repeat(64)] {
-            let headers = SignatureHeaders { signature: Some(bad), ..Default::default() };
+        for bad in [
+            "",
+            "zz",
+            "abc",
+            &"0".repeat(63),
+            &"0".repeat(65),
+            "é",
+            &"g".repeat(64),
+        ] {
+            let headers = SignatureHeaders {
+                signature: Some(bad),
+                ..Default::default()
+            };
             let list = challenges(BODY, &headers, None, false).expect("challenges");
-            assert_eq!(answer(&list, &secrets, &mut RustCrypto), Err(VerifyError::SignatureMismatch));
+            assert_eq!(
+                answer(&list, &secrets, &mut RustCrypto),
+                Err(VerifyError::SignatureMismatch)
+            );
         }
     }
 
@@ -296,9 +324,15 @@ mod tests {
     fn second_secret_verifies_during_rotation() {
         let secrets = WebhookSecrets::parse("new,old").expect("secrets");
         let tag = sign("old", BODY);
-        let headers = SignatureHeaders { signature: Some(&tag), ..Default::default() };
+        let headers = SignatureHeaders {
+            signature: Some(&tag),
+            ..Default::default()
+        };
         let list = challenges(BODY, &headers, None, false).expect("challenges");
-        assert_eq!(answer(&list, &secrets, &mut RustCrypto).map(|v| v.secret_index), Ok(1));
+        assert_eq!(
+            answer(&list, &secrets, &mut RustCrypto).map(|v| v.secret_index),
+            Ok(1)
+        );
     }
 
     #[test]
@@ -320,7 +354,13 @@ mod tests {
             };
             let list = challenges(BODY, &headers, None, false).expect("challenges");
             let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
-            assert_eq!(verified.form, SignedMessage::Canonical { non_ascii, timestamp_prefix: prefix });
+            assert_eq!(
+                verified.form,
+                SignedMessage::Canonical {
+                    non_ascii,
+                    timestamp_prefix: prefix
+                }
+            );
         }
     }
 

@@ -8,7 +8,9 @@ use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::envelope::Envelope;
 use didit_edge_core::mac::RustCrypto;
 use didit_edge_core::secret::WebhookSecrets;
-use didit_edge_core::verify::{self, SignatureHeader, SignatureHeaders, SignedMessage, VerifyError};
+use didit_edge_core::verify::{
+    self, SignatureHeader, SignatureHeaders, SignedMessage, VerifyError,
+};
 use serde_json::Value;
 
 const VECTORS: &str = include_str!("vectors.json");
@@ -18,7 +20,9 @@ fn vectors() -> Value {
 }
 
 fn text<'a>(value: &'a Value, key: &str) -> &'a str {
-    value[key].as_str().unwrap_or_else(|| panic!("vector field {key} is not a string"))
+    value[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("vector field {key} is not a string"))
 }
 
 #[test]
@@ -28,9 +32,18 @@ fn canonical_forms_match_python() {
     assert!(cases.len() >= 8);
     for case in cases {
         let body = text(case, "body");
-        let parsed = CanonicalJson::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
-        assert_eq!(parsed.to_string(NonAscii::Escaped), text(case, "escaped"), "escaped form of {body}");
-        assert_eq!(parsed.to_string(NonAscii::Utf8), text(case, "utf8"), "UTF-8 form of {body}");
+        let parsed =
+            CanonicalJson::parse(body.as_bytes()).unwrap_or_else(|e| panic!("{body}: {e}"));
+        assert_eq!(
+            parsed.to_string(NonAscii::Escaped),
+            text(case, "escaped"),
+            "escaped form of {body}"
+        );
+        assert_eq!(
+            parsed.to_string(NonAscii::Utf8),
+            text(case, "utf8"),
+            "UTF-8 form of {body}"
+        );
     }
 }
 
@@ -38,9 +51,19 @@ fn form_name(header: SignatureHeader, form: SignedMessage) -> String {
     match (header, form) {
         (_, SignedMessage::RawBody) => "raw".into(),
         (_, SignedMessage::SimpleFields) => "simple".into(),
-        (_, SignedMessage::Canonical { non_ascii, timestamp_prefix }) => format!(
+        (
+            _,
+            SignedMessage::Canonical {
+                non_ascii,
+                timestamp_prefix,
+            },
+        ) => format!(
             "canonical-{}{}",
-            if non_ascii == NonAscii::Escaped { "escaped" } else { "utf8" },
+            if non_ascii == NonAscii::Escaped {
+                "escaped"
+            } else {
+                "utf8"
+            },
             if timestamp_prefix { "-prefixed" } else { "" }
         ),
     }
@@ -69,9 +92,21 @@ fn signatures_verify_as_python_signed_them() {
         let expect = &case["expect"];
         match (outcome, expect["error"].as_str()) {
             (Ok(verified), None) => {
-                assert_eq!(verified.header.header_name(), text(expect, "header"), "{name}");
-                assert_eq!(form_name(verified.header, verified.form), text(expect, "form"), "{name}");
-                assert_eq!(verified.secret_index as u64, expect["secret_index"].as_u64().expect("index"), "{name}");
+                assert_eq!(
+                    verified.header.header_name(),
+                    text(expect, "header"),
+                    "{name}"
+                );
+                assert_eq!(
+                    form_name(verified.header, verified.form),
+                    text(expect, "form"),
+                    "{name}"
+                );
+                assert_eq!(
+                    verified.secret_index as u64,
+                    expect["secret_index"].as_u64().expect("index"),
+                    "{name}"
+                );
             }
             (Err(error), Some(expected)) => {
                 let actual = match error {

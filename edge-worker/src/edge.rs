@@ -76,7 +76,11 @@ async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receip
     claim_in_inbox(env, &admission.inbox, &claim)
         .await
         .map_err(|error| {
-            console_error!("inbox {} could not store {}: {error}", admission.inbox, admission.event_id);
+            console_error!(
+                "inbox {} could not store {}: {error}",
+                admission.inbox,
+                admission.event_id
+            );
             Rejection::StorageUnavailable
         })
 }
@@ -98,12 +102,21 @@ async fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec
 
 async fn claim_in_inbox(env: &Env, inbox: &str, claim: &Claim<'_>) -> Result<Receipt> {
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(serde_json::to_string(&claim)?.into()));
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(&claim)?.into()));
     let request = Request::new_with_init(&format!("https://inbox{}", claim::PATH), &init)?;
-    let stub = env.durable_object("INBOX")?.id_from_name(inbox)?.get_stub()?;
+    let stub = env
+        .durable_object("INBOX")?
+        .id_from_name(inbox)?
+        .get_stub()?;
     let mut response = stub.fetch_with_request(request).await?;
     if response.status_code() != 200 {
-        return Err(format!("inbox answered {}: {}", response.status_code(), response.text().await.unwrap_or_default()).into());
+        return Err(format!(
+            "inbox answered {}: {}",
+            response.status_code(),
+            response.text().await.unwrap_or_default()
+        )
+        .into());
     }
     let reply: ClaimReply = response.json().await?;
     match reply.status.as_str() {

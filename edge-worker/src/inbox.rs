@@ -10,8 +10,8 @@ use didit_edge_core::delivery::{forget_at_ms, Progress};
 use didit_edge_core::rejection::Receipt;
 use serde::Deserialize;
 use worker::{
-    console_error, console_log, durable_object, Date, DurableObject, Env, Request, Response, Result,
-    ScheduledTime, SqlStorage, SqlStorageValue, State,
+    console_error, console_log, durable_object, Date, DurableObject, Env, Request, Response,
+    Result, ScheduledTime, SqlStorage, SqlStorageValue, State,
 };
 
 use crate::claim::{self, Claim};
@@ -109,7 +109,9 @@ impl Inbox {
             ],
         )?;
         self.reschedule().await?;
-        respond::receipt(&Receipt::Accepted { id: claim.id.to_owned() })
+        respond::receipt(&Receipt::Accepted {
+            id: claim.id.to_owned(),
+        })
     }
 
     /// The oldest undelivered event, which must go before any later one.
@@ -165,10 +167,14 @@ impl Inbox {
                 // A pending record always keeps its event; one without is unrecoverable data loss,
                 // so it is logged loudly and skipped rather than blocking the subject forever.
                 console_error!("event {} is pending without its payload; skipping", head.id);
-                self.sql().exec("UPDATE events SET delivered_at_ms = ?, forget_at_ms = ? WHERE seq = ?", vec![now_ms().into(), now_ms().into(), head.seq.into()])?;
+                self.sql().exec(
+                    "UPDATE events SET delivered_at_ms = ?, forget_at_ms = ? WHERE seq = ?",
+                    vec![now_ms().into(), now_ms().into(), head.seq.into()],
+                )?;
                 continue;
             };
-            let result = origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await;
+            let result =
+                origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await;
             let now = now_ms();
             let before = Progress::Pending {
                 failures: u32::try_from(head.failures).unwrap_or(u32::MAX),
@@ -185,10 +191,17 @@ impl Inbox {
                         vec![at_ms.into(), forget.into(), head.seq.into()],
                     )?;
                 }
-                Progress::Pending { failures, next_attempt_at_ms } => {
+                Progress::Pending {
+                    failures,
+                    next_attempt_at_ms,
+                } => {
                     console_log!(
                         "delivery of {} to {} failed ({:?}), attempt {}; next in {} ms",
-                        head.id, target.name, result, failures, next_attempt_at_ms - now
+                        head.id,
+                        target.name,
+                        result,
+                        failures,
+                        next_attempt_at_ms - now
                     );
                     self.sql().exec(
                         "UPDATE events SET failures = ?, next_attempt_at_ms = ?, last_error = ? WHERE seq = ?",
@@ -223,7 +236,10 @@ impl DurableObject for Inbox {
         if request.path() == claim::PATH {
             return self.claim(request).await;
         }
-        respond::json(404, r#"{"error":{"code":"not_found","message":"no such inbox call"}}"#.into())
+        respond::json(
+            404,
+            r#"{"error":{"code":"not_found","message":"no such inbox call"}}"#.into(),
+        )
     }
 
     async fn alarm(&self) -> Result<Response> {

@@ -13,7 +13,12 @@ use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, Requ
 use crate::webcrypto;
 
 /// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`.
-pub async fn deliver(origin: &Origin, secret: &SigningSecret, id: &str, cloud_event: &str) -> AttemptResult {
+pub async fn deliver(
+    origin: &Origin,
+    secret: &SigningSecret,
+    id: &str,
+    cloud_event: &str,
+) -> AttemptResult {
     let now = (Date::now().as_millis() / 1000) as i64;
     let message = standard_webhooks::message(id, now, cloud_event.as_bytes());
     let signed = standard_webhooks::headers(id, now, &webcrypto::tag(secret.key(), &message).await);
@@ -30,18 +35,25 @@ async fn send(
 ) -> worker::Result<AttemptResult> {
     let headers = Headers::new();
     headers.set("content-type", cloudevent::CONTENT_TYPE)?;
-    headers.set("user-agent", concat!("didit-edge/", env!("CARGO_PKG_VERSION")))?;
+    headers.set(
+        "user-agent",
+        concat!("didit-edge/", env!("CARGO_PKG_VERSION")),
+    )?;
     headers.set("webhook-id", &signed.id)?;
     headers.set("webhook-timestamp", &signed.timestamp)?;
     headers.set("webhook-signature", &signed.signature)?;
     let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_headers(headers).with_body(Some(body.into()));
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(body.into()));
     let request = Request::new_with_init(&origin.url, &init)?;
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(request);
     let sending = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(origin.timeout_ms))));
+    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(
+        origin.timeout_ms,
+    ))));
     let result = match select(sending, timeout).await {
         Either::Left((Ok(response), _)) => AttemptResult::Status(response.status_code()),
         Either::Left((Err(_), _)) => AttemptResult::Network,

@@ -8,7 +8,9 @@ pub fn json(status: u16, body: String) -> Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
-    Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
 }
 
 /// A rejection as `{"error":{"code","message"}}` with its status (and `Allow` for 405).

@@ -25,13 +25,17 @@ fn read(env: &Env) -> Result<Config, ConfigErrors> {
 /// so Didit retries once it is fixed). The full problem list goes to the log, never a value.
 pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
     let cached = CACHED.with(|cell| {
-        cell.borrow_mut().get_or_insert_with(|| read(env).map(Rc::new)).clone()
+        cell.borrow_mut()
+            .get_or_insert_with(|| read(env).map(Rc::new))
+            .clone()
     });
     cached.map_err(|errors| {
         console_error!("didit-edge configuration is invalid: {errors}");
         let mut names: Vec<&str> = errors.0.iter().map(|e| e.setting).collect();
         names.dedup();
-        Rejection::Misconfigured { settings: names.join(", ") }
+        Rejection::Misconfigured {
+            settings: names.join(", "),
+        }
     })
 }
 
@@ -39,6 +43,9 @@ pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
 pub fn problems(env: &Env) -> Vec<String> {
     match config(env) {
         Ok(_) => Vec::new(),
-        Err(_) => read(env).err().map(|e| e.0.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+        Err(_) => read(env)
+            .err()
+            .map(|e| e.0.iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
     }
 }

@@ -21,7 +21,11 @@ impl Subtle {
         let subtle = Reflect::get(&crypto, &"subtle".into())?;
         let import_key = Reflect::get(&subtle, &"importKey".into())?.dyn_into::<Function>()?;
         let sign = Reflect::get(&subtle, &"sign".into())?.dyn_into::<Function>()?;
-        Ok(Self { subtle, import_key, sign })
+        Ok(Self {
+            subtle,
+            import_key,
+            sign,
+        })
     }
 
     async fn key(&self, secret: &[u8]) -> Result<JsValue, JsValue> {
@@ -54,7 +58,10 @@ impl Subtle {
 }
 
 /// Answers the core's challenges with every secret, first match wins.
-pub async fn answer(challenges: &[Challenge<'_>], secrets: &WebhookSecrets) -> Result<Verified, VerifyError> {
+pub async fn answer(
+    challenges: &[Challenge<'_>],
+    secrets: &WebhookSecrets,
+) -> Result<Verified, VerifyError> {
     match answer_with_webcrypto(challenges, secrets).await {
         Ok(verdict) => verdict,
         Err(_) => didit_edge_core::verify::answer(challenges, secrets, &mut RustCrypto),

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every check: formatting, clippy (host and wasm32), the core's tests natively and in wasm,
+# a std-less build of the core, then the integration tests against the real worker under
+# `wrangler dev` with real origins on 127.0.0.1. Installs what is missing first (scripts/setup.sh).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$repo_root"
+
+bash scripts/setup.sh
+
+step() { printf '\n== test: %s\n' "$*"; }
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "clippy (host)"
+cargo clippy --workspace --all-targets -- -D warnings
+step "clippy (wasm32-unknown-unknown)"
+cargo clippy --workspace --all-targets --target wasm32-unknown-unknown -- -D warnings
+step "core unit tests (native)"
+cargo test -p didit-edge-core
+step "core unit tests (wasm32, wasm-bindgen-test under Node)"
+cargo test -p didit-edge-core --target wasm32-unknown-unknown
+step "core builds without std (wasm32v1-none)"
+cargo build -p didit-edge-core --target wasm32v1-none
+step "worker build"
+bash scripts/build.sh
+step "integration tests (wrangler dev + real origins)"
+.tools/venv/bin/python -m pytest tests -q -p no:cacheprovider
