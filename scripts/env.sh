@@ -10,6 +10,11 @@ export NO_UPDATE_NOTIFIER=1
 # worker-build fetches wasm-bindgen, wasm-opt and esbuild from GitHub unless pointed at local ones.
 export WASM_BINDGEN_BIN="$HOME/.cargo/bin/wasm-bindgen"
 export WASM_OPT_BIN="$repo_root/node_modules/.bin/wasm-opt"
+# (Set only once npm has installed it; scripts/build.sh sources this file again after set-up.)
 for candidate in "$repo_root"/node_modules/@esbuild/*/bin/esbuild; do
-  [ -x "$candidate" ] && export ESBUILD_BIN="$candidate" && break
+  if [ -x "$candidate" ]; then
+    export ESBUILD_BIN="$candidate"
+    break
+  fi
 done
+true

@@ -22,7 +22,7 @@ use crate::identity::{subject_of, EventId};
 use crate::mac::HmacSha256;
 use crate::rejection::Rejection;
 use crate::secret::WebhookSecrets;
-use crate::verify::{self, Challenge, SignatureHeaders, Verified, VerifyError};
+use crate::verify::{self, ChallengeTiers, SignatureHeaders, Verified, VerifyError};
 
 /// A delivery as received.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +40,7 @@ pub struct Delivery<'a> {
 pub struct Intake<'a> {
     delivery: Delivery<'a>,
     envelope: Result<Envelope<'a>, EnvelopeError>,
-    challenges: Vec<Challenge<'a>>,
+    challenges: ChallengeTiers<'a>,
 }
 
 /// An authentic, fresh, well-formed delivery, ready to be claimed and stored.
@@ -77,9 +77,9 @@ impl<'a> Intake<'a> {
         })
     }
 
-    /// The messages to MAC, in order of preference.
-    pub fn challenges(&self) -> &[Challenge<'a>] {
-        &self.challenges
+    /// The messages to MAC, tier by tier in order of preference; stop at the first match.
+    pub fn challenges(&self) -> ChallengeTiers<'a> {
+        self.challenges.clone()
     }
 
     /// Authenticates synchronously with `mac`.
@@ -88,7 +88,7 @@ impl<'a> Intake<'a> {
         secrets: &WebhookSecrets,
         mac: &mut impl HmacSha256,
     ) -> Result<Verified, Rejection> {
-        verify::answer(&self.challenges, secrets, mac).map_err(rejection_of)
+        verify::answer(self.challenges.clone(), secrets, mac).map_err(rejection_of)
     }
 
     /// Checks fields and freshness of an authenticated delivery and shapes its event.

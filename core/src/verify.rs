@@ -156,16 +156,153 @@ fn decode_tag(value: &str) -> Option<Tag> {
     Some(tag)
 }
 
-/// Lists the challenges a delivery poses.
+/// The fields the simple signature covers, read from the envelope.
+#[derive(Clone, Debug)]
+struct SimpleFields {
+    session_id: alloc::string::String,
+    status: alloc::string::String,
+    webhook_type: alloc::string::String,
+    body_timestamp: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    Raw,
+    Canonical,
+    Simple,
+    Done,
+}
+
+/// The challenges a delivery poses, produced one tier at a time: the raw body, then the
+/// canonical forms, then the simple form. A later tier is built only if every challenge of the
+/// earlier ones went unanswered, so the common case (Didit sends all three headers and
+/// `X-Signature` matches) never pays for canonicalizing the body.
+#[derive(Clone, Debug)]
+pub struct ChallengeTiers<'a> {
+    body: &'a [u8],
+    raw: Option<Tag>,
+    canonical: Option<Tag>,
+    simple: Option<Tag>,
+    x_timestamp: Option<&'a str>,
+    simple_fields: Option<SimpleFields>,
+    next: Tier,
+}
+
+impl<'a> ChallengeTiers<'a> {
+    fn raw_tier(&self) -> Vec<Challenge<'a>> {
+        self.raw
+            .map(|claimed| Challenge {
+                header: SignatureHeader::Raw,
+                form: SignedMessage::RawBody,
+                claimed,
+                message: Cow::Borrowed(self.body),
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn canonical_tier(&self) -> Vec<Challenge<'a>> {
+        let mut list = Vec::new();
+        let Some(claimed) = self.canonical else {
+            return list;
+        };
+        let Ok(canonical) = CanonicalJson::parse(self.body) else {
+            return list;
+        };
+        let escaped = canonical.to_string(NonAscii::Escaped);
+        let utf8 = canonical.to_string(NonAscii::Utf8);
+        let mut forms = Vec::with_capacity(2);
+        let same = escaped == utf8;
+        forms.push((NonAscii::Escaped, escaped));
+        if !same {
+            forms.push((NonAscii::Utf8, utf8));
+        }
+        for (non_ascii, text) in forms {
+            if let Some(timestamp) = self.x_timestamp.map(str::trim) {
+                list.push(Challenge {
+                    header: SignatureHeader::Canonical,
+                    form: SignedMessage::Canonical {
+                        non_ascii,
+                        timestamp_prefix: true,
+                    },
+                    claimed,
+                    message: Cow::Owned(format!("{timestamp}:{text}").into_bytes()),
+                });
+            }
+            list.push(Challenge {
+                header: SignatureHeader::Canonical,
+                form: SignedMessage::Canonical {
+                    non_ascii,
+                    timestamp_prefix: false,
+                },
+                claimed,
+                message: Cow::Owned(text.into_bytes()),
+            });
+        }
+        list
+    }
+
+    fn simple_tier(&self) -> Vec<Challenge<'a>> {
+        let (Some(claimed), Some(fields)) = (self.simple, self.simple_fields.as_ref()) else {
+            return Vec::new();
+        };
+        let mut stamps: Vec<alloc::string::String> = self
+            .x_timestamp
+            .map(|t| t.trim().into())
+            .into_iter()
+            .collect();
+        if let Some(body_ts) = fields.body_timestamp.map(|t| format!("{t}")) {
+            if !stamps.contains(&body_ts) {
+                stamps.push(body_ts);
+            }
+        }
+        stamps
+            .into_iter()
+            .map(|stamp| Challenge {
+                header: SignatureHeader::Simple,
+                form: SignedMessage::SimpleFields,
+                claimed,
+                message: Cow::Owned(
+                    format!(
+                        "{stamp}:{}:{}:{}",
+                        fields.session_id, fields.status, fields.webhook_type
+                    )
+                    .into_bytes(),
+                ),
+            })
+            .collect()
+    }
+}
+
+impl<'a> Iterator for ChallengeTiers<'a> {
+    type Item = Vec<Challenge<'a>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (tier, after) = match self.next {
+                Tier::Raw => (self.raw_tier(), Tier::Canonical),
+                Tier::Canonical => (self.canonical_tier(), Tier::Simple),
+                Tier::Simple => (self.simple_tier(), Tier::Done),
+                Tier::Done => return None,
+            };
+            self.next = after;
+            if !tier.is_empty() {
+                return Some(tier);
+            }
+        }
+    }
+}
+
+/// The challenges a delivery poses, tier by tier.
 ///
 /// `envelope` is the body read as a Didit envelope, when it is one (the simple form needs its
-/// fields); the canonical forms are built only when `X-Signature-V2` is present.
+/// fields). A header whose value is not a 64-digit hex tag poses no challenge: it cannot match.
 pub fn challenges<'a>(
     body: &'a [u8],
-    headers: &SignatureHeaders<'_>,
+    headers: &SignatureHeaders<'a>,
     envelope: Option<&Envelope<'_>>,
     allow_simple: bool,
-) -> Result<Vec<Challenge<'a>>, VerifyError> {
+) -> Result<ChallengeTiers<'a>, VerifyError> {
     let any_full = headers.signature.is_some() || headers.signature_v2.is_some();
     if !any_full && headers.signature_simple.is_none() {
         return Err(VerifyError::MissingSignature);
@@ -173,96 +310,41 @@ pub fn challenges<'a>(
     if !any_full && !allow_simple {
         return Err(VerifyError::SimpleSignatureNotAllowed);
     }
-    let mut list = Vec::new();
-    if let Some(claimed) = headers.signature.and_then(decode_tag) {
-        list.push(Challenge {
-            header: SignatureHeader::Raw,
-            form: SignedMessage::RawBody,
-            claimed,
-            message: Cow::Borrowed(body),
-        });
-    }
-    if let Some(claimed) = headers.signature_v2.and_then(decode_tag) {
-        if let Ok(canonical) = CanonicalJson::parse(body) {
-            let escaped = canonical.to_string(NonAscii::Escaped);
-            let utf8 = canonical.to_string(NonAscii::Utf8);
-            let mut forms = Vec::with_capacity(2);
-            forms.push((NonAscii::Escaped, escaped));
-            if forms.iter().all(|(_, text)| *text != utf8) {
-                forms.push((NonAscii::Utf8, utf8));
-            }
-            let prefix = headers.timestamp.map(str::trim);
-            for (non_ascii, text) in forms {
-                if let Some(timestamp) = prefix {
-                    list.push(Challenge {
-                        header: SignatureHeader::Canonical,
-                        form: SignedMessage::Canonical {
-                            non_ascii,
-                            timestamp_prefix: true,
-                        },
-                        claimed,
-                        message: Cow::Owned(format!("{timestamp}:{text}").into_bytes()),
-                    });
-                }
-                list.push(Challenge {
-                    header: SignatureHeader::Canonical,
-                    form: SignedMessage::Canonical {
-                        non_ascii,
-                        timestamp_prefix: false,
-                    },
-                    claimed,
-                    message: Cow::Owned(text.into_bytes()),
-                });
-            }
-        }
-    }
-    if allow_simple {
-        if let (Some(claimed), Some(envelope)) =
-            (headers.signature_simple.and_then(decode_tag), envelope)
-        {
-            if let (Some(session_id), Some(status), Some(webhook_type)) = (
-                envelope.session_id.as_deref(),
-                envelope.status.as_deref(),
-                envelope.webhook_type.as_deref(),
-            ) {
-                let header_ts = headers
-                    .timestamp
-                    .map(str::trim)
-                    .map(alloc::string::String::from);
-                let body_ts = envelope.timestamp.map(|t| format!("{t}"));
-                let mut stamps: Vec<alloc::string::String> = header_ts.into_iter().collect();
-                if let Some(body_ts) = body_ts {
-                    if !stamps.contains(&body_ts) {
-                        stamps.push(body_ts);
-                    }
-                }
-                for stamp in stamps {
-                    list.push(Challenge {
-                        header: SignatureHeader::Simple,
-                        form: SignedMessage::SimpleFields,
-                        claimed,
-                        message: Cow::Owned(
-                            format!("{stamp}:{session_id}:{status}:{webhook_type}").into_bytes(),
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    Ok(list)
+    let simple_fields = envelope.filter(|_| allow_simple).and_then(|envelope| {
+        Some(SimpleFields {
+            session_id: envelope.session_id.as_deref()?.into(),
+            status: envelope.status.as_deref()?.into(),
+            webhook_type: envelope.webhook_type.as_deref()?.into(),
+            body_timestamp: envelope.timestamp,
+        })
+    });
+    Ok(ChallengeTiers {
+        body,
+        raw: headers.signature.and_then(decode_tag),
+        canonical: headers.signature_v2.and_then(decode_tag),
+        simple: headers
+            .signature_simple
+            .and_then(decode_tag)
+            .filter(|_| allow_simple),
+        x_timestamp: headers.timestamp,
+        simple_fields,
+        next: Tier::Raw,
+    })
 }
 
-/// Answers the challenges synchronously with `mac`, trying each secret on each challenge in
-/// order, and stops at the first match.
+/// Answers the challenges synchronously with `mac`, tier by tier, trying each secret on each
+/// challenge in order, and stops at the first match.
 pub fn answer(
-    challenges: &[Challenge<'_>],
+    tiers: ChallengeTiers<'_>,
     secrets: &WebhookSecrets,
     mac: &mut impl HmacSha256,
 ) -> Result<Verified, VerifyError> {
-    for challenge in challenges {
-        for (secret_index, secret) in secrets.iter().enumerate() {
-            if challenge.is_answered_by(&mac.tag(secret.key(), challenge.message())) {
-                return Ok(challenge.verified_with(secret_index));
+    for tier in tiers {
+        for challenge in &tier {
+            for (secret_index, secret) in secrets.iter().enumerate() {
+                if challenge.is_answered_by(&mac.tag(secret.key(), challenge.message())) {
+                    return Ok(challenge.verified_with(secret_index));
+                }
             }
         }
     }
@@ -291,7 +373,7 @@ mod tests {
                 ..Default::default()
             };
             let list = challenges(BODY, &headers, None, false).expect("challenges");
-            let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
+            let verified = answer(list, &secrets, &mut RustCrypto).expect("verifies");
             assert_eq!(verified.header, SignatureHeader::Raw);
         }
     }
@@ -314,7 +396,7 @@ mod tests {
             };
             let list = challenges(BODY, &headers, None, false).expect("challenges");
             assert_eq!(
-                answer(&list, &secrets, &mut RustCrypto),
+                answer(list, &secrets, &mut RustCrypto),
                 Err(VerifyError::SignatureMismatch)
             );
         }
@@ -330,7 +412,7 @@ mod tests {
         };
         let list = challenges(BODY, &headers, None, false).expect("challenges");
         assert_eq!(
-            answer(&list, &secrets, &mut RustCrypto).map(|v| v.secret_index),
+            answer(list, &secrets, &mut RustCrypto).map(|v| v.secret_index),
             Ok(1)
         );
     }
@@ -353,7 +435,7 @@ mod tests {
                 ..Default::default()
             };
             let list = challenges(BODY, &headers, None, false).expect("challenges");
-            let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
+            let verified = answer(list, &secrets, &mut RustCrypto).expect("verifies");
             assert_eq!(
                 verified.form,
                 SignedMessage::Canonical {
@@ -379,9 +461,31 @@ mod tests {
             Some(VerifyError::SimpleSignatureNotAllowed)
         );
         let list = challenges(BODY, &headers, Some(&envelope), true).expect("challenges");
-        let verified = answer(&list, &secrets, &mut RustCrypto).expect("verifies");
+        let verified = answer(list, &secrets, &mut RustCrypto).expect("verifies");
         assert_eq!(verified.header, SignatureHeader::Simple);
         assert!(!verified.header.covers_payload());
+    }
+
+    #[test]
+    fn canonical_forms_are_built_only_when_the_raw_body_fails() {
+        let tag = sign("k", BODY);
+        let headers = SignatureHeaders {
+            signature: Some(&tag),
+            signature_v2: Some(&tag),
+            timestamp: Some("1700000000"),
+            ..Default::default()
+        };
+        let mut tiers = challenges(BODY, &headers, None, false).expect("challenges");
+        let first = tiers.next().expect("raw tier");
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].form(), SignedMessage::RawBody);
+        let second = tiers.next().expect("canonical tier");
+        // Two non-ASCII modes (the body has an escaped é), each with and without the prefix.
+        assert_eq!(second.len(), 4);
+        assert!(second
+            .iter()
+            .all(|c| c.header() == SignatureHeader::Canonical));
+        assert!(tiers.next().is_none());
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn signatures_verify_as_python_signed_them() {
         let envelope = Envelope::parse(body).ok();
         let allow_simple = case["allow_simple"].as_bool().unwrap_or(false);
         let outcome = verify::challenges(body, &signature_headers, envelope.as_ref(), allow_simple)
-            .and_then(|list| verify::answer(&list, &secrets, &mut RustCrypto));
+            .and_then(|tiers| verify::answer(tiers, &secrets, &mut RustCrypto));
         let expect = &case["expect"];
         match (outcome, expect["error"].as_str()) {
             (Ok(verified), None) => {

@@ -4,7 +4,7 @@
 
 use didit_edge_core::mac::{HmacSha256, RustCrypto, Tag, TAG_LEN};
 use didit_edge_core::secret::WebhookSecrets;
-use didit_edge_core::verify::{Challenge, Verified, VerifyError};
+use didit_edge_core::verify::{ChallengeTiers, Verified, VerifyError};
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -59,17 +59,17 @@ impl Subtle {
 
 /// Answers the core's challenges with every secret, first match wins.
 pub async fn answer(
-    challenges: &[Challenge<'_>],
+    challenges: ChallengeTiers<'_>,
     secrets: &WebhookSecrets,
 ) -> Result<Verified, VerifyError> {
-    match answer_with_webcrypto(challenges, secrets).await {
+    match answer_with_webcrypto(challenges.clone(), secrets).await {
         Ok(verdict) => verdict,
         Err(_) => didit_edge_core::verify::answer(challenges, secrets, &mut RustCrypto),
     }
 }
 
 async fn answer_with_webcrypto(
-    challenges: &[Challenge<'_>],
+    challenges: ChallengeTiers<'_>,
     secrets: &WebhookSecrets,
 ) -> Result<Result<Verified, VerifyError>, JsValue> {
     let subtle = Subtle::get()?;
@@ -77,10 +77,12 @@ async fn answer_with_webcrypto(
     for secret in secrets.iter() {
         keys.push(subtle.key(secret.key()).await?);
     }
-    for challenge in challenges {
-        for (index, key) in keys.iter().enumerate() {
-            if challenge.is_answered_by(&subtle.tag(key, challenge.message()).await?) {
-                return Ok(Ok(challenge.verified_with(index)));
+    for tier in challenges {
+        for challenge in &tier {
+            for (index, key) in keys.iter().enumerate() {
+                if challenge.is_answered_by(&subtle.tag(key, challenge.message()).await?) {
+                    return Ok(Ok(challenge.verified_with(index)));
+                }
             }
         }
     }
