@@ -13,7 +13,6 @@
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use serde_json::value::RawValue;
 
 use crate::cloudevent::{self, EventParts};
