@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import didit
-from conftest import DIDIT_SECRET, OLD_DIDIT_SECRET, base_config
+from harness import DIDIT_SECRET, OLD_DIDIT_SECRET, base_config, inbox_rows
 
 
 def signed(payload, secret=DIDIT_SECRET, kinds=("raw",), **options):
@@ -30,6 +30,15 @@ def wait_for_event(origin, session_id, count=1, timeout=30):
     assert origin.wait_for(lambda o: len(events_for(o, session_id)) >= count, timeout), \
         f"origin did not receive {count} event(s) for {session_id}"
     return events_for(origin, session_id)
+
+
+def wait_until(predicate, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
 
 
 def assert_rejected(edge, body, headers, status, code):
@@ -290,6 +299,8 @@ def test_origin_down_at_acceptance_gets_the_event_when_back(make_edge, make_orig
     payload = didit.session_payload()
     status, reply = edge.post_webhook(*signed(payload))
     assert (status, reply["status"]) == (200, "accepted")
+    # Stored before the 200, payload included, and still undelivered.
+    assert inbox_rows(edge.persist_dir, reply["id"]) == [(1, None, None)]
     time.sleep(3)  # several failed attempts (connection refused) at a 1 s schedule
     origin.start()
     [event] = wait_for_event(origin, payload["session_id"], timeout=30)
@@ -342,3 +353,19 @@ def test_event_pending_across_a_restart_is_delivered_once(make_edge, make_origin
     assert event["id"] == reply["id"]
     time.sleep(3)
     assert len(events_for(origin, payload["session_id"])) == 1
+
+
+def test_delivered_payload_is_dropped_and_the_id_forgotten_after_the_ttl(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("retention", base_config(origin.url, TIMESTAMP_TOLERANCE_SECS="2", DEDUP_TTL_SECS="4"))
+    payload = didit.session_payload()
+    status, reply = edge.post_webhook(*signed(payload))
+    assert (status, reply["status"]) == (200, "accepted")
+    wait_for_event(origin, payload["session_id"])
+    # Once the origin has it, the identity data is gone; only what deduplication needs stays.
+    assert wait_until(lambda: [row[1] is not None for row in inbox_rows(edge.persist_dir, reply["id"])] == [True], 5)
+    [(payload_stored, delivered_at_ms, forget_at_ms)] = inbox_rows(edge.persist_dir, reply["id"])
+    assert payload_stored == 0
+    assert forget_at_ms - delivered_at_ms <= 4000
+    # After DEDUP_TTL_SECS the alarm forgets the record altogether.
+    assert wait_until(lambda: inbox_rows(edge.persist_dir, reply["id"]) == [], 15)

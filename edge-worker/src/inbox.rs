@@ -95,6 +95,9 @@ impl Inbox {
             )?
             .to_array()?;
         if let Some(original) = existing.into_iter().next() {
+            // Re-arming is idempotent, and heals the case where an earlier claim stored the event
+            // but failed to set the alarm (Didit then retries, and lands here).
+            self.reschedule().await?;
             return respond::receipt(&Receipt::Duplicate { id: original.id });
         }
         let now = now_ms();
