@@ -2,7 +2,8 @@
 """End-to-end latency of the receiver under `wrangler dev` (workerd) on this machine.
 
 Prints, for small and large Didit bodies: how long Didit waits for its answer (POST → 200,
-event stored), and how long until the origin has the event (200 → origin received it), as
+event stored), and how long until the origin has the event (POST sent → origin received it;
+the inbox's alarm often delivers before the 200 has travelled back), as
 median and p99, next to a baseline measured in the same run: `GET /healthz`, a round trip
 through the same worker that does no verification and no storage. Numbers are for comparison
 (ratios), not absolutes: this machine is shared and noisy.
@@ -71,14 +72,13 @@ def main():
                 if status != 200:
                     raise SystemExit(f"unexpected {status}: {reply}")
                 acks.append((acked - start) * 1000)
-                ack_wall = wall_start + (acked - start)
                 event_id = reply["id"]
                 if not origin.wait_for(lambda o: event_id in o.delivered_ids(), timeout=30):
                     raise SystemExit(f"{event_id} was not delivered")
                 received = next(d["at"] for d in origin.deliveries() if d["headers"].get("webhook-id") == event_id)
-                deliveries.append(max(0.0, received - ack_wall) * 1000)
+                deliveries.append((received - wall_start) * 1000)
             summary(f"POST /webhooks/didit → 200 ({label})", acks, baseline)
-            summary(f"200 → origin has it ({label})", deliveries, baseline)
+            summary(f"POST sent → origin has it ({label})", deliveries, baseline)
     finally:
         edge.stop()
         origin.stop()
