@@ -103,7 +103,8 @@ class WranglerDev:
 
 def inbox_rows(persist_dir, event_id):
     """The stored record of `event_id`, read from the Inbox objects' own SQLite files under the
-    `--persist-to` directory: [(payload_still_stored, delivered_at_ms, forget_at_ms)]."""
+    `--persist-to` directory: [(payload_still_stored, delivered_at_ms once every consumer has it,
+    forget_at_ms)]."""
     import sqlite3
 
     rows = []
@@ -111,7 +112,12 @@ def inbox_rows(persist_dir, event_id):
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
         try:
             rows += connection.execute(
-                "SELECT cloud_event IS NOT NULL, delivered_at_ms, forget_at_ms FROM events WHERE id = ?",
+                """SELECT e.cloud_event IS NOT NULL,
+                          CASE WHEN EXISTS (SELECT 1 FROM deliveries d
+                                            WHERE d.event_seq = e.seq AND d.delivered_at_ms IS NULL) THEN NULL
+                               ELSE (SELECT MAX(d.delivered_at_ms) FROM deliveries d WHERE d.event_seq = e.seq) END,
+                          e.forget_at_ms
+                   FROM events e WHERE e.id = ?""",
                 (event_id,)).fetchall()
         except sqlite3.OperationalError:
             pass  # an object that has not created its table yet

@@ -51,6 +51,15 @@ fn measure(mut call: impl FnMut()) -> f64 {
 fn main() {
     let now = 1_763_784_000;
     let secrets = WebhookSecrets::parse(SECRET).expect("secret");
+    let origins =
+        didit_edge_core::config::parse_origins(r#"[{"name":"main","url":"https://main"}]"#)
+            .expect("origins");
+    let rules = didit_edge_core::risk::RiskRules::default();
+    let policy = didit_edge_core::intake::Policy {
+        tolerance_secs: 600,
+        risk_rules: &rules,
+        origins: &origins,
+    };
     println!(
         "{:>8} {:>34} {:>10} {:>8}",
         "body", "what", "µs/call", "× HMAC"
@@ -76,7 +85,7 @@ fn main() {
             let verified = intake
                 .verify_with(&secrets, &mut RustCrypto)
                 .expect("verified");
-            black_box(intake.admit(verified, now, 600).expect("admitted"));
+            black_box(intake.admit(verified, now, &policy).expect("admitted"));
         };
         let raw = measure(|| {
             run(SignatureHeaders {

@@ -11,6 +11,8 @@ use serde_json::value::RawValue;
 
 use crate::envelope::Envelope;
 use crate::identity::{EventId, Subject};
+use crate::normalize::{DecisionSummary, PayloadVersion, Status};
+use crate::risk::Risk;
 use crate::time::to_rfc3339;
 use crate::verify::{SignatureHeader, Verified};
 
@@ -41,10 +43,14 @@ struct CloudEvent<'a> {
 #[derive(Serialize)]
 struct Data<'a> {
     schema_version: u32,
+    payload_version: Option<PayloadVersion>,
     webhook_type: &'a str,
     subject: SubjectRef<'a>,
+    session_id: Option<&'a str>,
     status: Option<&'a str>,
+    status_code: Option<&'a str>,
     previous_status: Option<&'a str>,
+    previous_status_code: Option<String>,
     vendor_data: Option<&'a str>,
     workflow_id: Option<&'a str>,
     application_id: Option<&'a str>,
@@ -53,6 +59,9 @@ struct Data<'a> {
     test: bool,
     verification: Verification,
     received_at: String,
+    decision: Option<&'a DecisionSummary>,
+    resubmission: Option<&'a RawValue>,
+    risk: &'a Risk,
     payload: &'a RawValue,
 }
 
@@ -97,6 +106,14 @@ pub struct EventParts<'a> {
     pub test: bool,
     /// When the edge accepted it (Unix seconds).
     pub received_at: i64,
+    /// The payload version, when the decision tells.
+    pub payload_version: Option<PayloadVersion>,
+    /// The event's status.
+    pub status: Option<Status>,
+    /// The decision, feature by feature.
+    pub decision: Option<DecisionSummary>,
+    /// The assessed risk.
+    pub risk: Risk,
 }
 
 /// Writes the CloudEvent as one JSON value.
@@ -121,13 +138,20 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Erro
         datacontenttype: "application/json",
         data: Data {
             schema_version: DATA_SCHEMA_VERSION,
+            payload_version: parts.payload_version,
             webhook_type: parts.webhook_type,
             subject: SubjectRef {
                 kind: parts.subject.kind.as_str(),
                 id: &parts.subject.id,
             },
-            status: envelope.status.as_deref(),
+            session_id: envelope.session_id.as_deref(),
+            status: parts.status.as_ref().map(|s| s.text.as_str()),
+            status_code: parts.status.as_ref().map(|s| s.code.as_str()),
             previous_status: envelope.previous_status.as_deref(),
+            previous_status_code: envelope
+                .previous_status
+                .as_deref()
+                .map(crate::normalize::status_code),
             vendor_data: envelope.vendor_data.as_deref(),
             workflow_id: envelope.workflow_id.as_deref(),
             application_id: envelope.application_id.as_deref(),
@@ -140,6 +164,9 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Erro
                 secret_index: parts.verified.secret_index,
             },
             received_at: to_rfc3339(parts.received_at),
+            decision: parts.decision.as_ref(),
+            resubmission: envelope.resubmit_info,
+            risk: &parts.risk,
             payload: parts.payload,
         },
     };

@@ -9,6 +9,7 @@ use core::fmt;
 use serde::Deserialize;
 
 use crate::retry::{RetrySchedule, RetryScheduleError, DEFAULT_RETRY_SCHEDULE};
+use crate::risk::{Level, RiskRules, RulesError};
 use crate::secret::{SecretError, SigningSecret, WebhookSecrets};
 
 /// Default freshness window: Didit's second retry comes about 5 minutes after the first try,
@@ -44,6 +45,8 @@ pub mod names {
     pub const RETRY_SCHEDULE: &str = "RETRY_SCHEDULE";
     /// Whether `X-Signature-Simple` alone is accepted.
     pub const ALLOW_SIMPLE_SIGNATURE: &str = "ALLOW_SIMPLE_SIGNATURE";
+    /// Risk rules replacing the defaults (JSON).
+    pub const RISK_RULES: &str = "RISK_RULES";
 }
 
 /// Where events are delivered.
@@ -57,6 +60,17 @@ pub struct Origin {
     /// How long one request may take before it counts as failed.
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u32,
+    /// The consumer this origin serves. Every consumer gets its own copy of each event it
+    /// accepts; origins of one consumer are alternatives for the same copy. Default `default`.
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Event types this origin takes: exact (`user.status.updated`), a family (`user.*`) or
+    /// `*`. Absent: every type.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Risk levels this origin takes (`high`, …). Absent: every level.
+    #[serde(default)]
+    pub risk_levels: Option<Vec<Level>>,
 }
 
 fn default_timeout_ms() -> u32 {
@@ -82,6 +96,8 @@ pub struct Config {
     pub retry_schedule: RetrySchedule,
     /// Whether `X-Signature-Simple` alone authenticates a delivery.
     pub allow_simple_signature: bool,
+    /// The rules that turn a decision into a risk level and signals.
+    pub risk_rules: RiskRules,
 }
 
 /// What is wrong with one setting.
@@ -111,6 +127,8 @@ pub enum Problem {
     Origins(String),
     /// `RETRY_SCHEDULE` is unusable.
     RetrySchedule(RetryScheduleError),
+    /// `RISK_RULES` is unusable.
+    RiskRules(RulesError),
 }
 
 /// One setting and what is wrong with it.
@@ -137,6 +155,7 @@ impl fmt::Display for ConfigError {
             Problem::Secret(error) => write!(f, "{error}"),
             Problem::Origins(reason) => f.write_str(reason),
             Problem::RetrySchedule(error) => write!(f, "{error}"),
+            Problem::RiskRules(error) => write!(f, "{error}"),
         }
     }
 }
@@ -247,6 +266,35 @@ pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
                 origin.url
             ));
         }
+        if origin
+            .consumer
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return Err(alloc::format!(
+                "origin `{}` has an empty consumer",
+                origin.name
+            ));
+        }
+        if origin.event_types.as_ref().is_some_and(Vec::is_empty)
+            || origin.risk_levels.as_ref().is_some_and(Vec::is_empty)
+        {
+            return Err(alloc::format!(
+                "origin `{}` lists no event_types or risk_levels; leave the key out to take all",
+                origin.name
+            ));
+        }
+        if let Some(bad) = origin
+            .event_types
+            .iter()
+            .flatten()
+            .find(|t| !crate::route::is_valid_type_pattern(t))
+        {
+            return Err(alloc::format!(
+                "origin `{}` has event type `{bad}`; use an exact type, `family.*` or `*`",
+                origin.name
+            ));
+        }
         if !(1..=MAX_ORIGIN_TIMEOUT_MS).contains(&origin.timeout_ms) {
             return Err(alloc::format!(
                 "origin `{}` has timeout_ms {}; it must be between 1 and {MAX_ORIGIN_TIMEOUT_MS}",
@@ -310,22 +358,37 @@ impl Config {
             .map_err(|e| reader.fail(RETRY_SCHEDULE, Problem::RetrySchedule(e)))
             .ok();
         let allow_simple_signature = reader.flag(ALLOW_SIMPLE_SIGNATURE);
+        let risk_rules = match reader.get(RISK_RULES) {
+            None => Some(RiskRules::default_rules()),
+            Some(text) => RiskRules::parse(&text)
+                .map_err(|e| reader.fail(RISK_RULES, Problem::RiskRules(e)))
+                .ok(),
+        };
 
-        match (webhook_secrets, origins, signing_secret, retry_schedule) {
-            (Some(webhook_secrets), Some(origins), Some(signing_secret), Some(retry_schedule))
-                if reader.errors.is_empty() =>
-            {
-                Ok(Self {
-                    webhook_secrets,
-                    origins,
-                    signing_secret,
-                    timestamp_tolerance_secs,
-                    max_body_bytes,
-                    dedup_ttl_secs,
-                    retry_schedule,
-                    allow_simple_signature,
-                })
-            }
+        match (
+            webhook_secrets,
+            origins,
+            signing_secret,
+            retry_schedule,
+            risk_rules,
+        ) {
+            (
+                Some(webhook_secrets),
+                Some(origins),
+                Some(signing_secret),
+                Some(retry_schedule),
+                Some(risk_rules),
+            ) if reader.errors.is_empty() => Ok(Self {
+                webhook_secrets,
+                origins,
+                signing_secret,
+                timestamp_tolerance_secs,
+                max_body_bytes,
+                dedup_ttl_secs,
+                retry_schedule,
+                allow_simple_signature,
+                risk_rules,
+            }),
             _ => Err(ConfigErrors(reader.errors)),
         }
     }
@@ -387,6 +450,10 @@ mod tests {
             ("MAX_BODY_BYTES", "lots"),
             ("RETRY_SCHEDULE", "5,0"),
             ("ALLOW_SIMPLE_SIGNATURE", "maybe"),
+            (
+                "RISK_RULES",
+                "[{\"code\":\"x\",\"level\":\"high\",\"when\":{}}]",
+            ),
         ]))
         .expect_err("invalid");
         let settings: Vec<&str> = errors.0.iter().map(|e| e.setting).collect();
@@ -399,7 +466,8 @@ mod tests {
                 "MAX_BODY_BYTES",
                 "DEDUP_TTL_SECS",
                 "RETRY_SCHEDULE",
-                "ALLOW_SIMPLE_SIGNATURE"
+                "ALLOW_SIMPLE_SIGNATURE",
+                "RISK_RULES"
             ]
         );
         let text = format!("{errors}");
@@ -408,6 +476,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("plain-secret-value"));
+        assert!(
+            text.contains("RISK_RULES: rule 1: `when` has no condition"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -431,6 +503,10 @@ mod tests {
             r#"[{"name":"a","url":"https://a"},{"name":"a","url":"https://b"}]"#,
             r#"[{"name":"a","url":"https://a","timeout_ms":0}]"#,
             r#"[{"name":"a","url":"https://a","priorty":1}]"#,
+            r#"[{"name":"a","url":"https://a","event_types":[]}]"#,
+            r#"[{"name":"a","url":"https://a","event_types":["user.*.x"]}]"#,
+            r#"[{"name":"a","url":"https://a","risk_levels":["severe"]}]"#,
+            r#"[{"name":"a","url":"https://a","consumer":" "}]"#,
         ] {
             assert!(parse_origins(bad).is_err(), "{bad}");
         }

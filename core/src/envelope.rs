@@ -8,6 +8,7 @@ use alloc::borrow::Cow;
 use core::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 
 /// The top-level fields of any Didit webhook body, all optional at this layer; which ones an
 /// event needs is decided by [`crate::identity`] and [`crate::intake`].
@@ -61,6 +62,12 @@ pub struct Envelope<'a> {
     pub environment: Option<Cow<'a, str>>,
     /// Only `metadata.test_webhook` is read; the rest of the metadata travels in the payload.
     pub metadata: MetadataFlags,
+    /// The per-feature results, kept as raw JSON until [`crate::normalize`] reads them.
+    #[serde(borrow)]
+    pub decision: Option<&'a RawValue>,
+    /// What a `Resubmitted` session must redo, carried as Didit wrote it.
+    #[serde(borrow)]
+    pub resubmit_info: Option<&'a RawValue>,
 }
 
 /// What the edge reads from `metadata`, which is otherwise the integrator's own free-form data.

@@ -16,10 +16,14 @@ use alloc::string::{String, ToString};
 use serde_json::value::RawValue;
 
 use crate::cloudevent::{self, EventParts};
+use crate::config::{Config, Origin};
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{subject_of, EventId};
 use crate::mac::HmacSha256;
+use crate::normalize::{payload_version, summarize, Status};
 use crate::rejection::Rejection;
+use crate::risk::{Level, RiskRules};
+use crate::route::consumers_for;
 use crate::secret::WebhookSecrets;
 use crate::verify::{self, ChallengeTiers, SignatureHeaders, Verified, VerifyError};
 
@@ -42,6 +46,28 @@ pub struct Intake<'a> {
     challenges: ChallengeTiers<'a>,
 }
 
+/// What admission is judged against.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy<'c> {
+    /// Largest accepted distance between a delivery's timestamp and now.
+    pub tolerance_secs: u64,
+    /// Rules for the risk level.
+    pub risk_rules: &'c RiskRules,
+    /// Where events can go, for choosing consumers.
+    pub origins: &'c [Origin],
+}
+
+impl Config {
+    /// The part of the configuration admission needs.
+    pub fn intake_policy(&self) -> Policy<'_> {
+        Policy {
+            tolerance_secs: self.timestamp_tolerance_secs,
+            risk_rules: &self.risk_rules,
+            origins: &self.origins,
+        }
+    }
+}
+
 /// An authentic, fresh, well-formed delivery, ready to be claimed and stored.
 #[derive(Clone, Debug)]
 pub struct Admission {
@@ -56,6 +82,12 @@ pub struct Admission {
     pub cloud_event: Box<RawValue>,
     /// How it was authenticated.
     pub verified: Verified,
+    /// Didit's `webhook_type`.
+    pub webhook_type: String,
+    /// The assessed risk level (routing filters use it).
+    pub risk_level: Level,
+    /// The consumers that take this event; empty when no origin wants it.
+    pub consumers: alloc::vec::Vec<String>,
 }
 
 impl<'a> Intake<'a> {
@@ -96,8 +128,9 @@ impl<'a> Intake<'a> {
         &self,
         verified: Verified,
         now: i64,
-        tolerance_secs: u64,
+        policy: &Policy<'_>,
     ) -> Result<Admission, Rejection> {
+        let tolerance_secs = policy.tolerance_secs;
         let envelope = match &self.envelope {
             Ok(envelope) => envelope,
             Err(EnvelopeError::Malformed(_)) => return Err(Rejection::MalformedJson),
@@ -138,7 +171,29 @@ impl<'a> Intake<'a> {
             timestamp,
             envelope.status.as_deref(),
         );
+        // A decision that is not valid JSON cannot occur (the body parsed); one of an unexpected
+        // shape summarizes to nothing and the payload still carries it whole.
+        let decision = envelope
+            .decision
+            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+            .filter(|value| !value.is_null());
+        let summary = decision.as_ref().map(summarize);
+        let status = envelope.status.as_deref().map(Status::of);
+        let risk = policy.risk_rules.assess(
+            webhook_type,
+            status.as_ref().map(|s| s.code.as_str()),
+            summary.as_ref(),
+        );
+        let consumers = consumers_for(policy.origins, webhook_type, risk.level)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let risk_level = risk.level;
         let cloud_event = cloudevent::to_json(&EventParts {
+            payload_version: decision.as_ref().and_then(payload_version),
+            status,
+            decision: summary,
+            risk,
             id: &event_id,
             subject: &subject,
             webhook_type,
@@ -162,6 +217,9 @@ impl<'a> Intake<'a> {
             inbox: subject.inbox_name(),
             cloud_event,
             verified,
+            webhook_type: webhook_type.into(),
+            risk_level,
+            consumers,
         })
     }
 }
@@ -219,7 +277,20 @@ mod tests {
             &WebhookSecrets::parse("k").expect("secret"),
             &mut RustCrypto,
         )?;
-        intake.admit(verified, NOW, 600)
+        let origins = crate::config::parse_origins(
+            r#"[{"name":"main","url":"https://main"},{"name":"fraud","url":"https://fraud","consumer":"fraud","risk_levels":["high"]}]"#,
+        )
+        .expect("origins");
+        let rules = RiskRules::default();
+        intake.admit(
+            verified,
+            NOW,
+            &Policy {
+                tolerance_secs: 600,
+                risk_rules: &rules,
+                origins: &origins,
+            },
+        )
     }
 
     #[test]
@@ -238,8 +309,33 @@ mod tests {
         assert_eq!(event["time"], "2023-11-14T22:13:20Z");
         assert_eq!(event["data"]["test"], true);
         assert_eq!(event["data"]["verification"]["covers"], "payload");
+        assert_eq!(event["data"]["status_code"], "approved");
+        assert_eq!(
+            event["data"]["risk"],
+            serde_json::json!({"level": "low", "signals": []})
+        );
+        assert_eq!(admission.consumers, ["default"]);
         let payload: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(event["data"]["payload"], payload);
+    }
+
+    #[test]
+    fn risky_events_reach_the_consumers_that_want_them() {
+        let body = format!(
+            r#"{{"webhook_type":"status.updated","session_id":"s9","status":"Declined","timestamp":{NOW},
+               "decision":{{"aml_screenings":[{{"node_id":"aml-1","status":"Declined","total_hits":4}}]}}}}"#
+        );
+        let admission = run(&body, &signed(&body), None).expect("admitted");
+        assert_eq!(admission.risk_level, Level::High);
+        assert_eq!(admission.consumers, ["default", "fraud"]);
+        let event: serde_json::Value =
+            serde_json::from_str(admission.cloud_event.get()).expect("json");
+        assert_eq!(event["data"]["payload_version"], "v3");
+        assert_eq!(event["data"]["decision"]["features"][0]["feature"], "aml");
+        assert_eq!(
+            event["data"]["risk"]["signals"][1],
+            serde_json::json!({"code": "aml_declined", "source": "aml:aml-1"})
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod normalize;
 pub mod rejection;
 pub mod retry;
 pub mod risk;
+pub mod route;
 pub mod secret;
 pub mod standard_webhooks;
 pub mod time;

@@ -37,7 +37,11 @@ const FEATURE_KEYS: &[(&str, &str, PayloadVersion)] = &[
     ("poa_verifications", "proof_of_address", PayloadVersion::V3),
     ("aml_screenings", "aml", PayloadVersion::V3),
     ("ip_analyses", "ip_analysis", PayloadVersion::V3),
-    ("database_validations", "database_validation", PayloadVersion::V3),
+    (
+        "database_validations",
+        "database_validation",
+        PayloadVersion::V3,
+    ),
     ("registry_checks", "registry_check", PayloadVersion::V3),
     ("reviews", "review", PayloadVersion::V3),
     ("id_verification", "id_verification", PayloadVersion::V2),
@@ -48,7 +52,11 @@ const FEATURE_KEYS: &[(&str, &str, PayloadVersion)] = &[
     ("email", "email", PayloadVersion::V2),
     ("poa", "proof_of_address", PayloadVersion::V2),
     ("ip_analysis", "ip_analysis", PayloadVersion::V2),
-    ("database_validation", "database_validation", PayloadVersion::V2),
+    (
+        "database_validation",
+        "database_validation",
+        PayloadVersion::V2,
+    ),
     ("kyc", "id_verification", PayloadVersion::V1),
     ("face", "face_match", PayloadVersion::V1),
     ("location", "ip_analysis", PayloadVersion::V1),
@@ -57,9 +65,21 @@ const FEATURE_KEYS: &[(&str, &str, PayloadVersion)] = &[
 ];
 
 /// Numeric findings copied when present.
-const NUMBER_FINDINGS: &[&str] = &["score", "total_hits", "match_score", "risk_score", "age_estimation"];
+const NUMBER_FINDINGS: &[&str] = &[
+    "score",
+    "total_hits",
+    "match_score",
+    "risk_score",
+    "age_estimation",
+];
 /// Short, non-identifying text findings copied when present.
-const TEXT_FINDINGS: &[&str] = &["document_type", "issuing_state", "method", "ip_country_code", "line_type"];
+const TEXT_FINDINGS: &[&str] = &[
+    "document_type",
+    "issuing_state",
+    "method",
+    "ip_country_code",
+    "line_type",
+];
 
 /// A Didit status as written and as a stable code (`In Review` → `in_review`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -73,14 +93,20 @@ pub struct Status {
 impl Status {
     /// Reads a status string.
     pub fn of(text: &str) -> Self {
-        Self { text: text.into(), code: status_code(text) }
+        Self {
+            text: text.into(),
+            code: status_code(text),
+        }
     }
 }
 
 /// `In Review` → `in_review`, `FLAGGED` → `flagged`, `Not-Finished` → `not_finished`.
 pub fn status_code(text: &str) -> String {
     let mut code = String::with_capacity(text.len());
-    for word in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
         if !code.is_empty() {
             code.push('_');
         }
@@ -127,9 +153,9 @@ pub struct DecisionSummary {
 pub fn payload_version(decision: &Value) -> Option<PayloadVersion> {
     let object = decision.as_object()?;
     let has = |version: PayloadVersion, ignore_aml: bool| {
-        FEATURE_KEYS
-            .iter()
-            .any(|(key, _, v)| *v == version && !(ignore_aml && *key == "aml") && object.contains_key(*key))
+        FEATURE_KEYS.iter().any(|(key, _, v)| {
+            *v == version && !(ignore_aml && *key == "aml") && object.contains_key(*key)
+        })
     };
     if has(PayloadVersion::V3, false) {
         Some(PayloadVersion::V3)
@@ -152,10 +178,16 @@ pub fn summarize(decision: &Value) -> DecisionSummary {
     for (key, feature, key_version) in FEATURE_KEYS {
         // `aml` belongs to whichever of v1/v2 the rest of the decision is.
         let applies = *key == "aml" || Some(*key_version) == version || version.is_none();
-        let Some(value) = object.get(*key).filter(|_| applies) else { continue };
+        let Some(value) = object.get(*key).filter(|_| applies) else {
+            continue;
+        };
         match value {
             Value::Array(items) => {
-                features.extend(items.iter().filter_map(|item| feature_result(feature, item)));
+                features.extend(
+                    items
+                        .iter()
+                        .filter_map(|item| feature_result(feature, item)),
+                );
             }
             Value::Object(_) => features.extend(feature_result(feature, value)),
             _ => {}
@@ -200,10 +232,16 @@ fn feature_result(feature: &'static str, item: &Value) -> Option<FeatureResult> 
 
 fn warning(value: &Value) -> Option<Warning> {
     match value {
-        Value::String(risk) => Some(Warning { risk: risk.clone(), log_type: None }),
+        Value::String(risk) => Some(Warning {
+            risk: risk.clone(),
+            log_type: None,
+        }),
         Value::Object(object) => Some(Warning {
             risk: object.get("risk").and_then(Value::as_str)?.into(),
-            log_type: object.get("log_type").and_then(Value::as_str).map(String::from),
+            log_type: object
+                .get("log_type")
+                .and_then(Value::as_str)
+                .map(String::from),
         }),
         _ => None,
     }
@@ -233,10 +271,22 @@ mod tests {
 
     #[test]
     fn detects_versions() {
-        assert_eq!(payload_version(&json!({"id_verifications": []})), Some(PayloadVersion::V3));
-        assert_eq!(payload_version(&json!({"liveness": {}, "aml": {}})), Some(PayloadVersion::V2));
-        assert_eq!(payload_version(&json!({"kyc": {}, "aml": {}})), Some(PayloadVersion::V1));
-        assert_eq!(payload_version(&json!({"aml": {}})), Some(PayloadVersion::V2));
+        assert_eq!(
+            payload_version(&json!({"id_verifications": []})),
+            Some(PayloadVersion::V3)
+        );
+        assert_eq!(
+            payload_version(&json!({"liveness": {}, "aml": {}})),
+            Some(PayloadVersion::V2)
+        );
+        assert_eq!(
+            payload_version(&json!({"kyc": {}, "aml": {}})),
+            Some(PayloadVersion::V1)
+        );
+        assert_eq!(
+            payload_version(&json!({"aml": {}})),
+            Some(PayloadVersion::V2)
+        );
         assert_eq!(payload_version(&json!({"something_new": {}})), None);
         assert_eq!(payload_version(&json!(null)), None);
     }
@@ -253,33 +303,60 @@ mod tests {
         let summary = summarize(&decision);
         assert_eq!(summary.features.len(), 2);
         let aml = &summary.features[0];
-        assert_eq!((aml.feature, aml.status.as_ref().map(|s| s.code.as_str())), ("aml", Some("in_review")));
+        assert_eq!(
+            (aml.feature, aml.status.as_ref().map(|s| s.code.as_str())),
+            ("aml", Some("in_review"))
+        );
         assert_eq!(aml.score, Some(88.5));
         assert_eq!(aml.findings.get("total_hits"), Some(&json!(2)));
         let ip = &summary.features[1];
         assert_eq!(ip.node_id.as_deref(), Some("ip-1"));
         assert_eq!(ip.findings.get("is_vpn_or_tor"), Some(&json!(true)));
-        assert!(!ip.findings.contains_key("ip_address"), "identifying data stays in the payload");
-        assert_eq!(ip.warnings, [Warning { risk: "PRIVATE_NETWORK_DETECTED".into(), log_type: Some("warning".into()) }]);
+        assert!(
+            !ip.findings.contains_key("ip_address"),
+            "identifying data stays in the payload"
+        );
+        assert_eq!(
+            ip.warnings,
+            [Warning {
+                risk: "PRIVATE_NETWORK_DETECTED".into(),
+                log_type: Some("warning".into())
+            }]
+        );
     }
 
     #[test]
     fn v1_and_v2_objects_map_to_the_same_features() {
-        let v2 = summarize(&json!({"id_verification": {"status": "Approved", "document_type": "Passport"},
-                                   "face_match": {"status": "Declined", "score": 12.0}, "aml": {"status": "Approved", "total_hits": 0}}));
+        let v2 = summarize(
+            &json!({"id_verification": {"status": "Approved", "document_type": "Passport"},
+                                   "face_match": {"status": "Declined", "score": 12.0}, "aml": {"status": "Approved", "total_hits": 0}}),
+        );
         let names: Vec<&str> = v2.features.iter().map(|f| f.feature).collect();
         assert_eq!(names, ["id_verification", "face_match", "aml"]);
-        let v1 = summarize(&json!({"kyc": {"status": "Approved"}, "face": {"status": "Approved"},
-                                   "location": {"status": "Approved", "is_vpn_or_tor": false}, "aml": {"status": "Approved"}}));
+        let v1 = summarize(
+            &json!({"kyc": {"status": "Approved"}, "face": {"status": "Approved"},
+                                   "location": {"status": "Approved", "is_vpn_or_tor": false}, "aml": {"status": "Approved"}}),
+        );
         let names: Vec<&str> = v1.features.iter().map(|f| f.feature).collect();
-        assert_eq!(names, ["id_verification", "face_match", "ip_analysis", "aml"]);
+        assert_eq!(
+            names,
+            ["id_verification", "face_match", "ip_analysis", "aml"]
+        );
     }
 
     #[test]
     fn odd_shapes_are_skipped_not_fatal() {
-        let summary = summarize(&json!({"liveness_checks": [1, null, "x", {"status": 5, "warnings": [3, {"no_risk": 1}, "TAG"]}]}));
+        let summary = summarize(
+            &json!({"liveness_checks": [1, null, "x", {"status": 5, "warnings": [3, {"no_risk": 1}, "TAG"]}]}),
+        );
         assert_eq!(summary.features.len(), 1);
         assert_eq!(summary.features[0].status, None);
-        assert_eq!(summary.features[0].warnings, [Warning { risk: "TAG".into(), log_type: None }]);
+        assert_eq!(
+            summary.features[0].warnings,
+            [Warning {
+                risk: "TAG".into(),
+                log_type: None
+            }]
+        );
     }
 }

@@ -115,32 +115,46 @@ struct Condition {
 
 impl Condition {
     fn is_feature_condition(&self) -> bool {
-        self.feature.is_some() || self.feature_status.is_some() || self.warning.is_some() || self.finding.is_some()
+        self.feature.is_some()
+            || self.feature_status.is_some()
+            || self.warning.is_some()
+            || self.finding.is_some()
     }
 
     fn event_matches(&self, webhook_type: &str, status_code: Option<&str>) -> bool {
         let listed = |list: &Option<Vec<String>>, value: Option<&str>| {
-            list.as_ref().is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
+            list.as_ref()
+                .is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
         };
         listed(&self.event_status, status_code) && listed(&self.webhook_type, Some(webhook_type))
     }
 
     fn feature_matches(&self, result: &FeatureResult) -> bool {
         let in_list = |list: &Option<Vec<String>>, value: Option<&str>| {
-            list.as_ref().is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
+            list.as_ref()
+                .is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
         };
         if !in_list(&self.feature, Some(result.feature))
-            || !in_list(&self.feature_status, result.status.as_ref().map(|s| s.code.as_str()))
+            || !in_list(
+                &self.feature_status,
+                result.status.as_ref().map(|s| s.code.as_str()),
+            )
         {
             return false;
         }
         if let Some(risks) = &self.warning {
-            if !result.warnings.iter().any(|w| risks.iter().any(|r| *r == w.risk)) {
+            if !result
+                .warnings
+                .iter()
+                .any(|w| risks.iter().any(|r| *r == w.risk))
+            {
                 return false;
             }
         }
         if let Some(name) = &self.finding {
-            let Some(value) = result.findings.get(name) else { return false };
+            let Some(value) = result.findings.get(name) else {
+                return false;
+            };
             if let Some(expected) = &self.equals {
                 return value == expected;
             }
@@ -181,7 +195,10 @@ impl core::fmt::Display for RulesError {
             Self::NoCondition(at) => write!(f, "rule {at}: `when` has no condition"),
             Self::EmptyList(at) => write!(f, "rule {at}: a condition lists nothing"),
             Self::BadFindingTest(at) => {
-                write!(f, "rule {at}: `equals` or `above` needs `finding`, and not both")
+                write!(
+                    f,
+                    "rule {at}: `equals` or `above` needs `finding`, and not both"
+                )
             }
             Self::UnknownLevel(at) => write!(f, "rule {at}: level must be low, medium or high"),
         }
@@ -191,11 +208,15 @@ impl core::fmt::Display for RulesError {
 impl RiskRules {
     /// Parses and checks a rule set in the [`DEFAULT_RULES`] format.
     pub fn parse(json: &str) -> Result<Self, RulesError> {
-        let rules: Vec<Rule> = serde_json::from_str(json).map_err(|e| RulesError::Json(format!("{e}")))?;
+        let rules: Vec<Rule> =
+            serde_json::from_str(json).map_err(|e| RulesError::Json(format!("{e}")))?;
         for (index, rule) in rules.iter().enumerate() {
             let at = index + 1;
             let code_ok = !rule.code.is_empty()
-                && rule.code.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+                && rule
+                    .code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
             if !code_ok {
                 return Err(RulesError::BadCode(at));
             }
@@ -203,8 +224,17 @@ impl RiskRules {
                 return Err(RulesError::UnknownLevel(at));
             }
             let when = &rule.when;
-            let lists = [&when.event_status, &when.webhook_type, &when.feature, &when.feature_status, &when.warning];
-            if lists.iter().any(|list| list.as_ref().is_some_and(Vec::is_empty)) {
+            let lists = [
+                &when.event_status,
+                &when.webhook_type,
+                &when.feature,
+                &when.feature_status,
+                &when.warning,
+            ];
+            if lists
+                .iter()
+                .any(|list| list.as_ref().is_some_and(Vec::is_empty))
+            {
                 return Err(RulesError::EmptyList(at));
             }
             if lists.iter().all(|list| list.is_none()) && when.finding.is_none() {
@@ -226,7 +256,12 @@ impl RiskRules {
     }
 
     /// Judges one event.
-    pub fn assess(&self, webhook_type: &str, status_code: Option<&str>, decision: Option<&DecisionSummary>) -> Risk {
+    pub fn assess(
+        &self,
+        webhook_type: &str,
+        status_code: Option<&str>,
+        decision: Option<&DecisionSummary>,
+    ) -> Risk {
         let mut seen = BTreeSet::new();
         let mut signals = Vec::new();
         let mut level = None;
@@ -248,14 +283,31 @@ impl RiskRules {
             }
             for source in sources {
                 level = level.max(Some(rule.level));
-                let signal = Signal { code: rule.code.clone(), source };
+                let signal = Signal {
+                    code: rule.code.clone(),
+                    source,
+                };
                 if seen.insert(signal.clone()) {
                     signals.push(signal);
                 }
             }
         }
         let judged = !features.is_empty()
-            || status_code.is_some_and(|s| matches!(s, "approved" | "declined" | "in_review" | "active" | "flagged" | "blocked" | "resubmitted" | "abandoned" | "expired" | "kyc_expired"));
+            || status_code.is_some_and(|s| {
+                matches!(
+                    s,
+                    "approved"
+                        | "declined"
+                        | "in_review"
+                        | "active"
+                        | "flagged"
+                        | "blocked"
+                        | "resubmitted"
+                        | "abandoned"
+                        | "expired"
+                        | "kyc_expired"
+                )
+            });
         let level = level.unwrap_or(if judged { Level::Low } else { Level::Unknown });
         Risk { level, signals }
     }
@@ -277,7 +329,10 @@ mod tests {
     use serde_json::json;
 
     fn codes(risk: &Risk) -> Vec<(&str, &str)> {
-        risk.signals.iter().map(|s| (s.code.as_str(), s.source.as_str())).collect()
+        risk.signals
+            .iter()
+            .map(|s| (s.code.as_str(), s.source.as_str()))
+            .collect()
     }
 
     #[test]
@@ -315,10 +370,29 @@ mod tests {
     fn clean_approval_is_low_and_nothing_to_judge_is_unknown() {
         let decision = summarize(&json!({"id_verifications": [{"status": "Approved"}]}));
         let rules = RiskRules::default();
-        assert_eq!(rules.assess("status.updated", Some("approved"), Some(&decision)), Risk { level: Level::Low, signals: Vec::new() });
-        assert_eq!(rules.assess("status.updated", Some("in_progress"), None).level, Level::Unknown);
-        assert_eq!(rules.assess("transaction.created", None, None).level, Level::Unknown);
-        assert_eq!(rules.assess("user.status.updated", Some("flagged"), None).level, Level::Medium);
+        assert_eq!(
+            rules.assess("status.updated", Some("approved"), Some(&decision)),
+            Risk {
+                level: Level::Low,
+                signals: Vec::new()
+            }
+        );
+        assert_eq!(
+            rules
+                .assess("status.updated", Some("in_progress"), None)
+                .level,
+            Level::Unknown
+        );
+        assert_eq!(
+            rules.assess("transaction.created", None, None).level,
+            Level::Unknown
+        );
+        assert_eq!(
+            rules
+                .assess("user.status.updated", Some("flagged"), None)
+                .level,
+            Level::Medium
+        );
     }
 
     #[test]
@@ -328,10 +402,14 @@ mod tests {
                 {"code":"weak_liveness","level":"high","when":{"feature":["liveness"],"finding":"score","above":10}}]"#,
         )
         .expect("valid");
-        let decision = summarize(&json!({"liveness_checks": [{"status": "Approved", "score": 42.0}]}));
+        let decision =
+            summarize(&json!({"liveness_checks": [{"status": "Approved", "score": 42.0}]}));
         let risk = rules.assess("status.updated", Some("approved"), Some(&decision));
         assert_eq!(risk.level, Level::High);
-        assert_eq!(codes(&risk), [("sandbox_traffic", "event"), ("weak_liveness", "liveness")]);
+        assert_eq!(
+            codes(&risk),
+            [("sandbox_traffic", "event"), ("weak_liveness", "liveness")]
+        );
     }
 
     #[test]
@@ -339,13 +417,34 @@ mod tests {
         for (json, error) in [
             ("{}", None),
             (r#"[{"code":"x","level":"high"}]"#, None),
-            (r#"[{"code":"x","level":"severe","when":{"event_status":["declined"]}}]"#, None),
-            (r#"[{"code":"x","level":"high","when":{"event_statuz":["declined"]}}]"#, None),
-            (r#"[{"code":"Bad Code","level":"high","when":{"event_status":["declined"]}}]"#, Some(RulesError::BadCode(1))),
-            (r#"[{"code":"x","level":"high","when":{}}]"#, Some(RulesError::NoCondition(1))),
-            (r#"[{"code":"x","level":"high","when":{"warning":[]}}]"#, Some(RulesError::EmptyList(1))),
-            (r#"[{"code":"x","level":"high","when":{"feature":["aml"],"above":1}}]"#, Some(RulesError::BadFindingTest(1))),
-            (r#"[{"code":"x","level":"unknown","when":{"feature":["aml"]}}]"#, Some(RulesError::UnknownLevel(1))),
+            (
+                r#"[{"code":"x","level":"severe","when":{"event_status":["declined"]}}]"#,
+                None,
+            ),
+            (
+                r#"[{"code":"x","level":"high","when":{"event_statuz":["declined"]}}]"#,
+                None,
+            ),
+            (
+                r#"[{"code":"Bad Code","level":"high","when":{"event_status":["declined"]}}]"#,
+                Some(RulesError::BadCode(1)),
+            ),
+            (
+                r#"[{"code":"x","level":"high","when":{}}]"#,
+                Some(RulesError::NoCondition(1)),
+            ),
+            (
+                r#"[{"code":"x","level":"high","when":{"warning":[]}}]"#,
+                Some(RulesError::EmptyList(1)),
+            ),
+            (
+                r#"[{"code":"x","level":"high","when":{"feature":["aml"],"above":1}}]"#,
+                Some(RulesError::BadFindingTest(1)),
+            ),
+            (
+                r#"[{"code":"x","level":"unknown","when":{"feature":["aml"]}}]"#,
+                Some(RulesError::UnknownLevel(1)),
+            ),
         ] {
             let result = RiskRules::parse(json);
             match error {

@@ -67,10 +67,13 @@ async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receip
         .await
         .map_err(|_| Rejection::InvalidSignature)?;
     let now = (Date::now().as_millis() / 1000) as i64;
-    let admission = intake.admit(verified, now, config.timestamp_tolerance_secs)?;
+    let admission = intake.admit(verified, now, &config.intake_policy())?;
     let claim = Claim {
         id: admission.event_id.as_str(),
         alias: admission.alias.as_deref(),
+        webhook_type: &admission.webhook_type,
+        risk_level: admission.risk_level,
+        consumers: admission.consumers.clone(),
         cloud_event: &admission.cloud_event,
     };
     claim_in_inbox(env, &admission.inbox, &claim)

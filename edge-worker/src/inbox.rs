@@ -1,5 +1,5 @@
 //! One Durable Object per subject: the race-free duplicate check, the durable outbox, and the
-//! alarm that delivers in order.
+//! alarm that delivers in order, one track per consumer.
 //!
 //! The object is single-threaded and SQLite calls are synchronous, so the duplicate check and
 //! the insert in [`Inbox::claim`] run with no `.await` between them: any number of concurrent
@@ -8,6 +8,8 @@
 
 use didit_edge_core::delivery::{forget_at_ms, Progress};
 use didit_edge_core::rejection::Receipt;
+use didit_edge_core::risk::Level;
+use didit_edge_core::route::origin_for;
 use serde::Deserialize;
 use worker::{
     console_error, console_log, durable_object, Date, DurableObject, Env, Request, Response,
@@ -24,22 +26,42 @@ const DELIVERIES_PER_ALARM: usize = 25;
 /// rare enough not to spin.
 const MISCONFIGURED_RETRY_MS: i64 = 60_000;
 
+/// `events` holds each event once (its payload until every consumer has it, then only what
+/// deduplication needs); `deliveries` holds one row per event and consumer.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT NOT NULL UNIQUE,
     alias TEXT,
     received_at_ms INTEGER NOT NULL,
+    webhook_type TEXT NOT NULL,
+    risk_level TEXT NOT NULL,
     cloud_event TEXT,
+    forget_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_alias ON events(alias) WHERE alias IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_seq INTEGER NOT NULL,
+    consumer TEXT NOT NULL,
     failures INTEGER NOT NULL DEFAULT 0,
     next_attempt_at_ms INTEGER,
     delivered_at_ms INTEGER,
-    forget_at_ms INTEGER,
-    last_error TEXT
+    origin TEXT,
+    last_error TEXT,
+    PRIMARY KEY (event_seq, consumer)
 );
-CREATE INDEX IF NOT EXISTS events_alias ON events(alias) WHERE alias IS NOT NULL;
-CREATE INDEX IF NOT EXISTS events_pending ON events(seq) WHERE delivered_at_ms IS NULL;
+CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(consumer, event_seq) WHERE delivered_at_ms IS NULL;
 ";
+
+/// The oldest undelivered event of each consumer: nothing later overtakes it.
+const HEADS: &str = "
+SELECT d.consumer, d.event_seq, d.failures, d.next_attempt_at_ms,
+       e.id, e.cloud_event, e.webhook_type, e.risk_level, e.received_at_ms
+FROM deliveries d JOIN events e ON e.seq = d.event_seq
+WHERE d.delivered_at_ms IS NULL
+  AND d.event_seq = (SELECT MIN(p.event_seq) FROM deliveries p
+                     WHERE p.consumer = d.consumer AND p.delivered_at_ms IS NULL)
+ORDER BY d.next_attempt_at_ms";
 
 /// A subject's inbox.
 #[durable_object]
@@ -54,13 +76,21 @@ struct ExistingId {
 }
 
 #[derive(Deserialize)]
-struct Pending {
-    seq: i64,
-    id: String,
-    cloud_event: Option<String>,
-    received_at_ms: i64,
+struct Head {
+    consumer: String,
+    event_seq: i64,
     failures: i64,
     next_attempt_at_ms: i64,
+    id: String,
+    cloud_event: Option<String>,
+    webhook_type: String,
+    risk_level: String,
+    received_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
 }
 
 #[derive(Deserialize)]
@@ -76,17 +106,21 @@ fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
+fn level_of(text: &str) -> Level {
+    serde_json::from_value(serde_json::Value::from(text)).unwrap_or(Level::Unknown)
+}
+
 impl Inbox {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
     }
 
-    /// Claims the id; stores the event if it is new.
+    /// Claims the id; stores the event and one delivery per consumer if it is new.
     async fn claim(&self, mut request: Request) -> Result<Response> {
         let text = request.text().await?;
         let claim: Claim<'_> = serde_json::from_str(&text)?;
         let sql = self.sql();
-        // No `.await` from here to the insert: this is the atomic duplicate check.
+        // No `.await` from here to the inserts: this is the atomic duplicate check.
         let alias = claim.alias.map(String::from);
         let existing: Vec<ExistingId> = sql
             .exec(
@@ -101,44 +135,61 @@ impl Inbox {
             return respond::receipt(&Receipt::Duplicate { id: original.id });
         }
         let now = now_ms();
+        let config = settings::config(&self.env).map_err(|r| worker::Error::from(r.to_string()))?;
+        // An event no consumer takes is remembered for deduplication only.
+        let (payload, forget_at) = if claim.consumers.is_empty() {
+            (None, Some(forget_at_ms(now, now, config.dedup_ttl_secs)))
+        } else {
+            (Some(claim.cloud_event.get()), None)
+        };
         sql.exec(
-            "INSERT INTO events (id, alias, received_at_ms, cloud_event, failures, next_attempt_at_ms) VALUES (?, ?, ?, ?, 0, ?)",
+            "INSERT INTO events (id, alias, received_at_ms, webhook_type, risk_level, cloud_event, forget_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
             vec![
                 claim.id.into(),
                 alias.into(),
                 now.into(),
-                claim.cloud_event.get().into(),
-                now.into(),
+                claim.webhook_type.into(),
+                claim.risk_level.as_str().into(),
+                payload.into(),
+                forget_at.into(),
             ],
         )?;
+        for consumer in &claim.consumers {
+            sql.exec(
+                "INSERT INTO deliveries (event_seq, consumer, next_attempt_at_ms) \
+                 VALUES ((SELECT seq FROM events WHERE id = ?), ?, ?)",
+                vec![claim.id.into(), consumer.as_str().into(), now.into()],
+            )?;
+        }
+        if claim.consumers.is_empty() {
+            console_log!(
+                "{} taken by no consumer ({} at {} risk)",
+                claim.id,
+                claim.webhook_type,
+                claim.risk_level.as_str()
+            );
+        }
         self.reschedule().await?;
         respond::receipt(&Receipt::Accepted {
             id: claim.id.to_owned(),
         })
     }
 
-    /// The oldest undelivered event, which must go before any later one.
-    fn head(&self) -> Result<Option<Pending>> {
-        let rows: Vec<Pending> = self
-            .sql()
-            .exec(
-                "SELECT seq, id, cloud_event, received_at_ms, failures, next_attempt_at_ms FROM events \
-                 WHERE delivered_at_ms IS NULL ORDER BY seq LIMIT 1",
-                None,
-            )?
-            .to_array()?;
-        Ok(rows.into_iter().next())
+    fn heads(&self) -> Result<Vec<Head>> {
+        self.sql().exec(HEADS, None)?.to_array()
     }
 
-    /// Sets the alarm for the next thing to do: the head's next attempt, or the earliest record
-    /// to forget. The head alone decides, so a later event never overtakes an earlier one.
+    /// Sets the alarm for the next thing to do: the earliest next attempt among the consumers'
+    /// oldest undelivered events, or the earliest record to forget.
     async fn reschedule(&self) -> Result<()> {
         let wake: Vec<Wake> = self
             .sql()
             .exec(
-                "SELECT MIN(at) AS at FROM ( \
-                   SELECT next_attempt_at_ms AS at FROM (SELECT next_attempt_at_ms FROM events WHERE delivered_at_ms IS NULL ORDER BY seq LIMIT 1) \
-                   UNION ALL SELECT MIN(forget_at_ms) FROM events WHERE delivered_at_ms IS NOT NULL)",
+                &format!(
+                    "SELECT MIN(at) AS at FROM (SELECT next_attempt_at_ms AS at FROM ({HEADS}) \
+                     UNION ALL SELECT MIN(forget_at_ms) FROM events WHERE forget_at_ms IS NOT NULL)"
+                ),
                 None,
             )?
             .to_array()?;
@@ -149,81 +200,142 @@ impl Inbox {
         }
     }
 
+    /// Marks an event done once no consumer is waiting for it: its payload (identity data)
+    /// goes, and it is forgotten after the dedup TTL.
+    fn finish_if_done(&self, head: &Head, delivered_at_ms: i64, dedup_ttl_secs: u64) -> Result<()> {
+        let pending: Vec<Count> = self
+            .sql()
+            .exec(
+                "SELECT COUNT(*) AS n FROM deliveries WHERE event_seq = ? AND delivered_at_ms IS NULL",
+                vec![head.event_seq.into()],
+            )?
+            .to_array()?;
+        if pending.first().is_some_and(|c| c.n == 0) {
+            let forget = forget_at_ms(head.received_at_ms, delivered_at_ms, dedup_ttl_secs);
+            self.sql().exec(
+                "UPDATE events SET cloud_event = NULL, forget_at_ms = ? WHERE seq = ?",
+                vec![forget.into(), head.event_seq.into()],
+            )?;
+        }
+        Ok(())
+    }
+
     async fn deliver_due(&self) -> Result<()> {
         let config = match settings::config(&self.env) {
             Ok(config) => config,
             Err(rejection) => {
                 console_error!("inbox cannot deliver: {rejection}");
-                let retry_at = now_ms() + MISCONFIGURED_RETRY_MS;
-                return self.state.storage().set_alarm(alarm_at(retry_at)).await;
+                return self
+                    .state
+                    .storage()
+                    .set_alarm(alarm_at(now_ms() + MISCONFIGURED_RETRY_MS))
+                    .await;
             }
         };
-        let Some(target) = config.origins.first() else {
-            return Ok(());
-        };
-        for _ in 0..DELIVERIES_PER_ALARM {
-            let Some(head) = self.head()? else { break };
-            if head.next_attempt_at_ms > now_ms() {
+        let mut budget = DELIVERIES_PER_ALARM;
+        'rounds: while budget > 0 {
+            let due: Vec<Head> = self
+                .heads()?
+                .into_iter()
+                .filter(|h| h.next_attempt_at_ms <= now_ms())
+                .collect();
+            if due.is_empty() {
                 break;
             }
-            let Some(cloud_event) = head.cloud_event.as_deref() else {
-                // A pending record always keeps its event; one without is unrecoverable data loss,
-                // so it is logged loudly and skipped rather than blocking the subject forever.
-                console_error!("event {} is pending without its payload; skipping", head.id);
-                self.sql().exec(
-                    "UPDATE events SET delivered_at_ms = ?, forget_at_ms = ? WHERE seq = ?",
-                    vec![now_ms().into(), now_ms().into(), head.seq.into()],
-                )?;
-                continue;
-            };
-            let result =
-                origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await;
-            let now = now_ms();
-            let before = Progress::Pending {
-                failures: u32::try_from(head.failures).unwrap_or(u32::MAX),
-                next_attempt_at_ms: head.next_attempt_at_ms,
-            };
-            match before.after_attempt(&result, now, &config.retry_schedule) {
-                Progress::Delivered { at_ms } => {
-                    console_log!("delivered {} to {} ({:?})", head.id, target.name, result);
-                    let forget = forget_at_ms(head.received_at_ms, at_ms, config.dedup_ttl_secs);
-                    // The payload holds identity data: it goes as soon as the origin has it.
-                    self.sql().exec(
-                        "UPDATE events SET cloud_event = NULL, delivered_at_ms = ?, next_attempt_at_ms = NULL, \
-                         forget_at_ms = ?, last_error = NULL WHERE seq = ?",
-                        vec![at_ms.into(), forget.into(), head.seq.into()],
-                    )?;
+            for head in due {
+                if budget == 0 {
+                    break 'rounds;
                 }
-                Progress::Pending {
-                    failures,
-                    next_attempt_at_ms,
-                } => {
-                    console_log!(
-                        "delivery of {} to {} failed ({:?}), attempt {}; next in {} ms",
-                        head.id,
-                        target.name,
-                        result,
-                        failures,
-                        next_attempt_at_ms - now
-                    );
-                    self.sql().exec(
-                        "UPDATE events SET failures = ?, next_attempt_at_ms = ?, last_error = ? WHERE seq = ?",
-                        vec![
-                            i64::from(failures).into(),
-                            next_attempt_at_ms.into(),
-                            format!("{result:?}").into(),
-                            head.seq.into(),
-                        ],
-                    )?;
-                    break;
-                }
+                budget -= 1;
+                self.attempt(&head, &config).await?;
             }
         }
         self.sql().exec(
-            "DELETE FROM events WHERE delivered_at_ms IS NOT NULL AND forget_at_ms <= ?",
+            "DELETE FROM deliveries WHERE event_seq IN (SELECT seq FROM events WHERE forget_at_ms <= ?)",
+            vec![SqlStorageValue::from(now_ms())],
+        )?;
+        self.sql().exec(
+            "DELETE FROM events WHERE forget_at_ms <= ?",
             vec![SqlStorageValue::from(now_ms())],
         )?;
         self.reschedule().await
+    }
+
+    /// One attempt to hand a consumer its oldest undelivered event.
+    async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
+        let level = level_of(&head.risk_level);
+        let target = origin_for(&config.origins, &head.consumer, &head.webhook_type, level);
+        let result = match (target, head.cloud_event.as_deref()) {
+            (Some(target), Some(cloud_event)) => Ok((
+                target.name.as_str(),
+                origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await,
+            )),
+            (None, _) => Err(format!(
+                "no origin of consumer `{}` takes this event now",
+                head.consumer
+            )),
+            (_, None) => Err(String::from("the stored event has no payload")),
+        };
+        let now = now_ms();
+        let before = Progress::Pending {
+            failures: u32::try_from(head.failures).unwrap_or(u32::MAX),
+            next_attempt_at_ms: head.next_attempt_at_ms,
+        };
+        let (origin_name, attempt) = match &result {
+            Ok((name, attempt)) => (Some(*name), Some(attempt)),
+            Err(_) => (None, None),
+        };
+        let after = match attempt {
+            Some(attempt) => before.after_attempt(attempt, now, &config.retry_schedule),
+            // Nothing could be sent: a failed attempt, retried on the schedule, never dropped.
+            None => before.after_attempt(
+                &didit_edge_core::delivery::AttemptResult::Network,
+                now,
+                &config.retry_schedule,
+            ),
+        };
+        let error = match &result {
+            Ok((_, attempt)) => format!("{attempt:?}"),
+            Err(reason) => reason.clone(),
+        };
+        match after {
+            Progress::Delivered { at_ms } => {
+                console_log!(
+                    "delivered {} to {} ({}) {error}",
+                    head.id,
+                    origin_name.unwrap_or("?"),
+                    head.consumer
+                );
+                self.sql().exec(
+                    "UPDATE deliveries SET delivered_at_ms = ?, next_attempt_at_ms = NULL, origin = ?, last_error = NULL \
+                     WHERE event_seq = ? AND consumer = ?",
+                    vec![at_ms.into(), origin_name.into(), head.event_seq.into(), head.consumer.as_str().into()],
+                )?;
+                self.finish_if_done(head, at_ms, config.dedup_ttl_secs)?;
+            }
+            Progress::Pending {
+                failures,
+                next_attempt_at_ms,
+            } => {
+                console_log!(
+                    "delivery of {} to consumer {} failed ({error}), attempt {failures}; next in {} ms",
+                    head.id, head.consumer, next_attempt_at_ms - now
+                );
+                self.sql().exec(
+                    "UPDATE deliveries SET failures = ?, next_attempt_at_ms = ?, origin = ?, last_error = ? \
+                     WHERE event_seq = ? AND consumer = ?",
+                    vec![
+                        i64::from(failures).into(),
+                        next_attempt_at_ms.into(),
+                        origin_name.into(),
+                        error.into(),
+                        head.event_seq.into(),
+                        head.consumer.as_str().into(),
+                    ],
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
