@@ -143,11 +143,7 @@ impl Condition {
             return false;
         }
         if let Some(risks) = &self.warning {
-            if !result
-                .warnings
-                .iter()
-                .any(|w| risks.iter().any(|r| *r == w.risk))
-            {
+            if !result.warnings.iter().any(|w| risks.contains(&w.risk)) {
                 return false;
             }
         }
