@@ -18,7 +18,7 @@ use crate::normalize::{DecisionSummary, FeatureResult};
 
 /// The default rules, as JSON: the same format `RISK_RULES` takes.
 pub const DEFAULT_RULES: &str = r#"[
-  {"code": "session_declined", "level": "high", "when": {"event_status": ["declined"]}},
+  {"code": "declined", "level": "high", "when": {"event_status": ["declined"]}},
   {"code": "entity_blocked", "level": "high", "when": {"event_status": ["blocked"]}},
   {"code": "entity_flagged", "level": "medium", "when": {"event_status": ["flagged"]}},
   {"code": "manual_review_pending", "level": "medium", "when": {"event_status": ["in_review"]}},
@@ -352,7 +352,7 @@ mod tests {
         assert_eq!(
             codes(&risk),
             [
-                ("session_declined", "event"),
+                ("declined", "event"),
                 ("liveness_failed", "liveness:live-1"),
                 ("presentation_attack", "liveness:live-1"),
                 ("aml_hit", "aml:aml-1"),
