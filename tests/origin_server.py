@@ -16,9 +16,14 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 class Origin:
     """Start with `start()`; `stop()` closes the socket, so connections are refused ("down")."""
 
-    def __init__(self, port: int, signing_secret: str, echo=False):
+    def __init__(self, port: int, signing_secret: str, echo=False, schema=None):
         self.port = port
         self.verifier = Webhook(signing_secret)
+        # With a JSON Schema, every event is validated and an invalid one answered 422.
+        self.validator = None
+        if schema is not None:
+            from jsonschema import Draft202012Validator, FormatChecker
+            self.validator = Draft202012Validator(schema, format_checker=FormatChecker())
         self.echo = echo
         self.lock = threading.Lock()
         self.received = []  # every request, verified or not, with its headers and parsed body
@@ -51,10 +56,16 @@ class Origin:
                     event = json.loads(body)
                 except ValueError:
                     event = None
+                schema_errors = []
+                if origin.validator is not None:
+                    schema_errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+                                     for e in origin.validator.iter_errors(event)]
                 with origin.lock:
                     status, delay = origin.status, origin.delay_secs
+                    if schema_errors:
+                        status = 422
                     origin.received.append({"headers": headers, "event": event, "verified": verified,
-                                            "answered": status, "at": time.time()})
+                                            "schema_errors": schema_errors, "answered": status, "at": time.time()})
                 if origin.echo:
                     print(json.dumps({"verified": verified, "webhook-id": headers.get("webhook-id"),
                                       "event": event}, indent=2, ensure_ascii=False), flush=True)

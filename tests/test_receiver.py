@@ -277,11 +277,12 @@ def test_console_test_deliveries_are_flagged(edge, shared_origin):
 def test_invalid_configuration_answers_503_and_stores_nothing(make_edge, make_origin):
     origin = make_origin()
     broken = make_edge("misconfigured", base_config(origin.url, ORIGIN_SIGNING_SECRET="not-whsec",
-                                                    RETRY_SCHEDULE="5,zero"))
+                                                    RETRY_SCHEDULE="5,zero", RISK_RULES='[{"code":"x"}]'))
     payload = didit.session_payload()
     status, reply = broken.post_webhook(*signed(payload))
     assert (status, reply["error"]["code"]) == (503, "configuration_error")
-    assert "ORIGIN_SIGNING_SECRET" in reply["error"]["message"] and "RETRY_SCHEDULE" in reply["error"]["message"]
+    for setting in ("ORIGIN_SIGNING_SECRET", "RETRY_SCHEDULE", "RISK_RULES"):
+        assert setting in reply["error"]["message"]
     assert "not-whsec" not in reply["error"]["message"]
     status, _, raw = broken.request("GET", "/healthz")
     health = json.loads(raw)
