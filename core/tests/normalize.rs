@@ -20,15 +20,29 @@ fn event_for(case: &Value, now: i64) -> Value {
     let tag = hex::encode(RustCrypto.tag(b"k", body.as_bytes()));
     let delivery = Delivery {
         body: body.as_bytes(),
-        headers: SignatureHeaders { signature: Some(&tag), ..Default::default() },
+        headers: SignatureHeaders {
+            signature: Some(&tag),
+            ..Default::default()
+        },
         test_header: case["test_header"].as_bool().unwrap_or(false),
     };
     let origins = parse_origins(r#"[{"name":"main","url":"https://main"}]"#).expect("origins");
     let rules = RiskRules::default();
-    let policy = Policy { tolerance_secs: 600, risk_rules: &rules, origins: &origins };
+    let policy = Policy {
+        tolerance_secs: 600,
+        risk_rules: &rules,
+        origins: &origins,
+    };
     let intake = Intake::new(delivery, false).expect("intake");
-    let verified = intake.verify_with(&WebhookSecrets::parse("k").expect("secret"), &mut RustCrypto).expect("verified");
-    let admission = intake.admit(verified, now, &policy).unwrap_or_else(|r| panic!("{}: {r}", case["name"]));
+    let verified = intake
+        .verify_with(
+            &WebhookSecrets::parse("k").expect("secret"),
+            &mut RustCrypto,
+        )
+        .expect("verified");
+    let admission = intake
+        .admit(verified, now, &policy)
+        .unwrap_or_else(|r| panic!("{}: {r}", case["name"]));
     serde_json::from_str(admission.cloud_event.get()).expect("CloudEvent is JSON")
 }
 
@@ -49,13 +63,28 @@ fn every_fixture_normalizes_as_expected() {
             expected["subject"],
             "{name}: subject"
         );
-        assert_eq!(event["subject"], expected["subject"][1], "{name}: CloudEvent subject");
-        assert_eq!(data["status_code"], expected["status_code"], "{name}: status_code");
+        assert_eq!(
+            event["subject"], expected["subject"][1],
+            "{name}: CloudEvent subject"
+        );
+        assert_eq!(
+            data["status_code"], expected["status_code"],
+            "{name}: status_code"
+        );
         if let Some(previous) = expected.get("previous_status_code") {
-            assert_eq!(&data["previous_status_code"], previous, "{name}: previous_status_code");
+            assert_eq!(
+                &data["previous_status_code"], previous,
+                "{name}: previous_status_code"
+            );
         }
-        assert_eq!(data["payload_version"], expected["payload_version"], "{name}: payload_version");
-        assert_eq!(data["risk"]["level"], expected["risk_level"], "{name}: risk level");
+        assert_eq!(
+            data["payload_version"], expected["payload_version"],
+            "{name}: payload_version"
+        );
+        assert_eq!(
+            data["risk"]["level"], expected["risk_level"],
+            "{name}: risk level"
+        );
         let signals: Vec<Value> = data["risk"]["signals"]
             .as_array()
             .expect("signals")
@@ -64,12 +93,31 @@ fn every_fixture_normalizes_as_expected() {
             .collect();
         assert_eq!(Value::from(signals), expected["signals"], "{name}: signals");
         let features = data["decision"]["features"].as_array().map(|list| {
-            Value::from(list.iter().map(|f| json!([f["feature"], f["status"]["code"]])).collect::<Vec<_>>())
+            Value::from(
+                list.iter()
+                    .map(|f| json!([f["feature"], f["status"]["code"]]))
+                    .collect::<Vec<_>>(),
+            )
         });
-        assert_eq!(features.unwrap_or(Value::Null), expected["features"], "{name}: features");
-        assert_eq!(data["test"], expected.get("test").cloned().unwrap_or(json!(false)), "{name}: test");
-        assert_eq!(data["resubmission"].is_object(), expected.get("resubmission").is_some(), "{name}: resubmission");
-        assert_eq!(data["payload"], case["payload"], "{name}: the payload must travel untouched");
+        assert_eq!(
+            features.unwrap_or(Value::Null),
+            expected["features"],
+            "{name}: features"
+        );
+        assert_eq!(
+            data["test"],
+            expected.get("test").cloned().unwrap_or(json!(false)),
+            "{name}: test"
+        );
+        assert_eq!(
+            data["resubmission"].is_object(),
+            expected.get("resubmission").is_some(),
+            "{name}: resubmission"
+        );
+        assert_eq!(
+            data["payload"], case["payload"],
+            "{name}: the payload must travel untouched"
+        );
     }
 }
 
@@ -85,8 +133,20 @@ fn findings_never_copy_identifying_fields() {
             object.remove("vendor_data");
         }
         let text = data.to_string();
-        for identifying in ["José", "Ñúñez", "PAE123456", "1989-04-12", "203.0.113.7", "+34600000000", "example.invalid"] {
-            assert!(!text.contains(identifying), "{}: `{identifying}` leaked outside data.payload", case["name"]);
+        for identifying in [
+            "José",
+            "Ñúñez",
+            "PAE123456",
+            "1989-04-12",
+            "203.0.113.7",
+            "+34600000000",
+            "example.invalid",
+        ] {
+            assert!(
+                !text.contains(identifying),
+                "{}: `{identifying}` leaked outside data.payload",
+                case["name"]
+            );
         }
     }
 }
