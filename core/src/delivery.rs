@@ -11,6 +11,9 @@ pub enum AttemptResult {
     Timeout,
     /// The connection failed (refused, reset, DNS).
     Network,
+    /// Nothing could be sent: no configured origin takes the event any more. Retried on the
+    /// schedule like any failure, so a configuration fix delivers it; never dropped.
+    NotSent,
 }
 
 impl AttemptResult {
@@ -94,7 +97,7 @@ mod tests {
             (0, AttemptResult::Network),
             (1_000, AttemptResult::Status(500)),
             (11_000, AttemptResult::Timeout),
-            (21_000, AttemptResult::Status(404)),
+            (21_000, AttemptResult::NotSent),
         ] {
             progress = progress.after_attempt(&result, now, &schedule);
             seen.push(progress);

@@ -113,6 +113,12 @@ struct Condition {
     above: Option<f64>,
 }
 
+/// An absent list allows anything; a present one requires a value it names.
+fn listed(list: &Option<Vec<String>>, value: Option<&str>) -> bool {
+    list.as_ref()
+        .is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
+}
+
 impl Condition {
     fn is_feature_condition(&self) -> bool {
         self.feature.is_some()
@@ -122,20 +128,12 @@ impl Condition {
     }
 
     fn event_matches(&self, webhook_type: &str, status_code: Option<&str>) -> bool {
-        let listed = |list: &Option<Vec<String>>, value: Option<&str>| {
-            list.as_ref()
-                .is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
-        };
         listed(&self.event_status, status_code) && listed(&self.webhook_type, Some(webhook_type))
     }
 
     fn feature_matches(&self, result: &FeatureResult) -> bool {
-        let in_list = |list: &Option<Vec<String>>, value: Option<&str>| {
-            list.as_ref()
-                .is_none_or(|list| value.is_some_and(|v| list.iter().any(|item| item == v)))
-        };
-        if !in_list(&self.feature, Some(result.feature))
-            || !in_list(
+        if !listed(&self.feature, Some(result.feature))
+            || !listed(
                 &self.feature_status,
                 result.status.as_ref().map(|s| s.code.as_str()),
             )

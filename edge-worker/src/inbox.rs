@@ -6,7 +6,7 @@
 //! identical deliveries produce exactly one `accepted`. The runtime holds the reply until the
 //! write is durable (output gate), so Didit's 200 always means the event is stored.
 
-use didit_edge_core::delivery::{forget_at_ms, Progress};
+use didit_edge_core::delivery::{forget_at_ms, AttemptResult, Progress};
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::risk::Level;
 use didit_edge_core::route::origin_for;
@@ -265,43 +265,37 @@ impl Inbox {
     async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
         let level = level_of(&head.risk_level);
         let target = origin_for(&config.origins, &head.consumer, &head.webhook_type, level);
-        let result = match (target, head.cloud_event.as_deref()) {
-            (Some(target), Some(cloud_event)) => Ok((
-                target.name.as_str(),
-                origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await,
-            )),
-            (None, _) => Err(format!(
-                "no origin of consumer `{}` takes this event now",
-                head.consumer
-            )),
-            (_, None) => Err(String::from("the stored event has no payload")),
+        let (origin_name, outcome, detail) = match (target, head.cloud_event.as_deref()) {
+            (Some(target), Some(cloud_event)) => {
+                let outcome =
+                    origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await;
+                let detail = format!("{outcome:?}");
+                (Some(target.name.as_str()), outcome, detail)
+            }
+            (None, _) => (
+                None,
+                AttemptResult::NotSent,
+                format!(
+                    "no origin of consumer `{}` takes this event now",
+                    head.consumer
+                ),
+            ),
+            (_, None) => (
+                None,
+                AttemptResult::NotSent,
+                String::from("the stored event has no payload"),
+            ),
         };
         let now = now_ms();
         let before = Progress::Pending {
             failures: u32::try_from(head.failures).unwrap_or(u32::MAX),
             next_attempt_at_ms: head.next_attempt_at_ms,
         };
-        let (origin_name, attempt) = match &result {
-            Ok((name, attempt)) => (Some(*name), Some(attempt)),
-            Err(_) => (None, None),
-        };
-        let after = match attempt {
-            Some(attempt) => before.after_attempt(attempt, now, &config.retry_schedule),
-            // Nothing could be sent: a failed attempt, retried on the schedule, never dropped.
-            None => before.after_attempt(
-                &didit_edge_core::delivery::AttemptResult::Network,
-                now,
-                &config.retry_schedule,
-            ),
-        };
-        let error = match &result {
-            Ok((_, attempt)) => format!("{attempt:?}"),
-            Err(reason) => reason.clone(),
-        };
+        let after = before.after_attempt(&outcome, now, &config.retry_schedule);
         match after {
             Progress::Delivered { at_ms } => {
                 console_log!(
-                    "delivered {} to {} ({}) {error}",
+                    "delivered {} to {} ({}) {detail}",
                     head.id,
                     origin_name.unwrap_or("?"),
                     head.consumer
@@ -318,7 +312,7 @@ impl Inbox {
                 next_attempt_at_ms,
             } => {
                 console_log!(
-                    "delivery of {} to consumer {} failed ({error}), attempt {failures}; next in {} ms",
+                    "delivery of {} to consumer {} failed ({detail}), attempt {failures}; next in {} ms",
                     head.id, head.consumer, next_attempt_at_ms - now
                 );
                 self.sql().exec(
@@ -328,7 +322,7 @@ impl Inbox {
                         i64::from(failures).into(),
                         next_attempt_at_ms.into(),
                         origin_name.into(),
-                        error.into(),
+                        detail.into(),
                         head.event_seq.into(),
                         head.consumer.as_str().into(),
                     ],
