@@ -13,22 +13,23 @@ use didit_edge_core::verify::SignatureHeaders;
 
 const SECRET: &str = "bench-secret";
 
+/// A realistic v3 body of about `target` bytes: a few feature results, one of them an AML
+/// screening whose hit list makes up the size (as large Didit decisions do).
 fn body_of_size(target: usize, now: i64) -> String {
-    let mut checks = Vec::new();
-    let mut index = 0;
+    let mut hits = Vec::new();
     let mut size = 0;
-    while size < target {
-        let item = format!(
-            r#"{{"node_id":"aml-{index}","status":"Approved","score":{}.0,"name":"Zoë Ångström {index}","hits":[{{"list":"OFAC","match":0.{index}1}}]}}"#,
-            index % 100
+    let mut index = 0;
+    while size + 900 < target {
+        let hit = format!(
+            r#"{{"id":"Q{index}","caption":"Zoë Ångström {index}","match":false,"score":0.{index}1,"datasets":["PEP"],"properties":{{"name":["Zoë Ångström"],"country":["es"],"birthDate":["1970-01-01"]}}}}"#
         );
-        size += item.len() + 1;
-        checks.push(item);
+        size += hit.len() + 1;
+        hits.push(hit);
         index += 1;
     }
     format!(
-        r#"{{"webhook_type":"status.updated","session_id":"s-1","status":"Approved","timestamp":{now},"vendor_data":"u-1","decision":{{"aml_screenings":[{}]}}}}"#,
-        checks.join(",")
+        r#"{{"webhook_type":"status.updated","session_id":"s-1","status":"In Review","timestamp":{now},"vendor_data":"u-1","decision":{{"id_verifications":[{{"node_id":"id-1","status":"Approved","document_type":"Passport","first_name":"José","warnings":[]}}],"liveness_checks":[{{"node_id":"live-1","status":"Approved","score":97.5,"warnings":[]}}],"ip_analyses":[{{"node_id":"ip-1","status":"Approved","is_vpn_or_tor":false,"warnings":[]}}],"aml_screenings":[{{"node_id":"aml-1","status":"In Review","total_hits":{index},"score":85.0,"hits":[{}],"warnings":[{{"risk":"POSSIBLE_MATCH_FOUND","log_type":"warning"}}]}}]}}}}"#,
+        hits.join(",")
     )
 }
 

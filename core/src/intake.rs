@@ -20,7 +20,7 @@ use crate::config::{Config, Origin};
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{subject_of, EventId};
 use crate::mac::HmacSha256;
-use crate::normalize::{payload_version, summarize, Status};
+use crate::normalize::{Decision, Status};
 use crate::rejection::Rejection;
 use crate::risk::{Level, RiskRules};
 use crate::route::consumers_for;
@@ -171,13 +171,12 @@ impl<'a> Intake<'a> {
             timestamp,
             envelope.status.as_deref(),
         );
-        // A decision that is not valid JSON cannot occur (the body parsed); one of an unexpected
-        // shape summarizes to nothing and the payload still carries it whole.
+        // The body parsed, so the decision is valid JSON; one of an unexpected shape summarizes
+        // to nothing and the payload still carries it whole.
         let decision = envelope
             .decision
-            .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
-            .filter(|value| !value.is_null());
-        let summary = decision.as_ref().map(summarize);
+            .and_then(|raw| serde_json::from_str::<Decision>(raw.get()).ok());
+        let summary = decision.as_ref().map(|d| d.summary.clone());
         let status = envelope.status.as_deref().map(Status::of);
         let risk = policy.risk_rules.assess(
             webhook_type,
@@ -190,7 +189,7 @@ impl<'a> Intake<'a> {
             .collect();
         let risk_level = risk.level;
         let cloud_event = cloudevent::to_json(&EventParts {
-            payload_version: decision.as_ref().and_then(payload_version),
+            payload_version: decision.as_ref().and_then(|d| d.version),
             status,
             decision: summary,
             risk,

@@ -8,10 +8,13 @@
 //! document numbers and images stay in the original payload, which travels untouched beside them.
 //! Unknown feature keys, fields and event types are carried through in the payload, never refused.
 
+use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use serde::Serialize;
+use core::fmt;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Which Didit payload version a body is, judged from its decision's shape.
@@ -149,85 +152,271 @@ pub struct DecisionSummary {
     pub features: Vec<FeatureResult>,
 }
 
+/// A decision read straight from the payload's text: only the fields a summary needs are
+/// kept, everything else (AML hit lists, extracted document data, image URLs) is skipped by the
+/// parser without being built, so a decision of hundreds of KB costs little more than reading it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Decision {
+    /// The payload version the decision's keys tell.
+    pub version: Option<PayloadVersion>,
+    /// The feature results.
+    pub summary: DecisionSummary,
+}
+
 /// Detects the payload version from a decision's keys.
 pub fn payload_version(decision: &Value) -> Option<PayloadVersion> {
-    let object = decision.as_object()?;
-    let has = |version: PayloadVersion, ignore_aml: bool| {
-        FEATURE_KEYS.iter().any(|(key, _, v)| {
-            *v == version && !(ignore_aml && *key == "aml") && object.contains_key(*key)
+    Decision::deserialize(decision).ok().and_then(|d| d.version)
+}
+
+/// Summarizes a decision of any version held as a `Value`.
+pub fn summarize(decision: &Value) -> DecisionSummary {
+    Decision::deserialize(decision)
+        .map(|d| d.summary)
+        .unwrap_or_default()
+}
+
+fn version_of(keys: &[usize]) -> Option<PayloadVersion> {
+    let has = |version: PayloadVersion| {
+        keys.iter().any(|&i| {
+            FEATURE_KEYS
+                .get(i)
+                .is_some_and(|(key, _, v)| *v == version && *key != "aml")
         })
     };
-    if has(PayloadVersion::V3, false) {
+    if has(PayloadVersion::V3) {
         Some(PayloadVersion::V3)
-    } else if has(PayloadVersion::V1, false) {
+    } else if has(PayloadVersion::V1) {
         Some(PayloadVersion::V1)
-    } else if has(PayloadVersion::V2, false) {
+    } else if keys.iter().any(|&i| {
+        FEATURE_KEYS
+            .get(i)
+            .is_some_and(|(_, _, v)| *v == PayloadVersion::V2)
+    }) {
         Some(PayloadVersion::V2)
     } else {
         None
     }
 }
 
-/// Summarizes a decision of any version.
-pub fn summarize(decision: &Value) -> DecisionSummary {
-    let Some(object) = decision.as_object() else {
-        return DecisionSummary::default();
-    };
-    let version = payload_version(decision);
-    let mut features = Vec::new();
-    for (key, feature, key_version) in FEATURE_KEYS {
-        // `aml` belongs to whichever of v1/v2 the rest of the decision is.
-        let applies = *key == "aml" || Some(*key_version) == version || version.is_none();
-        let Some(value) = object.get(*key).filter(|_| applies) else {
-            continue;
-        };
-        match value {
-            Value::Array(items) => {
-                features.extend(
-                    items
-                        .iter()
-                        .filter_map(|item| feature_result(feature, item)),
-                );
+impl<'de> Deserialize<'de> for Decision {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DecisionVisitor;
+        impl<'de> Visitor<'de> for DecisionVisitor {
+            type Value = Decision;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Didit decision")
             }
-            Value::Object(_) => features.extend(feature_result(feature, value)),
-            _ => {}
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Decision, A::Error> {
+                let mut found: Vec<(usize, Vec<ItemFields>)> = Vec::new();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match FEATURE_KEYS.iter().position(|(k, _, _)| *k == key) {
+                        Some(index) => found.push((index, map.next_value::<Items>()?.0)),
+                        None => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                let keys: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+                let version = version_of(&keys);
+                // Results in a fixed feature order; `aml` belongs to whichever of v1/v2 the rest is.
+                found.sort_by_key(|(index, _)| *index);
+                let mut features = Vec::new();
+                for (index, items) in found {
+                    let Some((key, feature, key_version)) = FEATURE_KEYS.get(index) else {
+                        continue;
+                    };
+                    if *key == "aml" || Some(*key_version) == version || version.is_none() {
+                        features.extend(items.into_iter().map(|item| item.into_result(feature)));
+                    }
+                }
+                Ok(Decision {
+                    version,
+                    summary: DecisionSummary { features },
+                })
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Decision, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Decision::default())
+            }
+            fn visit_unit<E>(self) -> Result<Decision, E> {
+                Ok(Decision::default())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Decision, E> {
+                Ok(Decision::default())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Decision, E> {
+                Ok(Decision::default())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Decision, E> {
+                Ok(Decision::default())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Decision, E> {
+                Ok(Decision::default())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Decision, E> {
+                Ok(Decision::default())
+            }
         }
+        deserializer.deserialize_any(DecisionVisitor)
     }
-    DecisionSummary { features }
 }
 
-fn feature_result(feature: &'static str, item: &Value) -> Option<FeatureResult> {
-    let object = item.as_object()?;
-    let text = |key: &str| object.get(key).and_then(Value::as_str).map(String::from);
-    let mut findings = BTreeMap::new();
-    for (key, value) in object {
-        if key.starts_with("is_") && value.is_boolean() {
-            findings.insert(key.clone(), value.clone());
+/// The fields of one feature result that a summary keeps.
+#[derive(Default)]
+struct ItemFields {
+    node_id: Option<String>,
+    status: Option<String>,
+    score: Option<f64>,
+    warnings: Vec<Warning>,
+    findings: BTreeMap<String, Value>,
+}
+
+impl ItemFields {
+    fn into_result(self, feature: &'static str) -> FeatureResult {
+        FeatureResult {
+            feature,
+            node_id: self.node_id,
+            status: self.status.as_deref().map(Status::of),
+            score: self.score,
+            warnings: self.warnings,
+            findings: self.findings,
         }
     }
-    for key in NUMBER_FINDINGS {
-        if let Some(value) = object.get(*key).filter(|v| v.is_number()) {
-            findings.insert(String::from(*key), value.clone());
+}
+
+/// A feature key's value: a v3 list of results, or one v1/v2 result; anything else, none.
+struct Items(Vec<ItemFields>);
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ItemsVisitor;
+        impl<'de> Visitor<'de> for ItemsVisitor {
+            type Value = Items;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("feature results")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<Item>()? {
+                    items.extend(item.0);
+                }
+                Ok(Items(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Items, A::Error> {
+                ItemVisitor
+                    .visit_map(map)
+                    .map(|item| Items(item.0.into_iter().collect()))
+            }
+            fn visit_unit<E>(self) -> Result<Items, E> {
+                Ok(Items(Vec::new()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Items, E> {
+                Ok(Items(Vec::new()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Items, E> {
+                Ok(Items(Vec::new()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Items, E> {
+                Ok(Items(Vec::new()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Items, E> {
+                Ok(Items(Vec::new()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Items, E> {
+                Ok(Items(Vec::new()))
+            }
         }
+        deserializer.deserialize_any(ItemsVisitor)
     }
-    for key in TEXT_FINDINGS {
-        if let Some(value) = object.get(*key).filter(|v| v.is_string()) {
-            findings.insert(String::from(*key), value.clone());
+}
+
+/// One element of a results list: an object is a result, anything else is skipped.
+struct Item(Option<ItemFields>);
+
+struct ItemVisitor;
+
+impl<'de> Visitor<'de> for ItemVisitor {
+    type Value = Item;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a feature result")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        let mut fields = ItemFields::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let key = key.as_ref();
+            if key == "warnings" {
+                fields.warnings = map.next_value::<Warnings>()?.0;
+            } else if key == "node_id"
+                || key == "status"
+                || key == "score"
+                || key.starts_with("is_")
+                || NUMBER_FINDINGS.contains(&key)
+                || TEXT_FINDINGS.contains(&key)
+            {
+                // Only small scalars are kept; a large value here is built once and dropped.
+                let value = map.next_value::<Value>()?;
+                match key {
+                    "node_id" => fields.node_id = value.as_str().map(String::from),
+                    "status" => fields.status = value.as_str().map(String::from),
+                    _ => {}
+                }
+                if key == "score" {
+                    fields.score = value.as_f64();
+                }
+                let keep = (key.starts_with("is_") && value.is_boolean())
+                    || (NUMBER_FINDINGS.contains(&key) && value.is_number())
+                    || (TEXT_FINDINGS.contains(&key) && value.is_string());
+                if keep {
+                    fields.findings.insert(String::from(key), value);
+                }
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
         }
+        Ok(Item(Some(fields)))
     }
-    let warnings = object
-        .get("warnings")
-        .and_then(Value::as_array)
-        .map(|list| list.iter().filter_map(warning).collect())
-        .unwrap_or_default();
-    Some(FeatureResult {
-        feature,
-        node_id: text("node_id"),
-        status: object.get("status").and_then(Value::as_str).map(Status::of),
-        score: object.get("score").and_then(Value::as_f64),
-        warnings,
-        findings,
-    })
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Item(None))
+    }
+    fn visit_unit<E>(self) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Item, E> {
+        Ok(Item(None))
+    }
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ItemVisitor)
+    }
+}
+
+/// A `warnings` list: objects with a `risk` tag, or bare tags; anything else is skipped.
+struct Warnings(Vec<Warning>);
+
+impl<'de> Deserialize<'de> for Warnings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let list = value
+            .as_array()
+            .map(|list| list.iter().filter_map(warning).collect())
+            .unwrap_or_default();
+        Ok(Warnings(list))
+    }
 }
 
 fn warning(value: &Value) -> Option<Warning> {
