@@ -48,6 +48,21 @@ pub const DEFAULT_RULES: &str = r#"[
   {"code": "feature_declined", "level": "high", "when": {"feature_status": ["declined"]}}
 ]"#;
 
+/// Statuses that are a verdict on their own (a decision was taken, or an entity was rated), so
+/// an event with one and no signals is `low` rather than `unknown`.
+pub const JUDGED_STATUSES: &[&str] = &[
+    "approved",
+    "declined",
+    "in_review",
+    "resubmitted",
+    "abandoned",
+    "expired",
+    "kyc_expired",
+    "active",
+    "flagged",
+    "blocked",
+];
+
 /// How risky an event looks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +75,21 @@ pub enum Level {
     Medium,
     /// Something to act on.
     High,
+}
+
+impl core::str::FromStr for Level {
+    type Err = ();
+
+    /// Reads a name written by [`Level::as_str`].
+    fn from_str(text: &str) -> Result<Self, ()> {
+        match text {
+            "unknown" => Ok(Self::Unknown),
+            "low" => Ok(Self::Low),
+            "medium" => Ok(Self::Medium),
+            "high" => Ok(Self::High),
+            _ => Err(()),
+        }
+    }
 }
 
 impl Level {
@@ -286,22 +316,8 @@ impl RiskRules {
                 }
             }
         }
-        let judged = !features.is_empty()
-            || status_code.is_some_and(|s| {
-                matches!(
-                    s,
-                    "approved"
-                        | "declined"
-                        | "in_review"
-                        | "active"
-                        | "flagged"
-                        | "blocked"
-                        | "resubmitted"
-                        | "abandoned"
-                        | "expired"
-                        | "kyc_expired"
-                )
-            });
+        let judged =
+            !features.is_empty() || status_code.is_some_and(|s| JUDGED_STATUSES.contains(&s));
         let level = level.unwrap_or(if judged { Level::Low } else { Level::Unknown });
         Risk { level, signals }
     }
@@ -327,6 +343,14 @@ mod tests {
             .iter()
             .map(|s| (s.code.as_str(), s.source.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn level_names_round_trip() {
+        for level in [Level::Unknown, Level::Low, Level::Medium, Level::High] {
+            assert_eq!(level.as_str().parse::<Level>(), Ok(level));
+        }
+        assert_eq!("severe".parse::<Level>(), Err(()));
     }
 
     #[test]

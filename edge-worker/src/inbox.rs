@@ -106,10 +106,6 @@ fn now_ms() -> i64 {
     Date::now().as_millis() as i64
 }
 
-fn level_of(text: &str) -> Level {
-    serde_json::from_value(serde_json::Value::from(text)).unwrap_or(Level::Unknown)
-}
-
 impl Inbox {
     fn sql(&self) -> SqlStorage {
         self.state.storage().sql()
@@ -263,7 +259,7 @@ impl Inbox {
 
     /// One attempt to hand a consumer its oldest undelivered event.
     async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
-        let level = level_of(&head.risk_level);
+        let level = head.risk_level.parse().unwrap_or(Level::Unknown);
         let target = origin_for(&config.origins, &head.consumer, &head.webhook_type, level);
         let (origin_name, outcome, detail) = match (target, head.cloud_event.as_deref()) {
             (Some(target), Some(cloud_event)) => {
