@@ -22,6 +22,7 @@ pub mod cloudevent;
 pub mod config;
 pub mod delivery;
 pub mod envelope;
+pub mod health;
 pub mod identity;
 pub mod intake;
 pub mod limits;
