@@ -54,7 +54,9 @@ def shared_origin():
 def edge(shared_origin):
     """The main receiver: two secrets (rotation), simple signature off, a 64 KiB body limit."""
     instance = WranglerDev("main", base_config(shared_origin.url))
-    instance.start()
-    yield instance
-    instance.stop()
-    shutil.rmtree(instance.persist_dir, ignore_errors=True)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        shutil.rmtree(instance.persist_dir, ignore_errors=True)

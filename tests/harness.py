@@ -77,15 +77,25 @@ class WranglerDev:
         raise RuntimeError(f"wrangler dev did not become ready in {timeout}s; see {self.log_path}")
 
     def stop(self):
-        if self.process and self.process.poll() is None:
+        """Stops wrangler and its workerd children: the whole process group, even if wrangler
+        itself has already exited."""
+        if self.process is None:
+            return
+        for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 15)):
             try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=15)
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
+                continue
+            # The leader is gone; make sure no child of the group is left either.
+            try:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=15)
             except ProcessLookupError:
                 pass
+            break
         self.process = None
 
     def request(self, method, path, body=None, headers=None, timeout=30):

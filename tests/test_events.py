@@ -5,6 +5,7 @@ only the events their filters take."""
 
 import json
 import pathlib
+import shutil
 import time
 
 import pytest
@@ -29,25 +30,29 @@ def routed():
         {"name": "crm", "url": origins["crm"].url, "consumer": "crm", "event_types": ["user.*", "business.*"]},
     ]))
     edge = WranglerDev("events", config)
-    edge.start()
-    now = int(time.time())
-    sent = {}
-    for index, case in enumerate(CASES):
-        # Distinct timestamps: several fixtures share a subject, type and status.
-        payload = dict(case["payload"], timestamp=now - index)
-        body = didit.encode(payload)
-        headers = didit.signed_headers(body, payload, DIDIT_SECRET, kinds=("raw", "v2"))
-        if case["test_header"]:
-            headers["X-Didit-Test-Webhook"] = "true"
-        status, reply = edge.post_webhook(body, headers)
-        assert (status, reply.get("status")) == (200, "accepted"), (case["name"], reply)
-        sent[reply["id"]] = (case, payload)
-    assert origins["main"].wait_for(lambda o: len(o.deliveries(verified_only=False)) >= len(CASES), timeout=60)
-    time.sleep(2)  # let the other consumers finish too
-    yield {"origins": origins, "sent": sent}
-    edge.stop()
-    for origin in origins.values():
-        origin.stop()
+    try:
+        edge.start()
+        now = int(time.time())
+        sent = {}
+        for index, case in enumerate(CASES):
+            # Distinct timestamps: several fixtures share a subject, type and status.
+            payload = dict(case["payload"], timestamp=now - index)
+            body = didit.encode(payload)
+            headers = didit.signed_headers(body, payload, DIDIT_SECRET, kinds=("raw", "v2"))
+            if case["test_header"]:
+                headers["X-Didit-Test-Webhook"] = "true"
+            status, reply = edge.post_webhook(body, headers)
+            assert (status, reply.get("status")) == (200, "accepted"), (case["name"], reply)
+            sent[reply["id"]] = (case, payload)
+        assert origins["main"].wait_for(lambda o: len(o.deliveries(verified_only=False)) >= len(CASES), timeout=60)
+        time.sleep(2)  # let the other consumers finish too
+        yield {"origins": origins, "sent": sent}
+    finally:
+        # Also when set-up fails half-way: nothing started here may outlive the tests.
+        edge.stop()
+        for origin in origins.values():
+            origin.stop()
+        shutil.rmtree(edge.persist_dir, ignore_errors=True)
 
 
 def received(origin):
