@@ -199,7 +199,7 @@ def test_wrong_method_and_content_type(edge):
 def test_healthz(edge):
     status, _, raw = edge.request("GET", "/healthz")
     assert status == 200
-    assert json.loads(raw) == {"status": "ok", "configuration": "valid", "problems": []}
+    assert json.loads(raw) == {"status": "ok", "configuration": "valid", "invalid_settings": []}
 
 
 # --- identity and deduplication ---------------------------------------------------------------
@@ -287,7 +287,7 @@ def test_invalid_configuration_answers_503_and_stores_nothing(make_edge, make_or
     status, _, raw = broken.request("GET", "/healthz")
     health = json.loads(raw)
     assert status == 200 and health["configuration"] == "invalid"
-    assert any(p.startswith("ORIGIN_SIGNING_SECRET:") for p in health["problems"])
+    assert health["invalid_settings"] == ["ORIGIN_SIGNING_SECRET", "RETRY_SCHEDULE", "RISK_RULES"]
     time.sleep(1.5)
     assert origin.deliveries(verified_only=False) == []
 

@@ -260,10 +260,10 @@ pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
             .or_else(|| origin.url.strip_prefix("http://"));
         let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
         if host.is_none_or(str::is_empty) || origin.url.chars().any(char::is_whitespace) {
+            // The URL itself is not repeated: it may carry credentials (`https://user:pass@…`).
             return Err(alloc::format!(
-                "origin `{}` has url `{}`; it must be an absolute http:// or https:// URL",
-                origin.name,
-                origin.url
+                "origin `{}` has an invalid url; it must be an absolute http:// or https:// URL",
+                origin.name
             ));
         }
         if origin
@@ -476,6 +476,10 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("plain-secret-value"));
+        assert!(
+            !text.contains("ftp://nope"),
+            "origin URLs may hold credentials: {text}"
+        );
         assert!(
             text.contains("RISK_RULES: rule 1: `when` has no condition"),
             "{text}"

@@ -24,11 +24,11 @@ pub async fn handle(mut request: Request, env: &Env) -> Result<Response> {
 }
 
 fn health(env: &Env) -> Result<Response> {
-    let problems = settings::problems(env);
+    let invalid = settings::invalid_settings(env);
     let body = serde_json::json!({
         "status": "ok",
-        "configuration": if problems.is_empty() { "valid" } else { "invalid" },
-        "problems": problems,
+        "configuration": if invalid.is_empty() { "valid" } else { "invalid" },
+        "invalid_settings": invalid,
     });
     respond::json(200, body.to_string())
 }

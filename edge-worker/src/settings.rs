@@ -31,21 +31,31 @@ pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
     });
     cached.map_err(|errors| {
         console_error!("didit-edge configuration is invalid: {errors}");
-        let mut names: Vec<&str> = errors.0.iter().map(|e| e.setting).collect();
-        names.dedup();
         Rejection::Misconfigured {
-            settings: names.join(", "),
+            settings: setting_names(&errors).join(", "),
         }
     })
 }
 
-/// The problems, for the health endpoint: setting names and what is wrong, never values.
-pub fn problems(env: &Env) -> Vec<String> {
+/// The names of the settings that are wrong, each once, in the order of `errors`.
+fn setting_names(errors: &ConfigErrors) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for error in &errors.0 {
+        if !names.contains(&error.setting) {
+            names.push(error.setting);
+        }
+    }
+    names
+}
+
+/// For the public health endpoint: which settings are wrong, by name only. What is wrong with
+/// them goes to the log (`wrangler tail`), since even a non-secret value may hold credentials.
+pub fn invalid_settings(env: &Env) -> Vec<&'static str> {
     match config(env) {
         Ok(_) => Vec::new(),
         Err(_) => read(env)
             .err()
-            .map(|e| e.0.iter().map(ToString::to_string).collect())
+            .map(|e| setting_names(&e))
             .unwrap_or_default(),
     }
 }
