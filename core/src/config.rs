@@ -71,6 +71,10 @@ pub struct Origin {
     /// Risk levels this origin takes (`high`, …). Absent: every level.
     #[serde(default)]
     pub risk_levels: Option<Vec<Level>>,
+    /// Failover order within the consumer: lower is tried first; equal priorities keep their
+    /// order in `ORIGINS`. Default 0.
+    #[serde(default)]
+    pub priority: u32,
 }
 
 fn default_timeout_ms() -> u32 {

@@ -2,7 +2,7 @@
 //!
 //! Origins are grouped by `consumer`. Each consumer receives its own copy of every event one of
 //! its origins accepts (by event type and risk level), with its own ordered delivery; within a
-//! consumer, the first accepting origin is used (failover among them comes with health).
+//! consumer, its accepting origins are tried by priority until one takes the event.
 
 use alloc::vec::Vec;
 
@@ -62,16 +62,25 @@ pub fn consumers_for<'o>(origins: &'o [Origin], webhook_type: &str, level: Level
     consumers
 }
 
-/// The origin that serves `consumer` for this event: its first accepting origin.
-pub fn origin_for<'o>(
+/// Most origins one delivery attempt tries before it counts as failed: enough to fail over
+/// across clouds, few enough that one attempt (each origin with its own timeout) stays short.
+pub const MAX_ORIGINS_PER_ATTEMPT: usize = 4;
+
+/// The origins that can serve `consumer` for this event, in the order to try them: by
+/// `priority`, then as listed. One attempt tries them in turn until one takes the event.
+pub fn origins_for<'o>(
     origins: &'o [Origin],
     consumer: &str,
     webhook_type: &str,
     level: Level,
-) -> Option<&'o Origin> {
-    origins
+) -> Vec<&'o Origin> {
+    let mut candidates: Vec<&Origin> = origins
         .iter()
-        .find(|o| o.consumer() == consumer && o.accepts(webhook_type, level))
+        .filter(|o| o.consumer() == consumer && o.accepts(webhook_type, level))
+        .collect();
+    candidates.sort_by_key(|o| o.priority);
+    candidates.truncate(MAX_ORIGINS_PER_ATTEMPT);
+    candidates
 }
 
 #[cfg(test)]
@@ -81,6 +90,29 @@ mod tests {
 
     use super::*;
     use crate::config::parse_origins;
+    use alloc::string::String;
+
+    #[test]
+    fn failover_order_is_by_priority_then_as_listed_and_bounded() {
+        let origins = parse_origins(
+            r#"[{"name":"c","url":"https://c","priority":2},
+                {"name":"a1","url":"https://a1","priority":1},
+                {"name":"z","url":"https://z"},
+                {"name":"a2","url":"https://a2","priority":1},
+                {"name":"b","url":"https://b","priority":3}]"#,
+        )
+        .expect("valid");
+        let order: Vec<&str> =
+            origins_for(&origins, DEFAULT_CONSUMER, "status.updated", Level::Low)
+                .into_iter()
+                .map(|o| o.name.as_str())
+                .collect();
+        assert_eq!(
+            order,
+            ["z", "a1", "a2", "c"],
+            "lowest priority first, listing order among equals, at most 4"
+        );
+    }
 
     #[test]
     fn type_patterns() {
@@ -122,17 +154,19 @@ mod tests {
             consumers_for(&origins, "user.status.updated", Level::Medium),
             ["default", "crm"]
         );
+        fn names(list: Vec<&Origin>) -> Vec<String> {
+            list.into_iter().map(|o| o.name.clone()).collect()
+        }
         assert_eq!(
-            origin_for(&origins, "default", "status.updated", Level::Low).map(|o| o.name.as_str()),
-            Some("main")
+            names(origins_for(
+                &origins,
+                "default",
+                "status.updated",
+                Level::Low
+            )),
+            ["main", "main-backup"]
         );
-        assert_eq!(
-            origin_for(&origins, "fraud", "status.updated", Level::Low),
-            None
-        );
-        assert_eq!(
-            origin_for(&origins, "gone", "status.updated", Level::High),
-            None
-        );
+        assert!(origins_for(&origins, "fraud", "status.updated", Level::Low).is_empty());
+        assert!(origins_for(&origins, "gone", "status.updated", Level::High).is_empty());
     }
 }

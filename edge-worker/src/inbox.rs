@@ -9,7 +9,7 @@
 use didit_edge_core::delivery::{forget_at_ms, AttemptResult, Progress};
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::risk::Level;
-use didit_edge_core::route::origin_for;
+use didit_edge_core::route::origins_for;
 use serde::Deserialize;
 use worker::{
     console_error, console_log, durable_object, Date, DurableObject, Env, Request, Response,
@@ -260,15 +260,14 @@ impl Inbox {
     /// One attempt to hand a consumer its oldest undelivered event.
     async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
         let level = head.risk_level.parse().unwrap_or(Level::Unknown);
-        let target = origin_for(&config.origins, &head.consumer, &head.webhook_type, level);
-        let (origin_name, outcome, detail) = match (target, head.cloud_event.as_deref()) {
-            (Some(target), Some(cloud_event)) => {
-                let outcome =
-                    origin::deliver(target, &config.signing_secret, &head.id, cloud_event).await;
-                let detail = format!("{outcome:?}");
-                (Some(target.name.as_str()), outcome, detail)
-            }
-            (None, _) => (
+        let candidates = origins_for(&config.origins, &head.consumer, &head.webhook_type, level);
+        let (origin_name, outcome, detail) = match head.cloud_event.as_deref() {
+            None => (
+                None,
+                AttemptResult::NotSent,
+                String::from("the stored event has no payload"),
+            ),
+            Some(_) if candidates.is_empty() => (
                 None,
                 AttemptResult::NotSent,
                 format!(
@@ -276,11 +275,23 @@ impl Inbox {
                     head.consumer
                 ),
             ),
-            (_, None) => (
-                None,
-                AttemptResult::NotSent,
-                String::from("the stored event has no payload"),
-            ),
+            Some(cloud_event) => {
+                // Failover within one attempt: the next origin as soon as one fails.
+                let mut tried = Vec::with_capacity(candidates.len());
+                let mut last = (None, AttemptResult::NotSent);
+                for target in candidates {
+                    let outcome =
+                        origin::deliver(target, &config.signing_secret, &head.id, cloud_event)
+                            .await;
+                    tried.push(format!("{}: {outcome:?}", target.name));
+                    let delivered = outcome.is_delivered();
+                    last = (Some(target.name.as_str()), outcome);
+                    if delivered {
+                        break;
+                    }
+                }
+                (last.0, last.1, tried.join("; "))
+            }
         };
         let now = now_ms();
         let before = Progress::Pending {
