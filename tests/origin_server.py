@@ -29,6 +29,7 @@ class Origin:
         self.received = []  # every request, verified or not, with its headers and parsed body
         self.status = 204
         self.delay_secs = 0.0
+        self.retry_after = None  # a Retry-After header to send with every answer, if set
         self.server = None
         self.thread = None
 
@@ -72,6 +73,8 @@ class Origin:
                 if delay:
                     time.sleep(delay)
                 self.send_response(status if verified else 401)
+                if origin.retry_after is not None:
+                    self.send_header("retry-after", str(origin.retry_after))
                 self.send_header("content-length", "0")
                 self.end_headers()
 

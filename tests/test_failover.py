@@ -49,3 +49,63 @@ def test_slow_or_failing_primary_fails_over_in_the_same_attempt(make_edge, make_
     assert [d["headers"]["webhook-id"] for d in primary.deliveries()] == [slow, failing]
     time.sleep(2)
     assert secondary.delivered_ids() == [slow, failing]
+
+
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+
+
+def origin_health(edge):
+    status, _, raw = edge.request("GET", "/admin/origins", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert status == 200, raw
+    return {o["name"]: o["health"]["state"] for o in json.loads(raw)["origins"]}
+
+
+def test_admin_api_needs_the_token(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("admin", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN))
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": ADMIN_TOKEN}):
+        status, _, raw = edge.request("GET", "/admin/origins", headers=headers)
+        assert (status, json.loads(raw)["error"]["code"]) == (401, "unauthorized")
+        assert ADMIN_TOKEN not in raw.decode()
+    status, _, raw = edge.request("GET", "/admin/origins", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    [entry] = json.loads(raw)["origins"]
+    assert status == 200 and entry["name"] == "test-origin" and entry["health"]["state"] == "closed"
+    assert "url" not in entry, "origin URLs may carry credentials"
+
+
+def test_breaker_opens_on_a_failing_primary_and_closes_when_it_recovers(make_edge, make_origin):
+    primary, secondary = make_origin(), make_origin()
+    primary.status = 500
+    config = two_clouds(primary, secondary)
+    config["ADMIN_TOKEN"] = ADMIN_TOKEN
+    edge = make_edge("breaker", config)
+    first = [send(edge) for _ in range(3)]
+    assert secondary.wait_for(lambda o: set(first) <= set(o.delivered_ids()), timeout=30)
+    assert len(primary.deliveries()) == 3
+    assert origin_health(edge) == {"aws-eu": "open", "gcp-us": "closed"}
+    # While open, the primary is not hammered: new events go straight to the secondary.
+    during = [send(edge) for _ in range(3)]
+    assert secondary.wait_for(lambda o: set(during) <= set(o.delivered_ids()), timeout=30)
+    assert len(primary.deliveries()) == 3
+    # Recovered: after the cool-down (10 s by default) probes succeed and traffic returns.
+    primary.status = 204
+    time.sleep(10.5)
+    after = [send(edge) for _ in range(4)]
+    assert primary.wait_for(lambda o: set(after) <= set(o.delivered_ids()) | set(secondary.delivered_ids()), timeout=30)
+    assert set(after) & set(primary.delivered_ids()), "traffic returns to the primary"
+    assert origin_health(edge)["aws-eu"] == "closed"
+    assert after[-1] in primary.delivered_ids()
+
+
+def test_retry_after_is_honoured(make_edge, make_origin):
+    primary, secondary = make_origin(), make_origin()
+    primary.status, primary.retry_after = 429, 30
+    config = two_clouds(primary, secondary)
+    config["ADMIN_TOKEN"] = ADMIN_TOKEN
+    edge = make_edge("retry-after", config)
+    first = send(edge)
+    assert secondary.wait_for(lambda o: first in o.delivered_ids(), timeout=30)
+    assert origin_health(edge)["aws-eu"] == "open", "one 429 with Retry-After opens the breaker at once"
+    later = [send(edge) for _ in range(3)]
+    assert secondary.wait_for(lambda o: set(later) <= set(o.delivered_ids()), timeout=30)
+    assert len(primary.deliveries()) == 1, "no request during the 30 s the origin asked for"

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::Deserialize;
 
+use crate::admin::AdminToken;
 use crate::retry::{RetrySchedule, RetryScheduleError, DEFAULT_RETRY_SCHEDULE};
 use crate::risk::{Level, RiskRules, RulesError};
 use crate::secret::{SecretError, SigningSecret, WebhookSecrets};
@@ -47,6 +48,8 @@ pub mod names {
     pub const ALLOW_SIMPLE_SIGNATURE: &str = "ALLOW_SIMPLE_SIGNATURE";
     /// Risk rules replacing the defaults (JSON).
     pub const RISK_RULES: &str = "RISK_RULES";
+    /// Bearer token of the admin API (optional; the API is off without it).
+    pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
 }
 
 /// Where events are delivered.
@@ -102,6 +105,8 @@ pub struct Config {
     pub allow_simple_signature: bool,
     /// The rules that turn a decision into a risk level and signals.
     pub risk_rules: RiskRules,
+    /// The admin API's token; `None` turns the admin API off.
+    pub admin_token: Option<AdminToken>,
 }
 
 /// What is wrong with one setting.
@@ -133,6 +138,8 @@ pub enum Problem {
     RetrySchedule(RetryScheduleError),
     /// `RISK_RULES` is unusable.
     RiskRules(RulesError),
+    /// `ADMIN_TOKEN` is too short to guard anything (its length is given, never its value).
+    ShortAdminToken(usize),
 }
 
 /// One setting and what is wrong with it.
@@ -160,6 +167,11 @@ impl fmt::Display for ConfigError {
             Problem::Origins(reason) => f.write_str(reason),
             Problem::RetrySchedule(error) => write!(f, "{error}"),
             Problem::RiskRules(error) => write!(f, "{error}"),
+            Problem::ShortAdminToken(len) => write!(
+                f,
+                "is {len} characters; use at least {}",
+                crate::admin::MIN_TOKEN_LEN
+            ),
         }
     }
 }
@@ -368,6 +380,11 @@ impl Config {
                 .map_err(|e| reader.fail(RISK_RULES, Problem::RiskRules(e)))
                 .ok(),
         };
+        let admin_token = reader.get(ADMIN_TOKEN).and_then(|text| {
+            AdminToken::parse(&text)
+                .map_err(|len| reader.fail(ADMIN_TOKEN, Problem::ShortAdminToken(len)))
+                .ok()
+        });
 
         match (
             webhook_secrets,
@@ -392,6 +409,7 @@ impl Config {
                 retry_schedule,
                 allow_simple_signature,
                 risk_rules,
+                admin_token,
             }),
             _ => Err(ConfigErrors(reader.errors)),
         }

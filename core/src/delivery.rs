@@ -21,6 +21,19 @@ impl AttemptResult {
     pub fn is_delivered(&self) -> bool {
         matches!(self, Self::Status(200..=299))
     }
+
+    /// What this says about the origin's health: `Some(true)` it is up, `Some(false)` it is in
+    /// trouble (timeouts, refused connections, 408, 425, 429, 5xx), `None` nothing (another 4xx
+    /// or 3xx is about this request, not the origin; nothing sent is nothing learned).
+    pub fn health_signal(&self) -> Option<bool> {
+        match self {
+            Self::Status(200..=299) => Some(true),
+            Self::Status(408 | 425 | 429 | 500..=599) | Self::Timeout | Self::Network => {
+                Some(false)
+            }
+            Self::Status(_) | Self::NotSent => None,
+        }
+    }
 }
 
 /// Where a stored event stands.
@@ -129,6 +142,24 @@ mod tests {
             delivered.after_attempt(&AttemptResult::Status(500), 40_000, &schedule),
             delivered
         );
+    }
+
+    #[test]
+    fn health_signals() {
+        use AttemptResult::*;
+        for (result, signal) in [
+            (Status(204), Some(true)),
+            (Status(503), Some(false)),
+            (Status(429), Some(false)),
+            (Status(408), Some(false)),
+            (Timeout, Some(false)),
+            (Network, Some(false)),
+            (Status(400), None),
+            (Status(301), None),
+            (NotSent, None),
+        ] {
+            assert_eq!(result.health_signal(), signal, "{result:?}");
+        }
     }
 
     #[test]

@@ -6,10 +6,14 @@
 //! the origin asked for. Passive signals (delivery outcomes) and active ones (health probes)
 //! feed the same machine, so both are tested here with simulated time and no IO.
 
+use alloc::vec::Vec;
 use core::fmt;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Origin;
 
 /// Thresholds of the breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BreakerPolicy {
     /// Consecutive failures that open a closed breaker.
     pub failures_to_open: u32,
@@ -33,7 +37,8 @@ impl Default for BreakerPolicy {
 }
 
 /// Where a breaker stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum BreakerState {
     /// Traffic flows; counts failures in a row.
     Closed {
@@ -59,7 +64,7 @@ pub enum BreakerState {
 }
 
 /// One origin's breaker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Breaker {
     policy: BreakerPolicy,
     state: BreakerState,
@@ -215,6 +220,32 @@ impl Breaker {
     }
 }
 
+impl BreakerState {
+    /// Whether an origin in this state may be sent to at `now_ms`, as far as a reader of a
+    /// shared snapshot can tell: closed, half-open, or open with its cool-down over. (Several
+    /// inboxes may then probe at once; the breaker's owner reopens it on the first failure.)
+    pub fn available(&self, now_ms: i64) -> bool {
+        match self {
+            Self::Closed { .. } | Self::HalfOpen { .. } => true,
+            Self::Open { until_ms, .. } => now_ms >= *until_ms,
+        }
+    }
+}
+
+/// Orders one attempt's candidates (already in priority order) by health: origins whose
+/// breaker is open and cooling down are left out, so a dead cloud is not hammered while its
+/// peers take the traffic.
+pub fn available(
+    candidates: Vec<&Origin>,
+    state_of: impl Fn(&str) -> Option<BreakerState>,
+    now_ms: i64,
+) -> Vec<&Origin> {
+    candidates
+        .into_iter()
+        .filter(|origin| state_of(&origin.name).is_none_or(|state| state.available(now_ms)))
+        .collect()
+}
+
 /// Parses a `Retry-After` header: delta-seconds, capped at a day. (The HTTP-date form is not
 /// used by webhook receivers in practice and is treated as absent.)
 pub fn retry_after_ms(header: Option<&str>) -> Option<u64> {
@@ -334,6 +365,27 @@ mod tests {
             Admit::No { .. }
         ));
         assert_eq!(breaker.admit(1_002 + PROBE_TIMEOUT_MS), Admit::Probe);
+    }
+
+    #[test]
+    fn snapshot_readers_skip_origins_cooling_down() {
+        let origins = crate::config::parse_origins(
+            r#"[{"name":"a","url":"https://a"},{"name":"b","url":"https://b"},{"name":"c","url":"https://c"}]"#,
+        )
+        .expect("origins");
+        let open_a = BreakerState::Open {
+            until_ms: 1_000,
+            cool_down_ms: 1_000,
+        };
+        let state_of = |name: &str| (name == "a").then_some(open_a);
+        let names = |now| {
+            available(origins.iter().collect(), state_of, now)
+                .into_iter()
+                .map(|o| o.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(999), ["b", "c"]);
+        assert_eq!(names(1_000), ["a", "b", "c"]);
     }
 
     /// A simulated origin that is down from 10 s to 40 s, probed every 500 ms: the breaker opens

@@ -17,6 +17,7 @@
 
 extern crate alloc;
 
+pub mod admin;
 pub mod canonical;
 pub mod cloudevent;
 pub mod config;

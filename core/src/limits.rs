@@ -9,6 +9,8 @@ pub enum Route {
     DiditWebhook,
     /// `GET /healthz`.
     Health,
+    /// `GET /admin/origins`: each origin's health (admin token required).
+    AdminOrigins,
 }
 
 /// Maps a method and path to a route, or the rejection for it.
@@ -22,6 +24,8 @@ pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
         "/webhooks/didit" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         "/healthz" if method == "GET" || method == "HEAD" => Ok(Route::Health),
         "/healthz" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/admin/origins" if method == "GET" => Ok(Route::AdminOrigins),
+        "/admin/origins" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         _ => Err(Rejection::NotFound),
     }
 }

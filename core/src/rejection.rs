@@ -59,6 +59,11 @@ pub enum Rejection {
     },
     /// Durable storage could not take the event, so it must not be acknowledged.
     StorageUnavailable,
+    /// The admin API was called without the right `Authorization: Bearer` token.
+    Unauthorized {
+        /// Which part was wrong (never the token).
+        reason: &'static str,
+    },
 }
 
 impl Rejection {
@@ -74,7 +79,8 @@ impl Rejection {
             | Self::InvalidSignature
             | Self::InvalidTimestampHeader
             | Self::StaleTimestamp { .. }
-            | Self::FutureTimestamp { .. } => 401,
+            | Self::FutureTimestamp { .. }
+            | Self::Unauthorized { .. } => 401,
             Self::MalformedJson | Self::InvalidPayload { .. } | Self::MissingField { .. } => 400,
             Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
         }
@@ -98,6 +104,7 @@ impl Rejection {
             Self::MissingField { .. } => "missing_field",
             Self::Misconfigured { .. } => "configuration_error",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::Unauthorized { .. } => "unauthorized",
         }
     }
 
@@ -161,6 +168,7 @@ impl fmt::Display for Rejection {
             Self::StorageUnavailable => {
                 f.write_str("durable storage is unavailable; the delivery was not stored")
             }
+            Self::Unauthorized { reason } => f.write_str(reason),
         }
     }
 }

@@ -16,6 +16,10 @@ pub async fn handle(mut request: Request, env: &Env) -> Result<Response> {
     match limits::route(&method, &request.path()) {
         Err(rejection) => respond::rejection(&rejection),
         Ok(Route::Health) => health(env),
+        Ok(Route::AdminOrigins) => match admin_origins(&request, env).await {
+            Ok(response) => Ok(response),
+            Err(rejection) => respond::rejection(&rejection),
+        },
         Ok(Route::DiditWebhook) => match receive(&mut request, env).await {
             Ok(receipt) => respond::receipt(&receipt),
             Err(rejection) => respond::rejection(&rejection),
@@ -31,6 +35,40 @@ fn health(env: &Env) -> Result<Response> {
         "invalid_settings": invalid,
     });
     respond::json(200, body.to_string())
+}
+
+/// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.
+/// URLs are left out: they may carry credentials.
+async fn admin_origins(request: &Request, env: &Env) -> std::result::Result<Response, Rejection> {
+    let config = settings::config(env)?;
+    didit_edge_core::admin::authorize(
+        header(request, "authorization").as_deref(),
+        config.admin_token.as_ref(),
+    )?;
+    let snapshot = crate::health::fresh_snapshot(env).await.map_err(|error| {
+        console_error!("origin health unavailable: {error}");
+        Rejection::StorageUnavailable
+    })?;
+    let origins: Vec<serde_json::Value> = config
+        .origins
+        .iter()
+        .map(|origin| {
+            let breaker = snapshot.get(&origin.name).copied().unwrap_or(
+                didit_edge_core::health::BreakerState::Closed {
+                    consecutive_failures: 0,
+                },
+            );
+            serde_json::json!({
+                "name": origin.name,
+                "consumer": origin.consumer(),
+                "priority": origin.priority,
+                "timeout_ms": origin.timeout_ms,
+                "health": breaker,
+            })
+        })
+        .collect();
+    respond::json(200, serde_json::json!({ "origins": origins }).to_string())
+        .map_err(|_| Rejection::StorageUnavailable)
 }
 
 fn header(request: &Request, name: &str) -> Option<String> {

@@ -7,6 +7,7 @@
 //! write is durable (output gate), so Didit's 200 always means the event is stored.
 
 use didit_edge_core::delivery::{forget_at_ms, AttemptResult, Progress};
+use didit_edge_core::health::available;
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::risk::Level;
 use didit_edge_core::route::origins_for;
@@ -17,7 +18,7 @@ use worker::{
 };
 
 use crate::claim::{self, Claim};
-use crate::{origin, respond, settings};
+use crate::{health, origin, respond, settings};
 
 /// Most deliveries one alarm makes before handing over to a fresh alarm, keeping each alarm
 /// run short and bounded.
@@ -261,17 +262,28 @@ impl Inbox {
     async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
         let level = head.risk_level.parse().unwrap_or(Level::Unknown);
         let candidates = origins_for(&config.origins, &head.consumer, &head.webhook_type, level);
+        let configured = !candidates.is_empty();
+        let health = health::snapshot(&self.env).await;
+        let candidates = available(candidates, |name| health.get(name).copied(), now_ms());
         let (origin_name, outcome, detail) = match head.cloud_event.as_deref() {
             None => (
                 None,
                 AttemptResult::NotSent,
                 String::from("the stored event has no payload"),
             ),
-            Some(_) if candidates.is_empty() => (
+            Some(_) if !configured => (
                 None,
                 AttemptResult::NotSent,
                 format!(
                     "no origin of consumer `{}` takes this event now",
+                    head.consumer
+                ),
+            ),
+            Some(_) if candidates.is_empty() => (
+                None,
+                AttemptResult::NotSent,
+                format!(
+                    "every origin of consumer `{}` is cooling down",
                     head.consumer
                 ),
             ),
@@ -280,9 +292,12 @@ impl Inbox {
                 let mut tried = Vec::with_capacity(candidates.len());
                 let mut last = (None, AttemptResult::NotSent);
                 for target in candidates {
-                    let outcome =
+                    let (outcome, retry_after) =
                         origin::deliver(target, &config.signing_secret, &head.id, cloud_event)
                             .await;
+                    if let Some(up) = outcome.health_signal() {
+                        health::report(&self.env, &target.name, up, retry_after).await;
+                    }
                     tried.push(format!("{}: {outcome:?}", target.name));
                     let delivered = outcome.is_delivered();
                     last = (Some(target.name.as_str()), outcome);

@@ -7,12 +7,14 @@
 
 mod claim;
 mod edge;
+mod health;
 mod inbox;
 mod origin;
 mod respond;
 mod settings;
 mod webcrypto;
 
+pub use health::Health;
 pub use inbox::Inbox;
 
 use worker::{event, Context, Env, Request, Response, Result};

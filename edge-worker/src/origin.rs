@@ -5,6 +5,7 @@ use std::time::Duration;
 use didit_edge_core::cloudevent;
 use didit_edge_core::config::Origin;
 use didit_edge_core::delivery::AttemptResult;
+use didit_edge_core::health::retry_after_ms;
 use didit_edge_core::secret::SigningSecret;
 use didit_edge_core::standard_webhooks;
 use futures_util::future::{select, Either};
@@ -13,26 +14,26 @@ use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, Requ
 use crate::webcrypto;
 
 /// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`.
+/// Returns the outcome and the origin's `Retry-After`, if it sent one.
 pub async fn deliver(
     origin: &Origin,
     secret: &SigningSecret,
     id: &str,
     cloud_event: &str,
-) -> AttemptResult {
+) -> (AttemptResult, Option<u64>) {
     let now = (Date::now().as_millis() / 1000) as i64;
     let message = standard_webhooks::message(id, now, cloud_event.as_bytes());
     let signed = standard_webhooks::headers(id, now, &webcrypto::tag(secret.key(), &message).await);
-    match send(origin, &signed, cloud_event).await {
-        Ok(result) => result,
-        Err(_) => AttemptResult::Network,
-    }
+    send(origin, &signed, cloud_event)
+        .await
+        .unwrap_or((AttemptResult::Network, None))
 }
 
 async fn send(
     origin: &Origin,
     signed: &standard_webhooks::SignedHeaders,
     body: &str,
-) -> worker::Result<AttemptResult> {
+) -> worker::Result<(AttemptResult, Option<u64>)> {
     let headers = Headers::new();
     headers.set("content-type", cloudevent::CONTENT_TYPE)?;
     headers.set(
@@ -55,11 +56,21 @@ async fn send(
         origin.timeout_ms,
     ))));
     let result = match select(sending, timeout).await {
-        Either::Left((Ok(response), _)) => AttemptResult::Status(response.status_code()),
-        Either::Left((Err(_), _)) => AttemptResult::Network,
+        Either::Left((Ok(response), _)) => {
+            let retry_after = retry_after_ms(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .ok()
+                    .flatten()
+                    .as_deref(),
+            );
+            (AttemptResult::Status(response.status_code()), retry_after)
+        }
+        Either::Left((Err(_), _)) => (AttemptResult::Network, None),
         Either::Right(((), _)) => {
             controller.abort();
-            AttemptResult::Timeout
+            (AttemptResult::Timeout, None)
         }
     };
     Ok(result)

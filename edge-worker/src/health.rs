@@ -1,0 +1,195 @@
+//! Origin health shared across the edge: one Durable Object holds every origin's circuit
+//! breaker (the state machine is the core's), inboxes report each outcome to it and read its
+//! snapshot through a short per-isolate cache, so delivery pays no round trip per event to
+//! decide where to go.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
+};
+
+use crate::respond;
+
+/// How long a snapshot is reused inside one isolate.
+const SNAPSHOT_CACHE_MS: i64 = 2_000;
+/// The single object's name.
+const GLOBAL: &str = "global";
+
+/// Every origin's breaker state, by origin name.
+pub type Snapshot = BTreeMap<String, BreakerState>;
+
+/// One outcome, reported by an inbox.
+#[derive(Serialize, Deserialize)]
+struct Report {
+    origin: String,
+    up: bool,
+    retry_after_ms: Option<u64>,
+    at_ms: i64,
+}
+
+/// The breakers.
+#[durable_object]
+pub struct Health {
+    state: State,
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+impl Health {
+    fn breaker(&self, origin: &str) -> Result<Breaker> {
+        #[derive(Deserialize)]
+        struct Row {
+            breaker: String,
+        }
+        let rows: Vec<Row> = self
+            .state
+            .storage()
+            .sql()
+            .exec(
+                "SELECT breaker FROM breakers WHERE origin = ?",
+                vec![origin.into()],
+            )?
+            .to_array()?;
+        Ok(rows
+            .first()
+            .and_then(|row| serde_json::from_str(&row.breaker).ok())
+            .unwrap_or_else(|| Breaker::new(BreakerPolicy::default())))
+    }
+
+    fn snapshot(&self) -> Result<Snapshot> {
+        #[derive(Deserialize)]
+        struct Row {
+            origin: String,
+            breaker: String,
+        }
+        let rows: Vec<Row> = self
+            .state
+            .storage()
+            .sql()
+            .exec("SELECT origin, breaker FROM breakers", None)?
+            .to_array()?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                serde_json::from_str::<Breaker>(&row.breaker)
+                    .ok()
+                    .map(|b| (row.origin, b.state()))
+            })
+            .collect())
+    }
+
+    fn record(&self, report: &Report) -> Result<()> {
+        let mut breaker = self.breaker(&report.origin)?;
+        // Inboxes send once a snapshot shows the cool-down over, without asking first; letting
+        // the breaker admit at the report's time turns such an outcome into the half-open probe.
+        let _ = breaker.admit(report.at_ms);
+        if report.up {
+            breaker.succeeded();
+        } else {
+            breaker.failed(report.at_ms, report.retry_after_ms);
+        }
+        self.state.storage().sql().exec(
+            "INSERT INTO breakers (origin, breaker) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET breaker = excluded.breaker",
+            vec![report.origin.as_str().into(), serde_json::to_string(&breaker)?.into()],
+        )?;
+        Ok(())
+    }
+}
+
+impl DurableObject for Health {
+    fn new(state: State, _env: Env) -> Self {
+        if let Err(error) = state.storage().sql().exec(
+            "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)",
+            None,
+        ) {
+            worker::console_error!("health schema could not be created: {error}");
+        }
+        Self { state }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        match request.path().as_str() {
+            "/report" => {
+                let report: Report = request.json().await?;
+                self.record(&report)?;
+                respond::json(200, "{}".into())
+            }
+            "/snapshot" => respond::json(200, serde_json::to_string(&self.snapshot()?)?),
+            _ => respond::json(
+                404,
+                r#"{"error":{"code":"not_found","message":"no such health call"}}"#.into(),
+            ),
+        }
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<(i64, Rc<Snapshot>)>> = const { RefCell::new(None) };
+}
+
+async fn call(env: &Env, path: &str, body: Option<String>) -> Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(if body.is_some() {
+        Method::Post
+    } else {
+        Method::Get
+    })
+    .with_body(body.map(Into::into));
+    let request = Request::new_with_init(&format!("https://health{path}"), &init)?;
+    env.durable_object("HEALTH")?
+        .id_from_name(GLOBAL)?
+        .get_stub()?
+        .fetch_with_request(request)
+        .await
+}
+
+/// The current snapshot, straight from the object.
+pub async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
+    let snapshot: Snapshot = call(env, "/snapshot", None).await?.json().await?;
+    CACHE.with(|cache| *cache.borrow_mut() = Some((now_ms(), Rc::new(snapshot.clone()))));
+    Ok(snapshot)
+}
+
+/// A snapshot at most [`SNAPSHOT_CACHE_MS`] old. Health only orders origins: when it cannot
+/// be read, every origin counts as available and delivery goes on.
+pub async fn snapshot(env: &Env) -> Rc<Snapshot> {
+    let cached = CACHE.with(|cache| cache.borrow().clone());
+    if let Some((at, snapshot)) = cached {
+        if now_ms() - at < SNAPSHOT_CACHE_MS {
+            return snapshot;
+        }
+    }
+    match fresh_snapshot(env).await {
+        Ok(snapshot) => Rc::new(snapshot),
+        Err(error) => {
+            worker::console_error!("origin health unavailable, trying every origin: {error}");
+            Rc::new(Snapshot::new())
+        }
+    }
+}
+
+/// Reports one outcome; a failure to report is logged and never fails the delivery.
+pub async fn report(env: &Env, origin: &str, up: bool, retry_after_ms: Option<u64>) {
+    let report = Report {
+        origin: origin.into(),
+        up,
+        retry_after_ms,
+        at_ms: now_ms(),
+    };
+    let sent = match serde_json::to_string(&report) {
+        Ok(body) => call(env, "/report", Some(body)).await.map(|_| ()),
+        Err(error) => Err(error.into()),
+    };
+    if let Err(error) = sent {
+        worker::console_error!("could not report health of {origin}: {error}");
+    }
+    // The next snapshot read in this isolate must see this outcome.
+    CACHE.with(|cache| *cache.borrow_mut() = None);
+}
