@@ -56,7 +56,8 @@ class WranglerDev:
         self.log_path = LOG_DIR / f"{self.name}-{self.starts}.log"
         command = [str(ROOT / "node_modules" / ".bin" / "wrangler"), "dev", "--ip", "127.0.0.1",
                    "--port", str(self.port), "--inspector-port", str(free_port()),
-                   "--persist-to", self.persist_dir, "--show-interactive-dev-session=false"]
+                   "--persist-to", self.persist_dir, "--show-interactive-dev-session=false",
+                   "--test-scheduled"]
         for key, value in self.config.items():
             command += ["--var", f"{key}:{value}"]
         log = open(self.log_path, "w")
@@ -105,6 +106,11 @@ class WranglerDev:
                 return response.status, dict(response.headers), response.read()
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
+
+    def run_cron(self):
+        """Fires the cron trigger once (wrangler dev's /__scheduled, enabled by --test-scheduled)."""
+        status, _, raw = self.request("GET", "/__scheduled?cron=*+*+*+*+*")
+        assert status == 200, raw
 
     def post_webhook(self, body, headers):
         status, _, raw = self.request("POST", "/webhooks/didit", body, headers)

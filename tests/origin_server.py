@@ -30,6 +30,8 @@ class Origin:
         self.status = 204
         self.delay_secs = 0.0
         self.retry_after = None  # a Retry-After header to send with every answer, if set
+        self.health_status = 200  # what GET (the health probe) answers
+        self.probes = 0
         self.server = None
         self.thread = None
 
@@ -37,12 +39,24 @@ class Origin:
     def url(self):
         return f"http://127.0.0.1:{self.port}/didit-events"
 
+    @property
+    def health_url(self):
+        return f"http://127.0.0.1:{self.port}/health"
+
     def start(self):
         origin = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args):
                 pass
+
+            def do_GET(self):
+                with origin.lock:
+                    origin.probes += 1
+                    status = origin.health_status
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
 
             def do_POST(self):
                 length = int(self.headers.get("content-length") or 0)

@@ -109,3 +109,31 @@ def test_retry_after_is_honoured(make_edge, make_origin):
     later = [send(edge) for _ in range(3)]
     assert secondary.wait_for(lambda o: set(later) <= set(o.delivered_ids()), timeout=30)
     assert len(primary.deliveries()) == 1, "no request during the 30 s the origin asked for"
+
+
+def test_cron_probes_open_and_close_the_breaker_without_traffic(make_edge, make_origin):
+    primary, secondary = make_origin(), make_origin()
+    config = base_config(primary.url, ADMIN_TOKEN=ADMIN_TOKEN, ORIGINS=json.dumps([
+        {"name": "aws-eu", "url": primary.url, "priority": 0, "timeout_ms": 1500, "health_url": primary.health_url,
+         "region": "eu-west-1", "cloud": "aws"},
+        {"name": "gcp-us", "url": secondary.url, "priority": 1, "timeout_ms": 1500, "weight": 2},
+    ]))
+    edge = make_edge("probes", config)
+    primary.health_status = 503
+    for _ in range(3):
+        edge.run_cron()
+    assert primary.probes == 3 and secondary.probes == 0, "only origins with a health_url are probed"
+    assert origin_health(edge) == {"aws-eu": "open", "gcp-us": "closed"}
+    # Events now skip the primary without trying it.
+    event = send(edge)
+    assert secondary.wait_for(lambda o: event in o.delivered_ids(), timeout=30)
+    assert primary.deliveries() == []
+    status, _, raw = edge.request("GET", "/admin/origins", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    entry = json.loads(raw)["origins"][0]
+    assert (entry["region"], entry["cloud"], entry["probed"]) == ("eu-west-1", "aws", True)
+    # Healthy again: after the cool-down two good probes close it.
+    primary.health_status = 200
+    time.sleep(10.5)
+    edge.run_cron()
+    edge.run_cron()
+    assert origin_health(edge)["aws-eu"] == "closed"

@@ -74,10 +74,39 @@ pub struct Origin {
     /// Risk levels this origin takes (`high`, …). Absent: every level.
     #[serde(default)]
     pub risk_levels: Option<Vec<Level>>,
-    /// Failover order within the consumer: lower is tried first; equal priorities keep their
-    /// order in `ORIGINS`. Default 0.
+    /// Failover order within the consumer: lower is tried first. Default 0.
     #[serde(default)]
     pub priority: u32,
+    /// Share of traffic among healthy origins of equal priority (1–1000). Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// A label for where the origin runs (`eu-west-1`), shown by the admin API.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A label for the provider (`aws`, `gcp`), shown by the admin API.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// Probed by the cron trigger (`GET`, 2xx is healthy) to open and close the breaker even
+    /// when no events flow.
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// The name of a secret (`whsec_…`) that signs what this origin receives, instead of
+    /// `ORIGIN_SIGNING_SECRET`.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Whether `url` is an absolute `http://` or `https://` URL with a host and no whitespace.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    !host.is_none_or(str::is_empty) && !url.chars().any(char::is_whitespace)
 }
 
 fn default_timeout_ms() -> u32 {
@@ -107,6 +136,17 @@ pub struct Config {
     pub risk_rules: RiskRules,
     /// The admin API's token; `None` turns the admin API off.
     pub admin_token: Option<AdminToken>,
+    /// Signing secrets of origins that name their own, by origin name.
+    pub origin_signing_secrets: alloc::collections::BTreeMap<String, SigningSecret>,
+}
+
+impl Config {
+    /// The key that signs what `origin` receives.
+    pub fn signing_secret_for(&self, origin: &Origin) -> &SigningSecret {
+        self.origin_signing_secrets
+            .get(&origin.name)
+            .unwrap_or(&self.signing_secret)
+    }
 }
 
 /// What is wrong with one setting.
@@ -270,12 +310,7 @@ pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
                 origin.name
             ));
         }
-        let rest = origin
-            .url
-            .strip_prefix("https://")
-            .or_else(|| origin.url.strip_prefix("http://"));
-        let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-        if host.is_none_or(str::is_empty) || origin.url.chars().any(char::is_whitespace) {
+        if !is_http_url(&origin.url) {
             // The URL itself is not repeated: it may carry credentials (`https://user:pass@…`).
             return Err(alloc::format!(
                 "origin `{}` has an invalid url; it must be an absolute http:// or https:// URL",
@@ -311,6 +346,33 @@ pub fn parse_origins(json: &str) -> Result<Vec<Origin>, String> {
                 origin.name
             ));
         }
+        if origin
+            .health_url
+            .as_deref()
+            .is_some_and(|url| !is_http_url(url))
+        {
+            return Err(alloc::format!(
+                "origin `{}` has an invalid health_url; it must be an absolute http:// or https:// URL",
+                origin.name
+            ));
+        }
+        if !(1..=1000).contains(&origin.weight) {
+            return Err(alloc::format!(
+                "origin `{}` has weight {}; it must be between 1 and 1000",
+                origin.name,
+                origin.weight
+            ));
+        }
+        if origin
+            .signing_secret
+            .as_deref()
+            .is_some_and(|name| name.trim().is_empty())
+        {
+            return Err(alloc::format!(
+                "origin `{}` has an empty signing_secret name",
+                origin.name
+            ));
+        }
         if !(1..=MAX_ORIGIN_TIMEOUT_MS).contains(&origin.timeout_ms) {
             return Err(alloc::format!(
                 "origin `{}` has timeout_ms {}; it must be between 1 and {MAX_ORIGIN_TIMEOUT_MS}",
@@ -341,6 +403,27 @@ impl Config {
                 .map_err(|e| reader.fail(ORIGINS, Problem::Origins(e)))
                 .ok()
         });
+        let mut origin_signing_secrets = alloc::collections::BTreeMap::new();
+        for origin in origins.iter().flatten() {
+            let Some(name) = origin.signing_secret.as_deref() else {
+                continue;
+            };
+            let parsed = match reader.get(name.trim()) {
+                None => Err(alloc::format!(
+                    "origin `{}` names signing_secret `{name}`, which is not set",
+                    origin.name
+                )),
+                Some(text) => SigningSecret::parse(&text).map_err(|e| {
+                    alloc::format!("origin `{}`: signing_secret `{name}` {e}", origin.name)
+                }),
+            };
+            match parsed {
+                Ok(secret) => {
+                    origin_signing_secrets.insert(origin.name.clone(), secret);
+                }
+                Err(problem) => reader.fail(ORIGINS, Problem::Origins(problem)),
+            }
+        }
         let signing_secret = reader.required(ORIGIN_SIGNING_SECRET).and_then(|text| {
             SigningSecret::parse(&text)
                 .map_err(|e| reader.fail(ORIGIN_SIGNING_SECRET, Problem::Secret(e)))
@@ -410,6 +493,7 @@ impl Config {
                 allow_simple_signature,
                 risk_rules,
                 admin_token,
+                origin_signing_secrets,
             }),
             _ => Err(ConfigErrors(reader.errors)),
         }
@@ -509,6 +593,34 @@ mod tests {
     }
 
     #[test]
+    fn origins_may_name_their_own_signing_secret() {
+        let mut pairs = minimal();
+        pairs[1] = (
+            "ORIGINS",
+            r#"[{"name":"aws","url":"https://a","signing_secret":"AWS_SIGNING"},{"name":"gcp","url":"https://g"}]"#,
+        );
+        pairs.push((
+            "AWS_SIGNING",
+            "whsec_ZGlkaXQtZWRnZS1sb2NhbC1kZW1vLWtleS0wMDE=",
+        ));
+        let config = Config::from_lookup(lookup(&pairs)).expect("valid");
+        assert_eq!(
+            config.signing_secret_for(&config.origins[0]).key(),
+            b"didit-edge-local-demo-key-001"
+        );
+        assert_eq!(
+            config.signing_secret_for(&config.origins[1]),
+            &config.signing_secret
+        );
+        pairs.pop();
+        let errors = Config::from_lookup(lookup(&pairs)).expect_err("secret missing");
+        assert_eq!(
+            format!("{errors}"),
+            "ORIGINS: origin `aws` names signing_secret `AWS_SIGNING`, which is not set"
+        );
+    }
+
+    #[test]
     fn missing_settings_are_reported() {
         let errors = Config::from_lookup(lookup(&[])).expect_err("empty");
         assert_eq!(errors.0.len(), 3);
@@ -533,6 +645,9 @@ mod tests {
             r#"[{"name":"a","url":"https://a","event_types":["user.*.x"]}]"#,
             r#"[{"name":"a","url":"https://a","risk_levels":["severe"]}]"#,
             r#"[{"name":"a","url":"https://a","consumer":" "}]"#,
+            r#"[{"name":"a","url":"https://a","weight":0}]"#,
+            r#"[{"name":"a","url":"https://a","health_url":"/healthz"}]"#,
+            r#"[{"name":"a","url":"https://a","signing_secret":""}]"#,
         ] {
             assert!(parse_origins(bad).is_err(), "{bad}");
         }

@@ -67,20 +67,57 @@ pub fn consumers_for<'o>(origins: &'o [Origin], webhook_type: &str, level: Level
 pub const MAX_ORIGINS_PER_ATTEMPT: usize = 4;
 
 /// The origins that can serve `consumer` for this event, in the order to try them: by
-/// `priority`, then as listed. One attempt tries them in turn until one takes the event.
+/// `priority`, and among equal priorities a weighted draw (an origin of weight 3 comes first
+/// three times as often as one of weight 1). `seed` makes the draw; pass a fresh random one.
 pub fn origins_for<'o>(
     origins: &'o [Origin],
     consumer: &str,
     webhook_type: &str,
     level: Level,
+    seed: u64,
 ) -> Vec<&'o Origin> {
-    let mut candidates: Vec<&Origin> = origins
+    let mut pool: Vec<&Origin> = origins
         .iter()
         .filter(|o| o.consumer() == consumer && o.accepts(webhook_type, level))
         .collect();
-    candidates.sort_by_key(|o| o.priority);
-    candidates.truncate(MAX_ORIGINS_PER_ATTEMPT);
-    candidates
+    pool.sort_by_key(|o| o.priority);
+    let mut rng = SplitMix64(seed);
+    let mut ordered = Vec::with_capacity(pool.len());
+    while let Some(first) = pool.first() {
+        let priority = first.priority;
+        let group_len = pool.iter().take_while(|o| o.priority == priority).count();
+        let total: u64 = pool
+            .iter()
+            .take(group_len)
+            .map(|o| u64::from(o.weight.max(1)))
+            .sum();
+        let mut draw = rng.next() % total.max(1);
+        let mut pick = 0;
+        for (index, origin) in pool.iter().take(group_len).enumerate() {
+            let weight = u64::from(origin.weight.max(1));
+            if draw < weight {
+                pick = index;
+                break;
+            }
+            draw -= weight;
+        }
+        ordered.push(pool.remove(pick));
+    }
+    ordered.truncate(MAX_ORIGINS_PER_ATTEMPT);
+    ordered
+}
+
+/// A small, well-mixed generator for the weighted draw (not for anything secret).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
 }
 
 #[cfg(test)]
@@ -102,15 +139,47 @@ mod tests {
                 {"name":"b","url":"https://b","priority":3}]"#,
         )
         .expect("valid");
-        let order: Vec<&str> =
-            origins_for(&origins, DEFAULT_CONSUMER, "status.updated", Level::Low)
+        let order: Vec<String> =
+            origins_for(&origins, DEFAULT_CONSUMER, "status.updated", Level::Low, 7)
                 .into_iter()
-                .map(|o| o.name.as_str())
+                .map(|o| o.name.clone())
                 .collect();
-        assert_eq!(
-            order,
-            ["z", "a1", "a2", "c"],
-            "lowest priority first, listing order among equals, at most 4"
+        assert_eq!(order[0], "z");
+        let mut middle = order[1..3].to_vec();
+        middle.sort();
+        assert_eq!(middle, ["a1", "a2"]);
+        assert_eq!(order[3], "c", "lowest priority first, at most 4");
+    }
+
+    #[test]
+    fn equal_priorities_share_traffic_by_weight() {
+        let origins = parse_origins(
+            r#"[{"name":"heavy","url":"https://h","weight":3},{"name":"light","url":"https://l"},
+                {"name":"backup","url":"https://b","priority":5,"weight":1000}]"#,
+        )
+        .expect("valid");
+        let mut heavy_first = 0;
+        for seed in 0..4000u64 {
+            let order = origins_for(
+                &origins,
+                DEFAULT_CONSUMER,
+                "status.updated",
+                Level::Low,
+                seed,
+            );
+            assert_eq!(order.len(), 3);
+            assert_eq!(
+                order[2].name, "backup",
+                "a higher priority number always comes last"
+            );
+            if order[0].name == "heavy" {
+                heavy_first += 1;
+            }
+        }
+        // Expected 3/4 of 4000 = 3000; the draw is deterministic per seed, so this cannot flake.
+        assert!(
+            (2850..=3150).contains(&heavy_first),
+            "heavy first {heavy_first} times"
         );
     }
 
@@ -157,16 +226,16 @@ mod tests {
         fn names(list: Vec<&Origin>) -> Vec<String> {
             list.into_iter().map(|o| o.name.clone()).collect()
         }
-        assert_eq!(
-            names(origins_for(
-                &origins,
-                "default",
-                "status.updated",
-                Level::Low
-            )),
-            ["main", "main-backup"]
-        );
-        assert!(origins_for(&origins, "fraud", "status.updated", Level::Low).is_empty());
-        assert!(origins_for(&origins, "gone", "status.updated", Level::High).is_empty());
+        let mut both = names(origins_for(
+            &origins,
+            "default",
+            "status.updated",
+            Level::Low,
+            1,
+        ));
+        both.sort();
+        assert_eq!(both, ["main", "main-backup"]);
+        assert!(origins_for(&origins, "fraud", "status.updated", Level::Low, 1).is_empty());
+        assert!(origins_for(&origins, "gone", "status.updated", Level::High, 1).is_empty());
     }
 }

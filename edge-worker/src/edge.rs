@@ -62,6 +62,10 @@ async fn admin_origins(request: &Request, env: &Env) -> std::result::Result<Resp
                 "name": origin.name,
                 "consumer": origin.consumer(),
                 "priority": origin.priority,
+                "weight": origin.weight,
+                "region": origin.region,
+                "cloud": origin.cloud,
+                "probed": origin.health_url.is_some(),
                 "timeout_ms": origin.timeout_ms,
                 "health": breaker,
             })

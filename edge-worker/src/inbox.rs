@@ -261,7 +261,15 @@ impl Inbox {
     /// One attempt to hand a consumer its oldest undelivered event.
     async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
         let level = head.risk_level.parse().unwrap_or(Level::Unknown);
-        let candidates = origins_for(&config.origins, &head.consumer, &head.webhook_type, level);
+        // A fresh draw per attempt spreads traffic over origins of equal priority by weight.
+        let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
+        let candidates = origins_for(
+            &config.origins,
+            &head.consumer,
+            &head.webhook_type,
+            level,
+            seed,
+        );
         let configured = !candidates.is_empty();
         let health = health::snapshot(&self.env).await;
         let candidates = available(candidates, |name| health.get(name).copied(), now_ms());
@@ -292,9 +300,13 @@ impl Inbox {
                 let mut tried = Vec::with_capacity(candidates.len());
                 let mut last = (None, AttemptResult::NotSent);
                 for target in candidates {
-                    let (outcome, retry_after) =
-                        origin::deliver(target, &config.signing_secret, &head.id, cloud_event)
-                            .await;
+                    let (outcome, retry_after) = origin::deliver(
+                        target,
+                        config.signing_secret_for(target),
+                        &head.id,
+                        cloud_event,
+                    )
+                    .await;
                     if let Some(up) = outcome.health_signal() {
                         health::report(&self.env, &target.name, up, retry_after).await;
                     }

@@ -17,9 +17,26 @@ mod webcrypto;
 pub use health::Health;
 pub use inbox::Inbox;
 
-use worker::{event, Context, Env, Request, Response, Result};
+use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
     edge::handle(request, &env).await
+}
+
+/// The cron trigger: probe every origin that has a `health_url`, so breakers open and close
+/// even when no events flow.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    let Ok(config) = settings::config(&env) else {
+        return;
+    };
+    for target in &config.origins {
+        if let Some((outcome, retry_after)) = origin::probe(target).await {
+            if let Some(up) = outcome.health_signal() {
+                health::report(&env, &target.name, up, retry_after).await;
+            }
+            worker::console_log!("probed {}: {outcome:?}", target.name);
+        }
+    }
 }

@@ -48,9 +48,13 @@ async fn send(
         .with_headers(headers)
         .with_body(Some(body.into()));
     let request = Request::new_with_init(&origin.url, &init)?;
+    race(origin, Fetch::Request(request)).await
+}
+
+/// Sends `fetch`, aborting it when the origin's timeout passes first.
+async fn race(origin: &Origin, fetch: Fetch) -> worker::Result<(AttemptResult, Option<u64>)> {
     let controller = AbortController::default();
     let signal = controller.signal();
-    let fetch = Fetch::Request(request);
     let sending = Box::pin(fetch.send_with_signal(&signal));
     let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(
         origin.timeout_ms,
@@ -74,4 +78,23 @@ async fn send(
         }
     };
     Ok(result)
+}
+
+/// `GET`s an origin's `health_url` within its timeout: 2xx is healthy, anything else (or no
+/// answer) is not. `None` when the origin has no `health_url`.
+pub async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>)> {
+    let url = origin.health_url.as_deref()?;
+    let result = async {
+        let headers = Headers::new();
+        headers.set(
+            "user-agent",
+            concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " health-probe"),
+        )?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get).with_headers(headers);
+        let request = Request::new_with_init(url, &init)?;
+        race(origin, Fetch::Request(request)).await
+    }
+    .await;
+    Some(result.unwrap_or((AttemptResult::Network, None)))
 }
