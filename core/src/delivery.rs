@@ -22,6 +22,12 @@ impl AttemptResult {
         matches!(self, Self::Status(200..=299))
     }
 
+    /// Whether the origin refused this event for good (a 4xx other than 408, 425 and 429): it is
+    /// not sent this event again, though it stays healthy for others.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Status(400..=499)) && self.health_signal().is_none()
+    }
+
     /// What this says about the origin's health: `Some(true)` it is up, `Some(false)` it is in
     /// trouble (timeouts, refused connections, 408, 425, 429, 5xx), `None` nothing (another 4xx
     /// or 3xx is about this request, not the origin; nothing sent is nothing learned).
@@ -159,6 +165,25 @@ mod tests {
             (NotSent, None),
         ] {
             assert_eq!(result.health_signal(), signal, "{result:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_the_permanent_4xx() {
+        use AttemptResult::*;
+        for (result, refusal) in [
+            (Status(400), true),
+            (Status(404), true),
+            (Status(410), true),
+            (Status(408), false),
+            (Status(425), false),
+            (Status(429), false),
+            (Status(500), false),
+            (Status(302), false),
+            (Status(200), false),
+            (Timeout, false),
+        ] {
+            assert_eq!(result.is_refusal(), refusal, "{result:?}");
         }
     }
 

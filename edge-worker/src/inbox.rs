@@ -28,7 +28,8 @@ const DELIVERIES_PER_ALARM: usize = 25;
 const MISCONFIGURED_RETRY_MS: i64 = 60_000;
 
 /// `events` holds each event once (its payload until every consumer has it, then only what
-/// deduplication needs); `deliveries` holds one row per event and consumer.
+/// deduplication needs); `deliveries` holds one row per event and consumer; `refusals` records
+/// each origin that refused an event for good (a permanent 4xx), so it is not sent it again.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -52,6 +53,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (event_seq, consumer)
 );
 CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(consumer, event_seq) WHERE delivered_at_ms IS NULL;
+CREATE TABLE IF NOT EXISTS refusals (
+    event_seq INTEGER NOT NULL,
+    consumer TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    at_ms INTEGER NOT NULL,
+    PRIMARY KEY (event_seq, consumer, origin)
+);
 ";
 
 /// The oldest undelivered event of each consumer: nothing later overtakes it.
@@ -173,6 +182,41 @@ impl Inbox {
         })
     }
 
+    /// Origins that refused this event for this consumer.
+    fn refused_by(&self, head: &Head) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            origin: String,
+        }
+        let rows: Vec<Row> = self
+            .sql()
+            .exec(
+                "SELECT origin FROM refusals WHERE event_seq = ? AND consumer = ?",
+                vec![head.event_seq.into(), head.consumer.as_str().into()],
+            )?
+            .to_array()?;
+        Ok(rows.into_iter().map(|row| row.origin).collect())
+    }
+
+    fn record_refusal(&self, head: &Head, origin: &str, status: u16) -> Result<()> {
+        console_log!(
+            "{} refused {} with {status}; it will not be sent this event again",
+            origin,
+            head.id
+        );
+        self.sql().exec(
+            "INSERT OR REPLACE INTO refusals (event_seq, consumer, origin, status, at_ms) VALUES (?, ?, ?, ?, ?)",
+            vec![
+                head.event_seq.into(),
+                head.consumer.as_str().into(),
+                origin.into(),
+                i64::from(status).into(),
+                now_ms().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
     fn heads(&self) -> Result<Vec<Head>> {
         self.sql().exec(HEADS, None)?.to_array()
     }
@@ -247,10 +291,12 @@ impl Inbox {
                 self.attempt(&head, &config).await?;
             }
         }
-        self.sql().exec(
-            "DELETE FROM deliveries WHERE event_seq IN (SELECT seq FROM events WHERE forget_at_ms <= ?)",
-            vec![SqlStorageValue::from(now_ms())],
-        )?;
+        for table in ["deliveries", "refusals"] {
+            self.sql().exec(
+                &format!("DELETE FROM {table} WHERE event_seq IN (SELECT seq FROM events WHERE forget_at_ms <= ?)"),
+                vec![SqlStorageValue::from(now_ms())],
+            )?;
+        }
         self.sql().exec(
             "DELETE FROM events WHERE forget_at_ms <= ?",
             vec![SqlStorageValue::from(now_ms())],
@@ -272,6 +318,12 @@ impl Inbox {
         );
         let configured = !candidates.is_empty();
         let health = health::snapshot(&self.env).await;
+        let refused = self.refused_by(head)?;
+        let candidates: Vec<_> = candidates
+            .into_iter()
+            .filter(|o| !refused.contains(&o.name))
+            .collect();
+        let every_origin_refused = configured && candidates.is_empty();
         let candidates = available(candidates, |name| health.get(name).copied(), now_ms());
         let (origin_name, outcome, detail) = match head.cloud_event.as_deref() {
             None => (
@@ -284,6 +336,14 @@ impl Inbox {
                 AttemptResult::NotSent,
                 format!(
                     "no origin of consumer `{}` takes this event now",
+                    head.consumer
+                ),
+            ),
+            Some(_) if every_origin_refused => (
+                None,
+                AttemptResult::NotSent,
+                format!(
+                    "every origin of consumer `{}` refused this event",
                     head.consumer
                 ),
             ),
@@ -309,6 +369,11 @@ impl Inbox {
                     .await;
                     if let Some(up) = outcome.health_signal() {
                         health::report(&self.env, &target.name, up, retry_after).await;
+                    }
+                    if let AttemptResult::Status(status) = outcome {
+                        if outcome.is_refusal() {
+                            self.record_refusal(head, &target.name, status)?;
+                        }
                     }
                     tried.push(format!("{}: {outcome:?}", target.name));
                     let delivered = outcome.is_delivered();
