@@ -370,3 +370,23 @@ def test_delivered_payload_is_dropped_and_the_id_forgotten_after_the_ttl(make_ed
     assert forget_at_ms - delivered_at_ms <= 4000
     # After DEDUP_TTL_SECS the alarm forgets the record altogether.
     assert wait_until(lambda: inbox_rows(edge.persist_dir, reply["id"]) == [], 15)
+
+
+def test_events_go_out_in_the_order_didit_created_them(make_edge, make_origin):
+    origin = make_origin(start=False)
+    edge = make_edge("creation-order", base_config(origin.url))
+    session = str(uuid.uuid4())
+    now = int(time.time())
+    # The newer event arrives first (say Didit's retry of the older one came late).
+    newer = didit.session_payload(session_id=session, status="Approved", timestamp=now)
+    older = didit.session_payload(session_id=session, status="In Review", timestamp=now - 120)
+    ids = {}
+    for name, payload in (("newer", newer), ("older", older)):
+        status, reply = edge.post_webhook(*signed(payload))
+        assert (status, reply["status"]) == (200, "accepted")
+        ids[name] = reply["id"]
+    time.sleep(2)
+    origin.start()
+    events = wait_for_event(origin, session, count=2)
+    assert [e["id"] for e in events] == [ids["older"], ids["newer"]]
+    assert [e["data"]["status"] for e in events] == ["In Review", "Approved"]

@@ -84,6 +84,8 @@ pub struct Admission {
     pub verified: Verified,
     /// Didit's `webhook_type`.
     pub webhook_type: String,
+    /// When Didit created the event (its `timestamp`, Unix seconds): the delivery order.
+    pub created_at: i64,
     /// The assessed risk level (routing filters use it).
     pub risk_level: Level,
     /// The consumers that take this event; empty when no origin wants it.
@@ -217,6 +219,7 @@ impl<'a> Intake<'a> {
             cloud_event,
             verified,
             webhook_type: webhook_type.into(),
+            created_at: timestamp,
             risk_level,
             consumers,
         })

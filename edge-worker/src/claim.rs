@@ -17,6 +17,8 @@ pub struct Claim<'a> {
     pub alias: Option<&'a str>,
     /// Didit's `webhook_type`, for choosing each consumer's origin at delivery time.
     pub webhook_type: &'a str,
+    /// When Didit created the event (Unix seconds): events go out in this order.
+    pub created_at: i64,
     /// The assessed risk level, for the same.
     pub risk_level: Level,
     /// The consumers that take this event (each gets its own ordered delivery).

@@ -114,6 +114,7 @@ async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receip
         id: admission.event_id.as_str(),
         alias: admission.alias.as_deref(),
         webhook_type: &admission.webhook_type,
+        created_at: admission.created_at,
         risk_level: admission.risk_level,
         consumers: admission.consumers.clone(),
         cloud_event: &admission.cloud_event,

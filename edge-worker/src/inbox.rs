@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS events (
     received_at_ms INTEGER NOT NULL,
     webhook_type TEXT NOT NULL,
     risk_level TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
     cloud_event TEXT,
     forget_at_ms INTEGER
 );
@@ -63,14 +64,16 @@ CREATE TABLE IF NOT EXISTS refusals (
 );
 ";
 
-/// The oldest undelivered event of each consumer: nothing later overtakes it.
+/// The earliest-created undelivered event of each consumer (Didit's `timestamp`, then arrival):
+/// nothing created later overtakes it, even an event that arrived first.
 const HEADS: &str = "
 SELECT d.consumer, d.event_seq, d.failures, d.next_attempt_at_ms,
        e.id, e.cloud_event, e.webhook_type, e.risk_level, e.received_at_ms
 FROM deliveries d JOIN events e ON e.seq = d.event_seq
 WHERE d.delivered_at_ms IS NULL
-  AND d.event_seq = (SELECT MIN(p.event_seq) FROM deliveries p
-                     WHERE p.consumer = d.consumer AND p.delivered_at_ms IS NULL)
+  AND NOT EXISTS (SELECT 1 FROM deliveries p JOIN events pe ON pe.seq = p.event_seq
+                  WHERE p.consumer = d.consumer AND p.delivered_at_ms IS NULL
+                    AND (pe.created_at < e.created_at OR (pe.created_at = e.created_at AND pe.seq < e.seq)))
 ORDER BY d.next_attempt_at_ms";
 
 /// A subject's inbox.
@@ -149,14 +152,15 @@ impl Inbox {
             (Some(claim.cloud_event.get()), None)
         };
         sql.exec(
-            "INSERT INTO events (id, alias, received_at_ms, webhook_type, risk_level, cloud_event, forget_at_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (id, alias, received_at_ms, webhook_type, risk_level, created_at, cloud_event, forget_at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             vec![
                 claim.id.into(),
                 alias.into(),
                 now.into(),
                 claim.webhook_type.into(),
                 claim.risk_level.as_str().into(),
+                claim.created_at.into(),
                 payload.into(),
                 forget_at.into(),
             ],
