@@ -390,3 +390,18 @@ def test_events_go_out_in_the_order_didit_created_them(make_edge, make_origin):
     events = wait_for_event(origin, session, count=2)
     assert [e["id"] for e in events] == [ids["older"], ids["newer"]]
     assert [e["data"]["status"] for e in events] == ["In Review", "Approved"]
+
+
+def test_payload_retention_keeps_a_delivered_payload_only_as_long_as_configured(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("payload-retention", base_config(origin.url, PAYLOAD_RETENTION_SECS="5"))
+    payload = didit.session_payload()
+    status, reply = edge.post_webhook(*signed(payload))
+    assert (status, reply["status"]) == (200, "accepted")
+    wait_for_event(origin, payload["session_id"])
+    assert wait_until(lambda: [row[1] is not None for row in inbox_rows(edge.persist_dir, reply["id"])] == [True], 5)
+    [(payload_stored, _, _)] = inbox_rows(edge.persist_dir, reply["id"])
+    assert payload_stored == 1, "kept for PAYLOAD_RETENTION_SECS after delivery"
+    assert wait_until(lambda: inbox_rows(edge.persist_dir, reply["id"])[0][0] == 0, 20), "and dropped after it"
+    # The id stays for deduplication.
+    assert edge.post_webhook(*signed(payload))[1]["status"] == "duplicate"

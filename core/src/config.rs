@@ -50,6 +50,8 @@ pub mod names {
     pub const RISK_RULES: &str = "RISK_RULES";
     /// Bearer token of the admin API (optional; the API is off without it).
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+    /// How long a delivered event's payload is kept.
+    pub const PAYLOAD_RETENTION_SECS: &str = "PAYLOAD_RETENTION_SECS";
 }
 
 /// Where events are delivered.
@@ -128,6 +130,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// How long a delivered event's id is remembered.
     pub dedup_ttl_secs: u64,
+    /// How long a delivered event's payload (identity data) is kept; 0 drops it at once.
+    pub payload_retention_secs: u64,
     /// Waits between delivery attempts.
     pub retry_schedule: RetrySchedule,
     /// Whether `X-Signature-Simple` alone authenticates a delivery.
@@ -168,6 +172,11 @@ pub enum Problem {
         /// The tolerance in force.
         tolerance_secs: u64,
     },
+    /// `PAYLOAD_RETENTION_SECS` outlives `DEDUP_TTL_SECS`, when the whole record goes.
+    LongerThanDedupTtl {
+        /// The TTL in force.
+        dedup_ttl_secs: u64,
+    },
     /// A flag is not `true` or `false`.
     NotABoolean,
     /// A secret is unusable.
@@ -201,6 +210,10 @@ impl fmt::Display for ConfigError {
             Problem::ShorterThanTolerance { tolerance_secs } => write!(
                 f,
                 "must be at least TIMESTAMP_TOLERANCE_SECS ({tolerance_secs}), or a replayed delivery could outlive its id"
+            ),
+            Problem::LongerThanDedupTtl { dedup_ttl_secs } => write!(
+                f,
+                "must be at most DEDUP_TTL_SECS ({dedup_ttl_secs}), when the event's record is forgotten"
             ),
             Problem::NotABoolean => f.write_str("must be `true` or `false`"),
             Problem::Secret(error) => write!(f, "{error}"),
@@ -450,6 +463,13 @@ impl Config {
                 },
             );
         }
+        let payload_retention_secs = reader.number(PAYLOAD_RETENTION_SECS, 0, 0, 365 * 86_400);
+        if payload_retention_secs > dedup_ttl_secs {
+            reader.fail(
+                PAYLOAD_RETENTION_SECS,
+                Problem::LongerThanDedupTtl { dedup_ttl_secs },
+            );
+        }
         let schedule_text = reader
             .get(RETRY_SCHEDULE)
             .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_string());
@@ -489,6 +509,7 @@ impl Config {
                 timestamp_tolerance_secs,
                 max_body_bytes,
                 dedup_ttl_secs,
+                payload_retention_secs,
                 retry_schedule,
                 allow_simple_signature,
                 risk_rules,
@@ -540,6 +561,7 @@ mod tests {
         assert_eq!(config.timestamp_tolerance_secs, 600);
         assert_eq!(config.max_body_bytes, 1 << 20);
         assert_eq!(config.dedup_ttl_secs, 604_800);
+        assert_eq!(config.payload_retention_secs, 0);
         assert_eq!(config.retry_schedule, RetrySchedule::default());
         assert!(!config.allow_simple_signature);
         assert_eq!(config.origins[0].timeout_ms, DEFAULT_ORIGIN_TIMEOUT_MS);
@@ -589,6 +611,23 @@ mod tests {
         assert!(
             text.contains("RISK_RULES: rule 1: `when` has no condition"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn payload_retention_cannot_outlive_the_record() {
+        let mut pairs = minimal();
+        pairs.push(("DEDUP_TTL_SECS", "3600"));
+        pairs.push(("PAYLOAD_RETENTION_SECS", "3601"));
+        let errors = Config::from_lookup(lookup(&pairs)).expect_err("too long");
+        assert_eq!(errors.0[0].setting, "PAYLOAD_RETENTION_SECS");
+        pairs.pop();
+        pairs.push(("PAYLOAD_RETENTION_SECS", "3600"));
+        assert_eq!(
+            Config::from_lookup(lookup(&pairs))
+                .expect("valid")
+                .payload_retention_secs,
+            3600
         );
     }
 

@@ -101,6 +101,13 @@ pub fn forget_at_ms(received_at_ms: i64, delivered_at_ms: i64, dedup_ttl_secs: u
     received_at_ms.saturating_add(ttl_ms).max(delivered_at_ms)
 }
 
+/// When a delivered event's payload (identity data) must be dropped: `retention_secs` after
+/// the last consumer got it (0: at once).
+pub fn payload_drop_at_ms(delivered_at_ms: i64, retention_secs: u64) -> i64 {
+    let retention_ms = i64::try_from(retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    delivered_at_ms.saturating_add(retention_ms)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +209,13 @@ mod tests {
                 "{status}"
             );
         }
+    }
+
+    #[test]
+    fn payloads_are_dropped_after_their_retention() {
+        assert_eq!(payload_drop_at_ms(5_000, 0), 5_000);
+        assert_eq!(payload_drop_at_ms(5_000, 3), 8_000);
+        assert_eq!(payload_drop_at_ms(i64::MAX - 1, u64::MAX), i64::MAX);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! identical deliveries produce exactly one `accepted`. The runtime holds the reply until the
 //! write is durable (output gate), so Didit's 200 always means the event is stored.
 
-use didit_edge_core::delivery::{forget_at_ms, AttemptResult, Progress};
+use didit_edge_core::config::Config;
+use didit_edge_core::delivery::{forget_at_ms, payload_drop_at_ms, AttemptResult, Progress};
 use didit_edge_core::health::available;
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::risk::Level;
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS events (
     risk_level TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     cloud_event TEXT,
+    payload_expires_at_ms INTEGER,
     forget_at_ms INTEGER
 );
 CREATE INDEX IF NOT EXISTS events_alias ON events(alias) WHERE alias IS NOT NULL;
@@ -233,7 +235,8 @@ impl Inbox {
             .exec(
                 &format!(
                     "SELECT MIN(at) AS at FROM (SELECT next_attempt_at_ms AS at FROM ({HEADS}) \
-                     UNION ALL SELECT MIN(forget_at_ms) FROM events WHERE forget_at_ms IS NOT NULL)"
+                     UNION ALL SELECT MIN(forget_at_ms) FROM events WHERE forget_at_ms IS NOT NULL \
+                     UNION ALL SELECT MIN(payload_expires_at_ms) FROM events WHERE payload_expires_at_ms IS NOT NULL)"
                 ),
                 None,
             )?
@@ -247,7 +250,7 @@ impl Inbox {
 
     /// Marks an event done once no consumer is waiting for it: its payload (identity data)
     /// goes, and it is forgotten after the dedup TTL.
-    fn finish_if_done(&self, head: &Head, delivered_at_ms: i64, dedup_ttl_secs: u64) -> Result<()> {
+    fn finish_if_done(&self, head: &Head, delivered_at_ms: i64, config: &Config) -> Result<()> {
         let pending: Vec<Count> = self
             .sql()
             .exec(
@@ -256,12 +259,23 @@ impl Inbox {
             )?
             .to_array()?;
         if pending.first().is_some_and(|c| c.n == 0) {
-            let forget = forget_at_ms(head.received_at_ms, delivered_at_ms, dedup_ttl_secs);
+            let forget = forget_at_ms(head.received_at_ms, delivered_at_ms, config.dedup_ttl_secs);
+            let drop_payload = payload_drop_at_ms(delivered_at_ms, config.payload_retention_secs);
             self.sql().exec(
-                "UPDATE events SET cloud_event = NULL, forget_at_ms = ? WHERE seq = ?",
-                vec![forget.into(), head.event_seq.into()],
+                "UPDATE events SET payload_expires_at_ms = ?, forget_at_ms = ? WHERE seq = ?",
+                vec![drop_payload.into(), forget.into(), head.event_seq.into()],
             )?;
+            self.drop_expired_payloads(delivered_at_ms)?;
         }
+        Ok(())
+    }
+
+    /// Drops the payload (identity data) of delivered events whose retention is over.
+    fn drop_expired_payloads(&self, now_ms: i64) -> Result<()> {
+        self.sql().exec(
+            "UPDATE events SET cloud_event = NULL, payload_expires_at_ms = NULL WHERE payload_expires_at_ms <= ?",
+            vec![now_ms.into()],
+        )?;
         Ok(())
     }
 
@@ -295,6 +309,7 @@ impl Inbox {
                 self.attempt(&head, &config).await?;
             }
         }
+        self.drop_expired_payloads(now_ms())?;
         for table in ["deliveries", "refusals"] {
             self.sql().exec(
                 &format!("DELETE FROM {table} WHERE event_seq IN (SELECT seq FROM events WHERE forget_at_ms <= ?)"),
@@ -309,7 +324,7 @@ impl Inbox {
     }
 
     /// One attempt to hand a consumer its oldest undelivered event.
-    async fn attempt(&self, head: &Head, config: &didit_edge_core::config::Config) -> Result<()> {
+    async fn attempt(&self, head: &Head, config: &Config) -> Result<()> {
         let level = head.risk_level.parse().unwrap_or(Level::Unknown);
         // A fresh draw per attempt spreads traffic over origins of equal priority by weight.
         let seed = (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64;
@@ -408,7 +423,7 @@ impl Inbox {
                      WHERE event_seq = ? AND consumer = ?",
                     vec![at_ms.into(), origin_name.into(), head.event_seq.into(), head.consumer.as_str().into()],
                 )?;
-                self.finish_if_done(head, at_ms, config.dedup_ttl_secs)?;
+                self.finish_if_done(head, at_ms, config)?;
             }
             Progress::Pending {
                 failures,
