@@ -10,6 +10,8 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::lenient::{scalars_yield, skip_seq};
+
 /// The top-level fields of any Didit webhook body, all optional at this layer; which ones an
 /// event needs is decided by [`crate::identity`] and [`crate::intake`].
 #[derive(Debug, Default, Deserialize)]
@@ -130,34 +132,10 @@ impl<'de> Deserialize<'de> for MetadataFlags {
                 }
                 Ok(flags)
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<MetadataFlags, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MetadataFlags::default())
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<MetadataFlags, A::Error> {
+                skip_seq(seq).map(|()| MetadataFlags::default())
             }
-            fn visit_unit<E>(self) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
-            fn visit_none<E>(self) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
-            fn visit_str<E>(self, _: &str) -> Result<MetadataFlags, E> {
-                Ok(MetadataFlags::default())
-            }
+            scalars_yield!(MetadataFlags, MetadataFlags::default());
         }
         deserializer.deserialize_any(FlagsVisitor)
     }
@@ -196,9 +174,8 @@ impl<'de> Deserialize<'de> for TruthyFlag {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(TruthyFlag(false))
             }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<TruthyFlag, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(TruthyFlag(false))
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<TruthyFlag, A::Error> {
+                skip_seq(seq).map(|()| TruthyFlag(false))
             }
         }
         deserializer.deserialize_any(TruthyVisitor)

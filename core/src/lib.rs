@@ -26,6 +26,7 @@ pub mod envelope;
 pub mod health;
 pub mod identity;
 pub mod intake;
+mod lenient;
 pub mod limits;
 pub mod mac;
 pub mod normalize;

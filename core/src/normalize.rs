@@ -17,6 +17,8 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::lenient::{scalars_yield, skip_seq};
+
 /// Which Didit payload version a body is, judged from its decision's shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -234,28 +236,10 @@ impl<'de> Deserialize<'de> for Decision {
                     summary: DecisionSummary { features },
                 })
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Decision, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Decision::default())
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Decision, A::Error> {
+                skip_seq(seq).map(|()| Decision::default())
             }
-            fn visit_unit<E>(self) -> Result<Decision, E> {
-                Ok(Decision::default())
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Decision, E> {
-                Ok(Decision::default())
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Decision, E> {
-                Ok(Decision::default())
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Decision, E> {
-                Ok(Decision::default())
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Decision, E> {
-                Ok(Decision::default())
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Decision, E> {
-                Ok(Decision::default())
-            }
+            scalars_yield!(Decision, Decision::default());
         }
         deserializer.deserialize_any(DecisionVisitor)
     }
@@ -307,24 +291,7 @@ impl<'de> Deserialize<'de> for Items {
                     .visit_map(map)
                     .map(|item| Items(item.0.into_iter().collect()))
             }
-            fn visit_unit<E>(self) -> Result<Items, E> {
-                Ok(Items(Vec::new()))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Items, E> {
-                Ok(Items(Vec::new()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Items, E> {
-                Ok(Items(Vec::new()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Items, E> {
-                Ok(Items(Vec::new()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Items, E> {
-                Ok(Items(Vec::new()))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Items, E> {
-                Ok(Items(Vec::new()))
-            }
+            scalars_yield!(Items, Items(Vec::new()));
         }
         deserializer.deserialize_any(ItemsVisitor)
     }
@@ -375,28 +342,10 @@ impl<'de> Visitor<'de> for ItemVisitor {
         }
         Ok(Item(Some(fields)))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Item, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Item(None))
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
+        skip_seq(seq).map(|()| Item(None))
     }
-    fn visit_unit<E>(self) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Item, E> {
-        Ok(Item(None))
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Item, E> {
-        Ok(Item(None))
-    }
+    scalars_yield!(Item, Item(None));
 }
 
 impl<'de> Deserialize<'de> for Item {
@@ -531,6 +480,23 @@ mod tests {
             names,
             ["id_verification", "face_match", "ip_analysis", "aml"]
         );
+    }
+
+    #[test]
+    fn scalars_where_results_belong_summarize_to_nothing() {
+        let text = r#"{"aml_screenings": 5, "liveness_checks": "x", "face_matches": null, "ip_analyses": true,
+                       "id_verifications": [{"status": "Approved"}]}"#;
+        let decision: Decision = serde_json::from_str(text).expect("lenient");
+        assert_eq!(decision.version, Some(PayloadVersion::V3));
+        let names: Vec<&str> = decision
+            .summary
+            .features
+            .iter()
+            .map(|f| f.feature)
+            .collect();
+        assert_eq!(names, ["id_verification"]);
+        let not_an_object: Decision = serde_json::from_str("[1, {}]").expect("lenient");
+        assert_eq!(not_an_object, Decision::default());
     }
 
     #[test]
