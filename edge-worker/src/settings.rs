@@ -21,15 +21,19 @@ fn read(env: &Env) -> Result<Config, ConfigErrors> {
     })
 }
 
-/// The configuration, or the rejection that answers every delivery while it is invalid (503,
-/// so Didit retries once it is fixed). The full problem list goes to the log, never a value.
-pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
-    let cached = CACHED.with(|cell| {
+/// The configuration as read once for this isolate, or every problem with it.
+fn cached(env: &Env) -> Result<Rc<Config>, ConfigErrors> {
+    CACHED.with(|cell| {
         cell.borrow_mut()
             .get_or_insert_with(|| read(env).map(Rc::new))
             .clone()
-    });
-    cached.map_err(|errors| {
+    })
+}
+
+/// The configuration, or the rejection that answers every delivery while it is invalid (503,
+/// so Didit retries once it is fixed). The full problem list goes to the log, never a value.
+pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
+    cached(env).map_err(|errors| {
         console_error!("didit-edge configuration is invalid: {errors}");
         Rejection::Misconfigured {
             settings: setting_names(&errors).join(", "),
@@ -51,11 +55,8 @@ fn setting_names(errors: &ConfigErrors) -> Vec<&'static str> {
 /// For the public health endpoint: which settings are wrong, by name only. What is wrong with
 /// them goes to the log (`wrangler tail`), since even a non-secret value may hold credentials.
 pub fn invalid_settings(env: &Env) -> Vec<&'static str> {
-    match config(env) {
-        Ok(_) => Vec::new(),
-        Err(_) => read(env)
-            .err()
-            .map(|e| setting_names(&e))
-            .unwrap_or_default(),
-    }
+    cached(env)
+        .err()
+        .map(|errors| setting_names(&errors))
+        .unwrap_or_default()
 }
