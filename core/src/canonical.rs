@@ -116,6 +116,14 @@ impl<'a> Parser<'a> {
         CanonicalError::Syntax { offset: self.pos }
     }
 
+    /// The input between two offsets as text; invalid UTF-8 is a syntax error at its first bad byte.
+    fn text(&self, start: usize, end: usize) -> Result<&'a str, CanonicalError> {
+        let bytes = self.input.get(start..end).ok_or(self.syntax())?;
+        core::str::from_utf8(bytes).map_err(|e| CanonicalError::Syntax {
+            offset: start + e.valid_up_to(),
+        })
+    }
+
     fn peek(&self) -> Option<u8> {
         self.input.get(self.pos).copied()
     }
@@ -233,9 +241,8 @@ impl<'a> Parser<'a> {
             }
             self.require_digits()?;
         }
-        let text = self.input.get(start..self.pos).ok_or(self.syntax())?;
         // Only ASCII digits, signs, `.` and exponent letters were consumed.
-        core::str::from_utf8(text).map_err(|_| CanonicalError::Syntax { offset: start })
+        self.text(start, self.pos)
     }
 
     fn skip_digits(&mut self) {
@@ -261,10 +268,7 @@ impl<'a> Parser<'a> {
             match self.peek() {
                 None => return Err(self.syntax()),
                 Some(b'"') => {
-                    let raw = self.input.get(start..self.pos).ok_or(self.syntax())?;
-                    let text = core::str::from_utf8(raw).map_err(|e| CanonicalError::Syntax {
-                        offset: start + e.valid_up_to(),
-                    })?;
+                    let text = self.text(start, self.pos)?;
                     self.pos += 1;
                     return Ok(Cow::Borrowed(text));
                 }
@@ -273,13 +277,7 @@ impl<'a> Parser<'a> {
                 Some(_) => self.pos += 1,
             }
         }
-        let prefix = self.input.get(start..self.pos).ok_or(self.syntax())?;
-        let mut owned =
-            String::from(
-                core::str::from_utf8(prefix).map_err(|e| CanonicalError::Syntax {
-                    offset: start + e.valid_up_to(),
-                })?,
-            );
+        let mut owned = String::from(self.text(start, self.pos)?);
         loop {
             let run_start = self.pos;
             while let Some(byte) = self.peek() {
@@ -288,12 +286,7 @@ impl<'a> Parser<'a> {
                 }
                 self.pos += 1;
             }
-            let run = self.input.get(run_start..self.pos).ok_or(self.syntax())?;
-            owned.push_str(
-                core::str::from_utf8(run).map_err(|e| CanonicalError::Syntax {
-                    offset: run_start + e.valid_up_to(),
-                })?,
-            );
+            owned.push_str(self.text(run_start, self.pos)?);
             match self.peek() {
                 Some(b'"') => {
                     self.pos += 1;
