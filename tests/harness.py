@@ -150,7 +150,9 @@ def base_config(origin_url, **overrides):
         "TIMESTAMP_TOLERANCE_SECS": "600",
         "MAX_BODY_BYTES": "65536",
         "DEDUP_TTL_SECS": "604800",
-        "RETRY_SCHEDULE": "1",
+        # Retries every second, for long enough that no test sees a dead letter it did not ask for.
+        "RETRY_SCHEDULE": "1x1000",
+        "RETRY_JITTER_PERCENT": "0",
         "ALLOW_SIMPLE_SIGNATURE": "false",
     }
     config.update(overrides)

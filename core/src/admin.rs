@@ -56,6 +56,73 @@ pub fn authorize(authorization: Option<&str>, token: Option<&AdminToken>) -> Res
     }
 }
 
+/// Dead letters listed per page when the caller does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Most dead letters listed per page, so one listing stays one bounded query.
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// Which dead letters a listing or a bulk replay covers: `?consumer=…&limit=…&after=…`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetterQuery {
+    /// Only this consumer's dead letters.
+    pub consumer: Option<String>,
+    /// At most this many per page.
+    pub limit: u32,
+    /// The cursor from the previous page's `next`.
+    pub after: u64,
+}
+
+impl DeadLetterQuery {
+    /// Parses a query string (without `?`). Unknown parameters are refused rather than
+    /// ignored: a typo in `consumer` must not turn a replay of one consumer into a replay of all.
+    pub fn parse(query: Option<&str>) -> Result<Self, Rejection> {
+        let mut parsed = Self {
+            consumer: None,
+            limit: DEFAULT_PAGE_SIZE,
+            after: 0,
+        };
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "consumer" if is_plain_name(value) => parsed.consumer = Some(value.into()),
+                "consumer" => {
+                    return Err(Rejection::InvalidQuery {
+                        reason:
+                            "`consumer` must be a consumer name (letters, digits, `.`, `_`, `-`)",
+                    })
+                }
+                "limit" => {
+                    parsed.limit = value
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
+                        .ok_or(Rejection::InvalidQuery {
+                            reason: "`limit` must be a whole number from 1 to 500",
+                        })?;
+                }
+                "after" => {
+                    parsed.after = value.parse().map_err(|_| Rejection::InvalidQuery {
+                        reason: "`after` must be the `next` cursor of a previous page",
+                    })?;
+                }
+                _ => {
+                    return Err(Rejection::InvalidQuery {
+                        reason: "unknown parameter; use `consumer`, `limit` or `after`",
+                    })
+                }
+            }
+        }
+        Ok(parsed)
+    }
+}
+
+fn is_plain_name(text: &str) -> bool {
+    (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -92,5 +159,39 @@ mod tests {
         ));
         assert_eq!(AdminToken::parse("short"), Err(5));
         assert_eq!(alloc::format!("{token:?}"), "AdminToken(<redacted>)");
+    }
+
+    #[test]
+    fn dead_letter_queries() {
+        assert_eq!(
+            DeadLetterQuery::parse(None),
+            Ok(DeadLetterQuery {
+                consumer: None,
+                limit: 100,
+                after: 0
+            })
+        );
+        assert_eq!(
+            DeadLetterQuery::parse(Some("consumer=crm-eu&limit=500&after=42")),
+            Ok(DeadLetterQuery {
+                consumer: Some("crm-eu".into()),
+                limit: 500,
+                after: 42
+            })
+        );
+        for bad in [
+            "limit=0",
+            "limit=501",
+            "limit=x",
+            "after=-1",
+            "consumer=",
+            "consumer=a%20b",
+            "consumers=crm",
+            "limit",
+        ] {
+            let rejection = DeadLetterQuery::parse(Some(bad)).expect_err(bad);
+            assert_eq!(rejection.code(), "invalid_query", "{bad}");
+            assert_eq!(rejection.status(), 400);
+        }
     }
 }

@@ -9,7 +9,10 @@ use core::fmt;
 use serde::Deserialize;
 
 use crate::admin::AdminToken;
-use crate::retry::{RetrySchedule, RetryScheduleError, DEFAULT_RETRY_SCHEDULE};
+use crate::retry::{
+    RetrySchedule, RetryScheduleError, DEFAULT_RETRY_JITTER_PERCENT, DEFAULT_RETRY_SCHEDULE,
+    MAX_RETRY_JITTER_PERCENT,
+};
 use crate::risk::{Level, RiskRules, RulesError};
 use crate::secret::{SecretError, SigningSecret, WebhookSecrets};
 
@@ -52,6 +55,40 @@ pub mod names {
     pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
     /// How long a delivered event's payload is kept.
     pub const PAYLOAD_RETENTION_SECS: &str = "PAYLOAD_RETENTION_SECS";
+    /// How far each retry wait is spread, in percent either way.
+    pub const RETRY_JITTER_PERCENT: &str = "RETRY_JITTER_PERCENT";
+    /// How long a dead letter keeps its payload for replay.
+    pub const DEAD_LETTER_RETENTION_SECS: &str = "DEAD_LETTER_RETENTION_SECS";
+    /// What a subject's later events do while an earlier one is a dead letter.
+    pub const AFTER_DEAD_LETTER: &str = "AFTER_DEAD_LETTER";
+}
+
+/// Default time a dead letter keeps its payload (identity data) for replay: 14 days, time for
+/// an operator to notice, fix the origin and replay.
+pub const DEFAULT_DEAD_LETTER_RETENTION_SECS: u64 = 14 * 24 * 3600;
+
+/// What a consumer's later events of the same subject do while an earlier one is a dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AfterDeadLetter {
+    /// They wait (nothing is sent or counted against their schedule) until the dead letter is
+    /// replayed and delivered, or its retention ends: the origin never sees a subject's events
+    /// out of order. The default, since an out-of-order "approved" after a lost "declined" is
+    /// how a person gets wrongly onboarded.
+    #[default]
+    Hold,
+    /// They are delivered; a replayed dead letter then arrives after newer events, and the
+    /// origin must order by the event's `time`.
+    Continue,
+}
+
+impl AfterDeadLetter {
+    /// The setting's value for this choice.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Continue => "continue",
+        }
+    }
 }
 
 /// Where events are delivered.
@@ -132,8 +169,12 @@ pub struct Config {
     pub dedup_ttl_secs: u64,
     /// How long a delivered event's payload (identity data) is kept; 0 drops it at once.
     pub payload_retention_secs: u64,
-    /// Waits between delivery attempts.
+    /// Waits between delivery attempts, jitter included; when they run out, a dead letter.
     pub retry_schedule: RetrySchedule,
+    /// How long a dead letter keeps its payload for replay.
+    pub dead_letter_retention_secs: u64,
+    /// What later events of a subject do while an earlier one is a dead letter.
+    pub after_dead_letter: AfterDeadLetter,
     /// Whether `X-Signature-Simple` alone authenticates a delivery.
     pub allow_simple_signature: bool,
     /// The rules that turn a decision into a risk level and signals.
@@ -179,6 +220,8 @@ pub enum Problem {
     },
     /// A flag is not `true` or `false`.
     NotABoolean,
+    /// A setting is not one of its few accepted words.
+    NotOneOf(&'static [&'static str]),
     /// A secret is unusable.
     Secret(SecretError),
     /// `ORIGINS` is not a valid origin list; the text says why.
@@ -216,6 +259,14 @@ impl fmt::Display for ConfigError {
                 "must be at most DEDUP_TTL_SECS ({dedup_ttl_secs}), when the event's record is forgotten"
             ),
             Problem::NotABoolean => f.write_str("must be `true` or `false`"),
+            Problem::NotOneOf(choices) => {
+                f.write_str("must be one of")?;
+                for (index, choice) in choices.iter().enumerate() {
+                    let separator = if index == 0 { " " } else { ", " };
+                    write!(f, "{separator}`{choice}`")?;
+                }
+                Ok(())
+            }
             Problem::Secret(error) => write!(f, "{error}"),
             Problem::Origins(reason) => f.write_str(reason),
             Problem::RetrySchedule(error) => write!(f, "{error}"),
@@ -473,9 +524,37 @@ impl Config {
         let schedule_text = reader
             .get(RETRY_SCHEDULE)
             .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_string());
+        let jitter_percent = reader.number(
+            RETRY_JITTER_PERCENT,
+            u64::from(DEFAULT_RETRY_JITTER_PERCENT),
+            0,
+            u64::from(MAX_RETRY_JITTER_PERCENT),
+        );
         let retry_schedule = RetrySchedule::parse(&schedule_text)
             .map_err(|e| reader.fail(RETRY_SCHEDULE, Problem::RetrySchedule(e)))
-            .ok();
+            .ok()
+            .map(|schedule| {
+                schedule.with_jitter_percent(
+                    u8::try_from(jitter_percent).unwrap_or(MAX_RETRY_JITTER_PERCENT),
+                )
+            });
+        let dead_letter_retention_secs = reader.number(
+            DEAD_LETTER_RETENTION_SECS,
+            DEFAULT_DEAD_LETTER_RETENTION_SECS,
+            1,
+            365 * 86_400,
+        );
+        let after_dead_letter = match reader.get(AFTER_DEAD_LETTER) {
+            None => AfterDeadLetter::default(),
+            Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+                "hold" => AfterDeadLetter::Hold,
+                "continue" => AfterDeadLetter::Continue,
+                _ => {
+                    reader.fail(AFTER_DEAD_LETTER, Problem::NotOneOf(&["hold", "continue"]));
+                    AfterDeadLetter::default()
+                }
+            },
+        };
         let allow_simple_signature = reader.flag(ALLOW_SIMPLE_SIGNATURE);
         let risk_rules = match reader.get(RISK_RULES) {
             None => Some(RiskRules::default_rules()),
@@ -511,6 +590,8 @@ impl Config {
                 dedup_ttl_secs,
                 payload_retention_secs,
                 retry_schedule,
+                dead_letter_retention_secs,
+                after_dead_letter,
                 allow_simple_signature,
                 risk_rules,
                 admin_token,
@@ -563,6 +644,8 @@ mod tests {
         assert_eq!(config.dedup_ttl_secs, 604_800);
         assert_eq!(config.payload_retention_secs, 0);
         assert_eq!(config.retry_schedule, RetrySchedule::default());
+        assert_eq!(config.dead_letter_retention_secs, 14 * 86_400);
+        assert_eq!(config.after_dead_letter, AfterDeadLetter::Hold);
         assert!(!config.allow_simple_signature);
         assert_eq!(config.origins[0].timeout_ms, DEFAULT_ORIGIN_TIMEOUT_MS);
     }
@@ -611,6 +694,36 @@ mod tests {
         assert!(
             text.contains("RISK_RULES: rule 1: `when` has no condition"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn dead_letter_settings() {
+        let mut pairs = minimal();
+        pairs.extend([
+            ("RETRY_SCHEDULE", "2x3"),
+            ("RETRY_JITTER_PERCENT", "0"),
+            ("DEAD_LETTER_RETENTION_SECS", "3600"),
+            ("AFTER_DEAD_LETTER", " Continue "),
+        ]);
+        let config = Config::from_lookup(lookup(&pairs)).expect("valid");
+        assert_eq!(config.retry_schedule.wait_after_ms(3, 12_345), Some(2_000));
+        assert_eq!(config.retry_schedule.wait_after_ms(4, 0), None);
+        assert_eq!(config.dead_letter_retention_secs, 3600);
+        assert_eq!(config.after_dead_letter, AfterDeadLetter::Continue);
+
+        let mut pairs = minimal();
+        pairs.extend([
+            ("RETRY_JITTER_PERCENT", "60"),
+            ("DEAD_LETTER_RETENTION_SECS", "0"),
+            ("AFTER_DEAD_LETTER", "skip"),
+        ]);
+        let text = format!("{}", Config::from_lookup(lookup(&pairs)).expect_err("bad"));
+        assert_eq!(
+            text,
+            "RETRY_JITTER_PERCENT: must be between 0 and 50; \
+             DEAD_LETTER_RETENTION_SECS: must be between 1 and 31536000; \
+             AFTER_DEAD_LETTER: must be one of `hold`, `continue`"
         );
     }
 

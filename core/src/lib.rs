@@ -7,9 +7,9 @@
 //!
 //! The modules, in the order a delivery meets them: [`limits`] (route, media type, size),
 //! [`intake`] (which drives [`envelope`], [`verify`] with [`canonical`] and [`mac`],
-//! [`identity`] and [`cloudevent`]), then [`delivery`] and [`retry`] for what follows, and
-//! [`standard_webhooks`] to sign what is forwarded. [`config`] and [`secret`] hold the settings;
-//! [`rejection`] names every refusal.
+//! [`identity`] and [`cloudevent`]), then [`route`], [`health`], [`attempt`], [`delivery`]
+//! and [`retry`] for what follows, and [`standard_webhooks`] to sign what is forwarded.
+//! [`config`] and [`secret`] hold the settings; [`rejection`] names every refusal.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -18,6 +18,7 @@
 extern crate alloc;
 
 pub mod admin;
+pub mod attempt;
 pub mod canonical;
 pub mod cloudevent;
 pub mod config;

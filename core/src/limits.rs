@@ -4,17 +4,26 @@ use crate::rejection::Rejection;
 
 /// The routes the edge serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
+pub enum Route<'p> {
     /// `POST /webhooks/didit`.
     DiditWebhook,
     /// `GET /healthz`.
     Health,
     /// `GET /admin/origins`: each origin's health (admin token required).
     AdminOrigins,
+    /// `GET /admin/dead-letters`: the dead letters of every subject (admin token required).
+    DeadLetters,
+    /// `POST /admin/dead-letters/{id}/replay`: one event's dead letters go back in line.
+    ReplayDeadLetter {
+        /// The event id from the path.
+        id: &'p str,
+    },
+    /// `POST /admin/dead-letters/replay`: every dead letter (optionally one consumer's).
+    ReplayDeadLetters,
 }
 
 /// Maps a method and path to a route, or the rejection for it.
-pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
+pub fn route<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Rejection> {
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
@@ -26,7 +35,20 @@ pub fn route(method: &str, path: &str) -> Result<Route, Rejection> {
         "/healthz" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/origins" if method == "GET" => Ok(Route::AdminOrigins),
         "/admin/origins" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
-        _ => Err(Rejection::NotFound),
+        "/admin/dead-letters" if method == "GET" => Ok(Route::DeadLetters),
+        "/admin/dead-letters" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/admin/dead-letters/replay" if method == "POST" => Ok(Route::ReplayDeadLetters),
+        "/admin/dead-letters/replay" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+        _ => match path
+            .strip_prefix("/admin/dead-letters/")
+            .and_then(|rest| rest.strip_suffix("/replay"))
+        {
+            Some(id) if !id.is_empty() && !id.contains('/') => match method {
+                "POST" => Ok(Route::ReplayDeadLetter { id }),
+                _ => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+            },
+            _ => Err(Rejection::NotFound),
+        },
     }
 }
 
@@ -93,6 +115,26 @@ mod tests {
         );
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
         assert_eq!(route("POST", "/nope"), Err(Rejection::NotFound));
+        assert_eq!(route("GET", "/admin/dead-letters/"), Ok(Route::DeadLetters));
+        assert_eq!(
+            route("POST", "/admin/dead-letters/replay"),
+            Ok(Route::ReplayDeadLetters)
+        );
+        assert_eq!(
+            route("POST", "/admin/dead-letters/evt_1/replay"),
+            Ok(Route::ReplayDeadLetter { id: "evt_1" })
+        );
+        assert_eq!(
+            route("GET", "/admin/dead-letters/evt_1/replay"),
+            Err(Rejection::MethodNotAllowed { allow: "POST" })
+        );
+        for path in [
+            "/admin/dead-letters//replay",
+            "/admin/dead-letters/a/b/replay",
+            "/admin/dead-letters/evt_1",
+        ] {
+            assert_eq!(route("POST", path), Err(Rejection::NotFound), "{path}");
+        }
         assert_eq!(route("POST", "/"), Err(Rejection::NotFound));
     }
 

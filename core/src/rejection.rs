@@ -64,13 +64,21 @@ pub enum Rejection {
         /// Which part was wrong (never the token).
         reason: &'static str,
     },
+    /// An admin call named an event that is not a dead letter (never was, was already
+    /// replayed, or its retention ended).
+    DeadLetterNotFound,
+    /// An admin call's query string is not understood.
+    InvalidQuery {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl Rejection {
     /// The HTTP status. 5xx only where a retry by Didit can succeed.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NotFound => 404,
+            Self::NotFound | Self::DeadLetterNotFound => 404,
             Self::MethodNotAllowed { .. } => 405,
             Self::UnsupportedMediaType => 415,
             Self::PayloadTooLarge { .. } => 413,
@@ -81,7 +89,10 @@ impl Rejection {
             | Self::StaleTimestamp { .. }
             | Self::FutureTimestamp { .. }
             | Self::Unauthorized { .. } => 401,
-            Self::MalformedJson | Self::InvalidPayload { .. } | Self::MissingField { .. } => 400,
+            Self::MalformedJson
+            | Self::InvalidPayload { .. }
+            | Self::MissingField { .. }
+            | Self::InvalidQuery { .. } => 400,
             Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
         }
     }
@@ -105,6 +116,8 @@ impl Rejection {
             Self::Misconfigured { .. } => "configuration_error",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Unauthorized { .. } => "unauthorized",
+            Self::DeadLetterNotFound => "dead_letter_not_found",
+            Self::InvalidQuery { .. } => "invalid_query",
         }
     }
 
@@ -169,6 +182,10 @@ impl fmt::Display for Rejection {
                 f.write_str("durable storage is unavailable; the delivery was not stored")
             }
             Self::Unauthorized { reason } => f.write_str(reason),
+            Self::DeadLetterNotFound => f.write_str(
+                "no dead letter has this id (never dead, already replayed, or past its retention)",
+            ),
+            Self::InvalidQuery { reason } => f.write_str(reason),
         }
     }
 }

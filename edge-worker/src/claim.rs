@@ -13,6 +13,8 @@ pub const PATH: &str = "/claim";
 pub struct Claim<'a> {
     /// The stable event id.
     pub id: &'a str,
+    /// The inbox's own name (its subject), which the dead-letter index needs for replays.
+    pub inbox: &'a str,
     /// Didit's `event_id`, a second duplicate key.
     pub alias: Option<&'a str>,
     /// Didit's `webhook_type`, for choosing each consumer's origin at delivery time.

@@ -1,5 +1,9 @@
 //! The public fetch handler: limits, then the core's intake, then the subject's inbox.
 
+use std::rc::Rc;
+
+use didit_edge_core::admin::DeadLetterQuery;
+use didit_edge_core::config::Config;
 use didit_edge_core::intake::{Delivery, Intake};
 use didit_edge_core::limits::{self, BodyBudget, Route};
 use didit_edge_core::rejection::{Receipt, Rejection};
@@ -8,22 +12,29 @@ use futures_util::StreamExt;
 use worker::{console_error, Date, Env, Method, Request, RequestInit, Response, Result};
 
 use crate::claim::{self, Claim};
+use crate::dead_letters::{self, Key};
+use crate::inbox::{ReplayRequest, Replayed, REPLAY_PATH};
 use crate::{respond, settings, webcrypto};
 
 /// Answers one request. Only a failure to build a response at all escapes as an error.
 pub async fn handle(mut request: Request, env: &Env) -> Result<Response> {
     let method = request.method().to_string();
-    match limits::route(&method, &request.path()) {
-        Err(rejection) => respond::rejection(&rejection),
-        Ok(Route::Health) => health(env),
-        Ok(Route::AdminOrigins) => match admin_origins(&request, env).await {
-            Ok(response) => Ok(response),
-            Err(rejection) => respond::rejection(&rejection),
-        },
+    let path = request.path();
+    let answer = match limits::route(&method, &path) {
+        Err(rejection) => Err(rejection),
+        Ok(Route::Health) => return health(env),
+        Ok(Route::AdminOrigins) => admin_origins(&request, env).await,
+        Ok(Route::DeadLetters) => list_dead_letters(&request, env).await,
+        Ok(Route::ReplayDeadLetter { id }) => replay_dead_letter(&request, env, id).await,
+        Ok(Route::ReplayDeadLetters) => replay_dead_letters(&request, env).await,
         Ok(Route::DiditWebhook) => match receive(&mut request, env).await {
-            Ok(receipt) => respond::receipt(&receipt),
-            Err(rejection) => respond::rejection(&rejection),
+            Ok(receipt) => return respond::receipt(&receipt),
+            Err(rejection) => Err(rejection),
         },
+    };
+    match answer {
+        Ok(response) => Ok(response),
+        Err(rejection) => respond::rejection(&rejection),
     }
 }
 
@@ -37,18 +48,31 @@ fn health(env: &Env) -> Result<Response> {
     respond::json(200, body.to_string())
 }
 
-/// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.
-/// URLs are left out: they may carry credentials.
-async fn admin_origins(request: &Request, env: &Env) -> std::result::Result<Response, Rejection> {
+/// The configuration, once the request has shown the admin token.
+fn admin(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, Rejection> {
     let config = settings::config(env)?;
     didit_edge_core::admin::authorize(
         header(request, "authorization").as_deref(),
         config.admin_token.as_ref(),
     )?;
-    let snapshot = crate::health::fresh_snapshot(env).await.map_err(|error| {
-        console_error!("origin health unavailable: {error}");
+    Ok(config)
+}
+
+/// Logs an internal failure of the admin API and answers 503 (no detail leaves the edge).
+fn unavailable(what: &str) -> impl Fn(worker::Error) -> Rejection + '_ {
+    move |error| {
+        console_error!("{what}: {error}");
         Rejection::StorageUnavailable
-    })?;
+    }
+}
+
+/// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.
+/// URLs are left out: they may carry credentials.
+async fn admin_origins(request: &Request, env: &Env) -> std::result::Result<Response, Rejection> {
+    let config = admin(request, env)?;
+    let snapshot = crate::health::fresh_snapshot(env)
+        .await
+        .map_err(unavailable("origin health unavailable"))?;
     let origins: Vec<serde_json::Value> = config
         .origins
         .iter()
@@ -72,7 +96,121 @@ async fn admin_origins(request: &Request, env: &Env) -> std::result::Result<Resp
         })
         .collect();
     respond::json(200, serde_json::json!({ "origins": origins }).to_string())
-        .map_err(|_| Rejection::StorageUnavailable)
+        .map_err(unavailable("response"))
+}
+
+fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
+    let url = request.url().map_err(|_| Rejection::InvalidQuery {
+        reason: "the request URL cannot be read",
+    })?;
+    DeadLetterQuery::parse(url.query())
+}
+
+/// `GET /admin/dead-letters`: one page of every subject's dead letters, with their attempts.
+async fn list_dead_letters(
+    request: &Request,
+    env: &Env,
+) -> std::result::Result<Response, Rejection> {
+    admin(request, env)?;
+    let query = query(request)?;
+    let page = dead_letters::page(env, query.consumer, query.limit, query.after)
+        .await
+        .map_err(unavailable("dead-letter index unavailable"))?;
+    respond::json(200, page).map_err(unavailable("response"))
+}
+
+/// Most subjects one bulk replay visits, so one call stays well inside the platform's
+/// subrequest limits; the answer says how many dead letters remain for the next call.
+const SUBJECTS_PER_BULK_REPLAY: u32 = 40;
+
+/// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
+async fn replay_dead_letter(
+    request: &Request,
+    env: &Env,
+    id: &str,
+) -> std::result::Result<Response, Rejection> {
+    admin(request, env)?;
+    let found = dead_letters::inboxes(env, Some(id), None, SUBJECTS_PER_BULK_REPLAY)
+        .await
+        .map_err(unavailable("dead-letter index unavailable"))?;
+    let mut replayed = Vec::new();
+    for inbox in &found.inboxes {
+        let ask = ReplayRequest {
+            id: Some(id.into()),
+            consumer: None,
+        };
+        replayed.extend(
+            replay_in(env, inbox, &ask)
+                .await
+                .map_err(unavailable("inbox unavailable for replay"))?,
+        );
+    }
+    if replayed.is_empty() {
+        return Err(Rejection::DeadLetterNotFound);
+    }
+    respond::json(200, serde_json::json!({ "replayed": replayed }).to_string())
+        .map_err(unavailable("response"))
+}
+
+/// `POST /admin/dead-letters/replay[?consumer=…]`: the dead letters of up to
+/// [`SUBJECTS_PER_BULK_REPLAY`] subjects go back in line; `remaining` says whether to call again.
+async fn replay_dead_letters(
+    request: &Request,
+    env: &Env,
+) -> std::result::Result<Response, Rejection> {
+    admin(request, env)?;
+    let query = query(request)?;
+    let found = dead_letters::inboxes(
+        env,
+        None,
+        query.consumer.clone(),
+        SUBJECTS_PER_BULK_REPLAY.min(query.limit),
+    )
+    .await
+    .map_err(unavailable("dead-letter index unavailable"))?;
+    let mut replayed = 0;
+    for inbox in &found.inboxes {
+        let ask = ReplayRequest {
+            id: None,
+            consumer: query.consumer.clone(),
+        };
+        replayed += replay_in(env, inbox, &ask)
+            .await
+            .map_err(unavailable("inbox unavailable for replay"))?
+            .len();
+    }
+    let remaining = dead_letters::inboxes(env, None, query.consumer, 1)
+        .await
+        .map_err(unavailable("dead-letter index unavailable"))?
+        .total;
+    respond::json(
+        200,
+        serde_json::json!({ "replayed": replayed, "remaining": remaining }).to_string(),
+    )
+    .map_err(unavailable("response"))
+}
+
+async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Key>> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(serde_json::to_string(ask)?.into()));
+    let request = Request::new_with_init(&format!("https://inbox{REPLAY_PATH}"), &init)?;
+    let mut response = env
+        .durable_object("INBOX")?
+        .id_from_name(inbox)?
+        .get_stub()?
+        .fetch_with_request(request)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(format!(
+            "inbox answered {}: {}",
+            response.status_code(),
+            response.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    let replayed: Replayed = response.json().await?;
+    Ok(replayed.replayed)
 }
 
 fn header(request: &Request, name: &str) -> Option<String> {
@@ -112,6 +250,7 @@ async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receip
     let admission = intake.admit(verified, now, &config.intake_policy())?;
     let claim = Claim {
         id: admission.event_id.as_str(),
+        inbox: &admission.inbox,
         alias: admission.alias.as_deref(),
         webhook_type: &admission.webhook_type,
         created_at: admission.created_at,

@@ -6,6 +6,7 @@
 //! duplicate key, when to retry) are the core's; this crate only moves bytes and awaits IO.
 
 mod claim;
+mod dead_letters;
 mod edge;
 mod health;
 mod inbox;
@@ -14,6 +15,7 @@ mod respond;
 mod settings;
 mod webcrypto;
 
+pub use dead_letters::DeadLetters;
 pub use health::Health;
 pub use inbox::Inbox;
 

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use didit_edge_core::cloudevent;
 use didit_edge_core::config::Origin;
-use didit_edge_core::delivery::AttemptResult;
+use didit_edge_core::delivery::{AttemptResult, DELIVERY_CONTROL_HEADER};
 use didit_edge_core::health::retry_after_ms;
 use didit_edge_core::secret::SigningSecret;
 use didit_edge_core::standard_webhooks;
@@ -61,15 +61,13 @@ async fn race(origin: &Origin, fetch: Fetch) -> worker::Result<(AttemptResult, O
     ))));
     let result = match select(sending, timeout).await {
         Either::Left((Ok(response), _)) => {
-            let retry_after = retry_after_ms(
-                response
-                    .headers()
-                    .get("retry-after")
-                    .ok()
-                    .flatten()
-                    .as_deref(),
+            let header = |name: &str| response.headers().get(name).ok().flatten();
+            let retry_after = retry_after_ms(header("retry-after").as_deref());
+            let result = AttemptResult::from_response(
+                response.status_code(),
+                header(DELIVERY_CONTROL_HEADER).as_deref(),
             );
-            (AttemptResult::Status(response.status_code()), retry_after)
+            (result, retry_after)
         }
         Either::Left((Err(_), _)) => (AttemptResult::Network, None),
         Either::Right(((), _)) => {

@@ -1,0 +1,374 @@
+//! Dead letters of every subject in one list: an index Durable Object that the inboxes keep up
+//! to date.
+//!
+//! Each inbox stays the source of truth for its events (state, payload, attempt log); the index
+//! holds a summary of each dead letter, taken when it died, and the name of the inbox to send a
+//! replay to. Inboxes push changes from an outbox column (`deliveries.index_sync`), so an index
+//! that is briefly unreachable only delays the listing; nothing is lost or listed twice.
+
+use serde::{Deserialize, Serialize};
+use worker::{
+    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
+    SqlStorageValue, State,
+};
+
+use crate::respond;
+
+/// The single index's name.
+const GLOBAL: &str = "global";
+
+/// One request or response at one origin, as the attempt log shows it.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoggedAttempt {
+    /// When (Unix ms).
+    pub at_ms: i64,
+    /// The origin, if one was tried.
+    pub origin: Option<String>,
+    /// Its HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// What went wrong, as a stable code (`timeout`, `server_error`, `cooling_down`, …).
+    pub error: Option<String>,
+}
+
+/// One consumer's dead copy of one event.
+#[derive(Serialize, Deserialize)]
+pub struct Entry {
+    /// The event id (what `webhook-id` carried).
+    pub id: String,
+    /// The consumer that never got it.
+    pub consumer: String,
+    /// The subject's inbox (`session:…`, `user:…`), where the event and its payload live.
+    pub subject: String,
+    /// Didit's `webhook_type`.
+    pub webhook_type: String,
+    /// Why it was given up on (`retries_exhausted`, `aborted_by_origin`,
+    /// `refused_by_every_origin`).
+    pub reason: String,
+    /// When the edge received it (Unix ms).
+    pub received_at_ms: i64,
+    /// When it became a dead letter (Unix ms).
+    pub dead_at_ms: i64,
+    /// Until when its payload is kept for replay (Unix ms); then it leaves the list.
+    pub replayable_until_ms: i64,
+    /// Every attempt, oldest first.
+    pub attempts: Vec<LoggedAttempt>,
+}
+
+/// Identifies one entry.
+#[derive(Serialize, Deserialize)]
+pub struct Key {
+    /// The event id.
+    pub id: String,
+    /// The consumer.
+    pub consumer: String,
+}
+
+/// Changes pushed by one inbox.
+#[derive(Serialize, Deserialize, Default)]
+pub struct Changes {
+    /// New or renewed dead letters.
+    pub put: Vec<Entry>,
+    /// Dead letters that were replayed or whose retention ended.
+    pub remove: Vec<Key>,
+}
+
+/// Where to send replays, and how many dead letters there are in all.
+#[derive(Serialize, Deserialize)]
+pub struct Inboxes {
+    /// Distinct inboxes holding matching dead letters.
+    pub inboxes: Vec<String>,
+    /// Matching dead letters, all inboxes counted.
+    pub total: u64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL,
+    consumer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    webhook_type TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    received_at_ms INTEGER NOT NULL,
+    dead_at_ms INTEGER NOT NULL,
+    replayable_until_ms INTEGER NOT NULL,
+    attempts TEXT NOT NULL,
+    UNIQUE (id, consumer)
+);
+CREATE INDEX IF NOT EXISTS letters_subject ON letters(subject);
+";
+
+/// The index.
+#[durable_object]
+pub struct DeadLetters {
+    state: State,
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+#[derive(Deserialize)]
+struct Row {
+    seq: i64,
+    id: String,
+    consumer: String,
+    subject: String,
+    webhook_type: String,
+    reason: String,
+    received_at_ms: i64,
+    dead_at_ms: i64,
+    replayable_until_ms: i64,
+    attempts: String,
+}
+
+/// A page of the listing, as `GET /admin/dead-letters` answers.
+#[derive(Serialize)]
+struct Page {
+    dead_letters: Vec<Entry>,
+    /// Pass as `after` for the next page; `null` on the last.
+    next: Option<i64>,
+    /// Matching dead letters in all.
+    total: u64,
+}
+
+#[derive(Deserialize)]
+struct Count {
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct Subject {
+    subject: String,
+}
+
+impl DeadLetters {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// Letters past their retention have no payload left to replay: they leave the list even
+    /// if their inbox has not said so yet.
+    fn drop_expired(&self) -> Result<()> {
+        self.sql().exec(
+            "DELETE FROM letters WHERE replayable_until_ms <= ?",
+            vec![now_ms().into()],
+        )?;
+        Ok(())
+    }
+
+    fn apply(&self, changes: &Changes) -> Result<()> {
+        let sql = self.sql();
+        for entry in &changes.put {
+            sql.exec(
+                "INSERT INTO letters (id, consumer, subject, webhook_type, reason, received_at_ms, dead_at_ms, replayable_until_ms, attempts) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (id, consumer) DO UPDATE SET reason = excluded.reason, dead_at_ms = excluded.dead_at_ms, \
+                 replayable_until_ms = excluded.replayable_until_ms, attempts = excluded.attempts",
+                vec![
+                    entry.id.as_str().into(),
+                    entry.consumer.as_str().into(),
+                    entry.subject.as_str().into(),
+                    entry.webhook_type.as_str().into(),
+                    entry.reason.as_str().into(),
+                    entry.received_at_ms.into(),
+                    entry.dead_at_ms.into(),
+                    entry.replayable_until_ms.into(),
+                    serde_json::to_string(&entry.attempts)?.into(),
+                ],
+            )?;
+        }
+        for key in &changes.remove {
+            sql.exec(
+                "DELETE FROM letters WHERE id = ? AND consumer = ?",
+                vec![key.id.as_str().into(), key.consumer.as_str().into()],
+            )?;
+        }
+        self.drop_expired()
+    }
+
+    /// `WHERE` clause and values for the optional filters.
+    fn filter(id: Option<String>, consumer: Option<String>) -> (String, Vec<SqlStorageValue>) {
+        let mut clause = String::from("1 = 1");
+        let mut values = Vec::new();
+        if let Some(id) = id {
+            clause.push_str(" AND id = ?");
+            values.push(id.into());
+        }
+        if let Some(consumer) = consumer {
+            clause.push_str(" AND consumer = ?");
+            values.push(consumer.into());
+        }
+        (clause, values)
+    }
+
+    fn count(&self, clause: &str, values: Vec<SqlStorageValue>) -> Result<u64> {
+        let rows: Vec<Count> = self
+            .sql()
+            .exec(
+                &format!("SELECT COUNT(*) AS n FROM letters WHERE {clause}"),
+                values,
+            )?
+            .to_array()?;
+        Ok(rows.first().map_or(0, |c| c.n.max(0) as u64))
+    }
+
+    fn page(&self, query: &Query) -> Result<Page> {
+        self.drop_expired()?;
+        let (clause, values) = Self::filter(None, query.consumer.clone());
+        let total = self.count(&clause, values.clone())?;
+        let mut paged = values;
+        paged.push(query.after.into());
+        paged.push(i64::from(query.limit).into());
+        let rows: Vec<Row> = self
+            .sql()
+            .exec(
+                &format!("SELECT * FROM letters WHERE {clause} AND seq > ? ORDER BY seq LIMIT ?"),
+                paged,
+            )?
+            .to_array()?;
+        let next = (rows.len() == query.limit as usize)
+            .then(|| rows.last().map(|r| r.seq))
+            .flatten();
+        let dead_letters = rows
+            .into_iter()
+            .map(|row| Entry {
+                attempts: serde_json::from_str(&row.attempts).unwrap_or_default(),
+                id: row.id,
+                consumer: row.consumer,
+                subject: row.subject,
+                webhook_type: row.webhook_type,
+                reason: row.reason,
+                received_at_ms: row.received_at_ms,
+                dead_at_ms: row.dead_at_ms,
+                replayable_until_ms: row.replayable_until_ms,
+            })
+            .collect();
+        Ok(Page {
+            dead_letters,
+            next,
+            total,
+        })
+    }
+
+    fn inboxes(&self, query: &Query) -> Result<Inboxes> {
+        self.drop_expired()?;
+        let (clause, values) = Self::filter(query.id.clone(), query.consumer.clone());
+        let total = self.count(&clause, values.clone())?;
+        let mut limited = values;
+        limited.push(i64::from(query.limit).into());
+        let rows: Vec<Subject> = self
+            .sql()
+            .exec(
+                &format!(
+                    "SELECT subject FROM letters WHERE {clause} GROUP BY subject ORDER BY MIN(seq) LIMIT ?"
+                ),
+                limited,
+            )?
+            .to_array()?;
+        Ok(Inboxes {
+            inboxes: rows.into_iter().map(|r| r.subject).collect(),
+            total,
+        })
+    }
+}
+
+/// A listing or lookup, as the edge sends it.
+#[derive(Serialize, Deserialize)]
+struct Query {
+    id: Option<String>,
+    consumer: Option<String>,
+    limit: u32,
+    after: i64,
+}
+
+impl DurableObject for DeadLetters {
+    fn new(state: State, _env: Env) -> Self {
+        if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
+            worker::console_error!("dead-letter index schema could not be created: {error}");
+        }
+        Self { state }
+    }
+
+    async fn fetch(&self, mut request: Request) -> Result<Response> {
+        match request.path().as_str() {
+            "/sync" => {
+                let changes: Changes = request.json().await?;
+                self.apply(&changes)?;
+                respond::json(200, "{}".into())
+            }
+            "/page" => {
+                let query: Query = request.json().await?;
+                respond::json(200, serde_json::to_string(&self.page(&query)?)?)
+            }
+            "/inboxes" => {
+                let query: Query = request.json().await?;
+                respond::json(200, serde_json::to_string(&self.inboxes(&query)?)?)
+            }
+            _ => respond::json(
+                404,
+                r#"{"error":{"code":"not_found","message":"no such index call"}}"#.into(),
+            ),
+        }
+    }
+}
+
+async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let request = Request::new_with_init(&format!("https://dead-letters{path}"), &init)?;
+    let mut response = env
+        .durable_object("DEAD_LETTERS")?
+        .id_from_name(GLOBAL)?
+        .get_stub()?
+        .fetch_with_request(request)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(format!(
+            "dead-letter index answered {}: {}",
+            response.status_code(),
+            response.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(response)
+}
+
+/// Pushes one inbox's changes.
+pub async fn push(env: &Env, changes: &Changes) -> Result<()> {
+    call(env, "/sync", serde_json::to_string(changes)?).await?;
+    Ok(())
+}
+
+/// One page of the listing, as JSON text to answer with.
+pub async fn page(env: &Env, consumer: Option<String>, limit: u32, after: u64) -> Result<String> {
+    let query = Query {
+        id: None,
+        consumer,
+        limit,
+        after: i64::try_from(after).unwrap_or(i64::MAX),
+    };
+    call(env, "/page", serde_json::to_string(&query)?)
+        .await?
+        .text()
+        .await
+}
+
+/// The inboxes holding the matching dead letters (at most `limit` of them).
+pub async fn inboxes(
+    env: &Env,
+    id: Option<&str>,
+    consumer: Option<String>,
+    limit: u32,
+) -> Result<Inboxes> {
+    let query = Query {
+        id: id.map(String::from),
+        consumer,
+        limit,
+        after: 0,
+    };
+    call(env, "/inboxes", serde_json::to_string(&query)?)
+        .await?
+        .json()
+        .await
+}
