@@ -18,6 +18,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "whsec_dGVzdC1vcmlnaW4tc2lnbmluZy1rZXktMDEyMzQ1Njc4OQ=="
 DIDIT_SECRET = "didit-test-secret-new"
 OLD_DIDIT_SECRET = "didit-test-secret-old"
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 LOG_DIR = pathlib.Path(os.environ.get("DIDIT_EDGE_TEST_LOGS", tempfile.gettempdir())) / "didit-edge-test-logs"
 
 
@@ -111,6 +112,12 @@ class WranglerDev:
         """Fires the cron trigger once (wrangler dev's /__scheduled, enabled by --test-scheduled)."""
         status, _, raw = self.request("GET", "/__scheduled?cron=*+*+*+*+*")
         assert status == 200, raw
+
+    def admin(self, method, path, token=ADMIN_TOKEN):
+        """Calls the admin API; returns (status, parsed JSON body)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        status, _, raw = self.request(method, path, headers=headers)
+        return status, json.loads(raw)
 
     def post_webhook(self, body, headers):
         status, _, raw = self.request("POST", "/webhooks/didit", body, headers)

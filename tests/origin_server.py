@@ -30,6 +30,7 @@ class Origin:
         self.status = 204
         self.delay_secs = 0.0
         self.retry_after = None  # a Retry-After header to send with every answer, if set
+        self.extra_headers = {}  # more headers for every answer to a POST
         self.health_status = 200  # what GET (the health probe) answers
         self.probes = 0
         self.server = None
@@ -89,6 +90,8 @@ class Origin:
                 self.send_response(status if verified else 401)
                 if origin.retry_after is not None:
                     self.send_header("retry-after", str(origin.retry_after))
+                for name, value in origin.extra_headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", "0")
                 self.end_headers()
 

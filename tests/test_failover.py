@@ -5,7 +5,7 @@ import json
 import time
 
 import didit
-from harness import DIDIT_SECRET, base_config
+from harness import ADMIN_TOKEN, DIDIT_SECRET, base_config
 
 
 def two_clouds(primary, secondary):
@@ -49,9 +49,6 @@ def test_slow_or_failing_primary_fails_over_in_the_same_attempt(make_edge, make_
     assert [d["headers"]["webhook-id"] for d in primary.deliveries()] == [slow, failing]
     time.sleep(2)
     assert secondary.delivered_ids() == [slow, failing]
-
-
-ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 
 
 def origin_health(edge):
