@@ -31,6 +31,8 @@ class Origin:
         self.delay_secs = 0.0
         self.retry_after = None  # a Retry-After header to send with every answer, if set
         self.extra_headers = {}  # more headers for every answer to a POST
+        # Hang up on every POST without answering (a crashed process behind a live socket).
+        self.hang_up = False
         self.health_status = 200  # what GET (the health probe) answers
         self.probes = 0
         self.server = None
@@ -80,6 +82,11 @@ class Origin:
                     status, delay = origin.status, origin.delay_secs
                     if schema_errors:
                         status = 422
+                    if origin.hang_up:
+                        origin.received.append({"headers": headers, "event": event, "verified": verified,
+                                                "schema_errors": [], "answered": 0, "at": time.time()})
+                        self.close_connection = True
+                        return
                     origin.received.append({"headers": headers, "event": event, "verified": verified,
                                             "schema_errors": schema_errors, "answered": status, "at": time.time()})
                 if origin.echo:
@@ -95,7 +102,13 @@ class Origin:
                 self.send_header("content-length", "0")
                 self.end_headers()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            # The default listen backlog of 5 drops connections when fifty inboxes deliver at
+            # once, and the edge's retry of a connection that then got through looks like a
+            # duplicate; a real origin's backlog is far larger.
+            request_queue_size = 256
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
