@@ -24,8 +24,12 @@ use crate::dead_letters::{self, Changes, Entry, Key, LoggedAttempt};
 use crate::{health, origin, respond, settings};
 
 /// Most deliveries one alarm makes before handing over to a fresh alarm, keeping each alarm
-/// run short and bounded.
+/// run short and bounded (each makes at most four origin requests and their health reports,
+/// far inside the platform's subrequest limit).
 const DELIVERIES_PER_ALARM: usize = 25;
+/// No new attempt starts after an alarm has run this long: with slow origins, 25 attempts of
+/// up to four origin timeouts each could otherwise outlast an alarm's 15 minute wall-clock limit.
+const ALARM_TIME_BUDGET_MS: i64 = 60_000;
 /// How soon an alarm tries again when configuration is broken: soon enough to notice a fix,
 /// rare enough not to spin.
 const MISCONFIGURED_RETRY_MS: i64 = 60_000;
@@ -542,7 +546,8 @@ impl Inbox {
                     .await;
             }
         };
-        self.expire(now_ms(), &config)?;
+        let started = now_ms();
+        self.expire(started, &config)?;
         let mut budget = DELIVERIES_PER_ALARM;
         'rounds: while budget > 0 {
             let due: Vec<Head> = self
@@ -554,7 +559,7 @@ impl Inbox {
                 break;
             }
             for head in due {
-                if budget == 0 {
+                if budget == 0 || now_ms() - started > ALARM_TIME_BUDGET_MS {
                     break 'rounds;
                 }
                 budget -= 1;
