@@ -37,5 +37,7 @@ pub mod risk;
 pub mod route;
 pub mod secret;
 pub mod standard_webhooks;
+pub mod stream;
+pub mod stream_token;
 pub mod time;
 pub mod verify;

@@ -64,6 +64,11 @@ pub enum Rejection {
         /// Which part was wrong (never the token).
         reason: &'static str,
     },
+    /// A valid token that does not allow what was asked.
+    Forbidden {
+        /// What it does not allow.
+        reason: &'static str,
+    },
     /// An admin call named an event that is not a dead letter (never was, was already
     /// replayed, or its retention ended).
     DeadLetterNotFound,
@@ -93,6 +98,7 @@ impl Rejection {
             | Self::InvalidPayload { .. }
             | Self::MissingField { .. }
             | Self::InvalidQuery { .. } => 400,
+            Self::Forbidden { .. } => 403,
             Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
         }
     }
@@ -116,6 +122,7 @@ impl Rejection {
             Self::Misconfigured { .. } => "configuration_error",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Unauthorized { .. } => "unauthorized",
+            Self::Forbidden { .. } => "insufficient_scope",
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::InvalidQuery { .. } => "invalid_query",
         }
@@ -182,6 +189,7 @@ impl fmt::Display for Rejection {
                 f.write_str("durable storage is unavailable; the delivery was not stored")
             }
             Self::Unauthorized { reason } => f.write_str(reason),
+            Self::Forbidden { reason } => f.write_str(reason),
             Self::DeadLetterNotFound => f.write_str(
                 "no dead letter has this id (never dead, already replayed, or past its retention)",
             ),

@@ -23,7 +23,8 @@ pub fn is_valid_type_pattern(pattern: &str) -> bool {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'))
 }
 
-fn type_matches(pattern: &str, webhook_type: &str) -> bool {
+/// Whether `webhook_type` matches `pattern` (exact, `family.*` or `*`).
+pub fn type_matches(pattern: &str, webhook_type: &str) -> bool {
     match pattern.strip_suffix(".*") {
         _ if pattern == "*" => true,
         Some(family) => webhook_type

@@ -1,0 +1,316 @@
+//! Who sees which status update on the real-time stream, decided from a verified token's
+//! [`Grant`] and the filters given at connect time.
+//!
+//! Updates fan out by channel: `user:<vendor_data>` for the people verifying themselves and
+//! `admin` for operators. A `self` connection is only ever attached to its own user's channel,
+//! so an update for another user never reaches the object that holds its socket; the session
+//! narrowing and admin filters are then checked per socket.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::Serialize;
+
+use crate::rejection::Rejection;
+use crate::risk::Level;
+use crate::route::is_valid_type_pattern;
+use crate::stream_token::{Grant, Scope};
+
+/// The channel of every admin connection.
+pub const ADMIN_CHANNEL: &str = "admin";
+
+/// What the stream says about one accepted event: no names, documents or decision details.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StatusUpdate {
+    /// The stable event id (`webhook-id` at the origins).
+    pub event_id: String,
+    /// `session`, `business_session`, `user`, `business` or `transaction`.
+    pub subject_kind: &'static str,
+    /// The subject's id.
+    pub subject_id: String,
+    /// The stable status code (`approved`, `declined`, …), when the event has a status.
+    pub status_code: Option<String>,
+    /// The assessed risk level.
+    pub risk_level: Level,
+    /// When Didit created the event (Unix seconds): updates of a session are ordered by it.
+    pub time: i64,
+    /// A console test delivery.
+    pub test: bool,
+    /// For routing only, never sent: whose event it is.
+    #[serde(skip)]
+    pub vendor_data: Option<String>,
+    /// For session narrowing only, never sent.
+    #[serde(skip)]
+    pub session_id: Option<String>,
+    /// For admin filters only, never sent.
+    #[serde(skip)]
+    pub workflow_id: Option<String>,
+    /// For admin filters only, never sent.
+    #[serde(skip)]
+    pub webhook_type: String,
+}
+
+impl StatusUpdate {
+    /// The channels that get this update: its user's (when it has `vendor_data`) and admin.
+    pub fn channels(&self) -> Vec<String> {
+        let mut channels = Vec::from([String::from(ADMIN_CHANNEL)]);
+        if let Some(user) = self.vendor_data.as_deref().filter(|v| !v.is_empty()) {
+            channels.push(user_channel(user));
+        }
+        channels
+    }
+
+    /// The message as sent: `{"type":"status",…}`.
+    pub fn to_message(&self) -> String {
+        #[derive(Serialize)]
+        struct Message<'a> {
+            r#type: &'static str,
+            #[serde(flatten)]
+            update: &'a StatusUpdate,
+        }
+        serde_json::to_string(&Message {
+            r#type: "status",
+            update: self,
+        })
+        .unwrap_or_default()
+    }
+
+    /// Whether this update should replace `latest`, the last one sent for its subject: only
+    /// a later one does (by creation time, then event id), so each connection sees a subject's
+    /// updates at most once and never goes back in time.
+    pub fn supersedes(&self, latest: Option<(i64, &str)>) -> bool {
+        latest.is_none_or(|(time, id)| (self.time, self.event_id.as_str()) > (time, id))
+    }
+}
+
+fn user_channel(user: &str) -> String {
+    format!("user:{user}")
+}
+
+/// What an admin connection narrows itself to (`?workflow=…&type=…&risk=…`, each repeatable).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AdminFilters {
+    /// Only these workflows.
+    pub workflow_ids: Vec<String>,
+    /// Only these event types (exact, `family.*` or `*`).
+    pub event_types: Vec<String>,
+    /// Only these risk levels.
+    pub risk_levels: Vec<Level>,
+}
+
+impl AdminFilters {
+    /// Parses the connect query. `access_token` is skipped (it is the token, read elsewhere);
+    /// anything else unknown is refused.
+    pub fn parse(query: Option<&str>) -> Result<Self, Rejection> {
+        let mut filters = Self::default();
+        let bad = |reason| Err(Rejection::InvalidQuery { reason });
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let plain = !value.is_empty()
+                && value.len() <= 128
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*'));
+            match key {
+                "access_token" => {}
+                "workflow" if plain => filters.workflow_ids.push(value.into()),
+                "type" if plain && is_valid_type_pattern(value) => {
+                    filters.event_types.push(value.into())
+                }
+                "risk" => match value.parse() {
+                    Ok(level) => filters.risk_levels.push(level),
+                    Err(_) => {
+                        return bad("`risk` must be a risk level (`low`, `medium`, `high`, …)")
+                    }
+                },
+                "workflow" | "type" => return bad("`workflow` and `type` take plain names"),
+                _ => return bad("unknown parameter; use `workflow`, `type` or `risk`"),
+            }
+        }
+        Ok(filters)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.workflow_ids.is_empty() && self.event_types.is_empty() && self.risk_levels.is_empty()
+    }
+
+    fn admits(&self, update: &StatusUpdate) -> bool {
+        let type_ok = self.event_types.is_empty()
+            || self
+                .event_types
+                .iter()
+                .any(|p| crate::route::type_matches(p, &update.webhook_type));
+        let workflow_ok = self.workflow_ids.is_empty()
+            || update
+                .workflow_id
+                .as_ref()
+                .is_some_and(|w| self.workflow_ids.contains(w));
+        let risk_ok = self.risk_levels.is_empty() || self.risk_levels.contains(&update.risk_level);
+        type_ok && workflow_ok && risk_ok
+    }
+}
+
+/// One connection's right to see updates.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    /// The verified token's grant.
+    pub grant: Grant,
+    /// The admin's filters (always empty for `self`).
+    pub filters: AdminFilters,
+}
+
+impl Watch {
+    /// Combines a grant with the connect filters. Filters are an admin's tool: a `self` token
+    /// asking for them is refused (403), not silently widened or narrowed.
+    pub fn new(grant: Grant, filters: AdminFilters) -> Result<Self, Rejection> {
+        if grant.scope == Scope::OwnEvents && !filters.is_empty() {
+            return Err(Rejection::Forbidden {
+                reason: "filters need an `admin` token",
+            });
+        }
+        Ok(Self { grant, filters })
+    }
+
+    /// The channel whose object holds this connection.
+    pub fn channel(&self) -> String {
+        match self.grant.scope {
+            Scope::Admin => ADMIN_CHANNEL.into(),
+            Scope::OwnEvents => user_channel(&self.grant.sub),
+        }
+    }
+
+    /// Whether this connection may see `update`.
+    pub fn admits(&self, update: &StatusUpdate) -> bool {
+        match self.grant.scope {
+            Scope::Admin => self.filters.admits(update),
+            Scope::OwnEvents => {
+                update.vendor_data.as_deref() == Some(self.grant.sub.as_str())
+                    && self.grant.sessions.as_ref().is_none_or(|sessions| {
+                        update
+                            .session_id
+                            .as_ref()
+                            .is_some_and(|s| sessions.contains(s))
+                    })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn update(user: &str, session: &str, time: i64) -> StatusUpdate {
+        StatusUpdate {
+            event_id: format!("evt_{session}_{time}"),
+            subject_kind: "session",
+            subject_id: session.into(),
+            status_code: Some("approved".into()),
+            risk_level: Level::Low,
+            time,
+            test: false,
+            vendor_data: Some(user.into()),
+            session_id: Some(session.into()),
+            workflow_id: Some("wf-kyc".into()),
+            webhook_type: "status.updated".into(),
+        }
+    }
+
+    fn grant(sub: &str, scope: Scope, sessions: Option<Vec<&str>>) -> Grant {
+        Grant {
+            sub: sub.into(),
+            sessions: sessions.map(|s| s.into_iter().map(String::from).collect()),
+            scope,
+            jti: "j".into(),
+            exp: 0,
+        }
+    }
+
+    #[test]
+    fn a_user_sees_only_their_own_sessions() {
+        let alice = Watch::new(
+            grant("alice", Scope::OwnEvents, None),
+            AdminFilters::default(),
+        )
+        .expect("no filters");
+        assert_eq!(alice.channel(), "user:alice");
+        assert!(alice.admits(&update("alice", "s1", 1)));
+        assert!(!alice.admits(&update("bob", "s1", 1)));
+        let narrowed = Watch::new(
+            grant("alice", Scope::OwnEvents, Some(vec!["s2"])),
+            AdminFilters::default(),
+        )
+        .expect("no filters");
+        assert!(!narrowed.admits(&update("alice", "s1", 1)));
+        assert!(narrowed.admits(&update("alice", "s2", 1)));
+        let mut no_user = update("alice", "s2", 1);
+        no_user.vendor_data = None;
+        assert!(!narrowed.admits(&no_user));
+        assert_eq!(no_user.channels(), ["admin"]);
+        assert_eq!(update("bob", "s", 1).channels(), ["admin", "user:bob"]);
+    }
+
+    #[test]
+    fn admins_see_everything_their_filters_let_through() {
+        let all =
+            Watch::new(grant("ops", Scope::Admin, None), AdminFilters::default()).expect("admin");
+        assert_eq!(all.channel(), "admin");
+        assert!(all.admits(&update("alice", "s1", 1)) && all.admits(&update("bob", "s2", 1)));
+        let filters =
+            AdminFilters::parse(Some("risk=high&type=status.*&access_token=x")).expect("valid");
+        let high = Watch::new(grant("ops", Scope::Admin, None), filters).expect("admin");
+        let mut risky = update("bob", "s2", 1);
+        assert!(!high.admits(&risky));
+        risky.risk_level = Level::High;
+        assert!(high.admits(&risky));
+        risky.webhook_type = "user.status.updated".into();
+        assert!(!high.admits(&risky));
+        let by_workflow = AdminFilters::parse(Some("workflow=wf-other")).expect("valid");
+        let other = Watch::new(grant("ops", Scope::Admin, None), by_workflow).expect("admin");
+        assert!(!other.admits(&update("bob", "s2", 1)));
+    }
+
+    #[test]
+    fn filters_need_an_admin_and_a_clean_query() {
+        let filters = AdminFilters::parse(Some("risk=high")).expect("valid");
+        let refused = Watch::new(grant("alice", Scope::OwnEvents, None), filters)
+            .expect_err("self with filters");
+        assert_eq!(
+            (refused.status(), refused.code()),
+            (403, "insufficient_scope")
+        );
+        for bad in [
+            "risk=scary",
+            "type=a b",
+            "workflow=",
+            "colour=red",
+            "type=**",
+        ] {
+            let rejection = AdminFilters::parse(Some(bad)).expect_err(bad);
+            assert_eq!(rejection.code(), "invalid_query", "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_carry_status_only_and_move_forward() {
+        let message = update("alice", "s1", 7).to_message();
+        let value: serde_json::Value = serde_json::from_str(&message).expect("json");
+        assert_eq!(
+            value,
+            serde_json::json!({"type": "status", "event_id": "evt_s1_7", "subject_kind": "session",
+                               "subject_id": "s1", "status_code": "approved", "risk_level": "low",
+                               "time": 7, "test": false})
+        );
+        let later = update("alice", "s1", 8);
+        assert!(later.supersedes(None));
+        assert!(later.supersedes(Some((7, "evt_s1_7"))));
+        assert!(!later.supersedes(Some((8, "evt_s1_8"))), "at most once");
+        assert!(
+            !update("alice", "s1", 7).supersedes(Some((8, "evt_s1_8"))),
+            "never back"
+        );
+    }
+}
