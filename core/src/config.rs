@@ -15,6 +15,7 @@ use crate::retry::{
 };
 use crate::risk::{Level, RiskRules, RulesError};
 use crate::secret::{SecretError, SigningSecret, WebhookSecrets};
+use crate::stream_token::{StreamTokenSecret, DEFAULT_MAX_LIFETIME_SECS};
 
 /// Default freshness window: Didit's second retry comes about 5 minutes after the first try,
 /// possibly with the original timestamp, so 300 s would drop it.
@@ -61,7 +62,17 @@ pub mod names {
     pub const DEAD_LETTER_RETENTION_SECS: &str = "DEAD_LETTER_RETENTION_SECS";
     /// What a subject's later events do while an earlier one is a dead letter.
     pub const AFTER_DEAD_LETTER: &str = "AFTER_DEAD_LETTER";
+    /// HS256 key of the status stream's tokens (optional; the stream is off without it).
+    pub const STREAM_TOKEN_SECRET: &str = "STREAM_TOKEN_SECRET";
+    /// Longest lifetime of a stream token.
+    pub const STREAM_TOKEN_MAX_LIFETIME_SECS: &str = "STREAM_TOKEN_MAX_LIFETIME_SECS";
+    /// How long the stream remembers each subject's current status for late connections.
+    pub const STREAM_STATUS_RETENTION_SECS: &str = "STREAM_STATUS_RETENTION_SECS";
 }
+
+/// Default time the stream remembers a subject's current status: a day, so a page opened
+/// after the verification still shows its answer.
+pub const DEFAULT_STREAM_STATUS_RETENTION_SECS: u64 = 86_400;
 
 /// Default time a dead letter keeps its payload (identity data) for replay: 14 days, time for
 /// an operator to notice, fix the origin and replay.
@@ -175,6 +186,12 @@ pub struct Config {
     pub dead_letter_retention_secs: u64,
     /// What later events of a subject do while an earlier one is a dead letter.
     pub after_dead_letter: AfterDeadLetter,
+    /// The stream tokens' key; `None` turns the stream off.
+    pub stream_token_secret: Option<StreamTokenSecret>,
+    /// Longest accepted stream token lifetime.
+    pub stream_token_max_lifetime_secs: u64,
+    /// How long the stream remembers each subject's current status.
+    pub stream_status_retention_secs: u64,
     /// Whether `X-Signature-Simple` alone authenticates a delivery.
     pub allow_simple_signature: bool,
     /// The rules that turn a decision into a risk level and signals.
@@ -232,6 +249,8 @@ pub enum Problem {
     RiskRules(RulesError),
     /// `ADMIN_TOKEN` is too short to guard anything (its length is given, never its value).
     ShortAdminToken(usize),
+    /// `STREAM_TOKEN_SECRET` is too short for HS256 (its length is given, never its value).
+    ShortStreamSecret(usize),
 }
 
 /// One setting and what is wrong with it.
@@ -271,6 +290,11 @@ impl fmt::Display for ConfigError {
             Problem::Origins(reason) => f.write_str(reason),
             Problem::RetrySchedule(error) => write!(f, "{error}"),
             Problem::RiskRules(error) => write!(f, "{error}"),
+            Problem::ShortStreamSecret(len) => write!(
+                f,
+                "is {len} bytes; use at least {}",
+                crate::stream_token::MIN_SECRET_LEN
+            ),
             Problem::ShortAdminToken(len) => write!(
                 f,
                 "is {len} characters; use at least {}",
@@ -562,6 +586,23 @@ impl Config {
                 .map_err(|e| reader.fail(RISK_RULES, Problem::RiskRules(e)))
                 .ok(),
         };
+        let stream_token_secret = reader.get(STREAM_TOKEN_SECRET).and_then(|text| {
+            StreamTokenSecret::parse(&text)
+                .map_err(|len| reader.fail(STREAM_TOKEN_SECRET, Problem::ShortStreamSecret(len)))
+                .ok()
+        });
+        let stream_token_max_lifetime_secs = reader.number(
+            STREAM_TOKEN_MAX_LIFETIME_SECS,
+            DEFAULT_MAX_LIFETIME_SECS,
+            10,
+            3_600,
+        );
+        let stream_status_retention_secs = reader.number(
+            STREAM_STATUS_RETENTION_SECS,
+            DEFAULT_STREAM_STATUS_RETENTION_SECS,
+            1,
+            365 * 86_400,
+        );
         let admin_token = reader.get(ADMIN_TOKEN).and_then(|text| {
             AdminToken::parse(&text)
                 .map_err(|len| reader.fail(ADMIN_TOKEN, Problem::ShortAdminToken(len)))
@@ -592,6 +633,9 @@ impl Config {
                 retry_schedule,
                 dead_letter_retention_secs,
                 after_dead_letter,
+                stream_token_secret,
+                stream_token_max_lifetime_secs,
+                stream_status_retention_secs,
                 allow_simple_signature,
                 risk_rules,
                 admin_token,
@@ -646,6 +690,9 @@ mod tests {
         assert_eq!(config.retry_schedule, RetrySchedule::default());
         assert_eq!(config.dead_letter_retention_secs, 14 * 86_400);
         assert_eq!(config.after_dead_letter, AfterDeadLetter::Hold);
+        assert_eq!(config.stream_token_secret, None);
+        assert_eq!(config.stream_token_max_lifetime_secs, 900);
+        assert_eq!(config.stream_status_retention_secs, 86_400);
         assert!(!config.allow_simple_signature);
         assert_eq!(config.origins[0].timeout_ms, DEFAULT_ORIGIN_TIMEOUT_MS);
     }
@@ -694,6 +741,39 @@ mod tests {
         assert!(
             text.contains("RISK_RULES: rule 1: `when` has no condition"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn stream_settings() {
+        let mut pairs = minimal();
+        pairs.extend([
+            ("STREAM_TOKEN_SECRET", "too-short-secret"),
+            ("STREAM_TOKEN_MAX_LIFETIME_SECS", "7200"),
+        ]);
+        let text = format!("{}", Config::from_lookup(lookup(&pairs)).expect_err("bad"));
+        assert_eq!(
+            text,
+            "STREAM_TOKEN_SECRET: is 16 bytes; use at least 32; \
+             STREAM_TOKEN_MAX_LIFETIME_SECS: must be between 10 and 3600"
+        );
+        let mut pairs = minimal();
+        pairs.extend([
+            (
+                "STREAM_TOKEN_SECRET",
+                "a-stream-secret-that-is-long-enough-0123",
+            ),
+            ("STREAM_TOKEN_MAX_LIFETIME_SECS", "300"),
+            ("STREAM_STATUS_RETENTION_SECS", "60"),
+        ]);
+        let config = Config::from_lookup(lookup(&pairs)).expect("valid");
+        assert!(config.stream_token_secret.is_some());
+        assert_eq!(
+            (
+                config.stream_token_max_lifetime_secs,
+                config.stream_status_retention_secs
+            ),
+            (300, 60)
         );
     }
 

@@ -25,6 +25,7 @@ use crate::rejection::Rejection;
 use crate::risk::{Level, RiskRules};
 use crate::route::consumers_for;
 use crate::secret::WebhookSecrets;
+use crate::stream::StatusUpdate;
 use crate::verify::{self, ChallengeTiers, SignatureHeaders, Verified, VerifyError};
 
 /// A delivery as received.
@@ -90,6 +91,8 @@ pub struct Admission {
     pub risk_level: Level,
     /// The consumers that take this event; empty when no origin wants it.
     pub consumers: alloc::vec::Vec<String>,
+    /// What the real-time stream says about it.
+    pub status_update: StatusUpdate,
 }
 
 impl<'a> Intake<'a> {
@@ -190,6 +193,20 @@ impl<'a> Intake<'a> {
             .map(String::from)
             .collect();
         let risk_level = risk.level;
+        let test = self.delivery.test_header || envelope.is_test();
+        let status_update = StatusUpdate {
+            event_id: String::from(event_id.as_str()),
+            subject_kind: subject.kind.as_str().into(),
+            subject_id: subject.id.clone().into_owned(),
+            status_code: status.as_ref().map(|s| s.code.clone()),
+            risk_level,
+            time: timestamp,
+            test,
+            vendor_data: envelope.vendor_data.as_deref().map(String::from),
+            session_id: envelope.session_id.as_deref().map(String::from),
+            workflow_id: envelope.workflow_id.as_deref().map(String::from),
+            webhook_type: webhook_type.into(),
+        };
         let cloud_event = cloudevent::to_json(&EventParts {
             payload_version: decision.as_ref().and_then(|d| d.version),
             status,
@@ -202,7 +219,7 @@ impl<'a> Intake<'a> {
             envelope,
             payload,
             verified,
-            test: self.delivery.test_header || envelope.is_test(),
+            test,
             received_at: now,
         })
         .map_err(|error| Rejection::InvalidPayload {
@@ -222,6 +239,7 @@ impl<'a> Intake<'a> {
             created_at: timestamp,
             risk_level,
             consumers,
+            status_update,
         })
     }
 }
@@ -298,10 +316,27 @@ mod tests {
     #[test]
     fn admits_a_fresh_authentic_delivery() {
         let body = format!(
-            r#"{{"webhook_type":"status.updated","session_id":"s1","status":"Approved","timestamp":{NOW},"event_id":"e1","metadata":{{"test_webhook":true}}}}"#
+            r#"{{"webhook_type":"status.updated","session_id":"s1","status":"Approved","timestamp":{NOW},"event_id":"e1","vendor_data":"user-7","workflow_id":"wf","metadata":{{"test_webhook":true}}}}"#
         );
         let admission = run(&body, &signed(&body), None).expect("admitted");
         assert_eq!(admission.inbox, "session:s1");
+        let update = &admission.status_update;
+        assert_eq!(update.event_id, admission.event_id.as_str());
+        assert_eq!(
+            (
+                update.subject_kind.as_str(),
+                update.subject_id.as_str(),
+                update.time,
+                update.test
+            ),
+            ("session", "s1", NOW, true)
+        );
+        assert_eq!(update.status_code.as_deref(), Some("approved"));
+        assert_eq!(update.channels(), ["admin", "user:user-7"]);
+        assert_eq!(
+            (update.session_id.as_deref(), update.workflow_id.as_deref()),
+            (Some("s1"), Some("wf"))
+        );
         assert_eq!(admission.alias.as_deref(), Some("e1"));
         let event: serde_json::Value =
             serde_json::from_str(admission.cloud_event.get()).expect("json");

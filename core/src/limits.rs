@@ -20,6 +20,8 @@ pub enum Route<'p> {
     },
     /// `POST /admin/dead-letters/replay`: every dead letter (optionally one consumer's).
     ReplayDeadLetters,
+    /// `GET /v1/stream`: the real-time status stream (a WebSocket upgrade).
+    Stream,
 }
 
 /// Maps a method and path to a route, or the rejection for it.
@@ -35,6 +37,8 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Rejection> {
         "/healthz" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/origins" if method == "GET" => Ok(Route::AdminOrigins),
         "/admin/origins" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/v1/stream" if method == "GET" => Ok(Route::Stream),
+        "/v1/stream" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters" if method == "GET" => Ok(Route::DeadLetters),
         "/admin/dead-letters" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters/replay" if method == "POST" => Ok(Route::ReplayDeadLetters),
@@ -116,6 +120,7 @@ mod tests {
         assert_eq!(route("GET", "/healthz"), Ok(Route::Health));
         assert_eq!(route("POST", "/nope"), Err(Rejection::NotFound));
         assert_eq!(route("GET", "/admin/dead-letters/"), Ok(Route::DeadLetters));
+        assert_eq!(route("GET", "/v1/stream"), Ok(Route::Stream));
         assert_eq!(
             route("POST", "/admin/dead-letters/replay"),
             Ok(Route::ReplayDeadLetters)

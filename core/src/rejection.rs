@@ -64,6 +64,16 @@ pub enum Rejection {
         /// Which part was wrong (never the token).
         reason: &'static str,
     },
+    /// `GET /v1/stream` without a token (in `Sec-WebSocket-Protocol` or `access_token`).
+    MissingToken,
+    /// The stream token was refused.
+    Token(crate::stream_token::TokenError),
+    /// The stream token has already opened a connection.
+    TokenReused,
+    /// `GET /v1/stream` without `Upgrade: websocket`.
+    UpgradeRequired,
+    /// The stream is off: `STREAM_TOKEN_SECRET` is not set.
+    StreamOff,
     /// A valid token that does not allow what was asked.
     Forbidden {
         /// What it does not allow.
@@ -98,7 +108,12 @@ impl Rejection {
             | Self::InvalidPayload { .. }
             | Self::MissingField { .. }
             | Self::InvalidQuery { .. } => 400,
-            Self::Forbidden { .. } => 403,
+            Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
+                403
+            }
+            Self::MissingToken | Self::Token(_) | Self::TokenReused => 401,
+            Self::UpgradeRequired => 426,
+            Self::StreamOff => 404,
             Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
         }
     }
@@ -122,7 +137,15 @@ impl Rejection {
             Self::Misconfigured { .. } => "configuration_error",
             Self::StorageUnavailable => "storage_unavailable",
             Self::Unauthorized { .. } => "unauthorized",
-            Self::Forbidden { .. } => "insufficient_scope",
+            Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
+                "insufficient_scope"
+            }
+            Self::MissingToken => "missing_token",
+            Self::Token(crate::stream_token::TokenError::Expired) => "token_expired",
+            Self::Token(_) => "invalid_token",
+            Self::TokenReused => "token_reused",
+            Self::UpgradeRequired => "upgrade_required",
+            Self::StreamOff => "stream_off",
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::InvalidQuery { .. } => "invalid_query",
         }
@@ -190,6 +213,13 @@ impl fmt::Display for Rejection {
             }
             Self::Unauthorized { reason } => f.write_str(reason),
             Self::Forbidden { reason } => f.write_str(reason),
+            Self::MissingToken => f.write_str(
+                "no token: send `Sec-WebSocket-Protocol: didit-edge.v1, <token>` (or `access_token`)",
+            ),
+            Self::Token(error) => write!(f, "{error}"),
+            Self::TokenReused => f.write_str("this token has already opened a connection"),
+            Self::UpgradeRequired => f.write_str("this route takes a WebSocket upgrade"),
+            Self::StreamOff => f.write_str("the status stream is off (STREAM_TOKEN_SECRET is not set)"),
             Self::DeadLetterNotFound => f.write_str(
                 "no dead letter has this id (never dead, already replayed, or past its retention)",
             ),

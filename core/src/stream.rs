@@ -9,7 +9,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rejection::Rejection;
 use crate::risk::Level;
@@ -19,13 +19,59 @@ use crate::stream_token::{Grant, Scope};
 /// The channel of every admin connection.
 pub const ADMIN_CHANNEL: &str = "admin";
 
-/// What the stream says about one accepted event: no names, documents or decision details.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// The subprotocol a client offers (with its token) and the server answers with.
+pub const SUBPROTOCOL: &str = "didit-edge.v1";
+
+/// A token as a connection presented it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Presented<'a> {
+    /// The token.
+    pub token: &'a str,
+    /// Whether it came with [`SUBPROTOCOL`], which the server must then answer with (and
+    /// must not, when the client offered no subprotocol).
+    pub in_subprotocol: bool,
+}
+
+/// The token a connection presents: the entry after [`SUBPROTOCOL`] in
+/// `Sec-WebSocket-Protocol`, or, for clients that cannot set that header, the `access_token`
+/// query parameter (which ends up in logs, so it is only the fallback).
+pub fn presented_token<'a>(
+    protocols: Option<&'a str>,
+    query: Option<&'a str>,
+) -> Result<Presented<'a>, Rejection> {
+    if let Some(protocols) = protocols {
+        let offered: Vec<&str> = protocols.split(',').map(str::trim).collect();
+        if offered.contains(&SUBPROTOCOL) {
+            return offered
+                .into_iter()
+                .find(|p| *p != SUBPROTOCOL && !p.is_empty())
+                .map(|token| Presented {
+                    token,
+                    in_subprotocol: true,
+                })
+                .ok_or(Rejection::MissingToken);
+        }
+    }
+    query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("access_token="))
+        .filter(|token| !token.is_empty())
+        .map(|token| Presented {
+            token,
+            in_subprotocol: false,
+        })
+        .ok_or(Rejection::MissingToken)
+}
+
+/// What the stream knows about one accepted event. Only [`StatusUpdate::to_message`] is sent:
+/// no names, documents or decision details, and not the routing fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusUpdate {
     /// The stable event id (`webhook-id` at the origins).
     pub event_id: String,
     /// `session`, `business_session`, `user`, `business` or `transaction`.
-    pub subject_kind: &'static str,
+    pub subject_kind: String,
     /// The subject's id.
     pub subject_id: String,
     /// The stable status code (`approved`, `declined`, …), when the event has a status.
@@ -37,16 +83,12 @@ pub struct StatusUpdate {
     /// A console test delivery.
     pub test: bool,
     /// For routing only, never sent: whose event it is.
-    #[serde(skip)]
     pub vendor_data: Option<String>,
     /// For session narrowing only, never sent.
-    #[serde(skip)]
     pub session_id: Option<String>,
     /// For admin filters only, never sent.
-    #[serde(skip)]
     pub workflow_id: Option<String>,
     /// For admin filters only, never sent.
-    #[serde(skip)]
     pub webhook_type: String,
 }
 
@@ -60,19 +102,35 @@ impl StatusUpdate {
         channels
     }
 
-    /// The message as sent: `{"type":"status",…}`.
+    /// The message as sent: `{"type":"status",…}`, without the routing fields.
     pub fn to_message(&self) -> String {
         #[derive(Serialize)]
         struct Message<'a> {
             r#type: &'static str,
-            #[serde(flatten)]
-            update: &'a StatusUpdate,
+            event_id: &'a str,
+            subject_kind: &'a str,
+            subject_id: &'a str,
+            status_code: Option<&'a str>,
+            risk_level: Level,
+            time: i64,
+            test: bool,
         }
         serde_json::to_string(&Message {
             r#type: "status",
-            update: self,
+            event_id: &self.event_id,
+            subject_kind: &self.subject_kind,
+            subject_id: &self.subject_id,
+            status_code: self.status_code.as_deref(),
+            risk_level: self.risk_level,
+            time: self.time,
+            test: self.test,
         })
         .unwrap_or_default()
+    }
+
+    /// The key under which the stream remembers a subject's current status.
+    pub fn subject_key(&self) -> String {
+        format!("{}:{}", self.subject_kind, self.subject_id)
     }
 
     /// Whether this update should replace `latest`, the last one sent for its subject: only
@@ -88,7 +146,7 @@ fn user_channel(user: &str) -> String {
 }
 
 /// What an admin connection narrows itself to (`?workflow=…&type=…&risk=…`, each repeatable).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminFilters {
     /// Only these workflows.
     pub workflow_ids: Vec<String>,
@@ -151,7 +209,7 @@ impl AdminFilters {
 }
 
 /// One connection's right to see updates.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watch {
     /// The verified token's grant.
     pub grant: Grant,
@@ -206,7 +264,7 @@ mod tests {
     fn update(user: &str, session: &str, time: i64) -> StatusUpdate {
         StatusUpdate {
             event_id: format!("evt_{session}_{time}"),
-            subject_kind: "session",
+            subject_kind: "session".into(),
             subject_id: session.into(),
             status_code: Some("approved".into()),
             risk_level: Level::Low,
@@ -312,5 +370,49 @@ mod tests {
             !update("alice", "s1", 7).supersedes(Some((8, "evt_s1_8"))),
             "never back"
         );
+    }
+
+    #[test]
+    fn tokens_come_from_the_subprotocol_header_or_the_query() {
+        let header = |token| {
+            Ok(Presented {
+                token,
+                in_subprotocol: true,
+            })
+        };
+        let query = |token| {
+            Ok(Presented {
+                token,
+                in_subprotocol: false,
+            })
+        };
+        assert_eq!(
+            presented_token(Some("didit-edge.v1, eyJ.a.b"), Some("access_token=other")),
+            header("eyJ.a.b")
+        );
+        assert_eq!(
+            presented_token(Some("eyJ.a.b,didit-edge.v1"), None),
+            header("eyJ.a.b")
+        );
+        assert_eq!(
+            presented_token(None, Some("risk=high&access_token=eyJ.q.r")),
+            query("eyJ.q.r")
+        );
+        assert_eq!(
+            presented_token(Some("chat, superchat"), Some("access_token=eyJ.q.r")),
+            query("eyJ.q.r")
+        );
+        for (protocols, query) in [
+            (None, None),
+            (Some("didit-edge.v1"), Some("access_token=x")),
+            (None, Some("access_token=")),
+            (Some("chat"), None),
+        ] {
+            assert_eq!(
+                presented_token(protocols, query),
+                Err(Rejection::MissingToken),
+                "{protocols:?} {query:?}"
+            );
+        }
     }
 }

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use core::fmt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mac::{tags_equal, HmacSha256, Tag, TAG_LEN};
 
@@ -51,16 +51,18 @@ impl StreamTokenSecret {
 }
 
 /// What a token lets its holder see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Scope {
     /// Only events whose `vendor_data` is the token's `sub` (`"self"`).
+    #[serde(rename = "self")]
     OwnEvents,
     /// Every event (`"admin"`).
+    #[serde(rename = "admin")]
     Admin,
 }
 
 /// A verified token's grant.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grant {
     /// The integrator's user id, matched against `vendor_data`.
     pub sub: String,

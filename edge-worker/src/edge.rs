@@ -6,18 +6,21 @@ use didit_edge_core::admin::DeadLetterQuery;
 use didit_edge_core::config::Config;
 use didit_edge_core::intake::{Delivery, Intake};
 use didit_edge_core::limits::{self, BodyBudget, Route};
+use didit_edge_core::mac::RustCrypto;
 use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::stream::{presented_token, AdminFilters, StatusUpdate, Watch};
+use didit_edge_core::stream_token;
 use didit_edge_core::verify::SignatureHeaders;
 use futures_util::StreamExt;
-use worker::{console_error, Date, Env, Method, Request, RequestInit, Response, Result};
+use worker::{console_error, Context, Date, Env, Method, Request, RequestInit, Response, Result};
 
 use crate::claim::{self, Claim};
 use crate::dead_letters::{self, Key};
 use crate::inbox::{ReplayRequest, Replayed, REPLAY_PATH};
-use crate::{respond, settings, webcrypto};
+use crate::{respond, settings, stream, webcrypto};
 
 /// Answers one request. Only a failure to build a response at all escapes as an error.
-pub async fn handle(mut request: Request, env: &Env) -> Result<Response> {
+pub async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let method = request.method().to_string();
     let path = request.path();
     let answer = match limits::route(&method, &path) {
@@ -27,8 +30,16 @@ pub async fn handle(mut request: Request, env: &Env) -> Result<Response> {
         Ok(Route::DeadLetters) => list_dead_letters(&request, env).await,
         Ok(Route::ReplayDeadLetter { id }) => replay_dead_letter(&request, env, id).await,
         Ok(Route::ReplayDeadLetters) => replay_dead_letters(&request, env).await,
+        Ok(Route::Stream) => open_stream(&request, env).await,
         Ok(Route::DiditWebhook) => match receive(&mut request, env).await {
-            Ok(receipt) => return respond::receipt(&receipt),
+            Ok((receipt, update)) => {
+                if let Some(update) = update {
+                    // The status goes out to watchers while Didit gets its answer.
+                    let env = env.clone();
+                    ctx.wait_until(async move { stream::publish(&env, &update).await });
+                }
+                return respond::receipt(&receipt);
+            }
             Err(rejection) => Err(rejection),
         },
     };
@@ -217,7 +228,39 @@ fn header(request: &Request, name: &str) -> Option<String> {
     request.headers().get(name).ok().flatten()
 }
 
-async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receipt, Rejection> {
+/// `GET /v1/stream`: checks the token and the filters, then hands the upgrade to the object
+/// of the channel the token may watch. Every refusal comes before any upgrade.
+async fn open_stream(request: &Request, env: &Env) -> std::result::Result<Response, Rejection> {
+    let config = settings::config(env)?;
+    let secret = config
+        .stream_token_secret
+        .as_ref()
+        .ok_or(Rejection::StreamOff)?;
+    if !header(request, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
+        return Err(Rejection::UpgradeRequired);
+    }
+    let url = request.url().map_err(|_| Rejection::MissingToken)?;
+    let protocols = header(request, "sec-websocket-protocol");
+    let presented = presented_token(protocols.as_deref(), url.query())?;
+    let now = (Date::now().as_millis() / 1000) as i64;
+    let grant = stream_token::verify(
+        presented.token,
+        secret,
+        now,
+        config.stream_token_max_lifetime_secs,
+        &mut RustCrypto,
+    )
+    .map_err(Rejection::Token)?;
+    let watch = Watch::new(grant, AdminFilters::parse(url.query())?)?;
+    stream::connect(env, &watch, presented.in_subprotocol)
+        .await
+        .map_err(unavailable("stream unavailable"))
+}
+
+async fn receive(
+    request: &mut Request,
+    env: &Env,
+) -> std::result::Result<(Receipt, Option<StatusUpdate>), Rejection> {
     let config = settings::config(env)?;
     limits::check_body_headers(
         header(request, "content-type").as_deref(),
@@ -258,7 +301,7 @@ async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receip
         consumers: admission.consumers.clone(),
         cloud_event: &admission.cloud_event,
     };
-    claim_in_inbox(env, &admission.inbox, &claim)
+    let receipt = claim_in_inbox(env, &admission.inbox, &claim)
         .await
         .map_err(|error| {
             console_error!(
@@ -267,7 +310,10 @@ async fn receive(request: &mut Request, env: &Env) -> std::result::Result<Receip
                 admission.event_id
             );
             Rejection::StorageUnavailable
-        })
+        })?;
+    // Only a new event is news: a duplicate changes nobody's status.
+    let update = matches!(receipt, Receipt::Accepted { .. }).then_some(admission.status_update);
+    Ok((receipt, update))
 }
 
 /// Streams the body in, refusing it as soon as it passes the limit.

@@ -13,17 +13,19 @@ mod inbox;
 mod origin;
 mod respond;
 mod settings;
+mod stream;
 mod webcrypto;
 
 pub use dead_letters::DeadLetters;
 pub use health::Health;
 pub use inbox::Inbox;
+pub use stream::StatusStream;
 
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
-async fn fetch(request: Request, env: Env, _ctx: Context) -> Result<Response> {
-    edge::handle(request, &env).await
+async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
+    edge::handle(request, &env, &ctx).await
 }
 
 /// The cron trigger: probe every origin that has a `health_url`, so breakers open and close

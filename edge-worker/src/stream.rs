@@ -1,0 +1,350 @@
+//! The real-time status stream: one Durable Object per channel (`admin`, `user:<vendor_data>`)
+//! holds its WebSockets through the Hibernation API and remembers each subject's current status.
+//!
+//! Nothing about a socket lives in the object's memory: who may see what travels with the
+//! socket as its attachment (the core's [`Watch`]), so the object can be evicted between
+//! messages and rebuilt when the next update or expiry arrives. `ping` is answered by the
+//! runtime's auto-response without waking the object.
+
+use didit_edge_core::stream::{StatusUpdate, Watch, SUBPROTOCOL};
+use serde::Deserialize;
+use worker::{
+    console_error, durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit,
+    Response, Result, ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+};
+
+use crate::respond;
+
+/// Close code sent when the connection's token expires (an application code, 4000–4999).
+pub const TOKEN_EXPIRED_CLOSE: u16 = 4001;
+/// Header carrying the verified watch from the edge to the object.
+const WATCH_HEADER: &str = "x-didit-edge-watch";
+/// Header telling the object the client offered [`SUBPROTOCOL`] (and so must get it back; a
+/// client that offered none must get none).
+const SUBPROTOCOL_HEADER: &str = "x-didit-edge-subprotocol";
+/// Most current statuses a connection is sent on connect (the most recent ones).
+const SNAPSHOT_LIMIT: i64 = 500;
+
+/// Current status per subject, with what filtering needs; `tokens` the ids of tokens that
+/// have opened a connection, until they expire.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS statuses (
+    subject TEXT PRIMARY KEY,
+    time INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
+    message TEXT NOT NULL,
+    routing TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    jti TEXT PRIMARY KEY,
+    exp INTEGER NOT NULL
+);
+";
+
+/// One channel's sockets and current statuses.
+#[durable_object]
+pub struct StatusStream {
+    state: State,
+    env: Env,
+}
+
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
+}
+
+fn watch_of(socket: &WebSocket) -> Option<Watch> {
+    socket.deserialize_attachment::<Watch>().ok().flatten()
+}
+
+impl StatusStream {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// Accepts a connection the edge has authenticated, once per token.
+    async fn open(&self, request: Request) -> Result<Response> {
+        let Some(watch) = request
+            .headers()
+            .get(WATCH_HEADER)?
+            .and_then(|text| serde_json::from_str::<Watch>(&text).ok())
+        else {
+            return respond::rejection(&didit_edge_core::rejection::Rejection::MissingToken);
+        };
+        let now_secs = now_ms() / 1000;
+        self.sql()
+            .exec("DELETE FROM tokens WHERE exp <= ?", vec![now_secs.into()])?;
+        #[derive(Deserialize)]
+        struct Seen {
+            n: i64,
+        }
+        let seen: Vec<Seen> = self
+            .sql()
+            .exec(
+                "SELECT COUNT(*) AS n FROM tokens WHERE jti = ?",
+                vec![watch.grant.jti.as_str().into()],
+            )?
+            .to_array()?;
+        if seen.first().is_some_and(|s| s.n > 0) {
+            return respond::rejection(&didit_edge_core::rejection::Rejection::TokenReused);
+        }
+        self.sql().exec(
+            "INSERT INTO tokens (jti, exp) VALUES (?, ?)",
+            vec![watch.grant.jti.as_str().into(), watch.grant.exp.into()],
+        )?;
+        let pair = WebSocketPair::new()?;
+        self.state.accept_web_socket(&pair.server);
+        pair.server.serialize_attachment(&watch)?;
+        // A page opened late still shows the answer: the current status of everything this
+        // connection may see, before any live update.
+        for message in self.snapshot(&watch)? {
+            pair.server.send_with_str(&message)?;
+        }
+        self.schedule().await?;
+        let response = Response::from_websocket(pair.client)?;
+        if request.headers().get(SUBPROTOCOL_HEADER)?.is_none() {
+            return Ok(response);
+        }
+        let headers = Headers::new();
+        headers.set("sec-websocket-protocol", SUBPROTOCOL)?;
+        Ok(response.with_headers(headers))
+    }
+
+    fn snapshot(&self, watch: &Watch) -> Result<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Row {
+            message: String,
+            routing: String,
+        }
+        let mut rows: Vec<Row> = self
+            .sql()
+            .exec(
+                "SELECT message, routing FROM statuses ORDER BY time DESC, event_id DESC LIMIT ?",
+                vec![SNAPSHOT_LIMIT.into()],
+            )?
+            .to_array()?;
+        // The most recent ones, sent oldest first.
+        rows.reverse();
+        Ok(rows
+            .into_iter()
+            .filter(|row| {
+                serde_json::from_str::<StatusUpdate>(&row.routing)
+                    .is_ok_and(|update| watch.admits(&update))
+            })
+            .map(|row| row.message)
+            .collect())
+    }
+
+    /// Records and broadcasts an update, if it is newer than what its subject last showed.
+    async fn publish(&self, mut request: Request) -> Result<Response> {
+        let update: StatusUpdate = request.json().await?;
+        let message = update.to_message();
+        let subject = update.subject_key();
+        #[derive(Deserialize)]
+        struct Latest {
+            time: i64,
+            event_id: String,
+        }
+        let latest: Vec<Latest> = self
+            .sql()
+            .exec(
+                "SELECT time, event_id FROM statuses WHERE subject = ?",
+                vec![subject.as_str().into()],
+            )?
+            .to_array()?;
+        let latest = latest.first().map(|l| (l.time, l.event_id.as_str()));
+        if !update.supersedes(latest) {
+            return respond::json(200, r#"{"sent":0}"#.into());
+        }
+        self.sql().exec(
+            "INSERT INTO statuses (subject, time, event_id, updated_at_ms, message, routing) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT(subject) DO UPDATE SET time = excluded.time, event_id = excluded.event_id, \
+             updated_at_ms = excluded.updated_at_ms, message = excluded.message, routing = excluded.routing",
+            vec![
+                subject.as_str().into(),
+                update.time.into(),
+                update.event_id.as_str().into(),
+                now_ms().into(),
+                message.as_str().into(),
+                serde_json::to_string(&update)?.into(),
+            ],
+        )?;
+        let mut sent = 0;
+        for socket in self.state.get_websockets() {
+            if watch_of(&socket).is_some_and(|watch| watch.admits(&update))
+                && socket.send_with_str(&message).is_ok()
+            {
+                sent += 1;
+            }
+        }
+        self.schedule().await?;
+        respond::json(200, format!(r#"{{"sent":{sent}}}"#))
+    }
+
+    /// The alarm: at the first token expiry among the sockets, or the first status to forget.
+    async fn schedule(&self) -> Result<()> {
+        let mut next: Option<i64> = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter_map(watch_of)
+            .map(|watch| watch.grant.exp.saturating_mul(1000))
+            .min();
+        let retention_ms = crate::settings::config(&self.env)
+            .map(|c| c.stream_status_retention_secs.saturating_mul(1000))
+            .unwrap_or(86_400_000) as i64;
+        #[derive(Deserialize)]
+        struct Oldest {
+            at: Option<i64>,
+        }
+        let oldest: Vec<Oldest> = self
+            .sql()
+            .exec("SELECT MIN(updated_at_ms) AS at FROM statuses", None)?
+            .to_array()?;
+        if let Some(at) = oldest.first().and_then(|o| o.at) {
+            let forget_at = at.saturating_add(retention_ms);
+            next = Some(next.map_or(forget_at, |n| n.min(forget_at)));
+        }
+        let storage = self.state.storage();
+        match next {
+            Some(at) => {
+                storage
+                    .set_alarm(ScheduledTime::new(js_sys::Date::new(&(at as f64).into())))
+                    .await
+            }
+            None => storage.delete_alarm().await,
+        }
+    }
+}
+
+impl DurableObject for StatusStream {
+    fn new(state: State, env: Env) -> Self {
+        if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
+            console_error!("stream schema could not be created: {error}");
+        }
+        match worker::worker_sys::WebSocketRequestResponsePair::new("ping", "pong") {
+            Ok(pair) => state.set_websocket_auto_response(&pair),
+            Err(_) => console_error!("stream ping auto-response unavailable"),
+        }
+        Self { state, env }
+    }
+
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        match request.path().as_str() {
+            CONNECT_PATH => self.open(request).await,
+            PUBLISH_PATH => self.publish(request).await,
+            _ => respond::json(
+                404,
+                r#"{"error":{"code":"not_found","message":"no such stream call"}}"#.into(),
+            ),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        let now = now_ms();
+        for socket in self.state.get_websockets() {
+            if watch_of(&socket).is_none_or(|watch| watch.grant.exp.saturating_mul(1000) <= now) {
+                let _ = socket.close(Some(TOKEN_EXPIRED_CLOSE), Some("token expired"));
+            }
+        }
+        let retention_ms = crate::settings::config(&self.env)
+            .map(|c| c.stream_status_retention_secs.saturating_mul(1000))
+            .unwrap_or(86_400_000) as i64;
+        self.sql().exec(
+            "DELETE FROM statuses WHERE updated_at_ms + ? <= ?",
+            vec![retention_ms.into(), now.into()],
+        )?;
+        self.sql().exec(
+            "DELETE FROM tokens WHERE exp <= ?",
+            vec![(now / 1000).into()],
+        )?;
+        self.schedule().await?;
+        Response::ok("done")
+    }
+
+    async fn websocket_message(
+        &self,
+        _socket: WebSocket,
+        _message: WebSocketIncomingMessage,
+    ) -> Result<()> {
+        // The stream is one-way; `ping` is answered by the runtime before it gets here.
+        Ok(())
+    }
+
+    async fn websocket_close(
+        &self,
+        socket: WebSocket,
+        code: usize,
+        _reason: String,
+        _was_clean: bool,
+    ) -> Result<()> {
+        // Complete the closing handshake; 1005/1006 cannot be sent back.
+        let code = u16::try_from(code)
+            .ok()
+            .filter(|c| *c != 1005 && *c != 1006)
+            .unwrap_or(1000);
+        let _ = socket.close(Some(code), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, socket: WebSocket, _error: worker::Error) -> Result<()> {
+        let _ = socket.close(Some(1011), Some("error"));
+        Ok(())
+    }
+}
+
+/// Path of the connect call.
+const CONNECT_PATH: &str = "/connect";
+/// Path of the publish call.
+const PUBLISH_PATH: &str = "/publish";
+
+fn stub(env: &Env, channel: &str) -> Result<worker::Stub> {
+    env.durable_object("STREAM")?
+        .id_from_name(channel)?
+        .get_stub()
+}
+
+/// Hands an authenticated upgrade to its channel's object; its answer (101, or 401 for a
+/// reused token) goes back to the client as it is.
+pub async fn connect(env: &Env, watch: &Watch, offered_subprotocol: bool) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("upgrade", "websocket")?;
+    if offered_subprotocol {
+        headers.set(SUBPROTOCOL_HEADER, "1")?;
+    }
+    headers.set(WATCH_HEADER, &serde_json::to_string(watch)?)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Get).with_headers(headers);
+    let request = Request::new_with_init(&format!("https://stream{CONNECT_PATH}"), &init)?;
+    stub(env, &watch.channel())?
+        .fetch_with_request(request)
+        .await
+}
+
+/// Publishes an accepted event's status to its channels; a failure is logged and never
+/// touches the event itself (it is stored and will be delivered regardless).
+pub async fn publish(env: &Env, update: &StatusUpdate) {
+    let Ok(body) = serde_json::to_string(update) else {
+        return;
+    };
+    let sends = update.channels().into_iter().map(|channel| {
+        let body = body.clone();
+        async move {
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_body(Some(body.into()));
+            let result = async {
+                let request =
+                    Request::new_with_init(&format!("https://stream{PUBLISH_PATH}"), &init)?;
+                stub(env, &channel)?.fetch_with_request(request).await
+            }
+            .await;
+            if let Err(error) = result {
+                console_error!(
+                    "status of {} not published to {channel}: {error}",
+                    update.event_id
+                );
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
+}
