@@ -33,9 +33,9 @@ def percentile(samples, fraction):
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-def show(name, samples_ms, baseline=None):
+def show(name, samples_ms, baseline=None, is_baseline=False):
     median = statistics.median(samples_ms)
-    ratio = f"{median / baseline:6.2f}×" if baseline else "  base "
+    ratio = "  base " if is_baseline else f"{median / baseline:6.2f}×" if baseline else ""
     print(f"{name:<52} n={len(samples_ms):<5} median {median:7.2f} ms   p99 {percentile(samples_ms, 0.99):7.2f} ms   {ratio}")
     return median
 
@@ -99,7 +99,7 @@ def main():
                 after_200[name].append((arrived - answered) * 1000)
                 after_send[name].append((arrived - sent) * 1000)
         print(f"wrangler dev on 127.0.0.1, {args.events} sequential events, one self and one admin socket")
-        base = show("GET /healthz (baseline)", healthz)
+        base = show("GET /healthz (baseline)", healthz, is_baseline=True)
         for name in listeners:
             show(f"POST sent → status on the {name} socket", after_send[name], base)
         for name in listeners:

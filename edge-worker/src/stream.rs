@@ -62,6 +62,16 @@ impl StatusStream {
         self.state.storage().sql()
     }
 
+    /// `STREAM_STATUS_RETENTION_SECS` in ms; with broken configuration (when nothing is
+    /// published anyway) the default, so statuses are still forgotten.
+    fn retention_ms(&self) -> i64 {
+        let secs = crate::settings::config(&self.env).map_or(
+            didit_edge_core::config::DEFAULT_STREAM_STATUS_RETENTION_SECS,
+            |c| c.stream_status_retention_secs,
+        );
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
     /// Accepts a connection the edge has authenticated, once per token.
     async fn open(&self, request: Request) -> Result<Response> {
         let Some(watch) = request
@@ -190,9 +200,7 @@ impl StatusStream {
             .filter_map(watch_of)
             .map(|watch| watch.grant.exp.saturating_mul(1000))
             .min();
-        let retention_ms = crate::settings::config(&self.env)
-            .map(|c| c.stream_status_retention_secs.saturating_mul(1000))
-            .unwrap_or(86_400_000) as i64;
+        let retention_ms = self.retention_ms();
         #[derive(Deserialize)]
         struct Oldest {
             at: Option<i64>,
@@ -247,9 +255,7 @@ impl DurableObject for StatusStream {
                 let _ = socket.close(Some(TOKEN_EXPIRED_CLOSE), Some("token expired"));
             }
         }
-        let retention_ms = crate::settings::config(&self.env)
-            .map(|c| c.stream_status_retention_secs.saturating_mul(1000))
-            .unwrap_or(86_400_000) as i64;
+        let retention_ms = self.retention_ms();
         self.sql().exec(
             "DELETE FROM statuses WHERE updated_at_ms + ? <= ?",
             vec![retention_ms.into(), now.into()],
