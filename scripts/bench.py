@@ -13,7 +13,6 @@ through the same worker that does no verification and no storage. Numbers are fo
 
 import argparse
 import pathlib
-import statistics
 import sys
 import time
 
@@ -22,18 +21,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import didit  # noqa: E402
 from harness import DIDIT_SECRET, SIGNING_SECRET, WranglerDev, base_config, free_port  # noqa: E402
 from origin_server import Origin  # noqa: E402
-
-
-def percentile(samples, fraction):
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def summary(name, samples_ms, baseline_median=None):
-    median = statistics.median(samples_ms)
-    ratio = f"{median / baseline_median:6.2f}×" if baseline_median else "  base "
-    print(f"{name:<46} n={len(samples_ms):<5} median {median:7.2f} ms   p99 {percentile(samples_ms, 0.99):7.2f} ms   {ratio}")
-    return median
+from benchstats import show  # noqa: E402
 
 
 def main():
@@ -57,7 +45,7 @@ def main():
             edge.request("GET", "/healthz")
             health.append((time.perf_counter() - start) * 1000)
         print(f"wrangler dev on 127.0.0.1, {args.events} sequential requests per row, one new session each")
-        baseline = summary("GET /healthz (baseline)", health)
+        baseline = show("GET /healthz (baseline)", health, is_baseline=True, width=46)
 
         for label, padding in (("~1.5 KB body", 0), ("~100 KB body", 100_000)):
             acks, deliveries = [], []
@@ -77,8 +65,8 @@ def main():
                     raise SystemExit(f"{event_id} was not delivered")
                 received = next(d["at"] for d in origin.deliveries() if d["headers"].get("webhook-id") == event_id)
                 deliveries.append((received - wall_start) * 1000)
-            summary(f"POST /webhooks/didit → 200 ({label})", acks, baseline)
-            summary(f"POST sent → origin has it ({label})", deliveries, baseline)
+            show(f"POST /webhooks/didit → 200 ({label})", acks, baseline, width=46)
+            show(f"POST sent → origin has it ({label})", deliveries, baseline, width=46)
     finally:
         edge.stop()
         origin.stop()

@@ -14,7 +14,6 @@ does no work. Numbers are for comparison (ratios), not absolutes: this machine i
 import argparse
 import json
 import pathlib
-import statistics
 import sys
 import threading
 import time
@@ -26,18 +25,7 @@ import stream_tokens  # noqa: E402
 from harness import DIDIT_SECRET, SIGNING_SECRET, WranglerDev, base_config, free_port  # noqa: E402
 from origin_server import Origin  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
-
-
-def percentile(samples, fraction):
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
-
-
-def show(name, samples_ms, baseline=None, is_baseline=False):
-    median = statistics.median(samples_ms)
-    ratio = "  base " if is_baseline else f"{median / baseline:6.2f}×" if baseline else ""
-    print(f"{name:<52} n={len(samples_ms):<5} median {median:7.2f} ms   p99 {percentile(samples_ms, 0.99):7.2f} ms   {ratio}")
-    return median
+from benchstats import show  # noqa: E402
 
 
 class Listener:

@@ -71,13 +71,7 @@ impl<'o> Plan<'o> {
         state_of: impl Fn(&str) -> Option<BreakerState>,
         now_ms: i64,
     ) -> Self {
-        let mut plan = Self {
-            queue: Vec::new(),
-            willing: 0,
-            refused_now: 0,
-            log: Vec::new(),
-            verdict: None,
-        };
+        let mut plan = Self::empty();
         if candidates.is_empty() {
             plan.nothing_sent(now_ms, "no_origin", Verdict::Failed);
             return plan;
@@ -117,15 +111,19 @@ impl<'o> Plan<'o> {
     /// An attempt that cannot send anything because the stored event has lost its payload
     /// (which retention never does to an undelivered event): it fails, visibly, on the schedule.
     pub fn without_payload(now_ms: i64) -> Self {
-        let mut plan = Self {
+        let mut plan = Self::empty();
+        plan.nothing_sent(now_ms, "no_payload", Verdict::Failed);
+        plan
+    }
+
+    fn empty() -> Self {
+        Self {
             queue: Vec::new(),
             willing: 0,
             refused_now: 0,
             log: Vec::new(),
             verdict: None,
-        };
-        plan.nothing_sent(now_ms, "no_payload", Verdict::Failed);
-        plan
+        }
     }
 
     fn nothing_sent(&mut self, now_ms: i64, error: &'static str, verdict: Verdict) {

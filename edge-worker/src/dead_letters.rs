@@ -8,8 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result,
-    SqlStorageValue, State,
+    durable_object, Date, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
 };
 
 use crate::respond;
@@ -314,24 +313,7 @@ impl DurableObject for DeadLetters {
 }
 
 async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let request = Request::new_with_init(&format!("https://dead-letters{path}"), &init)?;
-    let mut response = env
-        .durable_object("DEAD_LETTERS")?
-        .id_from_name(GLOBAL)?
-        .get_stub()?
-        .fetch_with_request(request)
-        .await?;
-    if response.status_code() != 200 {
-        return Err(format!(
-            "dead-letter index answered {}: {}",
-            response.status_code(),
-            response.text().await.unwrap_or_default()
-        )
-        .into());
-    }
-    Ok(response)
+    crate::object::post(env, "DEAD_LETTERS", GLOBAL, path, body).await
 }
 
 /// Pushes one inbox's changes.

@@ -12,12 +12,12 @@ use didit_edge_core::stream::{presented_token, AdminFilters, StatusUpdate, Watch
 use didit_edge_core::stream_token;
 use didit_edge_core::verify::SignatureHeaders;
 use futures_util::StreamExt;
-use worker::{console_error, Context, Date, Env, Method, Request, RequestInit, Response, Result};
+use worker::{console_error, Context, Date, Env, Request, Response, Result};
 
 use crate::claim::{self, Claim};
 use crate::dead_letters::{self, Key};
 use crate::inbox::{ReplayRequest, Replayed, REPLAY_PATH};
-use crate::{respond, settings, stream, webcrypto};
+use crate::{object, respond, settings, stream, webcrypto};
 
 /// Answers one request. Only a failure to build a response at all escapes as an error.
 pub async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Response> {
@@ -202,24 +202,14 @@ async fn replay_dead_letters(
 }
 
 async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Key>> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(ask)?.into()));
-    let request = Request::new_with_init(&format!("https://inbox{REPLAY_PATH}"), &init)?;
-    let mut response = env
-        .durable_object("INBOX")?
-        .id_from_name(inbox)?
-        .get_stub()?
-        .fetch_with_request(request)
-        .await?;
-    if response.status_code() != 200 {
-        return Err(format!(
-            "inbox answered {}: {}",
-            response.status_code(),
-            response.text().await.unwrap_or_default()
-        )
-        .into());
-    }
+    let mut response = object::post(
+        env,
+        "INBOX",
+        inbox,
+        REPLAY_PATH,
+        serde_json::to_string(ask)?,
+    )
+    .await?;
     let replayed: Replayed = response.json().await?;
     Ok(replayed.replayed)
 }
@@ -332,23 +322,14 @@ async fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec
 }
 
 async fn claim_in_inbox(env: &Env, inbox: &str, claim: &Claim<'_>) -> Result<Receipt> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(serde_json::to_string(&claim)?.into()));
-    let request = Request::new_with_init(&format!("https://inbox{}", claim::PATH), &init)?;
-    let stub = env
-        .durable_object("INBOX")?
-        .id_from_name(inbox)?
-        .get_stub()?;
-    let mut response = stub.fetch_with_request(request).await?;
-    if response.status_code() != 200 {
-        return Err(format!(
-            "inbox answered {}: {}",
-            response.status_code(),
-            response.text().await.unwrap_or_default()
-        )
-        .into());
-    }
+    let mut response = object::post(
+        env,
+        "INBOX",
+        inbox,
+        claim::PATH,
+        serde_json::to_string(&claim)?,
+    )
+    .await?;
     let reply: ClaimReply = response.json().await?;
     match reply.status.as_str() {
         "accepted" => Ok(Receipt::Accepted { id: reply.id }),

@@ -10,6 +10,7 @@ mod dead_letters;
 mod edge;
 mod health;
 mod inbox;
+mod object;
 mod origin;
 mod respond;
 mod settings;

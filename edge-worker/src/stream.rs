@@ -336,15 +336,9 @@ pub async fn publish(env: &Env, update: &StatusUpdate) {
     let sends = update.channels().into_iter().map(|channel| {
         let body = body.clone();
         async move {
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(body.into()));
-            let result = async {
-                let request =
-                    Request::new_with_init(&format!("https://stream{PUBLISH_PATH}"), &init)?;
-                stub(env, &channel)?.fetch_with_request(request).await
-            }
-            .await;
-            if let Err(error) = result {
+            if let Err(error) =
+                crate::object::post(env, "STREAM", &channel, PUBLISH_PATH, body).await
+            {
                 console_error!(
                     "status of {} not published to {channel}: {error}",
                     update.event_id
