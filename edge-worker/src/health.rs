@@ -9,9 +9,7 @@ use std::rc::Rc;
 
 use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
 use serde::{Deserialize, Serialize};
-use worker::{
-    durable_object, Date, DurableObject, Env, Method, Request, RequestInit, Response, Result, State,
-};
+use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
 
 use crate::respond;
 
@@ -134,25 +132,13 @@ thread_local! {
     static CACHE: RefCell<Option<(i64, Rc<Snapshot>)>> = const { RefCell::new(None) };
 }
 
-async fn call(env: &Env, path: &str, body: Option<String>) -> Result<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(if body.is_some() {
-        Method::Post
-    } else {
-        Method::Get
-    })
-    .with_body(body.map(Into::into));
-    let request = Request::new_with_init(&format!("https://health{path}"), &init)?;
-    env.durable_object("HEALTH")?
-        .id_from_name(GLOBAL)?
-        .get_stub()?
-        .fetch_with_request(request)
-        .await
+async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
+    crate::object::post(env, "HEALTH", GLOBAL, path, body).await
 }
 
 /// The current snapshot, straight from the object.
 pub async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
-    let snapshot: Snapshot = call(env, "/snapshot", None).await?.json().await?;
+    let snapshot: Snapshot = call(env, "/snapshot", String::new()).await?.json().await?;
     CACHE.with(|cache| *cache.borrow_mut() = Some((now_ms(), Rc::new(snapshot.clone()))));
     Ok(snapshot)
 }
@@ -184,7 +170,7 @@ pub async fn report(env: &Env, origin: &str, up: bool, retry_after_ms: Option<u6
         at_ms: now_ms(),
     };
     let sent = match serde_json::to_string(&report) {
-        Ok(body) => call(env, "/report", Some(body)).await.map(|_| ()),
+        Ok(body) => call(env, "/report", body).await.map(|_| ()),
         Err(error) => Err(error.into()),
     };
     if let Err(error) = sent {

@@ -304,12 +304,6 @@ const CONNECT_PATH: &str = "/connect";
 /// Path of the publish call.
 const PUBLISH_PATH: &str = "/publish";
 
-fn stub(env: &Env, channel: &str) -> Result<worker::Stub> {
-    env.durable_object("STREAM")?
-        .id_from_name(channel)?
-        .get_stub()
-}
-
 /// Hands an authenticated upgrade to its channel's object; its answer (101, or 401 for a
 /// reused token) goes back to the client as it is.
 pub async fn connect(env: &Env, watch: &Watch, offered_subprotocol: bool) -> Result<Response> {
@@ -322,7 +316,7 @@ pub async fn connect(env: &Env, watch: &Watch, offered_subprotocol: bool) -> Res
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
     let request = Request::new_with_init(&format!("https://stream{CONNECT_PATH}"), &init)?;
-    stub(env, &watch.channel())?
+    crate::object::stub(env, "STREAM", &watch.channel())?
         .fetch_with_request(request)
         .await
 }
