@@ -6,7 +6,7 @@
 //! messages and rebuilt when the next update or expiry arrives. `ping` is answered by the
 //! runtime's auto-response without waking the object.
 
-use didit_edge_core::stream::{StatusUpdate, Watch, SUBPROTOCOL};
+use didit_edge_core::stream::{StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
 use serde::Deserialize;
 use worker::{
     console_error, durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit,
@@ -333,8 +333,14 @@ pub async fn publish(env: &Env, update: &StatusUpdate) {
             if let Err(error) =
                 crate::object::post(env, "STREAM", &channel, PUBLISH_PATH, body).await
             {
+                // A user channel is named by vendor_data, which stays out of the logs.
+                let audience = if channel == ADMIN_CHANNEL {
+                    "admins"
+                } else {
+                    "its user"
+                };
                 console_error!(
-                    "status of {} not published to {channel}: {error}",
+                    "status of {} not published to {audience}: {error}",
                     update.event_id
                 );
             }
