@@ -6,6 +6,7 @@ Every process started here runs in its own process group and is stopped by its i
 import json
 import os
 import pathlib
+import random
 import signal
 import socket
 import subprocess
@@ -22,10 +23,34 @@ ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 LOG_DIR = pathlib.Path(os.environ.get("DIDIT_EDGE_TEST_LOGS", tempfile.gettempdir())) / "didit-edge-test-logs"
 
 
+_handed_out = set()
+
+
+def _ephemeral_range():
+    try:
+        low, high = map(int, pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on, never handed out twice in this process. It is drawn below the
+    kernel's ephemeral range: a port the kernel picked once (`bind(0)`) is one it can give to
+    an outgoing connection again before the server binds it, and then that server cannot start."""
+    low, _ = _ephemeral_range()
+    for _ in range(500):
+        port = random.randrange(10_000, low) if low > 11_000 else random.randrange(low // 2, low)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def tool_env():
@@ -34,6 +59,10 @@ def tool_env():
     env.update(WRANGLER_SEND_METRICS="false", WRANGLER_SEND_ERROR_REPORTS="false", DO_NOT_TRACK="1",
                CLOUDFLARE_CF_FETCH_ENABLED="false", NO_UPDATE_NOTIFIER="1", CI="true")
     return env
+
+
+class PortTaken(RuntimeError):
+    """wrangler dev could not bind one of its ports."""
 
 
 class WranglerDev:
@@ -52,6 +81,15 @@ class WranglerDev:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout=240):
+        """Starts wrangler and waits for `/healthz`. Should its port be taken after all (by a
+        process outside these tests), it starts again once on a new port."""
+        try:
+            return self._start(timeout)
+        except PortTaken:
+            self.port = free_port()
+            return self._start(timeout)
+
+    def _start(self, timeout):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self.log_path = LOG_DIR / f"{self.name}-{self.starts}.log"
@@ -67,7 +105,11 @@ class WranglerDev:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"wrangler dev exited early; see {self.log_path}:\n{self.log_path.read_text()[-3000:]}")
+                self.stop()  # whatever wrangler left of its process group
+                output = self.log_path.read_text()
+                if "Address already in use" in output:
+                    raise PortTaken(output[-3000:])
+                raise RuntimeError(f"wrangler dev exited early; see {self.log_path}:\n{output[-3000:]}")
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
                     if response.status == 200:
