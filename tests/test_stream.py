@@ -6,6 +6,7 @@ import shutil
 import time
 import urllib.request
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -153,6 +154,20 @@ def test_a_late_connection_gets_the_current_status_then_live_updates_in_order(st
         theirs, _ = send(stream_edge, carol, other, timestamp=now - 5)
         assert [m["event_id"] for m in messages(late)] == [declined, theirs]
         assert [m["event_id"] for m in messages(narrowed)] == [theirs]
+
+
+def test_a_late_filtered_connection_finds_its_status_behind_many_newer_ones(stream_edge):
+    # More newer statuses than one snapshot holds, none of which the filter admits: the filter
+    # must apply while choosing the snapshot, not after taking the most recent ones.
+    now = int(time.time())
+    declined, _ = send(stream_edge, f"heidi-{uuid.uuid4()}", status="Declined", timestamp=now - 60)
+    crowd = f"ivan-{uuid.uuid4()}"
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda _: send(stream_edge, crowd, timestamp=now), range(520)))
+    with open_stream(stream_edge, token("ops", scope="admin"), "?risk=high") as high:
+        snapshot = {m["event_id"]: m["risk_level"] for m in messages(high, wait=1)}
+    assert snapshot.get(declined) == "high"
+    assert set(snapshot.values()) == {"high"}
 
 
 def test_the_access_token_query_is_the_fallback(stream_edge):

@@ -22,8 +22,10 @@ const WATCH_HEADER: &str = "x-didit-edge-watch";
 /// Header telling the object the client offered [`SUBPROTOCOL`] (and so must get it back; a
 /// client that offered none must get none).
 const SUBPROTOCOL_HEADER: &str = "x-didit-edge-subprotocol";
-/// Most current statuses a connection is sent on connect (the most recent ones).
-const SNAPSHOT_LIMIT: i64 = 500;
+/// Most current statuses a connection is sent on connect (the most recent ones it may see).
+const SNAPSHOT_LIMIT: usize = 500;
+/// Most statuses read to find them: a connect must not scan a day of every subject.
+const SNAPSHOT_SCAN_LIMIT: i64 = 20_000;
 
 /// Current status per subject, with what filtering needs; `tokens` the ids of tokens that
 /// have opened a connection, until they expire.
@@ -120,29 +122,34 @@ impl StatusStream {
         Ok(response.with_headers(headers))
     }
 
+    /// The most recent statuses this connection may see, oldest first. Filters apply while
+    /// reading, newest first, so a narrow admin filter or a `sessions` list still finds its
+    /// matches behind many newer statuses it may not see; the read stops at
+    /// [`SNAPSHOT_SCAN_LIMIT`] rows so that a connect costs a bounded amount of work.
     fn snapshot(&self, watch: &Watch) -> Result<Vec<String>> {
         #[derive(Deserialize)]
         struct Row {
             message: String,
             routing: String,
         }
-        let mut rows: Vec<Row> = self
-            .sql()
-            .exec(
-                "SELECT message, routing FROM statuses ORDER BY time DESC, event_id DESC LIMIT ?",
-                vec![SNAPSHOT_LIMIT.into()],
-            )?
-            .to_array()?;
-        // The most recent ones, sent oldest first.
-        rows.reverse();
-        Ok(rows
-            .into_iter()
-            .filter(|row| {
-                serde_json::from_str::<StatusUpdate>(&row.routing)
-                    .is_ok_and(|update| watch.admits(&update))
-            })
-            .map(|row| row.message)
-            .collect())
+        let cursor = self.sql().exec(
+            "SELECT message, routing FROM statuses ORDER BY time DESC, event_id DESC LIMIT ?",
+            vec![SNAPSHOT_SCAN_LIMIT.into()],
+        )?;
+        let mut admitted = Vec::new();
+        for row in cursor.next::<Row>() {
+            let row = row?;
+            if serde_json::from_str::<StatusUpdate>(&row.routing)
+                .is_ok_and(|update| watch.admits(&update))
+            {
+                admitted.push(row.message);
+                if admitted.len() == SNAPSHOT_LIMIT {
+                    break;
+                }
+            }
+        }
+        admitted.reverse();
+        Ok(admitted)
     }
 
     /// Records and broadcasts an update, if it is newer than what its subject last showed.
