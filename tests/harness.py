@@ -26,21 +26,21 @@ LOG_DIR = pathlib.Path(os.environ.get("DIDIT_EDGE_TEST_LOGS", tempfile.gettempdi
 _handed_out = set()
 
 
-def _ephemeral_range():
+def _ephemeral_low():
+    """The first port of the kernel's ephemeral range."""
     try:
-        low, high = map(int, pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def free_port() -> int:
     """A port nothing listens on, never handed out twice in this process. It is drawn below the
     kernel's ephemeral range: a port the kernel picked once (`bind(0)`) is one it can give to
     an outgoing connection again before the server binds it, and then that server cannot start."""
-    low, _ = _ephemeral_range()
+    low = _ephemeral_low()
     for _ in range(500):
-        port = random.randrange(10_000, low) if low > 11_000 else random.randrange(low // 2, low)
+        port = random.randrange(min(10_000, low // 2), low)
         if port in _handed_out:
             continue
         with socket.socket() as s:
