@@ -2,13 +2,22 @@
 # Builds the worker with worker-build and the local tools from scripts/setup.sh. Called by
 # wrangler's [build] command. Skips the build when the output is newer than every input, so
 # restarting `wrangler dev` (tests do it often) costs nothing.
+#
+#   scripts/build.sh            the worker that is deployed, into edge-worker/build
+#   scripts/build.sh --faults   the tests' build with fault injection, into edge-worker/build-faults
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$repo_root"
-out=edge-worker/build/index.js
+out_dir=build
+cargo_options=()
+if [ "${1:-}" = "--faults" ]; then
+  out_dir=build-faults
+  cargo_options=(--features fault-injection)
+fi
+out="edge-worker/$out_dir/index.js"
 if [ -f "$out" ] && [ -z "$(find core edge-worker/src edge-worker/Cargo.toml core/Cargo.toml Cargo.toml Cargo.lock -newer "$out" -type f 2>/dev/null | head -n 1)" ]; then
-  echo "build: edge-worker/build is up to date"
+  echo "build: edge-worker/$out_dir is up to date"
   exit 0
 fi
 cd edge-worker
-worker-build --release
+worker-build --release --out-dir "$out_dir" "${cargo_options[@]}"

@@ -15,6 +15,8 @@ step "clippy (host)"
 cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (wasm32-unknown-unknown)"
 cargo clippy --workspace --all-targets --target wasm32-unknown-unknown -- -D warnings
+step "clippy (wasm32-unknown-unknown, the tests' fault-injection build)"
+cargo clippy -p didit-edge-worker --target wasm32-unknown-unknown --features fault-injection -- -D warnings
 step "core unit tests (native)"
 cargo test -p didit-edge-core
 step "core unit tests (wasm32, wasm-bindgen-test under Node)"
@@ -23,5 +25,7 @@ step "core builds without std (wasm32v1-none)"
 cargo build -p didit-edge-core --target wasm32v1-none
 step "worker build"
 bash scripts/build.sh
+step "worker build with fault injection (only the integration tests run it)"
+bash scripts/build.sh --faults
 step "integration tests (wrangler dev + real origins)"
 .tools/venv/bin/python -m pytest tests -q -p no:cacheprovider

@@ -16,8 +16,8 @@ def make_edge():
     """Starts `wrangler dev` instances for one test and stops them afterwards."""
     started = []
 
-    def make(name, config, persist_dir=None):
-        edge = WranglerDev(name, config, persist_dir)
+    def make(name, config, persist_dir=None, faults=False):
+        edge = WranglerDev(name, config, persist_dir, faults=faults)
         started.append(edge)
         return edge.start()
 
@@ -33,8 +33,8 @@ def make_origin():
     """Real origins on 127.0.0.1, stopped afterwards."""
     origins = []
 
-    def make(port=None, start=True):
-        origin = Origin(port or free_port(), SIGNING_SECRET)
+    def make(port=None, start=True, secret=SIGNING_SECRET):
+        origin = Origin(port or free_port(), secret)
         origins.append(origin)
         return origin.start() if start else origin
 

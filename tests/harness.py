@@ -65,11 +65,31 @@ class PortTaken(RuntimeError):
     """wrangler dev could not bind one of its ports."""
 
 
-class WranglerDev:
-    """One `wrangler dev` process with its own port, state directory and configuration."""
+def faults_wrangler_config():
+    """A wrangler configuration for the tests' fault-injection build (`scripts/build.sh --faults`,
+    which only the tests use), made from `wrangler.toml` so bindings and migrations stay one."""
+    target = ROOT / ".tools" / "wrangler-faults.toml"
+    text = (ROOT / "wrangler.toml").read_text()
+    replacements = {
+        'main = "edge-worker/build/index.js"': 'main = "../edge-worker/build-faults/index.js"',
+        'command = "bash scripts/build.sh"': f'command = "bash {ROOT / "scripts" / "build.sh"} --faults"',
+        'watch_dir = ["edge-worker/src", "core/src"]': 'watch_dir = ["../edge-worker/src", "../core/src"]',
+    }
+    for old, new in replacements.items():
+        assert old in text, f"wrangler.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return target
 
-    def __init__(self, name, config, persist_dir=None):
+
+class WranglerDev:
+    """One `wrangler dev` process with its own port, state directory and configuration. With
+    `faults=True` it runs the fault-injection build (see `faults_wrangler_config`)."""
+
+    def __init__(self, name, config, persist_dir=None, faults=False):
         self.name = name
+        self.faults = faults
         self.config = dict(config)
         self.port = free_port()
         self.persist_dir = persist_dir or tempfile.mkdtemp(prefix=f"didit-edge-{name}-")
@@ -97,6 +117,8 @@ class WranglerDev:
                    "--port", str(self.port), "--inspector-port", str(free_port()),
                    "--persist-to", self.persist_dir, "--show-interactive-dev-session=false",
                    "--test-scheduled"]
+        if self.faults:
+            command += ["--config", str(faults_wrangler_config())]
         for key, value in self.config.items():
             command += ["--var", f"{key}:{value}"]
         log = open(self.log_path, "w")
@@ -164,6 +186,25 @@ class WranglerDev:
     def post_webhook(self, body, headers):
         status, _, raw = self.request("POST", "/webhooks/didit", body, headers)
         return status, json.loads(raw)
+
+    def log_lines(self):
+        """Everything wrangler and the worker printed since the last start."""
+        return self.log_path.read_text(errors="replace").splitlines()
+
+    def log_events(self, event):
+        """The worker's structured log lines (one JSON object per line) of one `event` kind."""
+        found = []
+        for line in self.log_lines():
+            start = line.find("{")
+            if start < 0:
+                continue
+            try:
+                record = json.loads(line[start:])
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("event") == event:
+                found.append(record)
+        return found
 
 
 def inbox_rows(persist_dir, event_id):

@@ -33,8 +33,9 @@ class Origin:
         self.extra_headers = {}  # more headers for every answer to a POST
         # Hang up on every POST without answering (a crashed process behind a live socket).
         self.hang_up = False
-        self.health_status = 200  # what GET (the health probe) answers
+        self.health_status = 200  # what GET (the health probe, or any other GET) answers
         self.probes = 0
+        self.get_paths = []  # the path of every GET, health probes included
         self.server = None
         self.thread = None
 
@@ -56,6 +57,7 @@ class Origin:
             def do_GET(self):
                 with origin.lock:
                     origin.probes += 1
+                    origin.get_paths.append(self.path)
                     status = origin.health_status
                 self.send_response(status)
                 self.send_header("content-length", "0")

@@ -21,9 +21,14 @@ def sign(header, claims, secret=STREAM_SECRET) -> str:
     return f"{signing_input}.{b64url(signature)}"
 
 
-def token(sub, scope="self", lifetime=600, sessions=None, secret=STREAM_SECRET, iat=None, **extra):
+AUDIENCE = "didit-edge"
+
+
+def token(sub, scope="self", lifetime=600, sessions=None, secret=STREAM_SECRET, iat=None, aud=AUDIENCE, **extra):
     now = int(time.time()) if iat is None else iat
     claims = {"sub": sub, "scope": scope, "iat": now, "exp": now + lifetime, "jti": str(uuid.uuid4())}
+    if aud is not None:
+        claims["aud"] = aud
     if sessions is not None:
         claims["sessions"] = sessions
     claims.update(extra)

@@ -1,5 +1,5 @@
-"""Dead letters: what happens when the retry schedule runs out, an origin aborts or every origin
-refuses, how they are listed and replayed, what later events of the subject do meanwhile, and
+"""Dead letters: what happens when the retry schedule runs out or an origin aborts, how they are
+listed and replayed, what later events of the subject do meanwhile, and
 how long their identity data is kept. All through the real worker under `wrangler dev`."""
 
 import json
@@ -86,24 +86,6 @@ def test_an_abort_header_stops_retries_at_once(make_edge, make_origin):
     assert [(a["status"], a["error"]) for a in letter["attempts"]] == [(503, "aborted")]
     time.sleep(3)
     assert len(origin.deliveries()) == 1, "no retry after an abort, despite a long schedule"
-
-
-def test_when_every_origin_refuses_the_event_is_a_dead_letter_and_replay_tries_them_again(make_edge, make_origin):
-    primary, secondary = make_origin(), make_origin()
-    primary.status, secondary.status = 400, 422
-    edge = make_edge("refused", config(primary, RETRY_SCHEDULE="1x1000", ORIGINS=json.dumps([
-        {"name": "aws-eu", "url": primary.url, "priority": 0},
-        {"name": "gcp-us", "url": secondary.url, "priority": 1},
-    ])))
-    event = send(edge)
-    letter = wait_for_dead(edge, [event])[event]
-    assert letter["reason"] == "refused_by_every_origin"
-    assert [(a["origin"], a["status"], a["error"]) for a in letter["attempts"]] == \
-        [("aws-eu", 400, "refused"), ("gcp-us", 422, "refused")]
-    primary.status = 204
-    status, _ = edge.admin("POST", f"/admin/dead-letters/{event}/replay")
-    assert status == 200
-    assert primary.wait_for(lambda o: event in o.delivered_ids(), timeout=30), "the refusals were forgotten"
 
 
 def test_later_events_of_the_subject_wait_behind_a_dead_letter(make_edge, make_origin):

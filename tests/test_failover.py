@@ -134,19 +134,3 @@ def test_cron_probes_open_and_close_the_breaker_without_traffic(make_edge, make_
     edge.run_cron()
     edge.run_cron()
     assert origin_health(edge)["aws-eu"] == "closed"
-
-
-def test_a_permanent_refusal_is_not_hammered(make_edge, make_origin):
-    origin = make_origin()
-    origin.status = 400
-    edge = make_edge("refusal", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN))
-    refused = send(edge)
-    assert origin.wait_for(lambda o: len(o.deliveries()) == 1, timeout=30)
-    time.sleep(4)  # four more attempts at the 1 s schedule
-    assert [d["headers"]["webhook-id"] for d in origin.deliveries()] == [refused], "sent once, not hammered"
-    # A 400 is about the event, not the origin: it stays healthy and takes other events.
-    assert origin_health(edge) == {"test-origin": "closed"}
-    origin.status = 204
-    accepted = send(edge)
-    assert origin.wait_for(lambda o: accepted in o.delivered_ids(), timeout=30)
-    assert refused not in origin.delivered_ids()

@@ -211,3 +211,41 @@ def test_two_hundred_sockets_all_receive_one_broadcast(stream_edge):
     finally:
         for socket in sockets:
             socket.close()
+
+
+def test_a_token_too_big_for_a_connection_is_refused_without_being_spent(stream_edge):
+    sessions = [str(uuid.uuid4()) for _ in range(60)]
+    big = token(f"user-{uuid.uuid4()}", sessions=sessions)
+    for _ in range(2):
+        assert refused(stream_edge, subprotocols=["didit-edge.v1", big]) == (400, "token_too_large")
+    with open_stream(stream_edge, token("user-small", sessions=sessions[:20])) as socket:
+        assert socket.subprotocol == "didit-edge.v1"
+
+
+def test_a_token_must_name_this_receiver_and_its_nbf_must_have_passed(stream_edge):
+    now = int(time.time())
+    for stream_token in (token("alice", aud=None), token("alice", aud="billing-service"),
+                         token("alice", nbf=now + 300)):
+        assert refused(stream_edge, subprotocols=["didit-edge.v1", stream_token]) == (401, "invalid_token")
+    with open_stream(stream_edge, token("alice", aud=["billing-service", "didit-edge"], nbf=now - 5)) as socket:
+        assert socket.subprotocol == "didit-edge.v1"
+
+
+def test_a_peer_that_never_answers_the_close_does_not_make_the_alarm_spin(stream_edge):
+    import socket as sockets
+
+    user = f"silent-{uuid.uuid4()}"
+    stream_token = token(user, lifetime=2)
+    raw = sockets.create_connection(("127.0.0.1", stream_edge.port), timeout=30)
+    raw.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1:{stream_edge.port}\r\nUpgrade: websocket\r\n"
+                 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: didit-edge.v1, {stream_token}\r\n\r\n").encode())
+    try:
+        assert raw.recv(4096).startswith(b"HTTP/1.1 101"), "upgraded"
+        before = len(stream_edge.log_events("stream_alarm"))
+        # The token expires after 2 s; the socket is closed but never acknowledges the close.
+        time.sleep(9)
+        runs = len(stream_edge.log_events("stream_alarm")) - before
+        assert 1 <= runs <= 10, f"{runs} alarm runs in 9 s"
+    finally:
+        raw.close()

@@ -53,11 +53,10 @@ fn main() {
     let now = 1_763_784_000;
     let secrets = WebhookSecrets::parse(SECRET).expect("secret");
     let origins =
-        didit_edge_core::config::parse_origins(r#"[{"name":"main","url":"https://main"}]"#)
+        didit_edge_core::origin::parse_origins(r#"[{"name":"main","url":"https://main"}]"#)
             .expect("origins");
     let rules = didit_edge_core::risk::RiskRules::default();
     let policy = didit_edge_core::intake::Policy {
-        tolerance_secs: 600,
         risk_rules: &rules,
         origins: &origins,
     };
@@ -86,7 +85,8 @@ fn main() {
             let verified = intake
                 .verify_with(&secrets, &mut RustCrypto)
                 .expect("verified");
-            black_box(intake.admit(verified, now, &policy).expect("admitted"));
+            let identified = intake.identify(verified, now, 600).expect("identified");
+            black_box(identified.classify(&policy).expect("classified"));
         };
         let raw = measure(|| {
             run(SignatureHeaders {

@@ -6,9 +6,9 @@
 
 use std::io::Read;
 
-use didit_edge_core::config::parse_origins;
 use didit_edge_core::intake::{Delivery, Intake, Policy};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
+use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::verify::SignatureHeaders;
@@ -35,9 +35,9 @@ fn main() -> Result<(), String> {
         },
         test_header: false,
     };
-    let origins = parse_origins(r#"[{"name":"origin","url":"https://origin.example"}]"#)?;
+    let origins = parse_origins(r#"[{"name":"origin","url":"https://origin.example"}]"#)
+        .map_err(|e| e.to_string())?;
     let policy = Policy {
-        tolerance_secs: 600,
         risk_rules: &rules,
         origins: &origins,
     };
@@ -46,10 +46,11 @@ fn main() -> Result<(), String> {
     let verified = intake
         .verify_with(&secrets, &mut RustCrypto)
         .map_err(|r| r.to_string())?;
-    let admission = intake
-        .admit(verified, timestamp, &policy)
+    let classified = intake
+        .identify(verified, timestamp, 600)
+        .and_then(|identified| identified.classify(&policy))
         .map_err(|r| r.to_string())?;
     // Printed as produced: field order as on the wire, the payload byte-identical.
-    println!("{}", admission.cloud_event.get());
+    println!("{}", classified.cloud_event.get());
     Ok(())
 }

@@ -1,17 +1,204 @@
-//! One delivery attempt of one consumer's event: which origins to try, in what order, and what
-//! the attempt comes to.
+//! One delivery attempt of one consumer's event: which origins to try, in what order, how each
+//! answer counts, and what the attempt comes to.
 //!
 //! Sans-IO, in the way of quinn-proto: the adapter asks [`Plan::next_origin`], sends, feeds the
 //! result back with [`Plan::record`], and repeats until there is nothing left to send; then
 //! [`Plan::finish`] gives the [`Verdict`] (for [`crate::delivery::Progress`]) and the log of
 //! what happened, one [`LogEntry`] per origin tried.
+//!
+//! Only a 2xx delivers, and only an explicit `webhook-delivery: abort-message` ends delivery
+//! early. Every other answer (3xx, any 4xx, 5xx), a timeout or a failed connection is a failed
+//! try: the next origin of the consumer is tried in the same attempt, and the retry schedule
+//! covers the rest, as Standard Webhooks senders do. So a misconfiguration that is fixed within
+//! the schedule (a rotated key answered 401, a proxy's 403, a route deployed late answering
+//! 404) loses nothing.
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 
-use crate::config::Origin;
-use crate::delivery::{AttemptResult, DeadReason};
 use crate::health::BreakerState;
+use crate::origin::Origin;
+
+/// Most origins one delivery attempt tries before it counts as failed: enough to fail over
+/// across clouds, few enough that one attempt (each origin with its own timeout) stays short.
+pub const MAX_ORIGINS_PER_ATTEMPT: usize = 4;
+
+/// The response header through which an origin stops the retries of one event, and the value
+/// that does it (Svix's delivery-control convention, so receivers written for Svix work).
+pub const DELIVERY_CONTROL_HEADER: &str = "webhook-delivery";
+/// See [`DELIVERY_CONTROL_HEADER`].
+pub const ABORT_MESSAGE: &str = "abort-message";
+/// Longest `Location` kept in the attempt log.
+pub const MAX_LOGGED_LOCATION: usize = 512;
+
+/// How one request to an origin ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptResult {
+    /// The origin answered with this HTTP status (not a redirect).
+    Status(u16),
+    /// The origin answered with a redirect. It is never followed: a POST followed by a GET
+    /// never reaches the origin, so the attempt failed.
+    Redirect {
+        /// The 3xx status.
+        status: u16,
+        /// Where it pointed, as sent (cut to [`MAX_LOGGED_LOCATION`] bytes).
+        location: Option<String>,
+    },
+    /// The origin answered with this non-2xx status and `webhook-delivery: abort-message`:
+    /// it wants no more retries of this event (the event becomes a dead letter).
+    Aborted(u16),
+    /// The origin did not answer within its timeout.
+    Timeout,
+    /// The connection failed (refused, reset, DNS).
+    Network,
+}
+
+impl AttemptResult {
+    /// The result of an answer with `status`, given its `webhook-delivery` and `Location`
+    /// headers. An abort on a 2xx means nothing: the event was delivered.
+    pub fn from_response(
+        status: u16,
+        delivery_control: Option<&str>,
+        location: Option<&str>,
+    ) -> Self {
+        let abort = delivery_control.is_some_and(|value| {
+            value
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case(ABORT_MESSAGE))
+        });
+        match status {
+            200..=299 => Self::Status(status),
+            _ if abort => Self::Aborted(status),
+            300..=399 => Self::Redirect {
+                status,
+                location: location.map(|text| cut(text, MAX_LOGGED_LOCATION).into()),
+            },
+            _ => Self::Status(status),
+        }
+    }
+
+    /// Only a 2xx means the origin has the event.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Self::Status(200..=299))
+    }
+
+    /// Whether the origin answered this request deliberately without taking it (a 3xx, or a
+    /// 4xx other than 408, 425 and 429): about this request, not the origin's health. The
+    /// next attempt tries such an origin after the others, not never.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, Self::Redirect { .. })
+            || (matches!(self, Self::Status(400..=499)) && self.health_signal().is_none())
+    }
+
+    /// What this says about the origin's health: `Some(true)` it is up, `Some(false)` it is in
+    /// trouble (timeouts, refused connections, 408, 425, 429, 5xx), `None` nothing (another 4xx
+    /// or a 3xx is about this request, not the origin; an abort is a deliberate answer).
+    pub fn health_signal(&self) -> Option<bool> {
+        match self {
+            Self::Status(200..=299) => Some(true),
+            Self::Status(408 | 425 | 429 | 500..=599) | Self::Timeout | Self::Network => {
+                Some(false)
+            }
+            Self::Status(_) | Self::Redirect { .. } | Self::Aborted(_) => None,
+        }
+    }
+
+    /// What this says as the answer to a health probe (`GET health_url`): a 2xx is healthy,
+    /// anything else (a redirect, a 4xx, a 5xx, no answer) is not. Unlike a delivery, a probe
+    /// gives a 4xx or a 3xx no other meaning: the health URL is there to answer 2xx.
+    pub fn probe_signal(&self) -> bool {
+        self.is_delivered()
+    }
+
+    /// The HTTP status, when the origin answered.
+    pub fn status(&self) -> Option<u16> {
+        match *self {
+            Self::Status(status) | Self::Aborted(status) | Self::Redirect { status, .. } => {
+                Some(status)
+            }
+            Self::Timeout | Self::Network => None,
+        }
+    }
+
+    /// A stable code for what went wrong, for the attempt log; `None` for a delivery.
+    pub fn error_code(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::Status(200..=299) => return None,
+            Self::Status(429) => "throttled",
+            Self::Status(408 | 425 | 500..=599) => "server_error",
+            Self::Status(400..=499) => "rejected",
+            Self::Redirect { .. } => "redirect",
+            Self::Status(_) => "unexpected_status",
+            Self::Aborted(_) => "aborted",
+            Self::Timeout => "timeout",
+            Self::Network => "network",
+        })
+    }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(..end).unwrap_or_default()
+}
+
+/// Why an event stopped being retried and became a dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadReason {
+    /// Every wait of the retry schedule is used up.
+    RetriesExhausted,
+    /// An origin answered with `webhook-delivery: abort-message`.
+    AbortedByOrigin,
+    /// Every origin of the consumer refused the event with a 4xx. Only releases before every
+    /// answer became retryable gave up for this reason; it is kept to read their dead letters.
+    RefusedByEveryOrigin,
+}
+
+impl DeadReason {
+    /// The stable code stored and shown by the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RetriesExhausted => "retries_exhausted",
+            Self::AbortedByOrigin => "aborted_by_origin",
+            Self::RefusedByEveryOrigin => "refused_by_every_origin",
+        }
+    }
+}
+
+/// A stored reason that this release does not know.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownDeadReason;
+
+impl fmt::Display for UnknownDeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a known dead-letter reason")
+    }
+}
+
+impl core::error::Error for UnknownDeadReason {}
+
+impl core::str::FromStr for DeadReason {
+    type Err = UnknownDeadReason;
+
+    fn from_str(text: &str) -> Result<Self, UnknownDeadReason> {
+        [
+            Self::RetriesExhausted,
+            Self::AbortedByOrigin,
+            Self::RefusedByEveryOrigin,
+        ]
+        .into_iter()
+        .find(|reason| reason.as_str() == text)
+        .ok_or(UnknownDeadReason)
+    }
+}
 
 /// What one attempt came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,8 +208,7 @@ pub enum Verdict {
         /// The origin's name.
         origin: String,
     },
-    /// Every origin tried failed transiently (or none takes the event right now): retry on
-    /// the schedule.
+    /// Every origin tried failed (or none takes the event right now): retry on the schedule.
     Failed,
     /// Nothing was sent: every origin that could take the event is cooling down until then.
     /// Waiting for a breaker is not a failed attempt.
@@ -46,6 +232,8 @@ pub struct LogEntry {
     /// A stable code for what went wrong (`timeout`, `server_error`, `no_origin`, …); `None`
     /// for a delivery.
     pub error: Option<&'static str>,
+    /// Where a redirect pointed.
+    pub location: Option<String>,
 }
 
 /// One attempt in progress.
@@ -53,21 +241,20 @@ pub struct LogEntry {
 pub struct Plan<'o> {
     /// Origins still to try, best last (so the next is a `pop`).
     queue: Vec<&'o Origin>,
-    /// Origins of the consumer that have not refused the event (before this attempt).
-    willing: usize,
-    /// Refusals during this attempt.
-    refused_now: usize,
     log: Vec<LogEntry>,
     verdict: Option<Verdict>,
 }
 
 impl<'o> Plan<'o> {
     /// Plans an attempt at `now_ms`. `candidates` are the consumer's origins for this event in
-    /// the order to try them ([`crate::route::origins_for`]), `refused` the names of those that
-    /// refused it before, and `state_of` each origin's breaker state as last seen.
+    /// the order to try them ([`crate::route::origins_for`]), `rejected_by` the names of those
+    /// that answered the previous attempt with a 3xx or 4xx (tried after the others), and
+    /// `state_of` each origin's breaker state as last seen. Origins cooling down are left out
+    /// first, and only then is the list cut to [`MAX_ORIGINS_PER_ATTEMPT`], so a healthy fifth
+    /// origin is reached when the first four are down.
     pub fn new<S: AsRef<str>>(
         candidates: Vec<&'o Origin>,
-        refused: &[S],
+        rejected_by: &[S],
         state_of: impl Fn(&str) -> Option<BreakerState>,
         now_ms: i64,
     ) -> Self {
@@ -76,28 +263,21 @@ impl<'o> Plan<'o> {
             plan.nothing_sent(now_ms, "no_origin", Verdict::Failed);
             return plan;
         }
-        let willing: Vec<&Origin> = candidates
-            .into_iter()
-            .filter(|o| !refused.iter().any(|r| r.as_ref() == o.name))
-            .collect();
-        plan.willing = willing.len();
-        if willing.is_empty() {
-            plan.nothing_sent(
-                now_ms,
-                "every_origin_refused",
-                Verdict::GiveUp(DeadReason::RefusedByEveryOrigin),
-            );
-            return plan;
-        }
-        let reopening = willing
+        let reopening = candidates
             .iter()
             .filter_map(|o| match state_of(&o.name) {
                 Some(BreakerState::Open { until_ms, .. }) if until_ms > now_ms => Some(until_ms),
                 _ => None,
             })
             .min();
-        plan.queue = crate::health::available(willing, state_of, now_ms);
-        plan.queue.reverse();
+        let available = crate::health::available(candidates, state_of, now_ms);
+        let rejected = |origin: &&Origin| rejected_by.iter().any(|r| r.as_ref() == origin.name);
+        let (mut ordered, last): (Vec<&Origin>, Vec<&Origin>) =
+            available.into_iter().partition(|o| !rejected(o));
+        ordered.extend(last);
+        ordered.truncate(MAX_ORIGINS_PER_ATTEMPT);
+        ordered.reverse();
+        plan.queue = ordered;
         if plan.queue.is_empty() {
             // Not an attempt, so not logged: an origin down for days would otherwise fill the
             // log with a line per cool-down.
@@ -119,8 +299,6 @@ impl<'o> Plan<'o> {
     fn empty() -> Self {
         Self {
             queue: Vec::new(),
-            willing: 0,
-            refused_now: 0,
             log: Vec::new(),
             verdict: None,
         }
@@ -132,8 +310,18 @@ impl<'o> Plan<'o> {
             origin: None,
             status: None,
             error: Some(error),
+            location: None,
         });
         self.verdict = Some(verdict);
+    }
+
+    /// How many origins this attempt may still send to.
+    pub fn remaining(&self) -> usize {
+        if self.verdict.is_some() {
+            0
+        } else {
+            self.queue.len()
+        }
     }
 
     /// The next origin to send to, or `None` when the attempt is over.
@@ -144,199 +332,50 @@ impl<'o> Plan<'o> {
         self.queue.pop()
     }
 
+    /// Stops the attempt before the remaining origins are tried, for a reason of the edge's
+    /// own (its subrequest budget ran out), not the origins': if nothing failed yet, the
+    /// attempt counts as deferred to `now_ms`, so no retry is used up.
+    pub fn stop(&mut self, now_ms: i64) {
+        if self.verdict.is_none() {
+            self.queue.clear();
+            if self.log.is_empty() {
+                self.verdict = Some(Verdict::Deferred { until_ms: now_ms });
+            }
+        }
+    }
+
     /// Records how the request to `origin` ended at `at_ms`. Report its health
-    /// ([`AttemptResult::health_signal`]) and keep its refusal ([`AttemptResult::is_refusal`])
-    /// alongside; the plan only decides what the attempt comes to.
+    /// ([`AttemptResult::health_signal`]) and keep its rejection
+    /// ([`AttemptResult::is_rejection`]) alongside; the plan only decides what the attempt
+    /// comes to.
     pub fn record(&mut self, origin: &Origin, result: AttemptResult, at_ms: i64) {
-        self.log.push(LogEntry {
-            at_ms,
-            origin: Some(origin.name.clone()),
-            status: result.status(),
-            error: result.error_code(),
-        });
+        let status = result.status();
+        let error = result.error_code();
         if result.is_delivered() {
             self.verdict = Some(Verdict::Delivered {
                 origin: origin.name.clone(),
             });
         } else if let AttemptResult::Aborted(_) = result {
             self.verdict = Some(Verdict::GiveUp(DeadReason::AbortedByOrigin));
-        } else if result.is_refusal() {
-            self.refused_now += 1;
         }
+        let location = match result {
+            AttemptResult::Redirect { location, .. } => location,
+            _ => None,
+        };
+        self.log.push(LogEntry {
+            at_ms,
+            origin: Some(origin.name.clone()),
+            status,
+            error,
+            location,
+        });
     }
 
     /// What the attempt came to, and its log.
     pub fn finish(self) -> (Verdict, Vec<LogEntry>) {
-        let verdict = self.verdict.unwrap_or(if self.refused_now >= self.willing {
-            Verdict::GiveUp(DeadReason::RefusedByEveryOrigin)
-        } else {
-            Verdict::Failed
-        });
-        (verdict, self.log)
+        (self.verdict.unwrap_or(Verdict::Failed), self.log)
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use alloc::string::ToString;
-    use alloc::vec;
-    #[cfg(target_arch = "wasm32")]
-    use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn origin(name: &str) -> Origin {
-        crate::config::parse_origins(&alloc::format!(
-            r#"[{{"name":"{name}","url":"https://{name}.example/"}}]"#
-        ))
-        .expect("valid")
-        .remove(0)
-    }
-
-    fn closed(_: &str) -> Option<BreakerState> {
-        None
-    }
-
-    /// Runs a plan against simulated origins answering `answers` in turn.
-    fn run(plan: &mut Plan<'_>, answers: &[(&str, AttemptResult)]) -> Vec<String> {
-        let mut sent = Vec::new();
-        let mut now = 1_000;
-        while let Some(target) = plan.next_origin() {
-            let result = answers
-                .iter()
-                .find(|(name, _)| *name == target.name)
-                .map_or(AttemptResult::Network, |(_, r)| *r);
-            sent.push(target.name.clone());
-            now += 10;
-            plan.record(target, result, now);
-        }
-        sent
-    }
-
-    #[test]
-    fn fails_over_in_order_until_one_takes_it() {
-        let (a, b, c) = (origin("a"), origin("b"), origin("c"));
-        let mut plan = Plan::new(vec![&a, &b, &c], &[] as &[&str], closed, 1_000);
-        let sent = run(
-            &mut plan,
-            &[
-                ("a", AttemptResult::Timeout),
-                ("b", AttemptResult::Status(204)),
-                ("c", AttemptResult::Status(200)),
-            ],
-        );
-        assert_eq!(sent, ["a", "b"], "c is not needed once b has it");
-        let (verdict, log) = plan.finish();
-        assert_eq!(verdict, Verdict::Delivered { origin: "b".into() });
-        assert_eq!(
-            log,
-            [
-                LogEntry {
-                    at_ms: 1_010,
-                    origin: Some("a".into()),
-                    status: None,
-                    error: Some("timeout")
-                },
-                LogEntry {
-                    at_ms: 1_020,
-                    origin: Some("b".into()),
-                    status: Some(204),
-                    error: None
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn all_failing_transiently_is_a_failed_attempt() {
-        let (a, b) = (origin("a"), origin("b"));
-        let mut plan = Plan::new(vec![&a, &b], &[] as &[&str], closed, 1_000);
-        let sent = run(
-            &mut plan,
-            &[
-                ("a", AttemptResult::Status(503)),
-                ("b", AttemptResult::Status(404)),
-            ],
-        );
-        assert_eq!(sent, ["a", "b"]);
-        let (verdict, log) = plan.finish();
-        assert_eq!(verdict, Verdict::Failed, "a is still willing to retry");
-        assert_eq!(log[1].error, Some("refused"));
-    }
-
-    #[test]
-    fn an_abort_stops_the_attempt_and_gives_up() {
-        let (a, b) = (origin("a"), origin("b"));
-        let mut plan = Plan::new(vec![&a, &b], &[] as &[&str], closed, 1_000);
-        let sent = run(&mut plan, &[("a", AttemptResult::Aborted(422))]);
-        assert_eq!(sent, ["a"], "b is not tried after an abort");
-        assert_eq!(
-            plan.finish().0,
-            Verdict::GiveUp(DeadReason::AbortedByOrigin)
-        );
-    }
-
-    #[test]
-    fn refusals_add_up_to_giving_up() {
-        let (a, b) = (origin("a"), origin("b"));
-        // `a` refused in an earlier attempt: only `b` is sent to, and it refuses too.
-        let mut plan = Plan::new(vec![&a, &b], &["a".to_string()], closed, 1_000);
-        let sent = run(&mut plan, &[("b", AttemptResult::Status(410))]);
-        assert_eq!(sent, ["b"]);
-        assert_eq!(
-            plan.finish().0,
-            Verdict::GiveUp(DeadReason::RefusedByEveryOrigin)
-        );
-
-        let mut plan = Plan::new(vec![&a, &b], &["a", "b"], closed, 1_000);
-        assert_eq!(run(&mut plan, &[]), Vec::<String>::new());
-        let (verdict, log) = plan.finish();
-        assert_eq!(verdict, Verdict::GiveUp(DeadReason::RefusedByEveryOrigin));
-        assert_eq!(log[0].error, Some("every_origin_refused"));
-    }
-
-    #[test]
-    fn open_breakers_are_skipped_and_all_open_defers_to_the_first_reopening() {
-        let (a, b, c) = (origin("a"), origin("b"), origin("c"));
-        let open_until = |name: &str| {
-            let until_ms = match name {
-                "a" => 9_000,
-                "b" => 5_000,
-                _ => return None,
-            };
-            Some(BreakerState::Open {
-                until_ms,
-                cool_down_ms: 1_000,
-            })
-        };
-        let mut plan = Plan::new(vec![&a, &b, &c], &[] as &[&str], open_until, 1_000);
-        assert_eq!(run(&mut plan, &[("c", AttemptResult::Status(200))]), ["c"]);
-
-        let mut plan = Plan::new(vec![&a, &b], &[] as &[&str], open_until, 1_000);
-        assert_eq!(run(&mut plan, &[]), Vec::<String>::new());
-        let (verdict, log) = plan.finish();
-        assert_eq!(verdict, Verdict::Deferred { until_ms: 5_000 });
-        assert!(log.is_empty(), "waiting is not an attempt: {log:?}");
-
-        // Once a cool-down is over the origin is tried (the half-open probe).
-        let mut plan = Plan::new(vec![&a, &b], &[] as &[&str], open_until, 6_000);
-        assert_eq!(run(&mut plan, &[("b", AttemptResult::Status(200))]), ["b"]);
-    }
-
-    #[test]
-    fn a_lost_payload_fails_visibly() {
-        let mut plan = Plan::without_payload(7);
-        assert!(plan.next_origin().is_none());
-        let (verdict, log) = plan.finish();
-        assert_eq!(verdict, Verdict::Failed);
-        assert_eq!(log[0].error, Some("no_payload"));
-    }
-
-    #[test]
-    fn no_origin_is_a_failure_so_a_configuration_fix_delivers_it() {
-        let mut plan = Plan::new(Vec::new(), &[] as &[&str], closed, 1_000);
-        assert!(plan.next_origin().is_none());
-        let (verdict, log) = plan.finish();
-        assert_eq!(verdict, Verdict::Failed);
-        assert_eq!(log[0].error, Some("no_origin"));
-    }
-}
+mod tests;

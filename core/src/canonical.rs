@@ -28,7 +28,7 @@ use core::fmt::{self, Write as _};
 pub const MAX_DEPTH: usize = 128;
 
 /// How non-ASCII text is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NonAscii {
     /// `\uXXXX` escapes, as `ensure_ascii=True` writes (Didit's current documentation).
     Escaped,
@@ -96,6 +96,14 @@ impl<'a> CanonicalJson<'a> {
             return Err(CanonicalError::Syntax { offset: parser.pos });
         }
         Ok(Self { root })
+    }
+
+    /// Drops every member named `key` from the top-level object; other values are untouched.
+    /// Event identity uses it to leave out the one field Didit may change between attempts.
+    pub fn remove_top_level(&mut self, key: &str) {
+        if let Node::Object(members) = &mut self.root {
+            members.retain(|(name, _)| name != key);
+        }
     }
 
     /// Writes the canonical form.

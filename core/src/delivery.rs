@@ -1,127 +1,8 @@
-//! What happens to a stored event after each delivery attempt: pure, with time passed in.
+//! What happens to a stored event after each delivery attempt, and how long each part of it
+//! is kept: pure, with time passed in.
 
-use crate::attempt::Verdict;
+use crate::attempt::{DeadReason, Verdict};
 use crate::retry::RetrySchedule;
-
-/// How one request to an origin ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttemptResult {
-    /// The origin answered with this HTTP status.
-    Status(u16),
-    /// The origin answered with this non-2xx status and `webhook-delivery: abort-message`:
-    /// it wants no more retries of this event (the event becomes a dead letter).
-    Aborted(u16),
-    /// The origin did not answer within its timeout.
-    Timeout,
-    /// The connection failed (refused, reset, DNS).
-    Network,
-}
-
-/// The response header through which an origin stops the retries of one event, and the value
-/// that does it (Svix's delivery-control convention, so receivers written for Svix work).
-pub const DELIVERY_CONTROL_HEADER: &str = "webhook-delivery";
-/// See [`DELIVERY_CONTROL_HEADER`].
-pub const ABORT_MESSAGE: &str = "abort-message";
-
-impl AttemptResult {
-    /// The result of an answer with `status`, given its `webhook-delivery` header. An abort
-    /// on a 2xx means nothing: the event was delivered.
-    pub fn from_response(status: u16, delivery_control: Option<&str>) -> Self {
-        let abort = delivery_control.is_some_and(|value| {
-            value
-                .split(',')
-                .any(|token| token.trim().eq_ignore_ascii_case(ABORT_MESSAGE))
-        });
-        match status {
-            200..=299 => Self::Status(status),
-            _ if abort => Self::Aborted(status),
-            _ => Self::Status(status),
-        }
-    }
-
-    /// Only a 2xx means the origin has the event; everything else is tried again later.
-    pub fn is_delivered(&self) -> bool {
-        matches!(self, Self::Status(200..=299))
-    }
-
-    /// Whether the origin refused this event for good (a 4xx other than 408, 425 and 429): it is
-    /// not sent this event again, though it stays healthy for others.
-    pub fn is_refusal(&self) -> bool {
-        matches!(self, Self::Status(400..=499)) && self.health_signal().is_none()
-    }
-
-    /// What this says about the origin's health: `Some(true)` it is up, `Some(false)` it is in
-    /// trouble (timeouts, refused connections, 408, 425, 429, 5xx), `None` nothing (another 4xx
-    /// or 3xx is about this request, not the origin; an abort is a deliberate answer).
-    pub fn health_signal(&self) -> Option<bool> {
-        match self {
-            Self::Status(200..=299) => Some(true),
-            Self::Status(408 | 425 | 429 | 500..=599) | Self::Timeout | Self::Network => {
-                Some(false)
-            }
-            Self::Status(_) | Self::Aborted(_) => None,
-        }
-    }
-
-    /// The HTTP status, when the origin answered.
-    pub fn status(&self) -> Option<u16> {
-        match *self {
-            Self::Status(status) | Self::Aborted(status) => Some(status),
-            Self::Timeout | Self::Network => None,
-        }
-    }
-
-    /// A stable code for what went wrong, for the attempt log; `None` for a delivery.
-    pub fn error_code(&self) -> Option<&'static str> {
-        Some(match self {
-            Self::Status(200..=299) => return None,
-            Self::Status(429) => "throttled",
-            Self::Status(408 | 425 | 500..=599) => "server_error",
-            Self::Status(_) if self.is_refusal() => "refused",
-            Self::Status(_) => "unexpected_status",
-            Self::Aborted(_) => "aborted",
-            Self::Timeout => "timeout",
-            Self::Network => "network",
-        })
-    }
-}
-
-/// Why an event stopped being retried and became a dead letter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeadReason {
-    /// Every wait of the retry schedule is used up.
-    RetriesExhausted,
-    /// An origin answered with `webhook-delivery: abort-message`.
-    AbortedByOrigin,
-    /// Every origin of the consumer refused the event with a permanent 4xx.
-    RefusedByEveryOrigin,
-}
-
-impl DeadReason {
-    /// The stable code stored and shown by the admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RetriesExhausted => "retries_exhausted",
-            Self::AbortedByOrigin => "aborted_by_origin",
-            Self::RefusedByEveryOrigin => "refused_by_every_origin",
-        }
-    }
-}
-
-impl core::str::FromStr for DeadReason {
-    type Err = ();
-
-    fn from_str(text: &str) -> Result<Self, ()> {
-        [
-            Self::RetriesExhausted,
-            Self::AbortedByOrigin,
-            Self::RefusedByEveryOrigin,
-        ]
-        .into_iter()
-        .find(|reason| reason.as_str() == text)
-        .ok_or(())
-    }
-}
 
 /// Where one consumer's copy of a stored event stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +96,9 @@ pub struct Retention {
     pub dead_letter_secs: u64,
     /// The id, for deduplication, after the event was received (`DEDUP_TTL_SECS`).
     pub dedup_ttl_secs: u64,
+    /// The freshness window (`TIMESTAMP_TOLERANCE_SECS`): a delivery dated `t` is accepted
+    /// until `t` plus this, so its id is kept at least that long, whatever the TTL.
+    pub freshness_secs: u64,
 }
 
 /// When a finished event's payload goes and when its record goes.
@@ -230,12 +114,15 @@ fn after_secs(at_ms: i64, secs: u64) -> i64 {
     at_ms.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
 }
 
-/// When an event received at `received_at_ms` expires, given where each consumer's copy
-/// stands: `None` while any copy is pending (nothing of it may go). The payload stays for the
-/// longest claim on it (the last delivery's retention, or a dead letter's, so it can be
-/// replayed); the id stays for the dedup TTL, and never goes before the payload.
+/// When an event received at `received_at_ms` and created (by Didit) at `created_at_secs`
+/// expires, given where each consumer's copy stands: `None` while any copy is pending (nothing
+/// of it may go). The payload stays for the longest claim on it (the last delivery's
+/// retention, or a dead letter's, so it can be replayed); the id stays for the dedup TTL and
+/// past the last moment a replay of the delivery could still pass the freshness check, so a
+/// replay is always either stale or a known duplicate; and it never goes before the payload.
 pub fn expiry(
     received_at_ms: i64,
+    created_at_secs: i64,
     copies: impl IntoIterator<Item = Progress>,
     retention: &Retention,
 ) -> Option<Expiry> {
@@ -248,9 +135,15 @@ pub fn expiry(
         };
         payload_at_ms = payload_at_ms.max(kept_until);
     }
+    let replayable_until_ms = after_secs(
+        created_at_secs.saturating_mul(1000),
+        retention.freshness_secs.saturating_add(1),
+    );
     Some(Expiry {
         payload_at_ms,
-        record_at_ms: after_secs(received_at_ms, retention.dedup_ttl_secs).max(payload_at_ms),
+        record_at_ms: after_secs(received_at_ms, retention.dedup_ttl_secs)
+            .max(payload_at_ms)
+            .max(replayable_until_ms),
     })
 }
 
@@ -335,21 +228,11 @@ mod tests {
 
     #[test]
     fn giving_up_is_immediate_whatever_the_schedule() {
-        for reason in [
-            DeadReason::AbortedByOrigin,
-            DeadReason::RefusedByEveryOrigin,
-        ] {
-            assert_eq!(
-                Progress::new(0).after_attempt(&Verdict::GiveUp(reason), 5, &schedule(), 0),
-                Progress::Dead { at_ms: 5, reason }
-            );
-            assert_eq!(reason.as_str().parse(), Ok(reason));
-        }
+        let reason = DeadReason::AbortedByOrigin;
         assert_eq!(
-            "retries_exhausted".parse(),
-            Ok(DeadReason::RetriesExhausted)
+            Progress::new(0).after_attempt(&Verdict::GiveUp(reason), 5, &schedule(), 0),
+            Progress::Dead { at_ms: 5, reason }
         );
-        assert_eq!("other".parse::<DeadReason>(), Err(()));
     }
 
     #[test]
@@ -363,160 +246,110 @@ mod tests {
         );
     }
 
-    #[test]
-    fn abort_needs_the_header_and_a_non_2xx() {
-        use AttemptResult::*;
-        for (status, header, result) in [
-            (500, Some("abort-message"), Aborted(500)),
-            (400, Some("Abort-Message"), Aborted(400)),
-            (429, Some("disable, abort-message"), Aborted(429)),
-            (200, Some("abort-message"), Status(200)),
-            (500, Some("disable"), Status(500)),
-            (500, Some("abort-messages"), Status(500)),
-            (500, None, Status(500)),
-        ] {
-            assert_eq!(AttemptResult::from_response(status, header), result);
-        }
-        assert_eq!(Aborted(500).health_signal(), None);
-        assert!(!Aborted(400).is_refusal());
-        assert!(!Aborted(400).is_delivered());
-    }
-
-    #[test]
-    fn error_codes_for_the_attempt_log() {
-        use AttemptResult::*;
-        for (result, code) in [
-            (Status(204), None),
-            (Status(503), Some("server_error")),
-            (Status(408), Some("server_error")),
-            (Status(429), Some("throttled")),
-            (Status(404), Some("refused")),
-            (Status(302), Some("unexpected_status")),
-            (Aborted(500), Some("aborted")),
-            (Timeout, Some("timeout")),
-            (Network, Some("network")),
-        ] {
-            assert_eq!(result.error_code(), code, "{result:?}");
-        }
-        assert_eq!(Timeout.status(), None);
-        assert_eq!(Aborted(418).status(), Some(418));
-    }
-
-    #[test]
-    fn health_signals() {
-        use AttemptResult::*;
-        for (result, signal) in [
-            (Status(204), Some(true)),
-            (Status(503), Some(false)),
-            (Status(429), Some(false)),
-            (Status(408), Some(false)),
-            (Timeout, Some(false)),
-            (Network, Some(false)),
-            (Status(400), None),
-            (Status(301), None),
-            (Aborted(503), None),
-        ] {
-            assert_eq!(result.health_signal(), signal, "{result:?}");
-        }
-    }
-
-    #[test]
-    fn refusals_are_the_permanent_4xx() {
-        use AttemptResult::*;
-        for (result, refusal) in [
-            (Status(400), true),
-            (Status(404), true),
-            (Status(410), true),
-            (Status(408), false),
-            (Status(425), false),
-            (Status(429), false),
-            (Status(500), false),
-            (Status(302), false),
-            (Status(200), false),
-            (Timeout, false),
-        ] {
-            assert_eq!(result.is_refusal(), refusal, "{result:?}");
-        }
-    }
-
-    #[test]
-    fn only_2xx_delivers() {
-        for (status, delivered) in [
-            (199, false),
-            (200, true),
-            (299, true),
-            (300, false),
-            (429, false),
-        ] {
-            assert_eq!(
-                AttemptResult::Status(status).is_delivered(),
-                delivered,
-                "{status}"
-            );
-        }
-    }
-
-    #[test]
-    fn finished_events_expire_by_their_longest_claim() {
-        let retention = Retention {
+    fn retention() -> Retention {
+        Retention {
             payload_secs: 0,
             dead_letter_secs: 100,
             dedup_ttl_secs: 60,
-        };
-        let delivered = |at_ms| Progress::Delivered { at_ms };
-        let dead = |at_ms| Progress::Dead {
+            freshness_secs: 10,
+        }
+    }
+
+    fn delivered(at_ms: i64) -> Progress {
+        Progress::Delivered { at_ms }
+    }
+
+    fn dead(at_ms: i64) -> Progress {
+        Progress::Dead {
             at_ms,
             reason: DeadReason::RetriesExhausted,
-        };
-        // Delivered everywhere: the payload goes at once, the id after the TTL.
+        }
+    }
+
+    #[test]
+    fn a_delivered_payload_goes_at_once_and_its_id_after_the_ttl() {
         assert_eq!(
-            expiry(1_000, [delivered(2_000), delivered(5_000)], &retention),
+            expiry(1_000, 1, [delivered(2_000), delivered(5_000)], &retention()),
             Some(Expiry {
                 payload_at_ms: 5_000,
                 record_at_ms: 61_000
             })
         );
-        // A dead letter keeps the payload, and so the record, for its own retention.
-        assert_eq!(
-            expiry(1_000, [delivered(2_000), dead(3_000)], &retention),
-            Some(Expiry {
-                payload_at_ms: 103_000,
-                record_at_ms: 103_000
-            })
-        );
-        // Nothing expires while a copy is pending.
-        assert_eq!(
-            expiry(1_000, [delivered(2_000), Progress::new(2_000)], &retention),
-            None
-        );
         // No consumer: only the id is kept.
         assert_eq!(
-            expiry(1_000, [], &retention),
+            expiry(1_000, 1, [], &retention()),
             Some(Expiry {
                 payload_at_ms: 1_000,
                 record_at_ms: 61_000
             })
         );
-        // Delivery after the TTL: the record outlives the delivery's payload retention.
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_the_payload_and_the_record_for_its_retention() {
+        assert_eq!(
+            expiry(1_000, 1, [delivered(2_000), dead(3_000)], &retention()),
+            Some(Expiry {
+                payload_at_ms: 103_000,
+                record_at_ms: 103_000
+            })
+        );
+    }
+
+    #[test]
+    fn nothing_expires_while_a_copy_is_pending() {
+        assert_eq!(
+            expiry(
+                1_000,
+                1,
+                [delivered(2_000), Progress::new(2_000)],
+                &retention()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_late_delivery_keeps_its_record_for_its_payload_retention() {
         let late = Retention {
             payload_secs: 30,
-            ..retention
+            ..retention()
         };
         assert_eq!(
-            expiry(0, [delivered(100_000)], &late),
+            expiry(0, 0, [delivered(100_000)], &late),
             Some(Expiry {
                 payload_at_ms: 130_000,
                 record_at_ms: 130_000
             })
         );
+    }
+
+    #[test]
+    fn the_id_outlives_every_replay_that_would_still_be_fresh() {
+        // Dated 100 s ahead (within a 120 s window): a replay passes the freshness check until
+        // 220 s, later than received + TTL (60 s), so the id is kept until after then.
+        let wide = Retention {
+            freshness_secs: 120,
+            ..retention()
+        };
+        assert_eq!(
+            expiry(0, 100, [delivered(1_000)], &wide).map(|e| e.record_at_ms),
+            Some(221_000)
+        );
+    }
+
+    #[test]
+    fn expiry_saturates_instead_of_overflowing() {
         assert_eq!(
             expiry(
                 i64::MAX - 1,
+                i64::MAX,
                 [dead(i64::MAX - 1)],
                 &Retention {
                     payload_secs: u64::MAX,
                     dead_letter_secs: u64::MAX,
-                    dedup_ttl_secs: u64::MAX
+                    dedup_ttl_secs: u64::MAX,
+                    freshness_secs: u64::MAX,
                 }
             )
             .map(|e| e.record_at_ms),

@@ -2,7 +2,10 @@
 //!
 //! Everything else (the decision, which can be hundreds of KB) is skipped by the parser rather
 //! than built into a `Value`, and is carried onward as the original bytes. Unknown fields are
-//! ignored: Didit adds fields over time.
+//! ignored: Didit adds fields over time. A known text field of an unexpected type is read
+//! leniently (a number as its digits, anything else as absent) rather than refusing the body:
+//! Didit does not retry a 400, so a strict reading would lose an authentic event for a field
+//! the edge does not even need.
 
 use alloc::borrow::Cow;
 use core::fmt;
@@ -18,49 +21,49 @@ use crate::lenient::{scalars_yield, skip_seq};
 #[serde(default)]
 pub struct Envelope<'a> {
     /// `status.updated`, `user.status.updated`, …
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub webhook_type: Option<Cow<'a, str>>,
     /// When Didit created this webhook, in Unix seconds (covered by every signature).
     #[serde(deserialize_with = "unix_seconds")]
     pub timestamp: Option<i64>,
     /// Didit's own id for the webhook; stable or per attempt depending on the source.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub event_id: Option<Cow<'a, str>>,
     /// The verification session (KYC, or KYB with `session_kind: "business"`).
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub session_id: Option<Cow<'a, str>>,
     /// `"business"` for KYB sessions.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub session_kind: Option<Cow<'a, str>>,
     /// The KYB business session.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub business_session_id: Option<Cow<'a, str>>,
     /// The transaction of `transaction.*` events.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub transaction_id: Option<Cow<'a, str>>,
     /// The integrator's own user id; also the key of User entities.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub vendor_data: Option<Cow<'a, str>>,
     /// The integrator's own business id; the key of Business entities.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub vendor_business_id: Option<Cow<'a, str>>,
     /// Didit's internal id of an entity, used when no integrator id is present.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub uuid: Option<Cow<'a, str>>,
     /// The status as Didit wrote it (`Approved`, `FLAGGED`, …).
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub status: Option<Cow<'a, str>>,
     /// The status before this change, for entity events.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub previous_status: Option<Cow<'a, str>>,
     /// The workflow the session ran.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub workflow_id: Option<Cow<'a, str>>,
     /// The Didit application that sent the webhook.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub application_id: Option<Cow<'a, str>>,
     /// `live` or `sandbox`.
-    #[serde(borrow)]
+    #[serde(borrow, deserialize_with = "lenient_text")]
     pub environment: Option<Cow<'a, str>>,
     /// Only `metadata.test_webhook` is read; the rest of the metadata travels in the payload.
     pub metadata: MetadataFlags,
@@ -100,6 +103,14 @@ impl fmt::Display for EnvelopeError {
 impl<'a> Envelope<'a> {
     /// Reads the envelope; the body must be exactly one JSON object.
     pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        // serde would read an array as the struct's fields in order, and lenient text fields
+        // would take its numbers: an array is never an envelope.
+        if body.trim_ascii_start().first() == Some(&b'[') {
+            return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+                Err(error) => EnvelopeError::Malformed(error),
+                Ok(_) => EnvelopeError::Invalid(de::Error::custom("expected a JSON object")),
+            });
+        }
         serde_json::from_slice(body).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => EnvelopeError::Invalid(error),
             _ => EnvelopeError::Malformed(error),
@@ -180,6 +191,58 @@ impl<'de> Deserialize<'de> for TruthyFlag {
         }
         deserializer.deserialize_any(TruthyVisitor)
     }
+}
+
+/// A text field read leniently: a string as it is (borrowed when it has no escapes), a number
+/// as its digits, and `null`, a boolean, an object or an array as absent.
+fn lenient_text<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'de, str>>, D::Error> {
+    struct TextVisitor;
+    impl<'de> Visitor<'de> for TextVisitor {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_borrowed_str<E>(self, value: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(value)))
+        }
+        fn visit_str<E>(self, value: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(value.into())))
+        }
+        fn visit_string<E>(self, value: alloc::string::String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(value)))
+        }
+        fn visit_i64<E>(self, value: i64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(alloc::format!("{value}"))))
+        }
+        fn visit_u64<E>(self, value: u64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(alloc::format!("{value}"))))
+        }
+        fn visit_f64<E>(self, value: f64) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(alloc::format!("{value}"))))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            skip_seq(seq).map(|()| None)
+        }
+    }
+    deserializer.deserialize_any(TextVisitor)
 }
 
 /// Didit writes `timestamp` as Unix seconds; an older entity envelope wrote RFC 3339. Both are
@@ -295,8 +358,24 @@ mod tests {
             Err(EnvelopeError::Invalid(_))
         ));
         assert!(matches!(
-            Envelope::parse(br#"{"session_id":5}"#),
+            Envelope::parse(br#"{"timestamp":true}"#),
             Err(EnvelopeError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn text_fields_of_another_type_are_read_leniently() {
+        let envelope = Envelope::parse(
+            br#"{"session_id":5,"vendor_data":4.5,"workflow_id":{"id":"w"},"status":["x"],
+                "previous_status":true,"event_id":null,"uuid":"a\"b"}"#,
+        )
+        .expect("lenient");
+        assert_eq!(envelope.session_id.as_deref(), Some("5"));
+        assert_eq!(envelope.vendor_data.as_deref(), Some("4.5"));
+        assert_eq!(envelope.workflow_id, None);
+        assert_eq!(envelope.status, None);
+        assert_eq!(envelope.previous_status, None);
+        assert_eq!(envelope.event_id, None);
+        assert_eq!(envelope.uuid.as_deref(), Some("a\"b"));
     }
 }

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
-use crate::config::Origin;
+use crate::origin::Origin;
 
 /// Thresholds of the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,9 +109,34 @@ impl Breaker {
         }
     }
 
+    /// A breaker in `state`, as a snapshot shows it.
+    pub fn with_state(policy: BreakerPolicy, state: BreakerState) -> Self {
+        Self { policy, state }
+    }
+
     /// The current state.
     pub fn state(&self) -> BreakerState {
         self.state
+    }
+
+    /// Applies one outcome reported at `at_ms` (`up`: a 2xx or a healthy probe). Senders go as
+    /// soon as a snapshot shows the cool-down over, without asking first; admitting at the
+    /// report's time turns such an outcome into the half-open probe.
+    pub fn report(&mut self, up: bool, retry_after_ms: Option<u64>, at_ms: i64) {
+        let _ = self.admit(at_ms);
+        if up {
+            self.succeeded();
+        } else {
+            self.failed(at_ms, retry_after_ms);
+        }
+    }
+
+    /// Whether reporting this outcome at `at_ms` would leave the breaker as it is: a success
+    /// to a closed breaker with no failures counted. Such a report is not worth a round trip.
+    pub fn unchanged_by(&self, up: bool, at_ms: i64) -> bool {
+        let mut after = *self;
+        after.report(up, None, at_ms);
+        after == *self
     }
 
     /// Whether a request may go at `now_ms`; a `Probe` answer reserves the probe slot.
@@ -246,6 +271,15 @@ pub fn available(
         .collect()
 }
 
+/// Whether an outcome need not be reported to the shared breakers: it would change nothing
+/// in the state last seen (`None`: a closed breaker nobody has reported on).
+pub fn report_changes_nothing(last_seen: Option<BreakerState>, up: bool, at_ms: i64) -> bool {
+    let state = last_seen.unwrap_or(BreakerState::Closed {
+        consecutive_failures: 0,
+    });
+    Breaker::with_state(BreakerPolicy::default(), state).unchanged_by(up, at_ms)
+}
+
 /// Parses a `Retry-After` header: delta-seconds, capped at a day. (The HTTP-date form is not
 /// used by webhook receivers in practice and is treated as absent.)
 pub fn retry_after_ms(header: Option<&str>) -> Option<u64> {
@@ -369,7 +403,7 @@ mod tests {
 
     #[test]
     fn snapshot_readers_skip_origins_cooling_down() {
-        let origins = crate::config::parse_origins(
+        let origins = crate::origin::parse_origins(
             r#"[{"name":"a","url":"https://a"},{"name":"b","url":"https://b"},{"name":"c","url":"https://c"}]"#,
         )
         .expect("origins");
@@ -427,5 +461,54 @@ mod tests {
         );
         // First probe after recovery at 42 s, the second success closes it.
         assert_eq!(closed_at, Some(42_500));
+    }
+
+    #[test]
+    fn only_outcomes_that_move_a_breaker_need_reporting() {
+        let closed = |consecutive_failures| BreakerState::Closed {
+            consecutive_failures,
+        };
+        assert!(report_changes_nothing(None, true, 0));
+        assert!(report_changes_nothing(Some(closed(0)), true, 0));
+        assert!(!report_changes_nothing(Some(closed(0)), false, 0));
+        assert!(!report_changes_nothing(Some(closed(2)), true, 0));
+        let half_open = BreakerState::HalfOpen {
+            consecutive_successes: 0,
+            cool_down_ms: 1_000,
+            probe_since_ms: None,
+        };
+        assert!(!report_changes_nothing(Some(half_open), true, 0));
+        let cooled = BreakerState::Open {
+            until_ms: 10,
+            cool_down_ms: 10,
+        };
+        assert!(
+            !report_changes_nothing(Some(cooled), true, 20),
+            "the probe's success counts"
+        );
+    }
+
+    #[test]
+    fn a_report_is_what_the_shared_object_and_a_local_copy_both_apply() {
+        let mut shared = Breaker::new(policy());
+        let mut local = Breaker::with_state(policy(), shared.state());
+        for (up, at) in [
+            (false, 0),
+            (false, 10),
+            (false, 20),
+            (true, 1_500),
+            (true, 1_600),
+        ] {
+            shared.report(up, None, at);
+            local.report(up, None, at);
+        }
+        assert_eq!(shared, local);
+        assert_eq!(
+            shared.state(),
+            BreakerState::Closed {
+                consecutive_failures: 0
+            },
+            "opened after three failures, closed by two successes after the cool-down"
+        );
     }
 }

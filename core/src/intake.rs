@@ -1,26 +1,36 @@
-//! One delivery from Didit, from bytes to an admitted event or a rejection.
+//! One delivery from Didit, from bytes to a named event, then to a classified one.
 //!
 //! The order of checks is deliberate: authenticity first, so an unauthenticated sender learns
 //! nothing about what the edge would accept; then the fields the edge needs; then freshness,
 //! judged on the body's `timestamp` (which every signature covers) and on `X-Timestamp` when
 //! present, both bounded in both directions.
 //!
+//! Naming an event ([`Intake::identify`]) needs no configuration but the secrets and the
+//! freshness window, so an authentic delivery can be stored even while the rest of the
+//! configuration is broken. Classifying it ([`Identified::classify`]: risk, consumers, the
+//! CloudEvent) needs the risk rules and origins; when they are broken it waits in the inbox,
+//! which classifies it later from the stored body ([`Identified::recall`]).
+//!
 //! ```text
-//! let intake = Intake::new(delivery, allow_simple)?;    // which messages to authenticate
-//! let verified = intake.verify_with(&secrets, &mut mac)?; // or answer intake.challenges() async
-//! let admission = intake.admit(verified, now, tolerance)?;
+//! let intake = Intake::new(delivery, allow_simple)?;       // which messages to authenticate
+//! let verified = intake.verify_with(&secrets, &mut mac)?;  // or answer intake.challenges() async
+//! let identified = intake.identify(verified, now, tolerance_secs)?;
+//! let classified = identified.classify(&policy)?;          // or later, from the stored body
 //! ```
 
+use alloc::borrow::Cow;
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use serde_json::value::RawValue;
 
 use crate::cloudevent::{self, EventParts};
-use crate::config::{Config, Origin};
+use crate::config::DeliveryConfig;
 use crate::envelope::{Envelope, EnvelopeError};
-use crate::identity::{subject_of, EventId};
+use crate::identity::{subject_of, ContentDigest, EventId, Subject};
 use crate::mac::HmacSha256;
 use crate::normalize::{Decision, Status};
+use crate::origin::Origin;
 use crate::rejection::Rejection;
 use crate::risk::{Level, RiskRules};
 use crate::route::consumers_for;
@@ -47,50 +57,65 @@ pub struct Intake<'a> {
     challenges: ChallengeTiers<'a>,
 }
 
-/// What admission is judged against.
+/// What classification is judged against.
 #[derive(Clone, Copy, Debug)]
 pub struct Policy<'c> {
-    /// Largest accepted distance between a delivery's timestamp and now.
-    pub tolerance_secs: u64,
     /// Rules for the risk level.
     pub risk_rules: &'c RiskRules,
     /// Where events can go, for choosing consumers.
     pub origins: &'c [Origin],
 }
 
-impl Config {
-    /// The part of the configuration admission needs.
-    pub fn intake_policy(&self) -> Policy<'_> {
+impl DeliveryConfig {
+    /// The part of the configuration classification needs.
+    pub fn policy(&self) -> Policy<'_> {
         Policy {
-            tolerance_secs: self.timestamp_tolerance_secs,
             risk_rules: &self.risk_rules,
             origins: &self.origins,
         }
     }
 }
 
-/// An authentic, fresh, well-formed delivery, ready to be claimed and stored.
-#[derive(Clone, Debug)]
-pub struct Admission {
+/// An authentic, fresh, well-formed delivery with its stable name; nothing in it depends on
+/// configuration beyond the secrets and the freshness window.
+#[derive(Debug)]
+pub struct Identified<'a> {
     /// The stable event id (see [`crate::identity`]).
     pub event_id: EventId,
-    /// Didit's own `event_id`, remembered as an alias so a retry with a fresh timestamp but the
-    /// same `event_id` is still recognised.
+    /// The id releases before the content digest gave the same event
+    /// ([`EventId::derive_v1`]), so their stored events still catch its retries.
+    pub legacy_id: EventId,
+    /// Didit's own `event_id`, remembered as an alias so a resend with a fresh timestamp but
+    /// the same `event_id` (and the same type and status) is still recognised.
     pub alias: Option<String>,
-    /// The inbox (Durable Object) that owns the subject.
-    pub inbox: String,
-    /// The CloudEvent to deliver, as JSON.
-    pub cloud_event: Box<RawValue>,
-    /// How it was authenticated.
-    pub verified: Verified,
+    /// Who the event is about: its inbox.
+    pub subject: Subject<'a>,
     /// Didit's `webhook_type`.
-    pub webhook_type: String,
+    pub webhook_type: Cow<'a, str>,
+    /// Didit's `status`, when the event has one.
+    pub status: Option<Cow<'a, str>>,
     /// When Didit created the event (its `timestamp`, Unix seconds): the delivery order.
     pub created_at: i64,
+    /// The body as received, one JSON value.
+    pub body: &'a RawValue,
+    /// How it was authenticated.
+    pub verified: Verified,
+    /// A console test delivery (the header or the body says so).
+    pub test: bool,
+    /// When the edge accepted it (Unix seconds).
+    pub received_at: i64,
+    envelope: Envelope<'a>,
+}
+
+/// What configuration makes of an identified event: where it goes and what it says.
+#[derive(Clone, Debug)]
+pub struct Classified {
+    /// The CloudEvent to deliver, as JSON.
+    pub cloud_event: Box<RawValue>,
     /// The assessed risk level (routing filters use it).
     pub risk_level: Level,
     /// The consumers that take this event; empty when no origin wants it.
-    pub consumers: alloc::vec::Vec<String>,
+    pub consumers: Vec<String>,
     /// What the real-time stream says about it.
     pub status_update: StatusUpdate,
 }
@@ -127,16 +152,15 @@ impl<'a> Intake<'a> {
         verify::answer(self.challenges.clone(), secrets, mac).map_err(rejection_of)
     }
 
-    /// Checks fields and freshness of an authenticated delivery and shapes its event.
+    /// Checks the fields and freshness of an authenticated delivery and names its event.
     /// `now` is Unix seconds.
-    pub fn admit(
-        &self,
+    pub fn identify(
+        self,
         verified: Verified,
         now: i64,
-        policy: &Policy<'_>,
-    ) -> Result<Admission, Rejection> {
-        let tolerance_secs = policy.tolerance_secs;
-        let envelope = match &self.envelope {
+        tolerance_secs: u64,
+    ) -> Result<Identified<'a>, Rejection> {
+        let envelope = match self.envelope {
             Ok(envelope) => envelope,
             Err(EnvelopeError::Malformed(_)) => return Err(Rejection::MalformedJson),
             Err(EnvelopeError::Invalid(error)) => {
@@ -145,13 +169,6 @@ impl<'a> Intake<'a> {
                 })
             }
         };
-        let webhook_type = envelope
-            .webhook_type
-            .as_deref()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or(Rejection::MissingField {
-                field: "webhook_type",
-            })?;
         let timestamp = envelope
             .timestamp
             .ok_or(Rejection::MissingField { field: "timestamp" })?;
@@ -163,26 +180,97 @@ impl<'a> Intake<'a> {
                 .map_err(|_| Rejection::InvalidTimestampHeader)?;
             check_freshness(header_ts, now, tolerance_secs)?;
         }
-        let subject = subject_of(envelope).ok_or(Rejection::MissingField {
+        let test = self.delivery.test_header;
+        Identified::name(self.delivery.body, envelope, verified, test, now)
+    }
+}
+
+impl<'a> Identified<'a> {
+    /// Names a stored event again from its body and the facts kept with it, for classifying
+    /// it later; freshness was judged when it arrived.
+    pub fn recall(
+        body: &'a [u8],
+        verified: Verified,
+        test_header: bool,
+        received_at: i64,
+    ) -> Result<Self, Rejection> {
+        let envelope = Envelope::parse(body).map_err(|_| Rejection::MalformedJson)?;
+        Self::name(body, envelope, verified, test_header, received_at)
+    }
+
+    fn name(
+        body: &'a [u8],
+        envelope: Envelope<'a>,
+        verified: Verified,
+        test_header: bool,
+        received_at: i64,
+    ) -> Result<Self, Rejection> {
+        let webhook_type = envelope
+            .webhook_type
+            .clone()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or(Rejection::MissingField {
+                field: "webhook_type",
+            })?;
+        let created_at = envelope
+            .timestamp
+            .ok_or(Rejection::MissingField { field: "timestamp" })?;
+        let subject = subject_of(&envelope).ok_or(Rejection::MissingField {
             field: "session_id (or the entity or transaction id its webhook_type carries)",
         })?;
-        let text =
-            core::str::from_utf8(self.delivery.body).map_err(|_| Rejection::MalformedJson)?;
-        let payload: &RawValue =
-            serde_json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
+        let text = core::str::from_utf8(body).map_err(|_| Rejection::MalformedJson)?;
+        let body: &RawValue = serde_json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
+        let status = envelope.status.clone();
+        let content = verified
+            .header
+            .covers_payload()
+            .then(|| ContentDigest::of_body(body.get().as_bytes()));
         let event_id = EventId::derive(
             &subject,
-            webhook_type,
-            timestamp,
-            envelope.status.as_deref(),
+            &webhook_type,
+            created_at,
+            status.as_deref(),
+            content.as_ref(),
         );
+        let legacy_id = EventId::derive_v1(&subject, &webhook_type, created_at, status.as_deref());
+        let alias = envelope
+            .event_id
+            .as_deref()
+            .filter(|id| !id.is_empty())
+            .map(String::from);
+        let test = test_header || envelope.is_test();
+        Ok(Self {
+            event_id,
+            legacy_id,
+            alias,
+            subject,
+            webhook_type,
+            status,
+            created_at,
+            body,
+            verified,
+            test,
+            received_at,
+            envelope,
+        })
+    }
+
+    /// The inbox (Durable Object) that owns the subject.
+    pub fn inbox(&self) -> String {
+        self.subject.inbox_name()
+    }
+
+    /// Assesses the risk, picks the consumers and shapes the CloudEvent.
+    pub fn classify(&self, policy: &Policy<'_>) -> Result<Classified, Rejection> {
+        let envelope = &self.envelope;
+        let webhook_type = self.webhook_type.as_ref();
         // The body parsed, so the decision is valid JSON; one of an unexpected shape summarizes
         // to nothing and the payload still carries it whole.
         let decision = envelope
             .decision
             .and_then(|raw| serde_json::from_str::<Decision>(raw.get()).ok());
         let summary = decision.as_ref().map(|d| d.summary.clone());
-        let status = envelope.status.as_deref().map(Status::of);
+        let status = self.status.as_deref().map(Status::of);
         let risk = policy.risk_rules.assess(
             webhook_type,
             status.as_ref().map(|s| s.code.as_str()),
@@ -193,15 +281,14 @@ impl<'a> Intake<'a> {
             .map(String::from)
             .collect();
         let risk_level = risk.level;
-        let test = self.delivery.test_header || envelope.is_test();
         let status_update = StatusUpdate {
-            event_id: String::from(event_id.as_str()),
-            subject_kind: subject.kind.as_str().into(),
-            subject_id: subject.id.clone().into_owned(),
+            event_id: String::from(self.event_id.as_str()),
+            subject_kind: self.subject.kind.as_str().into(),
+            subject_id: self.subject.id.clone().into_owned(),
             status_code: status.as_ref().map(|s| s.code.clone()),
             risk_level,
-            time: timestamp,
-            test,
+            time: self.created_at,
+            test: self.test,
             vendor_data: envelope.vendor_data.as_deref().map(String::from),
             session_id: envelope.session_id.as_deref().map(String::from),
             workflow_id: envelope.workflow_id.as_deref().map(String::from),
@@ -212,31 +299,21 @@ impl<'a> Intake<'a> {
             status,
             decision: summary,
             risk,
-            id: &event_id,
-            subject: &subject,
+            id: &self.event_id,
+            subject: &self.subject,
             webhook_type,
-            timestamp,
+            timestamp: self.created_at,
             envelope,
-            payload,
-            verified,
-            test,
-            received_at: now,
+            payload: self.body,
+            verified: self.verified,
+            test: self.test,
+            received_at: self.received_at,
         })
         .map_err(|error| Rejection::InvalidPayload {
             reason: error.to_string(),
         })?;
-        Ok(Admission {
-            event_id,
-            alias: envelope
-                .event_id
-                .as_deref()
-                .filter(|id| !id.is_empty())
-                .map(String::from),
-            inbox: subject.inbox_name(),
+        Ok(Classified {
             cloud_event,
-            verified,
-            webhook_type: webhook_type.into(),
-            created_at: timestamp,
             risk_level,
             consumers,
             status_update,
@@ -282,7 +359,17 @@ mod tests {
         hex::encode(RustCrypto.tag(b"k", body.as_bytes()))
     }
 
-    fn run(body: &str, signature: &str, x_timestamp: Option<&str>) -> Result<Admission, Rejection> {
+    /// What one delivery comes to: its name and its classification.
+    struct Admission<'a> {
+        identified: Identified<'a>,
+        classified: Classified,
+    }
+
+    fn run<'a>(
+        body: &'a str,
+        signature: &'a str,
+        x_timestamp: Option<&'a str>,
+    ) -> Result<Admission<'a>, Rejection> {
         let delivery = Delivery {
             body: body.as_bytes(),
             headers: SignatureHeaders {
@@ -297,20 +384,20 @@ mod tests {
             &WebhookSecrets::parse("k").expect("secret"),
             &mut RustCrypto,
         )?;
-        let origins = crate::config::parse_origins(
+        let origins = crate::origin::parse_origins(
             r#"[{"name":"main","url":"https://main"},{"name":"fraud","url":"https://fraud","consumer":"fraud","risk_levels":["high"]}]"#,
         )
         .expect("origins");
         let rules = RiskRules::default();
-        intake.admit(
-            verified,
-            NOW,
-            &Policy {
-                tolerance_secs: 600,
-                risk_rules: &rules,
-                origins: &origins,
-            },
-        )
+        let identified = intake.identify(verified, NOW, 600)?;
+        let classified = identified.classify(&Policy {
+            risk_rules: &rules,
+            origins: &origins,
+        })?;
+        Ok(Admission {
+            identified,
+            classified,
+        })
     }
 
     #[test]
@@ -318,10 +405,11 @@ mod tests {
         let body = format!(
             r#"{{"webhook_type":"status.updated","session_id":"s1","status":"Approved","timestamp":{NOW},"event_id":"e1","vendor_data":"user-7","workflow_id":"wf","metadata":{{"test_webhook":true}}}}"#
         );
-        let admission = run(&body, &signed(&body), None).expect("admitted");
-        assert_eq!(admission.inbox, "session:s1");
-        let update = &admission.status_update;
-        assert_eq!(update.event_id, admission.event_id.as_str());
+        let tag = signed(&body);
+        let admission = run(&body, &tag, None).expect("admitted");
+        assert_eq!(admission.identified.inbox(), "session:s1");
+        let update = &admission.classified.status_update;
+        assert_eq!(update.event_id, admission.identified.event_id.as_str());
         assert_eq!(
             (
                 update.subject_kind.as_str(),
@@ -337,10 +425,10 @@ mod tests {
             (update.session_id.as_deref(), update.workflow_id.as_deref()),
             (Some("s1"), Some("wf"))
         );
-        assert_eq!(admission.alias.as_deref(), Some("e1"));
+        assert_eq!(admission.identified.alias.as_deref(), Some("e1"));
         let event: serde_json::Value =
-            serde_json::from_str(admission.cloud_event.get()).expect("json");
-        assert_eq!(event["id"], admission.event_id.as_str());
+            serde_json::from_str(admission.classified.cloud_event.get()).expect("json");
+        assert_eq!(event["id"], admission.identified.event_id.as_str());
         assert_eq!(event["type"], "me.didit.status.updated");
         assert_eq!(event["subject"], "s1");
         assert_eq!(event["time"], "2023-11-14T22:13:20Z");
@@ -351,7 +439,7 @@ mod tests {
             event["data"]["risk"],
             serde_json::json!({"level": "low", "signals": []})
         );
-        assert_eq!(admission.consumers, ["default"]);
+        assert_eq!(admission.classified.consumers, ["default"]);
         let payload: serde_json::Value = serde_json::from_str(&body).expect("json");
         assert_eq!(event["data"]["payload"], payload);
     }
@@ -362,17 +450,74 @@ mod tests {
             r#"{{"webhook_type":"status.updated","session_id":"s9","status":"Declined","timestamp":{NOW},
                "decision":{{"aml_screenings":[{{"node_id":"aml-1","status":"Declined","total_hits":4}}]}}}}"#
         );
-        let admission = run(&body, &signed(&body), None).expect("admitted");
-        assert_eq!(admission.risk_level, Level::High);
-        assert_eq!(admission.consumers, ["default", "fraud"]);
+        let tag = signed(&body);
+        let admission = run(&body, &tag, None).expect("admitted");
+        assert_eq!(admission.classified.risk_level, Level::High);
+        assert_eq!(admission.classified.consumers, ["default", "fraud"]);
         let event: serde_json::Value =
-            serde_json::from_str(admission.cloud_event.get()).expect("json");
+            serde_json::from_str(admission.classified.cloud_event.get()).expect("json");
         assert_eq!(event["data"]["payload_version"], "v3");
         assert_eq!(event["data"]["decision"]["features"][0]["feature"], "aml");
         assert_eq!(
             event["data"]["risk"]["signals"][1],
             serde_json::json!({"code": "aml_declined", "source": "aml:aml-1"})
         );
+    }
+
+    #[test]
+    fn a_stored_event_classified_later_is_the_same_event() {
+        let body = format!(
+            r#"{{"webhook_type":"status.updated","session_id":"s1","status":"Declined","timestamp":{NOW},"event_id":"e1","vendor_data":"u\"7"}}"#
+        );
+        let tag = signed(&body);
+        let now = run(&body, &tag, None).expect("admitted");
+        let identified = &now.identified;
+        let later = Identified::recall(
+            body.as_bytes(),
+            identified.verified,
+            identified.test,
+            identified.received_at,
+        )
+        .expect("recalled");
+        assert_eq!(later.event_id, identified.event_id);
+        assert_eq!(later.legacy_id, identified.legacy_id);
+        assert_eq!(later.alias, identified.alias);
+        let origins = crate::origin::parse_origins(r#"[{"name":"main","url":"https://main"}]"#)
+            .expect("origins");
+        let rules = RiskRules::default();
+        let classified = later
+            .classify(&Policy {
+                risk_rules: &rules,
+                origins: &origins,
+            })
+            .expect("classified");
+        assert_eq!(
+            classified.cloud_event.get(),
+            now.classified.cloud_event.get()
+        );
+        assert_eq!(classified.status_update, now.classified.status_update);
+    }
+
+    #[test]
+    fn only_what_the_signature_covers_names_the_event() {
+        let body = format!(
+            r#"{{"webhook_type":"status.updated","session_id":"s1","status":"Approved","timestamp":{NOW},"event_id":"e1"}}"#
+        );
+        let identify = |body: &str, header| {
+            let verified = Verified {
+                header,
+                form: crate::verify::SignedMessage::RawBody,
+                secret_index: 0,
+            };
+            Identified::recall(body.as_bytes(), verified, false, NOW)
+                .expect("named")
+                .event_id
+        };
+        let edited = body.replace(r#""event_id":"e1""#, r#""event_id":"e1","decision":{}"#);
+        use crate::verify::SignatureHeader::{Raw, Simple};
+        assert_ne!(identify(&body, Raw), identify(&edited, Raw));
+        // Only the four simple fields are authenticated: an edited decision is the same event.
+        assert_eq!(identify(&body, Simple), identify(&edited, Simple));
     }
 
     #[test]

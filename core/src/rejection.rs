@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use core::fmt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a request was refused. Nothing is stored or forwarded for any of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,6 +70,12 @@ pub enum Rejection {
     Token(crate::stream_token::TokenError),
     /// The stream token has already opened a connection.
     TokenReused,
+    /// The token's grant and the connect filters take more than a connection can carry
+    /// ([`crate::stream::MAX_WATCH_BYTES`]); nothing was spent, a smaller token will do.
+    WatchTooLarge {
+        /// How many bytes they would take.
+        bytes: usize,
+    },
     /// `GET /v1/stream` without `Upgrade: websocket`.
     UpgradeRequired,
     /// The stream is off: `STREAM_TOKEN_SECRET` is not set.
@@ -107,7 +113,8 @@ impl Rejection {
             Self::MalformedJson
             | Self::InvalidPayload { .. }
             | Self::MissingField { .. }
-            | Self::InvalidQuery { .. } => 400,
+            | Self::InvalidQuery { .. }
+            | Self::WatchTooLarge { .. } => 400,
             Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
                 403
             }
@@ -144,6 +151,7 @@ impl Rejection {
             Self::Token(crate::stream_token::TokenError::Expired) => "token_expired",
             Self::Token(_) => "invalid_token",
             Self::TokenReused => "token_reused",
+            Self::WatchTooLarge { .. } => "token_too_large",
             Self::UpgradeRequired => "upgrade_required",
             Self::StreamOff => "stream_off",
             Self::DeadLetterNotFound => "dead_letter_not_found",
@@ -218,6 +226,11 @@ impl fmt::Display for Rejection {
             ),
             Self::Token(error) => write!(f, "{error}"),
             Self::TokenReused => f.write_str("this token has already opened a connection"),
+            Self::WatchTooLarge { bytes } => write!(
+                f,
+                "the token's claims and filters take {bytes} bytes; a connection carries at most {} (list fewer sessions)",
+                crate::stream::MAX_WATCH_BYTES
+            ),
             Self::UpgradeRequired => f.write_str("this route takes a WebSocket upgrade"),
             Self::StreamOff => f.write_str("the status stream is off (STREAM_TOKEN_SECRET is not set)"),
             Self::DeadLetterNotFound => f.write_str(
@@ -228,8 +241,10 @@ impl fmt::Display for Rejection {
     }
 }
 
-/// What an accepted delivery gets back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What an accepted delivery gets back, on the wire as `{"status":"accepted"|"duplicate","id":…}`
+/// (the same shape between the inbox and the edge, and from the edge to Didit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
 pub enum Receipt {
     /// First time this event was seen: it is stored and will be delivered.
     Accepted {
@@ -244,18 +259,9 @@ pub enum Receipt {
 }
 
 impl Receipt {
-    /// The response body: `{"status":"accepted"|"duplicate","id":…}`.
+    /// The response body.
     pub fn to_json(&self) -> String {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            status: &'a str,
-            id: &'a str,
-        }
-        let (status, id) = match self {
-            Self::Accepted { id } => ("accepted", id),
-            Self::Duplicate { id } => ("duplicate", id),
-        };
-        serde_json::to_string(&Body { status, id }).unwrap_or_default()
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -278,9 +284,14 @@ mod tests {
 
     #[test]
     fn receipts_render_status_and_id() {
+        let duplicate = Receipt::Duplicate { id: "evt_1".into() };
         assert_eq!(
-            Receipt::Duplicate { id: "evt_1".into() }.to_json(),
+            duplicate.to_json(),
             r#"{"status":"duplicate","id":"evt_1"}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Receipt>(&duplicate.to_json()).ok(),
+            Some(duplicate)
         );
     }
 }

@@ -6,51 +6,8 @@
 
 use alloc::vec::Vec;
 
-use crate::config::Origin;
+use crate::origin::Origin;
 use crate::risk::Level;
-
-/// The consumer of origins that name none.
-pub const DEFAULT_CONSUMER: &str = "default";
-
-/// Whether `pattern` is an exact type, a `family.*` or `*`.
-pub fn is_valid_type_pattern(pattern: &str) -> bool {
-    let body = pattern.strip_suffix(".*").unwrap_or(pattern);
-    pattern == "*"
-        || (!body.is_empty()
-            && !body.contains('*')
-            && body
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_'))
-}
-
-/// Whether `webhook_type` matches `pattern` (exact, `family.*` or `*`).
-pub fn type_matches(pattern: &str, webhook_type: &str) -> bool {
-    match pattern.strip_suffix(".*") {
-        _ if pattern == "*" => true,
-        Some(family) => webhook_type
-            .strip_prefix(family)
-            .is_some_and(|rest| rest.starts_with('.')),
-        None => pattern == webhook_type,
-    }
-}
-
-impl Origin {
-    /// The consumer this origin serves.
-    pub fn consumer(&self) -> &str {
-        self.consumer.as_deref().unwrap_or(DEFAULT_CONSUMER)
-    }
-
-    /// Whether this origin takes events of this type and risk level.
-    pub fn accepts(&self, webhook_type: &str, level: Level) -> bool {
-        self.event_types
-            .as_ref()
-            .is_none_or(|types| types.iter().any(|p| type_matches(p, webhook_type)))
-            && self
-                .risk_levels
-                .as_ref()
-                .is_none_or(|levels| levels.contains(&level))
-    }
-}
 
 /// The consumers that take this event, in configuration order, each once.
 pub fn consumers_for<'o>(origins: &'o [Origin], webhook_type: &str, level: Level) -> Vec<&'o str> {
@@ -63,13 +20,11 @@ pub fn consumers_for<'o>(origins: &'o [Origin], webhook_type: &str, level: Level
     consumers
 }
 
-/// Most origins one delivery attempt tries before it counts as failed: enough to fail over
-/// across clouds, few enough that one attempt (each origin with its own timeout) stays short.
-pub const MAX_ORIGINS_PER_ATTEMPT: usize = 4;
-
-/// The origins that can serve `consumer` for this event, in the order to try them: by
+/// Every origin that can serve `consumer` for this event, in the order to try them: by
 /// `priority`, and among equal priorities a weighted draw (an origin of weight 3 comes first
 /// three times as often as one of weight 1). `seed` makes the draw; pass a fresh random one.
+/// How many one attempt tries is [`crate::attempt::Plan`]'s to decide, after it leaves out
+/// the origins that are cooling down.
 pub fn origins_for<'o>(
     origins: &'o [Origin],
     consumer: &str,
@@ -104,7 +59,6 @@ pub fn origins_for<'o>(
         }
         ordered.push(pool.remove(pick));
     }
-    ordered.truncate(MAX_ORIGINS_PER_ATTEMPT);
     ordered
 }
 
@@ -127,11 +81,11 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
-    use crate::config::parse_origins;
+    use crate::origin::{parse_origins, DEFAULT_CONSUMER};
     use alloc::string::String;
 
     #[test]
-    fn failover_order_is_by_priority_then_as_listed_and_bounded() {
+    fn failover_order_is_by_priority_with_every_origin_listed() {
         let origins = parse_origins(
             r#"[{"name":"c","url":"https://c","priority":2},
                 {"name":"a1","url":"https://a1","priority":1},
@@ -149,7 +103,11 @@ mod tests {
         let mut middle = order[1..3].to_vec();
         middle.sort();
         assert_eq!(middle, ["a1", "a2"]);
-        assert_eq!(order[3], "c", "lowest priority first, at most 4");
+        assert_eq!(
+            order[3..],
+            ["c", "b"],
+            "lowest priority first, none left out"
+        );
     }
 
     #[test]
@@ -182,25 +140,6 @@ mod tests {
             (2850..=3150).contains(&heavy_first),
             "heavy first {heavy_first} times"
         );
-    }
-
-    #[test]
-    fn type_patterns() {
-        for (pattern, valid) in [
-            ("*", true),
-            ("user.*", true),
-            ("status.updated", true),
-            ("user.*.x", false),
-            ("", false),
-            ("**", false),
-            ("a b", false),
-        ] {
-            assert_eq!(is_valid_type_pattern(pattern), valid, "{pattern}");
-        }
-        assert!(type_matches("user.*", "user.status.updated"));
-        assert!(!type_matches("user.*", "users.status.updated"));
-        assert!(!type_matches("user.*", "status.updated"));
-        assert!(type_matches("*", "anything.new"));
     }
 
     #[test]

@@ -29,17 +29,47 @@ pub struct WebhookSecrets(Vec<WebhookSecret>);
 
 /// Why a secret setting was refused. Variants never carry the secret itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SecretError {
     /// The setting holds no secret at all.
     Empty,
     /// One of the comma-separated entries is blank (a stray comma); the 1-based position is given.
     BlankEntry(usize),
-    /// The signing secret does not start with `whsec_`.
+    /// One entry of a list of signing secrets is unusable (1-based position).
+    Signing {
+        /// Which entry.
+        entry: usize,
+        /// What is wrong with it.
+        error: SigningKeyError,
+    },
+}
+
+/// Why one `whsec_…` signing secret is unusable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SigningKeyError {
+    /// It does not start with `whsec_`.
     MissingWhsecPrefix,
     /// The part after `whsec_` is not standard base64.
     NotBase64,
-    /// The decoded signing key is shorter or longer than Standard Webhooks allows (24 to 64 bytes).
+    /// The decoded key is shorter or longer than Standard Webhooks allows (24 to 64 bytes).
     BadKeyLength(usize),
+    /// More than [`MAX_SIGNING_SECRETS`] secrets are listed.
+    TooMany,
+}
+
+impl fmt::Display for SigningKeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::MissingWhsecPrefix => f.write_str("must start with `whsec_`"),
+            Self::NotBase64 => f.write_str("the part after `whsec_` is not valid base64"),
+            Self::BadKeyLength(len) => write!(
+                f,
+                "decodes to {len} bytes; Standard Webhooks keys are 24 to 64 bytes"
+            ),
+            Self::TooMany => write!(f, "is one too many; list at most {MAX_SIGNING_SECRETS}"),
+        }
+    }
 }
 
 impl fmt::Display for SecretError {
@@ -47,33 +77,37 @@ impl fmt::Display for SecretError {
         match self {
             Self::Empty => f.write_str("is empty"),
             Self::BlankEntry(at) => write!(f, "entry {at} of the comma-separated list is blank"),
-            Self::MissingWhsecPrefix => f.write_str("must start with `whsec_`"),
-            Self::NotBase64 => f.write_str("the part after `whsec_` is not valid base64"),
-            Self::BadKeyLength(len) => {
-                write!(
-                    f,
-                    "decodes to {len} bytes; Standard Webhooks keys are 24 to 64 bytes"
-                )
-            }
+            Self::Signing { entry, error } => write!(f, "entry {entry} {error}"),
         }
     }
+}
+
+impl core::error::Error for SecretError {}
+impl core::error::Error for SigningKeyError {}
+
+/// Splits a comma-separated list, refusing an empty list or a blank entry.
+fn entries(list: &str) -> Result<impl Iterator<Item = (usize, &str)>, SecretError> {
+    if list.trim().is_empty() {
+        return Err(SecretError::Empty);
+    }
+    if let Some(blank) = list.split(',').position(|entry| entry.trim().is_empty()) {
+        return Err(SecretError::BlankEntry(blank + 1));
+    }
+    Ok(list
+        .split(',')
+        .map(str::trim)
+        .enumerate()
+        .map(|(index, entry)| (index + 1, entry)))
 }
 
 impl WebhookSecrets {
     /// Parses a comma-separated list; surrounding whitespace of each entry is ignored.
     pub fn parse(list: &str) -> Result<Self, SecretError> {
-        if list.trim().is_empty() {
-            return Err(SecretError::Empty);
-        }
-        let mut secrets = Vec::new();
-        for (index, entry) in list.split(',').enumerate() {
-            let entry = entry.trim();
-            if entry.is_empty() {
-                return Err(SecretError::BlankEntry(index + 1));
-            }
-            secrets.push(WebhookSecret(entry.as_bytes().to_vec()));
-        }
-        Ok(Self(secrets))
+        Ok(Self(
+            entries(list)?
+                .map(|(_, entry)| WebhookSecret(entry.as_bytes().to_vec()))
+                .collect(),
+        ))
     }
 
     /// The secrets in the order configured (the newest first, by convention).
@@ -99,19 +133,16 @@ pub struct SigningSecret(Vec<u8>);
 
 impl SigningSecret {
     /// Parses `whsec_<base64>`.
-    pub fn parse(text: &str) -> Result<Self, SecretError> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(SecretError::Empty);
-        }
+    pub fn parse(text: &str) -> Result<Self, SigningKeyError> {
         let encoded = text
+            .trim()
             .strip_prefix("whsec_")
-            .ok_or(SecretError::MissingWhsecPrefix)?;
+            .ok_or(SigningKeyError::MissingWhsecPrefix)?;
         let key = base64::engine::general_purpose::STANDARD
             .decode(encoded)
-            .map_err(|_| SecretError::NotBase64)?;
+            .map_err(|_| SigningKeyError::NotBase64)?;
         if !(24..=64).contains(&key.len()) {
-            return Err(SecretError::BadKeyLength(key.len()));
+            return Err(SigningKeyError::BadKeyLength(key.len()));
         }
         Ok(Self(key))
     }
@@ -125,6 +156,40 @@ impl SigningSecret {
 impl fmt::Debug for SigningSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("SigningSecret(<redacted>)")
+    }
+}
+
+/// Every key that signs what the edge forwards: one, or during a rotation the new and the old
+/// (`whsec_new,whsec_old`). Each signs every request, all signatures travel in the one
+/// `webhook-signature` header, and the origin accepts a request if any of them verifies, so
+/// the origin can switch keys at any moment with no refused delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningSecrets(Vec<SigningSecret>);
+
+/// Most signing secrets at once: one rotation's new and old, with room for a slow one.
+pub const MAX_SIGNING_SECRETS: usize = 4;
+
+impl SigningSecrets {
+    /// Parses a comma-separated list of `whsec_<base64>`.
+    pub fn parse(list: &str) -> Result<Self, SecretError> {
+        let mut secrets = Vec::new();
+        for (entry, text) in entries(list)? {
+            let secret = SigningSecret::parse(text)
+                .map_err(|error| SecretError::Signing { entry, error })?;
+            secrets.push(secret);
+        }
+        if secrets.len() > MAX_SIGNING_SECRETS {
+            return Err(SecretError::Signing {
+                entry: MAX_SIGNING_SECRETS + 1,
+                error: SigningKeyError::TooMany,
+            });
+        }
+        Ok(Self(secrets))
+    }
+
+    /// The secrets in the order configured.
+    pub fn iter(&self) -> impl Iterator<Item = &SigningSecret> {
+        self.0.iter()
     }
 }
 
@@ -156,15 +221,44 @@ mod tests {
         assert_eq!(format!("{secret:?}"), "SigningSecret(<redacted>)");
         assert_eq!(
             SigningSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            Err(SecretError::MissingWhsecPrefix)
+            Err(SigningKeyError::MissingWhsecPrefix)
         );
         assert_eq!(
             SigningSecret::parse("whsec_!!!"),
-            Err(SecretError::NotBase64)
+            Err(SigningKeyError::NotBase64)
         );
         assert_eq!(
             SigningSecret::parse("whsec_c2hvcnQ="),
-            Err(SecretError::BadKeyLength(5))
+            Err(SigningKeyError::BadKeyLength(5))
+        );
+    }
+
+    #[test]
+    fn signing_secrets_rotate_as_a_list() {
+        let new = "whsec_ZGlkaXQtZWRnZS1sb2NhbC1kZW1vLWtleS0wMDE=";
+        let old = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let both = SigningSecrets::parse(&format!(" {new} ,{old}")).expect("valid");
+        let keys: Vec<usize> = both.iter().map(|s| s.key().len()).collect();
+        assert_eq!(keys, [29, 24]);
+        assert!(!format!("{both:?}").contains("whsec"));
+        assert_eq!(
+            SigningSecrets::parse(&format!("{new},whsec_!!!")),
+            Err(SecretError::Signing {
+                entry: 2,
+                error: SigningKeyError::NotBase64
+            })
+        );
+        assert_eq!(
+            SigningSecrets::parse(&format!("{new},")),
+            Err(SecretError::BlankEntry(2))
+        );
+        let five = [old; 5].join(",");
+        assert_eq!(
+            SigningSecrets::parse(&five),
+            Err(SecretError::Signing {
+                entry: 5,
+                error: SigningKeyError::TooMany
+            })
         );
     }
 }

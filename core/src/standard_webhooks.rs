@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 use base64::Engine as _;
 
 use crate::mac::{HmacSha256, Tag};
-use crate::secret::SigningSecret;
+use crate::secret::SigningSecrets;
 
 /// The three headers of a signed request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,7 +16,8 @@ pub struct SignedHeaders {
     pub id: String,
     /// `webhook-timestamp`: Unix seconds of this attempt (receivers reject stale ones).
     pub timestamp: String,
-    /// `webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`.
+    /// `webhook-signature`: `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per signing
+    /// secret, separated by spaces (receivers accept the request if any of them verifies).
     pub signature: String,
 }
 
@@ -33,27 +34,41 @@ pub fn message(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
     message
 }
 
-/// The headers for a tag computed over [`message`] with the signing secret's key.
-pub fn headers(id: &str, timestamp: i64, tag: &Tag) -> SignedHeaders {
+/// The headers for tags computed over [`message`], one per signing secret.
+pub fn headers<'t>(
+    id: &str,
+    timestamp: i64,
+    tags: impl IntoIterator<Item = &'t Tag>,
+) -> SignedHeaders {
+    let mut signature = String::new();
+    for tag in tags {
+        if !signature.is_empty() {
+            signature.push(' ');
+        }
+        signature.push_str("v1,");
+        base64::engine::general_purpose::STANDARD.encode_string(tag, &mut signature);
+    }
     SignedHeaders {
         id: id.into(),
         timestamp: format!("{timestamp}"),
-        signature: format!(
-            "v1,{}",
-            base64::engine::general_purpose::STANDARD.encode(tag)
-        ),
+        signature,
     }
 }
 
-/// Signs one attempt to deliver `body` with id `id` at `now` (Unix seconds).
+/// Signs one attempt to deliver `body` with id `id` at `now` (Unix seconds), with every secret.
 pub fn sign(
-    secret: &SigningSecret,
+    secrets: &SigningSecrets,
     id: &str,
     now: i64,
     body: &[u8],
     mac: &mut impl HmacSha256,
 ) -> SignedHeaders {
-    headers(id, now, &mac.tag(secret.key(), &message(id, now, body)))
+    let message = message(id, now, body);
+    let tags: Vec<Tag> = secrets
+        .iter()
+        .map(|secret| mac.tag(secret.key(), &message))
+        .collect();
+    headers(id, now, &tags)
 }
 
 #[cfg(test)]
@@ -66,7 +81,8 @@ mod tests {
     /// The example in the Standard Webhooks reference libraries' own tests.
     #[test]
     fn matches_the_reference_vector() {
-        let secret = SigningSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
+        let secret =
+            SigningSecrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
         let headers = sign(
             &secret,
             "msg_p5jXN8AQM9LWM0D4loKWxJek",
@@ -80,5 +96,28 @@ mod tests {
         );
         assert_eq!(headers.timestamp, "1614265330");
         assert_eq!(headers.id, "msg_p5jXN8AQM9LWM0D4loKWxJek");
+    }
+
+    #[test]
+    fn every_secret_of_a_rotation_signs() {
+        let secrets = SigningSecrets::parse(
+            "whsec_ZGlkaXQtZWRnZS1sb2NhbC1kZW1vLWtleS0wMDE=,whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        )
+        .expect("valid");
+        let headers = sign(
+            &secrets,
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+            &mut RustCrypto,
+        );
+        let signatures: Vec<&str> = headers.signature.split(' ').collect();
+        assert_eq!(signatures.len(), 2);
+        assert!(signatures[0].starts_with("v1,") && signatures[0] != signatures[1]);
+        // The old key's signature is the reference one.
+        assert_eq!(
+            signatures[1],
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
     }
 }

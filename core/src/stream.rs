@@ -13,7 +13,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::rejection::Rejection;
 use crate::risk::Level;
-use crate::route::is_valid_type_pattern;
 use crate::stream_token::{Grant, Scope};
 
 /// The channel of every admin connection.
@@ -172,7 +171,7 @@ impl AdminFilters {
             match key {
                 "access_token" => {}
                 "workflow" if plain => filters.workflow_ids.push(value.into()),
-                "type" if plain && is_valid_type_pattern(value) => {
+                "type" if plain && crate::event_type::is_valid_pattern(value) => {
                     filters.event_types.push(value.into())
                 }
                 "risk" => match value.parse() {
@@ -197,7 +196,7 @@ impl AdminFilters {
             || self
                 .event_types
                 .iter()
-                .any(|p| crate::route::type_matches(p, &update.webhook_type));
+                .any(|p| crate::event_type::matches(p, &update.webhook_type));
         let workflow_ok = self.workflow_ids.is_empty()
             || update
                 .workflow_id
@@ -206,6 +205,21 @@ impl AdminFilters {
         let risk_ok = self.risk_levels.is_empty() || self.risk_levels.contains(&update.risk_level);
         type_ok && workflow_ok && risk_ok
     }
+}
+
+/// Most bytes a connection's watch may take as its socket's attachment: the Hibernation API
+/// keeps at most 2,048 per socket, and a little goes to the serialization's own header.
+pub const MAX_WATCH_BYTES: usize = 2_000;
+
+/// The size of `text` as the runtime stores a string (V8's serializer: one byte per character
+/// when every character fits in Latin-1, else two per UTF-16 unit), plus a small header.
+fn stored_size(text: &str) -> usize {
+    let units = if text.chars().all(|c| u32::from(c) <= 0xFF) {
+        text.chars().count()
+    } else {
+        text.encode_utf16().count().saturating_mul(2)
+    };
+    units.saturating_add(16)
 }
 
 /// One connection's right to see updates.
@@ -226,7 +240,27 @@ impl Watch {
                 reason: "filters need an `admin` token",
             });
         }
-        Ok(Self { grant, filters })
+        let watch = Self { grant, filters };
+        watch.encode()?;
+        Ok(watch)
+    }
+
+    /// The watch as it travels with its socket (JSON text), or a refusal when it would not fit
+    /// the [`MAX_WATCH_BYTES`] the runtime keeps per socket: checked before the token is spent,
+    /// so a token too big to attach is refused cleanly and can be reissued smaller.
+    pub fn encode(&self) -> Result<String, Rejection> {
+        let text = serde_json::to_string(self)
+            .map_err(|_| Rejection::WatchTooLarge { bytes: usize::MAX })?;
+        let bytes = stored_size(&text);
+        if bytes > MAX_WATCH_BYTES {
+            return Err(Rejection::WatchTooLarge { bytes });
+        }
+        Ok(text)
+    }
+
+    /// Reads a watch written by [`Watch::encode`].
+    pub fn decode(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
     }
 
     /// The channel whose object holds this connection.
@@ -334,6 +368,33 @@ mod tests {
     #[test]
     fn filters_need_an_admin_and_a_clean_query() {
         let filters = AdminFilters::parse(Some("risk=high")).expect("valid");
+        let many: Vec<String> = (0..60).map(|n| format!("session-{n:032}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        assert!(matches!(
+            Watch::new(grant("alice", Scope::OwnEvents, Some(many)), AdminFilters::default()),
+            Err(Rejection::WatchTooLarge { bytes }) if bytes > MAX_WATCH_BYTES
+        ));
+        let few: Vec<String> = (0..20).map(|n| format!("session-{n:032}")).collect();
+        let few: Vec<&str> = few.iter().map(String::as_str).collect();
+        let fits = Watch::new(
+            grant("alice", Scope::OwnEvents, Some(few)),
+            AdminFilters::default(),
+        )
+        .expect("twenty sessions fit");
+        assert_eq!(Watch::decode(&fits.encode().expect("fits")), Some(fits));
+        // Characters beyond Latin-1 take two bytes each.
+        let wide = "\u{4e16}".repeat(1_000);
+        assert!(Watch::new(
+            grant(&wide, Scope::OwnEvents, None),
+            AdminFilters::default()
+        )
+        .is_err());
+        let latin = "\u{e9}".repeat(1_000);
+        assert!(Watch::new(
+            grant(&latin, Scope::OwnEvents, None),
+            AdminFilters::default()
+        )
+        .is_ok());
         let refused = Watch::new(grant("alice", Scope::OwnEvents, None), filters)
             .expect_err("self with filters");
         assert_eq!(

@@ -3,7 +3,9 @@
 //!
 //! Verification is deliberately narrow: the algorithm is pinned to HS256 (so `none` and
 //! algorithm-confusion tokens are refused before any key is used), the signature is checked in
-//! constant time before a single claim is read, and the clock is passed in.
+//! constant time before a single claim is read, the token must name this receiver in `aud`
+//! (so a token the same backend signs for another service cannot open the stream), `nbf` is
+//! honoured, and the clock is passed in.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -95,6 +97,10 @@ pub enum TokenError {
     TooLongLived,
     /// `scope` is neither `self` nor `admin`.
     UnknownScope,
+    /// `aud` is missing or does not name this receiver.
+    WrongAudience,
+    /// `nbf` is still in the future (beyond the tolerated clock skew).
+    NotYetValid,
 }
 
 impl fmt::Display for TokenError {
@@ -108,6 +114,10 @@ impl fmt::Display for TokenError {
             Self::IssuedInFuture => f.write_str("the token's `iat` is in the future"),
             Self::TooLongLived => f.write_str("the token lives longer than the edge allows"),
             Self::UnknownScope => f.write_str("the token's `scope` must be `self` or `admin`"),
+            Self::WrongAudience => {
+                f.write_str("the token's `aud` must name this receiver (STREAM_TOKEN_AUDIENCE)")
+            }
+            Self::NotYetValid => f.write_str("the token's `nbf` is in the future"),
         }
     }
 }
@@ -136,6 +146,27 @@ struct Claims {
     iat: Option<i64>,
     #[serde(default)]
     jti: Option<String>,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+/// `aud` as RFC 7519 allows it: one string, or a list of which one must match.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, audience: &str) -> bool {
+        match self {
+            Self::One(one) => one == audience,
+            Self::Many(many) => many.iter().any(|one| one == audience),
+        }
+    }
 }
 
 fn decode(part: &str) -> Result<Vec<u8>, TokenError> {
@@ -150,15 +181,27 @@ fn non_empty(value: Option<String>, claim: &'static str) -> Result<String, Token
         .ok_or(TokenError::MissingClaim(claim))
 }
 
-/// Verifies `token` at `now_secs`: HS256 under `secret`, unexpired, issued no later than now and
-/// living at most `max_lifetime_secs`. Tags come from `mac`.
+/// What a token is checked against, besides its signature.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
+    /// The `aud` the token must name.
+    pub audience: &'a str,
+    /// Now, in Unix seconds.
+    pub now_secs: i64,
+    /// The longest lifetime accepted.
+    pub max_lifetime_secs: u64,
+}
+
+/// Verifies `token`: HS256 under `secret`, for `expected.audience`, valid now (`nbf` passed,
+/// unexpired, issued no later than now) and living at most the longest lifetime. Tags come
+/// from `mac`.
 pub fn verify(
     token: &str,
     secret: &StreamTokenSecret,
-    now_secs: i64,
-    max_lifetime_secs: u64,
+    expected: &Expected<'_>,
     mac: &mut impl HmacSha256,
 ) -> Result<Grant, TokenError> {
+    let (now_secs, max_lifetime_secs) = (expected.now_secs, expected.max_lifetime_secs);
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
@@ -197,8 +240,17 @@ pub fn verify(
     let jti = non_empty(claims.jti, "jti")?;
     let exp = claims.exp.ok_or(TokenError::MissingClaim("exp"))?;
     let iat = claims.iat.ok_or(TokenError::MissingClaim("iat"))?;
+    if !claims.aud.is_some_and(|aud| aud.names(expected.audience)) {
+        return Err(TokenError::WrongAudience);
+    }
     if exp <= now_secs {
         return Err(TokenError::Expired);
+    }
+    if claims
+        .nbf
+        .is_some_and(|nbf| nbf > now_secs.saturating_add(CLOCK_SKEW_SECS))
+    {
+        return Err(TokenError::NotYetValid);
     }
     if iat > now_secs.saturating_add(CLOCK_SKEW_SECS) {
         return Err(TokenError::IssuedInFuture);
@@ -256,18 +308,25 @@ mod tests {
 
     fn claims(extra: &str) -> String {
         format!(
-            r#"{{"sub":"user-42","scope":"self","iat":{},"exp":{},"jti":"j-1"{extra}}}"#,
+            r#"{{"sub":"user-42","scope":"self","aud":"didit-edge","iat":{},"exp":{},"jti":"j-1"{extra}}}"#,
             NOW - 10,
             NOW + 600
         )
+    }
+
+    fn expected(now_secs: i64, max_lifetime_secs: u64) -> Expected<'static> {
+        Expected {
+            audience: "didit-edge",
+            now_secs,
+            max_lifetime_secs,
+        }
     }
 
     fn check(token: &str) -> Result<Grant, TokenError> {
         verify(
             token,
             &secret(),
-            NOW,
-            DEFAULT_MAX_LIFETIME_SECS,
+            &expected(NOW, DEFAULT_MAX_LIFETIME_SECS),
             &mut RustCrypto,
         )
     }
@@ -300,11 +359,16 @@ mod tests {
                      .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
                      .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
         let secret = StreamTokenSecret(key);
-        let at = |now| verify(token, &secret, now, 900, &mut RustCrypto);
+        let at = |now| verify(token, &secret, &expected(now, 900), &mut RustCrypto);
         // The signature holds, so the claims are read: the example has no `sub`.
         assert_eq!(at(1_300_819_000), Err(TokenError::MissingClaim("sub")));
         let tampered = token.replace(".dBjf", ".eBjf");
-        let tampered = verify(&tampered, &secret, 1_300_819_000, 900, &mut RustCrypto);
+        let tampered = verify(
+            &tampered,
+            &secret,
+            &expected(1_300_819_000, 900),
+            &mut RustCrypto,
+        );
         assert_eq!(tampered, Err(TokenError::Signature));
     }
 
@@ -374,7 +438,9 @@ mod tests {
     #[test]
     fn time_and_claims_are_enforced() {
         let with = |iat: i64, exp: i64| {
-            format!(r#"{{"sub":"u","scope":"self","iat":{iat},"exp":{exp},"jti":"j"}}"#)
+            format!(
+                r#"{{"sub":"u","scope":"self","aud":"didit-edge","iat":{iat},"exp":{exp},"jti":"j"}}"#
+            )
         };
         assert_eq!(
             check(&token(&with(NOW - 700, NOW))),
@@ -405,12 +471,35 @@ mod tests {
                 "{body}"
             );
         }
-        let no_exp = format!(r#"{{"sub":"u","scope":"self","iat":{NOW},"jti":"j"}}"#);
+        let no_exp =
+            format!(r#"{{"sub":"u","scope":"self","aud":"didit-edge","iat":{NOW},"jti":"j"}}"#);
         assert_eq!(check(&token(&no_exp)), Err(TokenError::MissingClaim("exp")));
         let odd_scope = claims("").replace(r#""self""#, r#""root""#);
         assert_eq!(check(&token(&odd_scope)), Err(TokenError::UnknownScope));
         let string_exp = claims("").replace(&format!("{}", NOW + 600), r#""soon""#);
         assert_eq!(check(&token(&string_exp)), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn the_audience_must_name_this_receiver() {
+        let aud = |value: &str| claims("").replace(r#""aud":"didit-edge""#, value);
+        for (claim, result) in [
+            (r#""aud":["billing","didit-edge"]"#, Ok(())),
+            (r#""aud":"billing""#, Err(TokenError::WrongAudience)),
+            (r#""aud":[]"#, Err(TokenError::WrongAudience)),
+            (r#""aud":5"#, Err(TokenError::Malformed)),
+            (r#""x":1"#, Err(TokenError::WrongAudience)),
+        ] {
+            assert_eq!(check(&token(&aud(claim))).map(|_| ()), result, "{claim}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_not_valid_before_its_nbf() {
+        let at = |nbf: i64| claims(&format!(r#","nbf":{nbf}"#));
+        assert_eq!(check(&token(&at(NOW + 60))), Err(TokenError::NotYetValid));
+        assert!(check(&token(&at(NOW + 20))).is_ok(), "within the skew");
+        assert!(check(&token(&at(NOW - 5))).is_ok());
     }
 
     #[test]

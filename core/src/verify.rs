@@ -11,6 +11,7 @@ use alloc::borrow::Cow;
 use alloc::format;
 use alloc::vec::Vec;
 use core::fmt;
+use serde::{Deserialize, Serialize};
 
 use crate::canonical::{CanonicalJson, NonAscii};
 use crate::envelope::Envelope;
@@ -31,7 +32,7 @@ pub struct SignatureHeaders<'a> {
 }
 
 /// Which header a verified signature came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignatureHeader {
     /// `X-Signature`.
     Raw,
@@ -59,7 +60,7 @@ impl SignatureHeader {
 }
 
 /// Exactly which message a signature was found over; recorded for diagnostics and tests.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignedMessage {
     /// The body bytes as received.
     RawBody,
@@ -114,8 +115,9 @@ impl<'a> Challenge<'a> {
     }
 }
 
-/// A delivery whose signature checked out.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A delivery whose signature checked out. Kept with an event stored before it could be
+/// classified, so the CloudEvent made later says how it was authenticated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verified {
     /// The header whose signature matched.
     pub header: SignatureHeader,

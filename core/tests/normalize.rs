@@ -5,9 +5,9 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use didit_edge_core::config::parse_origins;
 use didit_edge_core::intake::{Delivery, Intake, Policy};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
+use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::verify::SignatureHeaders;
@@ -29,7 +29,6 @@ fn event_for(case: &Value, now: i64) -> Value {
     let origins = parse_origins(r#"[{"name":"main","url":"https://main"}]"#).expect("origins");
     let rules = RiskRules::default();
     let policy = Policy {
-        tolerance_secs: 600,
         risk_rules: &rules,
         origins: &origins,
     };
@@ -40,10 +39,11 @@ fn event_for(case: &Value, now: i64) -> Value {
             &mut RustCrypto,
         )
         .expect("verified");
-    let admission = intake
-        .admit(verified, now, &policy)
+    let classified = intake
+        .identify(verified, now, 600)
+        .and_then(|identified| identified.classify(&policy))
         .unwrap_or_else(|r| panic!("{}: {r}", case["name"]));
-    serde_json::from_str(admission.cloud_event.get()).expect("CloudEvent is JSON")
+    serde_json::from_str(classified.cloud_event.get()).expect("CloudEvent is JSON")
 }
 
 #[test]

@@ -4,10 +4,10 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
-use didit_edge_core::config::parse_origins;
 use didit_edge_core::intake::{Delivery, Intake, Policy};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::normalize::summarize;
+use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::verify::SignatureHeaders;
@@ -76,7 +76,6 @@ fn admit(body: &[u8]) -> Option<String> {
         parse_origins(r#"[{"name":"o","url":"https://o","risk_levels":["high"]}]"#).ok()?;
     let rules = RiskRules::default();
     let policy = Policy {
-        tolerance_secs: 600,
         risk_rules: &rules,
         origins: &origins,
     };
@@ -84,8 +83,12 @@ fn admit(body: &[u8]) -> Option<String> {
     let verified = intake
         .verify_with(&WebhookSecrets::parse("k").ok()?, &mut RustCrypto)
         .ok()?;
-    let admission = intake.admit(verified, 1_700_000_000, &policy).ok()?;
-    Some(admission.cloud_event.get().to_owned())
+    let classified = intake
+        .identify(verified, 1_700_000_000, 600)
+        .ok()?
+        .classify(&policy)
+        .ok()?;
+    Some(classified.cloud_event.get().to_owned())
 }
 
 /// `data.payload` of a CloudEvent, as the exact text it carries.

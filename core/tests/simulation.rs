@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use didit_edge_core::attempt::Plan;
-use didit_edge_core::config::{parse_origins, Origin};
-use didit_edge_core::delivery::{AttemptResult, DeadReason, Progress};
+use didit_edge_core::attempt::{AttemptResult, DeadReason};
+use didit_edge_core::delivery::Progress;
 use didit_edge_core::health::{Breaker, BreakerPolicy};
+use didit_edge_core::origin::{parse_origins, Origin};
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::Level;
 use didit_edge_core::route::origins_for;

@@ -1,7 +1,12 @@
 //! The message from the edge to a subject's inbox: claim this id, and if it is new, keep this
-//! event. The CloudEvent rides as a raw JSON value, so it is neither escaped nor re-encoded.
+//! event. Text fields are `Cow`s, borrowed when the JSON has no escapes and owned when it has
+//! (a subject id can hold quotes, backslashes or control characters); JSON payloads ride as
+//! raw values, so they are neither escaped nor re-encoded.
+
+use std::borrow::Cow;
 
 use didit_edge_core::risk::Level;
+use didit_edge_core::verify::Verified;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
@@ -12,20 +17,56 @@ pub const PATH: &str = "/claim";
 #[derive(Serialize, Deserialize)]
 pub struct Claim<'a> {
     /// The stable event id.
-    pub id: &'a str,
+    #[serde(borrow)]
+    pub id: Cow<'a, str>,
+    /// The id releases before the content digest gave this event; matched only against
+    /// events they stored.
+    #[serde(borrow)]
+    pub legacy_id: Cow<'a, str>,
     /// The inbox's own name (its subject), which the dead-letter index needs for replays.
-    pub inbox: &'a str,
-    /// Didit's `event_id`, a second duplicate key.
-    pub alias: Option<&'a str>,
-    /// Didit's `webhook_type`, for choosing each consumer's origin at delivery time.
-    pub webhook_type: &'a str,
+    #[serde(borrow)]
+    pub inbox: Cow<'a, str>,
+    /// Didit's `event_id`, a second duplicate key (for the same type and status).
+    #[serde(borrow)]
+    pub alias: Option<Cow<'a, str>>,
+    /// Didit's `webhook_type`.
+    #[serde(borrow)]
+    pub webhook_type: Cow<'a, str>,
+    /// Didit's `status`.
+    #[serde(borrow)]
+    pub status: Option<Cow<'a, str>>,
     /// When Didit created the event (Unix seconds): events go out in this order.
     pub created_at: i64,
-    /// The assessed risk level, for the same.
-    pub risk_level: Level,
-    /// The consumers that take this event (each gets its own ordered delivery).
-    pub consumers: Vec<String>,
-    /// The CloudEvent to deliver.
+    /// What the edge could make of it.
     #[serde(borrow)]
-    pub cloud_event: &'a RawValue,
+    pub content: Content<'a>,
+}
+
+/// An event as classified at the edge, or as received when the configuration that classifies
+/// it is broken (the inbox then classifies it once it is fixed).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content<'a> {
+    /// Classified: where it goes and what it says.
+    Classified {
+        /// The assessed risk level (routing filters use it at delivery time).
+        risk_level: Level,
+        /// The consumers that take this event (each gets its own ordered delivery).
+        consumers: Vec<String>,
+        /// The CloudEvent to deliver.
+        #[serde(borrow)]
+        cloud_event: &'a RawValue,
+    },
+    /// Stored as received, to classify later.
+    Unclassified {
+        /// How it was authenticated (the CloudEvent says so).
+        verified: Verified,
+        /// A console test delivery.
+        test: bool,
+        /// When the edge accepted it (Unix seconds).
+        received_at: i64,
+        /// Didit's body.
+        #[serde(borrow)]
+        body: &'a RawValue,
+    },
 }

@@ -8,9 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, Date, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
+    durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
 };
 
+use crate::clock::now_ms;
 use crate::respond;
 
 /// The single index's name.
@@ -25,8 +26,11 @@ pub struct LoggedAttempt {
     pub origin: Option<String>,
     /// Its HTTP status, if it answered.
     pub status: Option<u16>,
-    /// What went wrong, as a stable code (`timeout`, `server_error`, `cooling_down`, …).
+    /// What went wrong, as a stable code (`timeout`, `server_error`, `rejected`, `redirect`, …).
     pub error: Option<String>,
+    /// Where a redirect pointed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
 }
 
 /// One consumer's dead copy of one event.
@@ -40,8 +44,7 @@ pub struct Entry {
     pub subject: String,
     /// Didit's `webhook_type`.
     pub webhook_type: String,
-    /// Why it was given up on (`retries_exhausted`, `aborted_by_origin`,
-    /// `refused_by_every_origin`).
+    /// Why it was given up on (`retries_exhausted`, `aborted_by_origin`).
     pub reason: String,
     /// When the edge received it (Unix ms).
     pub received_at_ms: i64,
@@ -97,14 +100,10 @@ CREATE TABLE IF NOT EXISTS letters (
 CREATE INDEX IF NOT EXISTS letters_subject ON letters(subject);
 ";
 
-/// The index.
+/// The list of every subject's dead letters, kept up to date by the inboxes.
 #[durable_object]
 pub struct DeadLetters {
     state: State,
-}
-
-fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
 }
 
 #[derive(Deserialize)]

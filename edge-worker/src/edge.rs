@@ -1,20 +1,22 @@
 //! The public fetch handler: limits, then the core's intake, then the subject's inbox.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use didit_edge_core::admin::DeadLetterQuery;
-use didit_edge_core::config::Config;
+use didit_edge_core::config::{Config, DeliveryConfig};
 use didit_edge_core::intake::{Delivery, Intake};
 use didit_edge_core::limits::{self, BodyBudget, Route};
 use didit_edge_core::mac::RustCrypto;
 use didit_edge_core::rejection::{Receipt, Rejection};
 use didit_edge_core::stream::{presented_token, AdminFilters, StatusUpdate, Watch};
-use didit_edge_core::stream_token;
+use didit_edge_core::stream_token::{self, Expected};
 use didit_edge_core::verify::SignatureHeaders;
 use futures_util::StreamExt;
-use worker::{console_error, Context, Date, Env, Request, Response, Result};
+use worker::{console_error, Context, Env, Request, Response, Result};
 
-use crate::claim::{self, Claim};
+use crate::claim::{self, Claim, Content};
+use crate::clock::now_secs;
 use crate::dead_letters::{self, Key};
 use crate::inbox::{ReplayRequest, Replayed, REPLAY_PATH};
 use crate::{object, respond, settings, stream, webcrypto};
@@ -50,7 +52,7 @@ pub async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Re
 }
 
 fn health(env: &Env) -> Result<Response> {
-    let invalid = settings::invalid_settings(env);
+    let invalid = settings::config(env).problems.settings();
     let body = serde_json::json!({
         "status": "ok",
         "configuration": if invalid.is_empty() { "valid" } else { "invalid" },
@@ -61,12 +63,23 @@ fn health(env: &Env) -> Result<Response> {
 
 /// The configuration, once the request has shown the admin token.
 fn admin(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, Rejection> {
-    let config = settings::config(env)?;
-    didit_edge_core::admin::authorize(
-        header(request, "authorization").as_deref(),
-        config.admin_token.as_ref(),
+    let config = settings::config(env);
+    let token = settings::feature(
+        &config,
+        &config.admin,
+        Rejection::Unauthorized {
+            reason: "the admin API is off: ADMIN_TOKEN is not set",
+        },
     )?;
-    Ok(config)
+    didit_edge_core::admin::authorize(header(request, "authorization").as_deref(), Some(token))?;
+    Ok(config.clone())
+}
+
+/// The delivery settings, which the admin API needs to describe or replay deliveries.
+fn delivery_settings(config: &Config) -> std::result::Result<&DeliveryConfig, Rejection> {
+    settings::delivery(config).ok_or_else(|| Rejection::Misconfigured {
+        settings: config.problems.settings().join(", "),
+    })
 }
 
 /// Logs an internal failure of the admin API and answers 503 (no detail leaves the edge).
@@ -81,10 +94,11 @@ fn unavailable(what: &str) -> impl Fn(worker::Error) -> Rejection + '_ {
 /// URLs are left out: they may carry credentials.
 async fn admin_origins(request: &Request, env: &Env) -> std::result::Result<Response, Rejection> {
     let config = admin(request, env)?;
+    let delivery = delivery_settings(&config)?;
     let snapshot = crate::health::fresh_snapshot(env)
         .await
         .map_err(unavailable("origin health unavailable"))?;
-    let origins: Vec<serde_json::Value> = config
+    let origins: Vec<serde_json::Value> = delivery
         .origins
         .iter()
         .map(|origin| {
@@ -221,26 +235,21 @@ fn header(request: &Request, name: &str) -> Option<String> {
 /// `GET /v1/stream`: checks the token and the filters, then hands the upgrade to the object
 /// of the channel the token may watch. Every refusal comes before any upgrade.
 async fn open_stream(request: &Request, env: &Env) -> std::result::Result<Response, Rejection> {
-    let config = settings::config(env)?;
-    let secret = config
-        .stream_token_secret
-        .as_ref()
-        .ok_or(Rejection::StreamOff)?;
+    let config = settings::config(env);
+    let stream = settings::feature(&config, &config.stream, Rejection::StreamOff)?;
     if !header(request, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
         return Err(Rejection::UpgradeRequired);
     }
     let url = request.url().map_err(|_| Rejection::MissingToken)?;
     let protocols = header(request, "sec-websocket-protocol");
     let presented = presented_token(protocols.as_deref(), url.query())?;
-    let now = (Date::now().as_millis() / 1000) as i64;
-    let grant = stream_token::verify(
-        presented.token,
-        secret,
-        now,
-        config.stream_token_max_lifetime_secs,
-        &mut RustCrypto,
-    )
-    .map_err(Rejection::Token)?;
+    let expected = Expected {
+        audience: &stream.audience,
+        now_secs: now_secs(),
+        max_lifetime_secs: stream.max_lifetime_secs,
+    };
+    let grant = stream_token::verify(presented.token, &stream.secret, &expected, &mut RustCrypto)
+        .map_err(Rejection::Token)?;
     let watch = Watch::new(grant, AdminFilters::parse(url.query())?)?;
     stream::connect(env, &watch, presented.in_subprotocol)
         .await
@@ -251,13 +260,14 @@ async fn receive(
     request: &mut Request,
     env: &Env,
 ) -> std::result::Result<(Receipt, Option<StatusUpdate>), Rejection> {
-    let config = settings::config(env)?;
+    let config = settings::config(env);
+    let intake_settings = settings::intake(&config)?;
     limits::check_body_headers(
         header(request, "content-type").as_deref(),
         header(request, "content-length").as_deref(),
-        config.max_body_bytes,
+        intake_settings.max_body_bytes,
     )?;
-    let body = read_body(request, config.max_body_bytes).await?;
+    let body = read_body(request, intake_settings.max_body_bytes).await?;
     let (signature, signature_v2, signature_simple, timestamp) = (
         header(request, "x-signature"),
         header(request, "x-signature-v2"),
@@ -275,34 +285,56 @@ async fn receive(
         test_header: header(request, "x-didit-test-webhook")
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
     };
-    let intake = Intake::new(delivery, config.allow_simple_signature)?;
-    let verified = webcrypto::answer(intake.challenges(), &config.webhook_secrets)
+    let intake = Intake::new(delivery, intake_settings.allow_simple_signature)?;
+    let verified = webcrypto::answer(intake.challenges(), &intake_settings.webhook_secrets)
         .await
         .map_err(|_| Rejection::InvalidSignature)?;
-    let now = (Date::now().as_millis() / 1000) as i64;
-    let admission = intake.admit(verified, now, &config.intake_policy())?;
-    let claim = Claim {
-        id: admission.event_id.as_str(),
-        inbox: &admission.inbox,
-        alias: admission.alias.as_deref(),
-        webhook_type: &admission.webhook_type,
-        created_at: admission.created_at,
-        risk_level: admission.risk_level,
-        consumers: admission.consumers.clone(),
-        cloud_event: &admission.cloud_event,
+    let now = now_secs();
+    let identified = intake.identify(verified, now, intake_settings.timestamp_tolerance_secs)?;
+    // Classifying needs the delivery settings; while they are broken the event is stored as it
+    // came and the inbox classifies it once they are fixed.
+    let classified = match settings::delivery(&config) {
+        Some(delivery) => Some(identified.classify(&delivery.policy())?),
+        None => None,
     };
-    let receipt = claim_in_inbox(env, &admission.inbox, &claim)
-        .await
-        .map_err(|error| {
-            console_error!(
-                "inbox {} could not store {}: {error}",
-                admission.inbox,
-                admission.event_id
-            );
-            Rejection::StorageUnavailable
-        })?;
-    // Only a new event is news: a duplicate changes nobody's status.
-    let update = matches!(receipt, Receipt::Accepted { .. }).then_some(admission.status_update);
+    let content = match &classified {
+        Some(classified) => Content::Classified {
+            risk_level: classified.risk_level,
+            consumers: classified.consumers.clone(),
+            cloud_event: &classified.cloud_event,
+        },
+        None => Content::Unclassified {
+            verified: identified.verified,
+            test: identified.test,
+            received_at: now,
+            body: identified.body,
+        },
+    };
+    let inbox = identified.inbox();
+    let claim = Claim {
+        id: Cow::Borrowed(identified.event_id.as_str()),
+        legacy_id: Cow::Borrowed(identified.legacy_id.as_str()),
+        inbox: Cow::Borrowed(&inbox),
+        alias: identified.alias.as_deref().map(Cow::Borrowed),
+        webhook_type: Cow::Borrowed(&identified.webhook_type),
+        status: identified.status.as_deref().map(Cow::Borrowed),
+        created_at: identified.created_at,
+        content,
+    };
+    let receipt = claim_in_inbox(env, &inbox, &claim).await.map_err(|error| {
+        // The inbox's name holds the subject id (vendor_data for users): never logged.
+        console_error!(
+            "the {} inbox could not store {}: {error}",
+            identified.subject.kind.as_str(),
+            identified.event_id
+        );
+        Rejection::StorageUnavailable
+    })?;
+    // Only a new event is news, and only when someone can be watching.
+    let update = match (&receipt, classified, config.stream.on()) {
+        (Receipt::Accepted { .. }, Some(classified), Some(_)) => Some(classified.status_update),
+        _ => None,
+    };
     Ok((receipt, update))
 }
 
@@ -330,16 +362,5 @@ async fn claim_in_inbox(env: &Env, inbox: &str, claim: &Claim<'_>) -> Result<Rec
         serde_json::to_string(&claim)?,
     )
     .await?;
-    let reply: ClaimReply = response.json().await?;
-    match reply.status.as_str() {
-        "accepted" => Ok(Receipt::Accepted { id: reply.id }),
-        "duplicate" => Ok(Receipt::Duplicate { id: reply.id }),
-        other => Err(format!("inbox answered with unknown status `{other}`").into()),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct ClaimReply {
-    status: String,
-    id: String,
+    response.json().await
 }

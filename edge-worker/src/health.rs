@@ -7,10 +7,12 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
 use serde::{Deserialize, Serialize};
-use worker::{durable_object, Date, DurableObject, Env, Request, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
+use crate::clock::now_ms;
 use crate::respond;
 
 /// How long a snapshot is reused inside one isolate.
@@ -30,14 +32,10 @@ struct Report {
     at_ms: i64,
 }
 
-/// The breakers.
+/// Every origin's circuit breaker, shared by all inboxes and the cron probe.
 #[durable_object]
 pub struct Health {
     state: State,
-}
-
-fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
 }
 
 impl Health {
@@ -85,14 +83,7 @@ impl Health {
 
     fn record(&self, report: &Report) -> Result<()> {
         let mut breaker = self.breaker(&report.origin)?;
-        // Inboxes send once a snapshot shows the cool-down over, without asking first; letting
-        // the breaker admit at the report's time turns such an outcome into the half-open probe.
-        let _ = breaker.admit(report.at_ms);
-        if report.up {
-            breaker.succeeded();
-        } else {
-            breaker.failed(report.at_ms, report.retry_after_ms);
-        }
+        breaker.report(report.up, report.retry_after_ms, report.at_ms);
         self.state.storage().sql().exec(
             "INSERT INTO breakers (origin, breaker) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET breaker = excluded.breaker",
             vec![report.origin.as_str().into(), serde_json::to_string(&breaker)?.into()],
@@ -143,14 +134,18 @@ pub async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
     Ok(snapshot)
 }
 
-/// A snapshot at most [`SNAPSHOT_CACHE_MS`] old. Health only orders origins: when it cannot
-/// be read, every origin counts as available and delivery goes on.
-pub async fn snapshot(env: &Env) -> Rc<Snapshot> {
+/// A snapshot at most [`SNAPSHOT_CACHE_MS`] old; fetching it takes one subrequest from
+/// `budget`. Health only orders origins: when it cannot be read (or the budget is spent),
+/// every origin counts as available and delivery goes on.
+pub async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Snapshot> {
     let cached = CACHE.with(|cache| cache.borrow().clone());
-    if let Some((at, snapshot)) = cached {
+    if let Some((at, snapshot)) = &cached {
         if now_ms() - at < SNAPSHOT_CACHE_MS {
-            return snapshot;
+            return snapshot.clone();
         }
+    }
+    if !budget.take(1) {
+        return cached.map(|(_, snapshot)| snapshot).unwrap_or_default();
     }
     match fresh_snapshot(env).await {
         Ok(snapshot) => Rc::new(snapshot),
@@ -161,13 +156,15 @@ pub async fn snapshot(env: &Env) -> Rc<Snapshot> {
     }
 }
 
-/// Reports one outcome; a failure to report is logged and never fails the delivery.
-pub async fn report(env: &Env, origin: &str, up: bool, retry_after_ms: Option<u64>) {
+/// Reports one outcome at `at_ms`; a failure to report is logged and never fails the delivery.
+/// The isolate's cached snapshot takes the same step the shared breaker takes, so the next
+/// attempt here sees it without asking again.
+pub async fn report(env: &Env, origin: &str, up: bool, retry_after_ms: Option<u64>, at_ms: i64) {
     let report = Report {
         origin: origin.into(),
         up,
         retry_after_ms,
-        at_ms: now_ms(),
+        at_ms,
     };
     let sent = match serde_json::to_string(&report) {
         Ok(body) => call(env, "/report", body).await.map(|_| ()),
@@ -176,6 +173,15 @@ pub async fn report(env: &Env, origin: &str, up: bool, retry_after_ms: Option<u6
     if let Err(error) = sent {
         worker::console_error!("could not report health of {origin}: {error}");
     }
-    // The next snapshot read in this isolate must see this outcome.
-    CACHE.with(|cache| *cache.borrow_mut() = None);
+    CACHE.with(|cache| {
+        if let Some((_, snapshot)) = cache.borrow_mut().as_mut() {
+            let closed = BreakerState::Closed {
+                consecutive_failures: 0,
+            };
+            let state = snapshot.get(origin).copied().unwrap_or(closed);
+            let mut breaker = Breaker::with_state(BreakerPolicy::default(), state);
+            breaker.report(up, retry_after_ms, at_ms);
+            Rc::make_mut(snapshot).insert(origin.into(), breaker.state());
+        }
+    });
 }

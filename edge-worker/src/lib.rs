@@ -6,8 +6,10 @@
 //! duplicate key, when to retry) are the core's; this crate only moves bytes and awaits IO.
 
 mod claim;
+mod clock;
 mod dead_letters;
 mod edge;
+mod faults;
 mod health;
 mod inbox;
 mod object;
@@ -33,14 +35,14 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
 /// even when no events flow.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let Ok(config) = settings::config(&env) else {
+    let config = settings::config(&env);
+    let Some(delivery) = settings::delivery(&config) else {
         return;
     };
-    for target in &config.origins {
+    for target in &delivery.origins {
         if let Some((outcome, retry_after)) = origin::probe(target).await {
-            if let Some(up) = outcome.health_signal() {
-                health::report(&env, &target.name, up, retry_after).await;
-            }
+            let up = outcome.probe_signal();
+            health::report(&env, &target.name, up, retry_after, clock::now_ms()).await;
             worker::console_log!("probed {}: {outcome:?}", target.name);
         }
     }

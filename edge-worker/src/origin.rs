@@ -1,29 +1,38 @@
-//! One signed POST to an origin, bounded by the origin's timeout.
+//! One signed POST to an origin, bounded by the origin's timeout. Redirects are never
+//! followed: a POST followed by a GET never reaches the origin, so a 3xx is a failed try.
 
 use std::time::Duration;
 
+use didit_edge_core::attempt::{AttemptResult, DELIVERY_CONTROL_HEADER};
 use didit_edge_core::cloudevent;
-use didit_edge_core::config::Origin;
-use didit_edge_core::delivery::{AttemptResult, DELIVERY_CONTROL_HEADER};
 use didit_edge_core::health::retry_after_ms;
-use didit_edge_core::secret::SigningSecret;
+use didit_edge_core::origin::Origin;
+use didit_edge_core::secret::SigningSecrets;
 use didit_edge_core::standard_webhooks;
 use futures_util::future::{select, Either};
-use worker::{AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+};
 
+use crate::clock::now_secs;
 use crate::webcrypto;
 
-/// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`.
-/// Returns the outcome and the origin's `Retry-After`, if it sent one.
+/// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`, once
+/// per signing secret (during a rotation the origin may verify with either key). Returns the
+/// outcome and the origin's `Retry-After`, if it sent one.
 pub async fn deliver(
     origin: &Origin,
-    secret: &SigningSecret,
+    secrets: &SigningSecrets,
     id: &str,
     cloud_event: &str,
 ) -> (AttemptResult, Option<u64>) {
-    let now = (Date::now().as_millis() / 1000) as i64;
+    let now = now_secs();
     let message = standard_webhooks::message(id, now, cloud_event.as_bytes());
-    let signed = standard_webhooks::headers(id, now, &webcrypto::tag(secret.key(), &message).await);
+    let mut tags = Vec::new();
+    for secret in secrets.iter() {
+        tags.push(webcrypto::tag(secret.key(), &message).await);
+    }
+    let signed = standard_webhooks::headers(id, now, &tags);
     send(origin, &signed, cloud_event)
         .await
         .unwrap_or((AttemptResult::Network, None))
@@ -46,6 +55,7 @@ async fn send(
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
+        .with_redirect(RequestRedirect::Manual)
         .with_body(Some(body.into()));
     let request = Request::new_with_init(&origin.url, &init)?;
     race(origin, Fetch::Request(request)).await
@@ -66,6 +76,7 @@ async fn race(origin: &Origin, fetch: Fetch) -> worker::Result<(AttemptResult, O
             let result = AttemptResult::from_response(
                 response.status_code(),
                 header(DELIVERY_CONTROL_HEADER).as_deref(),
+                header("location").as_deref(),
             );
             (result, retry_after)
         }
@@ -78,8 +89,8 @@ async fn race(origin: &Origin, fetch: Fetch) -> worker::Result<(AttemptResult, O
     Ok(result)
 }
 
-/// `GET`s an origin's `health_url` within its timeout: 2xx is healthy, anything else (or no
-/// answer) is not. `None` when the origin has no `health_url`.
+/// `GET`s an origin's `health_url` within its timeout, without following redirects. `None`
+/// when the origin has no `health_url`.
 pub async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>)> {
     let url = origin.health_url.as_deref()?;
     let result = async {
@@ -89,7 +100,9 @@ pub async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>)> {
             concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " health-probe"),
         )?;
         let mut init = RequestInit::new();
-        init.with_method(Method::Get).with_headers(headers);
+        init.with_method(Method::Get)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
         let request = Request::new_with_init(url, &init)?;
         race(origin, Fetch::Request(request)).await
     }

@@ -1,18 +1,19 @@
-//! Configuration from the Worker's environment (vars, secrets, `.dev.vars`), checked by the core.
+//! Configuration from the Worker's environment (vars, secrets, `.dev.vars`), checked by the core
+//! and read once per isolate.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use didit_edge_core::config::{Config, ConfigErrors};
+use didit_edge_core::config::{Config, DeliveryConfig, Feature, IntakeConfig};
 use didit_edge_core::rejection::Rejection;
 use worker::{console_error, Env};
 
 thread_local! {
     /// An isolate's environment never changes, so the parsed configuration is kept for its life.
-    static CACHED: RefCell<Option<Result<Rc<Config>, ConfigErrors>>> = const { RefCell::new(None) };
+    static CACHED: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
 }
 
-fn read(env: &Env) -> Result<Config, ConfigErrors> {
+fn read(env: &Env) -> Config {
     Config::from_lookup(|name| {
         env.secret(name)
             .map(|s| s.to_string())
@@ -21,42 +22,49 @@ fn read(env: &Env) -> Result<Config, ConfigErrors> {
     })
 }
 
-/// The configuration as read once for this isolate, or every problem with it.
-fn cached(env: &Env) -> Result<Rc<Config>, ConfigErrors> {
+/// The configuration as read once for this isolate. Its problems are logged once, when it is
+/// read (never a value), so a broken setting does not flood the log on every request.
+pub fn config(env: &Env) -> Rc<Config> {
     CACHED.with(|cell| {
         cell.borrow_mut()
-            .get_or_insert_with(|| read(env).map(Rc::new))
+            .get_or_insert_with(|| {
+                let config = read(env);
+                if !config.problems.is_empty() {
+                    console_error!("didit-edge configuration is invalid: {}", config.problems);
+                }
+                Rc::new(config)
+            })
             .clone()
     })
 }
 
-/// The configuration, or the rejection that answers every delivery while it is invalid (503,
-/// so Didit retries once it is fixed). The full problem list goes to the log, never a value.
-pub fn config(env: &Env) -> Result<Rc<Config>, Rejection> {
-    cached(env).map_err(|errors| {
-        console_error!("didit-edge configuration is invalid: {errors}");
-        Rejection::Misconfigured {
-            settings: setting_names(&errors).join(", "),
-        }
-    })
-}
-
-/// The names of the settings that are wrong, each once, in the order of `errors`.
-fn setting_names(errors: &ConfigErrors) -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = Vec::new();
-    for error in &errors.0 {
-        if !names.contains(&error.setting) {
-            names.push(error.setting);
-        }
+fn misconfigured(config: &Config) -> Rejection {
+    Rejection::Misconfigured {
+        settings: config.problems.settings().join(", "),
     }
-    names
 }
 
-/// For the public health endpoint: which settings are wrong, by name only. What is wrong with
-/// them goes to the log (`wrangler tail`), since even a non-secret value may hold credentials.
-pub fn invalid_settings(env: &Env) -> Vec<&'static str> {
-    cached(env)
-        .err()
-        .map(|errors| setting_names(&errors))
-        .unwrap_or_default()
+/// What admits deliveries, or the 503 that answers every delivery while no Didit secret is
+/// usable (Didit retries; nothing unverified is ever stored).
+pub fn intake(config: &Config) -> Result<&IntakeConfig, Rejection> {
+    config.intake.as_ref().ok_or_else(|| misconfigured(config))
+}
+
+/// What classifies and delivers events, while it is valid.
+pub fn delivery(config: &Config) -> Option<&DeliveryConfig> {
+    config.delivery.as_ref()
+}
+
+/// An optional feature's configuration: `off` when it is not set, 503 naming the broken
+/// settings when it is set but invalid.
+pub fn feature<'c, T>(
+    config: &'c Config,
+    feature: &'c Feature<T>,
+    off: Rejection,
+) -> Result<&'c T, Rejection> {
+    match feature {
+        Feature::On(value) => Ok(value),
+        Feature::Off => Err(off),
+        Feature::Broken => Err(misconfigured(config)),
+    }
 }

@@ -6,13 +6,15 @@
 //! messages and rebuilt when the next update or expiry arrives. `ping` is answered by the
 //! runtime's auto-response without waking the object.
 
+use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::{StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
 use serde::Deserialize;
 use worker::{
-    console_error, durable_object, Date, DurableObject, Env, Headers, Method, Request, RequestInit,
-    Response, Result, ScheduledTime, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
+    RequestInit, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
+use crate::clock::{alarm_at, now_ms};
 use crate::respond;
 
 /// Close code sent when the connection's token expires (an application code, 4000–4999).
@@ -26,6 +28,9 @@ const SUBPROTOCOL_HEADER: &str = "x-didit-edge-subprotocol";
 const SNAPSHOT_LIMIT: usize = 500;
 /// Most statuses read to find them: a connect must not scan a day of every subject.
 const SNAPSHOT_SCAN_LIMIT: i64 = 20_000;
+/// The soonest the stream's alarm comes again: sockets closed for an expired token can stay
+/// listed while the peer takes its time to answer the close, and must not make it spin.
+const MIN_ALARM_DELAY_MS: i64 = 1_000;
 
 /// Current status per subject, with what filtering needs; `tokens` the ids of tokens that
 /// have opened a connection, until they expire.
@@ -51,12 +56,13 @@ pub struct StatusStream {
     env: Env,
 }
 
-fn now_ms() -> i64 {
-    Date::now().as_millis() as i64
-}
-
+/// The watch a socket carries: JSON text (what [`Watch::encode`] writes), or the object that
+/// releases before it attached.
 fn watch_of(socket: &WebSocket) -> Option<Watch> {
-    socket.deserialize_attachment::<Watch>().ok().flatten()
+    match socket.deserialize_attachment::<String>() {
+        Ok(Some(text)) => Watch::decode(&text),
+        _ => socket.deserialize_attachment::<Watch>().ok().flatten(),
+    }
 }
 
 impl StatusStream {
@@ -64,12 +70,13 @@ impl StatusStream {
         self.state.storage().sql()
     }
 
-    /// `STREAM_STATUS_RETENTION_SECS` in ms; with broken configuration (when nothing is
+    /// `STREAM_STATUS_RETENTION_SECS` in ms; with the stream off or broken (when nothing is
     /// published anyway) the default, so statuses are still forgotten.
     fn retention_ms(&self) -> i64 {
-        let secs = crate::settings::config(&self.env).map_or(
+        let config = crate::settings::config(&self.env);
+        let secs = config.stream.on().map_or(
             didit_edge_core::config::DEFAULT_STREAM_STATUS_RETENTION_SECS,
-            |c| c.stream_status_retention_secs,
+            |stream| stream.status_retention_secs,
         );
         i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
@@ -79,9 +86,14 @@ impl StatusStream {
         let Some(watch) = request
             .headers()
             .get(WATCH_HEADER)?
-            .and_then(|text| serde_json::from_str::<Watch>(&text).ok())
+            .and_then(|text| Watch::decode(&text))
         else {
-            return respond::rejection(&didit_edge_core::rejection::Rejection::MissingToken);
+            return respond::rejection(&Rejection::MissingToken);
+        };
+        // Everything that can refuse comes before the token is spent.
+        let attachment = match watch.encode() {
+            Ok(attachment) => attachment,
+            Err(rejection) => return respond::rejection(&rejection),
         };
         let now_secs = now_ms() / 1000;
         self.sql()
@@ -98,7 +110,7 @@ impl StatusStream {
             )?
             .to_array()?;
         if seen.first().is_some_and(|s| s.n > 0) {
-            return respond::rejection(&didit_edge_core::rejection::Rejection::TokenReused);
+            return respond::rejection(&Rejection::TokenReused);
         }
         self.sql().exec(
             "INSERT INTO tokens (jti, exp) VALUES (?, ?)",
@@ -106,7 +118,7 @@ impl StatusStream {
         )?;
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(&watch)?;
+        pair.server.serialize_attachment(&attachment)?;
         // A page opened late still shows the answer: the current status of everything this
         // connection may see, before any live update.
         for message in self.snapshot(&watch)? {
@@ -198,14 +210,19 @@ impl StatusStream {
         respond::json(200, format!(r#"{{"sent":{sent}}}"#))
     }
 
-    /// The alarm: at the first token expiry among the sockets, or the first status to forget.
+    /// The alarm: at the first token expiry among the open sockets, or the first status to
+    /// forget, and never sooner than [`MIN_ALARM_DELAY_MS`] from now. Sockets whose token has
+    /// expired were closed already; one still listed while its peer is slow to answer the
+    /// close must not bring the alarm back at once, again and again.
     async fn schedule(&self) -> Result<()> {
+        let now = now_ms();
         let mut next: Option<i64> = self
             .state
             .get_websockets()
             .iter()
             .filter_map(watch_of)
             .map(|watch| watch.grant.exp.saturating_mul(1000))
+            .filter(|&exp_ms| exp_ms > now)
             .min();
         let retention_ms = self.retention_ms();
         #[derive(Deserialize)]
@@ -224,7 +241,7 @@ impl StatusStream {
         match next {
             Some(at) => {
                 storage
-                    .set_alarm(ScheduledTime::new(js_sys::Date::new(&(at as f64).into())))
+                    .set_alarm(alarm_at(at.max(now + MIN_ALARM_DELAY_MS)))
                     .await
             }
             None => storage.delete_alarm().await,
@@ -257,11 +274,18 @@ impl DurableObject for StatusStream {
 
     async fn alarm(&self) -> Result<Response> {
         let now = now_ms();
-        for socket in self.state.get_websockets() {
-            if watch_of(&socket).is_none_or(|watch| watch.grant.exp.saturating_mul(1000) <= now) {
+        let sockets = self.state.get_websockets();
+        let mut closed = 0;
+        for socket in &sockets {
+            if watch_of(socket).is_none_or(|watch| watch.grant.exp.saturating_mul(1000) <= now) {
                 let _ = socket.close(Some(TOKEN_EXPIRED_CLOSE), Some("token expired"));
+                closed += 1;
             }
         }
+        console_log!(
+            "{}",
+            serde_json::json!({"event": "stream_alarm", "sockets": sockets.len(), "closed": closed})
+        );
         let retention_ms = self.retention_ms();
         self.sql().exec(
             "DELETE FROM statuses WHERE updated_at_ms + ? <= ?",

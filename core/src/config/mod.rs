@@ -1,0 +1,437 @@
+//! The receiver's configuration: parsed and checked once, with every problem named.
+//!
+//! Settings fall into four groups, each usable on its own, so that a mistake in one never
+//! costs what the others can still do:
+//! - [`IntakeConfig`]: what admits a delivery. Only a missing or unusable
+//!   `DIDIT_WEBHOOK_SECRETS` stops intake (every delivery is then answered 503, and Didit
+//!   retries); a broken limit falls back to its safe value, so a typo cannot lose what Didit
+//!   sends meanwhile.
+//! - [`DeliveryConfig`]: what classifies, routes, signs, retries and forgets events. While any
+//!   of its settings is broken, authentic deliveries are still stored and answered 200; they
+//!   wait in their inbox, with no retry used up and nothing forgotten, until it is fixed.
+//! - the admin API and the status stream ([`Feature`]): off when unset, refused (503) when
+//!   broken, and never in the way of delivery.
+//!
+//! Values come from a lookup function (the adapter reads `wrangler.toml` vars and secrets), so
+//! the rules live here and are tested here. Problems never quote a secret's value.
+
+pub mod names;
+mod problem;
+mod reader;
+
+use alloc::collections::BTreeMap;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+pub use problem::{ConfigError, ConfigErrors, Problem};
+use reader::Reader;
+
+use crate::admin::AdminToken;
+use crate::delivery::Retention;
+use crate::origin::{parse_origins, Origin};
+use crate::retry::{
+    RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT, DEFAULT_RETRY_SCHEDULE, MAX_RETRY_JITTER_PERCENT,
+};
+use crate::risk::RiskRules;
+use crate::secret::{SigningSecrets, WebhookSecrets};
+use crate::stream_token::{StreamTokenSecret, DEFAULT_MAX_LIFETIME_SECS};
+
+/// Default freshness window: Didit's second retry comes about 5 minutes after the first try,
+/// possibly with the original timestamp, so 300 s would drop it.
+pub const DEFAULT_TIMESTAMP_TOLERANCE_SECS: u64 = 600;
+/// Default body limit: 1 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 1 << 20;
+/// Default time a delivered event's id is remembered for deduplication: 7 days.
+pub const DEFAULT_DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
+/// Largest accepted `MAX_BODY_BYTES`: a stored event (body plus its CloudEvent envelope) must
+/// fit one row of a SQLite-backed Durable Object, which holds at most 2 MB.
+pub const MAX_MAX_BODY_BYTES: u64 = 1_572_864;
+/// Default time the stream remembers a subject's current status: a day, so a page opened
+/// after the verification still shows its answer.
+pub const DEFAULT_STREAM_STATUS_RETENTION_SECS: u64 = 86_400;
+/// Default time a dead letter keeps its payload (identity data) for replay: 14 days, time for
+/// an operator to notice, fix the origin and replay.
+pub const DEFAULT_DEAD_LETTER_RETENTION_SECS: u64 = 14 * 24 * 3600;
+/// Default subrequests per alarm run: the Workers Free plan's limit per invocation, which
+/// every plan allows. On a paid plan (1,000) raise it for faster catch-up after an outage.
+pub const DEFAULT_SUBREQUEST_LIMIT: u64 = 50;
+/// Default `aud` of stream tokens, so a token minted for another service cannot open the stream.
+pub const DEFAULT_STREAM_TOKEN_AUDIENCE: &str = "didit-edge";
+
+/// What a consumer's later events of the same subject do while an earlier one is a dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AfterDeadLetter {
+    /// They wait (nothing is sent or counted against their schedule) until the dead letter is
+    /// replayed and delivered, or its retention ends: the origin never sees a subject's events
+    /// out of order. The default, since an out-of-order "approved" after a lost "declined" is
+    /// how a person gets wrongly onboarded.
+    #[default]
+    Hold,
+    /// They are delivered; a replayed dead letter then arrives after newer events, and the
+    /// origin must order by the event's `time`.
+    Continue,
+}
+
+impl AfterDeadLetter {
+    /// The setting's value for this choice.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Continue => "continue",
+        }
+    }
+}
+
+/// What admits a delivery.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    /// Accepted Didit secrets.
+    pub webhook_secrets: WebhookSecrets,
+    /// Largest accepted distance between a delivery's timestamp and now, either way.
+    pub timestamp_tolerance_secs: u64,
+    /// Largest accepted body.
+    pub max_body_bytes: u64,
+    /// Whether `X-Signature-Simple` alone authenticates a delivery.
+    pub allow_simple_signature: bool,
+}
+
+/// What classifies, routes, signs, retries and forgets events.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// Every origin, each serving one consumer.
+    pub origins: Vec<Origin>,
+    /// Signs forwarded events (several during a rotation: each signature is sent).
+    pub signing_secrets: SigningSecrets,
+    /// Signing secrets of origins that name their own, by origin name.
+    pub origin_signing_secrets: BTreeMap<String, SigningSecrets>,
+    /// The rules that turn a decision into a risk level and signals.
+    pub risk_rules: RiskRules,
+    /// Waits between delivery attempts, jitter included; when they run out, a dead letter.
+    pub retry_schedule: RetrySchedule,
+    /// How long each part of a finished event is kept.
+    pub retention: Retention,
+    /// What later events of a subject do while an earlier one is a dead letter.
+    pub after_dead_letter: AfterDeadLetter,
+    /// Most subrequests one alarm run makes.
+    pub subrequest_limit: u32,
+}
+
+impl DeliveryConfig {
+    /// The keys that sign what `origin` receives.
+    pub fn signing_secrets_for(&self, origin: &Origin) -> &SigningSecrets {
+        self.origin_signing_secrets
+            .get(&origin.name)
+            .unwrap_or(&self.signing_secrets)
+    }
+}
+
+/// The status stream's settings.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// The tokens' HS256 key.
+    pub secret: StreamTokenSecret,
+    /// Longest accepted token lifetime.
+    pub max_lifetime_secs: u64,
+    /// The `aud` every token must carry.
+    pub audience: String,
+    /// How long the stream remembers each subject's current status.
+    pub status_retention_secs: u64,
+}
+
+/// An optional part of the receiver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Feature<T> {
+    /// Its setting is not set: the feature is off.
+    Off,
+    /// On, with its configuration.
+    On(T),
+    /// Set but invalid: refused until fixed ([`Config::problems`] says why).
+    Broken,
+}
+
+impl<T> Feature<T> {
+    /// The configuration, when the feature is on.
+    pub fn on(&self) -> Option<&T> {
+        match self {
+            Self::On(value) => Some(value),
+            Self::Off | Self::Broken => None,
+        }
+    }
+}
+
+/// Everything the receiver is configured with, by group.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// `None` when no Didit secret is usable: every delivery is refused with 503.
+    pub intake: Option<IntakeConfig>,
+    /// `None` while a setting delivery needs is broken: events are stored and wait.
+    pub delivery: Option<DeliveryConfig>,
+    /// The admin API's token.
+    pub admin: Feature<AdminToken>,
+    /// The status stream.
+    pub stream: Feature<StreamConfig>,
+    /// Every problem found, in the order the settings were read.
+    pub problems: ConfigErrors,
+}
+
+/// A name-like setting: 1 to 128 letters, digits, `.`, `_`, `-` or `:`.
+fn is_name(text: &str) -> bool {
+    (1..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'))
+}
+
+impl Config {
+    /// Reads and checks every setting through `lookup` (which returns a var's or secret's value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut reader = Reader::new(lookup);
+        let tolerance_secs = read_tolerance(&mut reader);
+        let intake = read_intake(&mut reader, tolerance_secs);
+        let delivery = read_delivery(&mut reader, tolerance_secs);
+        let admin = read_admin(&mut reader);
+        let stream = read_stream(&mut reader);
+        Self {
+            intake,
+            delivery,
+            admin,
+            stream,
+            problems: ConfigErrors(reader.errors),
+        }
+    }
+}
+
+/// The freshness window. A broken value falls back to the default (the problem is recorded):
+/// intake must go on, and retention only needs it to keep each id past its replay window.
+fn read_tolerance<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> u64 {
+    reader.number(
+        names::TIMESTAMP_TOLERANCE_SECS,
+        DEFAULT_TIMESTAMP_TOLERANCE_SECS,
+        (1, 86_400),
+    )
+}
+
+fn read_intake<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+    timestamp_tolerance_secs: u64,
+) -> Option<IntakeConfig> {
+    use names::*;
+    let webhook_secrets = reader.required(DIDIT_WEBHOOK_SECRETS).and_then(|text| {
+        WebhookSecrets::parse(&text)
+            .map_err(|e| reader.fail(DIDIT_WEBHOOK_SECRETS, Problem::Secret(e)))
+            .ok()
+    });
+    // A broken limit admits up to the largest body that can be stored: refusing a genuine
+    // delivery would lose it, and authenticity is still required.
+    let max_body_bytes = reader.number_or(
+        MAX_BODY_BYTES,
+        DEFAULT_MAX_BODY_BYTES,
+        MAX_MAX_BODY_BYTES,
+        (1024, MAX_MAX_BODY_BYTES),
+    );
+    // A broken flag is off: the simple signature does not cover the payload.
+    let allow_simple_signature = reader.flag(ALLOW_SIMPLE_SIGNATURE);
+    Some(IntakeConfig {
+        webhook_secrets: webhook_secrets?,
+        timestamp_tolerance_secs,
+        max_body_bytes,
+        allow_simple_signature,
+    })
+}
+
+fn read_signing<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+    origins: &[Origin],
+) -> (Option<SigningSecrets>, BTreeMap<String, SigningSecrets>) {
+    use names::*;
+    let mut per_origin = BTreeMap::new();
+    for origin in origins {
+        let Some(secret) = origin.signing_secret.as_deref().map(str::trim) else {
+            continue;
+        };
+        let parsed = match reader.get(secret) {
+            None => Err(Problem::OriginSecretNotSet {
+                origin: origin.name.clone(),
+                secret: secret.into(),
+            }),
+            Some(text) => SigningSecrets::parse(&text).map_err(|error| Problem::OriginSecret {
+                origin: origin.name.clone(),
+                secret: secret.into(),
+                error,
+            }),
+        };
+        match parsed {
+            Ok(secrets) => {
+                per_origin.insert(origin.name.clone(), secrets);
+            }
+            Err(problem) => reader.fail(ORIGINS, problem),
+        }
+    }
+    let signing = reader.required(ORIGIN_SIGNING_SECRET).and_then(|text| {
+        SigningSecrets::parse(&text)
+            .map_err(|e| reader.fail(ORIGIN_SIGNING_SECRET, Problem::Secret(e)))
+            .ok()
+    });
+    (signing, per_origin)
+}
+
+fn read_retention<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+    freshness_secs: u64,
+) -> Retention {
+    use names::*;
+    let dedup_ttl_secs = reader.number(DEDUP_TTL_SECS, DEFAULT_DEDUP_TTL_SECS, (1, 365 * 86_400));
+    let payload_secs = reader.number(PAYLOAD_RETENTION_SECS, 0, (0, 365 * 86_400));
+    if payload_secs > dedup_ttl_secs {
+        reader.fail(
+            PAYLOAD_RETENTION_SECS,
+            Problem::LongerThanDedupTtl { dedup_ttl_secs },
+        );
+    }
+    let dead_letter_secs = reader.number(
+        DEAD_LETTER_RETENTION_SECS,
+        DEFAULT_DEAD_LETTER_RETENTION_SECS,
+        (1, 365 * 86_400),
+    );
+    Retention {
+        payload_secs,
+        dead_letter_secs,
+        dedup_ttl_secs,
+        freshness_secs,
+    }
+}
+
+fn read_retry<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Option<RetrySchedule> {
+    use names::*;
+    let text = reader
+        .get(RETRY_SCHEDULE)
+        .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_string());
+    let jitter_percent = reader.number(
+        RETRY_JITTER_PERCENT,
+        u64::from(DEFAULT_RETRY_JITTER_PERCENT),
+        (0, u64::from(MAX_RETRY_JITTER_PERCENT)),
+    );
+    RetrySchedule::parse(&text)
+        .map_err(|e| reader.fail(RETRY_SCHEDULE, Problem::RetrySchedule(e)))
+        .ok()
+        .map(|schedule| {
+            schedule.with_jitter_percent(
+                u8::try_from(jitter_percent).unwrap_or(MAX_RETRY_JITTER_PERCENT),
+            )
+        })
+}
+
+fn read_delivery<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+    tolerance_secs: u64,
+) -> Option<DeliveryConfig> {
+    use names::*;
+    let mark = reader.mark();
+    let origins = reader.required(ORIGINS).and_then(|text| {
+        parse_origins(&text)
+            .map_err(|e| reader.fail(ORIGINS, Problem::Origins(e)))
+            .ok()
+    });
+    let (signing_secrets, origin_signing_secrets) =
+        read_signing(reader, origins.as_deref().unwrap_or_default());
+    let retention = read_retention(reader, tolerance_secs);
+    let retry_schedule = read_retry(reader);
+    let after_dead_letter = match reader.get(AFTER_DEAD_LETTER) {
+        None => AfterDeadLetter::default(),
+        Some(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "hold" => AfterDeadLetter::Hold,
+            "continue" => AfterDeadLetter::Continue,
+            _ => {
+                reader.fail(AFTER_DEAD_LETTER, Problem::NotOneOf(&["hold", "continue"]));
+                AfterDeadLetter::default()
+            }
+        },
+    };
+    let risk_rules = match reader.get(RISK_RULES) {
+        None => Some(RiskRules::default_rules()),
+        Some(text) => RiskRules::parse(&text)
+            .map_err(|e| reader.fail(RISK_RULES, Problem::RiskRules(e)))
+            .ok(),
+    };
+    let subrequest_limit = reader.number(SUBREQUEST_LIMIT, DEFAULT_SUBREQUEST_LIMIT, (10, 10_000));
+    if !reader.clean_since(mark) {
+        return None;
+    }
+    Some(DeliveryConfig {
+        origins: origins?,
+        signing_secrets: signing_secrets?,
+        origin_signing_secrets,
+        risk_rules: risk_rules?,
+        retry_schedule: retry_schedule?,
+        retention,
+        after_dead_letter,
+        subrequest_limit: u32::try_from(subrequest_limit).unwrap_or(u32::MAX),
+    })
+}
+
+fn read_admin<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<AdminToken> {
+    let Some(text) = reader.get(names::ADMIN_TOKEN) else {
+        return Feature::Off;
+    };
+    match AdminToken::parse(&text) {
+        Ok(token) => Feature::On(token),
+        Err(len) => {
+            reader.fail(
+                names::ADMIN_TOKEN,
+                Problem::TooShort {
+                    len,
+                    min: crate::admin::MIN_TOKEN_LEN,
+                },
+            );
+            Feature::Broken
+        }
+    }
+}
+
+fn read_stream<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<StreamConfig> {
+    use names::*;
+    let mark = reader.mark();
+    let secret = reader.get(STREAM_TOKEN_SECRET).map(|text| {
+        StreamTokenSecret::parse(&text)
+            .map_err(|len| {
+                reader.fail(
+                    STREAM_TOKEN_SECRET,
+                    Problem::TooShort {
+                        len,
+                        min: crate::stream_token::MIN_SECRET_LEN,
+                    },
+                )
+            })
+            .ok()
+    });
+    let max_lifetime_secs = reader.number(
+        STREAM_TOKEN_MAX_LIFETIME_SECS,
+        DEFAULT_MAX_LIFETIME_SECS,
+        (10, 3_600),
+    );
+    let status_retention_secs = reader.number(
+        STREAM_STATUS_RETENTION_SECS,
+        DEFAULT_STREAM_STATUS_RETENTION_SECS,
+        (1, 365 * 86_400),
+    );
+    let audience = reader
+        .get(STREAM_TOKEN_AUDIENCE)
+        .map(|text| String::from(text.trim()))
+        .unwrap_or_else(|| DEFAULT_STREAM_TOKEN_AUDIENCE.into());
+    if !is_name(&audience) {
+        reader.fail(STREAM_TOKEN_AUDIENCE, Problem::NotAName);
+    }
+    match secret {
+        None if reader.clean_since(mark) => Feature::Off,
+        Some(Some(secret)) if reader.clean_since(mark) => Feature::On(StreamConfig {
+            secret,
+            max_lifetime_secs,
+            audience,
+            status_retention_secs,
+        }),
+        _ => Feature::Broken,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,40 @@
+//! Setting names: the contract with `wrangler.toml`, `wrangler secret` and `.dev.vars`.
+
+/// Didit webhook secrets, comma-separated.
+pub const DIDIT_WEBHOOK_SECRETS: &str = "DIDIT_WEBHOOK_SECRETS";
+/// JSON array of origins.
+pub const ORIGINS: &str = "ORIGINS";
+/// `whsec_…` keys that sign forwarded events, comma-separated during a rotation.
+pub const ORIGIN_SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
+/// Freshness window in seconds.
+pub const TIMESTAMP_TOLERANCE_SECS: &str = "TIMESTAMP_TOLERANCE_SECS";
+/// Largest accepted body.
+pub const MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
+/// How long ids are remembered.
+pub const DEDUP_TTL_SECS: &str = "DEDUP_TTL_SECS";
+/// Waits between delivery attempts.
+pub const RETRY_SCHEDULE: &str = "RETRY_SCHEDULE";
+/// Whether `X-Signature-Simple` alone is accepted.
+pub const ALLOW_SIMPLE_SIGNATURE: &str = "ALLOW_SIMPLE_SIGNATURE";
+/// Risk rules replacing the defaults (JSON).
+pub const RISK_RULES: &str = "RISK_RULES";
+/// Bearer token of the admin API (optional; the API is off without it).
+pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// How long a delivered event's payload is kept.
+pub const PAYLOAD_RETENTION_SECS: &str = "PAYLOAD_RETENTION_SECS";
+/// How far each retry wait is spread, in percent either way.
+pub const RETRY_JITTER_PERCENT: &str = "RETRY_JITTER_PERCENT";
+/// How long a dead letter keeps its payload for replay.
+pub const DEAD_LETTER_RETENTION_SECS: &str = "DEAD_LETTER_RETENTION_SECS";
+/// What a subject's later events do while an earlier one is a dead letter.
+pub const AFTER_DEAD_LETTER: &str = "AFTER_DEAD_LETTER";
+/// Most subrequests (fetches and Durable Object calls) one alarm run makes.
+pub const SUBREQUEST_LIMIT: &str = "SUBREQUEST_LIMIT";
+/// HS256 key of the status stream's tokens (optional; the stream is off without it).
+pub const STREAM_TOKEN_SECRET: &str = "STREAM_TOKEN_SECRET";
+/// Longest lifetime of a stream token.
+pub const STREAM_TOKEN_MAX_LIFETIME_SECS: &str = "STREAM_TOKEN_MAX_LIFETIME_SECS";
+/// The `aud` a stream token must carry.
+pub const STREAM_TOKEN_AUDIENCE: &str = "STREAM_TOKEN_AUDIENCE";
+/// How long the stream remembers each subject's current status for late connections.
+pub const STREAM_STATUS_RETENTION_SECS: &str = "STREAM_STATUS_RETENTION_SECS";

@@ -1,0 +1,159 @@
+//! What can be wrong with a setting. Problems name settings and entries, never a secret's
+//! value or an origin's URL.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::origin::OriginError;
+use crate::retry::RetryScheduleError;
+use crate::risk::RulesError;
+use crate::secret::SecretError;
+
+/// What is wrong with one setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A required setting is not set.
+    Missing,
+    /// A number setting does not hold a whole number.
+    NotANumber,
+    /// A number is outside what the receiver can work with.
+    OutOfRange {
+        /// Smallest accepted value.
+        min: u64,
+        /// Largest accepted value.
+        max: u64,
+    },
+    /// `PAYLOAD_RETENTION_SECS` outlives `DEDUP_TTL_SECS`, when the whole record goes.
+    LongerThanDedupTtl {
+        /// The TTL in force.
+        dedup_ttl_secs: u64,
+    },
+    /// A flag is not `true` or `false`.
+    NotABoolean,
+    /// A setting is not one of its few accepted words.
+    NotOneOf(&'static [&'static str]),
+    /// A secret is unusable.
+    Secret(SecretError),
+    /// `ORIGINS` is not a valid origin list.
+    Origins(OriginError),
+    /// An origin names a `signing_secret` that is not set.
+    OriginSecretNotSet {
+        /// The origin.
+        origin: String,
+        /// The secret's name.
+        secret: String,
+    },
+    /// An origin's own `signing_secret` is unusable.
+    OriginSecret {
+        /// The origin.
+        origin: String,
+        /// The secret's name.
+        secret: String,
+        /// What is wrong with it.
+        error: SecretError,
+    },
+    /// `RETRY_SCHEDULE` is unusable.
+    RetrySchedule(RetryScheduleError),
+    /// `RISK_RULES` is unusable.
+    RiskRules(RulesError),
+    /// A token or key is too short to guard anything (its length is given, never its value).
+    TooShort {
+        /// Its length.
+        len: usize,
+        /// The shortest accepted.
+        min: usize,
+    },
+    /// A name holds characters other than letters, digits, `.`, `_`, `-` and `:`, or is longer
+    /// than 128.
+    NotAName,
+}
+
+/// One setting and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The setting's name, as in [`super::names`].
+    pub setting: &'static str,
+    /// What is wrong.
+    pub problem: Problem,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.setting)?;
+        match &self.problem {
+            Problem::Missing => f.write_str("is not set"),
+            Problem::NotANumber => f.write_str("must be a whole number"),
+            Problem::OutOfRange { min, max } => write!(f, "must be between {min} and {max}"),
+            Problem::LongerThanDedupTtl { dedup_ttl_secs } => write!(
+                f,
+                "must be at most DEDUP_TTL_SECS ({dedup_ttl_secs}), when the event's record is forgotten"
+            ),
+            Problem::NotABoolean => f.write_str("must be `true` or `false`"),
+            Problem::NotOneOf(choices) => {
+                f.write_str("must be one of")?;
+                for (index, choice) in choices.iter().enumerate() {
+                    let separator = if index == 0 { " " } else { ", " };
+                    write!(f, "{separator}`{choice}`")?;
+                }
+                Ok(())
+            }
+            Problem::Secret(error) => write!(f, "{error}"),
+            Problem::Origins(error) => write!(f, "{error}"),
+            Problem::OriginSecretNotSet { origin, secret } => write!(
+                f,
+                "origin `{origin}` names signing_secret `{secret}`, which is not set"
+            ),
+            Problem::OriginSecret {
+                origin,
+                secret,
+                error,
+            } => write!(f, "origin `{origin}`: signing_secret `{secret}` {error}"),
+            Problem::RetrySchedule(error) => write!(f, "{error}"),
+            Problem::RiskRules(error) => write!(f, "{error}"),
+            Problem::TooShort { len, min } => write!(f, "is {len} bytes; use at least {min}"),
+            Problem::NotAName => f.write_str(
+                "must be 1 to 128 letters, digits, `.`, `_`, `-` or `:`",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// Every problem found, so one deploy fixes them all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// The names of the settings that are wrong, each once, in the order found.
+    pub fn settings(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for error in &self.0 {
+            if !names.contains(&error.setting) {
+                names.push(error.setting);
+            }
+        }
+        names
+    }
+
+    /// Whether nothing is wrong.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::error::Error for ConfigErrors {}

@@ -1,0 +1,287 @@
+use super::*;
+use alloc::format;
+use alloc::vec;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const ROTATED: &str = "whsec_ZGlkaXQtZWRnZS1sb2NhbC1kZW1vLWtleS0wMDE=";
+
+fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let owned: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    // The last entry of a name wins, so a test can override what `minimal` sets.
+    move |name| {
+        owned
+            .iter()
+            .rfind(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+}
+
+fn minimal() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("DIDIT_WEBHOOK_SECRETS", "didit-secret"),
+        (
+            "ORIGINS",
+            r#"[{"name":"aws-eu","url":"https://origin.example/hooks"}]"#,
+        ),
+        ("ORIGIN_SIGNING_SECRET", SIGNING),
+    ]
+}
+
+fn with(extra: &[(&str, &str)]) -> Config {
+    let mut pairs: Vec<(&str, &str)> = minimal();
+    pairs.extend_from_slice(extra);
+    Config::from_lookup(lookup(&pairs))
+}
+
+#[test]
+fn defaults_fill_what_is_unset() {
+    let config = with(&[]);
+    assert!(config.problems.is_empty());
+    let intake = config.intake.expect("intake");
+    assert_eq!(intake.timestamp_tolerance_secs, 600);
+    assert_eq!(intake.max_body_bytes, 1 << 20);
+    assert!(!intake.allow_simple_signature);
+    let delivery = config.delivery.expect("delivery");
+    assert_eq!(delivery.retention.dedup_ttl_secs, 604_800);
+    assert_eq!(delivery.retention.payload_secs, 0);
+    assert_eq!(delivery.retention.dead_letter_secs, 14 * 86_400);
+    assert_eq!(delivery.retention.freshness_secs, 600);
+    assert_eq!(delivery.retry_schedule, RetrySchedule::default());
+    assert_eq!(delivery.after_dead_letter, AfterDeadLetter::Hold);
+    assert_eq!(delivery.subrequest_limit, 50);
+    assert_eq!(
+        delivery.origins[0].timeout_ms,
+        crate::origin::DEFAULT_TIMEOUT_MS
+    );
+    assert_eq!(config.admin, Feature::Off);
+    assert!(matches!(config.stream, Feature::Off));
+}
+
+#[test]
+fn every_problem_is_named_and_no_secret_is_echoed() {
+    let config = Config::from_lookup(lookup(&[
+        ("DIDIT_WEBHOOK_SECRETS", "a,,b"),
+        ("ORIGINS", r#"[{"name":"x","url":"ftp://nope"}]"#),
+        ("ORIGIN_SIGNING_SECRET", "plain-secret-value"),
+        ("MAX_BODY_BYTES", "lots"),
+        ("RETRY_SCHEDULE", "5,0"),
+        ("ALLOW_SIMPLE_SIGNATURE", "maybe"),
+        (
+            "RISK_RULES",
+            "[{\"code\":\"x\",\"level\":\"high\",\"when\":{}}]",
+        ),
+    ]));
+    assert_eq!(
+        config.problems.settings(),
+        [
+            "DIDIT_WEBHOOK_SECRETS",
+            "MAX_BODY_BYTES",
+            "ALLOW_SIMPLE_SIGNATURE",
+            "ORIGINS",
+            "ORIGIN_SIGNING_SECRET",
+            "RETRY_SCHEDULE",
+            "RISK_RULES"
+        ]
+    );
+    assert!(config.intake.is_none() && config.delivery.is_none());
+    let text = format!("{}", config.problems);
+    assert!(
+        text.contains("ORIGIN_SIGNING_SECRET: entry 1 must start with `whsec_`"),
+        "{text}"
+    );
+    assert!(!text.contains("plain-secret-value"));
+    assert!(
+        !text.contains("ftp://nope"),
+        "origin URLs may hold credentials: {text}"
+    );
+    assert!(
+        text.contains("RISK_RULES: rule 1: `when` has no condition"),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_delivery_settings_leave_intake_working() {
+    for (setting, value) in [
+        ("ORIGINS", "[{"),
+        ("RISK_RULES", "not json"),
+        ("RETRY_SCHEDULE", "5,zero"),
+        ("ORIGIN_SIGNING_SECRET", "whsec_"),
+        ("AFTER_DEAD_LETTER", "skip"),
+        ("DEAD_LETTER_RETENTION_SECS", "0"),
+        ("SUBREQUEST_LIMIT", "5"),
+    ] {
+        let config = with(&[(setting, value)]);
+        assert!(config.intake.is_some(), "{setting}");
+        assert!(config.delivery.is_none(), "{setting}");
+        assert_eq!(config.problems.settings(), [setting]);
+    }
+}
+
+#[test]
+fn broken_intake_limits_fall_back_to_their_safe_values() {
+    let config = with(&[
+        ("TIMESTAMP_TOLERANCE_SECS", "ten minutes"),
+        ("MAX_BODY_BYTES", "0"),
+        ("ALLOW_SIMPLE_SIGNATURE", "sure"),
+    ]);
+    let intake = config.intake.expect("intake goes on");
+    assert_eq!(intake.timestamp_tolerance_secs, 600);
+    assert_eq!(intake.max_body_bytes, MAX_MAX_BODY_BYTES);
+    assert!(!intake.allow_simple_signature);
+    assert_eq!(
+        config.problems.settings(),
+        [
+            "TIMESTAMP_TOLERANCE_SECS",
+            "MAX_BODY_BYTES",
+            "ALLOW_SIMPLE_SIGNATURE"
+        ]
+    );
+    assert!(config.delivery.is_some(), "delivery needs none of them");
+    assert!(Config::from_lookup(lookup(&[])).intake.is_none());
+}
+
+#[test]
+fn optional_features_fail_alone() {
+    let config = with(&[
+        ("ADMIN_TOKEN", "short"),
+        ("STREAM_TOKEN_SECRET", "too-short-secret"),
+    ]);
+    assert!(config.intake.is_some() && config.delivery.is_some());
+    assert_eq!(config.admin, Feature::Broken);
+    assert!(matches!(config.stream, Feature::Broken));
+    assert_eq!(
+        format!("{}", config.problems),
+        "ADMIN_TOKEN: is 5 bytes; use at least 24; STREAM_TOKEN_SECRET: is 16 bytes; use at least 32"
+    );
+}
+
+#[test]
+fn stream_secret_lifetime_and_audience_are_bounded() {
+    let config = with(&[
+        (
+            "STREAM_TOKEN_SECRET",
+            "a-stream-secret-that-is-long-enough-0123",
+        ),
+        ("STREAM_TOKEN_MAX_LIFETIME_SECS", "7200"),
+    ]);
+    assert!(matches!(config.stream, Feature::Broken));
+    assert_eq!(
+        format!("{}", config.problems),
+        "STREAM_TOKEN_MAX_LIFETIME_SECS: must be between 10 and 3600"
+    );
+    let config = with(&[
+        (
+            "STREAM_TOKEN_SECRET",
+            "a-stream-secret-that-is-long-enough-0123",
+        ),
+        ("STREAM_TOKEN_MAX_LIFETIME_SECS", "300"),
+        ("STREAM_STATUS_RETENTION_SECS", "60"),
+    ]);
+    let stream = config.stream.on().expect("on");
+    assert_eq!(
+        (
+            stream.max_lifetime_secs,
+            stream.status_retention_secs,
+            stream.audience.as_str()
+        ),
+        (300, 60, "didit-edge")
+    );
+    let config = with(&[
+        (
+            "STREAM_TOKEN_SECRET",
+            "a-stream-secret-that-is-long-enough-0123",
+        ),
+        ("STREAM_TOKEN_AUDIENCE", "not a name"),
+    ]);
+    assert!(matches!(config.stream, Feature::Broken));
+}
+
+#[test]
+fn retry_and_dead_letter_settings_are_read() {
+    let config = with(&[
+        ("RETRY_SCHEDULE", "2x3"),
+        ("RETRY_JITTER_PERCENT", "0"),
+        ("DEAD_LETTER_RETENTION_SECS", "3600"),
+        ("AFTER_DEAD_LETTER", " Continue "),
+        ("SUBREQUEST_LIMIT", "1000"),
+    ]);
+    let delivery = config.delivery.expect("valid");
+    assert_eq!(
+        delivery.retry_schedule.wait_after_ms(3, 12_345),
+        Some(2_000)
+    );
+    assert_eq!(delivery.retry_schedule.wait_after_ms(4, 0), None);
+    assert_eq!(delivery.retention.dead_letter_secs, 3600);
+    assert_eq!(delivery.after_dead_letter, AfterDeadLetter::Continue);
+    assert_eq!(delivery.subrequest_limit, 1000);
+
+    let config = with(&[
+        ("RETRY_JITTER_PERCENT", "60"),
+        ("DEAD_LETTER_RETENTION_SECS", "0"),
+        ("AFTER_DEAD_LETTER", "skip"),
+    ]);
+    assert_eq!(
+        format!("{}", config.problems),
+        "DEAD_LETTER_RETENTION_SECS: must be between 1 and 31536000; \
+         RETRY_JITTER_PERCENT: must be between 0 and 50; \
+         AFTER_DEAD_LETTER: must be one of `hold`, `continue`"
+    );
+}
+
+#[test]
+fn payload_retention_cannot_outlive_the_record() {
+    let config = with(&[
+        ("DEDUP_TTL_SECS", "3600"),
+        ("PAYLOAD_RETENTION_SECS", "3601"),
+    ]);
+    assert_eq!(config.problems.settings(), ["PAYLOAD_RETENTION_SECS"]);
+    let config = with(&[
+        ("DEDUP_TTL_SECS", "3600"),
+        ("PAYLOAD_RETENTION_SECS", "3600"),
+    ]);
+    assert_eq!(config.delivery.expect("valid").retention.payload_secs, 3600);
+}
+
+#[test]
+fn origins_may_name_their_own_signing_secrets() {
+    let origins = r#"[{"name":"aws","url":"https://a","signing_secret":"AWS_SIGNING"},{"name":"gcp","url":"https://g"}]"#;
+    let rotating = format!("{ROTATED}, {SIGNING}");
+    let config = with(&[("ORIGINS", origins), ("AWS_SIGNING", &rotating)]);
+    let delivery = config.delivery.expect("valid");
+    let aws: Vec<&[u8]> = delivery
+        .signing_secrets_for(&delivery.origins[0])
+        .iter()
+        .map(|s| s.key())
+        .collect();
+    assert_eq!(aws.len(), 2);
+    assert_eq!(aws[0], b"didit-edge-local-demo-key-001");
+    assert_eq!(
+        delivery.signing_secrets_for(&delivery.origins[1]),
+        &delivery.signing_secrets
+    );
+    let config = with(&[("ORIGINS", origins)]);
+    assert_eq!(
+        format!("{}", config.problems),
+        "ORIGINS: origin `aws` names signing_secret `AWS_SIGNING`, which is not set"
+    );
+}
+
+#[test]
+fn missing_settings_are_reported() {
+    let config = Config::from_lookup(lookup(&[]));
+    assert_eq!(
+        config.problems.settings(),
+        ["DIDIT_WEBHOOK_SECRETS", "ORIGINS", "ORIGIN_SIGNING_SECRET"]
+    );
+    assert!(config
+        .problems
+        .0
+        .iter()
+        .all(|e| e.problem == Problem::Missing));
+}

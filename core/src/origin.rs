@@ -1,0 +1,414 @@
+//! Where events go: the origins of `ORIGINS`, each serving one consumer, and the rules an
+//! origin list must follow. Errors name the offending entry, never its URL (which may carry
+//! credentials, `https://user:pass@…`).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use serde::Deserialize;
+
+use crate::event_type;
+use crate::risk::Level;
+
+/// Default time one origin request may take.
+pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
+/// Longest origin timeout accepted; the inbox's alarm must stay well inside its own limits.
+pub const MAX_TIMEOUT_MS: u32 = 60_000;
+/// The consumer of origins that name none.
+pub const DEFAULT_CONSUMER: &str = "default";
+
+/// Where events are delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Origin {
+    /// A short name for logs and status (`aws-eu`).
+    pub name: String,
+    /// The `http://` or `https://` URL events are POSTed to.
+    pub url: String,
+    /// How long one request may take before it counts as failed.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u32,
+    /// The consumer this origin serves. Every consumer gets its own copy of each event it
+    /// accepts; origins of one consumer are alternatives for the same copy. Default `default`.
+    #[serde(default)]
+    pub consumer: Option<String>,
+    /// Event types this origin takes: exact (`user.status.updated`), a family (`user.*`) or
+    /// `*`. Absent: every type.
+    #[serde(default)]
+    pub event_types: Option<Vec<String>>,
+    /// Risk levels this origin takes (`high`, …). Absent: every level.
+    #[serde(default)]
+    pub risk_levels: Option<Vec<Level>>,
+    /// Failover order within the consumer: lower is tried first. Default 0.
+    #[serde(default)]
+    pub priority: u32,
+    /// Share of traffic among healthy origins of equal priority (1–1000). Default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// A label for where the origin runs (`eu-west-1`), shown by the admin API.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A label for the provider (`aws`, `gcp`), shown by the admin API.
+    #[serde(default)]
+    pub cloud: Option<String>,
+    /// Probed by the cron trigger (`GET`, 2xx is healthy) to open and close the breaker even
+    /// when no events flow.
+    #[serde(default)]
+    pub health_url: Option<String>,
+    /// The name of a secret (`whsec_…`, or several comma-separated during a rotation) that
+    /// signs what this origin receives, instead of `ORIGIN_SIGNING_SECRET`.
+    #[serde(default)]
+    pub signing_secret: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_timeout_ms() -> u32 {
+    DEFAULT_TIMEOUT_MS
+}
+
+impl Origin {
+    /// The consumer this origin serves.
+    pub fn consumer(&self) -> &str {
+        self.consumer.as_deref().unwrap_or(DEFAULT_CONSUMER)
+    }
+
+    /// Whether this origin takes events of this type and risk level.
+    pub fn accepts(&self, webhook_type: &str, level: Level) -> bool {
+        self.event_types
+            .as_ref()
+            .is_none_or(|types| types.iter().any(|p| event_type::matches(p, webhook_type)))
+            && self
+                .risk_levels
+                .as_ref()
+                .is_none_or(|levels| levels.contains(&level))
+    }
+}
+
+/// Why an origin list was refused. Origins are named; their URLs never appear.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OriginError {
+    /// The text is not JSON (line and column of the first problem).
+    Json {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// The JSON is not an array of origin objects: a key is unknown or a value has the wrong
+    /// type (line and column of the first problem; the unknown key, if that is the problem).
+    Shape {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// A key that is not an origin setting (a typo such as `priorty`).
+        unknown_key: Option<String>,
+    },
+    /// The list is empty.
+    Empty,
+    /// An origin has an empty name (1-based position).
+    EmptyName(usize),
+    /// Two origins share a name.
+    DuplicateName(String),
+    /// An origin's `url` is not an absolute `http://` or `https://` URL.
+    InvalidUrl(String),
+    /// An origin's `health_url` is not an absolute `http://` or `https://` URL.
+    InvalidHealthUrl(String),
+    /// An origin names an empty consumer.
+    EmptyConsumer(String),
+    /// An origin lists no event types or no risk levels (which would take nothing).
+    EmptyFilter(String),
+    /// An origin lists an event type that is not an exact type, `family.*` or `*`.
+    InvalidEventType {
+        /// The origin.
+        origin: String,
+        /// The pattern.
+        pattern: String,
+    },
+    /// An origin's weight is outside 1–1000.
+    Weight {
+        /// The origin.
+        origin: String,
+        /// The weight given.
+        weight: u32,
+    },
+    /// An origin's timeout is outside 1–[`MAX_TIMEOUT_MS`].
+    Timeout {
+        /// The origin.
+        origin: String,
+        /// The timeout given.
+        timeout_ms: u32,
+    },
+    /// An origin names an empty `signing_secret`.
+    EmptySigningSecretName(String),
+}
+
+impl fmt::Display for OriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Json { line, column } => {
+                write!(f, "is not valid JSON (line {line}, column {column})")
+            }
+            Self::Shape {
+                unknown_key: Some(key),
+                ..
+            } => write!(f, "has an unknown key `{key}`"),
+            Self::Shape { line, column, .. } => write!(
+                f,
+                "is not a JSON array of {{\"name\", \"url\"}} objects (a value of the wrong type at line {line}, column {column})"
+            ),
+            Self::Empty => f.write_str("lists no origin"),
+            Self::EmptyName(at) => write!(f, "origin {at} has an empty name"),
+            Self::DuplicateName(name) => write!(f, "origin name `{name}` is used twice"),
+            Self::InvalidUrl(name) => write!(
+                f,
+                "origin `{name}` has an invalid url; it must be an absolute http:// or https:// URL"
+            ),
+            Self::InvalidHealthUrl(name) => write!(
+                f,
+                "origin `{name}` has an invalid health_url; it must be an absolute http:// or https:// URL"
+            ),
+            Self::EmptyConsumer(name) => write!(f, "origin `{name}` has an empty consumer"),
+            Self::EmptyFilter(name) => write!(
+                f,
+                "origin `{name}` lists no event_types or risk_levels; leave the key out to take all"
+            ),
+            Self::InvalidEventType { origin, pattern } => write!(
+                f,
+                "origin `{origin}` has event type `{pattern}`; use an exact type, `family.*` or `*`"
+            ),
+            Self::Weight { origin, weight } => write!(
+                f,
+                "origin `{origin}` has weight {weight}; it must be between 1 and 1000"
+            ),
+            Self::Timeout { origin, timeout_ms } => write!(
+                f,
+                "origin `{origin}` has timeout_ms {timeout_ms}; it must be between 1 and {MAX_TIMEOUT_MS}"
+            ),
+            Self::EmptySigningSecretName(name) => {
+                write!(f, "origin `{name}` has an empty signing_secret name")
+            }
+        }
+    }
+}
+
+impl core::error::Error for OriginError {}
+
+/// Whether `url` is an absolute `http://` or `https://` URL with a host and no whitespace.
+fn is_http_url(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
+    !host.is_none_or(str::is_empty) && !url.chars().any(char::is_whitespace)
+}
+
+/// The key serde names in an "unknown field `…`" error: a key the operator wrote, never a value.
+fn unknown_key(error: &serde_json::Error) -> Option<String> {
+    let text = alloc::format!("{error}");
+    let rest = text.strip_prefix("unknown field `")?;
+    Some(rest.split('`').next()?.into())
+}
+
+/// Checks one origin on its own.
+fn check(origin: &Origin, position: usize) -> Result<(), OriginError> {
+    let name = || origin.name.clone();
+    if origin.name.trim().is_empty() {
+        return Err(OriginError::EmptyName(position));
+    }
+    if !is_http_url(&origin.url) {
+        return Err(OriginError::InvalidUrl(name()));
+    }
+    if origin
+        .consumer
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        return Err(OriginError::EmptyConsumer(name()));
+    }
+    if origin.event_types.as_ref().is_some_and(Vec::is_empty)
+        || origin.risk_levels.as_ref().is_some_and(Vec::is_empty)
+    {
+        return Err(OriginError::EmptyFilter(name()));
+    }
+    if let Some(bad) = origin
+        .event_types
+        .iter()
+        .flatten()
+        .find(|t| !event_type::is_valid_pattern(t))
+    {
+        return Err(OriginError::InvalidEventType {
+            origin: name(),
+            pattern: bad.clone(),
+        });
+    }
+    if origin
+        .health_url
+        .as_deref()
+        .is_some_and(|url| !is_http_url(url))
+    {
+        return Err(OriginError::InvalidHealthUrl(name()));
+    }
+    if !(1..=1000).contains(&origin.weight) {
+        return Err(OriginError::Weight {
+            origin: name(),
+            weight: origin.weight,
+        });
+    }
+    if origin
+        .signing_secret
+        .as_deref()
+        .is_some_and(|secret| secret.trim().is_empty())
+    {
+        return Err(OriginError::EmptySigningSecretName(name()));
+    }
+    if !(1..=MAX_TIMEOUT_MS).contains(&origin.timeout_ms) {
+        return Err(OriginError::Timeout {
+            origin: name(),
+            timeout_ms: origin.timeout_ms,
+        });
+    }
+    Ok(())
+}
+
+/// Parses and checks an origin list (the `ORIGINS` setting).
+pub fn parse_origins(json: &str) -> Result<Vec<Origin>, OriginError> {
+    let origins: Vec<Origin> = serde_json::from_str(json).map_err(|error| {
+        let (line, column) = (error.line(), error.column());
+        match error.classify() {
+            serde_json::error::Category::Data => OriginError::Shape {
+                line,
+                column,
+                unknown_key: unknown_key(&error),
+            },
+            _ => OriginError::Json { line, column },
+        }
+    })?;
+    if origins.is_empty() {
+        return Err(OriginError::Empty);
+    }
+    for (index, origin) in origins.iter().enumerate() {
+        check(origin, index + 1)?;
+        if origins
+            .iter()
+            .take(index)
+            .any(|earlier| earlier.name == origin.name)
+        {
+            return Err(OriginError::DuplicateName(origin.name.clone()));
+        }
+    }
+    Ok(origins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn every_rule_of_an_origin_list_is_checked() {
+        assert!(parse_origins(
+            r#"[{"name":"a","url":"http://127.0.0.1:8080/x","timeout_ms":500}]"#
+        )
+        .is_ok());
+        for (bad, error) in [
+            ("[]", OriginError::Empty),
+            (
+                r#"[{"name":"","url":"https://a"}]"#,
+                OriginError::EmptyName(1),
+            ),
+            (
+                r#"[{"name":"a","url":"https://"}]"#,
+                OriginError::InvalidUrl("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a"},{"name":"a","url":"https://b"}]"#,
+                OriginError::DuplicateName("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","timeout_ms":0}]"#,
+                OriginError::Timeout {
+                    origin: "a".into(),
+                    timeout_ms: 0,
+                },
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","event_types":[]}]"#,
+                OriginError::EmptyFilter("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","event_types":["user.*.x"]}]"#,
+                OriginError::InvalidEventType {
+                    origin: "a".into(),
+                    pattern: "user.*.x".into(),
+                },
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","consumer":" "}]"#,
+                OriginError::EmptyConsumer("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","weight":0}]"#,
+                OriginError::Weight {
+                    origin: "a".into(),
+                    weight: 0,
+                },
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","health_url":"/healthz"}]"#,
+                OriginError::InvalidHealthUrl("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","signing_secret":""}]"#,
+                OriginError::EmptySigningSecretName("a".into()),
+            ),
+        ] {
+            assert_eq!(parse_origins(bad), Err(error), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shape_errors_name_keys_but_never_values() {
+        let typo = parse_origins(r#"[{"name":"a","url":"https://a","priorty":1}]"#);
+        assert!(matches!(
+            &typo,
+            Err(OriginError::Shape { unknown_key: Some(key), .. }) if key == "priorty"
+        ));
+        let secret_url = "https://user:hunter2@origin.example/x";
+        for json in [
+            format!(r#"[{{"name":"a","url":"{secret_url}","timeout_ms":"{secret_url}"}}]"#),
+            format!(r#"[{{"name":"a","url":{secret_url}}}]"#),
+            format!(r#"{{"name":"a","url":"{secret_url}"}}"#),
+        ] {
+            let error = parse_origins(&json).expect_err("invalid");
+            assert!(!format!("{error}").contains("hunter2"), "{error}");
+        }
+        assert!(matches!(
+            parse_origins("[{"),
+            Err(OriginError::Json { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn an_origin_takes_the_types_and_levels_it_lists() {
+        let origins = parse_origins(
+            r#"[{"name":"crm","url":"https://crm","consumer":"crm","event_types":["user.*"],"risk_levels":["high"]},
+                {"name":"all","url":"https://all"}]"#,
+        )
+        .expect("valid");
+        assert!(origins[0].accepts("user.status.updated", Level::High));
+        assert!(!origins[0].accepts("user.status.updated", Level::Low));
+        assert!(!origins[0].accepts("status.updated", Level::High));
+        assert!(origins[1].accepts("anything", Level::Unknown));
+        assert_eq!(
+            (origins[0].consumer(), origins[1].consumer()),
+            ("crm", "default")
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! Faults injected on purpose, so the integration tests can show the inbox survives what the
+//! platform rarely does. Only the `fault-injection` build (the tests' own) has them; in the
+//! build that is deployed every function here is a no-op that reads nothing.
+
+use worker::{Env, Result, State};
+
+/// The base of the inbox's alarm backoff: a second, or in the test build
+/// `FAULT_ALARM_BACKOFF_MS`, so a test can watch many failed runs in a few seconds.
+pub fn alarm_backoff_base_ms(env: &Env) -> u64 {
+    #[cfg(feature = "fault-injection")]
+    if let Some(ms) = var(env, "FAULT_ALARM_BACKOFF_MS") {
+        return ms;
+    }
+    let _ = env;
+    1_000
+}
+
+/// In the test build, fails the first `FAULT_ALARM_FAILURES` alarm runs of each inbox, as a
+/// storage error would.
+pub fn alarm_run(state: &State, env: &Env) -> Result<()> {
+    #[cfg(feature = "fault-injection")]
+    if let Some(failures) = var(env, "FAULT_ALARM_FAILURES") {
+        #[derive(serde::Deserialize)]
+        struct Runs {
+            n: i64,
+        }
+        let sql = state.storage().sql();
+        let runs: Vec<Runs> = sql
+            .exec(
+                "SELECT CAST(value AS INTEGER) AS n FROM meta WHERE key = 'fault_alarm_runs'",
+                None,
+            )?
+            .to_array()?;
+        let runs = runs.first().map_or(0, |r| r.n);
+        if u64::try_from(runs).unwrap_or(u64::MAX) < failures {
+            sql.exec(
+                "INSERT INTO meta (key, value) VALUES ('fault_alarm_runs', ?) \
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                vec![(runs + 1).to_string().into()],
+            )?;
+            return Err("injected alarm failure (FAULT_ALARM_FAILURES)".into());
+        }
+    }
+    let _ = (state, env);
+    Ok(())
+}
+
+#[cfg(feature = "fault-injection")]
+fn var(env: &Env, name: &str) -> Option<u64> {
+    env.var(name).ok()?.to_string().trim().parse().ok()
+}
