@@ -1,48 +1,61 @@
-//! What happens to a stored event after each delivery attempt, and how long each part of it
-//! is kept: pure, with time passed in.
+//! Where one consumer's copy of a stored event stands, what each delivery attempt makes of it,
+//! and how long each part of a finished event is kept: pure, with time passed in.
 
 use crate::attempt::{DeadReason, Verdict};
 use crate::retry::RetrySchedule;
+use crate::time::{UnixMs, UnixSecs};
 
 /// Where one consumer's copy of a stored event stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Progress {
+pub enum CopyState {
     /// Not yet delivered.
     Pending {
         /// Failed attempts so far.
         failures: u32,
-        /// Earliest time of the next attempt (Unix ms).
-        next_attempt_at_ms: i64,
+        /// Earliest time of the next attempt.
+        next_attempt_at: UnixMs,
     },
     /// Delivered; the payload can go, the id stays until the dedup TTL ends.
     Delivered {
-        /// When (Unix ms).
-        at_ms: i64,
+        /// When.
+        at: UnixMs,
     },
     /// Given up on: kept with its payload for an operator to replay.
     Dead {
-        /// When (Unix ms).
-        at_ms: i64,
+        /// When.
+        at: UnixMs,
+        /// Why.
+        reason: DeadReason,
+    },
+    /// A dead letter past its retention: its payload is gone and it cannot be replayed.
+    Expired {
+        /// When it became a dead letter.
+        at: UnixMs,
         /// Why.
         reason: DeadReason,
     },
 }
 
-impl Progress {
-    /// A new event: due now.
-    pub fn new(now_ms: i64) -> Self {
+impl CopyState {
+    /// A new copy: due now.
+    pub fn new(now: UnixMs) -> Self {
         Self::Pending {
             failures: 0,
-            next_attempt_at_ms: now_ms,
+            next_attempt_at: now,
         }
     }
 
-    /// The state after an attempt that came to `verdict` at `now_ms`. `jitter_seed` spreads
-    /// the next wait (pass a fresh random number).
+    /// Whether the copy still waits for delivery.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, Self::Pending { .. })
+    }
+
+    /// The state after an attempt that came to `verdict` at `now`. `jitter_seed` spreads the
+    /// next wait (pass a fresh random number). Only a pending copy changes.
     pub fn after_attempt(
         self,
         verdict: &Verdict,
-        now_ms: i64,
+        now: UnixMs,
         schedule: &RetrySchedule,
         jitter_seed: u64,
     ) -> Self {
@@ -50,26 +63,22 @@ impl Progress {
             return self;
         };
         match *verdict {
-            Verdict::Delivered { .. } => Self::Delivered { at_ms: now_ms },
-            Verdict::GiveUp(reason) => Self::Dead {
-                at_ms: now_ms,
-                reason,
-            },
+            Verdict::Delivered { .. } => Self::Delivered { at: now },
+            Verdict::GiveUp(reason) => Self::Dead { at: now, reason },
             // Nothing was sent, so nothing counts against the schedule.
             Verdict::Deferred { until_ms } => Self::Pending {
                 failures,
-                next_attempt_at_ms: until_ms.max(now_ms.saturating_add(1)),
+                next_attempt_at: UnixMs(until_ms).max(now.plus_ms(1)),
             },
             Verdict::Failed => {
                 let failures = failures.saturating_add(1);
                 match schedule.wait_after_ms(failures, jitter_seed) {
                     Some(wait_ms) => Self::Pending {
                         failures,
-                        next_attempt_at_ms: now_ms
-                            .saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX)),
+                        next_attempt_at: now.plus_ms(wait_ms),
                     },
                     None => Self::Dead {
-                        at_ms: now_ms,
+                        at: now,
                         reason: DeadReason::RetriesExhausted,
                     },
                 }
@@ -78,10 +87,11 @@ impl Progress {
     }
 
     /// An operator's replay: a dead letter starts over with a fresh schedule, due now. Other
-    /// states are left as they are (replaying twice is harmless).
-    pub fn replayed(self, now_ms: i64) -> Self {
+    /// states are left as they are (replaying twice is harmless; an expired letter has no
+    /// payload left to send).
+    pub fn replayed(self, now: UnixMs) -> Self {
         match self {
-            Self::Dead { .. } => Self::new(now_ms),
+            Self::Dead { .. } => Self::new(now),
             other => other,
         }
     }
@@ -101,55 +111,63 @@ pub struct Retention {
     pub freshness_secs: u64,
 }
 
+impl Retention {
+    /// When a dead letter that died at `dead_at` expires (its payload goes, it leaves the list).
+    pub fn dead_letter_until(&self, dead_at: UnixMs) -> UnixMs {
+        dead_at.plus_secs(self.dead_letter_secs)
+    }
+}
+
 /// When a finished event's payload goes and when its record goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Expiry {
-    /// When the payload (identity data) must be dropped (Unix ms).
-    pub payload_at_ms: i64,
-    /// When the whole record, id included, is forgotten (Unix ms).
-    pub record_at_ms: i64,
+    /// When the payload (identity data) must be dropped.
+    pub payload_at: UnixMs,
+    /// When the whole record, id included, is forgotten.
+    pub record_at: UnixMs,
 }
 
-fn after_secs(at_ms: i64, secs: u64) -> i64 {
-    at_ms.saturating_add(i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX))
-}
-
-/// When an event received at `received_at_ms` and created (by Didit) at `created_at_secs`
-/// expires, given where each consumer's copy stands: `None` while any copy is pending (nothing
-/// of it may go). The payload stays for the longest claim on it (the last delivery's
-/// retention, or a dead letter's, so it can be replayed); the id stays for the dedup TTL and
-/// past the last moment a replay of the delivery could still pass the freshness check, so a
-/// replay is always either stale or a known duplicate; and it never goes before the payload.
+/// When an event received at `received_at` and created (by Didit) at `created_at` expires,
+/// given where each consumer's copy stands: `None` while any copy is pending or a dead letter
+/// (nothing of it may go; a dead letter first expires on its own, see
+/// [`Retention::dead_letter_until`]). The payload stays for the longest claim on it (the last
+/// delivery's retention, or an expired dead letter's); the id stays for the dedup TTL and past
+/// the last moment a replay of the delivery could still pass the freshness check, so a replay
+/// is always either stale or a known duplicate; and it never goes before the payload.
+///
+/// Computed from the retention in force whenever it is asked, never stored: a retention
+/// setting that changes applies to every event already kept.
 pub fn expiry(
-    received_at_ms: i64,
-    created_at_secs: i64,
-    copies: impl IntoIterator<Item = Progress>,
+    received_at: UnixMs,
+    created_at: UnixSecs,
+    copies: impl IntoIterator<Item = CopyState>,
     retention: &Retention,
 ) -> Option<Expiry> {
-    let mut payload_at_ms = received_at_ms;
+    let mut payload_at = received_at;
     for copy in copies {
         let kept_until = match copy {
-            Progress::Pending { .. } => return None,
-            Progress::Delivered { at_ms } => after_secs(at_ms, retention.payload_secs),
-            Progress::Dead { at_ms, .. } => after_secs(at_ms, retention.dead_letter_secs),
+            CopyState::Pending { .. } | CopyState::Dead { .. } => return None,
+            CopyState::Delivered { at } => at.plus_secs(retention.payload_secs),
+            CopyState::Expired { at, .. } => retention.dead_letter_until(at),
         };
-        payload_at_ms = payload_at_ms.max(kept_until);
+        payload_at = payload_at.max(kept_until);
     }
-    let replayable_until_ms = after_secs(
-        created_at_secs.saturating_mul(1000),
-        retention.freshness_secs.saturating_add(1),
-    );
+    let replayable_until = created_at
+        .ms()
+        .plus_secs(retention.freshness_secs.saturating_add(1));
     Some(Expiry {
-        payload_at_ms,
-        record_at_ms: after_secs(received_at_ms, retention.dedup_ttl_secs)
-            .max(payload_at_ms)
-            .max(replayable_until_ms),
+        payload_at,
+        record_at: received_at
+            .plus_secs(retention.dedup_ttl_secs)
+            .max(payload_at)
+            .max(replayable_until),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -162,86 +180,100 @@ mod tests {
     #[test]
     fn failures_back_off_on_schedule_until_delivered() {
         let schedule = schedule();
-        let mut progress = Progress::new(0);
-        let mut seen = alloc::vec::Vec::new();
+        let mut copy = CopyState::new(UnixMs(0));
+        let mut seen = Vec::new();
         for (now, verdict) in [
             (0, Verdict::Failed),
             (1_000, Verdict::Deferred { until_ms: 4_000 }),
             (4_000, Verdict::Failed),
         ] {
-            progress = progress.after_attempt(&verdict, now, &schedule, 0);
-            seen.push(progress);
+            copy = copy.after_attempt(&verdict, UnixMs(now), &schedule, 0);
+            seen.push(copy);
         }
+        let pending = |failures, at| CopyState::Pending {
+            failures,
+            next_attempt_at: UnixMs(at),
+        };
+        // Deferred: nothing was sent, so the failure count stands.
         assert_eq!(
             seen,
-            [
-                Progress::Pending {
-                    failures: 1,
-                    next_attempt_at_ms: 1_000
-                },
-                // Deferred: nothing was sent, so the failure count stands.
-                Progress::Pending {
-                    failures: 1,
-                    next_attempt_at_ms: 4_000
-                },
-                Progress::Pending {
-                    failures: 2,
-                    next_attempt_at_ms: 14_000
-                },
-            ]
+            [pending(1, 1_000), pending(1, 4_000), pending(2, 14_000)]
         );
-        let delivered = progress.after_attempt(
+        let delivered = copy.after_attempt(
             &Verdict::Delivered { origin: "a".into() },
-            14_000,
+            UnixMs(14_000),
             &schedule,
             0,
         );
-        assert_eq!(delivered, Progress::Delivered { at_ms: 14_000 });
+        assert_eq!(delivered, CopyState::Delivered { at: UnixMs(14_000) });
         assert_eq!(
-            delivered.after_attempt(&Verdict::Failed, 40_000, &schedule, 0),
+            delivered.after_attempt(&Verdict::Failed, UnixMs(40_000), &schedule, 0),
             delivered
         );
-        assert_eq!(delivered.replayed(50_000), delivered);
+        assert_eq!(delivered.replayed(UnixMs(50_000)), delivered);
     }
 
     #[test]
     fn the_schedule_running_out_makes_a_dead_letter_that_replay_revives() {
         let schedule = schedule();
-        let mut progress = Progress::new(0);
+        let mut copy = CopyState::new(UnixMs(0));
         for now in [0, 1_000, 11_000] {
-            progress = progress.after_attempt(&Verdict::Failed, now, &schedule, 0);
+            copy = copy.after_attempt(&Verdict::Failed, UnixMs(now), &schedule, 0);
         }
+        let dead = CopyState::Dead {
+            at: UnixMs(11_000),
+            reason: DeadReason::RetriesExhausted,
+        };
+        assert_eq!(copy, dead);
         assert_eq!(
-            progress,
-            Progress::Dead {
-                at_ms: 11_000,
-                reason: DeadReason::RetriesExhausted
-            }
-        );
-        assert_eq!(
-            progress.after_attempt(&Verdict::Failed, 12_000, &schedule, 0),
-            progress,
+            copy.after_attempt(&Verdict::Failed, UnixMs(12_000), &schedule, 0),
+            copy,
             "a dead letter is not attempted"
         );
-        assert_eq!(progress.replayed(20_000), Progress::new(20_000));
+        assert_eq!(
+            copy.replayed(UnixMs(20_000)),
+            CopyState::new(UnixMs(20_000))
+        );
+        let expired = CopyState::Expired {
+            at: UnixMs(11_000),
+            reason: DeadReason::RetriesExhausted,
+        };
+        assert_eq!(
+            expired.replayed(UnixMs(20_000)),
+            expired,
+            "nothing left to send"
+        );
     }
 
     #[test]
     fn giving_up_is_immediate_whatever_the_schedule() {
         let reason = DeadReason::AbortedByOrigin;
         assert_eq!(
-            Progress::new(0).after_attempt(&Verdict::GiveUp(reason), 5, &schedule(), 0),
-            Progress::Dead { at_ms: 5, reason }
+            CopyState::new(UnixMs(0)).after_attempt(
+                &Verdict::GiveUp(reason),
+                UnixMs(5),
+                &schedule(),
+                0
+            ),
+            CopyState::Dead {
+                at: UnixMs(5),
+                reason
+            }
         );
     }
 
     #[test]
     fn a_deferral_into_the_past_still_moves_forward() {
         assert_eq!(
-            Progress::new(0).after_attempt(&Verdict::Deferred { until_ms: 3 }, 10, &schedule(), 0),
-            Progress::Pending {
+            CopyState::new(UnixMs(0)).after_attempt(
+                &Verdict::Deferred { until_ms: 3 },
+                UnixMs(10),
+                &schedule(),
+                0
+            ),
+            CopyState::Pending {
                 failures: 0,
-                next_attempt_at_ms: 11
+                next_attempt_at: UnixMs(11)
             }
         );
     }
@@ -255,54 +287,67 @@ mod tests {
         }
     }
 
-    fn delivered(at_ms: i64) -> Progress {
-        Progress::Delivered { at_ms }
+    fn delivered(at: i64) -> CopyState {
+        CopyState::Delivered { at: UnixMs(at) }
     }
 
-    fn dead(at_ms: i64) -> Progress {
-        Progress::Dead {
-            at_ms,
+    fn dead(at: i64) -> CopyState {
+        CopyState::Dead {
+            at: UnixMs(at),
             reason: DeadReason::RetriesExhausted,
         }
     }
 
-    #[test]
-    fn a_delivered_payload_goes_at_once_and_its_id_after_the_ttl() {
-        assert_eq!(
-            expiry(1_000, 1, [delivered(2_000), delivered(5_000)], &retention()),
-            Some(Expiry {
-                payload_at_ms: 5_000,
-                record_at_ms: 61_000
-            })
-        );
-        // No consumer: only the id is kept.
-        assert_eq!(
-            expiry(1_000, 1, [], &retention()),
-            Some(Expiry {
-                payload_at_ms: 1_000,
-                record_at_ms: 61_000
-            })
-        );
+    fn expiry_at(payload: i64, record: i64) -> Option<Expiry> {
+        Some(Expiry {
+            payload_at: UnixMs(payload),
+            record_at: UnixMs(record),
+        })
     }
 
     #[test]
-    fn a_dead_letter_keeps_the_payload_and_the_record_for_its_retention() {
+    fn a_delivered_payload_goes_at_once_and_its_id_after_the_ttl() {
+        let at = |copies: &[CopyState]| {
+            expiry(
+                UnixMs(1_000),
+                UnixSecs(1),
+                copies.iter().copied(),
+                &retention(),
+            )
+        };
         assert_eq!(
-            expiry(1_000, 1, [delivered(2_000), dead(3_000)], &retention()),
-            Some(Expiry {
-                payload_at_ms: 103_000,
-                record_at_ms: 103_000
-            })
+            at(&[delivered(2_000), delivered(5_000)]),
+            expiry_at(5_000, 61_000)
         );
+        // No consumer: only the id is kept.
+        assert_eq!(at(&[]), expiry_at(1_000, 61_000));
+    }
+
+    #[test]
+    fn a_dead_letter_keeps_everything_until_it_expires_then_for_its_retention() {
+        let at = |last| {
+            expiry(
+                UnixMs(1_000),
+                UnixSecs(1),
+                [delivered(2_000), last],
+                &retention(),
+            )
+        };
+        assert_eq!(at(dead(3_000)), None);
+        let expired = CopyState::Expired {
+            at: UnixMs(3_000),
+            reason: DeadReason::AbortedByOrigin,
+        };
+        assert_eq!(at(expired), expiry_at(103_000, 103_000));
     }
 
     #[test]
     fn nothing_expires_while_a_copy_is_pending() {
         assert_eq!(
             expiry(
-                1_000,
-                1,
-                [delivered(2_000), Progress::new(2_000)],
+                UnixMs(1_000),
+                UnixSecs(1),
+                [delivered(2_000), CopyState::new(UnixMs(2_000))],
                 &retention()
             ),
             None
@@ -316,11 +361,8 @@ mod tests {
             ..retention()
         };
         assert_eq!(
-            expiry(0, 0, [delivered(100_000)], &late),
-            Some(Expiry {
-                payload_at_ms: 130_000,
-                record_at_ms: 130_000
-            })
+            expiry(UnixMs(0), UnixSecs(0), [delivered(100_000)], &late),
+            expiry_at(130_000, 130_000)
         );
     }
 
@@ -333,27 +375,32 @@ mod tests {
             ..retention()
         };
         assert_eq!(
-            expiry(0, 100, [delivered(1_000)], &wide).map(|e| e.record_at_ms),
-            Some(221_000)
+            expiry(UnixMs(0), UnixSecs(100), [delivered(1_000)], &wide).map(|e| e.record_at),
+            Some(UnixMs(221_000))
         );
     }
 
     #[test]
     fn expiry_saturates_instead_of_overflowing() {
+        let forever = Retention {
+            payload_secs: u64::MAX,
+            dead_letter_secs: u64::MAX,
+            dedup_ttl_secs: u64::MAX,
+            freshness_secs: u64::MAX,
+        };
+        let expired = CopyState::Expired {
+            at: UnixMs(i64::MAX - 1),
+            reason: DeadReason::RetriesExhausted,
+        };
         assert_eq!(
             expiry(
-                i64::MAX - 1,
-                i64::MAX,
-                [dead(i64::MAX - 1)],
-                &Retention {
-                    payload_secs: u64::MAX,
-                    dead_letter_secs: u64::MAX,
-                    dedup_ttl_secs: u64::MAX,
-                    freshness_secs: u64::MAX,
-                }
+                UnixMs(i64::MAX - 1),
+                UnixSecs(i64::MAX),
+                [expired],
+                &forever
             )
-            .map(|e| e.record_at_ms),
-            Some(i64::MAX)
+            .map(|e| e.record_at),
+            Some(UnixMs(i64::MAX))
         );
     }
 }

@@ -28,6 +28,7 @@ pub mod envelope;
 pub mod event_type;
 pub mod health;
 pub mod identity;
+pub mod inbox;
 pub mod intake;
 mod lenient;
 pub mod limits;

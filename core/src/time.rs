@@ -1,7 +1,53 @@
-//! Unix seconds to and from RFC 3339, without a clock or a date library (the core has neither).
+//! Moments in time as the core takes them (it has no clock: the adapter passes them in), and
+//! Unix seconds to and from RFC 3339, without a date library.
 
 use alloc::string::String;
-use core::fmt::Write as _;
+use core::fmt::{self, Write as _};
+use serde::{Deserialize, Serialize};
+
+/// A moment as Unix milliseconds: the inbox, delivery and retention work in these.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct UnixMs(pub i64);
+
+/// A moment as Unix seconds: Didit's `timestamp`, tokens' `exp`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct UnixSecs(pub i64);
+
+impl UnixMs {
+    /// This moment plus `ms` milliseconds, saturating.
+    pub fn plus_ms(self, ms: u64) -> Self {
+        Self(self.0.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
+    }
+
+    /// This moment plus `secs` seconds, saturating.
+    pub fn plus_secs(self, secs: u64) -> Self {
+        self.plus_ms(secs.saturating_mul(1000))
+    }
+
+    /// The whole second this moment falls in.
+    pub fn secs(self) -> UnixSecs {
+        UnixSecs(self.0.div_euclid(1000))
+    }
+}
+
+impl UnixSecs {
+    /// The start of this second.
+    pub fn ms(self) -> UnixMs {
+        UnixMs(self.0.saturating_mul(1000))
+    }
+}
+
+impl fmt::Display for UnixMs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ms", self.0)
+    }
+}
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -109,6 +155,16 @@ mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn moments_move_forward_without_overflowing() {
+        assert_eq!(UnixMs(1_000).plus_secs(2), UnixMs(3_000));
+        assert_eq!(UnixMs(i64::MAX - 1).plus_ms(5), UnixMs(i64::MAX));
+        assert_eq!(UnixMs(0).plus_secs(u64::MAX), UnixMs(i64::MAX));
+        assert_eq!(UnixMs(-1).secs(), UnixSecs(-1));
+        assert_eq!(UnixSecs(i64::MAX).ms(), UnixMs(i64::MAX));
+        assert_eq!(UnixSecs(7).ms().secs(), UnixSecs(7));
+    }
 
     #[test]
     fn formats_known_instants() {

@@ -11,7 +11,6 @@ use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
 };
 
-use crate::clock::now_ms;
 use crate::respond;
 
 /// The single index's name.
@@ -50,8 +49,10 @@ pub struct Entry {
     pub received_at_ms: i64,
     /// When it became a dead letter (Unix ms).
     pub dead_at_ms: i64,
-    /// Until when its payload is kept for replay (Unix ms); then it leaves the list.
-    pub replayable_until_ms: i64,
+    /// Until when its payload is kept for replay (Unix ms), by the retention in force when it
+    /// is listed (so inboxes do not send it); then its inbox takes it off the list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayable_until_ms: Option<i64>,
     /// Every attempt, oldest first.
     pub attempts: Vec<LoggedAttempt>,
 }
@@ -104,6 +105,7 @@ CREATE INDEX IF NOT EXISTS letters_subject ON letters(subject);
 #[durable_object]
 pub struct DeadLetters {
     state: State,
+    env: Env,
 }
 
 #[derive(Deserialize)]
@@ -116,7 +118,6 @@ struct Row {
     reason: String,
     received_at_ms: i64,
     dead_at_ms: i64,
-    replayable_until_ms: i64,
     attempts: String,
 }
 
@@ -145,14 +146,15 @@ impl DeadLetters {
         self.state.storage().sql()
     }
 
-    /// Letters past their retention have no payload left to replay: they leave the list even
-    /// if their inbox has not said so yet.
-    fn drop_expired(&self) -> Result<()> {
-        self.sql().exec(
-            "DELETE FROM letters WHERE replayable_until_ms <= ?",
-            vec![now_ms().into()],
-        )?;
-        Ok(())
+    /// Until when a dead letter that died at `dead_at_ms` stays replayable, by the retention in
+    /// force now (its inbox decides when it expires, by the same rule, and unlists it then).
+    fn replayable_until_ms(&self, dead_at_ms: i64) -> i64 {
+        let config = crate::settings::config(&self.env);
+        let secs = crate::settings::delivery(&config).map_or(
+            didit_edge_core::config::DEFAULT_DEAD_LETTER_RETENTION_SECS,
+            |delivery| delivery.retention.dead_letter_secs,
+        );
+        didit_edge_core::time::UnixMs(dead_at_ms).plus_secs(secs).0
     }
 
     fn apply(&self, changes: &Changes) -> Result<()> {
@@ -171,7 +173,8 @@ impl DeadLetters {
                     entry.reason.as_str().into(),
                     entry.received_at_ms.into(),
                     entry.dead_at_ms.into(),
-                    entry.replayable_until_ms.into(),
+                    // Unused: computed when listed (the column is kept for older rows).
+                    entry.dead_at_ms.into(),
                     serde_json::to_string(&entry.attempts)?.into(),
                 ],
             )?;
@@ -182,7 +185,7 @@ impl DeadLetters {
                 vec![key.id.as_str().into(), key.consumer.as_str().into()],
             )?;
         }
-        self.drop_expired()
+        Ok(())
     }
 
     /// `WHERE` clause and values for the optional filters.
@@ -212,7 +215,6 @@ impl DeadLetters {
     }
 
     fn page(&self, query: &Query) -> Result<Page> {
-        self.drop_expired()?;
         let (clause, values) = Self::filter(None, query.consumer.clone());
         let total = self.count(&clause, values.clone())?;
         let mut paged = values;
@@ -221,7 +223,10 @@ impl DeadLetters {
         let rows: Vec<Row> = self
             .sql()
             .exec(
-                &format!("SELECT * FROM letters WHERE {clause} AND seq > ? ORDER BY seq LIMIT ?"),
+                &format!(
+                    "SELECT seq, id, consumer, subject, webhook_type, reason, received_at_ms, dead_at_ms, attempts \
+                     FROM letters WHERE {clause} AND seq > ? ORDER BY seq LIMIT ?"
+                ),
                 paged,
             )?
             .to_array()?;
@@ -239,7 +244,7 @@ impl DeadLetters {
                 reason: row.reason,
                 received_at_ms: row.received_at_ms,
                 dead_at_ms: row.dead_at_ms,
-                replayable_until_ms: row.replayable_until_ms,
+                replayable_until_ms: Some(self.replayable_until_ms(row.dead_at_ms)),
             })
             .collect();
         Ok(Page {
@@ -250,7 +255,6 @@ impl DeadLetters {
     }
 
     fn inboxes(&self, query: &Query) -> Result<Inboxes> {
-        self.drop_expired()?;
         let (clause, values) = Self::filter(query.id.clone(), query.consumer.clone());
         let total = self.count(&clause, values.clone())?;
         let mut limited = values;
@@ -281,11 +285,11 @@ struct Query {
 }
 
 impl DurableObject for DeadLetters {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
             worker::console_error!("dead-letter index schema could not be created: {error}");
         }
-        Self { state }
+        Self { state, env }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {

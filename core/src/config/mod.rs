@@ -117,6 +117,15 @@ pub struct DeliveryConfig {
 }
 
 impl DeliveryConfig {
+    /// What an inbox decides by.
+    pub fn inbox_policy(&self) -> crate::inbox::Policy<'_> {
+        crate::inbox::Policy {
+            retry_schedule: &self.retry_schedule,
+            retention: self.retention,
+            after_dead_letter: self.after_dead_letter,
+        }
+    }
+
     /// The keys that sign what `origin` receives.
     pub fn signing_secrets_for(&self, origin: &Origin) -> &SigningSecrets {
         self.origin_signing_secrets

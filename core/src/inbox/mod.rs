@@ -1,0 +1,746 @@
+//! One subject's inbox: every decision about its events, as a sans-IO state machine in the
+//! shape of quinn-proto's `Connection`.
+//!
+//! The adapter (a Durable Object) restores the machine from storage, feeds it what happens
+//! (`handle_*`, each with the time passed in), asks it what to do (`poll_work`,
+//! `poll_index`, `poll_timeout`), does the IO, and writes the [`Change`]s it queues, in order,
+//! before it answers anyone or awaits anything:
+//!
+//! ```text
+//! claim ─▶ handle_claim ─▶ changes ─▶ 200 accepted | duplicate
+//! alarm ─▶ handle_timeout (retention) ─▶ changes
+//!          poll_work ─▶ Classify ─▶ (core classification) ─▶ handle_classified ─▶ changes
+//!                    └▶ Deliver ─▶ Plan, POSTs ─▶ handle_attempt ─▶ changes
+//!          poll_index ─▶ push to the dead-letter index ─▶ handle_index_synced ─▶ changes
+//!          poll_timeout ─▶ next alarm
+//! replay ─▶ handle_replay ─▶ changes
+//! ```
+//!
+//! What it guarantees, and what `core/tests/simulation.rs` checks after every step with
+//! crashes between any two changes:
+//! - a claim is answered `accepted` once per event (by id, by the id older releases gave it,
+//!   or by Didit's `event_id` for the same type and status) and `duplicate` ever after, until
+//!   the event is forgotten;
+//! - each consumer gets the subject's events in the order Didit created them: a copy is sent
+//!   only when every earlier copy of that consumer is delivered (or, under
+//!   [`AfterDeadLetter::Continue`], dead), and an event still waiting to be classified holds
+//!   everything after it;
+//! - a copy becomes a dead letter only when the retry schedule is used up or an origin
+//!   aborts, and stays replayable until its retention ends (and never before the dead-letter
+//!   index has listed it);
+//! - nothing of an event expires while a copy is pending, and its retention is computed from
+//!   the settings in force, so a changed retention applies to every event already kept.
+
+mod record;
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+
+pub use record::{
+    Change, CopyRecord, EventRecord, IdVersion, IndexSync, Rejected, Seq, StoredContent,
+};
+
+use crate::attempt::{LogEntry, Verdict};
+use crate::config::AfterDeadLetter;
+use crate::delivery::{expiry, CopyState, Expiry, Retention};
+use crate::rejection::Receipt;
+use crate::retry::RetrySchedule;
+use crate::risk::Level;
+use crate::time::{UnixMs, UnixSecs};
+use crate::verify::Verified;
+
+/// The delivery settings an inbox decides by.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy<'a> {
+    /// Waits between attempts.
+    pub retry_schedule: &'a RetrySchedule,
+    /// How long each part of a finished event is kept.
+    pub retention: Retention,
+    /// What a dead letter does to the copies after it.
+    pub after_dead_letter: AfterDeadLetter,
+}
+
+/// A delivery the edge asks the inbox to keep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The stable event id.
+    pub id: String,
+    /// The id releases before the content digest gave it.
+    pub legacy_id: String,
+    /// The inbox's subject name.
+    pub subject: String,
+    /// Didit's `event_id`.
+    pub alias: Option<String>,
+    /// Didit's `webhook_type`.
+    pub webhook_type: String,
+    /// Didit's `status`.
+    pub status: Option<String>,
+    /// When Didit created it.
+    pub created_at: UnixSecs,
+    /// What the edge made of it.
+    pub content: ClaimContent,
+}
+
+/// What the edge could make of a delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimContent {
+    /// Classified at the edge.
+    Classified(Classification),
+    /// Stored as received, while the delivery settings are broken.
+    Unclassified {
+        /// Didit's body.
+        body: String,
+        /// How it was authenticated.
+        verified: Verified,
+        /// A console test delivery.
+        test: bool,
+    },
+}
+
+/// Where an event goes and what it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Classification {
+    /// Its risk level.
+    pub risk_level: Level,
+    /// The consumers that take it.
+    pub consumers: Vec<String>,
+    /// The CloudEvent's JSON text.
+    pub payload: String,
+}
+
+/// One thing the inbox wants done now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// Classify a stored event (read its body, classify it, [`Inbox::handle_classified`]).
+    Classify(Seq),
+    /// Attempt a delivery ([`Inbox::handle_attempt`] with what came of it).
+    Deliver(Delivery),
+}
+
+/// One attempt to make: a consumer's copy of an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// The event.
+    pub seq: Seq,
+    /// Its id: the `webhook-id` of every attempt.
+    pub id: String,
+    /// The consumer.
+    pub consumer: String,
+    /// Didit's `webhook_type`, for choosing origins.
+    pub webhook_type: String,
+    /// The risk level, for choosing origins.
+    pub risk_level: Level,
+    /// Whether the payload is still stored (an attempt without it fails visibly).
+    pub has_payload: bool,
+    /// Origins that answered the last attempt with a 3xx or 4xx.
+    pub rejected_by: Vec<String>,
+}
+
+/// What an attempt came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The plan's verdict.
+    pub verdict: Verdict,
+    /// What happened at each origin.
+    pub log: Vec<LogEntry>,
+    /// Origins that answered with a 3xx or 4xx.
+    pub rejected_by: Vec<Rejected>,
+}
+
+/// Which dead letters a replay covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplayFilter<'a> {
+    /// Only this event (its id or Didit's `event_id`).
+    pub id: Option<&'a str>,
+    /// Only this consumer's copies.
+    pub consumer: Option<&'a str>,
+}
+
+/// A copy, named as the admin API names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyKey {
+    /// The event id.
+    pub id: String,
+    /// The consumer.
+    pub consumer: String,
+}
+
+/// A change the dead-letter index is to hear about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexChange {
+    /// The event.
+    pub seq: Seq,
+    /// Which copy.
+    pub key: CopyKey,
+    /// List it (with what the listing shows) or unlist it.
+    pub change: IndexEntry,
+}
+
+/// What the index lists of a dead letter, or that it goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IndexEntry {
+    /// List it.
+    Put {
+        /// Didit's `webhook_type`.
+        webhook_type: String,
+        /// Why it died.
+        reason: crate::attempt::DeadReason,
+        /// When the edge received the event.
+        received_at: UnixMs,
+        /// When it died.
+        dead_at: UnixMs,
+    },
+    /// Unlist it.
+    Remove,
+}
+
+/// Most index changes one push carries.
+pub const INDEX_BATCH: usize = 100;
+/// How long an unreachable dead-letter index waits before the next push.
+pub const INDEX_RETRY_MS: u64 = 30_000;
+
+/// An event in memory: its record and its copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Event {
+    record: EventRecord,
+    copies: BTreeMap<String, CopyRecord>,
+}
+
+impl Event {
+    fn expiry(&self, retention: &Retention) -> Option<Expiry> {
+        self.record.risk_level?;
+        expiry(
+            self.record.received_at,
+            self.record.created_at,
+            self.copies.values().map(|copy| copy.state),
+            retention,
+        )
+    }
+
+    fn index_pending(&self) -> bool {
+        self.copies.values().any(|copy| copy.index.is_some())
+    }
+}
+
+/// One subject's inbox.
+#[derive(Clone, Debug, Default)]
+pub struct Inbox {
+    subject: Option<String>,
+    events: BTreeMap<Seq, Event>,
+    ids: BTreeMap<String, Seq>,
+    aliases: BTreeMap<String, BTreeSet<Seq>>,
+    next_seq: i64,
+    changes: VecDeque<Change>,
+    index_retry_at: Option<UnixMs>,
+}
+
+impl Inbox {
+    /// An empty inbox.
+    pub fn new() -> Self {
+        Self {
+            next_seq: 1,
+            ..Self::default()
+        }
+    }
+
+    /// The inbox as stored: its subject, its events and their copies. Copies of an event that
+    /// is not among `events` are ignored.
+    pub fn restore(
+        subject: Option<String>,
+        events: impl IntoIterator<Item = EventRecord>,
+        copies: impl IntoIterator<Item = (Seq, String, CopyRecord)>,
+    ) -> Self {
+        let mut inbox = Self::new();
+        inbox.subject = subject;
+        for record in events {
+            inbox.next_seq = inbox.next_seq.max(record.seq.0.saturating_add(1));
+            inbox.index(&record);
+            inbox.events.insert(
+                record.seq,
+                Event {
+                    record,
+                    copies: BTreeMap::new(),
+                },
+            );
+        }
+        for (seq, consumer, copy) in copies {
+            if let Some(event) = inbox.events.get_mut(&seq) {
+                event.copies.insert(consumer, copy);
+            }
+        }
+        inbox
+    }
+
+    fn index(&mut self, record: &EventRecord) {
+        self.ids.insert(record.id.clone(), record.seq);
+        if let Some(alias) = &record.alias {
+            self.aliases
+                .entry(alias.clone())
+                .or_default()
+                .insert(record.seq);
+        }
+    }
+
+    fn unindex(&mut self, record: &EventRecord) {
+        self.ids.remove(&record.id);
+        if let Some(alias) = &record.alias {
+            if let Some(seqs) = self.aliases.get_mut(alias) {
+                seqs.remove(&record.seq);
+                if seqs.is_empty() {
+                    self.aliases.remove(alias);
+                }
+            }
+        }
+    }
+
+    /// The next change to write, oldest first.
+    pub fn poll_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    /// Every queued change, in order.
+    pub fn drain_changes(&mut self) -> impl Iterator<Item = Change> + '_ {
+        self.changes.drain(..)
+    }
+
+    /// The subject's name, once a claim has named it.
+    pub fn subject(&self) -> Option<&str> {
+        self.subject.as_deref()
+    }
+
+    /// The event this claim repeats, if any: the same id; the id an older release gave it; or
+    /// Didit's `event_id` on an event of the same type and status (any status for an event an
+    /// older release stored, which kept none).
+    fn original_of(&self, claim: &Claim) -> Option<&Event> {
+        if let Some(event) = self.ids.get(&claim.id).and_then(|s| self.events.get(s)) {
+            return Some(event);
+        }
+        if let Some(event) = self
+            .ids
+            .get(&claim.legacy_id)
+            .and_then(|s| self.events.get(s))
+            .filter(|e| e.record.id_version == IdVersion::Legacy)
+        {
+            return Some(event);
+        }
+        let alias = claim.alias.as_ref()?;
+        self.aliases
+            .get(alias)?
+            .iter()
+            .filter_map(|seq| self.events.get(seq))
+            .find(|event| {
+                event.record.webhook_type == claim.webhook_type
+                    && (event.record.status == claim.status
+                        || event.record.id_version == IdVersion::Legacy)
+            })
+    }
+
+    /// Claims an event: `accepted` (it is new and queued to be stored) or `duplicate` (with the
+    /// original's id). Needs no delivery settings.
+    pub fn handle_claim(&mut self, claim: Claim, now: UnixMs) -> Receipt {
+        if let Some(original) = self.original_of(&claim) {
+            return Receipt::Duplicate {
+                id: original.record.id.clone(),
+            };
+        }
+        if self.subject.is_none() {
+            self.subject = Some(claim.subject.clone());
+            self.changes.push_back(Change::Subject(claim.subject));
+        }
+        let seq = Seq(self.next_seq);
+        self.next_seq = self.next_seq.saturating_add(1);
+        let (risk_level, content, copies) = match claim.content {
+            ClaimContent::Classified(classification) => {
+                let copies: Vec<(String, CopyRecord)> = classification
+                    .consumers
+                    .into_iter()
+                    .map(|consumer| (consumer, CopyRecord::new(now)))
+                    .collect();
+                // An event no consumer takes is remembered for deduplication only.
+                let payload = (!copies.is_empty()).then_some(classification.payload);
+                (
+                    Some(classification.risk_level),
+                    StoredContent::Classified { payload },
+                    copies,
+                )
+            }
+            ClaimContent::Unclassified {
+                body,
+                verified,
+                test,
+            } => (
+                None,
+                StoredContent::Unclassified {
+                    body,
+                    verified,
+                    test,
+                },
+                Vec::new(),
+            ),
+        };
+        let record = EventRecord {
+            seq,
+            id: claim.id.clone(),
+            id_version: IdVersion::ContentDigest,
+            alias: claim.alias,
+            webhook_type: claim.webhook_type,
+            status: claim.status,
+            created_at: claim.created_at,
+            received_at: now,
+            risk_level,
+            has_payload: matches!(content, StoredContent::Classified { payload: Some(_) }),
+        };
+        self.index(&record);
+        self.events.insert(
+            seq,
+            Event {
+                record: record.clone(),
+                copies: copies.iter().cloned().collect(),
+            },
+        );
+        self.changes.push_back(Change::InsertEvent {
+            event: record,
+            content,
+            copies,
+        });
+        Receipt::Accepted { id: claim.id }
+    }
+
+    /// The stored events still waiting to be classified, oldest first.
+    pub fn unclassified(&self) -> impl Iterator<Item = Seq> + '_ {
+        self.events
+            .values()
+            .filter(|event| event.record.risk_level.is_none())
+            .map(|event| event.record.seq)
+    }
+
+    /// Records the classification of a stored event (ignored unless it still waits for one).
+    pub fn handle_classified(&mut self, seq: Seq, classification: Classification, now: UnixMs) {
+        let Some(event) = self.events.get_mut(&seq) else {
+            return;
+        };
+        if event.record.risk_level.is_some() {
+            return;
+        }
+        let copies: Vec<(String, CopyRecord)> = classification
+            .consumers
+            .into_iter()
+            .map(|consumer| (consumer, CopyRecord::new(now)))
+            .collect();
+        let payload = (!copies.is_empty()).then_some(classification.payload);
+        event.record.risk_level = Some(classification.risk_level);
+        event.record.has_payload = payload.is_some();
+        event.copies = copies.iter().cloned().collect();
+        self.changes.push_back(Change::Classify {
+            seq,
+            risk_level: classification.risk_level,
+            payload,
+            copies,
+        });
+    }
+
+    /// Each consumer's next copy to send, in the order Didit created the events: the first
+    /// copy still pending, unless an earlier one blocks it (an event waiting to be classified
+    /// blocks every consumer; a dead letter blocks its consumer under `hold`).
+    fn heads(&self, after_dead_letter: AfterDeadLetter) -> Vec<(Seq, &str)> {
+        let mut ordered: Vec<&Event> = self.events.values().collect();
+        ordered.sort_by_key(|event| (event.record.created_at, event.record.seq));
+        let mut blocked: BTreeSet<&str> = BTreeSet::new();
+        let mut heads = Vec::new();
+        for event in ordered {
+            if event.record.risk_level.is_none() {
+                break;
+            }
+            for (consumer, copy) in &event.copies {
+                if blocked.contains(consumer.as_str()) {
+                    continue;
+                }
+                let blocks = match copy.state {
+                    CopyState::Pending { .. } => {
+                        heads.push((event.record.seq, consumer.as_str()));
+                        true
+                    }
+                    CopyState::Dead { .. } => after_dead_letter == AfterDeadLetter::Hold,
+                    CopyState::Delivered { .. } | CopyState::Expired { .. } => false,
+                };
+                if blocks {
+                    blocked.insert(consumer);
+                }
+            }
+        }
+        heads
+    }
+
+    /// What to do now: classify what waits for it first, then the earliest due delivery.
+    pub fn poll_work(&self, policy: &Policy<'_>, now: UnixMs) -> Option<Work> {
+        if let Some(seq) = self.unclassified().next() {
+            return Some(Work::Classify(seq));
+        }
+        let (seq, consumer) = self
+            .heads(policy.after_dead_letter)
+            .into_iter()
+            .filter_map(|(seq, consumer)| {
+                let copy = self.events.get(&seq)?.copies.get(consumer)?;
+                match copy.state {
+                    CopyState::Pending {
+                        next_attempt_at, ..
+                    } if next_attempt_at <= now => Some((next_attempt_at, seq, consumer)),
+                    _ => None,
+                }
+            })
+            .min()
+            .map(|(_, seq, consumer)| (seq, consumer))?;
+        let event = self.events.get(&seq)?;
+        let copy = event.copies.get(consumer)?;
+        Some(Work::Deliver(Delivery {
+            seq,
+            id: event.record.id.clone(),
+            consumer: consumer.into(),
+            webhook_type: event.record.webhook_type.clone(),
+            risk_level: event.record.risk_level.unwrap_or(Level::Unknown),
+            has_payload: event.record.has_payload,
+            rejected_by: copy.rejected_by.iter().map(|r| r.origin.clone()).collect(),
+        }))
+    }
+
+    /// Records what an attempt came to (ignored unless the copy is still pending).
+    /// `jitter_seed` spreads the next wait.
+    pub fn handle_attempt(
+        &mut self,
+        delivery: &Delivery,
+        outcome: Outcome,
+        policy: &Policy<'_>,
+        now: UnixMs,
+        jitter_seed: u64,
+    ) {
+        let Some(copy) = self
+            .events
+            .get_mut(&delivery.seq)
+            .and_then(|event| event.copies.get_mut(&delivery.consumer))
+        else {
+            return;
+        };
+        if !copy.state.is_pending() {
+            return;
+        }
+        copy.state =
+            copy.state
+                .after_attempt(&outcome.verdict, now, policy.retry_schedule, jitter_seed);
+        copy.rejected_by = outcome.rejected_by;
+        match (&copy.state, &outcome.verdict) {
+            (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
+                copy.delivered_to = Some(origin.clone());
+            }
+            (CopyState::Dead { .. }, _) => copy.index = Some(IndexSync::Put),
+            _ => {}
+        }
+        if !outcome.log.is_empty() {
+            self.changes.push_back(Change::AppendAttempts {
+                seq: delivery.seq,
+                consumer: delivery.consumer.clone(),
+                entries: outcome.log,
+            });
+        }
+        self.changes.push_back(Change::PutCopy {
+            seq: delivery.seq,
+            consumer: delivery.consumer.clone(),
+            copy: copy.clone(),
+        });
+    }
+
+    /// Applies retention at `now`: dead letters past theirs expire (and leave the index),
+    /// payloads past theirs are dropped, records past theirs are forgotten (once the index has
+    /// heard everything about them).
+    pub fn handle_timeout(&mut self, policy: &Policy<'_>, now: UnixMs) {
+        let retention = policy.retention;
+        let mut forgotten = Vec::new();
+        for event in self.events.values_mut() {
+            for (consumer, copy) in &mut event.copies {
+                if let CopyState::Dead { at, reason } = copy.state {
+                    // Not before the index has listed it: a dead letter nobody could see would
+                    // be gone silently.
+                    if retention.dead_letter_until(at) <= now && copy.index.is_none() {
+                        copy.state = CopyState::Expired { at, reason };
+                        copy.index = Some(IndexSync::Remove);
+                        self.changes.push_back(Change::PutCopy {
+                            seq: event.record.seq,
+                            consumer: consumer.clone(),
+                            copy: copy.clone(),
+                        });
+                    }
+                }
+            }
+            let Some(expiry) = event.expiry(&retention) else {
+                continue;
+            };
+            if event.record.has_payload && expiry.payload_at <= now {
+                event.record.has_payload = false;
+                self.changes
+                    .push_back(Change::DropPayload(event.record.seq));
+            }
+            if expiry.record_at <= now && !event.index_pending() {
+                forgotten.push(event.record.seq);
+            }
+        }
+        for seq in forgotten {
+            if let Some(event) = self.events.remove(&seq) {
+                self.unindex(&event.record);
+                self.changes.push_back(Change::ForgetEvent(seq));
+            }
+        }
+    }
+
+    /// An operator's replay: matching dead letters start over with a fresh schedule, due now,
+    /// their past rejections forgotten (the operator replays because the origin was fixed).
+    pub fn handle_replay(&mut self, filter: ReplayFilter<'_>, now: UnixMs) -> Vec<CopyKey> {
+        let mut replayed = Vec::new();
+        for event in self.events.values_mut() {
+            let named = filter.id.is_none_or(|id| {
+                event.record.id == id || event.record.alias.as_deref() == Some(id)
+            });
+            if !named {
+                continue;
+            }
+            for (consumer, copy) in &mut event.copies {
+                if filter.consumer.is_some_and(|c| c != consumer)
+                    || !matches!(copy.state, CopyState::Dead { .. })
+                {
+                    continue;
+                }
+                copy.state = copy.state.replayed(now);
+                copy.rejected_by.clear();
+                copy.index = Some(IndexSync::Remove);
+                self.changes.push_back(Change::PutCopy {
+                    seq: event.record.seq,
+                    consumer: consumer.clone(),
+                    copy: copy.clone(),
+                });
+                replayed.push(CopyKey {
+                    id: event.record.id.clone(),
+                    consumer: consumer.clone(),
+                });
+            }
+        }
+        replayed
+    }
+
+    /// What the dead-letter index has yet to hear, at most [`INDEX_BATCH`] at a time.
+    pub fn poll_index(&self) -> Vec<IndexChange> {
+        let mut changes = Vec::new();
+        for event in self.events.values() {
+            for (consumer, copy) in &event.copies {
+                let change = match (copy.index, copy.state) {
+                    (Some(IndexSync::Put), CopyState::Dead { at, reason }) => IndexEntry::Put {
+                        webhook_type: event.record.webhook_type.clone(),
+                        reason,
+                        received_at: event.record.received_at,
+                        dead_at: at,
+                    },
+                    (Some(_), _) => IndexEntry::Remove,
+                    (None, _) => continue,
+                };
+                changes.push(IndexChange {
+                    seq: event.record.seq,
+                    key: CopyKey {
+                        id: event.record.id.clone(),
+                        consumer: consumer.clone(),
+                    },
+                    change,
+                });
+                if changes.len() == INDEX_BATCH {
+                    return changes;
+                }
+            }
+        }
+        changes
+    }
+
+    /// The index took `synced`: their outbox entries clear, unless the copy changed since.
+    pub fn handle_index_synced(&mut self, synced: &[IndexChange]) {
+        self.index_retry_at = None;
+        for change in synced {
+            let Some(copy) = self
+                .events
+                .get_mut(&change.seq)
+                .and_then(|event| event.copies.get_mut(&change.key.consumer))
+            else {
+                continue;
+            };
+            let same = match (&change.change, copy.index, copy.state) {
+                (
+                    IndexEntry::Put { dead_at, .. },
+                    Some(IndexSync::Put),
+                    CopyState::Dead { at, .. },
+                ) => *dead_at == at,
+                (IndexEntry::Remove, Some(IndexSync::Remove), _) => true,
+                _ => false,
+            };
+            if same {
+                copy.index = None;
+                self.changes.push_back(Change::PutCopy {
+                    seq: change.seq,
+                    consumer: change.key.consumer.clone(),
+                    copy: copy.clone(),
+                });
+            }
+        }
+    }
+
+    /// The index could not be reached at `now`: try again later.
+    pub fn handle_index_failed(&mut self, now: UnixMs) {
+        self.index_retry_at = Some(now.plus_ms(INDEX_RETRY_MS));
+    }
+
+    /// When the inbox next has something to do: an event to classify, a copy due, a dead
+    /// letter or payload to expire, a record to forget, or the index to tell.
+    pub fn poll_timeout(&self, policy: &Policy<'_>, now: UnixMs) -> Option<UnixMs> {
+        let mut next: Option<UnixMs> = None;
+        let mut at = |moment: UnixMs| next = Some(next.map_or(moment, |n| n.min(moment)));
+        if self.unclassified().next().is_some() {
+            at(now);
+        }
+        for (seq, consumer) in self.heads(policy.after_dead_letter) {
+            if let Some(CopyState::Pending {
+                next_attempt_at, ..
+            }) = self
+                .events
+                .get(&seq)
+                .and_then(|event| event.copies.get(consumer))
+                .map(|copy| copy.state)
+            {
+                at(next_attempt_at);
+            }
+        }
+        for event in self.events.values() {
+            for copy in event.copies.values() {
+                if let (CopyState::Dead { at: dead_at, .. }, None) = (copy.state, copy.index) {
+                    at(policy.retention.dead_letter_until(dead_at));
+                }
+                if copy.index.is_some() {
+                    at(self.index_retry_at.unwrap_or(now));
+                }
+            }
+            if let Some(expiry) = event.expiry(&policy.retention) {
+                if event.record.has_payload {
+                    at(expiry.payload_at);
+                }
+                // Forgetting waits for the index (its retry time is counted above).
+                if !event.index_pending() {
+                    at(expiry.record_at);
+                }
+            }
+        }
+        next
+    }
+
+    /// Every event's record and copies, for a listing or a test; in order of arrival.
+    pub fn events(&self) -> impl Iterator<Item = (&EventRecord, &BTreeMap<String, CopyRecord>)> {
+        self.events
+            .values()
+            .map(|event| (&event.record, &event.copies))
+    }
+}
+
+#[cfg(test)]
+mod tests;

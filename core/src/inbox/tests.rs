@@ -1,0 +1,336 @@
+use super::*;
+use crate::attempt::DeadReason;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+fn schedule() -> RetrySchedule {
+    RetrySchedule::parse("1x2")
+        .expect("valid")
+        .with_jitter_percent(0)
+}
+
+fn policy(schedule: &RetrySchedule, after_dead_letter: AfterDeadLetter) -> Policy<'_> {
+    Policy {
+        retry_schedule: schedule,
+        retention: Retention {
+            payload_secs: 0,
+            dead_letter_secs: 100,
+            dedup_ttl_secs: 1_000,
+            freshness_secs: 10,
+        },
+        after_dead_letter,
+    }
+}
+
+fn claim(id: &str, created_at: i64, consumers: &[&str]) -> Claim {
+    Claim {
+        id: id.into(),
+        legacy_id: format!("legacy-{id}"),
+        subject: "session:s1".into(),
+        alias: Some(format!("alias-{id}")),
+        webhook_type: "status.updated".into(),
+        status: Some("Approved".into()),
+        created_at: UnixSecs(created_at),
+        content: ClaimContent::Classified(Classification {
+            risk_level: Level::Low,
+            consumers: consumers.iter().map(|c| c.to_string()).collect(),
+            payload: format!("{{\"id\":\"{id}\"}}"),
+        }),
+    }
+}
+
+fn delivered(origin: &str) -> Outcome {
+    Outcome {
+        verdict: Verdict::Delivered {
+            origin: origin.into(),
+        },
+        log: vec![],
+        rejected_by: vec![],
+    }
+}
+
+fn failed() -> Outcome {
+    Outcome {
+        verdict: Verdict::Failed,
+        log: vec![],
+        rejected_by: vec![],
+    }
+}
+
+fn next_delivery(inbox: &Inbox, policy: &Policy<'_>, now: i64) -> Option<(String, String)> {
+    match inbox.poll_work(policy, UnixMs(now)) {
+        Some(Work::Deliver(delivery)) => Some((delivery.id, delivery.consumer)),
+        Some(Work::Classify(seq)) => panic!("classify {seq:?}"),
+        None => None,
+    }
+}
+
+fn deliver(inbox: &mut Inbox, policy: &Policy<'_>, now: i64, outcome: Outcome) -> Delivery {
+    let Some(Work::Deliver(delivery)) = inbox.poll_work(policy, UnixMs(now)) else {
+        panic!("nothing to deliver at {now}");
+    };
+    inbox.handle_attempt(&delivery, outcome, policy, UnixMs(now), 0);
+    delivery
+}
+
+#[test]
+fn a_claim_is_accepted_once_and_a_duplicate_after() {
+    let mut inbox = Inbox::new();
+    let first = inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(1_000));
+    assert_eq!(first, Receipt::Accepted { id: "evt_a".into() });
+    let changes: Vec<Change> = inbox.drain_changes().collect();
+    assert!(matches!(changes[0], Change::Subject(ref s) if s == "session:s1"));
+    assert!(matches!(changes[1], Change::InsertEvent { ref copies, .. } if copies.len() == 1));
+    assert_eq!(
+        inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(2_000)),
+        Receipt::Duplicate { id: "evt_a".into() }
+    );
+    assert_eq!(
+        inbox.drain_changes().count(),
+        0,
+        "a duplicate changes nothing"
+    );
+}
+
+#[test]
+fn an_alias_matches_only_the_same_type_and_status() {
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(0));
+    let mut resend = claim("evt_b", 160, &["default"]);
+    resend.alias = Some("alias-evt_a".into());
+    assert_eq!(
+        inbox.handle_claim(resend.clone(), UnixMs(0)),
+        Receipt::Duplicate { id: "evt_a".into() }
+    );
+    resend.status = Some("Declined".into());
+    assert_eq!(
+        inbox.handle_claim(resend, UnixMs(0)),
+        Receipt::Accepted { id: "evt_b".into() },
+        "Didit's event_id reused for another transition is not a duplicate"
+    );
+}
+
+#[test]
+fn an_event_stored_by_an_older_release_is_found_by_its_legacy_id() {
+    let legacy = EventRecord {
+        seq: Seq(4),
+        id: "legacy-evt_a".into(),
+        id_version: IdVersion::Legacy,
+        alias: None,
+        webhook_type: "status.updated".into(),
+        status: None,
+        created_at: UnixSecs(100),
+        received_at: UnixMs(0),
+        risk_level: Some(Level::Low),
+        has_payload: false,
+    };
+    let mut inbox = Inbox::restore(Some("session:s1".into()), [legacy], []);
+    assert_eq!(
+        inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(0)),
+        Receipt::Duplicate {
+            id: "legacy-evt_a".into()
+        }
+    );
+    // A new event's own id never matches as a legacy one.
+    inbox.handle_claim(claim("evt_b", 101, &[]), UnixMs(0));
+    let mut other = claim("evt_c", 102, &[]);
+    other.legacy_id = "evt_b".into();
+    assert_eq!(
+        inbox.handle_claim(other, UnixMs(0)),
+        Receipt::Accepted { id: "evt_c".into() }
+    );
+    assert_eq!(inbox.events().last().map(|(r, _)| r.seq), Some(Seq(6)));
+}
+
+#[test]
+fn each_consumer_gets_events_in_creation_order_whatever_the_arrival() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("newer", 200, &["a", "b"]), UnixMs(0));
+    inbox.handle_claim(claim("older", 100, &["a"]), UnixMs(0));
+    let mut sent: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    while let Some((id, consumer)) = next_delivery(&inbox, &policy, 0) {
+        deliver(&mut inbox, &policy, 0, delivered("o"));
+        sent.entry(consumer).or_default().push(id);
+    }
+    assert_eq!(sent["a"], ["older", "newer"]);
+    // Consumer b never had the older event: it was never held back.
+    assert_eq!(sent["b"], ["newer"]);
+}
+
+#[test]
+fn a_dead_letter_holds_its_consumer_until_replayed_or_expired() {
+    let schedule = schedule();
+    for after_dead_letter in [AfterDeadLetter::Hold, AfterDeadLetter::Continue] {
+        let policy = policy(&schedule, after_dead_letter);
+        let mut inbox = Inbox::new();
+        inbox.handle_claim(claim("first", 100, &["a"]), UnixMs(0));
+        inbox.handle_claim(claim("second", 200, &["a"]), UnixMs(0));
+        for now in [0, 1_000, 2_000] {
+            assert_eq!(
+                next_delivery(&inbox, &policy, now).map(|d| d.0),
+                Some("first".into())
+            );
+            deliver(&mut inbox, &policy, now, failed());
+        }
+        let next = next_delivery(&inbox, &policy, 2_000).map(|d| d.0);
+        match after_dead_letter {
+            AfterDeadLetter::Hold => assert_eq!(next, None, "held"),
+            AfterDeadLetter::Continue => assert_eq!(next, Some("second".into())),
+        }
+        let replayed = inbox.handle_replay(
+            ReplayFilter {
+                id: Some("alias-first"),
+                consumer: None,
+            },
+            UnixMs(3_000),
+        );
+        assert_eq!(
+            replayed,
+            [CopyKey {
+                id: "first".into(),
+                consumer: "a".into()
+            }]
+        );
+        assert_eq!(
+            next_delivery(&inbox, &policy, 3_000).map(|d| d.0),
+            Some("first".into())
+        );
+    }
+}
+
+#[test]
+fn a_dead_letter_is_indexed_and_unindexed_through_an_outbox() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("e", 100, &["a"]), UnixMs(0));
+    for now in [0, 1_000, 2_000] {
+        deliver(&mut inbox, &policy, now, failed());
+    }
+    let pending = inbox.poll_index();
+    assert!(matches!(
+        pending.as_slice(),
+        [IndexChange {
+            change: IndexEntry::Put {
+                reason: DeadReason::RetriesExhausted,
+                dead_at: UnixMs(2_000),
+                ..
+            },
+            ..
+        }]
+    ));
+    assert_eq!(
+        inbox.poll_timeout(&policy, UnixMs(2_000)),
+        Some(UnixMs(2_000))
+    );
+    inbox.handle_index_failed(UnixMs(2_000));
+    assert_eq!(
+        inbox.poll_timeout(&policy, UnixMs(2_000)),
+        Some(UnixMs(32_000))
+    );
+    inbox.handle_index_synced(&pending);
+    assert!(inbox.poll_index().is_empty());
+    // Its retention (100 s) ends: it expires and leaves the index; then, told, it is forgotten.
+    inbox.handle_timeout(&policy, UnixMs(102_000));
+    assert!(matches!(
+        inbox.poll_index().as_slice(),
+        [IndexChange {
+            change: IndexEntry::Remove,
+            ..
+        }]
+    ));
+    inbox.handle_timeout(&policy, UnixMs(2_000_000));
+    assert_eq!(
+        inbox.events().count(),
+        1,
+        "kept until the index heard of it"
+    );
+    let removal = inbox.poll_index();
+    inbox.handle_index_synced(&removal);
+    inbox.handle_timeout(&policy, UnixMs(2_000_000));
+    assert_eq!(inbox.events().count(), 0);
+}
+
+#[test]
+fn nothing_expires_while_pending_and_retention_follows_the_settings_in_force() {
+    let schedule = schedule();
+    let short = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("e", 0, &["a", "b"]), UnixMs(0));
+    deliver(&mut inbox, &short, 0, delivered("o"));
+    inbox.handle_timeout(&short, UnixMs(10_000_000));
+    let (record, _) = inbox.events().next().expect("kept");
+    assert!(record.has_payload, "b still needs it");
+    deliver(&mut inbox, &short, 10_000_000, delivered("o"));
+    // A retention raised after delivery keeps the payload longer, though it was delivered
+    // under the old one.
+    let long = Policy {
+        retention: Retention {
+            payload_secs: 60,
+            ..short.retention
+        },
+        ..short
+    };
+    inbox.handle_timeout(&long, UnixMs(10_000_001));
+    assert!(inbox.events().next().expect("kept").0.has_payload);
+    assert_eq!(
+        inbox.poll_timeout(&long, UnixMs(10_000_001)),
+        Some(UnixMs(10_060_000))
+    );
+    inbox.handle_timeout(&long, UnixMs(10_060_000));
+    let changes: Vec<Change> = inbox.drain_changes().collect();
+    assert!(changes.contains(&Change::DropPayload(Seq(1))));
+}
+
+#[test]
+fn an_unclassified_event_holds_everything_after_it_until_classified() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Continue);
+    let mut inbox = Inbox::new();
+    let mut waiting = claim("waiting", 100, &[]);
+    waiting.content = ClaimContent::Unclassified {
+        body: "{}".into(),
+        verified: crate::verify::Verified {
+            header: crate::verify::SignatureHeader::Raw,
+            form: crate::verify::SignedMessage::RawBody,
+            secret_index: 0,
+        },
+        test: false,
+    };
+    inbox.handle_claim(waiting, UnixMs(0));
+    inbox.handle_claim(claim("later", 200, &["a"]), UnixMs(0));
+    assert_eq!(
+        inbox.poll_work(&policy, UnixMs(0)),
+        Some(Work::Classify(Seq(1)))
+    );
+    inbox.handle_classified(
+        Seq(1),
+        Classification {
+            risk_level: Level::High,
+            consumers: vec!["a".into()],
+            payload: "{}".into(),
+        },
+        UnixMs(5),
+    );
+    assert_eq!(
+        next_delivery(&inbox, &policy, 5),
+        Some(("waiting".into(), "a".into()))
+    );
+}
+
+#[test]
+fn a_stale_outcome_changes_nothing() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("e", 0, &["a"]), UnixMs(0));
+    let delivery = deliver(&mut inbox, &policy, 0, delivered("o"));
+    inbox.drain_changes().for_each(drop);
+    inbox.handle_attempt(&delivery, failed(), &policy, UnixMs(1), 0);
+    assert_eq!(inbox.drain_changes().count(), 0);
+}

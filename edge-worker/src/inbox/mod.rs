@@ -1,0 +1,531 @@
+//! One Durable Object per subject, holding the core's [`Inbox`] machine: this adapter loads it
+//! from SQLite, feeds it claims, alarms and replays with the time, writes the changes it makes
+//! before answering or awaiting anything, and performs the IO it asks for (classifying a
+//! stored body, POSTing to origins, telling the dead-letter index, publishing a status).
+//!
+//! The object is single-threaded and SQLite calls are synchronous, so a claim's duplicate
+//! check and its insert run with no `.await` between them: any number of concurrent identical
+//! deliveries produce exactly one `accepted`. The runtime holds the reply until the write is
+//! durable (output gate), so Didit's 200 always means the event is stored.
+//!
+//! The alarm never ends in an error: the platform retries a failing alarm only a few times and
+//! then drops it, which would leave pending events with no alarm at all. A failed run is
+//! logged and the inbox re-arms itself with a backoff.
+
+mod store;
+
+use std::cell::RefCell;
+
+use didit_edge_core::attempt::{AttemptResult, Plan};
+use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
+use didit_edge_core::config::{Config, DeliveryConfig};
+use didit_edge_core::health::report_changes_nothing;
+use didit_edge_core::inbox::{
+    Claim as MachineClaim, ClaimContent, Classification, Delivery, Inbox as Machine, IndexChange,
+    IndexEntry, Outcome, Rejected, ReplayFilter, Work,
+};
+use didit_edge_core::intake::Identified;
+use didit_edge_core::rejection::Receipt;
+use didit_edge_core::route::origins_for;
+use didit_edge_core::time::{UnixMs, UnixSecs};
+use serde::{Deserialize, Serialize};
+use worker::{
+    console_error, console_log, durable_object, DurableObject, Env, Request, Response, Result,
+    State,
+};
+
+use crate::claim::{self, Claim, Content};
+use crate::clock::{alarm_at, now_ms};
+use crate::dead_letters::{self, Changes, Entry, Key};
+use crate::{faults, health, origin, respond, settings, stream};
+
+/// Most units of work (deliveries, classifications) one alarm run does before handing over to
+/// a fresh run, keeping each run short and bounded.
+const WORK_PER_ALARM: usize = 25;
+/// No new work starts after an alarm has run this long: with slow origins, attempts of up to
+/// four origin timeouts each could otherwise outlast an alarm's 15 minute wall-clock limit.
+const ALARM_TIME_BUDGET_MS: i64 = 60_000;
+/// How soon an alarm looks again while delivery settings are broken: soon enough to notice a
+/// fix, rare enough not to spin.
+const MISCONFIGURED_RETRY_MS: i64 = 60_000;
+/// Most attempts a dead letter's listing shows (the latest); the inbox keeps them all.
+const LISTED_ATTEMPTS: usize = 100;
+/// Subrequests one origin costs an attempt: the POST, and a health report if the outcome
+/// moves the origin's breaker.
+const SUBREQUESTS_PER_ORIGIN: u32 = 2;
+/// Subrequests kept back in every run for the dead-letter index, which must hear of every
+/// dead letter.
+const INDEX_RESERVE: u32 = 1;
+
+/// A replay request from the edge: every dead letter of this inbox, or one event's, or one
+/// consumer's.
+#[derive(Serialize, Deserialize)]
+pub struct ReplayRequest {
+    /// Only this event (its id or Didit's `event_id`).
+    pub id: Option<String>,
+    /// Only this consumer's copies.
+    pub consumer: Option<String>,
+}
+
+/// What a replay put back in line.
+#[derive(Serialize, Deserialize)]
+pub struct Replayed {
+    /// The copies, by event id and consumer.
+    pub replayed: Vec<Key>,
+}
+
+/// Path of the replay call on the inbox.
+pub const REPLAY_PATH: &str = "/replay";
+
+fn random_seed() -> u64 {
+    (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
+}
+
+/// Why an alarm run stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    /// Nothing is due.
+    Done,
+    /// A budget of this run ran out; the next run goes on at once.
+    Budget,
+}
+
+/// The per-subject inbox: its events, each consumer's copy, and the alarm that delivers them.
+#[durable_object]
+pub struct Inbox {
+    state: State,
+    env: Env,
+    /// The machine, loaded from storage on first use; dropped when a write fails, so that it
+    /// is loaded again from what storage really holds.
+    machine: RefCell<Option<Machine>>,
+}
+
+impl Inbox {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    /// Runs `step` on the machine and writes the changes it makes, all with no `.await`.
+    fn step<T>(&self, step: impl FnOnce(&mut Machine) -> T) -> Result<T> {
+        let sql = self.sql();
+        let mut slot = self.machine.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(store::load(&sql)?);
+        }
+        let Some(machine) = slot.as_mut() else {
+            return Err("inbox machine missing".into());
+        };
+        let result = step(machine);
+        let written: Result<()> = machine
+            .drain_changes()
+            .collect::<Vec<_>>()
+            .iter()
+            .try_for_each(|change| store::apply(&sql, change));
+        if let Err(error) = written {
+            *slot = None;
+            return Err(error);
+        }
+        Ok(result)
+    }
+
+    /// Reads the machine without changing it.
+    fn peek<T>(&self, read: impl FnOnce(&Machine) -> T) -> Result<T> {
+        self.step(|machine| read(machine))
+    }
+
+    /// Makes sure an alarm will come no later than `at_ms`.
+    async fn wake_by(&self, at_ms: i64) -> Result<()> {
+        let storage = self.state.storage();
+        match storage.get_alarm().await? {
+            Some(current) if current <= at_ms => Ok(()),
+            _ => storage.set_alarm(alarm_at(at_ms)).await,
+        }
+    }
+
+    /// Claims the id; stores the event if it is new.
+    async fn claim(&self, mut request: Request) -> Result<Response> {
+        let text = request.text().await?;
+        let claim: Claim<'_> = serde_json::from_str(&text)?;
+        let content = match claim.content {
+            Content::Classified {
+                risk_level,
+                consumers,
+                cloud_event,
+            } => ClaimContent::Classified(Classification {
+                risk_level,
+                consumers,
+                payload: cloud_event.get().into(),
+            }),
+            Content::Unclassified {
+                verified,
+                test,
+                received_at: _,
+                body,
+            } => ClaimContent::Unclassified {
+                body: body.get().into(),
+                verified,
+                test,
+            },
+        };
+        let unclassified = matches!(content, ClaimContent::Unclassified { .. });
+        let machine_claim = MachineClaim {
+            id: claim.id.into_owned(),
+            legacy_id: claim.legacy_id.into_owned(),
+            subject: claim.inbox.into_owned(),
+            alias: claim.alias.map(|a| a.into_owned()),
+            webhook_type: claim.webhook_type.into_owned(),
+            status: claim.status.map(|s| s.into_owned()),
+            created_at: UnixSecs(claim.created_at),
+            content,
+        };
+        let now = now_ms();
+        let receipt = self.step(|machine| machine.handle_claim(machine_claim, UnixMs(now)))?;
+        if let (Receipt::Accepted { id }, true) = (&receipt, unclassified) {
+            console_log!("{id} stored unclassified; it waits for valid delivery settings");
+        }
+        // A duplicate re-arms too: it heals a claim that stored the event but failed to set
+        // the alarm (Didit then retries, and lands here).
+        self.wake_by(now).await?;
+        respond::receipt(&receipt)
+    }
+
+    /// Puts dead letters back in line with a fresh schedule.
+    async fn replay(&self, mut request: Request) -> Result<Response> {
+        let ask: ReplayRequest = request.json().await?;
+        let now = now_ms();
+        let replayed = self.step(|machine| {
+            machine.handle_replay(
+                ReplayFilter {
+                    id: ask.id.as_deref(),
+                    consumer: ask.consumer.as_deref(),
+                },
+                UnixMs(now),
+            )
+        })?;
+        for key in &replayed {
+            console_log!("replaying {} for consumer {}", key.id, key.consumer);
+        }
+        // The listing should not show what was just replayed; if the index is unreachable (or
+        // the delivery settings are broken) the alarm tells it later.
+        if !replayed.is_empty() {
+            self.sync_index().await?;
+        }
+        self.wake_by(now).await?;
+        let replayed = Replayed {
+            replayed: replayed
+                .into_iter()
+                .map(|key| Key {
+                    id: key.id,
+                    consumer: key.consumer,
+                })
+                .collect(),
+        };
+        respond::json(200, serde_json::to_string(&replayed)?)
+    }
+
+    /// Classifies a stored event from its body, with the settings in force.
+    async fn classify(
+        &self,
+        seq: didit_edge_core::inbox::Seq,
+        config: &Config,
+        delivery: &DeliveryConfig,
+        budget: &mut SubrequestBudget,
+    ) -> Result<Stopped> {
+        let publishes = config.stream.on().is_some();
+        if publishes && !budget.take(2) {
+            return Ok(Stopped::Budget);
+        }
+        let stored = store::stored_body(&self.sql(), seq)?;
+        let classified = Identified::recall(
+            stored.body.as_bytes(),
+            stored.verified,
+            stored.test,
+            stored.received_at.secs().0,
+        )
+        .and_then(|identified| identified.classify(&delivery.policy()))
+        .map_err(|rejection| {
+            worker::Error::from(format!("event {} cannot be classified: {rejection}", seq.0))
+        })?;
+        let now = UnixMs(now_ms());
+        let classification = Classification {
+            risk_level: classified.risk_level,
+            consumers: classified.consumers,
+            payload: classified.cloud_event.get().into(),
+        };
+        self.step(|machine| machine.handle_classified(seq, classification, now))?;
+        console_log!(
+            "{} classified after the fact",
+            classified.status_update.event_id
+        );
+        if publishes {
+            stream::publish(&self.env, &classified.status_update).await;
+        }
+        Ok(Stopped::Done)
+    }
+
+    /// One attempt to hand a consumer its next event: the core plans it, this sends.
+    async fn deliver(
+        &self,
+        delivery: &Delivery,
+        settings: &DeliveryConfig,
+        budget: &mut SubrequestBudget,
+    ) -> Result<()> {
+        // A fresh draw per attempt spreads traffic over origins of equal priority by weight.
+        let candidates = origins_for(
+            &settings.origins,
+            &delivery.consumer,
+            &delivery.webhook_type,
+            delivery.risk_level,
+            random_seed(),
+        );
+        let health = health::snapshot(&self.env, budget).await;
+        let payload = match delivery.has_payload {
+            true => store::payload(&self.sql(), delivery.seq)?,
+            false => None,
+        };
+        let mut plan = match payload {
+            Some(_) => Plan::new(
+                candidates,
+                &delivery.rejected_by,
+                |name| health.get(name).copied(),
+                now_ms(),
+            ),
+            None => Plan::without_payload(now_ms()),
+        };
+        let payload = payload.unwrap_or_default();
+        let mut rejected_by = Vec::new();
+        while plan.remaining() > 0 {
+            if !budget.take(1) {
+                plan.stop(now_ms());
+                break;
+            }
+            let Some(target) = plan.next_origin() else {
+                break;
+            };
+            let (result, retry_after) = origin::deliver(
+                target,
+                settings.signing_secrets_for(target),
+                &delivery.id,
+                &payload,
+            )
+            .await;
+            let at = now_ms();
+            if let Some(up) = result.health_signal() {
+                let last_seen = health.get(&target.name).copied();
+                if !report_changes_nothing(last_seen, up, at) && budget.take(1) {
+                    health::report(&self.env, &target.name, up, retry_after, at).await;
+                }
+            }
+            if let (true, Some(status)) = (result.is_rejection(), result.status()) {
+                rejected_by.push(Rejected {
+                    origin: target.name.clone(),
+                    status,
+                });
+            }
+            if let AttemptResult::Redirect { status, .. } = &result {
+                console_log!(
+                    "{} answered {} with a redirect {status}",
+                    target.name,
+                    delivery.id
+                );
+            }
+            plan.record(target, result, at);
+        }
+        let (verdict, log) = plan.finish();
+        console_log!(
+            "{}",
+            serde_json::json!({
+                "event": "attempt",
+                "id": delivery.id,
+                "consumer": delivery.consumer,
+                "verdict": format!("{verdict:?}"),
+                "tries": log.iter().map(|e| serde_json::json!({
+                    "origin": e.origin, "status": e.status, "error": e.error
+                })).collect::<Vec<_>>(),
+            })
+        );
+        let outcome = Outcome {
+            verdict,
+            log,
+            rejected_by,
+        };
+        let now = UnixMs(now_ms());
+        let policy = settings.inbox_policy();
+        self.step(|machine| machine.handle_attempt(delivery, outcome, &policy, now, random_seed()))
+    }
+
+    /// Tells the dead-letter index what it has not heard yet. A failure leaves it for later.
+    async fn sync_index(&self) -> Result<()> {
+        let pending = self.peek(Machine::poll_index)?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let subject = self.peek(|machine| machine.subject().unwrap_or_default().to_string())?;
+        let mut changes = Changes::default();
+        for IndexChange { seq, key, change } in &pending {
+            match change {
+                IndexEntry::Put {
+                    webhook_type,
+                    reason,
+                    received_at,
+                    dead_at,
+                } => changes.put.push(Entry {
+                    id: key.id.clone(),
+                    consumer: key.consumer.clone(),
+                    subject: subject.clone(),
+                    webhook_type: webhook_type.clone(),
+                    reason: reason.as_str().into(),
+                    received_at_ms: received_at.0,
+                    dead_at_ms: dead_at.0,
+                    replayable_until_ms: None,
+                    attempts: store::attempt_log(
+                        &self.sql(),
+                        *seq,
+                        &key.consumer,
+                        LISTED_ATTEMPTS,
+                    )?,
+                }),
+                IndexEntry::Remove => changes.remove.push(Key {
+                    id: key.id.clone(),
+                    consumer: key.consumer.clone(),
+                }),
+            }
+        }
+        match dead_letters::push(&self.env, &changes).await {
+            Ok(()) => self.step(|machine| machine.handle_index_synced(&pending)),
+            Err(error) => {
+                console_error!("dead-letter index unreachable, will retry: {error}");
+                let now = UnixMs(now_ms());
+                self.step(|machine| machine.handle_index_failed(now))
+            }
+        }
+    }
+
+    /// One alarm run. Errors are the caller's to absorb.
+    async fn run_alarm(&self) -> Result<()> {
+        faults::alarm_run(&self.state, &self.env)?;
+        let config = settings::config(&self.env);
+        let Some(settings) = settings::delivery(&config) else {
+            console_error!(
+                "inbox waits for valid delivery settings ({}); nothing is sent or forgotten meanwhile",
+                config.problems.settings().join(", ")
+            );
+            return self
+                .state
+                .storage()
+                .set_alarm(alarm_at(now_ms() + MISCONFIGURED_RETRY_MS))
+                .await;
+        };
+        let policy = settings.inbox_policy();
+        let started = now_ms();
+        let mut budget = SubrequestBudget::new(settings.subrequest_limit);
+        budget.take(INDEX_RESERVE);
+        self.step(|machine| machine.handle_timeout(&policy, UnixMs(started)))?;
+        let mut stopped = Stopped::Done;
+        let mut work_done = 0;
+        loop {
+            let now = now_ms();
+            let Some(work) = self.peek(|machine| machine.poll_work(&policy, UnixMs(now)))? else {
+                break;
+            };
+            if work_done == WORK_PER_ALARM
+                || now - started > ALARM_TIME_BUDGET_MS
+                || !budget.allows(SUBREQUESTS_PER_ORIGIN)
+            {
+                stopped = Stopped::Budget;
+                break;
+            }
+            work_done += 1;
+            match work {
+                Work::Classify(seq) => {
+                    if self.classify(seq, &config, settings, &mut budget).await? == Stopped::Budget
+                    {
+                        stopped = Stopped::Budget;
+                        break;
+                    }
+                }
+                Work::Deliver(delivery) => self.deliver(&delivery, settings, &mut budget).await?,
+            }
+        }
+        self.sync_index().await?;
+        let now = now_ms();
+        self.step(|machine| machine.handle_timeout(&policy, UnixMs(now)))?;
+        console_log!(
+            "{}",
+            serde_json::json!({
+                "event": "inbox_alarm",
+                "work": work_done,
+                "subrequests": budget.used(),
+                "subrequest_limit": budget.limit(),
+                "handed_over": stopped == Stopped::Budget,
+            })
+        );
+        let next = match stopped {
+            // More is due than one run may do: the next run starts at once, with fresh budgets.
+            Stopped::Budget => Some(UnixMs(now)),
+            Stopped::Done => self.peek(|machine| machine.poll_timeout(&policy, UnixMs(now)))?,
+        };
+        let storage = self.state.storage();
+        match next {
+            Some(at) => storage.set_alarm(alarm_at(at.0)).await,
+            None => storage.delete_alarm().await,
+        }
+    }
+
+    /// Absorbs a failed alarm run: logs it and re-arms with a backoff, so pending work always
+    /// has an alarm. Only a failure to set the alarm itself is left to the platform's retries.
+    async fn after_failed_run(&self, error: worker::Error) -> Result<()> {
+        let sql = self.sql();
+        let failures = store::meta_number(&sql, "alarm_failures").unwrap_or(0) + 1;
+        if let Err(error) = store::set_meta_number(&sql, "alarm_failures", Some(failures)) {
+            console_error!("inbox could not count its failed alarm run: {error}");
+        }
+        let failures = u32::try_from(failures).unwrap_or(u32::MAX);
+        let wait = alarm_backoff_ms(failures, faults::alarm_backoff_base_ms(&self.env));
+        console_error!(
+            "inbox alarm run failed ({failures} in a row), next run in {wait} ms: {error}"
+        );
+        let wait = i64::try_from(wait).unwrap_or(i64::MAX);
+        self.state
+            .storage()
+            .set_alarm(alarm_at(now_ms().saturating_add(wait)))
+            .await
+    }
+}
+
+impl DurableObject for Inbox {
+    fn new(state: State, env: Env) -> Self {
+        if let Err(error) = store::migrate(&state.storage().sql()) {
+            console_error!("inbox schema could not be brought up to date: {error}");
+        }
+        Self {
+            state,
+            env,
+            machine: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        match request.path().as_str() {
+            claim::PATH => self.claim(request).await,
+            REPLAY_PATH => self.replay(request).await,
+            _ => respond::json(
+                404,
+                r#"{"error":{"code":"not_found","message":"no such inbox call"}}"#.into(),
+            ),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        match self.run_alarm().await {
+            Ok(()) => {
+                // Only the backoff's count; if it stays, the next failure waits a little longer.
+                if let Err(error) = store::set_meta_number(&self.sql(), "alarm_failures", None) {
+                    console_error!("inbox could not reset its alarm failure count: {error}");
+                }
+            }
+            Err(error) => self.after_failed_run(error).await?,
+        }
+        Response::ok("done")
+    }
+}
