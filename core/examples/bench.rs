@@ -92,13 +92,13 @@ fn main() {
             run(SignatureHeaders {
                 signature: Some(&raw_tag),
                 ..Default::default()
-            })
+            });
         });
         let v2 = measure(|| {
             run(SignatureHeaders {
                 signature_v2: Some(&v2_tag),
                 ..Default::default()
-            })
+            });
         });
         let all_three = measure(|| {
             run(SignatureHeaders {
@@ -106,7 +106,7 @@ fn main() {
                 signature_v2: Some(&v2_tag),
                 signature_simple: Some(&raw_tag),
                 timestamp: Some("1763784000"),
-            })
+            });
         });
         let actual = body.len();
         for (what, micros) in [

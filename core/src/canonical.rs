@@ -38,6 +38,7 @@ pub enum NonAscii {
 
 /// Why a body has no canonical form.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CanonicalError {
     /// The body is not JSON; the byte offset is where parsing stopped.
     Syntax {
@@ -65,6 +66,8 @@ impl fmt::Display for CanonicalError {
     }
 }
 
+impl core::error::Error for CanonicalError {}
+
 /// A parsed JSON value that still holds numbers as written.
 #[derive(Debug)]
 enum Node<'a> {
@@ -72,8 +75,8 @@ enum Node<'a> {
     Bool(bool),
     Number(&'a str),
     String(Cow<'a, str>),
-    Array(Vec<Node<'a>>),
-    Object(Vec<(Cow<'a, str>, Node<'a>)>),
+    Array(Vec<Self>),
+    Object(Vec<(Cow<'a, str>, Self)>),
 }
 
 /// A body parsed once and ready to be written in either canonical form.

@@ -84,6 +84,7 @@ pub struct MetadataFlags {
 
 /// Why a body could not be read as a Didit envelope.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum EnvelopeError {
     /// The body is not well-formed JSON.
     Malformed(serde_json::Error),
@@ -99,6 +100,8 @@ impl fmt::Display for EnvelopeError {
         }
     }
 }
+
+impl core::error::Error for EnvelopeError {}
 
 impl<'a> Envelope<'a> {
     /// Reads the envelope; the body must be exactly one JSON object.

@@ -353,7 +353,7 @@ mod tests {
             breaker.failed(t, None);
         }
         let mut now = 1_002;
-        let mut cool_downs = alloc::vec::Vec::new();
+        let mut cool_downs = Vec::new();
         for _ in 0..4 {
             assert_eq!(breaker.admit(now), Admit::Probe);
             breaker.failed(now, None);
@@ -429,7 +429,7 @@ mod tests {
     fn simulated_outage() {
         let mut breaker = Breaker::new(policy());
         let origin_up = |t: i64| !(10_000..40_000).contains(&t);
-        let (mut sent_while_down, mut closed_at) = (alloc::vec::Vec::new(), None);
+        let (mut sent_while_down, mut closed_at) = (Vec::new(), None);
         for step in 0..120 {
             let now = step * 500;
             match breaker.admit(now) {

@@ -506,7 +506,7 @@ mod tests {
         let identify = |body: &str, header| {
             let verified = Verified {
                 header,
-                form: crate::verify::SignedMessage::RawBody,
+                form: verify::SignedMessage::RawBody,
                 secret_index: 0,
             };
             Identified::recall(body.as_bytes(), verified, false, NOW)

@@ -364,7 +364,7 @@ impl<'de> Deserialize<'de> for Warnings {
             .as_array()
             .map(|list| list.iter().filter_map(warning).collect())
             .unwrap_or_default();
-        Ok(Warnings(list))
+        Ok(Self(list))
     }
 }
 

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a request was refused. Nothing is stored or forwarded for any of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Rejection {
     /// No route at this path.
     NotFound,
@@ -70,11 +71,13 @@ pub enum Rejection {
     Token(crate::stream_token::TokenError),
     /// The stream token has already opened a connection.
     TokenReused,
-    /// The token's grant and the connect filters take more than a connection can carry
-    /// ([`crate::stream::MAX_WATCH_BYTES`]); nothing was spent, a smaller token will do.
+    /// The token's grant and the connect filters take more than a connection can carry;
+    /// nothing was spent, a smaller token will do.
     WatchTooLarge {
         /// How many bytes they would take.
         bytes: usize,
+        /// How many a connection carries.
+        max: usize,
     },
     /// `GET /v1/stream` without `Upgrade: websocket`.
     UpgradeRequired,
@@ -226,10 +229,9 @@ impl fmt::Display for Rejection {
             ),
             Self::Token(error) => write!(f, "{error}"),
             Self::TokenReused => f.write_str("this token has already opened a connection"),
-            Self::WatchTooLarge { bytes } => write!(
+            Self::WatchTooLarge { bytes, max } => write!(
                 f,
-                "the token's claims and filters take {bytes} bytes; a connection carries at most {} (list fewer sessions)",
-                crate::stream::MAX_WATCH_BYTES
+                "the token's claims and filters take {bytes} bytes; a connection carries at most {max} (list fewer sessions)"
             ),
             Self::UpgradeRequired => f.write_str("this route takes a WebSocket upgrade"),
             Self::StreamOff => f.write_str("the status stream is off (STREAM_TOKEN_SECRET is not set)"),
@@ -240,6 +242,8 @@ impl fmt::Display for Rejection {
         }
     }
 }
+
+impl core::error::Error for Rejection {}
 
 /// What an accepted delivery gets back, on the wire as `{"status":"accepted"|"duplicate","id":…}`
 /// (the same shape between the inbox and the edge, and from the edge to Didit).

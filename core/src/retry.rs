@@ -32,6 +32,7 @@ pub struct RetrySchedule {
 
 /// Why a schedule was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RetryScheduleError {
     /// The schedule has no entries.
     Empty,
@@ -59,6 +60,8 @@ impl fmt::Display for RetryScheduleError {
         }
     }
 }
+
+impl core::error::Error for RetryScheduleError {}
 
 fn positive(text: &str) -> Option<Result<u32, ()>> {
     match text.trim().parse::<u32>() {
@@ -210,7 +213,7 @@ mod tests {
         assert!(below > 500 && above > 500, "{below} below, {above} above");
         assert_eq!(schedule.wait_after_ms(1, 0), Some(80_000));
         assert_eq!(
-            schedule.clone().with_jitter_percent(90).wait_after_ms(1, 0),
+            schedule.with_jitter_percent(90).wait_after_ms(1, 0),
             Some(50_000),
             "jitter is capped at 50 %"
         );

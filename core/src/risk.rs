@@ -196,6 +196,7 @@ pub struct RiskRules(Vec<Rule>);
 
 /// Why a rule set was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RulesError {
     /// Not a JSON array of rules (the parser's message says where).
     Json(String),
@@ -228,6 +229,8 @@ impl core::fmt::Display for RulesError {
         }
     }
 }
+
+impl core::error::Error for RulesError {}
 
 impl RiskRules {
     /// Parses and checks a rule set in the [`DEFAULT_RULES`] format.

@@ -172,7 +172,7 @@ impl AdminFilters {
                 "access_token" => {}
                 "workflow" if plain => filters.workflow_ids.push(value.into()),
                 "type" if plain && crate::event_type::is_valid_pattern(value) => {
-                    filters.event_types.push(value.into())
+                    filters.event_types.push(value.into());
                 }
                 "risk" => match value.parse() {
                     Ok(level) => filters.risk_levels.push(level),
@@ -249,11 +249,14 @@ impl Watch {
     /// the [`MAX_WATCH_BYTES`] the runtime keeps per socket: checked before the token is spent,
     /// so a token too big to attach is refused cleanly and can be reissued smaller.
     pub fn encode(&self) -> Result<String, Rejection> {
-        let text = serde_json::to_string(self)
-            .map_err(|_| Rejection::WatchTooLarge { bytes: usize::MAX })?;
+        let too_large = |bytes| Rejection::WatchTooLarge {
+            bytes,
+            max: MAX_WATCH_BYTES,
+        };
+        let text = serde_json::to_string(self).map_err(|_| too_large(usize::MAX))?;
         let bytes = stored_size(&text);
         if bytes > MAX_WATCH_BYTES {
-            return Err(Rejection::WatchTooLarge { bytes });
+            return Err(too_large(bytes));
         }
         Ok(text)
     }
@@ -372,7 +375,7 @@ mod tests {
         let many: Vec<&str> = many.iter().map(String::as_str).collect();
         assert!(matches!(
             Watch::new(grant("alice", Scope::OwnEvents, Some(many)), AdminFilters::default()),
-            Err(Rejection::WatchTooLarge { bytes }) if bytes > MAX_WATCH_BYTES
+            Err(Rejection::WatchTooLarge { bytes, max: MAX_WATCH_BYTES }) if bytes > MAX_WATCH_BYTES
         ));
         let few: Vec<String> = (0..20).map(|n| format!("session-{n:032}")).collect();
         let few: Vec<&str> = few.iter().map(String::as_str).collect();

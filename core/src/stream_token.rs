@@ -80,6 +80,7 @@ pub struct Grant {
 
 /// Why a token was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenError {
     /// Not three base64url parts holding JSON, or longer than [`MAX_TOKEN_LEN`].
     Malformed,
@@ -121,6 +122,8 @@ impl fmt::Display for TokenError {
         }
     }
 }
+
+impl core::error::Error for TokenError {}
 
 #[derive(Deserialize)]
 struct Header<'a> {

@@ -129,6 +129,7 @@ pub struct Verified {
 
 /// Why a delivery is not authentic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum VerifyError {
     /// None of Didit's signature headers is present.
     MissingSignature,
@@ -149,6 +150,8 @@ impl fmt::Display for VerifyError {
         })
     }
 }
+
+impl core::error::Error for VerifyError {}
 
 /// Decodes a hex tag of either case; anything else (wrong length, non-hex) is `None`, which
 /// simply leaves that header unable to match.

@@ -27,9 +27,9 @@ use std::fmt::Write as _;
 
 use didit_edge_core::attempt::{AttemptResult, DeadReason, Plan};
 use didit_edge_core::budget::SubrequestBudget;
-use didit_edge_core::config::AfterDeadLetter;
 use didit_edge_core::delivery::{CopyState, Retention};
 use didit_edge_core::health::{report_changes_nothing, Breaker, BreakerPolicy, BreakerState};
+use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
     Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, IndexEntry,
     IndexSync, Outcome, Policy, Rejected, ReplayFilter, Seq, StoredContent, Work,
@@ -351,7 +351,7 @@ impl World {
         if let Some(previous) = self.answered.insert(event.uid, id.clone()) {
             assert_eq!(previous, id, "one event answered with two ids");
         }
-        self.uid_of.insert(id.clone(), event.uid);
+        self.uid_of.insert(id, event.uid);
         self.log(format!("claim uid {} → {receipt:?}", event.uid));
         let inbox = self.inboxes.get_mut(&inbox_name).expect("inbox");
         inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
@@ -555,7 +555,7 @@ impl World {
                         delivery.id, delivery.consumer, outcome.verdict
                     ));
                     self.step(name, |inbox| {
-                        inbox.handle_attempt(&delivery, outcome, &policy, now, seed)
+                        inbox.handle_attempt(&delivery, outcome, &policy, now, seed);
                     })?;
                     let _ = batches;
                 }
@@ -591,7 +591,7 @@ impl World {
         let now = UnixMs(self.now);
         self.log(format!("classify {seq:?}"));
         self.step(name, |inbox| {
-            inbox.handle_classified(seq, classification, now)
+            inbox.handle_classified(seq, classification, now);
         })
     }
 
@@ -697,7 +697,7 @@ impl World {
             return;
         };
         let now = UnixMs(self.now);
-        let filter_consumer = self.rng.chance(50).then_some(consumer.clone());
+        let filter_consumer = self.rng.chance(50).then_some(consumer);
         let result = self.step(&name, |inbox| {
             inbox.handle_replay(
                 ReplayFilter {

@@ -113,6 +113,7 @@ fn signatures_verify_as_python_signed_them() {
                     VerifyError::MissingSignature => "MissingSignature",
                     VerifyError::SimpleSignatureNotAllowed => "SimpleSignatureNotAllowed",
                     VerifyError::SignatureMismatch => "SignatureMismatch",
+                    other => panic!("{name}: a verify error the vectors do not know: {other}"),
                 };
                 assert_eq!(actual, expected, "{name}");
             }

@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// Path of the claim call on the inbox.
-pub const PATH: &str = "/claim";
+pub(crate) const PATH: &str = "/claim";
 
 /// A claim, as sent and as received.
 #[derive(Serialize, Deserialize)]
-pub struct Claim<'a> {
+pub(crate) struct Claim<'a> {
     /// The stable event id.
     #[serde(borrow)]
     pub id: Cow<'a, str>,
@@ -46,7 +46,7 @@ pub struct Claim<'a> {
 /// it is broken (the inbox then classifies it once it is fixed).
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Content<'a> {
+pub(crate) enum Content<'a> {
     /// Classified: where it goes and what it says.
     Classified {
         /// The assessed risk level (routing filters use it at delivery time).

@@ -18,7 +18,7 @@ const GLOBAL: &str = "global";
 
 /// One request or response at one origin, as the attempt log shows it.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct LoggedAttempt {
+pub(crate) struct LoggedAttempt {
     /// When (Unix ms).
     pub at_ms: i64,
     /// The origin, if one was tried.
@@ -34,7 +34,7 @@ pub struct LoggedAttempt {
 
 /// One consumer's dead copy of one event.
 #[derive(Serialize, Deserialize)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// The event id (what `webhook-id` carried).
     pub id: String,
     /// The consumer that never got it.
@@ -59,7 +59,7 @@ pub struct Entry {
 
 /// Identifies one entry.
 #[derive(Serialize, Deserialize)]
-pub struct Key {
+pub(crate) struct Key {
     /// The event id.
     pub id: String,
     /// The consumer.
@@ -68,7 +68,7 @@ pub struct Key {
 
 /// Changes pushed by one inbox.
 #[derive(Serialize, Deserialize, Default)]
-pub struct Changes {
+pub(crate) struct Changes {
     /// New or renewed dead letters.
     pub put: Vec<Entry>,
     /// Dead letters that were replayed or whose retention ended.
@@ -77,7 +77,7 @@ pub struct Changes {
 
 /// Where to send replays, and how many dead letters there are in all.
 #[derive(Serialize, Deserialize)]
-pub struct Inboxes {
+pub(crate) struct Inboxes {
     /// Distinct inboxes holding matching dead letters.
     pub inboxes: Vec<String>,
     /// Matching dead letters, all inboxes counted.
@@ -320,13 +320,18 @@ async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
 }
 
 /// Pushes one inbox's changes.
-pub async fn push(env: &Env, changes: &Changes) -> Result<()> {
+pub(crate) async fn push(env: &Env, changes: &Changes) -> Result<()> {
     call(env, "/sync", serde_json::to_string(changes)?).await?;
     Ok(())
 }
 
 /// One page of the listing, as JSON text to answer with.
-pub async fn page(env: &Env, consumer: Option<String>, limit: u32, after: u64) -> Result<String> {
+pub(crate) async fn page(
+    env: &Env,
+    consumer: Option<String>,
+    limit: u32,
+    after: u64,
+) -> Result<String> {
     let query = Query {
         id: None,
         consumer,
@@ -340,7 +345,7 @@ pub async fn page(env: &Env, consumer: Option<String>, limit: u32, after: u64) -
 }
 
 /// The inboxes holding the matching dead letters (at most `limit` of them).
-pub async fn inboxes(
+pub(crate) async fn inboxes(
     env: &Env,
     id: Option<&str>,
     consumer: Option<String>,

@@ -22,7 +22,7 @@ use crate::inbox::{ReplayRequest, Replayed, REPLAY_PATH};
 use crate::{object, respond, settings, stream, webcrypto};
 
 /// Answers one request. Only a failure to build a response at all escapes as an error.
-pub async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Response> {
+pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let method = request.method().to_string();
     let path = request.path();
     let answer = match limits::route(&method, &path) {

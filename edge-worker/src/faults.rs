@@ -6,7 +6,7 @@ use worker::{Env, Result, State};
 
 /// The base of the inbox's alarm backoff: a second, or in the test build
 /// `FAULT_ALARM_BACKOFF_MS`, so a test can watch many failed runs in a few seconds.
-pub fn alarm_backoff_base_ms(env: &Env) -> u64 {
+pub(crate) fn alarm_backoff_base_ms(env: &Env) -> u64 {
     #[cfg(feature = "fault-injection")]
     if let Some(ms) = var(env, "FAULT_ALARM_BACKOFF_MS") {
         return ms;
@@ -17,7 +17,7 @@ pub fn alarm_backoff_base_ms(env: &Env) -> u64 {
 
 /// In the test build, fails the first `FAULT_ALARM_FAILURES` alarm runs of each inbox, as a
 /// storage error would.
-pub fn alarm_run(state: &State, env: &Env) -> Result<()> {
+pub(crate) fn alarm_run(state: &State, env: &Env) -> Result<()> {
     #[cfg(feature = "fault-injection")]
     if let Some(failures) = var(env, "FAULT_ALARM_FAILURES") {
         #[derive(serde::Deserialize)]

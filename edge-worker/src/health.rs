@@ -21,7 +21,7 @@ const SNAPSHOT_CACHE_MS: i64 = 2_000;
 const GLOBAL: &str = "global";
 
 /// Every origin's breaker state, by origin name.
-pub type Snapshot = BTreeMap<String, BreakerState>;
+pub(crate) type Snapshot = BTreeMap<String, BreakerState>;
 
 /// One outcome, reported by an inbox.
 #[derive(Serialize, Deserialize)]
@@ -128,7 +128,7 @@ async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
 }
 
 /// The current snapshot, straight from the object.
-pub async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
+pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
     let snapshot: Snapshot = call(env, "/snapshot", String::new()).await?.json().await?;
     CACHE.with(|cache| *cache.borrow_mut() = Some((now_ms(), Rc::new(snapshot.clone()))));
     Ok(snapshot)
@@ -137,7 +137,7 @@ pub async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
 /// A snapshot at most [`SNAPSHOT_CACHE_MS`] old; fetching it takes one subrequest from
 /// `budget`. Health only orders origins: when it cannot be read (or the budget is spent),
 /// every origin counts as available and delivery goes on.
-pub async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Snapshot> {
+pub(crate) async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Snapshot> {
     let cached = CACHE.with(|cache| cache.borrow().clone());
     if let Some((at, snapshot)) = &cached {
         if now_ms() - at < SNAPSHOT_CACHE_MS {
@@ -159,7 +159,13 @@ pub async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Snapshot> 
 /// Reports one outcome at `at_ms`; a failure to report is logged and never fails the delivery.
 /// The isolate's cached snapshot takes the same step the shared breaker takes, so the next
 /// attempt here sees it without asking again.
-pub async fn report(env: &Env, origin: &str, up: bool, retry_after_ms: Option<u64>, at_ms: i64) {
+pub(crate) async fn report(
+    env: &Env,
+    origin: &str,
+    up: bool,
+    retry_after_ms: Option<u64>,
+    at_ms: i64,
+) {
     let report = Report {
         origin: origin.into(),
         up,

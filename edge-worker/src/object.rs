@@ -4,7 +4,7 @@
 use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
 
 /// POSTs `body` to `path` on the object `name` of `binding`.
-pub async fn post(
+pub(crate) async fn post(
     env: &Env,
     binding: &str,
     name: &str,
@@ -29,6 +29,6 @@ pub async fn post(
 }
 
 /// The stub of the object `name` of `binding`.
-pub fn stub(env: &Env, binding: &str, name: &str) -> Result<Stub> {
+pub(crate) fn stub(env: &Env, binding: &str, name: &str) -> Result<Stub> {
     env.durable_object(binding)?.id_from_name(name)?.get_stub()
 }

@@ -20,7 +20,7 @@ use crate::webcrypto;
 /// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`, once
 /// per signing secret (during a rotation the origin may verify with either key). Returns the
 /// outcome and the origin's `Retry-After`, if it sent one.
-pub async fn deliver(
+pub(crate) async fn deliver(
     origin: &Origin,
     secrets: &SigningSecrets,
     id: &str,
@@ -91,7 +91,7 @@ async fn race(origin: &Origin, fetch: Fetch) -> worker::Result<(AttemptResult, O
 
 /// `GET`s an origin's `health_url` within its timeout, without following redirects. `None`
 /// when the origin has no `health_url`.
-pub async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>)> {
+pub(crate) async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>)> {
     let url = origin.health_url.as_deref()?;
     let result = async {
         let headers = Headers::new();

@@ -4,7 +4,7 @@ use didit_edge_core::rejection::{Receipt, Rejection};
 use worker::{Headers, Response, Result};
 
 /// A JSON response with the given status.
-pub fn json(status: u16, body: String) -> Result<Response> {
+pub(crate) fn json(status: u16, body: String) -> Result<Response> {
     let headers = Headers::new();
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
@@ -14,7 +14,7 @@ pub fn json(status: u16, body: String) -> Result<Response> {
 }
 
 /// A rejection as `{"error":{"code","message"}}` with its status (and `Allow` for 405).
-pub fn rejection(rejection: &Rejection) -> Result<Response> {
+pub(crate) fn rejection(rejection: &Rejection) -> Result<Response> {
     let response = json(rejection.status(), rejection.to_json())?;
     if let Rejection::MethodNotAllowed { allow } = rejection {
         response.headers().set("allow", allow)?;
@@ -23,6 +23,6 @@ pub fn rejection(rejection: &Rejection) -> Result<Response> {
 }
 
 /// An accepted or duplicate delivery.
-pub fn receipt(receipt: &Receipt) -> Result<Response> {
+pub(crate) fn receipt(receipt: &Receipt) -> Result<Response> {
     json(200, receipt.to_json())
 }

@@ -24,7 +24,7 @@ fn read(env: &Env) -> Config {
 
 /// The configuration as read once for this isolate. Its problems are logged once, when it is
 /// read (never a value), so a broken setting does not flood the log on every request.
-pub fn config(env: &Env) -> Rc<Config> {
+pub(crate) fn config(env: &Env) -> Rc<Config> {
     CACHED.with(|cell| {
         cell.borrow_mut()
             .get_or_insert_with(|| {
@@ -46,18 +46,18 @@ fn misconfigured(config: &Config) -> Rejection {
 
 /// What admits deliveries, or the 503 that answers every delivery while no Didit secret is
 /// usable (Didit retries; nothing unverified is ever stored).
-pub fn intake(config: &Config) -> Result<&IntakeConfig, Rejection> {
+pub(crate) fn intake(config: &Config) -> Result<&IntakeConfig, Rejection> {
     config.intake.as_ref().ok_or_else(|| misconfigured(config))
 }
 
 /// What classifies and delivers events, while it is valid.
-pub fn delivery(config: &Config) -> Option<&DeliveryConfig> {
+pub(crate) fn delivery(config: &Config) -> Option<&DeliveryConfig> {
     config.delivery.as_ref()
 }
 
 /// An optional feature's configuration: `off` when it is not set, 503 naming the broken
 /// settings when it is set but invalid.
-pub fn feature<'c, T>(
+pub(crate) fn feature<'c, T>(
     config: &'c Config,
     feature: &'c Feature<T>,
     off: Rejection,

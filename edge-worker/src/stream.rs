@@ -18,7 +18,7 @@ use crate::clock::{alarm_at, now_ms};
 use crate::respond;
 
 /// Close code sent when the connection's token expires (an application code, 4000–4999).
-pub const TOKEN_EXPIRED_CLOSE: u16 = 4001;
+pub(crate) const TOKEN_EXPIRED_CLOSE: u16 = 4001;
 /// Header carrying the verified watch from the edge to the object.
 const WATCH_HEADER: &str = "x-didit-edge-watch";
 /// Header telling the object the client offered [`SUBPROTOCOL`] (and so must get it back; a
@@ -337,7 +337,11 @@ const PUBLISH_PATH: &str = "/publish";
 
 /// Hands an authenticated upgrade to its channel's object; its answer (101, or 401 for a
 /// reused token) goes back to the client as it is.
-pub async fn connect(env: &Env, watch: &Watch, offered_subprotocol: bool) -> Result<Response> {
+pub(crate) async fn connect(
+    env: &Env,
+    watch: &Watch,
+    offered_subprotocol: bool,
+) -> Result<Response> {
     let headers = Headers::new();
     headers.set("upgrade", "websocket")?;
     if offered_subprotocol {
@@ -354,7 +358,7 @@ pub async fn connect(env: &Env, watch: &Watch, offered_subprotocol: bool) -> Res
 
 /// Publishes an accepted event's status to its channels; a failure is logged and never
 /// touches the event itself (it is stored and will be delivered regardless).
-pub async fn publish(env: &Env, update: &StatusUpdate) {
+pub(crate) async fn publish(env: &Env, update: &StatusUpdate) {
     let Ok(body) = serde_json::to_string(update) else {
         return;
     };

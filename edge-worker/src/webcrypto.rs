@@ -58,7 +58,7 @@ impl Subtle {
 }
 
 /// Answers the core's challenges with every secret, first match wins.
-pub async fn answer(
+pub(crate) async fn answer(
     challenges: ChallengeTiers<'_>,
     secrets: &WebhookSecrets,
 ) -> Result<Verified, VerifyError> {
@@ -90,7 +90,7 @@ async fn answer_with_webcrypto(
 }
 
 /// One tag under one key (signing what is forwarded), WebCrypto first, pure Rust as fallback.
-pub async fn tag(key: &[u8], message: &[u8]) -> Tag {
+pub(crate) async fn tag(key: &[u8], message: &[u8]) -> Tag {
     let webcrypto = async {
         let subtle = Subtle::get()?;
         let key = subtle.key(key).await?;

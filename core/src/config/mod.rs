@@ -28,6 +28,7 @@ use reader::Reader;
 
 use crate::admin::AdminToken;
 use crate::delivery::Retention;
+use crate::inbox::AfterDeadLetter;
 use crate::origin::{parse_origins, Origin};
 use crate::retry::{
     RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT, DEFAULT_RETRY_SCHEDULE, MAX_RETRY_JITTER_PERCENT,
@@ -57,30 +58,6 @@ pub const DEFAULT_DEAD_LETTER_RETENTION_SECS: u64 = 14 * 24 * 3600;
 pub const DEFAULT_SUBREQUEST_LIMIT: u64 = 50;
 /// Default `aud` of stream tokens, so a token minted for another service cannot open the stream.
 pub const DEFAULT_STREAM_TOKEN_AUDIENCE: &str = "didit-edge";
-
-/// What a consumer's later events of the same subject do while an earlier one is a dead letter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AfterDeadLetter {
-    /// They wait (nothing is sent or counted against their schedule) until the dead letter is
-    /// replayed and delivered, or its retention ends: the origin never sees a subject's events
-    /// out of order. The default, since an out-of-order "approved" after a lost "declined" is
-    /// how a person gets wrongly onboarded.
-    #[default]
-    Hold,
-    /// They are delivered; a replayed dead letter then arrives after newer events, and the
-    /// origin must order by the event's `time`.
-    Continue,
-}
-
-impl AfterDeadLetter {
-    /// The setting's value for this choice.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hold => "hold",
-            Self::Continue => "continue",
-        }
-    }
-}
 
 /// What admits a delivery.
 #[derive(Clone, Debug)]
@@ -409,7 +386,7 @@ fn read_stream<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature
                         len,
                         min: crate::stream_token::MIN_SECRET_LEN,
                     },
-                )
+                );
             })
             .ok()
     });

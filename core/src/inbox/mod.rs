@@ -42,13 +42,36 @@ pub use record::{
 };
 
 use crate::attempt::{LogEntry, Verdict};
-use crate::config::AfterDeadLetter;
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
 use crate::rejection::Receipt;
 use crate::retry::RetrySchedule;
 use crate::risk::Level;
 use crate::time::{UnixMs, UnixSecs};
 use crate::verify::Verified;
+
+/// What a consumer's later events of the same subject do while an earlier one is a dead letter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AfterDeadLetter {
+    /// They wait (nothing is sent or counted against their schedule) until the dead letter is
+    /// replayed and delivered, or its retention ends: the origin never sees a subject's events
+    /// out of order. The default, since an out-of-order "approved" after a lost "declined" is
+    /// how a person gets wrongly onboarded.
+    #[default]
+    Hold,
+    /// They are delivered; a replayed dead letter then arrives after newer events, and the
+    /// origin must order by the event's `time`.
+    Continue,
+}
+
+impl AfterDeadLetter {
+    /// The setting's value for this choice.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Continue => "continue",
+        }
+    }
+}
 
 /// The delivery settings an inbox decides by.
 #[derive(Clone, Copy, Debug)]

@@ -295,7 +295,7 @@ fn an_unclassified_event_holds_everything_after_it_until_classified() {
     let mut waiting = claim("waiting", 100, &[]);
     waiting.content = ClaimContent::Unclassified {
         body: "{}".into(),
-        verified: crate::verify::Verified {
+        verified: Verified {
             header: crate::verify::SignatureHeader::Raw,
             form: crate::verify::SignedMessage::RawBody,
             secret_index: 0,

@@ -60,7 +60,7 @@ const INDEX_RESERVE: u32 = 1;
 /// A replay request from the edge: every dead letter of this inbox, or one event's, or one
 /// consumer's.
 #[derive(Serialize, Deserialize)]
-pub struct ReplayRequest {
+pub(crate) struct ReplayRequest {
     /// Only this event (its id or Didit's `event_id`).
     pub id: Option<String>,
     /// Only this consumer's copies.
@@ -69,13 +69,13 @@ pub struct ReplayRequest {
 
 /// What a replay put back in line.
 #[derive(Serialize, Deserialize)]
-pub struct Replayed {
+pub(crate) struct Replayed {
     /// The copies, by event id and consumer.
     pub replayed: Vec<Key>,
 }
 
 /// Path of the replay call on the inbox.
-pub const REPLAY_PATH: &str = "/replay";
+pub(crate) const REPLAY_PATH: &str = "/replay";
 
 fn random_seed() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64

@@ -63,7 +63,7 @@ ALTER TABLE attempts ADD COLUMN location TEXT;
 "];
 
 /// Creates the schema, or brings an older one up to date.
-pub fn migrate(sql: &SqlStorage) -> Result<()> {
+pub(super) fn migrate(sql: &SqlStorage) -> Result<()> {
     #[derive(Deserialize)]
     struct Version {
         v: i64,
@@ -94,7 +94,7 @@ fn set_meta(sql: &SqlStorage, key: &str, value: &str) -> Result<()> {
 }
 
 /// A number kept in `meta` (0 when absent).
-pub fn meta_number(sql: &SqlStorage, key: &str) -> Result<i64> {
+pub(super) fn meta_number(sql: &SqlStorage, key: &str) -> Result<i64> {
     #[derive(Deserialize)]
     struct Row {
         n: i64,
@@ -109,7 +109,7 @@ pub fn meta_number(sql: &SqlStorage, key: &str) -> Result<i64> {
 }
 
 /// Sets a number kept in `meta`; `None` removes it.
-pub fn set_meta_number(sql: &SqlStorage, key: &str, value: Option<i64>) -> Result<()> {
+pub(super) fn set_meta_number(sql: &SqlStorage, key: &str, value: Option<i64>) -> Result<()> {
     match value {
         Some(n) => set_meta(sql, key, &n.to_string()),
         None => sql
@@ -190,7 +190,7 @@ fn index_sync(text: Option<&str>) -> Option<IndexSync> {
 }
 
 /// Loads the machine from storage: the subject, every event (without payloads) and copy.
-pub fn load(sql: &SqlStorage) -> Result<Inbox> {
+pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
     #[derive(Deserialize)]
     struct Subject {
         value: String,
@@ -337,7 +337,7 @@ fn put_copy(sql: &SqlStorage, seq: Seq, consumer: &str, copy: &CopyRecord) -> Re
 
 /// Writes one change. Its statements run with no `.await` between them, so the runtime
 /// commits them together.
-pub fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
+pub(super) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
     match change {
         Change::Subject(subject) => {
             sql.exec(
@@ -454,7 +454,7 @@ fn append_attempt(sql: &SqlStorage, seq: Seq, consumer: &str, entry: &LogEntry) 
 }
 
 /// The CloudEvent of an event, while it is stored.
-pub fn payload(sql: &SqlStorage, seq: Seq) -> Result<Option<String>> {
+pub(super) fn payload(sql: &SqlStorage, seq: Seq) -> Result<Option<String>> {
     #[derive(Deserialize)]
     struct Row {
         cloud_event: Option<String>,
@@ -470,7 +470,7 @@ pub fn payload(sql: &SqlStorage, seq: Seq) -> Result<Option<String>> {
 
 /// What an unclassified event was stored with: Didit's body, how it was verified, the test
 /// flag, and when it was received.
-pub struct StoredBody {
+pub(super) struct StoredBody {
     /// Didit's body.
     pub body: String,
     /// How it was authenticated.
@@ -482,7 +482,7 @@ pub struct StoredBody {
 }
 
 /// Reads an unclassified event's body.
-pub fn stored_body(sql: &SqlStorage, seq: Seq) -> Result<StoredBody> {
+pub(super) fn stored_body(sql: &SqlStorage, seq: Seq) -> Result<StoredBody> {
     #[derive(Deserialize)]
     struct Row {
         body: Option<String>,
@@ -509,7 +509,7 @@ pub fn stored_body(sql: &SqlStorage, seq: Seq) -> Result<StoredBody> {
 }
 
 /// The latest `limit` attempts of one copy, oldest first.
-pub fn attempt_log(
+pub(super) fn attempt_log(
     sql: &SqlStorage,
     seq: Seq,
     consumer: &str,

@@ -1,0 +1,54 @@
+//! Replays the committed fuzz corpus (`fuzz/corpus/<target>/`, seeded from the fixtures and
+//! grown by `cargo fuzz`, every crash it found included) through the same target bodies the
+//! fuzzer runs, on stable, so CI guards it without nightly.
+
+#[allow(dead_code)]
+#[path = "../../fuzz/targets.rs"]
+mod targets;
+
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut inputs = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("corpus entry").path();
+        let data = std::fs::read(&path).expect("corpus file");
+        let outcome = std::panic::catch_unwind(|| run(&data));
+        assert!(outcome.is_ok(), "{target}: {} fails", path.display());
+        inputs += 1;
+    }
+    assert!(inputs > 0, "{target}: the corpus is empty");
+}
+
+#[test]
+fn intake_corpus() {
+    replay("intake", targets::intake);
+}
+
+#[test]
+fn canonical_corpus() {
+    replay("canonical", targets::canonical);
+}
+
+#[test]
+fn envelope_corpus() {
+    replay("envelope", targets::envelope);
+}
+
+#[test]
+fn stream_token_corpus() {
+    replay("stream_token", targets::stream_token);
+}
+
+#[test]
+fn config_corpus() {
+    replay("config", targets::config);
+}
+
+#[test]
+fn admin_query_corpus() {
+    replay("admin_query", targets::admin_query);
+}

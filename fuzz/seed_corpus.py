@@ -1,0 +1,75 @@
+"""Seeds the fuzz corpus from the project's fixtures: every fixture payload (signed and not),
+the canonical-JSON vectors, tokens, settings and query strings. Run from the repo root;
+`cargo fuzz` grows the corpus from here, and core/tests/fuzz_corpus.rs replays it on stable."""
+
+import base64
+import hashlib
+import hmac
+import json
+import pathlib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "fuzz" / "corpus"
+SEP = b"\xff"
+
+
+def put(target, data):
+    folder = CORPUS / target
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / hashlib.sha1(data).hexdigest()).write_bytes(data)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def token(claims, header=None, key=b"fuzz-stream-secret-0123456789-abcdefghij"):
+    signing = b64url(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode()) + b"." + \
+        b64url(json.dumps(claims).encode())
+    return signing + b"." + b64url(hmac.new(key, signing, hashlib.sha256).digest())
+
+
+def main():
+    events = json.loads((ROOT / "tests" / "fixtures" / "events.json").read_text())
+    vectors = json.loads((ROOT / "core" / "tests" / "vectors.json").read_text())
+    for case in events["cases"]:
+        body = json.dumps(case["payload"], sort_keys=True, separators=(",", ":")).encode()
+        put("envelope", body)
+        put("canonical", body)
+        put("intake", body)
+        signature = hmac.new(b"fuzz-didit-secret", body, hashlib.sha256).hexdigest().encode()
+        put("intake", body + SEP + signature + SEP + SEP + SEP + str(events["timestamp"]).encode())
+        put("intake", body + SEP + b"0" * 64 + SEP + signature + SEP + signature + SEP + b"x")
+    for vector in vectors["canonical"]:
+        put("canonical", vector["body"].encode())
+        put("envelope", vector["body"].encode())
+    put("intake", b'{"webhook_type":"user.status.updated","vendor_data":"a\\"b\\\\c","timestamp":1763784000,"status":"ACTIVE"}')
+    put("intake", b'[1,2]')
+    put("intake", b'{"webhook_type":5,"session_id":{"a":1},"timestamp":"2025-11-22T04:00:00Z"}')
+    now = 1_763_784_000
+    claims = {"sub": "user-42", "scope": "self", "aud": "didit-edge", "iat": now - 10, "exp": now + 600, "jti": "j"}
+    put("stream_token", token(claims))
+    put("stream_token", token(dict(claims, scope="admin", sessions=["s-1", "s-2"], nbf=now - 5)))
+    put("stream_token", token(dict(claims, aud=["x", "didit-edge"])))
+    put("stream_token", token(claims, header={"alg": "none"}))
+    put("stream_token", token(claims, key=b"another-key"))
+    put("stream_token", b"a.b.c")
+    sep = "\u0001"
+    origins = [
+        '[{"name":"aws","url":"https://a.example/","priority":0,"weight":3,"timeout_ms":2000}]',
+        '[{"name":"crm","url":"https://c.example/","consumer":"crm","event_types":["user.*"],"risk_levels":["high"]}]',
+        '[{"name":"a","url":"https://a","priorty":1}]',
+    ]
+    rules = ['[{"code":"x","level":"high","when":{"status":["declined"]}}]', "not json", "[]"]
+    schedules = ["5,30,120,600,1800,3600,7200,14400,28800,43200x7", "1x1000", "5,0", "1x4294967295,1"]
+    for o, r, s in zip(origins, rules, schedules):
+        put("config", sep.join(["old", o, r, s, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "600"]).encode())
+        put("config", o.encode())
+        put("config", s.encode())
+    for query in ["consumer=crm&limit=10&after=5", "limit=0", "consumers=x", "workflow=wf&type=user.*&risk=high",
+                  "access_token=abc&risk=severe", "&&=&"]:
+        put("admin_query", query.encode())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+//! The fuzz targets' bodies: every parser that sees outside input, each with the properties it
+//! must keep on any input, not only "does not panic". `cargo fuzz` runs them on nightly
+//! (`fuzz/fuzz_targets/`), and `core/tests/fuzz_corpus.rs` replays the committed corpus on
+//! stable, so CI guards what fuzzing found without nightly.
+
+use didit_edge_core::admin::DeadLetterQuery;
+use didit_edge_core::canonical::{CanonicalJson, NonAscii};
+use didit_edge_core::config::Config;
+use didit_edge_core::envelope::Envelope;
+use didit_edge_core::intake::{Delivery, Identified, Intake, Policy};
+use didit_edge_core::mac::{HmacSha256, RustCrypto};
+use didit_edge_core::origin::parse_origins;
+use didit_edge_core::retry::{RetrySchedule, MAX_RETRIES};
+use didit_edge_core::risk::RiskRules;
+use didit_edge_core::secret::WebhookSecrets;
+use didit_edge_core::stream::AdminFilters;
+use didit_edge_core::stream_token::{self, Expected, StreamTokenSecret};
+use didit_edge_core::verify::SignatureHeaders;
+
+const SECRET: &[u8] = b"fuzz-didit-secret";
+const NOW: i64 = 1_763_784_000;
+
+/// Splits fuzz input into the body and up to four header values (separated by a 0xFF byte,
+/// which valid UTF-8 never holds).
+fn parts(data: &[u8]) -> (&[u8], Vec<Option<&str>>) {
+    let mut pieces = data.split(|&b| b == 0xFF);
+    let body = pieces.next().unwrap_or_default();
+    let headers = pieces
+        .take(4)
+        .map(|piece| std::str::from_utf8(piece).ok())
+        .collect();
+    (body, headers)
+}
+
+/// The webhook intake, body and signature headers: never panics; a delivery signed with the
+/// secret over its exact bytes is authentic, names the same event twice, and (if it is
+/// admitted) classifies into a CloudEvent that is JSON and carries the body untouched.
+pub(crate) fn intake(data: &[u8]) {
+    let (body, headers) = parts(data);
+    let header = |i: usize| headers.get(i).copied().flatten();
+    let secrets = WebhookSecrets::parse("fuzz-didit-secret").expect("secret");
+    let origins = parse_origins(r#"[{"name":"o","url":"https://o.example/"}]"#).expect("origins");
+    let rules = RiskRules::default();
+    let policy = Policy {
+        risk_rules: &rules,
+        origins: &origins,
+    };
+    // As sent, with whatever headers the input holds.
+    let as_sent = Delivery {
+        body,
+        headers: SignatureHeaders {
+            signature: header(0),
+            signature_v2: header(1),
+            signature_simple: header(2),
+            timestamp: header(3),
+        },
+        test_header: false,
+    };
+    if let Ok(intake) = Intake::new(as_sent, true) {
+        if let Ok(verified) = intake.verify_with(&secrets, &mut RustCrypto) {
+            if let Ok(identified) = intake.identify(verified, NOW, 600) {
+                let _ = identified.classify(&policy);
+            }
+        }
+    }
+    // Signed properly: authentic whatever the body says.
+    let tag = hex::encode(RustCrypto.tag(SECRET, body));
+    let signed = Delivery {
+        body,
+        headers: SignatureHeaders {
+            signature: Some(&tag),
+            ..Default::default()
+        },
+        test_header: false,
+    };
+    let intake = Intake::new(signed, false).expect("a signature header is present");
+    let verified = intake
+        .verify_with(&secrets, &mut RustCrypto)
+        .expect("signed with the secret over the exact bytes");
+    let Ok(identified) = intake.identify(verified, NOW, u64::MAX) else {
+        return;
+    };
+    let again = Identified::recall(body, verified, identified.test, identified.received_at)
+        .expect("an identified body is identified again");
+    assert_eq!(again.event_id, identified.event_id);
+    assert_eq!(again.legacy_id, identified.legacy_id);
+    if let Ok(classified) = identified.classify(&policy) {
+        let event: serde_json::Value =
+            serde_json::from_str(classified.cloud_event.get()).expect("the CloudEvent is JSON");
+        let carried = event["data"]["payload"].clone();
+        let original: serde_json::Value = serde_json::from_slice(body).expect("the body is JSON");
+        assert_eq!(carried, original, "the payload travels untouched");
+    }
+}
+
+/// Didit's canonical JSON: never panics, and the canonical form is JSON that canonicalizes to
+/// itself, in both non-ASCII modes.
+pub(crate) fn canonical(data: &[u8]) {
+    let Ok(parsed) = CanonicalJson::parse(data) else {
+        return;
+    };
+    for mode in [NonAscii::Escaped, NonAscii::Utf8] {
+        let once = parsed.to_string(mode);
+        let twice = CanonicalJson::parse(once.as_bytes())
+            .expect("a canonical form parses")
+            .to_string(mode);
+        assert_eq!(once, twice, "canonical JSON is a fixed point");
+        if mode == NonAscii::Escaped {
+            assert!(once.is_ascii());
+        }
+    }
+}
+
+/// The envelope: never panics; what it reads is what serde_json reads of the same fields.
+pub(crate) fn envelope(data: &[u8]) {
+    let Ok(envelope) = Envelope::parse(data) else {
+        return;
+    };
+    let value: serde_json::Value = serde_json::from_slice(data).expect("an envelope is JSON");
+    if let Some(text) = value["webhook_type"].as_str() {
+        assert_eq!(envelope.webhook_type.as_deref(), Some(text));
+    }
+    if let Some(text) = value["vendor_data"].as_str() {
+        assert_eq!(envelope.vendor_data.as_deref(), Some(text));
+    }
+}
+
+/// Stream tokens: never panic, and never grant anything to a token not signed with the secret.
+pub(crate) fn stream_token(data: &[u8]) {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let secret =
+        StreamTokenSecret::parse("fuzz-stream-secret-0123456789-abcdefghij").expect("secret");
+    let expected = Expected {
+        audience: "didit-edge",
+        now_secs: NOW,
+        max_lifetime_secs: 900,
+    };
+    if let Ok(grant) = stream_token::verify(token, &secret, &expected, &mut RustCrypto) {
+        // Only possible if the input carries a valid HS256 signature under the secret.
+        let signed_len = token.rfind('.').expect("three parts");
+        let tag = RustCrypto.tag(
+            b"fuzz-stream-secret-0123456789-abcdefghij",
+            &data[..signed_len],
+        );
+        use base64::Engine as _;
+        let sent = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token[signed_len + 1..])
+            .expect("base64url");
+        assert_eq!(
+            sent.as_slice(),
+            tag.as_slice(),
+            "granted {grant:?} without the secret"
+        );
+    }
+}
+
+/// The settings: any text in any setting never panics, a valid group is usable, and no
+/// problem ever quotes a secret's value.
+pub(crate) fn config(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut fields = text.split('\u{1}');
+    let values: Vec<String> = (0..6)
+        .map(|_| fields.next().unwrap_or_default().to_string())
+        .collect();
+    let secret = "fuzz-secret-value-never-echoed";
+    let config = Config::from_lookup(|name| match name {
+        "DIDIT_WEBHOOK_SECRETS" => Some(format!("{secret},{}", values[0])),
+        "ORIGINS" => Some(values[1].clone()),
+        "RISK_RULES" => Some(values[2].clone()),
+        "RETRY_SCHEDULE" => Some(values[3].clone()),
+        "ORIGIN_SIGNING_SECRET" => Some(values[4].clone()),
+        "TIMESTAMP_TOLERANCE_SECS" | "MAX_BODY_BYTES" | "AFTER_DEAD_LETTER" => {
+            Some(values[5].clone())
+        }
+        _ => None,
+    });
+    let problems = format!("{}", config.problems);
+    assert!(
+        !problems.contains(secret),
+        "a secret was echoed: {problems}"
+    );
+    if let Some(delivery) = &config.delivery {
+        assert!(!delivery.origins.is_empty());
+        assert!(delivery.retry_schedule.retries() <= MAX_RETRIES);
+    }
+    let _ = parse_origins(text);
+    let _ = RiskRules::parse(text);
+    if let Ok(schedule) = RetrySchedule::parse(text) {
+        assert!((1..=MAX_RETRIES).contains(&schedule.retries()));
+        assert!(schedule.wait_after_ms(schedule.retries() + 1, 7).is_none());
+    }
+}
+
+/// The admin API's query strings: never panic, never accept an unknown parameter.
+pub(crate) fn admin_query(data: &[u8]) {
+    let Ok(query) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(parsed) = DeadLetterQuery::parse(Some(query)) {
+        assert!((1..=500).contains(&parsed.limit));
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            assert!(
+                ["consumer", "limit", "after"].contains(&key),
+                "accepted {key}"
+            );
+        }
+    }
+    let _ = AdminFilters::parse(Some(query));
+}
