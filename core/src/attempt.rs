@@ -3,7 +3,7 @@
 //!
 //! Sans-IO, in the way of quinn-proto: the adapter asks [`Plan::next_origin`], sends, feeds the
 //! result back with [`Plan::record`], and repeats until there is nothing left to send; then
-//! [`Plan::finish`] gives the [`Verdict`] (for [`crate::delivery::Progress`]) and the log of
+//! [`Plan::finish`] gives the [`Verdict`] (for [`crate::delivery::CopyState`]) and the log of
 //! what happened, one [`LogEntry`] per origin tried.
 //!
 //! Only a 2xx delivers, and only an explicit `webhook-delivery: abort-message` ends delivery

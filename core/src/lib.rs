@@ -5,11 +5,18 @@
 //! verdicts, events and decisions go out. The Cloudflare Worker in `edge-worker` is a thin
 //! adapter around it, and everything here is tested natively and in wasm.
 //!
-//! The modules, in the order a delivery meets them: [`limits`] (route, media type, size),
-//! [`intake`] (which drives [`envelope`], [`verify`] with [`canonical`] and [`mac`],
-//! [`identity`] and [`cloudevent`]), then [`route`], [`health`], [`attempt`], [`delivery`]
-//! and [`retry`] for what follows, and [`standard_webhooks`] to sign what is forwarded.
-//! [`config`] and [`secret`] hold the settings; [`rejection`] names every refusal.
+//! The modules, in the order a delivery meets them:
+//! - arriving: [`limits`] (route, media type, size), then [`intake`], which drives [`envelope`],
+//!   [`verify`] (with [`canonical`] and [`mac`]), [`identity`], [`normalize`], [`risk`],
+//!   [`route`] and [`cloudevent`];
+//! - kept: [`inbox`], one subject's state machine (claims, order, retries, dead letters,
+//!   replay, retention), with [`delivery`] (a copy's state and retention) and [`retry`];
+//! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers),
+//!   [`origin`] and [`event_type`] (where events go), [`standard_webhooks`] (signing),
+//!   [`budget`] (how much one run may do);
+//! - watched: [`stream_token`] and [`stream`] (who sees which statuses);
+//! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token and
+//!   queries), [`time`], and [`rejection`], which names every refusal with its status and code.
 
 #![no_std]
 #![forbid(unsafe_code)]

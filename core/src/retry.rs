@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 /// The production default: quick retries for blips, then exponentially further apart, then
-/// every 12 hours; 17 retries over about 4.2 days (at least 3.3 days with the default jitter).
+/// every 12 hours; 16 retries over about 4.2 days (at least 3.3 days with the default jitter).
 pub const DEFAULT_RETRY_SCHEDULE: &str = "5,30,120,600,1800,3600,7200,14400,28800,43200x7";
 
 /// Default jitter: each wait is drawn within ±20 % of its nominal length, so events that

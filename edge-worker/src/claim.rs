@@ -10,9 +10,6 @@ use didit_edge_core::verify::Verified;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Path of the claim call on the inbox.
-pub(crate) const PATH: &str = "/claim";
-
 /// A claim, as sent and as received.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Claim<'a> {

@@ -6,15 +6,14 @@
 //! replay to. Inboxes push changes from an outbox column (`deliveries.index_sync`), so an index
 //! that is briefly unreachable only delays the listing; nothing is lost or listed twice.
 
+use didit_edge_core::rejection::Rejection;
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
 };
 
-use crate::respond;
-
-/// The single index's name.
-const GLOBAL: &str = "global";
+use crate::http;
+use crate::objects::{self, DeadLettersCall, GLOBAL};
 
 /// One request or response at one origin, as the attempt log shows it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -293,35 +292,32 @@ impl DurableObject for DeadLetters {
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
-        match request.path().as_str() {
-            "/sync" => {
+        match DeadLettersCall::of_path(&request.path()) {
+            Some(DeadLettersCall::Sync) => {
                 let changes: Changes = request.json().await?;
                 self.apply(&changes)?;
-                respond::json(200, "{}".into())
+                http::json(200, "{}".into())
             }
-            "/page" => {
+            Some(DeadLettersCall::Page) => {
                 let query: Query = request.json().await?;
-                respond::json(200, serde_json::to_string(&self.page(&query)?)?)
+                http::json(200, serde_json::to_string(&self.page(&query)?)?)
             }
-            "/inboxes" => {
+            Some(DeadLettersCall::Inboxes) => {
                 let query: Query = request.json().await?;
-                respond::json(200, serde_json::to_string(&self.inboxes(&query)?)?)
+                http::json(200, serde_json::to_string(&self.inboxes(&query)?)?)
             }
-            _ => respond::json(
-                404,
-                r#"{"error":{"code":"not_found","message":"no such index call"}}"#.into(),
-            ),
+            None => http::rejection(&Rejection::NotFound),
         }
     }
 }
 
-async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
-    crate::object::post(env, "DEAD_LETTERS", GLOBAL, path, body).await
+async fn call(env: &Env, call: DeadLettersCall, body: String) -> Result<Response> {
+    objects::post(env, DeadLettersCall::BINDING, GLOBAL, call.path(), body).await
 }
 
 /// Pushes one inbox's changes.
 pub(crate) async fn push(env: &Env, changes: &Changes) -> Result<()> {
-    call(env, "/sync", serde_json::to_string(changes)?).await?;
+    call(env, DeadLettersCall::Sync, serde_json::to_string(changes)?).await?;
     Ok(())
 }
 
@@ -338,7 +334,7 @@ pub(crate) async fn page(
         limit,
         after: i64::try_from(after).unwrap_or(i64::MAX),
     };
-    call(env, "/page", serde_json::to_string(&query)?)
+    call(env, DeadLettersCall::Page, serde_json::to_string(&query)?)
         .await?
         .text()
         .await
@@ -357,8 +353,12 @@ pub(crate) async fn inboxes(
         limit,
         after: 0,
     };
-    call(env, "/inboxes", serde_json::to_string(&query)?)
-        .await?
-        .json()
-        .await
+    call(
+        env,
+        DeadLettersCall::Inboxes,
+        serde_json::to_string(&query)?,
+    )
+    .await?
+    .json()
+    .await
 }

@@ -9,17 +9,16 @@ use std::rc::Rc;
 
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
+use didit_edge_core::rejection::Rejection;
 use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
-use crate::respond;
+use crate::http;
+use crate::objects::{self, HealthCall, GLOBAL};
 
 /// How long a snapshot is reused inside one isolate.
 const SNAPSHOT_CACHE_MS: i64 = 2_000;
-/// The single object's name.
-const GLOBAL: &str = "global";
-
 /// Every origin's breaker state, by origin name.
 pub(crate) type Snapshot = BTreeMap<String, BreakerState>;
 
@@ -104,17 +103,16 @@ impl DurableObject for Health {
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
-        match request.path().as_str() {
-            "/report" => {
+        match HealthCall::of_path(&request.path()) {
+            Some(HealthCall::Report) => {
                 let report: Report = request.json().await?;
                 self.record(&report)?;
-                respond::json(200, "{}".into())
+                http::json(200, "{}".into())
             }
-            "/snapshot" => respond::json(200, serde_json::to_string(&self.snapshot()?)?),
-            _ => respond::json(
-                404,
-                r#"{"error":{"code":"not_found","message":"no such health call"}}"#.into(),
-            ),
+            Some(HealthCall::Snapshot) => {
+                http::json(200, serde_json::to_string(&self.snapshot()?)?)
+            }
+            None => http::rejection(&Rejection::NotFound),
         }
     }
 }
@@ -123,13 +121,16 @@ thread_local! {
     static CACHE: RefCell<Option<(i64, Rc<Snapshot>)>> = const { RefCell::new(None) };
 }
 
-async fn call(env: &Env, path: &str, body: String) -> Result<Response> {
-    crate::object::post(env, "HEALTH", GLOBAL, path, body).await
+async fn call(env: &Env, call: HealthCall, body: String) -> Result<Response> {
+    objects::post(env, HealthCall::BINDING, GLOBAL, call.path(), body).await
 }
 
 /// The current snapshot, straight from the object.
 pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
-    let snapshot: Snapshot = call(env, "/snapshot", String::new()).await?.json().await?;
+    let snapshot: Snapshot = call(env, HealthCall::Snapshot, String::new())
+        .await?
+        .json()
+        .await?;
     CACHE.with(|cache| *cache.borrow_mut() = Some((now_ms(), Rc::new(snapshot.clone()))));
     Ok(snapshot)
 }
@@ -173,7 +174,7 @@ pub(crate) async fn report(
         at_ms,
     };
     let sent = match serde_json::to_string(&report) {
-        Ok(body) => call(env, "/report", body).await.map(|_| ()),
+        Ok(body) => call(env, HealthCall::Report, body).await.map(|_| ()),
         Err(error) => Err(error.into()),
     };
     if let Err(error) = sent {

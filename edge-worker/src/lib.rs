@@ -1,23 +1,30 @@
 //! didit-edge on Cloudflare Workers: a thin adapter around `didit_edge_core`.
 //!
-//! The fetch handler reads a request, lets the core judge it, and hands admitted events to the
-//! subject's [`inbox::Inbox`] Durable Object, which stores them before Didit gets its answer and
-//! delivers them to the origin from its alarm. Decisions (what is authentic, what is a
-//! duplicate key, when to retry) are the core's; this crate only moves bytes and awaits IO.
+//! The fetch handler (`router`) reads a request, lets the core judge it, and hands admitted
+//! events to the subject's [`Inbox`] Durable Object, which stores them before Didit gets
+//! its answer and delivers them from its alarm. Every decision (what is authentic, what is a
+//! duplicate, where an event goes, when to retry, what to forget) is the core's; this crate
+//! reads and writes HTTP, SQLite and WebCrypto, and awaits IO. `docs/architecture.md` maps it.
+//!
+//! Front doors: `webhook` (Didit), `admin_api`, `stream_api`; the Durable Objects: `inbox`,
+//! `dead_letters`, `health`, `stream`, whose calls `objects` declares.
 
+mod admin_api;
 mod claim;
 mod clock;
 mod dead_letters;
-mod edge;
 mod faults;
 mod health;
+mod http;
 mod inbox;
-mod object;
+mod objects;
 mod origin;
-mod respond;
+mod router;
 mod settings;
 mod stream;
+mod stream_api;
 mod webcrypto;
+mod webhook;
 
 pub use dead_letters::DeadLetters;
 pub use health::Health;
@@ -28,7 +35,7 @@ use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, Sc
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
-    edge::handle(request, &env, &ctx).await
+    router::handle(request, &env, &ctx).await
 }
 
 /// The cron trigger: probe every origin that has a `health_url`, so breakers open and close

@@ -15,7 +15,8 @@ use worker::{
 };
 
 use crate::clock::{alarm_at, now_ms};
-use crate::respond;
+use crate::http;
+use crate::objects::{self, StreamCall};
 
 /// Close code sent when the connection's token expires (an application code, 4000–4999).
 pub(crate) const TOKEN_EXPIRED_CLOSE: u16 = 4001;
@@ -88,12 +89,12 @@ impl StatusStream {
             .get(WATCH_HEADER)?
             .and_then(|text| Watch::decode(&text))
         else {
-            return respond::rejection(&Rejection::MissingToken);
+            return http::rejection(&Rejection::MissingToken);
         };
         // Everything that can refuse comes before the token is spent.
         let attachment = match watch.encode() {
             Ok(attachment) => attachment,
-            Err(rejection) => return respond::rejection(&rejection),
+            Err(rejection) => return http::rejection(&rejection),
         };
         let now_secs = now_ms() / 1000;
         self.sql()
@@ -110,7 +111,7 @@ impl StatusStream {
             )?
             .to_array()?;
         if seen.first().is_some_and(|s| s.n > 0) {
-            return respond::rejection(&Rejection::TokenReused);
+            return http::rejection(&Rejection::TokenReused);
         }
         self.sql().exec(
             "INSERT INTO tokens (jti, exp) VALUES (?, ?)",
@@ -183,7 +184,7 @@ impl StatusStream {
             .to_array()?;
         let latest = latest.first().map(|l| (l.time, l.event_id.as_str()));
         if !update.supersedes(latest) {
-            return respond::json(200, r#"{"sent":0}"#.into());
+            return http::json(200, r#"{"sent":0}"#.into());
         }
         self.sql().exec(
             "INSERT INTO statuses (subject, time, event_id, updated_at_ms, message, routing) VALUES (?, ?, ?, ?, ?, ?) \
@@ -207,7 +208,7 @@ impl StatusStream {
             }
         }
         self.schedule().await?;
-        respond::json(200, format!(r#"{{"sent":{sent}}}"#))
+        http::json(200, format!(r#"{{"sent":{sent}}}"#))
     }
 
     /// The alarm: at the first token expiry among the open sockets, or the first status to
@@ -262,13 +263,10 @@ impl DurableObject for StatusStream {
     }
 
     async fn fetch(&self, request: Request) -> Result<Response> {
-        match request.path().as_str() {
-            CONNECT_PATH => self.open(request).await,
-            PUBLISH_PATH => self.publish(request).await,
-            _ => respond::json(
-                404,
-                r#"{"error":{"code":"not_found","message":"no such stream call"}}"#.into(),
-            ),
+        match StreamCall::of_path(&request.path()) {
+            Some(StreamCall::Connect) => self.open(request).await,
+            Some(StreamCall::Publish) => self.publish(request).await,
+            None => http::rejection(&Rejection::NotFound),
         }
     }
 
@@ -330,11 +328,6 @@ impl DurableObject for StatusStream {
     }
 }
 
-/// Path of the connect call.
-const CONNECT_PATH: &str = "/connect";
-/// Path of the publish call.
-const PUBLISH_PATH: &str = "/publish";
-
 /// Hands an authenticated upgrade to its channel's object; its answer (101, or 401 for a
 /// reused token) goes back to the client as it is.
 pub(crate) async fn connect(
@@ -350,8 +343,11 @@ pub(crate) async fn connect(
     headers.set(WATCH_HEADER, &serde_json::to_string(watch)?)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Get).with_headers(headers);
-    let request = Request::new_with_init(&format!("https://stream{CONNECT_PATH}"), &init)?;
-    crate::object::stub(env, "STREAM", &watch.channel())?
+    let request = Request::new_with_init(
+        &format!("https://stream{}", StreamCall::Connect.path()),
+        &init,
+    )?;
+    objects::stub(env, StreamCall::BINDING, &watch.channel())?
         .fetch_with_request(request)
         .await
 }
@@ -365,8 +361,14 @@ pub(crate) async fn publish(env: &Env, update: &StatusUpdate) {
     let sends = update.channels().into_iter().map(|channel| {
         let body = body.clone();
         async move {
-            if let Err(error) =
-                crate::object::post(env, "STREAM", &channel, PUBLISH_PATH, body).await
+            if let Err(error) = objects::post(
+                env,
+                StreamCall::BINDING,
+                &channel,
+                StreamCall::Publish.path(),
+                body,
+            )
+            .await
             {
                 // A user channel is named by vendor_data, which stays out of the logs.
                 let audience = if channel == ADMIN_CHANNEL {

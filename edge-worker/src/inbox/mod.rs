@@ -25,7 +25,7 @@ use didit_edge_core::inbox::{
     IndexEntry, Outcome, Rejected, ReplayFilter, Work,
 };
 use didit_edge_core::intake::Identified;
-use didit_edge_core::rejection::Receipt;
+use didit_edge_core::rejection::{Receipt, Rejection};
 use didit_edge_core::route::origins_for;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use serde::{Deserialize, Serialize};
@@ -34,10 +34,11 @@ use worker::{
     State,
 };
 
-use crate::claim::{self, Claim, Content};
+use crate::claim::{Claim, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, Entry, Key};
-use crate::{faults, health, origin, respond, settings, stream};
+use crate::objects::InboxCall;
+use crate::{faults, health, http, origin, settings, stream};
 
 /// Most units of work (deliveries, classifications) one alarm run does before handing over to
 /// a fresh run, keeping each run short and bounded.
@@ -73,9 +74,6 @@ pub(crate) struct Replayed {
     /// The copies, by event id and consumer.
     pub replayed: Vec<Key>,
 }
-
-/// Path of the replay call on the inbox.
-pub(crate) const REPLAY_PATH: &str = "/replay";
 
 fn random_seed() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
@@ -186,7 +184,7 @@ impl Inbox {
         // A duplicate re-arms too: it heals a claim that stored the event but failed to set
         // the alarm (Didit then retries, and lands here).
         self.wake_by(now).await?;
-        respond::receipt(&receipt)
+        http::receipt(&receipt)
     }
 
     /// Puts dead letters back in line with a fresh schedule.
@@ -220,7 +218,7 @@ impl Inbox {
                 })
                 .collect(),
         };
-        respond::json(200, serde_json::to_string(&replayed)?)
+        http::json(200, serde_json::to_string(&replayed)?)
     }
 
     /// Classifies a stored event from its body, with the settings in force.
@@ -506,13 +504,10 @@ impl DurableObject for Inbox {
     }
 
     async fn fetch(&self, request: Request) -> Result<Response> {
-        match request.path().as_str() {
-            claim::PATH => self.claim(request).await,
-            REPLAY_PATH => self.replay(request).await,
-            _ => respond::json(
-                404,
-                r#"{"error":{"code":"not_found","message":"no such inbox call"}}"#.into(),
-            ),
+        match InboxCall::of_path(&request.path()) {
+            Some(InboxCall::Claim) => self.claim(request).await,
+            Some(InboxCall::Replay) => self.replay(request).await,
+            None => http::rejection(&Rejection::NotFound),
         }
     }
 

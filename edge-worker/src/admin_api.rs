@@ -1,0 +1,174 @@
+//! The admin API (`/admin/…`, Bearer `ADMIN_TOKEN`): origins and their health, and the dead
+//! letters of every subject, listed and replayed.
+
+use std::rc::Rc;
+
+use didit_edge_core::admin::DeadLetterQuery;
+use didit_edge_core::config::{Config, DeliveryConfig};
+use didit_edge_core::health::BreakerState;
+use didit_edge_core::rejection::Rejection;
+use worker::{Env, Request, Response, Result};
+
+use crate::dead_letters::{self, Key};
+use crate::http::{header, ok_json, EdgeError};
+use crate::inbox::{ReplayRequest, Replayed};
+use crate::objects::{self, InboxCall};
+use crate::settings;
+
+/// Most subjects one bulk replay visits, so one call stays well inside the platform's
+/// subrequest limits; the answer says how many dead letters remain for the next call.
+const SUBJECTS_PER_BULK_REPLAY: u32 = 40;
+
+/// The configuration, once the request has shown the admin token.
+fn authorized(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, Rejection> {
+    let config = settings::config(env);
+    let token = settings::feature(
+        &config,
+        &config.admin,
+        Rejection::Unauthorized {
+            reason: "the admin API is off: ADMIN_TOKEN is not set",
+        },
+    )?;
+    didit_edge_core::admin::authorize(header(request, "authorization").as_deref(), Some(token))?;
+    Ok(config.clone())
+}
+
+/// The delivery settings, which describing origins needs.
+fn delivery_settings(config: &Config) -> std::result::Result<&DeliveryConfig, Rejection> {
+    settings::delivery(config).ok_or_else(|| Rejection::Misconfigured {
+        settings: config.problems.settings().join(", "),
+    })
+}
+
+fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
+    let url = request.url().map_err(|_| Rejection::InvalidQuery {
+        reason: "the request URL cannot be read",
+    })?;
+    DeadLetterQuery::parse(url.query())
+}
+
+/// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.
+/// URLs are left out: they may carry credentials.
+pub(crate) async fn origins(
+    request: &Request,
+    env: &Env,
+) -> std::result::Result<Response, EdgeError> {
+    let config = authorized(request, env)?;
+    let delivery = delivery_settings(&config)?;
+    let snapshot = crate::health::fresh_snapshot(env)
+        .await
+        .map_err(EdgeError::unavailable("origin health unavailable"))?;
+    let origins: Vec<serde_json::Value> = delivery
+        .origins
+        .iter()
+        .map(|origin| {
+            // An origin nobody has reported on has a closed breaker.
+            let breaker = snapshot
+                .get(&origin.name)
+                .copied()
+                .unwrap_or(BreakerState::Closed {
+                    consecutive_failures: 0,
+                });
+            serde_json::json!({
+                "name": origin.name,
+                "consumer": origin.consumer(),
+                "priority": origin.priority,
+                "weight": origin.weight,
+                "region": origin.region,
+                "cloud": origin.cloud,
+                "probed": origin.health_url.is_some(),
+                "timeout_ms": origin.timeout_ms,
+                "health": breaker,
+            })
+        })
+        .collect();
+    ok_json(serde_json::json!({ "origins": origins }).to_string())
+}
+
+/// `GET /admin/dead-letters`: one page of every subject's dead letters, with their attempts.
+pub(crate) async fn list_dead_letters(
+    request: &Request,
+    env: &Env,
+) -> std::result::Result<Response, EdgeError> {
+    authorized(request, env)?;
+    let query = query(request)?;
+    let page = dead_letters::page(env, query.consumer, query.limit, query.after)
+        .await
+        .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
+    ok_json(page)
+}
+
+/// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
+pub(crate) async fn replay_one(
+    request: &Request,
+    env: &Env,
+    id: &str,
+) -> std::result::Result<Response, EdgeError> {
+    authorized(request, env)?;
+    let found = dead_letters::inboxes(env, Some(id), None, SUBJECTS_PER_BULK_REPLAY)
+        .await
+        .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
+    let mut replayed = Vec::new();
+    for inbox in &found.inboxes {
+        let ask = ReplayRequest {
+            id: Some(id.into()),
+            consumer: None,
+        };
+        replayed.extend(
+            replay_in(env, inbox, &ask)
+                .await
+                .map_err(EdgeError::unavailable("inbox unavailable for replay"))?,
+        );
+    }
+    if replayed.is_empty() {
+        return Err(Rejection::DeadLetterNotFound.into());
+    }
+    ok_json(serde_json::json!({ "replayed": replayed }).to_string())
+}
+
+/// `POST /admin/dead-letters/replay[?consumer=…]`: the dead letters of up to
+/// [`SUBJECTS_PER_BULK_REPLAY`] subjects go back in line; `remaining` says whether to call again.
+pub(crate) async fn replay_all(
+    request: &Request,
+    env: &Env,
+) -> std::result::Result<Response, EdgeError> {
+    authorized(request, env)?;
+    let query = query(request)?;
+    let found = dead_letters::inboxes(
+        env,
+        None,
+        query.consumer.clone(),
+        SUBJECTS_PER_BULK_REPLAY.min(query.limit),
+    )
+    .await
+    .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
+    let mut replayed = 0;
+    for inbox in &found.inboxes {
+        let ask = ReplayRequest {
+            id: None,
+            consumer: query.consumer.clone(),
+        };
+        replayed += replay_in(env, inbox, &ask)
+            .await
+            .map_err(EdgeError::unavailable("inbox unavailable for replay"))?
+            .len();
+    }
+    let remaining = dead_letters::inboxes(env, None, query.consumer, 1)
+        .await
+        .map_err(EdgeError::unavailable("dead-letter index unavailable"))?
+        .total;
+    ok_json(serde_json::json!({ "replayed": replayed, "remaining": remaining }).to_string())
+}
+
+async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Key>> {
+    let mut response = objects::post(
+        env,
+        InboxCall::BINDING,
+        inbox,
+        InboxCall::Replay.path(),
+        serde_json::to_string(ask)?,
+    )
+    .await?;
+    let replayed: Replayed = response.json().await?;
+    Ok(replayed.replayed)
+}

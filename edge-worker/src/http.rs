@@ -1,0 +1,81 @@
+//! The HTTP side of the public API: reading headers, the one error type of its handlers, and
+//! writing the core's verdicts as responses (the mapping of each refusal to a status and code
+//! is the core's `Rejection`).
+
+use didit_edge_core::rejection::{Receipt, Rejection};
+use worker::{console_error, Headers, Request, Response, Result};
+
+/// Why a public request was not answered as asked.
+#[derive(Debug)]
+pub(crate) enum EdgeError {
+    /// The core refused it, with its status and code.
+    Refused(Rejection),
+    /// A Durable Object or the runtime failed: answered `503 storage_unavailable` (nothing was
+    /// stored, so Didit retries); what failed goes to the log only.
+    Unavailable {
+        /// What was being done.
+        what: &'static str,
+        /// The failure.
+        error: worker::Error,
+    },
+}
+
+impl From<Rejection> for EdgeError {
+    fn from(rejection: Rejection) -> Self {
+        Self::Refused(rejection)
+    }
+}
+
+impl EdgeError {
+    /// Maps a runtime failure while doing `what`.
+    pub(crate) fn unavailable(what: &'static str) -> impl FnOnce(worker::Error) -> Self {
+        move |error| Self::Unavailable { what, error }
+    }
+}
+
+/// Answers with `result`: the response, the refusal, or a logged 503. The one place a public
+/// request's failure becomes HTTP.
+pub(crate) fn answer(result: std::result::Result<Response, EdgeError>) -> Result<Response> {
+    match result {
+        Ok(response) => Ok(response),
+        Err(EdgeError::Refused(refusal)) => rejection(&refusal),
+        Err(EdgeError::Unavailable { what, error }) => {
+            console_error!("{what}: {error}");
+            rejection(&Rejection::StorageUnavailable)
+        }
+    }
+}
+
+/// A request header's value, if present.
+pub(crate) fn header(request: &Request, name: &str) -> Option<String> {
+    request.headers().get(name).ok().flatten()
+}
+
+/// A JSON response with the given status.
+pub(crate) fn json(status: u16, body: String) -> Result<Response> {
+    let headers = Headers::new();
+    headers.set("content-type", "application/json")?;
+    headers.set("cache-control", "no-store")?;
+    Ok(Response::ok(body)?
+        .with_status(status)
+        .with_headers(headers))
+}
+
+/// A refusal as `{"error":{"code","message"}}` with its status (and `Allow` for 405).
+pub(crate) fn rejection(rejection: &Rejection) -> Result<Response> {
+    let response = json(rejection.status(), rejection.to_json())?;
+    if let Rejection::MethodNotAllowed { allow } = rejection {
+        response.headers().set("allow", allow)?;
+    }
+    Ok(response)
+}
+
+/// An accepted or duplicate delivery.
+pub(crate) fn receipt(receipt: &Receipt) -> Result<Response> {
+    json(200, receipt.to_json())
+}
+
+/// A JSON body, answered 200, or a 503 if it cannot be written.
+pub(crate) fn ok_json(body: String) -> std::result::Result<Response, EdgeError> {
+    json(200, body).map_err(EdgeError::unavailable("response"))
+}

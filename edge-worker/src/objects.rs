@@ -1,0 +1,114 @@
+//! Every Durable Object's binding, calls and instance names, declared once for callers and
+//! callees (the way cloudflare/daphne's `define_do_binding!` does), and the one way to call
+//! one: a JSON POST to a named object, anything but a 200 turned into an error that carries
+//! the object's answer.
+
+use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
+
+/// The name of the objects there is one of (`Health`, `DeadLetters`).
+pub(crate) const GLOBAL: &str = "global";
+
+/// Declares a Durable Object's binding and its calls, each with its path.
+macro_rules! object_calls {
+    ($(#[$doc:meta])* $calls:ident on $binding:literal {
+        $($(#[$call_doc:meta])* $call:ident = $path:literal,)+
+    }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum $calls {
+            $($(#[$call_doc])* $call,)+
+        }
+
+        impl $calls {
+            /// The binding in `wrangler.toml`.
+            pub(crate) const BINDING: &'static str = $binding;
+
+            /// The call's path.
+            pub(crate) fn path(self) -> &'static str {
+                match self {
+                    $(Self::$call => $path,)+
+                }
+            }
+
+            /// The call a request's path names, if any.
+            pub(crate) fn of_path(path: &str) -> Option<Self> {
+                match path {
+                    $($path => Some(Self::$call),)+
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+object_calls! {
+    /// The calls of a subject's `Inbox` (named by its subject, `session:…`, `user:…`).
+    InboxCall on "INBOX" {
+        /// Claim and store an event (`claim::Claim` → `Receipt`).
+        Claim = "/claim",
+        /// Replay dead letters (`inbox::ReplayRequest` → `inbox::Replayed`).
+        Replay = "/replay",
+    }
+}
+
+object_calls! {
+    /// The calls of the `Health` object ([`GLOBAL`]).
+    HealthCall on "HEALTH" {
+        /// One outcome (`health::Report`).
+        Report = "/report",
+        /// Every breaker (→ `health::Snapshot`).
+        Snapshot = "/snapshot",
+    }
+}
+
+object_calls! {
+    /// The calls of the `DeadLetters` index ([`GLOBAL`]).
+    DeadLettersCall on "DEAD_LETTERS" {
+        /// An inbox's changes (`dead_letters::Changes`).
+        Sync = "/sync",
+        /// One page of the listing (`dead_letters::Query` → the page as JSON).
+        Page = "/page",
+        /// The inboxes holding matching dead letters (`dead_letters::Query` → `Inboxes`).
+        Inboxes = "/inboxes",
+    }
+}
+
+object_calls! {
+    /// The calls of a `StatusStream` channel (`admin`, or `user:<vendor_data>`).
+    StreamCall on "STREAM" {
+        /// Accept an authenticated WebSocket (the watch rides in a header).
+        Connect = "/connect",
+        /// Record and broadcast a status (`stream::StatusUpdate`).
+        Publish = "/publish",
+    }
+}
+
+/// The stub of the object `name` of `binding`.
+pub(crate) fn stub(env: &Env, binding: &str, name: &str) -> Result<Stub> {
+    env.durable_object(binding)?.id_from_name(name)?.get_stub()
+}
+
+/// POSTs `body` to the call at `path` of the object `name` of `binding`.
+pub(crate) async fn post(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    path: &str,
+    body: String,
+) -> Result<Response> {
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let request = Request::new_with_init(&format!("https://object{path}"), &init)?;
+    let mut response = stub(env, binding, name)?
+        .fetch_with_request(request)
+        .await?;
+    if response.status_code() != 200 {
+        return Err(format!(
+            "{binding} object answered {}: {}",
+            response.status_code(),
+            response.text().await.unwrap_or_default()
+        )
+        .into());
+    }
+    Ok(response)
+}

@@ -1,0 +1,46 @@
+//! The public fetch handler: routes each request to its front door.
+
+use didit_edge_core::limits::{self, Route};
+use worker::{Context, Env, Request, Response, Result};
+
+use crate::http::{self, EdgeError};
+use crate::{admin_api, settings, stream, stream_api, webhook};
+
+/// Answers one request. Only a failure to build a response at all escapes as an error.
+pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Response> {
+    let method = request.method().to_string();
+    let path = request.path();
+    let answer = match limits::route(&method, &path) {
+        Err(rejection) => Err(EdgeError::from(rejection)),
+        Ok(Route::Health) => return health(env),
+        Ok(Route::AdminOrigins) => admin_api::origins(&request, env).await,
+        Ok(Route::DeadLetters) => admin_api::list_dead_letters(&request, env).await,
+        Ok(Route::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
+        Ok(Route::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,
+        Ok(Route::Stream) => stream_api::open(&request, env).await,
+        Ok(Route::DiditWebhook) => match webhook::receive(&mut request, env).await {
+            Ok((receipt, update)) => {
+                if let Some(update) = update {
+                    // The status goes out to watchers while Didit gets its answer.
+                    let env = env.clone();
+                    ctx.wait_until(async move { stream::publish(&env, &update).await });
+                }
+                return http::receipt(&receipt);
+            }
+            Err(error) => Err(error),
+        },
+    };
+    http::answer(answer)
+}
+
+/// `GET /healthz`: up, and which settings are broken (by name only; what is wrong with them
+/// goes to the log, since even a non-secret value may hold credentials).
+fn health(env: &Env) -> Result<Response> {
+    let invalid = settings::config(env).problems.settings();
+    let body = serde_json::json!({
+        "status": "ok",
+        "configuration": if invalid.is_empty() { "valid" } else { "invalid" },
+        "invalid_settings": invalid,
+    });
+    http::json(200, body.to_string())
+}

@@ -1,0 +1,129 @@
+//! `POST /webhooks/didit`: Didit's front door. Limits, then the core's intake, then the
+//! subject's inbox; the answer waits until the inbox has stored the event.
+
+use std::borrow::Cow;
+
+use didit_edge_core::intake::{Delivery, Intake};
+use didit_edge_core::limits::{self, BodyBudget};
+use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::stream::StatusUpdate;
+use didit_edge_core::verify::SignatureHeaders;
+use futures_util::StreamExt;
+use worker::{console_error, Env, Request, Result};
+
+use crate::claim::{Claim, Content};
+use crate::clock::now_secs;
+use crate::http::{header, EdgeError};
+use crate::objects::{self, InboxCall};
+use crate::{settings, webcrypto};
+
+/// Receives one delivery: its receipt, and the status to publish when it is news someone
+/// may be watching.
+pub(crate) async fn receive(
+    request: &mut Request,
+    env: &Env,
+) -> std::result::Result<(Receipt, Option<StatusUpdate>), EdgeError> {
+    let config = settings::config(env);
+    let intake_settings = settings::intake(&config)?;
+    limits::check_body_headers(
+        header(request, "content-type").as_deref(),
+        header(request, "content-length").as_deref(),
+        intake_settings.max_body_bytes,
+    )?;
+    let body = read_body(request, intake_settings.max_body_bytes).await?;
+    let (signature, signature_v2, signature_simple, timestamp) = (
+        header(request, "x-signature"),
+        header(request, "x-signature-v2"),
+        header(request, "x-signature-simple"),
+        header(request, "x-timestamp"),
+    );
+    let delivery = Delivery {
+        body: &body,
+        headers: SignatureHeaders {
+            signature: signature.as_deref(),
+            signature_v2: signature_v2.as_deref(),
+            signature_simple: signature_simple.as_deref(),
+            timestamp: timestamp.as_deref(),
+        },
+        test_header: header(request, "x-didit-test-webhook")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+    };
+    let intake = Intake::new(delivery, intake_settings.allow_simple_signature)?;
+    let verified = webcrypto::answer(intake.challenges(), &intake_settings.webhook_secrets)
+        .await
+        .map_err(|_| Rejection::InvalidSignature)?;
+    let now = now_secs();
+    let identified = intake.identify(verified, now, intake_settings.timestamp_tolerance_secs)?;
+    // Classifying needs the delivery settings; while they are broken the event is stored as it
+    // came and the inbox classifies it once they are fixed.
+    let classified = match settings::delivery(&config) {
+        Some(delivery) => Some(identified.classify(&delivery.policy())?),
+        None => None,
+    };
+    let content = match &classified {
+        Some(classified) => Content::Classified {
+            risk_level: classified.risk_level,
+            consumers: classified.consumers.clone(),
+            cloud_event: &classified.cloud_event,
+        },
+        None => Content::Unclassified {
+            verified: identified.verified,
+            test: identified.test,
+            received_at: now,
+            body: identified.body,
+        },
+    };
+    let inbox = identified.inbox();
+    let claim = Claim {
+        id: Cow::Borrowed(identified.event_id.as_str()),
+        legacy_id: Cow::Borrowed(identified.legacy_id.as_str()),
+        inbox: Cow::Borrowed(&inbox),
+        alias: identified.alias.as_deref().map(Cow::Borrowed),
+        webhook_type: Cow::Borrowed(&identified.webhook_type),
+        status: identified.status.as_deref().map(Cow::Borrowed),
+        created_at: identified.created_at,
+        content,
+    };
+    let receipt = claim_in_inbox(env, &inbox, &claim).await.map_err(|error| {
+        // The inbox's name holds the subject id (vendor_data for users): never logged.
+        console_error!(
+            "the {} inbox could not store {}: {error}",
+            identified.subject.kind.as_str(),
+            identified.event_id
+        );
+        Rejection::StorageUnavailable
+    })?;
+    // Only a new event is news, and only when someone can be watching.
+    let update = match (&receipt, classified, config.stream.on()) {
+        (Receipt::Accepted { .. }, Some(classified), Some(_)) => Some(classified.status_update),
+        _ => None,
+    };
+    Ok((receipt, update))
+}
+
+/// Streams the body in, refusing it as soon as it passes the limit.
+async fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec<u8>, Rejection> {
+    let Ok(mut stream) = request.stream() else {
+        return Ok(Vec::new());
+    };
+    let mut budget = BodyBudget::new(limit);
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Rejection::MalformedJson)?;
+        budget.take(chunk.len())?;
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn claim_in_inbox(env: &Env, inbox: &str, claim: &Claim<'_>) -> Result<Receipt> {
+    let mut response = objects::post(
+        env,
+        InboxCall::BINDING,
+        inbox,
+        InboxCall::Claim.path(),
+        serde_json::to_string(&claim)?,
+    )
+    .await?;
+    response.json().await
+}
