@@ -93,18 +93,23 @@ pub(crate) fn intake(data: &[u8]) {
     }
 }
 
-/// Didit's canonical JSON: never panics, and the canonical form is JSON that canonicalizes to
-/// itself, in both non-ASCII modes.
+/// Didit's canonical JSON: never panics, and the canonical form canonicalizes to itself, in
+/// both non-ASCII modes. The one exception is what Python itself writes outside JSON: a number
+/// too large for a float is `Infinity` in Didit's canonical form (found by this target), which
+/// no JSON parser reads back.
 pub(crate) fn canonical(data: &[u8]) {
     let Ok(parsed) = CanonicalJson::parse(data) else {
         return;
     };
     for mode in [NonAscii::Escaped, NonAscii::Utf8] {
         let once = parsed.to_string(mode);
-        let twice = CanonicalJson::parse(once.as_bytes())
-            .expect("a canonical form parses")
-            .to_string(mode);
-        assert_eq!(once, twice, "canonical JSON is a fixed point");
+        match CanonicalJson::parse(once.as_bytes()) {
+            Ok(again) => assert_eq!(once, again.to_string(mode), "a fixed point"),
+            Err(error) => assert!(
+                once.contains("Infinity"),
+                "{error}: the canonical form {once:?} is not JSON"
+            ),
+        }
         if mode == NonAscii::Escaped {
             assert!(once.is_ascii());
         }

@@ -209,8 +209,8 @@ class WranglerDev:
 
 def inbox_rows(persist_dir, event_id):
     """The stored record of `event_id`, read from the Inbox objects' own SQLite files under the
-    `--persist-to` directory: [(payload_still_stored, delivered_at_ms once every consumer has it,
-    forget_at_ms)]."""
+    `--persist-to` directory: [(payload_still_stored, delivered_at_ms once every consumer has
+    it)]. Only what no API shows is read this way: whether identity data is still stored."""
     import sqlite3
 
     rows = []
@@ -221,8 +221,7 @@ def inbox_rows(persist_dir, event_id):
                 """SELECT e.cloud_event IS NOT NULL,
                           CASE WHEN EXISTS (SELECT 1 FROM deliveries d
                                             WHERE d.event_seq = e.seq AND d.delivered_at_ms IS NULL) THEN NULL
-                               ELSE (SELECT MAX(d.delivered_at_ms) FROM deliveries d WHERE d.event_seq = e.seq) END,
-                          e.forget_at_ms
+                               ELSE (SELECT MAX(d.delivered_at_ms) FROM deliveries d WHERE d.event_seq = e.seq) END
                    FROM events e WHERE e.id = ?""",
                 (event_id,)).fetchall()
         except sqlite3.OperationalError:

@@ -207,6 +207,32 @@ impl AdminFilters {
     }
 }
 
+/// The soonest a channel's alarm comes again: sockets closed for an expired token can stay
+/// listed while the peer takes its time to answer the close, and must not make it spin.
+pub const MIN_ALARM_DELAY_MS: i64 = 1_000;
+
+/// When a channel next has something to do, at `now_ms`: the first token expiry among its
+/// watches that are still open, or the first remembered status to forget, and never sooner
+/// than [`MIN_ALARM_DELAY_MS`]. Watches whose token has expired were closed already.
+pub fn next_alarm(
+    watch_expiries_secs: impl IntoIterator<Item = i64>,
+    oldest_status_ms: Option<i64>,
+    status_retention_ms: i64,
+    now_ms: i64,
+) -> Option<i64> {
+    let expiry = watch_expiries_secs
+        .into_iter()
+        .map(|exp| exp.saturating_mul(1000))
+        .filter(|&exp_ms| exp_ms > now_ms)
+        .min();
+    let forget = oldest_status_ms.map(|at| at.saturating_add(status_retention_ms));
+    let next = match (expiry, forget) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }?;
+    Some(next.max(now_ms.saturating_add(MIN_ALARM_DELAY_MS)))
+}
+
 /// Most bytes a connection's watch may take as its socket's attachment: the Hibernation API
 /// keeps at most 2,048 per socket, and a little goes to the serialization's own header.
 pub const MAX_WATCH_BYTES: usize = 2_000;
@@ -264,6 +290,11 @@ impl Watch {
     /// Reads a watch written by [`Watch::encode`].
     pub fn decode(text: &str) -> Option<Self> {
         serde_json::from_str(text).ok()
+    }
+
+    /// Whether the connection's token has expired at `now_ms` (it is then closed).
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.grant.exp.saturating_mul(1000) <= now_ms
     }
 
     /// The channel whose object holds this connection.
@@ -478,5 +509,18 @@ mod tests {
                 "{protocols:?} {query:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_channel_wakes_for_its_next_expiry_or_forgetting_never_in_a_tight_loop() {
+        // A socket whose token expired at 5 s is closing; the next open one expires at 60 s.
+        assert_eq!(next_alarm([5, 60], None, 1_000, 10_000), Some(60_000));
+        assert_eq!(next_alarm([5], Some(9_000), 20_000, 10_000), Some(29_000));
+        // Only closing sockets and an overdue status: soon, not at once.
+        assert_eq!(next_alarm([5], Some(0), 1_000, 10_000), Some(11_000));
+        assert_eq!(next_alarm([], None, 1_000, 10_000), None);
+        let watch =
+            Watch::new(grant("a", Scope::OwnEvents, None), AdminFilters::default()).expect("watch");
+        assert!(watch.expired(0), "a grant with exp 0 is expired");
     }
 }

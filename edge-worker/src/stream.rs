@@ -7,7 +7,7 @@
 //! runtime's auto-response without waking the object.
 
 use didit_edge_core::rejection::Rejection;
-use didit_edge_core::stream::{StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
+use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
 use serde::Deserialize;
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
@@ -29,9 +29,6 @@ const SUBPROTOCOL_HEADER: &str = "x-didit-edge-subprotocol";
 const SNAPSHOT_LIMIT: usize = 500;
 /// Most statuses read to find them: a connect must not scan a day of every subject.
 const SNAPSHOT_SCAN_LIMIT: i64 = 20_000;
-/// The soonest the stream's alarm comes again: sockets closed for an expired token can stay
-/// listed while the peer takes its time to answer the close, and must not make it spin.
-const MIN_ALARM_DELAY_MS: i64 = 1_000;
 
 /// Current status per subject, with what filtering needs; `tokens` the ids of tokens that
 /// have opened a connection, until they expire.
@@ -211,21 +208,10 @@ impl StatusStream {
         http::json(200, format!(r#"{{"sent":{sent}}}"#))
     }
 
-    /// The alarm: at the first token expiry among the open sockets, or the first status to
-    /// forget, and never sooner than [`MIN_ALARM_DELAY_MS`] from now. Sockets whose token has
-    /// expired were closed already; one still listed while its peer is slow to answer the
-    /// close must not bring the alarm back at once, again and again.
+    /// Sets the alarm where the core's [`next_alarm`] says: the first token expiry among the
+    /// open sockets or the first status to forget, never in a tight loop over sockets that
+    /// are closing.
     async fn schedule(&self) -> Result<()> {
-        let now = now_ms();
-        let mut next: Option<i64> = self
-            .state
-            .get_websockets()
-            .iter()
-            .filter_map(watch_of)
-            .map(|watch| watch.grant.exp.saturating_mul(1000))
-            .filter(|&exp_ms| exp_ms > now)
-            .min();
-        let retention_ms = self.retention_ms();
         #[derive(Deserialize)]
         struct Oldest {
             at: Option<i64>,
@@ -234,17 +220,22 @@ impl StatusStream {
             .sql()
             .exec("SELECT MIN(updated_at_ms) AS at FROM statuses", None)?
             .to_array()?;
-        if let Some(at) = oldest.first().and_then(|o| o.at) {
-            let forget_at = at.saturating_add(retention_ms);
-            next = Some(next.map_or(forget_at, |n| n.min(forget_at)));
-        }
+        let expiries: Vec<i64> = self
+            .state
+            .get_websockets()
+            .iter()
+            .filter_map(watch_of)
+            .map(|watch| watch.grant.exp)
+            .collect();
+        let next = next_alarm(
+            expiries,
+            oldest.first().and_then(|o| o.at),
+            self.retention_ms(),
+            now_ms(),
+        );
         let storage = self.state.storage();
         match next {
-            Some(at) => {
-                storage
-                    .set_alarm(alarm_at(at.max(now + MIN_ALARM_DELAY_MS)))
-                    .await
-            }
+            Some(at) => storage.set_alarm(alarm_at(at)).await,
             None => storage.delete_alarm().await,
         }
     }
@@ -275,7 +266,7 @@ impl DurableObject for StatusStream {
         let sockets = self.state.get_websockets();
         let mut closed = 0;
         for socket in &sockets {
-            if watch_of(socket).is_none_or(|watch| watch.grant.exp.saturating_mul(1000) <= now) {
+            if watch_of(socket).is_none_or(|watch| watch.expired(now)) {
                 let _ = socket.close(Some(TOKEN_EXPIRED_CLOSE), Some("token expired"));
                 closed += 1;
             }
