@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the deterministic simulation (core/tests/simulation.rs) long, in release mode: SEEDS
+# runs of STEPS steps each (defaults: 700 × 1500, about a million steps), from FIRST_SEED.
+# A failure prints its seed and its last steps; replay it with SIM_SEED=<seed>.
+#
+#   scripts/simulate.sh
+#   SEEDS=20 STEPS=50000 scripts/simulate.sh
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$repo_root"
+export SIM_SEEDS="${SEEDS:-700}" SIM_STEPS="${STEPS:-1500}" SIM_FIRST_SEED="${FIRST_SEED:-1000}"
+echo "simulation: $SIM_SEEDS runs × $SIM_STEPS steps from seed $SIM_FIRST_SEED"
+time cargo test --release -p didit-edge-core --test simulation -- --nocapture 2>&1 \
+  | grep -E '^(simulation:|SIM_SEED|test result|  \[)' || true
