@@ -87,9 +87,10 @@ class WranglerDev:
     """One `wrangler dev` process with its own port, state directory and configuration. With
     `faults=True` it runs the fault-injection build (see `faults_wrangler_config`)."""
 
-    def __init__(self, name, config, persist_dir=None, faults=False):
+    def __init__(self, name, config, persist_dir=None, faults=False, wrangler_config=None):
         self.name = name
         self.faults = faults
+        self.wrangler_config = wrangler_config
         self.config = dict(config)
         self.port = free_port()
         self.persist_dir = persist_dir or tempfile.mkdtemp(prefix=f"didit-edge-{name}-")
@@ -119,6 +120,8 @@ class WranglerDev:
                    "--test-scheduled"]
         if self.faults:
             command += ["--config", str(faults_wrangler_config())]
+        elif self.wrangler_config:
+            command += ["--config", str(self.wrangler_config)]
         for key, value in self.config.items():
             command += ["--var", f"{key}:{value}"]
         log = open(self.log_path, "w")
