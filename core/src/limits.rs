@@ -56,6 +56,14 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Rejection> {
     }
 }
 
+/// The query of an absolute request URL, without the `?` and any fragment; `None` when it
+/// has none. (The runtime hands over the URL as text; parsing it whole would bring a URL
+/// parser and its Unicode tables into the worker for two query strings.)
+pub fn query_of(url: &str) -> Option<&str> {
+    let before_fragment = url.split_once('#').map_or(url, |(before, _)| before);
+    before_fragment.split_once('?').map(|(_, query)| query)
+}
+
 /// Checks the declared media type and length. A body without a declared length is still
 /// bounded by the adapter while it streams it in (see [`BodyBudget`]).
 pub fn check_body_headers(
@@ -172,5 +180,18 @@ mod tests {
             budget.take(1),
             Err(Rejection::PayloadTooLarge { limit: 10 })
         );
+    }
+
+    #[test]
+    fn the_query_is_what_follows_the_question_mark_and_precedes_a_fragment() {
+        assert_eq!(query_of("https://edge/v1/stream?a=1&b=2"), Some("a=1&b=2"));
+        assert_eq!(query_of("https://edge/x?a=1#frag?no"), Some("a=1"));
+        assert_eq!(query_of("https://edge/x?"), Some(""));
+        assert_eq!(
+            query_of("https://edge/x#a?b"),
+            None,
+            "a fragment holds no query"
+        );
+        assert_eq!(query_of("https://edge/x"), None);
     }
 }

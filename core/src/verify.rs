@@ -31,6 +31,9 @@ pub struct SignatureHeaders<'a> {
     pub timestamp: Option<&'a str>,
 }
 
+/// Largest body whose canonical forms are still tried after its X-Signature failed.
+pub const MAX_CANONICAL_FALLBACK_BYTES: usize = 64 * 1024;
+
 /// Which header a verified signature came in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SignatureHeader {
@@ -211,6 +214,13 @@ impl<'a> ChallengeTiers<'a> {
         let Some(claimed) = self.canonical else {
             return list;
         };
+        // A well-formed X-Signature that did not match means the bytes were changed on the way
+        // (or forged). X-Signature-V2 can still vouch for a body a proxy re-encoded, but only a
+        // small one: rebuilding and MACing every canonical form of a large unauthenticated
+        // body would cost far more than the genuine delivery it imitates.
+        if self.raw.is_some() && self.body.len() > MAX_CANONICAL_FALLBACK_BYTES {
+            return list;
+        }
         let Ok(canonical) = CanonicalJson::parse(self.body) else {
             return list;
         };
@@ -491,6 +501,37 @@ mod tests {
             .iter()
             .all(|c| c.header() == SignatureHeader::Canonical));
         assert!(tiers.next().is_none());
+    }
+
+    #[test]
+    fn a_large_body_whose_raw_signature_failed_is_not_canonicalized() {
+        let padding = "x".repeat(MAX_CANONICAL_FALLBACK_BYTES);
+        let body = alloc::format!(r#"{{"webhook_type":"status.updated","pad":"{padding}"}}"#);
+        let v2 = CanonicalJson::parse(body.as_bytes())
+            .expect("json")
+            .to_string(NonAscii::Escaped);
+        let v2_tag = sign("k", v2.as_bytes());
+        let wrong = "0".repeat(64);
+        let secrets = WebhookSecrets::parse("k").expect("secret");
+        // With a failing X-Signature, the large body's V2 is not even tried...
+        let with_raw = SignatureHeaders {
+            signature: Some(&wrong),
+            signature_v2: Some(&v2_tag),
+            ..Default::default()
+        };
+        let mut tiers = challenges(body.as_bytes(), &with_raw, None, false).expect("challenges");
+        assert_eq!(tiers.next().map(|t| t.len()), Some(1), "the raw tier");
+        assert!(tiers.next().is_none(), "no canonical tier");
+        // ...while V2 alone still vouches for it.
+        let v2_only = SignatureHeaders {
+            signature_v2: Some(&v2_tag),
+            ..Default::default()
+        };
+        let list = challenges(body.as_bytes(), &v2_only, None, false).expect("challenges");
+        assert_eq!(
+            answer(list, &secrets, &mut RustCrypto).map(|v| v.header),
+            Ok(SignatureHeader::Canonical)
+        );
     }
 
     #[test]

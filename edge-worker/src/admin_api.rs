@@ -10,7 +10,7 @@ use didit_edge_core::rejection::Rejection;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters::{self, Key};
-use crate::http::{header, ok_json, EdgeError};
+use crate::http::{self, header, ok_json, EdgeError};
 use crate::inbox::{ReplayRequest, Replayed};
 use crate::objects::{self, InboxCall};
 use crate::settings;
@@ -41,10 +41,7 @@ fn delivery_settings(config: &Config) -> std::result::Result<&DeliveryConfig, Re
 }
 
 fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
-    let url = request.url().map_err(|_| Rejection::InvalidQuery {
-        reason: "the request URL cannot be read",
-    })?;
-    DeadLetterQuery::parse(url.query())
+    DeadLetterQuery::parse(http::query(request).as_deref())
 }
 
 /// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.

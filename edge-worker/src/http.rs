@@ -46,6 +46,11 @@ pub(crate) fn answer(result: std::result::Result<Response, EdgeError>) -> Result
     }
 }
 
+/// The request's query string (without `?`), if it has one.
+pub(crate) fn query(request: &Request) -> Option<String> {
+    didit_edge_core::limits::query_of(&request.inner().url()).map(String::from)
+}
+
 /// A request header's value, if present.
 pub(crate) fn header(request: &Request, name: &str) -> Option<String> {
     request.headers().get(name).ok().flatten()

@@ -9,7 +9,7 @@ use didit_edge_core::stream_token::{self, Expected};
 use worker::{Env, Request, Response};
 
 use crate::clock::now_secs;
-use crate::http::{header, EdgeError};
+use crate::http::{self, header, EdgeError};
 use crate::{settings, stream};
 
 /// Opens a stream connection, or refuses it.
@@ -19,9 +19,9 @@ pub(crate) async fn open(request: &Request, env: &Env) -> Result<Response, EdgeE
     if !header(request, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
         return Err(Rejection::UpgradeRequired.into());
     }
-    let url = request.url().map_err(|_| Rejection::MissingToken)?;
+    let query = http::query(request);
     let protocols = header(request, "sec-websocket-protocol");
-    let presented = presented_token(protocols.as_deref(), url.query())?;
+    let presented = presented_token(protocols.as_deref(), query.as_deref())?;
     let expected = Expected {
         audience: &stream.audience,
         now_secs: now_secs(),
@@ -29,7 +29,7 @@ pub(crate) async fn open(request: &Request, env: &Env) -> Result<Response, EdgeE
     };
     let grant = stream_token::verify(presented.token, &stream.secret, &expected, &mut RustCrypto)
         .map_err(Rejection::Token)?;
-    let watch = Watch::new(grant, AdminFilters::parse(url.query())?)?;
+    let watch = Watch::new(grant, AdminFilters::parse(query.as_deref())?)?;
     stream::connect(env, &watch, presented.in_subprotocol)
         .await
         .map_err(EdgeError::unavailable("stream unavailable"))
