@@ -1019,7 +1019,23 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
                     "{key:?} dead after {batches} attempts, with {retries} retries allowed"
                 );
             }
+            // Like the adapter's table, a copy's record keeps its rejections apart.
+            let mut copy = copy;
+            copy.rejected_by = store
+                .copies
+                .get(&key)
+                .map(|old| old.rejected_by.clone())
+                .unwrap_or_default();
             store.copies.insert(key, copy);
+        }
+        Change::SetRejections {
+            seq,
+            consumer,
+            rejected_by,
+        } => {
+            if let Some(copy) = store.copies.get_mut(&(seq, consumer)) {
+                copy.rejected_by = rejected_by;
+            }
         }
         Change::AppendAttempts { seq, consumer, .. } => {
             *store.attempt_batches.entry((seq, consumer)).or_default() += 1;

@@ -5,9 +5,19 @@
 use didit_edge_core::mac::{HmacSha256, RustCrypto, Tag, TAG_LEN};
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::verify::{ChallengeTiers, Verified, VerifyError};
+use std::cell::RefCell;
+
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
+
+/// Most imported keys kept: every configured secret, with room for a rotation.
+const MAX_CACHED_KEYS: usize = 16;
+
+thread_local! {
+    /// Imported HMAC keys (non-extractable `CryptoKey`s) by the secret they hold.
+    static KEYS: RefCell<Vec<(Vec<u8>, JsValue)>> = const { RefCell::new(Vec::new()) };
+}
 
 struct Subtle {
     subtle: JsValue,
@@ -28,7 +38,30 @@ impl Subtle {
         })
     }
 
+    /// The HMAC key for `secret`, imported once per isolate: importing costs about as much as
+    /// a MAC of a small message, and the same few secrets serve every request.
     async fn key(&self, secret: &[u8]) -> Result<JsValue, JsValue> {
+        let cached = KEYS.with(|keys| {
+            keys.borrow()
+                .iter()
+                .find(|(bytes, _)| bytes.as_slice() == secret)
+                .map(|(_, key)| key.clone())
+        });
+        if let Some(key) = cached {
+            return Ok(key);
+        }
+        let key = self.import(secret).await?;
+        KEYS.with(|keys| {
+            let mut keys = keys.borrow_mut();
+            if keys.len() == MAX_CACHED_KEYS {
+                keys.clear();
+            }
+            keys.push((secret.to_vec(), key.clone()));
+        });
+        Ok(key)
+    }
+
+    async fn import(&self, secret: &[u8]) -> Result<JsValue, JsValue> {
         let algorithm = Object::new();
         Reflect::set(&algorithm, &"name".into(), &"HMAC".into())?;
         Reflect::set(&algorithm, &"hash".into(), &"SHA-256".into())?;
@@ -73,14 +106,11 @@ async fn answer_with_webcrypto(
     secrets: &WebhookSecrets,
 ) -> Result<Result<Verified, VerifyError>, JsValue> {
     let subtle = Subtle::get()?;
-    let mut keys = Vec::with_capacity(secrets.len());
-    for secret in secrets.iter() {
-        keys.push(subtle.key(secret.key()).await?);
-    }
     for tier in challenges {
         for challenge in &tier {
-            for (index, key) in keys.iter().enumerate() {
-                if challenge.is_answered_by(&subtle.tag(key, challenge.message()).await?) {
+            for (index, secret) in secrets.iter().enumerate() {
+                let key = subtle.key(secret.key()).await?;
+                if challenge.is_answered_by(&subtle.tag(&key, challenge.message()).await?) {
                     return Ok(Ok(challenge.verified_with(index)));
                 }
             }

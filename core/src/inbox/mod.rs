@@ -550,19 +550,31 @@ impl Inbox {
         copy.state =
             copy.state
                 .after_attempt(&outcome.verdict, now, policy.retry_schedule, jitter_seed);
-        copy.rejected_by = outcome.rejected_by;
-        match (&copy.state, &outcome.verdict) {
+        let delivered = match (&copy.state, &outcome.verdict) {
             (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
                 copy.delivered_to = Some(origin.clone());
+                true
             }
-            (CopyState::Dead { .. }, _) => copy.index = Some(IndexSync::Put),
-            _ => {}
-        }
-        if !outcome.log.is_empty() {
+            (CopyState::Dead { .. }, _) => {
+                copy.index = Some(IndexSync::Put);
+                false
+            }
+            _ => false,
+        };
+        // The log is what a dead letter's listing shows: a delivered copy never needs it.
+        if !outcome.log.is_empty() && !delivered {
             self.changes.push_back(Change::AppendAttempts {
                 seq: delivery.seq,
                 consumer: delivery.consumer.clone(),
                 entries: outcome.log,
+            });
+        }
+        if copy.rejected_by != outcome.rejected_by {
+            copy.rejected_by = outcome.rejected_by;
+            self.changes.push_back(Change::SetRejections {
+                seq: delivery.seq,
+                consumer: delivery.consumer.clone(),
+                rejected_by: copy.rejected_by.clone(),
             });
         }
         self.changes.push_back(Change::PutCopy {
@@ -632,8 +644,15 @@ impl Inbox {
                     continue;
                 }
                 copy.state = copy.state.replayed(now);
-                copy.rejected_by.clear();
                 copy.index = Some(IndexSync::Remove);
+                if !copy.rejected_by.is_empty() {
+                    copy.rejected_by.clear();
+                    self.changes.push_back(Change::SetRejections {
+                        seq: event.record.seq,
+                        consumer: consumer.clone(),
+                        rejected_by: Vec::new(),
+                    });
+                }
                 self.changes.push_back(Change::PutCopy {
                     seq: event.record.seq,
                     consumer: consumer.clone(),

@@ -138,7 +138,7 @@ pub enum Change {
         /// One copy per consumer.
         copies: Vec<(String, CopyRecord)>,
     },
-    /// One copy's whole record.
+    /// One copy's whole record but its rejections ([`Change::SetRejections`]).
     PutCopy {
         /// The event.
         seq: Seq,
@@ -147,7 +147,17 @@ pub enum Change {
         /// The record.
         copy: CopyRecord,
     },
-    /// Attempts to append to one copy's log.
+    /// The origins that answered a copy's last attempt with a 3xx or 4xx, replacing those
+    /// kept before (written only when they change).
+    SetRejections {
+        /// The event.
+        seq: Seq,
+        /// The consumer.
+        consumer: String,
+        /// The origins, in the order they answered.
+        rejected_by: Vec<Rejected>,
+    },
+    /// Attempts to append to one copy's log (only ever needed by a dead letter's listing).
     AppendAttempts {
         /// The event.
         seq: Seq,

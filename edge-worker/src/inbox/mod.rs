@@ -14,7 +14,7 @@
 
 mod store;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use didit_edge_core::attempt::{AttemptResult, Plan};
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
@@ -96,6 +96,11 @@ pub struct Inbox {
     /// The machine, loaded from storage on first use; dropped when a write fails, so that it
     /// is loaded again from what storage really holds.
     machine: RefCell<Option<Machine>>,
+    /// The alarm as this object last set or read it (`None`: not known yet), so a claim does
+    /// not read it from storage every time.
+    alarm: Cell<Option<Option<i64>>>,
+    /// Whether a count of failed alarm runs may be stored (unknown after a restart).
+    failures_recorded: Cell<bool>,
 }
 
 impl Inbox {
@@ -134,10 +139,26 @@ impl Inbox {
     /// Makes sure an alarm will come no later than `at_ms`.
     async fn wake_by(&self, at_ms: i64) -> Result<()> {
         let storage = self.state.storage();
-        match storage.get_alarm().await? {
+        let current = match self.alarm.get() {
+            Some(known) => known,
+            None => storage.get_alarm().await?,
+        };
+        match current {
             Some(current) if current <= at_ms => Ok(()),
-            _ => storage.set_alarm(alarm_at(at_ms)).await,
+            _ => self.set_alarm(Some(at_ms)).await,
         }
+    }
+
+    /// Sets (or, with `None`, deletes) the alarm, remembering it.
+    async fn set_alarm(&self, at_ms: Option<i64>) -> Result<()> {
+        self.alarm.set(None);
+        let storage = self.state.storage();
+        match at_ms {
+            Some(at) => storage.set_alarm(alarm_at(at)).await?,
+            None => storage.delete_alarm().await?,
+        }
+        self.alarm.set(Some(at_ms));
+        Ok(())
     }
 
     /// Claims the id; stores the event if it is new.
@@ -330,18 +351,6 @@ impl Inbox {
             plan.record(target, result, at);
         }
         let (verdict, log) = plan.finish();
-        console_log!(
-            "{}",
-            serde_json::json!({
-                "event": "attempt",
-                "id": delivery.id,
-                "consumer": delivery.consumer,
-                "verdict": format!("{verdict:?}"),
-                "tries": log.iter().map(|e| serde_json::json!({
-                    "origin": e.origin, "status": e.status, "error": e.error
-                })).collect::<Vec<_>>(),
-            })
-        );
         let outcome = Outcome {
             verdict,
             log,
@@ -409,9 +418,7 @@ impl Inbox {
                 config.problems.settings().join(", ")
             );
             return self
-                .state
-                .storage()
-                .set_alarm(alarm_at(now_ms() + MISCONFIGURED_RETRY_MS))
+                .set_alarm(Some(now_ms() + MISCONFIGURED_RETRY_MS))
                 .await;
         };
         let policy = settings.inbox_policy();
@@ -448,26 +455,25 @@ impl Inbox {
         self.sync_index().await?;
         let now = now_ms();
         self.step(|machine| machine.handle_timeout(&policy, UnixMs(now)))?;
-        console_log!(
-            "{}",
-            serde_json::json!({
-                "event": "inbox_alarm",
-                "work": work_done,
-                "subrequests": budget.used(),
-                "subrequest_limit": budget.limit(),
-                "handed_over": stopped == Stopped::Budget,
-            })
-        );
+        if stopped == Stopped::Budget {
+            // Logged when a run hands over, which is when its budget mattered.
+            console_log!(
+                "{}",
+                serde_json::json!({
+                    "event": "inbox_alarm",
+                    "work": work_done,
+                    "subrequests": budget.used(),
+                    "subrequest_limit": budget.limit(),
+                    "handed_over": true,
+                })
+            );
+        }
         let next = match stopped {
             // More is due than one run may do: the next run starts at once, with fresh budgets.
             Stopped::Budget => Some(UnixMs(now)),
             Stopped::Done => self.peek(|machine| machine.poll_timeout(&policy, UnixMs(now)))?,
         };
-        let storage = self.state.storage();
-        match next {
-            Some(at) => storage.set_alarm(alarm_at(at.0)).await,
-            None => storage.delete_alarm().await,
-        }
+        self.set_alarm(next.map(|at| at.0)).await
     }
 
     /// Absorbs a failed alarm run: logs it and re-arms with a backoff, so pending work always
@@ -475,6 +481,7 @@ impl Inbox {
     async fn after_failed_run(&self, error: worker::Error) -> Result<()> {
         let sql = self.sql();
         let failures = store::meta_number(&sql, "alarm_failures").unwrap_or(0) + 1;
+        self.failures_recorded.set(true);
         if let Err(error) = store::set_meta_number(&sql, "alarm_failures", Some(failures)) {
             console_error!("inbox could not count its failed alarm run: {error}");
         }
@@ -484,22 +491,25 @@ impl Inbox {
             "inbox alarm run failed ({failures} in a row), next run in {wait} ms: {error}"
         );
         let wait = i64::try_from(wait).unwrap_or(i64::MAX);
-        self.state
-            .storage()
-            .set_alarm(alarm_at(now_ms().saturating_add(wait)))
-            .await
+        self.set_alarm(Some(now_ms().saturating_add(wait))).await
     }
 }
 
 impl DurableObject for Inbox {
     fn new(state: State, env: Env) -> Self {
-        if let Err(error) = store::migrate(&state.storage().sql()) {
+        let storage = store::migrate(&state.storage().sql()).unwrap_or_else(|error| {
             console_error!("inbox schema could not be brought up to date: {error}");
-        }
+            store::Storage::Existing
+        });
+        // A fresh object has nothing to load, no alarm and no failures: it asks storage none
+        // of that (most objects get one event, so this is most of their work).
+        let fresh = storage == store::Storage::Fresh;
         Self {
             state,
             env,
-            machine: RefCell::new(None),
+            machine: RefCell::new(fresh.then(Machine::new)),
+            alarm: Cell::new(fresh.then_some(None)),
+            failures_recorded: Cell::new(!fresh),
         }
     }
 
@@ -512,13 +522,19 @@ impl DurableObject for Inbox {
     }
 
     async fn alarm(&self) -> Result<Response> {
+        // The alarm that woke this run is spent: until the run sets the next one, none is set.
+        self.alarm.set(Some(None));
         match self.run_alarm().await {
-            Ok(()) => {
+            Ok(()) if self.failures_recorded.get() => {
                 // Only the backoff's count; if it stays, the next failure waits a little longer.
-                if let Err(error) = store::set_meta_number(&self.sql(), "alarm_failures", None) {
-                    console_error!("inbox could not reset its alarm failure count: {error}");
+                match store::set_meta_number(&self.sql(), "alarm_failures", None) {
+                    Ok(()) => self.failures_recorded.set(false),
+                    Err(error) => {
+                        console_error!("inbox could not reset its alarm failure count: {error}");
+                    }
                 }
             }
+            Ok(()) => {}
             Err(error) => self.after_failed_run(error).await?,
         }
         Response::ok("done")

@@ -62,27 +62,70 @@ ALTER TABLE events ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN location TEXT;
 "];
 
+/// The schema as it stands after every migration, for an object that has never stored
+/// anything: one statement list instead of the first schema and each change to it.
+const SCHEMA_CURRENT: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, alias TEXT,
+    received_at_ms INTEGER NOT NULL, webhook_type TEXT NOT NULL, risk_level TEXT NOT NULL,
+    created_at INTEGER NOT NULL, cloud_event TEXT, payload_expires_at_ms INTEGER, forget_at_ms INTEGER,
+    status TEXT, id_version INTEGER NOT NULL DEFAULT 1, classified INTEGER NOT NULL DEFAULT 1,
+    body TEXT, verified TEXT, test INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_alias ON events(alias) WHERE alias IS NOT NULL;
+CREATE TABLE deliveries (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    failures INTEGER NOT NULL DEFAULT 0, next_attempt_at_ms INTEGER, delivered_at_ms INTEGER,
+    dead_at_ms INTEGER, dead_reason TEXT, origin TEXT, last_error TEXT, index_sync TEXT,
+    PRIMARY KEY (event_seq, consumer)
+);
+CREATE TABLE refusals (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, origin TEXT NOT NULL,
+    status INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (event_seq, consumer, origin)
+);
+CREATE TABLE attempts (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    origin TEXT, status INTEGER, error TEXT, location TEXT
+);
+CREATE INDEX attempts_event ON attempts(event_seq, consumer);
+";
+
+/// Whether an object's storage held anything before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Storage {
+    /// Never used: the current schema was just created, and there is nothing to load.
+    Fresh,
+    /// Created before (by this release or an older one, now brought up to date).
+    Existing,
+}
+
 /// Creates the schema, or brings an older one up to date.
-pub(super) fn migrate(sql: &SqlStorage) -> Result<()> {
+pub(super) fn migrate(sql: &SqlStorage) -> Result<Storage> {
     #[derive(Deserialize)]
-    struct Version {
-        v: i64,
+    struct Count {
+        n: i64,
     }
-    sql.exec(SCHEMA_V1, None)?;
-    let version: Vec<Version> = sql
+    let existing: Vec<Count> = sql
         .exec(
-            "SELECT CAST(value AS INTEGER) AS v FROM meta WHERE key = 'schema_version'",
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'events'",
             None,
         )?
         .to_array()?;
-    let applied = version
-        .first()
-        .map_or(0, |v| usize::try_from(v.v).unwrap_or(0));
+    if existing.first().map_or(0, |c| c.n) == 0 {
+        sql.exec(SCHEMA_CURRENT, None)?;
+        set_meta(sql, "schema_version", &MIGRATIONS.len().to_string())?;
+        return Ok(Storage::Fresh);
+    }
+    // Created by an older release: the first schema is there (these are no-ops), and the
+    // changes since are applied in order.
+    sql.exec(SCHEMA_V1, None)?;
+    let applied = usize::try_from(meta_number(sql, "schema_version")?).unwrap_or(0);
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         sql.exec(migration, None)?;
         set_meta(sql, "schema_version", &(index + 1).to_string())?;
     }
-    Ok(())
+    Ok(Storage::Existing)
 }
 
 fn set_meta(sql: &SqlStorage, key: &str, value: &str) -> Result<()> {
@@ -317,11 +360,20 @@ fn put_copy(sql: &SqlStorage, seq: Seq, consumer: &str, copy: &CopyRecord) -> Re
          index_sync = excluded.index_sync",
         values,
     )?;
+    Ok(())
+}
+
+fn set_rejections(
+    sql: &SqlStorage,
+    seq: Seq,
+    consumer: &str,
+    rejected_by: &[Rejected],
+) -> Result<()> {
     sql.exec(
         "DELETE FROM refusals WHERE event_seq = ? AND consumer = ?",
         vec![seq.0.into(), consumer.into()],
     )?;
-    for rejected in &copy.rejected_by {
+    for rejected in rejected_by {
         sql.exec(
             "INSERT OR REPLACE INTO refusals (event_seq, consumer, origin, status, at_ms) VALUES (?, ?, ?, ?, 0)",
             vec![
@@ -408,6 +460,11 @@ pub(super) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
             consumer,
             copy,
         } => put_copy(sql, *seq, consumer, copy)?,
+        Change::SetRejections {
+            seq,
+            consumer,
+            rejected_by,
+        } => set_rejections(sql, *seq, consumer, rejected_by)?,
         Change::AppendAttempts {
             seq,
             consumer,
