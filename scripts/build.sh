@@ -21,3 +21,8 @@ if [ -f "$out" ] && [ -z "$(find core edge-worker/src edge-worker/Cargo.toml cor
 fi
 cd edge-worker
 worker-build --release --out-dir "$out_dir" "${cargo_options[@]}"
+# worker-build keeps the names section (its wasm-opt always runs with --debuginfo); the upload
+# does not need it: panics are reported by message, and it is a tenth of the module.
+wasm-opt "$out_dir/index_bg.wasm" -o "$out_dir/index_bg.wasm" --strip-debug --strip-producers \
+  --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
+  --enable-multivalue --enable-reference-types --enable-exception-handling
