@@ -10,6 +10,12 @@ reached the origin), then the Rust/JS ratios. Numbers are for comparison in one 
 absolutes: this machine is shared and noisy.
 
     .tools/venv/bin/python scripts/bench_compare.py [--events 400] [--clients 8]
+
+With --forged it measures instead what an unauthenticated delivery costs didit-edge: workerd CPU
+per request for genuine ~1 MiB deliveries (accepted, stored and delivered), then for the same
+bodies signed with a wrong secret, with only `X-Signature-V2` and with all three headers.
+
+    .tools/venv/bin/python scripts/bench_compare.py --forged [--events 100]
 """
 
 import argparse
@@ -146,6 +152,45 @@ def run(edge, origin, size, events, clients):
     }
 
 
+def run_forged(edge, size, events, clients, kinds):
+    """Workerd CPU per refused delivery of `size` bytes signed with a wrong secret."""
+    deliveries = []
+    for _ in range(events):
+        payload = payload_of_size(size)
+        body = didit.encode(payload)
+        deliveries.append((body, didit.signed_headers(body, payload, "not-the-didit-secret", kinds=kinds)))
+
+    def send(delivery):
+        status, reply = edge.post_webhook(*delivery)
+        if status != 401:
+            raise SystemExit(f"a forged delivery was answered {status}: {reply}")
+
+    cpu_before = workerd_cpu_ms(edge.process.pid)
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(send, deliveries))
+    return (workerd_cpu_ms(edge.process.pid) - cpu_before) / events
+
+
+def forged(args):
+    size = 1_040_000
+    origin = FastOrigin()
+    edge = start("bench-forged", origin, False, args.warmup)
+    try:
+        genuine = run(edge, origin, size, args.events, args.clients)["cpu_ms"]
+        v2_only = run_forged(edge, size, args.events, args.clients, ("v2",))
+        all_three = run_forged(edge, size, args.events, args.clients, ("raw", "v2", "simple"))
+    finally:
+        edge.stop()
+        origin.stop()
+        shutil.rmtree(edge.persist_dir, ignore_errors=True)
+    print(f"didit-edge under wrangler dev, {args.events} deliveries of {size} bytes each from {args.clients} clients;"
+          " workerd CPU ms per delivery (two Didit secrets configured)")
+    print(f"{'genuine (accepted, stored, delivered)':44} {genuine:8.2f}")
+    print(f"{'forged, X-Signature-V2 only (refused 401)':44} {v2_only:8.2f}  {v2_only / genuine:5.2f}x genuine")
+    print(f"{'forged, all three headers (refused 401)':44} {all_three:8.2f}  {all_three / genuine:5.2f}x genuine")
+    print("\n" + json.dumps({"genuine": genuine, "forged_v2_only": v2_only, "forged_all_three": all_three}))
+
+
 def start(name, origin, js, warmup):
     if js:
         config = {"DIDIT_WEBHOOK_SECRET": DIDIT_SECRET, "ORIGIN_SIGNING_SECRET": SIGNING_SECRET, "ORIGIN_URL": origin.url}
@@ -173,7 +218,11 @@ def main():
     parser.add_argument("--sizes", default="3000,100000", help="body sizes in bytes, comma-separated")
     parser.add_argument("--only", choices=("rust", "js"), help="measure one target (no ratios)")
     parser.add_argument("--warmup", type=int, default=200, help="deliveries before measuring")
+    parser.add_argument("--forged", action="store_true", help="the cost of forged 1 MiB deliveries (Rust only)")
     args = parser.parse_args()
+    if args.forged:
+        forged(args)
+        return
     sizes = [int(size) for size in args.sizes.split(",")]
     targets = [("didit-edge (Rust)", False), ("JS Worker, same path", True)]
     if args.only:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check: formatting, clippy (host and wasm32), the core's tests natively and in wasm,
-# a std-less build of the core, then the integration tests against the real worker under
+# a std-less build of the core, the upload's size against its budget (`wrangler deploy
+# --dry-run`), then the integration tests against the real worker under
 # `wrangler dev` with real origins on 127.0.0.1. Installs what is missing first (scripts/setup.sh).
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -25,6 +26,8 @@ step "core builds without std (wasm32v1-none)"
 cargo build -p didit-edge-core --target wasm32v1-none
 step "worker build"
 bash scripts/build.sh
+step "upload size: wrangler deploy --dry-run against the budget"
+bash scripts/check_upload.sh
 step "worker build with fault injection (only the integration tests run it)"
 bash scripts/build.sh --faults
 step "integration tests (wrangler dev + real origins)"

@@ -14,6 +14,7 @@ use worker::{
 
 use crate::http;
 use crate::objects::{self, DeadLettersCall, GLOBAL};
+use crate::rows::{self, Columns};
 
 /// One request or response at one origin, as the attempt log shows it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -107,7 +108,6 @@ pub struct DeadLetters {
     env: Env,
 }
 
-#[derive(Deserialize)]
 struct Row {
     seq: i64,
     id: String,
@@ -128,16 +128,6 @@ struct Page {
     next: Option<i64>,
     /// Matching dead letters in all.
     total: u64,
-}
-
-#[derive(Deserialize)]
-struct Count {
-    n: i64,
-}
-
-#[derive(Deserialize)]
-struct Subject {
-    subject: String,
 }
 
 impl DeadLetters {
@@ -203,14 +193,14 @@ impl DeadLetters {
     }
 
     fn count(&self, clause: &str, values: Vec<SqlStorageValue>) -> Result<u64> {
-        let rows: Vec<Count> = self
-            .sql()
-            .exec(
-                &format!("SELECT COUNT(*) AS n FROM letters WHERE {clause}"),
+        let count = rows::first(
+            &self.sql().exec(
+                &format!("SELECT COUNT(*) FROM letters WHERE {clause}"),
                 values,
-            )?
-            .to_array()?;
-        Ok(rows.first().map_or(0, |c| c.n.max(0) as u64))
+            )?,
+            Columns::int,
+        )?;
+        Ok(count.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
 
     fn page(&self, query: &Query) -> Result<Page> {
@@ -219,16 +209,28 @@ impl DeadLetters {
         let mut paged = values;
         paged.push(query.after.into());
         paged.push(i64::from(query.limit).into());
-        let rows: Vec<Row> = self
-            .sql()
-            .exec(
+        let rows = rows::all(
+            &self.sql().exec(
                 &format!(
                     "SELECT seq, id, consumer, subject, webhook_type, reason, received_at_ms, dead_at_ms, attempts \
                      FROM letters WHERE {clause} AND seq > ? ORDER BY seq LIMIT ?"
                 ),
                 paged,
-            )?
-            .to_array()?;
+            )?,
+            |row| {
+                Ok(Row {
+                    seq: row.int()?,
+                    id: row.text()?,
+                    consumer: row.text()?,
+                    subject: row.text()?,
+                    webhook_type: row.text()?,
+                    reason: row.text()?,
+                    received_at_ms: row.int()?,
+                    dead_at_ms: row.int()?,
+                    attempts: row.text()?,
+                })
+            },
+        )?;
         let next = (rows.len() == query.limit as usize)
             .then(|| rows.last().map(|r| r.seq))
             .flatten();
@@ -258,19 +260,16 @@ impl DeadLetters {
         let total = self.count(&clause, values.clone())?;
         let mut limited = values;
         limited.push(i64::from(query.limit).into());
-        let rows: Vec<Subject> = self
-            .sql()
-            .exec(
+        let inboxes = rows::all(
+            &self.sql().exec(
                 &format!(
                     "SELECT subject FROM letters WHERE {clause} GROUP BY subject ORDER BY MIN(seq) LIMIT ?"
                 ),
                 limited,
-            )?
-            .to_array()?;
-        Ok(Inboxes {
-            inboxes: rows.into_iter().map(|r| r.subject).collect(),
-            total,
-        })
+            )?,
+            Columns::text,
+        )?;
+        Ok(Inboxes { inboxes, total })
     }
 }
 

@@ -20,18 +20,15 @@ pub(crate) fn alarm_backoff_base_ms(env: &Env) -> u64 {
 pub(crate) fn alarm_run(state: &State, env: &Env) -> Result<()> {
     #[cfg(feature = "fault-injection")]
     if let Some(failures) = var(env, "FAULT_ALARM_FAILURES") {
-        #[derive(serde::Deserialize)]
-        struct Runs {
-            n: i64,
-        }
         let sql = state.storage().sql();
-        let runs: Vec<Runs> = sql
-            .exec(
-                "SELECT CAST(value AS INTEGER) AS n FROM meta WHERE key = 'fault_alarm_runs'",
+        let runs = crate::rows::first(
+            &sql.exec(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fault_alarm_runs'",
                 None,
-            )?
-            .to_array()?;
-        let runs = runs.first().map_or(0, |r| r.n);
+            )?,
+            crate::rows::Columns::int,
+        )?
+        .unwrap_or(0);
         if u64::try_from(runs).unwrap_or(u64::MAX) < failures {
             sql.exec(
                 "INSERT INTO meta (key, value) VALUES ('fault_alarm_runs', ?) \

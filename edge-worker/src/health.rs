@@ -16,6 +16,7 @@ use worker::{durable_object, DurableObject, Env, Request, Response, Result, Stat
 use crate::clock::now_ms;
 use crate::http;
 use crate::objects::{self, HealthCall, GLOBAL};
+use crate::rows::{self, Columns};
 
 /// How long a snapshot is reused inside one isolate.
 const SNAPSHOT_CACHE_MS: i64 = 2_000;
@@ -39,43 +40,33 @@ pub struct Health {
 
 impl Health {
     fn breaker(&self, origin: &str) -> Result<Breaker> {
-        #[derive(Deserialize)]
-        struct Row {
-            breaker: String,
-        }
-        let rows: Vec<Row> = self
-            .state
-            .storage()
-            .sql()
-            .exec(
+        let stored = rows::first(
+            &self.state.storage().sql().exec(
                 "SELECT breaker FROM breakers WHERE origin = ?",
                 vec![origin.into()],
-            )?
-            .to_array()?;
-        Ok(rows
-            .first()
-            .and_then(|row| serde_json::from_str(&row.breaker).ok())
+            )?,
+            Columns::text,
+        )?;
+        Ok(stored
+            .and_then(|breaker| serde_json::from_str(&breaker).ok())
             .unwrap_or_else(|| Breaker::new(BreakerPolicy::default())))
     }
 
     fn snapshot(&self) -> Result<Snapshot> {
-        #[derive(Deserialize)]
-        struct Row {
-            origin: String,
-            breaker: String,
-        }
-        let rows: Vec<Row> = self
-            .state
-            .storage()
-            .sql()
-            .exec("SELECT origin, breaker FROM breakers", None)?
-            .to_array()?;
-        Ok(rows
+        let stored = rows::all(
+            &self
+                .state
+                .storage()
+                .sql()
+                .exec("SELECT origin, breaker FROM breakers", None)?,
+            |row| Ok((row.text()?, row.text()?)),
+        )?;
+        Ok(stored
             .into_iter()
-            .filter_map(|row| {
-                serde_json::from_str::<Breaker>(&row.breaker)
+            .filter_map(|(origin, breaker)| {
+                serde_json::from_str::<Breaker>(&breaker)
                     .ok()
-                    .map(|b| (row.origin, b.state()))
+                    .map(|b| (origin, b.state()))
             })
             .collect())
     }

@@ -20,6 +20,7 @@ mod inbox;
 mod objects;
 mod origin;
 mod router;
+mod rows;
 mod settings;
 mod stream;
 mod stream_api;

@@ -8,7 +8,6 @@
 
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
-use serde::Deserialize;
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
     RequestInit, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
@@ -17,6 +16,7 @@ use worker::{
 use crate::clock::{alarm_at, now_ms};
 use crate::http;
 use crate::objects::{self, StreamCall};
+use crate::rows::{self, Columns};
 
 /// Close code sent when the connection's token expires (an application code, 4000–4999).
 pub(crate) const TOKEN_EXPIRED_CLOSE: u16 = 4001;
@@ -96,18 +96,14 @@ impl StatusStream {
         let now_secs = now_ms() / 1000;
         self.sql()
             .exec("DELETE FROM tokens WHERE exp <= ?", vec![now_secs.into()])?;
-        #[derive(Deserialize)]
-        struct Seen {
-            n: i64,
-        }
-        let seen: Vec<Seen> = self
-            .sql()
-            .exec(
-                "SELECT COUNT(*) AS n FROM tokens WHERE jti = ?",
+        let seen = rows::first(
+            &self.sql().exec(
+                "SELECT COUNT(*) FROM tokens WHERE jti = ?",
                 vec![watch.grant.jti.as_str().into()],
-            )?
-            .to_array()?;
-        if seen.first().is_some_and(|s| s.n > 0) {
+            )?,
+            Columns::int,
+        )?;
+        if seen.unwrap_or(0) > 0 {
             return http::rejection(&Rejection::TokenReused);
         }
         self.sql().exec(
@@ -137,22 +133,18 @@ impl StatusStream {
     /// matches behind many newer statuses it may not see; the read stops at
     /// [`SNAPSHOT_SCAN_LIMIT`] rows so that a connect costs a bounded amount of work.
     fn snapshot(&self, watch: &Watch) -> Result<Vec<String>> {
-        #[derive(Deserialize)]
-        struct Row {
-            message: String,
-            routing: String,
-        }
         let cursor = self.sql().exec(
             "SELECT message, routing FROM statuses ORDER BY time DESC, event_id DESC LIMIT ?",
             vec![SNAPSHOT_SCAN_LIMIT.into()],
         )?;
         let mut admitted = Vec::new();
-        for row in cursor.next::<Row>() {
-            let row = row?;
-            if serde_json::from_str::<StatusUpdate>(&row.routing)
+        for row in cursor.raw() {
+            let mut row = Columns::from(row?);
+            let (message, routing) = (row.text()?, row.text()?);
+            if serde_json::from_str::<StatusUpdate>(&routing)
                 .is_ok_and(|update| watch.admits(&update))
             {
-                admitted.push(row.message);
+                admitted.push(message);
                 if admitted.len() == SNAPSHOT_LIMIT {
                     break;
                 }
@@ -167,19 +159,14 @@ impl StatusStream {
         let update: StatusUpdate = request.json().await?;
         let message = update.to_message();
         let subject = update.subject_key();
-        #[derive(Deserialize)]
-        struct Latest {
-            time: i64,
-            event_id: String,
-        }
-        let latest: Vec<Latest> = self
-            .sql()
-            .exec(
+        let latest = rows::first(
+            &self.sql().exec(
                 "SELECT time, event_id FROM statuses WHERE subject = ?",
                 vec![subject.as_str().into()],
-            )?
-            .to_array()?;
-        let latest = latest.first().map(|l| (l.time, l.event_id.as_str()));
+            )?,
+            |row| Ok((row.int()?, row.text()?)),
+        )?;
+        let latest = latest.as_ref().map(|(time, id)| (*time, id.as_str()));
         if !update.supersedes(latest) {
             return http::json(200, r#"{"sent":0}"#.into());
         }
@@ -212,14 +199,13 @@ impl StatusStream {
     /// open sockets or the first status to forget, never in a tight loop over sockets that
     /// are closing.
     async fn schedule(&self) -> Result<()> {
-        #[derive(Deserialize)]
-        struct Oldest {
-            at: Option<i64>,
-        }
-        let oldest: Vec<Oldest> = self
-            .sql()
-            .exec("SELECT MIN(updated_at_ms) AS at FROM statuses", None)?
-            .to_array()?;
+        let oldest = rows::first(
+            &self
+                .sql()
+                .exec("SELECT MIN(updated_at_ms) FROM statuses", None)?,
+            Columns::opt_int,
+        )?
+        .flatten();
         let expiries: Vec<i64> = self
             .state
             .get_websockets()
@@ -227,12 +213,7 @@ impl StatusStream {
             .filter_map(watch_of)
             .map(|watch| watch.grant.exp)
             .collect();
-        let next = next_alarm(
-            expiries,
-            oldest.first().and_then(|o| o.at),
-            self.retention_ms(),
-            now_ms(),
-        );
+        let next = next_alarm(expiries, oldest, self.retention_ms(), now_ms());
         let storage = self.state.storage();
         match next {
             Some(at) => storage.set_alarm(alarm_at(at)).await,

@@ -10,10 +10,10 @@ use didit_edge_core::inbox::{
 use didit_edge_core::risk::Level;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use didit_edge_core::verify::Verified;
-use serde::Deserialize;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
 use crate::dead_letters::LoggedAttempt;
+use crate::rows::{self, Columns};
 
 /// The schema the first release created; [`MIGRATIONS`] brings it up to date.
 ///
@@ -102,17 +102,14 @@ pub(super) enum Storage {
 
 /// Creates the schema, or brings an older one up to date.
 pub(super) fn migrate(sql: &SqlStorage) -> Result<Storage> {
-    #[derive(Deserialize)]
-    struct Count {
-        n: i64,
-    }
-    let existing: Vec<Count> = sql
-        .exec(
-            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+    let existing = rows::first(
+        &sql.exec(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
             None,
-        )?
-        .to_array()?;
-    if existing.first().map_or(0, |c| c.n) == 0 {
+        )?,
+        Columns::int,
+    )?;
+    if existing.unwrap_or(0) == 0 {
         sql.exec(SCHEMA_CURRENT, None)?;
         set_meta(sql, "schema_version", &MIGRATIONS.len().to_string())?;
         return Ok(Storage::Fresh);
@@ -138,17 +135,14 @@ fn set_meta(sql: &SqlStorage, key: &str, value: &str) -> Result<()> {
 
 /// A number kept in `meta` (0 when absent).
 pub(super) fn meta_number(sql: &SqlStorage, key: &str) -> Result<i64> {
-    #[derive(Deserialize)]
-    struct Row {
-        n: i64,
-    }
-    let rows: Vec<Row> = sql
-        .exec(
-            "SELECT CAST(value AS INTEGER) AS n FROM meta WHERE key = ?",
+    let number = rows::first(
+        &sql.exec(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?",
             vec![key.into()],
-        )?
-        .to_array()?;
-    Ok(rows.first().map_or(0, |r| r.n))
+        )?,
+        Columns::int,
+    )?;
+    Ok(number.unwrap_or(0))
 }
 
 /// Sets a number kept in `meta`; `None` removes it.
@@ -161,7 +155,6 @@ pub(super) fn set_meta_number(sql: &SqlStorage, key: &str, value: Option<i64>) -
     }
 }
 
-#[derive(Deserialize)]
 struct EventRow {
     seq: i64,
     id: String,
@@ -176,7 +169,6 @@ struct EventRow {
     has_payload: i64,
 }
 
-#[derive(Deserialize)]
 struct CopyRow {
     event_seq: i64,
     consumer: String,
@@ -190,7 +182,6 @@ struct CopyRow {
     index_sync: Option<String>,
 }
 
-#[derive(Deserialize)]
 struct RejectionRow {
     event_seq: i64,
     consumer: String,
@@ -234,33 +225,67 @@ fn index_sync(text: Option<&str>) -> Option<IndexSync> {
 
 /// Loads the machine from storage: the subject, every event (without payloads) and copy.
 pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
-    #[derive(Deserialize)]
-    struct Subject {
-        value: String,
-    }
-    let subject: Vec<Subject> = sql
-        .exec("SELECT value FROM meta WHERE key = 'subject'", None)?
-        .to_array()?;
-    let events: Vec<EventRow> = sql
-        .exec(
+    let subject = rows::first(
+        &sql.exec("SELECT value FROM meta WHERE key = 'subject'", None)?,
+        Columns::text,
+    )?;
+    let events = rows::all(
+        &sql.exec(
             "SELECT seq, id, id_version, alias, webhook_type, status, created_at, received_at_ms, \
-             risk_level, classified, cloud_event IS NOT NULL AS has_payload FROM events",
+             risk_level, classified, cloud_event IS NOT NULL FROM events",
             None,
-        )?
-        .to_array()?;
-    let copies: Vec<CopyRow> = sql
-        .exec(
+        )?,
+        |row| {
+            Ok(EventRow {
+                seq: row.int()?,
+                id: row.text()?,
+                id_version: row.int()?,
+                alias: row.opt_text()?,
+                webhook_type: row.text()?,
+                status: row.opt_text()?,
+                created_at: row.int()?,
+                received_at_ms: row.int()?,
+                risk_level: row.text()?,
+                classified: row.int()?,
+                has_payload: row.int()?,
+            })
+        },
+    )?;
+    let copies = rows::all(
+        &sql.exec(
             "SELECT event_seq, consumer, state, failures, next_attempt_at_ms, delivered_at_ms, \
              dead_at_ms, dead_reason, origin, index_sync FROM deliveries",
             None,
-        )?
-        .to_array()?;
-    let rejections: Vec<RejectionRow> = sql
-        .exec(
+        )?,
+        |row| {
+            Ok(CopyRow {
+                event_seq: row.int()?,
+                consumer: row.text()?,
+                state: row.text()?,
+                failures: row.int()?,
+                next_attempt_at_ms: row.opt_int()?,
+                delivered_at_ms: row.opt_int()?,
+                dead_at_ms: row.opt_int()?,
+                dead_reason: row.opt_text()?,
+                origin: row.opt_text()?,
+                index_sync: row.opt_text()?,
+            })
+        },
+    )?;
+    let rejections = rows::all(
+        &sql.exec(
             "SELECT event_seq, consumer, origin, status FROM refusals",
             None,
-        )?
-        .to_array()?;
+        )?,
+        |row| {
+            Ok(RejectionRow {
+                event_seq: row.int()?,
+                consumer: row.text()?,
+                origin: row.text()?,
+                status: row.int()?,
+            })
+        },
+    )?;
     let events = events.into_iter().map(|row| EventRecord {
         seq: Seq(row.seq),
         id: row.id,
@@ -294,11 +319,7 @@ pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
         };
         (Seq(row.event_seq), row.consumer, copy)
     });
-    Ok(Inbox::restore(
-        subject.into_iter().next().map(|s| s.value),
-        events,
-        copies,
-    ))
+    Ok(Inbox::restore(subject, events, copies))
 }
 
 /// A copy's row, as (state, failures, next attempt, delivered at, dead at, reason).
@@ -512,17 +533,14 @@ fn append_attempt(sql: &SqlStorage, seq: Seq, consumer: &str, entry: &LogEntry) 
 
 /// The CloudEvent of an event, while it is stored.
 pub(super) fn payload(sql: &SqlStorage, seq: Seq) -> Result<Option<String>> {
-    #[derive(Deserialize)]
-    struct Row {
-        cloud_event: Option<String>,
-    }
-    let rows: Vec<Row> = sql
-        .exec(
+    let payload = rows::first(
+        &sql.exec(
             "SELECT cloud_event FROM events WHERE seq = ?",
             vec![seq.0.into()],
-        )?
-        .to_array()?;
-    Ok(rows.into_iter().next().and_then(|r| r.cloud_event))
+        )?,
+        Columns::opt_text,
+    )?;
+    Ok(payload.flatten())
 }
 
 /// What an unclassified event was stored with: Didit's body, how it was verified, the test
@@ -540,29 +558,21 @@ pub(super) struct StoredBody {
 
 /// Reads an unclassified event's body.
 pub(super) fn stored_body(sql: &SqlStorage, seq: Seq) -> Result<StoredBody> {
-    #[derive(Deserialize)]
-    struct Row {
-        body: Option<String>,
-        verified: Option<String>,
-        test: i64,
-        received_at_ms: i64,
-    }
-    let rows: Vec<Row> = sql
-        .exec(
+    let stored = rows::first(
+        &sql.exec(
             "SELECT body, verified, test, received_at_ms FROM events WHERE seq = ?",
             vec![seq.0.into()],
-        )?
-        .to_array()?;
-    let row = rows
-        .into_iter()
-        .next()
-        .ok_or_else(|| worker::Error::from(format!("event {} is not stored", seq.0)))?;
-    Ok(StoredBody {
-        body: row.body.unwrap_or_default(),
-        verified: serde_json::from_str(row.verified.as_deref().unwrap_or_default())?,
-        test: row.test != 0,
-        received_at: UnixMs(row.received_at_ms),
-    })
+        )?,
+        |row| {
+            Ok(StoredBody {
+                body: row.opt_text()?.unwrap_or_default(),
+                verified: serde_json::from_str(&row.opt_text()?.unwrap_or_default())?,
+                test: row.int()? != 0,
+                received_at: UnixMs(row.int()?),
+            })
+        },
+    )?;
+    stored.ok_or_else(|| worker::Error::from(format!("event {} is not stored", seq.0)))
 }
 
 /// The latest `limit` attempts of one copy, oldest first.
@@ -572,8 +582,8 @@ pub(super) fn attempt_log(
     consumer: &str,
     limit: usize,
 ) -> Result<Vec<LoggedAttempt>> {
-    let mut log: Vec<LoggedAttempt> = sql
-        .exec(
+    let mut log = rows::all(
+        &sql.exec(
             "SELECT at_ms, origin, status, error, location FROM attempts WHERE event_seq = ? AND consumer = ? \
              ORDER BY rowid DESC LIMIT ?",
             vec![
@@ -581,8 +591,17 @@ pub(super) fn attempt_log(
                 consumer.into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ],
-        )?
-        .to_array()?;
+        )?,
+        |row| {
+            Ok(LoggedAttempt {
+                at_ms: row.int()?,
+                origin: row.opt_text()?,
+                status: row.opt_int()?.and_then(|status| u16::try_from(status).ok()),
+                error: row.opt_text()?,
+                location: row.opt_text()?,
+            })
+        },
+    )?;
     log.reverse();
     Ok(log)
 }
