@@ -9,7 +9,7 @@ target's workerd processes, read from /proc, from the first delivery until the l
 reached the origin), then the Rust/JS ratios. Numbers are for comparison in one run, not
 absolutes: this machine is shared and noisy.
 
-    .tools/venv/bin/python scripts/bench_compare.py [--events 400] [--clients 8]
+    .tools/venv/bin/python scripts/bench_compare.py [--events 400] [--clients 8] [--rounds 3]
 
 With --forged it measures instead what an unauthenticated delivery costs didit-edge: workerd CPU
 per request for genuine ~1 MiB deliveries (accepted, stored and delivered), then for the same
@@ -218,6 +218,8 @@ def main():
     parser.add_argument("--sizes", default="3000,100000", help="body sizes in bytes, comma-separated")
     parser.add_argument("--only", choices=("rust", "js"), help="measure one target (no ratios)")
     parser.add_argument("--warmup", type=int, default=200, help="deliveries before measuring")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure each row this many times, alternating targets; print the medians")
     parser.add_argument("--forged", action="store_true", help="the cost of forged 1 MiB deliveries (Rust only)")
     args = parser.parse_args()
     if args.forged:
@@ -227,19 +229,25 @@ def main():
     targets = [("didit-edge (Rust)", False), ("JS Worker, same path", True)]
     if args.only:
         targets = [t for t in targets if t[1] == (args.only == "js")]
-    rows = {}
-    for size in sizes:
-        for label, js in targets:
-            origin = FastOrigin()
-            edge = start(f"bench-{'js' if js else 'rust'}-{size // 1000}k", origin, js, args.warmup)
-            try:
-                rows[(size, label)] = run(edge, origin, size, args.events, args.clients)
-            finally:
-                edge.stop()
-                origin.stop()
-                shutil.rmtree(edge.persist_dir, ignore_errors=True)
+    # Rounds alternate the targets so that a noisy minute on this shared machine lands on both.
+    measured = {}
+    for _ in range(args.rounds):
+        for size in sizes:
+            for label, js in targets:
+                origin = FastOrigin()
+                edge = start(f"bench-{'js' if js else 'rust'}-{size // 1000}k", origin, js, args.warmup)
+                try:
+                    measured.setdefault((size, label), []).append(
+                        run(edge, origin, size, args.events, args.clients))
+                finally:
+                    edge.stop()
+                    origin.stop()
+                    shutil.rmtree(edge.persist_dir, ignore_errors=True)
+    rows = {key: {metric: statistics.median(r[metric] for r in runs) for metric in runs[0]}
+            for key, runs in measured.items()}
     print(f"wrangler dev on 127.0.0.1, {args.events} deliveries per row from {args.clients} clients, "
-          "all three signatures, one new session each")
+          "all three signatures, one new session each"
+          + (f"; medians of {args.rounds} alternating rounds" if args.rounds > 1 else ""))
     header = f"{'':28} {'accept p50/p99 ms':>18} {'→origin p50/p99 ms':>20} {'accepted/s':>11} {'CPU ms/event':>13}"
     for size in sizes:
         print(f"\n~{size // 1000} KB body")
