@@ -1,6 +1,7 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/<target>/`, seeded from the fixtures and
-//! grown by `cargo fuzz`, every crash it found included) through the same target bodies the
-//! fuzzer runs, on stable, so CI guards it without nightly.
+//! grown by `cargo fuzz`) and every input fuzzing ever found failing (`fuzz/regressions/<target>/`,
+//! kept apart because libFuzzer rewrites and minimizes the corpus) through the same target
+//! bodies the fuzzer runs, on stable, so CI guards them without nightly.
 
 #[allow(dead_code)]
 #[path = "../../fuzz/targets.rs"]
@@ -9,18 +10,26 @@ mod targets;
 use std::path::Path;
 
 fn replay(target: &str, run: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let corpus = replay_dir(&fuzz.join("corpus").join(target), run);
+    assert!(corpus > 0, "{target}: the corpus is empty");
+    let regressions = fuzz.join("regressions").join(target);
+    if regressions.exists() {
+        replay_dir(&regressions, run);
+    }
+}
+
+/// Runs every file of `dir`; the number run.
+fn replay_dir(dir: &Path, run: fn(&[u8])) -> usize {
     let mut inputs = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.expect("corpus entry").path();
         let data = std::fs::read(&path).expect("corpus file");
         let outcome = std::panic::catch_unwind(|| run(&data));
-        assert!(outcome.is_ok(), "{target}: {} fails", path.display());
+        assert!(outcome.is_ok(), "{} fails", path.display());
         inputs += 1;
     }
-    assert!(inputs > 0, "{target}: the corpus is empty");
+    inputs
 }
 
 #[test]
