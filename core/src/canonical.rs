@@ -83,6 +83,8 @@ enum Node<'a> {
 #[derive(Debug)]
 pub struct CanonicalJson<'a> {
     root: Node<'a>,
+    /// The body's length: the canonical form is about as long, so its buffer is sized once.
+    body_len: usize,
 }
 
 impl<'a> CanonicalJson<'a> {
@@ -98,7 +100,10 @@ impl<'a> CanonicalJson<'a> {
         if parser.pos != body.len() {
             return Err(CanonicalError::Syntax { offset: parser.pos });
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            body_len: body.len(),
+        })
     }
 
     /// Drops every member named `key` from the top-level object; other values are untouched.
@@ -111,7 +116,7 @@ impl<'a> CanonicalJson<'a> {
 
     /// Writes the canonical form.
     pub fn to_string(&self, non_ascii: NonAscii) -> String {
-        let mut out = String::new();
+        let mut out = String::with_capacity(self.body_len);
         write_node(&self.root, non_ascii, &mut out);
         out
     }
@@ -137,6 +142,15 @@ impl<'a> Parser<'a> {
 
     fn peek(&self) -> Option<u8> {
         self.input.get(self.pos).copied()
+    }
+
+    /// Moves past bytes that are plain string content (not `"`, `\\` or a control character).
+    fn skip_plain_string_bytes(&mut self) {
+        let rest = self.input.get(self.pos..).unwrap_or_default();
+        self.pos += rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+            .unwrap_or(rest.len());
     }
 
     fn skip_whitespace(&mut self) {
@@ -275,28 +289,20 @@ impl<'a> Parser<'a> {
         self.pos += 1;
         let start = self.pos;
         // Fast path: no escapes, so the text can be borrowed.
-        loop {
-            match self.peek() {
-                None => return Err(self.syntax()),
-                Some(b'"') => {
-                    let text = self.text(start, self.pos)?;
-                    self.pos += 1;
-                    return Ok(Cow::Borrowed(text));
-                }
-                Some(b'\\') => break,
-                Some(0x00..=0x1f) => return Err(self.syntax()),
-                Some(_) => self.pos += 1,
+        self.skip_plain_string_bytes();
+        match self.peek() {
+            Some(b'"') => {
+                let text = self.text(start, self.pos)?;
+                self.pos += 1;
+                return Ok(Cow::Borrowed(text));
             }
+            Some(b'\\') => {}
+            _ => return Err(self.syntax()),
         }
         let mut owned = String::from(self.text(start, self.pos)?);
         loop {
             let run_start = self.pos;
-            while let Some(byte) = self.peek() {
-                if byte == b'"' || byte == b'\\' || byte < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.skip_plain_string_bytes();
             owned.push_str(self.text(run_start, self.pos)?);
             match self.peek() {
                 Some(b'"') => {
@@ -420,34 +426,69 @@ fn write_node(node: &Node<'_>, non_ascii: NonAscii, out: &mut String) {
     }
 }
 
+/// Writes a string literal. Text that needs no escape is copied in runs, not char by char:
+/// the canonical form is built for every delivery (the event id digests it), and most of a
+/// large body is plain string content.
 fn write_string(text: &str, non_ascii: NonAscii, out: &mut String) {
     out.push('"');
-    for ch in text.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => push_u_escape(c as u32, out),
-            // Python's ASCII mode escapes everything outside ' '..='~', DEL included.
-            c if non_ascii == NonAscii::Escaped && (c as u32) >= 0x7f => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    push_u_escape(u32::from(*unit), out);
-                }
-            }
-            c => out.push(c),
+    let bytes = text.as_bytes();
+    let mut run_start = 0;
+    let mut index = 0;
+    while let Some(&byte) = bytes.get(index) {
+        let plain = match byte {
+            b'"' | b'\\' | 0x00..=0x1f => false,
+            // Python's ASCII mode escapes everything outside ' '..='~', DEL included; in UTF-8
+            // mode a multi-byte character is copied whole, continuation bytes included.
+            0x7f..=0xff => non_ascii == NonAscii::Utf8,
+            _ => true,
+        };
+        if plain {
+            index += 1;
+            continue;
         }
+        // `index` is a character boundary: an ASCII byte, or the first byte of a character
+        // (escaped characters are stepped over whole).
+        out.push_str(text.get(run_start..index).unwrap_or_default());
+        index += match byte {
+            b'"' => push(out, "\\\""),
+            b'\\' => push(out, "\\\\"),
+            b'\n' => push(out, "\\n"),
+            b'\r' => push(out, "\\r"),
+            b'\t' => push(out, "\\t"),
+            0x08 => push(out, "\\b"),
+            0x0c => push(out, "\\f"),
+            0x00..=0x1f => {
+                push_u_escape(u32::from(byte), out);
+                1
+            }
+            _ => match text.get(index..).and_then(|rest| rest.chars().next()) {
+                Some(ch) => {
+                    let mut units = [0u16; 2];
+                    for unit in ch.encode_utf16(&mut units) {
+                        push_u_escape(u32::from(*unit), out);
+                    }
+                    ch.len_utf8()
+                }
+                None => 1,
+            },
+        };
+        run_start = index;
     }
+    out.push_str(text.get(run_start..).unwrap_or_default());
     out.push('"');
 }
 
+/// Appends `escape` (standing for one input byte) and returns 1, the bytes it consumed.
+fn push(out: &mut String, escape: &str) -> usize {
+    out.push_str(escape);
+    1
+}
+
 fn push_u_escape(unit: u32, out: &mut String) {
-    // Writing to a String cannot fail.
-    let _ = write!(out, "\\u{unit:04x}");
+    out.push_str("\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(char::from_digit((unit >> shift) & 0xf, 16).unwrap_or('0'));
+    }
 }
 
 /// Writes a number as Python would after Didit's whole-float-to-int step.
