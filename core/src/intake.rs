@@ -538,6 +538,43 @@ mod tests {
     }
 
     #[test]
+    fn an_authentic_body_that_is_not_utf8_is_malformed_json() {
+        // The envelope skips the fields it does not read without checking their UTF-8 (the
+        // envelope fuzz target found it), so the intake must refuse such a body itself.
+        let body = format!(
+            r#"{{"webhook_type":"status.updated","session_id":"s1","timestamp":{NOW},"note":"A"#
+        )
+        .into_bytes()
+        .into_iter()
+        .chain(*b"\xffB\"}")
+        .collect::<alloc::vec::Vec<u8>>();
+        assert!(
+            Envelope::parse(&body).is_ok(),
+            "the envelope alone reads it"
+        );
+        let tag = hex::encode(RustCrypto.tag(b"k", &body));
+        let delivery = Delivery {
+            body: &body,
+            headers: SignatureHeaders {
+                signature: Some(&tag),
+                ..Default::default()
+            },
+            test_header: false,
+        };
+        let intake = Intake::new(delivery, false).expect("a signature header is present");
+        let verified = intake
+            .verify_with(
+                &WebhookSecrets::parse("k").expect("secret"),
+                &mut RustCrypto,
+            )
+            .expect("authentic");
+        assert_eq!(
+            intake.identify(verified, NOW, 600).err(),
+            Some(Rejection::MalformedJson)
+        );
+    }
+
+    #[test]
     fn freshness_is_bounded_both_ways_on_body_and_header() {
         let at = |ts: i64| {
             format!(r#"{{"webhook_type":"status.updated","session_id":"s1","timestamp":{ts}}}"#)
