@@ -547,7 +547,7 @@ mod tests {
         .into_bytes()
         .into_iter()
         .chain(*b"\xffB\"}")
-        .collect::<alloc::vec::Vec<u8>>();
+        .collect::<Vec<u8>>();
         assert!(
             Envelope::parse(&body).is_ok(),
             "the envelope alone reads it"
