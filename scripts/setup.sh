@@ -32,12 +32,23 @@ if [ "$(worker-build --version 2>/dev/null | awk '{print $NF}')" != "$worker_bui
 fi
 
 step "npm packages: wrangler, Node 22 for it, esbuild, wasm-opt (binaryen)"
-lock_stamp=node_modules/.package-lock.json
-if [ ! -f "$lock_stamp" ] || [ package.json -nt "$lock_stamp" ] || [ package-lock.json -nt "$lock_stamp" ] \
-   || ! node_modules/.bin/wrangler --version >/dev/null 2>&1; then
+# Complete only when npm finished (it writes its own lock last) and every tool answers: an
+# interrupted install can leave some of them in place and others missing.
+npm_complete() {
+  [ -f node_modules/.package-lock.json ] \
+    && [ ! package.json -nt node_modules/.package-lock.json ] \
+    && [ ! package-lock.json -nt node_modules/.package-lock.json ] \
+    && node_modules/.bin/node --version >/dev/null 2>&1 \
+    && node_modules/.bin/wrangler --version >/dev/null 2>&1 \
+    && node_modules/.bin/wasm-opt --version >/dev/null 2>&1 \
+    && compgen -G 'node_modules/@esbuild/*/bin/esbuild' >/dev/null
+}
+if ! npm_complete; then
   # `npm ci` fails with wrangler 4.164 (the registry lacks some platforms' workerd packages);
   # `npm install` with the committed lockfile installs the same versions.
   npm install --no-audit --no-fund
+  npm_complete || { echo "setup: npm install left node_modules incomplete" >&2; exit 1; }
+  source scripts/env.sh
 fi
 node_major="$(node --version | sed 's/^v\([0-9]*\).*/\1/')"
 if [ "$node_major" -lt 22 ]; then
@@ -46,12 +57,15 @@ if [ "$node_major" -lt 22 ]; then
 fi
 
 step "Python virtualenv for the integration tests and the demo origin"
+# The stamp is written last, so it vouches for the whole environment; without it, a venv whose
+# creation was interrupted (a `python` but no `pip`) is made again rather than trusted.
 venv=.tools/venv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
 if ! cmp -s tests/requirements.txt "$venv/.requirements.txt"; then
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r tests/requirements.txt
+  if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+  fi
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt "$venv/.requirements.txt"
 fi
 
