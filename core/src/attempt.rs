@@ -234,6 +234,8 @@ pub struct LogEntry {
     pub error: Option<&'static str>,
     /// Where a redirect pointed.
     pub location: Option<String>,
+    /// From sending the request to its end (for the log; not stored).
+    pub latency_ms: Option<u64>,
 }
 
 /// One attempt in progress.
@@ -243,6 +245,8 @@ pub struct Plan<'o> {
     queue: Vec<&'o Origin>,
     log: Vec<LogEntry>,
     verdict: Option<Verdict>,
+    /// When the request to the origin last handed out was sent.
+    sent_at_ms: Option<i64>,
 }
 
 impl<'o> Plan<'o> {
@@ -301,6 +305,7 @@ impl<'o> Plan<'o> {
             queue: Vec::new(),
             log: Vec::new(),
             verdict: None,
+            sent_at_ms: None,
         }
     }
 
@@ -311,6 +316,7 @@ impl<'o> Plan<'o> {
             status: None,
             error: Some(error),
             location: None,
+            latency_ms: None,
         });
         self.verdict = Some(verdict);
     }
@@ -324,11 +330,12 @@ impl<'o> Plan<'o> {
         }
     }
 
-    /// The next origin to send to, or `None` when the attempt is over.
-    pub fn next_origin(&mut self) -> Option<&'o Origin> {
+    /// The next origin to send to at `now_ms`, or `None` when the attempt is over.
+    pub fn next_origin(&mut self, now_ms: i64) -> Option<&'o Origin> {
         if self.verdict.is_some() {
             return None;
         }
+        self.sent_at_ms = Some(now_ms);
         self.queue.pop()
     }
 
@@ -368,6 +375,10 @@ impl<'o> Plan<'o> {
             status,
             error,
             location,
+            latency_ms: self
+                .sent_at_ms
+                .take()
+                .and_then(|sent| u64::try_from(at_ms.saturating_sub(sent)).ok()),
         });
     }
 

@@ -631,7 +631,7 @@ impl World {
                 plan.stop(self.now);
                 break;
             }
-            let Some(target) = plan.next_origin() else {
+            let Some(target) = plan.next_origin(self.now) else {
                 break;
             };
             let (result, retry_after, took) =

@@ -22,7 +22,7 @@ const NONE: &[&str] = &[];
 fn run(plan: &mut Plan<'_>, answers: &[(&str, AttemptResult)]) -> Vec<String> {
     let mut sent = Vec::new();
     let mut now = 1_000;
-    while let Some(target) = plan.next_origin() {
+    while let Some(target) = plan.next_origin(now) {
         let result = answers
             .iter()
             .find(|(name, _)| *name == target.name)
@@ -58,6 +58,7 @@ fn fails_over_in_order_until_one_takes_it() {
                 status: None,
                 error: Some("timeout"),
                 location: None,
+                latency_ms: Some(10),
             },
             LogEntry {
                 at_ms: 1_020,
@@ -65,6 +66,7 @@ fn fails_over_in_order_until_one_takes_it() {
                 status: Some(204),
                 error: None,
                 location: None,
+                latency_ms: Some(10),
             },
         ]
     );
@@ -205,23 +207,23 @@ fn stopping_before_any_try_defers_without_a_failure() {
     let (a, b) = (origin("a"), origin("b"));
     let mut plan = Plan::new(vec![&a, &b], NONE, closed, 1_000);
     plan.stop(1_500);
-    assert!(plan.next_origin().is_none());
+    assert!(plan.next_origin(1_000).is_none());
     assert_eq!(
         plan.finish(),
         (Verdict::Deferred { until_ms: 1_500 }, vec![])
     );
     let mut plan = Plan::new(vec![&a, &b], NONE, closed, 1_000);
-    let first = plan.next_origin().expect("a");
+    let first = plan.next_origin(1_000).expect("a");
     plan.record(first, AttemptResult::Status(500), 1_010);
     plan.stop(1_020);
-    assert!(plan.next_origin().is_none());
+    assert!(plan.next_origin(1_000).is_none());
     assert_eq!(plan.finish().0, Verdict::Failed, "a did fail");
 }
 
 #[test]
 fn a_lost_payload_fails_visibly() {
     let mut plan = Plan::without_payload(7);
-    assert!(plan.next_origin().is_none());
+    assert!(plan.next_origin(1_000).is_none());
     let (verdict, log) = plan.finish();
     assert_eq!(verdict, Verdict::Failed);
     assert_eq!(log[0].error, Some("no_payload"));
@@ -230,7 +232,7 @@ fn a_lost_payload_fails_visibly() {
 #[test]
 fn no_origin_is_a_failure_so_a_configuration_fix_delivers_it() {
     let mut plan = Plan::new(Vec::new(), NONE, closed, 1_000);
-    assert!(plan.next_origin().is_none());
+    assert!(plan.next_origin(1_000).is_none());
     let (verdict, log) = plan.finish();
     assert_eq!(verdict, Verdict::Failed);
     assert_eq!(log[0].error, Some("no_origin"));

@@ -32,6 +32,7 @@
 //!   the settings in force, so a changed retention applies to every event already kept.
 
 mod record;
+mod transition;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
@@ -40,6 +41,7 @@ use alloc::vec::Vec;
 pub use record::{
     Change, CopyRecord, EventRecord, IdVersion, IndexSync, Rejected, Seq, StoredContent,
 };
+pub use transition::{subject_kind, LogRecord, Transition};
 
 use crate::attempt::{LogEntry, Verdict};
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
@@ -255,6 +257,7 @@ pub struct Inbox {
     aliases: BTreeMap<String, BTreeSet<Seq>>,
     next_seq: i64,
     changes: VecDeque<Change>,
+    transitions: VecDeque<Transition>,
     index_retry_at: Option<UnixMs>,
 }
 
@@ -327,6 +330,11 @@ impl Inbox {
         self.changes.drain(..)
     }
 
+    /// What happened since the last call, oldest first, for the log.
+    pub fn drain_transitions(&mut self) -> impl Iterator<Item = Transition> + '_ {
+        self.transitions.drain(..)
+    }
+
     /// The subject's name, once a claim has named it.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
@@ -363,9 +371,11 @@ impl Inbox {
     /// original's id). Needs no delivery settings.
     pub fn handle_claim(&mut self, claim: Claim, now: UnixMs) -> Receipt {
         if let Some(original) = self.original_of(&claim) {
-            return Receipt::Duplicate {
-                id: original.record.id.clone(),
-            };
+            let id = original.record.id.clone();
+            self.transitions.push_back(Transition::Duplicate {
+                event_id: id.clone(),
+            });
+            return Receipt::Duplicate { id };
         }
         if self.subject.is_none() {
             self.subject = Some(claim.subject.clone());
@@ -422,6 +432,11 @@ impl Inbox {
                 copies: copies.iter().cloned().collect(),
             },
         );
+        self.transitions.push_back(Transition::Accepted {
+            event_id: claim.id.clone(),
+            webhook_type: record.webhook_type.clone(),
+            classified: risk_level.is_some(),
+        });
         self.changes.push_back(Change::InsertEvent {
             event: record,
             content,
@@ -455,6 +470,10 @@ impl Inbox {
         event.record.risk_level = Some(classification.risk_level);
         event.record.has_payload = payload.is_some();
         event.copies = copies.iter().cloned().collect();
+        self.transitions.push_back(Transition::Classified {
+            event_id: event.record.id.clone(),
+            consumers: copies.len(),
+        });
         self.changes.push_back(Change::Classify {
             seq,
             risk_level: classification.risk_level,
@@ -544,12 +563,66 @@ impl Inbox {
         else {
             return;
         };
-        if !copy.state.is_pending() {
+        let CopyState::Pending {
+            failures: failures_before,
+            ..
+        } = copy.state
+        else {
             return;
-        }
+        };
         copy.state =
             copy.state
                 .after_attempt(&outcome.verdict, now, policy.retry_schedule, jitter_seed);
+        let event_id = &delivery.id;
+        let consumer = &delivery.consumer;
+        for entry in &outcome.log {
+            self.transitions.push_back(Transition::Attempt {
+                event_id: event_id.clone(),
+                consumer: consumer.clone(),
+                origin: entry.origin.clone(),
+                status: entry.status,
+                error: entry.error,
+                latency_ms: entry.latency_ms,
+            });
+        }
+        let settled = match (copy.state, &outcome.verdict) {
+            (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
+                Some(Transition::Delivered {
+                    event_id: event_id.clone(),
+                    consumer: consumer.clone(),
+                    origin: origin.clone(),
+                    failures: failures_before,
+                })
+            }
+            (CopyState::Dead { reason, .. }, _) => Some(Transition::DeadLetter {
+                event_id: event_id.clone(),
+                consumer: consumer.clone(),
+                reason,
+                failures: failures_before.saturating_add(1),
+            }),
+            (CopyState::Pending { .. }, Verdict::Deferred { until_ms }) => {
+                Some(Transition::Deferred {
+                    event_id: event_id.clone(),
+                    consumer: consumer.clone(),
+                    until_ms: *until_ms,
+                })
+            }
+            (
+                CopyState::Pending {
+                    failures,
+                    next_attempt_at,
+                },
+                _,
+            ) => Some(Transition::RetryScheduled {
+                event_id: event_id.clone(),
+                consumer: consumer.clone(),
+                failures,
+                next_attempt_at_ms: next_attempt_at.0,
+            }),
+            // A pending copy's attempt leads to nothing else.
+            _ => None,
+        };
+        self.transitions.extend(settled);
         let delivered = match (&copy.state, &outcome.verdict) {
             (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
                 copy.delivered_to = Some(origin.clone());
@@ -598,6 +671,10 @@ impl Inbox {
                     if retention.dead_letter_until(at) <= now && copy.index.is_none() {
                         copy.state = CopyState::Expired { at, reason };
                         copy.index = Some(IndexSync::Remove);
+                        self.transitions.push_back(Transition::DeadLetterExpired {
+                            event_id: event.record.id.clone(),
+                            consumer: consumer.clone(),
+                        });
                         self.changes.push_back(Change::PutCopy {
                             seq: event.record.seq,
                             consumer: consumer.clone(),
@@ -657,6 +734,10 @@ impl Inbox {
                     seq: event.record.seq,
                     consumer: consumer.clone(),
                     copy: copy.clone(),
+                });
+                self.transitions.push_back(Transition::Replayed {
+                    event_id: event.record.id.clone(),
+                    consumer: consumer.clone(),
                 });
                 replayed.push(CopyKey {
                     id: event.record.id.clone(),

@@ -334,3 +334,154 @@ fn a_stale_outcome_changes_nothing() {
     inbox.handle_attempt(&delivery, failed(), &policy, UnixMs(1), 0);
     assert_eq!(inbox.drain_changes().count(), 0);
 }
+
+fn transitions(inbox: &mut Inbox) -> Vec<Transition> {
+    inbox.drain_transitions().collect()
+}
+
+#[test]
+fn every_step_of_an_event_is_a_transition_for_the_log() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("e", 100, &["a"]), UnixMs(0));
+    inbox.handle_claim(claim("e", 100, &["a"]), UnixMs(0));
+    assert_eq!(
+        transitions(&mut inbox),
+        [
+            Transition::Accepted {
+                event_id: "e".into(),
+                webhook_type: "status.updated".into(),
+                classified: true,
+            },
+            Transition::Duplicate {
+                event_id: "e".into()
+            },
+        ]
+    );
+    let timed_out = Outcome {
+        verdict: Verdict::Failed,
+        log: vec![LogEntry {
+            at_ms: 40,
+            origin: Some("aws".into()),
+            status: None,
+            error: Some("timeout"),
+            location: None,
+            latency_ms: Some(30),
+        }],
+        rejected_by: vec![],
+    };
+    deliver(&mut inbox, &policy, 10, timed_out);
+    assert_eq!(
+        transitions(&mut inbox),
+        [
+            Transition::Attempt {
+                event_id: "e".into(),
+                consumer: "a".into(),
+                origin: Some("aws".into()),
+                status: None,
+                error: Some("timeout"),
+                latency_ms: Some(30),
+            },
+            Transition::RetryScheduled {
+                event_id: "e".into(),
+                consumer: "a".into(),
+                failures: 1,
+                next_attempt_at_ms: 1_010,
+            },
+        ]
+    );
+    deliver(
+        &mut inbox,
+        &policy,
+        1_010,
+        Outcome {
+            verdict: Verdict::Deferred { until_ms: 5_000 },
+            log: vec![],
+            rejected_by: vec![],
+        },
+    );
+    deliver(&mut inbox, &policy, 5_000, failed());
+    deliver(&mut inbox, &policy, 6_000, failed());
+    let dead = transitions(&mut inbox);
+    assert_eq!(
+        dead.first(),
+        Some(&Transition::Deferred {
+            event_id: "e".into(),
+            consumer: "a".into(),
+            until_ms: 5_000,
+        }),
+        "waiting for a breaker is no failure"
+    );
+    assert_eq!(
+        dead.last(),
+        Some(&Transition::DeadLetter {
+            event_id: "e".into(),
+            consumer: "a".into(),
+            reason: DeadReason::RetriesExhausted,
+            failures: 3,
+        })
+    );
+    inbox.handle_replay(ReplayFilter::default(), UnixMs(7_000));
+    deliver(&mut inbox, &policy, 7_000, delivered("gcp"));
+    assert_eq!(
+        transitions(&mut inbox),
+        [
+            Transition::Replayed {
+                event_id: "e".into(),
+                consumer: "a".into(),
+            },
+            Transition::Delivered {
+                event_id: "e".into(),
+                consumer: "a".into(),
+                origin: "gcp".into(),
+                failures: 0,
+            },
+        ]
+    );
+}
+
+#[test]
+fn a_dead_letter_whose_retention_ends_is_a_transition() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("e", 100, &["a"]), UnixMs(0));
+    for now in [0, 1_000, 2_000] {
+        deliver(&mut inbox, &policy, now, failed());
+    }
+    let listed = inbox.poll_index();
+    inbox.handle_index_synced(&listed);
+    transitions(&mut inbox);
+    inbox.handle_timeout(&policy, UnixMs(102_000));
+    assert_eq!(
+        transitions(&mut inbox),
+        [Transition::DeadLetterExpired {
+            event_id: "e".into(),
+            consumer: "a".into(),
+        }]
+    );
+}
+
+#[test]
+fn a_log_line_names_the_subject_kind_never_its_id() {
+    let transition = Transition::Duplicate {
+        event_id: "evt_1".into(),
+    };
+    let line = LogRecord {
+        transition: &transition,
+        subject_kind: subject_kind(Some("user:alice@example.com")),
+    }
+    .to_line();
+    assert_eq!(
+        line,
+        r#"{"event":"duplicate","event_id":"evt_1","subject_kind":"user"}"#
+    );
+    assert_eq!(
+        subject_kind(Some("business_session:b1")),
+        "business_session"
+    );
+    assert_eq!(subject_kind(Some("alice:session")), "unknown");
+    assert_eq!(subject_kind(Some("session")), "unknown");
+    assert_eq!(subject_kind(None), "unknown");
+}

@@ -21,11 +21,11 @@ use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
 use didit_edge_core::config::{Config, DeliveryConfig};
 use didit_edge_core::health::report_changes_nothing;
 use didit_edge_core::inbox::{
-    Claim as MachineClaim, ClaimContent, Classification, Delivery, Inbox as Machine, IndexChange,
-    IndexEntry, Outcome, Rejected, ReplayFilter, Work,
+    subject_kind, Claim as MachineClaim, ClaimContent, Classification, Delivery, Inbox as Machine,
+    IndexChange, IndexEntry, LogRecord, Outcome, Rejected, ReplayFilter, Work,
 };
 use didit_edge_core::intake::Identified;
-use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::rejection::Rejection;
 use didit_edge_core::route::origins_for;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use serde::{Deserialize, Serialize};
@@ -128,6 +128,14 @@ impl Inbox {
             *slot = None;
             return Err(error);
         }
+        let subject_kind = subject_kind(machine.subject());
+        for transition in machine.drain_transitions() {
+            let record = LogRecord {
+                transition: &transition,
+                subject_kind,
+            };
+            console_log!("{}", record.to_line());
+        }
         Ok(result)
     }
 
@@ -186,7 +194,6 @@ impl Inbox {
                 test,
             },
         };
-        let unclassified = matches!(content, ClaimContent::Unclassified { .. });
         let machine_claim = MachineClaim {
             id: claim.id.into_owned(),
             legacy_id: claim.legacy_id.into_owned(),
@@ -199,9 +206,6 @@ impl Inbox {
         };
         let now = now_ms();
         let receipt = self.step(|machine| machine.handle_claim(machine_claim, UnixMs(now)))?;
-        if let (Receipt::Accepted { id }, true) = (&receipt, unclassified) {
-            console_log!("{id} stored unclassified; it waits for valid delivery settings");
-        }
         // A duplicate re-arms too: it heals a claim that stored the event but failed to set
         // the alarm (Didit then retries, and lands here).
         self.wake_by(now).await?;
@@ -221,9 +225,6 @@ impl Inbox {
                 UnixMs(now),
             )
         })?;
-        for key in &replayed {
-            console_log!("replaying {} for consumer {}", key.id, key.consumer);
-        }
         // The listing should not show what was just replayed; if the index is unreachable (or
         // the delivery settings are broken) the alarm tells it later.
         if !replayed.is_empty() {
@@ -272,10 +273,6 @@ impl Inbox {
             payload: classified.cloud_event.get().into(),
         };
         self.step(|machine| machine.handle_classified(seq, classification, now))?;
-        console_log!(
-            "{} classified after the fact",
-            classified.status_update.event_id
-        );
         if publishes {
             stream::publish(&self.env, &classified.status_update).await;
         }
@@ -318,7 +315,7 @@ impl Inbox {
                 plan.stop(now_ms());
                 break;
             }
-            let Some(target) = plan.next_origin() else {
+            let Some(target) = plan.next_origin(now_ms()) else {
                 break;
             };
             let (result, retry_after) = origin::deliver(
