@@ -45,3 +45,20 @@ def test_every_transition_of_an_event_is_one_json_log_line_without_identity_data
 
     log = "\n".join(edge.log_lines())
     assert session not in log and person not in log, "subject ids and vendor_data are identity data"
+
+
+def test_the_forwarded_event_carries_a_traceparent_started_at_the_edge(make_edge, make_origin):
+    origin = make_origin()
+    origin.status = 503
+    edge = make_edge("traceparent", base_config(origin.url))
+    event = accepted(edge, didit.session_payload())
+    assert origin.wait_for(lambda o: len(o.received) >= 2, timeout=30)
+    origin.status = 204
+    assert origin.wait_for(lambda o: event in o.delivered_ids(), timeout=30)
+    tried = [r for r in origin.received if r["headers"].get("webhook-id") == event]
+    values = {r["headers"].get("traceparent") for r in tried} | {r["event"].get("traceparent") for r in tried}
+    assert len(values) == 1, "one trace for every attempt, in the header and the body alike"
+    [traceparent] = values
+    version, trace_id, parent_id, flags = traceparent.split("-")
+    assert (version, trace_id, flags) == ("00", event.removeprefix("evt_"), "01")
+    assert len(parent_id) == 16 and int(parent_id, 16) != 0

@@ -37,6 +37,7 @@ struct CloudEvent<'a> {
     subject: &'a str,
     time: String,
     datacontenttype: &'static str,
+    traceparent: String,
     data: Data<'a>,
 }
 
@@ -136,6 +137,7 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Erro
         subject: &parts.subject.id,
         time: to_rfc3339(parts.timestamp),
         datacontenttype: "application/json",
+        traceparent: crate::trace::traceparent(parts.id.as_str()),
         data: Data {
             schema_version: DATA_SCHEMA_VERSION,
             payload_version: parts.payload_version,

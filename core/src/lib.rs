@@ -51,4 +51,5 @@ pub mod standard_webhooks;
 pub mod stream;
 pub mod stream_token;
 pub mod time;
+pub mod trace;
 pub mod verify;

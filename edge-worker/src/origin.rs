@@ -9,6 +9,7 @@ use didit_edge_core::health::retry_after_ms;
 use didit_edge_core::origin::Origin;
 use didit_edge_core::secret::SigningSecrets;
 use didit_edge_core::standard_webhooks;
+use didit_edge_core::trace;
 use futures_util::future::{select, Either};
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
@@ -52,6 +53,7 @@ async fn send(
     headers.set("webhook-id", &signed.id)?;
     headers.set("webhook-timestamp", &signed.timestamp)?;
     headers.set("webhook-signature", &signed.signature)?;
+    headers.set("traceparent", &trace::traceparent(&signed.id))?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_headers(headers)
