@@ -1,11 +1,37 @@
 """What operators see and do around delivery, through the real worker under `wrangler dev`:
-one structured log line per event transition, with no identity data in any of them."""
+one structured log line per event transition, with no identity data in any of them; the trace
+context origins receive; the erasure of one subject's data."""
 
+import pathlib
+import sqlite3
+import time
 import uuid
 
 import didit
+import stream_tokens
 from harness import ADMIN_TOKEN, base_config
-from test_nothing_lost import accepted, send_payload, wait_until
+from test_nothing_lost import accepted, dead_letters, send_payload, user_event, wait_until
+
+
+def stored_cells_containing(persist_dir, needle):
+    """Every stored value, in every Durable Object's SQLite, that contains `needle`: what the
+    objects still hold, read table by table (what no API shows)."""
+    found = []
+    for path in (pathlib.Path(persist_dir) / "v3" / "do").glob("*/*.sqlite"):
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            tables = [row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                # Not the objects' own: the platform's, and miniflare's record of each object's name
+                # (on Cloudflare an object is found by a digest of its name).
+                if table.startswith(("_cf", "sqlite_", "__miniflare")):
+                    continue
+                for row in connection.execute(f'SELECT * FROM "{table}"'):
+                    found += [(path.parent.name, table, cell) for cell in row
+                              if isinstance(cell, str) and needle in cell]
+        finally:
+            connection.close()
+    return found
 
 
 def events_of(edge, kind, event_id):
@@ -62,3 +88,89 @@ def test_the_forwarded_event_carries_a_traceparent_started_at_the_edge(make_edge
     version, trace_id, parent_id, flags = traceparent.split("-")
     assert (version, trace_id, flags) == ("00", event.removeprefix("evt_"), "01")
     assert len(parent_id) == 16 and int(parent_id, 16) != 0
+
+
+def erase(edge, kind, subject_id, token=ADMIN_TOKEN):
+    from urllib.parse import quote
+    return edge.admin("DELETE", f"/admin/subjects/{kind}/{quote(subject_id, safe='')}", token=token)
+
+
+def test_erasing_a_session_removes_its_data_and_keeps_only_what_deduplication_needs(make_edge, make_origin):
+    origin = make_origin()
+    origin.status = 500
+    edge = make_edge("erase-session", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN, RETRY_SCHEDULE="1x1",
+                                                  STREAM_TOKEN_SECRET=stream_tokens.STREAM_SECRET))
+    session, person = f"sess-{uuid.uuid4()}", f"person/{uuid.uuid4()} é"
+    now = int(time.time())
+    review = didit.session_payload(session_id=session, status="In Review", timestamp=now - 20, vendor_data=person)
+    first = accepted(edge, review)
+    assert wait_until(lambda: [d["id"] for d in dead_letters(edge)] == [first], timeout=30)
+    approved = didit.session_payload(session_id=session, status="Approved", timestamp=now - 10, vendor_data=person)
+    second = accepted(edge, approved)  # held behind the dead letter
+    other = accepted(edge, didit.session_payload(vendor_data=person))  # another session: untouched
+    assert stored_cells_containing(edge.persist_dir, session), "the session's data is stored"
+
+    status, reply = erase(edge, "session", session)
+    assert status == 200, reply
+    assert reply["subject_kind"] == "session"
+    assert reply["erased"]["events"] == 2 and reply["erased"]["payloads"] == 2
+    assert reply["erased"]["pending_deliveries"] == 1 and reply["erased"]["dead_letters"] == 1
+    assert reply["erased"]["statuses"] >= 1, "its status in the stream's channels"
+    assert session not in str(reply) and person not in str(reply), "the answer echoes no identity data"
+
+    assert stored_cells_containing(edge.persist_dir, session) == []
+    assert wait_until(lambda: dead_letters(edge) == [])
+    origin.status = 204
+    assert origin.wait_for(lambda o: other in o.delivered_ids(), timeout=30)
+    time.sleep(2)
+    assert first not in origin.delivered_ids() and second not in origin.delivered_ids()
+    # Deduplication still knows them: Didit's retry of an erased event is not delivered again.
+    status, reply = send_payload(edge, review)
+    assert (status, reply["status"], reply["id"]) == (200, "duplicate", first)
+    status, reply = edge.admin("POST", f"/admin/dead-letters/{first}/replay")
+    assert (status, reply["error"]["code"]) == (404, "dead_letter_not_found")
+    assert [r["event_id"] for r in edge.log_events("erased")] == [first, second]
+    # wrangler's own access log prints the erasure's URL; the worker's lines name no subject.
+    worker_lines = [line for line in edge.log_lines() if "/admin/subjects/" not in line]
+    assert session not in "\n".join(worker_lines)
+    # What comes after the erasure is new data, and is delivered.
+    later = accepted(edge, didit.session_payload(session_id=session, status="Declined", vendor_data=person))
+    assert origin.wait_for(lambda o: later in o.delivered_ids(), timeout=30)
+
+
+def test_erasing_a_user_removes_their_statuses_everywhere(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("erase-user", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN,
+                                               STREAM_TOKEN_SECRET=stream_tokens.STREAM_SECRET))
+    person = f"person-{uuid.uuid4()}"
+    event = accepted(edge, user_event(person))
+    session_event = accepted(edge, didit.session_payload(vendor_data=person))
+    assert origin.wait_for(lambda o: {event, session_event} <= set(o.delivered_ids()), timeout=30)
+    assert wait_until(lambda: any(t == "statuses" for _, t, _ in stored_cells_containing(edge.persist_dir, person)))
+
+    status, reply = erase(edge, "user", person)
+    assert status == 200, reply
+    assert reply["subject_kind"] == "user" and reply["erased"]["events"] == 1
+    # The user's own status, and the session's status routed to them, in the admin and user channels.
+    assert reply["erased"]["statuses"] >= 3
+    assert [cell for cell in stored_cells_containing(edge.persist_dir, person) if cell[1] == "statuses"] == []
+    status, reply = send_payload(edge, user_event(person))
+    assert status == 200
+
+
+def test_an_erasure_needs_the_admin_token_and_names_a_subject(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("erase-refusals", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN))
+    session = str(uuid.uuid4())
+    accepted(edge, didit.session_payload(session_id=session))
+    status, reply = erase(edge, "session", session, token="not-the-admin-token-at-all")
+    assert (status, reply["error"]["code"]) == (401, "unauthorized")
+    for kind, subject_id, code in [("person", session, "invalid_subject"), ("session", " ", "invalid_subject")]:
+        status, reply = erase(edge, kind, subject_id)
+        assert (status, reply["error"]["code"]) == (400, code), (kind, subject_id)
+    status, _, raw = edge.request("DELETE", f"/admin/subjects/session/%zz{session}",
+                                  headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert status == 400 and b"invalid_subject" in raw
+    status, _, _ = edge.request("GET", f"/admin/subjects/session/{session}")
+    assert status == 405
+    assert stored_cells_containing(edge.persist_dir, session), "nothing was erased by a refused call"

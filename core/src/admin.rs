@@ -1,10 +1,14 @@
-//! Who may use the admin API: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time.
+//! Who may use the admin API (`Authorization: Bearer <ADMIN_TOKEN>`, compared in constant
+//! time), and what its paths and queries name.
 
+use alloc::borrow::Cow;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::identity::{Subject, SubjectKind};
 use crate::rejection::Rejection;
 
 /// The admin token. Shorter than this is refused: it guards replay and health data.
@@ -116,6 +120,52 @@ impl DeadLetterQuery {
     }
 }
 
+/// Longest subject id an erasure accepts, decoded: Didit's ids are UUIDs, but `vendor_data`
+/// is the integrator's own text.
+pub const MAX_SUBJECT_ID_BYTES: usize = 16 * 1024;
+
+/// The subject an erasure path names: a known kind, and an id percent-decoded to UTF-8
+/// (`vendor_data` may hold `/`, spaces or anything else, encoded).
+pub fn erasure_subject(kind: &str, encoded_id: &str) -> Result<Subject<'static>, Rejection> {
+    let kind = SubjectKind::from_name(kind).ok_or(Rejection::InvalidSubject {
+        reason:
+            "unknown subject kind; use session, business_session, user, business or transaction",
+    })?;
+    let id = percent_decode(encoded_id).ok_or(Rejection::InvalidSubject {
+        reason: "the subject id must be percent-encoded UTF-8",
+    })?;
+    if id.trim().is_empty() || id.len() > MAX_SUBJECT_ID_BYTES {
+        return Err(Rejection::InvalidSubject {
+            reason: "the subject id must be 1 to 16384 bytes and not blank",
+        });
+    }
+    Ok(Subject {
+        kind,
+        id: Cow::Owned(id),
+    })
+}
+
+/// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let (hex, tail) = tail.split_at_checked(2)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            let hex = core::str::from_utf8(hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = tail;
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
 fn is_plain_name(text: &str) -> bool {
     (1..=64).contains(&text.len())
         && text
@@ -193,5 +243,38 @@ mod tests {
             assert_eq!(rejection.code(), "invalid_query", "{bad}");
             assert_eq!(rejection.status(), 400);
         }
+    }
+
+    #[test]
+    fn an_erasure_path_names_a_known_kind_and_a_decoded_id() {
+        let subject =
+            erasure_subject("user", "alice%40example.com%2Fhome%20%C3%A9").expect("valid");
+        assert_eq!(subject.kind, SubjectKind::User);
+        assert_eq!(subject.id, "alice@example.com/home é");
+        assert_eq!(subject.inbox_name(), "user:alice@example.com/home é");
+        assert_eq!(
+            erasure_subject("business_session", "b-1")
+                .expect("valid")
+                .inbox_name(),
+            "business_session:b-1"
+        );
+        for (kind, id) in [
+            ("person", "a"),
+            ("user", "%"),
+            ("user", "%4"),
+            ("user", "%zz"),
+            ("user", "%+f"),
+            ("user", "%ff"),
+            ("user", "%20%20"),
+        ] {
+            let rejection = erasure_subject(kind, id).expect_err(id);
+            assert_eq!(
+                (rejection.code(), rejection.status()),
+                ("invalid_subject", 400)
+            );
+        }
+        let long = "a".repeat(MAX_SUBJECT_ID_BYTES + 1);
+        assert!(erasure_subject("user", &long).is_err());
+        assert!(erasure_subject("user", &long[1..]).is_ok());
     }
 }

@@ -160,6 +160,9 @@ pub enum DeadReason {
     /// Every origin of the consumer refused the event with a 4xx. Only releases before every
     /// answer became retryable gave up for this reason; it is kept to read their dead letters.
     RefusedByEveryOrigin,
+    /// An operator erased the subject's data (a data-subject request) before the copy was
+    /// delivered: it can no longer be, and is not replayable.
+    Erased,
 }
 
 impl DeadReason {
@@ -169,6 +172,7 @@ impl DeadReason {
             Self::RetriesExhausted => "retries_exhausted",
             Self::AbortedByOrigin => "aborted_by_origin",
             Self::RefusedByEveryOrigin => "refused_by_every_origin",
+            Self::Erased => "erased",
         }
     }
 }
@@ -193,6 +197,7 @@ impl core::str::FromStr for DeadReason {
             Self::RetriesExhausted,
             Self::AbortedByOrigin,
             Self::RefusedByEveryOrigin,
+            Self::Erased,
         ]
         .into_iter()
         .find(|reason| reason.as_str() == text)

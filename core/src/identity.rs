@@ -56,7 +56,20 @@ pub enum SubjectKind {
 }
 
 impl SubjectKind {
-    /// The stable name used in events and inbox names.
+    /// The kind a name names, if any.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            Self::Session,
+            Self::BusinessSession,
+            Self::User,
+            Self::Business,
+            Self::Transaction,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == name)
+    }
+
+    /// The kind's name, as in inbox names and `data.subject.kind`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Session => "session",

@@ -22,6 +22,13 @@ pub enum Route<'p> {
     ReplayDeadLetters,
     /// `GET /v1/stream`: the real-time status stream (a WebSocket upgrade).
     Stream,
+    /// `DELETE /admin/subjects/{kind}/{id}`: erase what is stored about one subject.
+    EraseSubject {
+        /// The kind from the path.
+        kind: &'p str,
+        /// The id from the path, still percent-encoded ([`crate::admin::erasure_subject`]).
+        id: &'p str,
+    },
 }
 
 /// Maps a method and path to a route, or the rejection for it.
@@ -43,16 +50,28 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Rejection> {
         "/admin/dead-letters" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters/replay" if method == "POST" => Ok(Route::ReplayDeadLetters),
         "/admin/dead-letters/replay" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
-        _ => match path
-            .strip_prefix("/admin/dead-letters/")
-            .and_then(|rest| rest.strip_suffix("/replay"))
-        {
-            Some(id) if !id.is_empty() && !id.contains('/') => match method {
-                "POST" => Ok(Route::ReplayDeadLetter { id }),
-                _ => Err(Rejection::MethodNotAllowed { allow: "POST" }),
-            },
-            _ => Err(Rejection::NotFound),
-        },
+        _ => {
+            if let Some((kind, id)) = path
+                .strip_prefix("/admin/subjects/")
+                .and_then(|rest| rest.split_once('/'))
+                .filter(|(kind, id)| !kind.is_empty() && !id.is_empty() && !id.contains('/'))
+            {
+                return match method {
+                    "DELETE" => Ok(Route::EraseSubject { kind, id }),
+                    _ => Err(Rejection::MethodNotAllowed { allow: "DELETE" }),
+                };
+            }
+            match path
+                .strip_prefix("/admin/dead-letters/")
+                .and_then(|rest| rest.strip_suffix("/replay"))
+            {
+                Some(id) if !id.is_empty() && !id.contains('/') => match method {
+                    "POST" => Ok(Route::ReplayDeadLetter { id }),
+                    _ => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+                },
+                _ => Err(Rejection::NotFound),
+            }
+        }
     }
 }
 
@@ -149,6 +168,25 @@ mod tests {
             assert_eq!(route("POST", path), Err(Rejection::NotFound), "{path}");
         }
         assert_eq!(route("POST", "/"), Err(Rejection::NotFound));
+        assert_eq!(
+            route("DELETE", "/admin/subjects/user/alice%2Fb"),
+            Ok(Route::EraseSubject {
+                kind: "user",
+                id: "alice%2Fb"
+            })
+        );
+        assert_eq!(
+            route("GET", "/admin/subjects/user/alice"),
+            Err(Rejection::MethodNotAllowed { allow: "DELETE" })
+        );
+        for path in [
+            "/admin/subjects/user",
+            "/admin/subjects/user/",
+            "/admin/subjects//alice",
+            "/admin/subjects/user/a/b",
+        ] {
+            assert_eq!(route("DELETE", path), Err(Rejection::NotFound), "{path}");
+        }
     }
 
     #[test]

@@ -96,6 +96,12 @@ pub enum Rejection {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// An admin call's path names no subject: an unknown kind, or an id that is empty or not
+    /// percent-encoded UTF-8.
+    InvalidSubject {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }
 
 impl Rejection {
@@ -117,6 +123,7 @@ impl Rejection {
             | Self::InvalidPayload { .. }
             | Self::MissingField { .. }
             | Self::InvalidQuery { .. }
+            | Self::InvalidSubject { .. }
             | Self::WatchTooLarge { .. } => 400,
             Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
                 403
@@ -159,6 +166,7 @@ impl Rejection {
             Self::StreamOff => "stream_off",
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::InvalidQuery { .. } => "invalid_query",
+            Self::InvalidSubject { .. } => "invalid_subject",
         }
     }
 
@@ -238,7 +246,7 @@ impl fmt::Display for Rejection {
             Self::DeadLetterNotFound => f.write_str(
                 "no dead letter has this id (never dead, already replayed, or past its retention)",
             ),
-            Self::InvalidQuery { reason } => f.write_str(reason),
+            Self::InvalidQuery { reason } | Self::InvalidSubject { reason } => f.write_str(reason),
         }
     }
 }

@@ -140,7 +140,8 @@ impl StatusUpdate {
     }
 }
 
-fn user_channel(user: &str) -> String {
+/// The channel of the user whose `vendor_data` this is.
+pub fn user_channel(user: &str) -> String {
     format!("user:{user}")
 }
 

@@ -938,6 +938,7 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
         Change::Subject(subject) => {
             store.subject.get_or_insert(subject);
         }
+        Change::ForgetSubject => store.subject = None,
         Change::InsertEvent {
             event,
             content,

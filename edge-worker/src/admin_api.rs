@@ -1,5 +1,5 @@
-//! The admin API (`/admin/…`, Bearer `ADMIN_TOKEN`): origins and their health, and the dead
-//! letters of every subject, listed and replayed.
+//! The admin API (`/admin/…`, Bearer `ADMIN_TOKEN`): origins and their health, the dead
+//! letters of every subject, listed and replayed, and the erasure of one subject's data.
 
 use std::rc::Rc;
 
@@ -11,9 +11,9 @@ use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters::{self, Key};
 use crate::http::{self, header, ok_json, EdgeError};
-use crate::inbox::{ReplayRequest, Replayed};
+use crate::inbox::{Erased, ReplayRequest, Replayed};
 use crate::objects::{self, InboxCall};
-use crate::settings;
+use crate::{settings, stream};
 
 /// Most subjects one bulk replay visits, so one call stays well inside the platform's
 /// subrequest limits; the answer says how many dead letters remain for the next call.
@@ -168,4 +168,56 @@ async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Ke
     .await?;
     let replayed: Replayed = response.json().await?;
     Ok(replayed.replayed)
+}
+
+/// `DELETE /admin/subjects/{kind}/{id}`: erases what is stored about one subject (a
+/// data-subject request): its payloads and bodies, pending deliveries, dead letters and
+/// stream statuses. Its inbox keeps what deduplication needs, so Didit's retries and resends
+/// of an erased event are still answered `duplicate` and never delivered again.
+pub(crate) async fn erase_subject(
+    request: &Request,
+    env: &Env,
+    kind: &str,
+    id: &str,
+) -> std::result::Result<Response, EdgeError> {
+    authorized(request, env)?;
+    let subject = didit_edge_core::admin::erasure_subject(kind, id)?;
+    let mut response = objects::post(
+        env,
+        InboxCall::BINDING,
+        &subject.inbox_name(),
+        InboxCall::Erase.path(),
+        String::new(),
+    )
+    .await
+    .map_err(EdgeError::unavailable("inbox unavailable for erasure"))?;
+    let erased: Erased = response
+        .json()
+        .await
+        .map_err(EdgeError::unavailable("inbox unavailable for erasure"))?;
+    let statuses = stream::erase(env, &subject)
+        .await
+        .map_err(EdgeError::unavailable(
+            "status stream unavailable for erasure",
+        ))?;
+    // Kind only: the id is identity data, and the log keeps none.
+    worker::console_log!(
+        "{}",
+        serde_json::json!({"event": "subject_erased", "subject_kind": subject.kind.as_str(),
+            "events": erased.events, "statuses": statuses})
+    );
+    ok_json(
+        serde_json::json!({
+            "subject_kind": subject.kind.as_str(),
+            "erased": {
+                "events": erased.events,
+                "payloads": erased.payloads,
+                "pending_deliveries": erased.pending_deliveries,
+                "dead_letters": erased.dead_letters,
+                "statuses": statuses,
+            },
+            "kept": "each event's id, Didit's event_id, type, status and times, for deduplication until DEDUP_TTL_SECS",
+        })
+        .to_string(),
+    )
 }

@@ -48,6 +48,8 @@ object_calls! {
         Claim = "/claim",
         /// Replay dead letters (`inbox::ReplayRequest` → `inbox::Replayed`).
         Replay = "/replay",
+        /// Erase the subject's data (→ `inbox::Erased`).
+        Erase = "/erase",
     }
 }
 
@@ -80,6 +82,8 @@ object_calls! {
         Connect = "/connect",
         /// Record and broadcast a status (`stream::StatusUpdate`).
         Publish = "/publish",
+        /// Forget statuses (`stream::EraseRequest` → `stream::Erased`).
+        Erase = "/erase",
     }
 }
 

@@ -6,8 +6,12 @@
 //! messages and rebuilt when the next update or expiry arrives. `ping` is answered by the
 //! runtime's auto-response without waking the object.
 
+use didit_edge_core::identity::{Subject, SubjectKind};
 use didit_edge_core::rejection::Rejection;
-use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
+use didit_edge_core::stream::{
+    next_alarm, user_channel, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL,
+};
+use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
     RequestInit, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
@@ -46,6 +50,25 @@ CREATE TABLE IF NOT EXISTS tokens (
     exp INTEGER NOT NULL
 );
 ";
+
+/// Which statuses an erasure takes from a channel: its subject's, and with `vendor_data` every
+/// status routed to that user.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EraseRequest {
+    /// The subject's key (`kind:id`).
+    pub subject: String,
+    /// The user whose every status goes (an erasure of a `user` subject).
+    pub vendor_data: Option<String>,
+}
+
+/// What an erasure took from a channel.
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct Erased {
+    /// Statuses removed.
+    pub statuses: usize,
+    /// The users those statuses were routed to, whose channels hold them too.
+    pub vendor_data: Vec<String>,
+}
 
 /// One channel's sockets and current statuses.
 #[durable_object]
@@ -195,6 +218,44 @@ impl StatusStream {
         http::json(200, format!(r#"{{"sent":{sent}}}"#))
     }
 
+    /// Forgets the statuses an erasure names, saying whose channels may hold them too.
+    async fn erase(&self, mut request: Request) -> Result<Response> {
+        let ask: EraseRequest = request.json().await?;
+        let sql = self.sql();
+        let by_user = "json_extract(routing, '$.vendor_data') = ?";
+        let (filter, values): (String, Vec<worker::SqlStorageValue>) = match &ask.vendor_data {
+            Some(user) => (
+                format!("subject = ? OR {by_user}"),
+                vec![ask.subject.as_str().into(), user.as_str().into()],
+            ),
+            None => ("subject = ?".into(), vec![ask.subject.as_str().into()]),
+        };
+        let routings = rows::all(
+            &sql.exec(
+                &format!("SELECT routing FROM statuses WHERE {filter}"),
+                values.clone(),
+            )?,
+            |row| row.text(),
+        )?;
+        sql.exec(&format!("DELETE FROM statuses WHERE {filter}"), values)?;
+        let mut erased = Erased {
+            statuses: routings.len(),
+            vendor_data: Vec::new(),
+        };
+        for routing in routings {
+            let user = serde_json::from_str::<StatusUpdate>(&routing)
+                .ok()
+                .and_then(|update| update.vendor_data)
+                .filter(|user| !user.is_empty());
+            if let Some(user) = user {
+                if !erased.vendor_data.contains(&user) {
+                    erased.vendor_data.push(user);
+                }
+            }
+        }
+        http::json(200, serde_json::to_string(&erased)?)
+    }
+
     /// Sets the alarm where the core's [`next_alarm`] says: the first token expiry among the
     /// open sockets or the first status to forget, never in a tight loop over sockets that
     /// are closing.
@@ -238,6 +299,7 @@ impl DurableObject for StatusStream {
         match StreamCall::of_path(&request.path()) {
             Some(StreamCall::Connect) => self.open(request).await,
             Some(StreamCall::Publish) => self.publish(request).await,
+            Some(StreamCall::Erase) => self.erase(request).await,
             None => http::rejection(&Rejection::NotFound),
         }
     }
@@ -322,6 +384,43 @@ pub(crate) async fn connect(
     objects::stub(env, StreamCall::BINDING, &watch.channel())?
         .fetch_with_request(request)
         .await
+}
+
+/// Erases a subject's statuses from the admin channel and from every user channel that holds
+/// them (for a `user` subject, that user's whole channel).
+pub(crate) async fn erase(env: &Env, subject: &Subject<'_>) -> Result<usize> {
+    let user = (subject.kind == SubjectKind::User).then(|| subject.id.to_string());
+    let ask = |vendor_data: Option<String>| EraseRequest {
+        subject: subject.inbox_name(),
+        vendor_data,
+    };
+    let admin = erase_in(env, ADMIN_CHANNEL, &ask(user.clone())).await?;
+    let mut statuses = admin.statuses;
+    let mut users = admin.vendor_data;
+    if let Some(user) = &user {
+        if !users.contains(user) {
+            users.push(user.clone());
+        }
+    }
+    for vendor_data in users {
+        let everything = (Some(&vendor_data) == user.as_ref()).then(|| vendor_data.clone());
+        statuses += erase_in(env, &user_channel(&vendor_data), &ask(everything))
+            .await?
+            .statuses;
+    }
+    Ok(statuses)
+}
+
+async fn erase_in(env: &Env, channel: &str, ask: &EraseRequest) -> Result<Erased> {
+    let mut response = objects::post(
+        env,
+        StreamCall::BINDING,
+        channel,
+        StreamCall::Erase.path(),
+        serde_json::to_string(ask)?,
+    )
+    .await?;
+    response.json().await
 }
 
 /// Publishes an accepted event's status to its channels; a failure is logged and never

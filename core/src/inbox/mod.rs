@@ -43,7 +43,7 @@ pub use record::{
 };
 pub use transition::{subject_kind, LogRecord, Transition};
 
-use crate::attempt::{LogEntry, Verdict};
+use crate::attempt::{DeadReason, LogEntry, Verdict};
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
 use crate::rejection::Receipt;
 use crate::retry::RetrySchedule;
@@ -210,7 +210,7 @@ pub enum IndexEntry {
         /// Didit's `webhook_type`.
         webhook_type: String,
         /// Why it died.
-        reason: crate::attempt::DeadReason,
+        reason: DeadReason,
         /// When the edge received the event.
         received_at: UnixMs,
         /// When it died.
@@ -218,6 +218,19 @@ pub enum IndexEntry {
     },
     /// Unlist it.
     Remove,
+}
+
+/// What an erasure removed from an inbox.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Erasure {
+    /// Events of the subject the inbox knew (each keeps only what deduplication needs).
+    pub events: usize,
+    /// Stored payloads and bodies removed.
+    pub payloads: usize,
+    /// Copies that were waiting for delivery and never will be.
+    pub pending_deliveries: usize,
+    /// Dead letters removed (and unlisted).
+    pub dead_letters: usize,
 }
 
 /// Most index changes one push carries.
@@ -746,6 +759,62 @@ impl Inbox {
             }
         }
         replayed
+    }
+
+    /// An operator's erasure of the subject (a data-subject request), at `now`: every payload
+    /// and stored body goes; copies still pending or dead end as [`DeadReason::Erased`]-expired
+    /// (never sent, never replayable, unlisted); the subject's name goes. What deduplication
+    /// needs stays (ids, Didit's `event_id`, type, status, times), so a retry or resend of an
+    /// erased event is still a duplicate and is not delivered again.
+    pub fn handle_erase(&mut self, now: UnixMs) -> Erasure {
+        let mut erasure = Erasure::default();
+        for event in self.events.values_mut() {
+            let seq = event.record.seq;
+            erasure.events += 1;
+            if event.record.risk_level.is_none() {
+                // Its body is all it has, and erasure takes it: it will never be classified.
+                event.record.risk_level = Some(Level::Unknown);
+                event.record.has_payload = false;
+                erasure.payloads += 1;
+                self.changes.push_back(Change::Classify {
+                    seq,
+                    risk_level: Level::Unknown,
+                    payload: None,
+                    copies: Vec::new(),
+                });
+            } else if event.record.has_payload {
+                event.record.has_payload = false;
+                erasure.payloads += 1;
+                self.changes.push_back(Change::DropPayload(seq));
+            }
+            for (consumer, copy) in &mut event.copies {
+                let (at, reason) = match copy.state {
+                    CopyState::Pending { .. } => {
+                        erasure.pending_deliveries += 1;
+                        (now, DeadReason::Erased)
+                    }
+                    CopyState::Dead { at, reason } => {
+                        erasure.dead_letters += 1;
+                        copy.index = Some(IndexSync::Remove);
+                        (at, reason)
+                    }
+                    CopyState::Delivered { .. } | CopyState::Expired { .. } => continue,
+                };
+                copy.state = CopyState::Expired { at, reason };
+                self.changes.push_back(Change::PutCopy {
+                    seq,
+                    consumer: consumer.clone(),
+                    copy: copy.clone(),
+                });
+            }
+            self.transitions.push_back(Transition::Erased {
+                event_id: event.record.id.clone(),
+            });
+        }
+        if self.subject.take().is_some() {
+            self.changes.push_back(Change::ForgetSubject);
+        }
+        erasure
     }
 
     /// What the dead-letter index has yet to hear, at most [`INDEX_BATCH`] at a time.

@@ -118,6 +118,8 @@ pub enum StoredContent {
 pub enum Change {
     /// The inbox's subject name (for the dead-letter index), written once.
     Subject(String),
+    /// The subject was erased: its name (which holds its id) goes, until a new event names it.
+    ForgetSubject,
     /// A new event with its content and its copies.
     InsertEvent {
         /// The event.

@@ -485,3 +485,85 @@ fn a_log_line_names_the_subject_kind_never_its_id() {
     assert_eq!(subject_kind(Some("session")), "unknown");
     assert_eq!(subject_kind(None), "unknown");
 }
+
+#[test]
+fn an_erasure_keeps_only_what_deduplication_needs() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    // One delivered, one dead (and listed), one pending, one waiting to be classified.
+    inbox.handle_claim(claim("delivered", 100, &["a"]), UnixMs(0));
+    deliver(&mut inbox, &policy, 0, delivered("o"));
+    inbox.handle_claim(claim("dead", 101, &["a"]), UnixMs(0));
+    for now in [0, 1_000, 2_000] {
+        deliver(&mut inbox, &policy, now, failed());
+    }
+    let listed = inbox.poll_index();
+    inbox.handle_index_synced(&listed);
+    inbox.handle_claim(claim("pending", 102, &["b"]), UnixMs(0));
+    let mut unclassified = claim("unclassified", 103, &[]);
+    unclassified.content = ClaimContent::Unclassified {
+        body: "{\"vendor_data\":\"person\"}".into(),
+        verified: Verified {
+            header: crate::verify::SignatureHeader::Raw,
+            form: crate::verify::SignedMessage::RawBody,
+            secret_index: 0,
+        },
+        test: false,
+    };
+    inbox.handle_claim(unclassified, UnixMs(0));
+    inbox.drain_changes().for_each(drop);
+    transitions(&mut inbox);
+
+    let erasure = inbox.handle_erase(UnixMs(3_000));
+    assert_eq!(
+        erasure,
+        Erasure {
+            events: 4,
+            // The delivered event's payload too: retention has not run since.
+            payloads: 4,
+            pending_deliveries: 1,
+            dead_letters: 1,
+        }
+    );
+    let changes: Vec<Change> = inbox.drain_changes().collect();
+    assert!(changes.contains(&Change::ForgetSubject));
+    assert_eq!(inbox.subject(), None);
+    assert!(
+        changes.iter().any(|c| matches!(
+            c,
+            Change::Classify {
+                payload: None,
+                ref copies,
+                ..
+            } if copies.is_empty()
+        )),
+        "the unclassified body goes and it is never classified"
+    );
+    // Nothing is left to send, classify or replay; the dead letter leaves the listing.
+    assert_eq!(inbox.poll_work(&policy, UnixMs(10_000_000)), None);
+    assert!(inbox
+        .events()
+        .all(|(record, _)| !record.has_payload && record.risk_level.is_some()));
+    assert!(matches!(
+        inbox.poll_index().as_slice(),
+        [IndexChange {
+            change: IndexEntry::Remove,
+            ..
+        }]
+    ));
+    assert!(inbox
+        .handle_replay(ReplayFilter::default(), UnixMs(4_000))
+        .is_empty());
+    assert_eq!(transitions(&mut inbox).len(), 4, "one `erased` per event");
+    // A retry or resend of an erased event is still a duplicate.
+    assert_eq!(
+        inbox.handle_claim(claim("pending", 102, &["b"]), UnixMs(5_000)),
+        Receipt::Duplicate {
+            id: "pending".into()
+        }
+    );
+    assert_eq!(inbox.subject(), None, "a duplicate does not name it again");
+    inbox.handle_claim(claim("later", 104, &["b"]), UnixMs(5_000));
+    assert_eq!(inbox.subject(), Some("session:s1"), "a new event does");
+}

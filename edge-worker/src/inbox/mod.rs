@@ -68,6 +68,19 @@ pub(crate) struct ReplayRequest {
     pub consumer: Option<String>,
 }
 
+/// What an erasure removed from an inbox.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct Erased {
+    /// Events of the subject (each keeps only what deduplication needs).
+    pub events: usize,
+    /// Stored payloads and bodies removed.
+    pub payloads: usize,
+    /// Copies that were waiting for delivery and never will be.
+    pub pending_deliveries: usize,
+    /// Dead letters removed from the inbox and the listing.
+    pub dead_letters: usize,
+}
+
 /// What a replay put back in line.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Replayed {
@@ -241,6 +254,24 @@ impl Inbox {
                 .collect(),
         };
         http::json(200, serde_json::to_string(&replayed)?)
+    }
+
+    /// Erases the subject's data, then tells the dead-letter index (or leaves that to the
+    /// alarm, which retries it).
+    async fn erase(&self) -> Result<Response> {
+        let now = now_ms();
+        let erasure = self.step(|machine| machine.handle_erase(UnixMs(now)))?;
+        if erasure.dead_letters > 0 {
+            self.sync_index().await?;
+        }
+        self.wake_by(now).await?;
+        let erased = Erased {
+            events: erasure.events,
+            payloads: erasure.payloads,
+            pending_deliveries: erasure.pending_deliveries,
+            dead_letters: erasure.dead_letters,
+        };
+        http::json(200, serde_json::to_string(&erased)?)
     }
 
     /// Classifies a stored event from its body, with the settings in force.
@@ -514,6 +545,7 @@ impl DurableObject for Inbox {
         match InboxCall::of_path(&request.path()) {
             Some(InboxCall::Claim) => self.claim(request).await,
             Some(InboxCall::Replay) => self.replay(request).await,
+            Some(InboxCall::Erase) => self.erase().await,
             None => http::rejection(&Rejection::NotFound),
         }
     }

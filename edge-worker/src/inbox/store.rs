@@ -418,6 +418,9 @@ pub(super) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
                 vec![subject.as_str().into()],
             )?;
         }
+        Change::ForgetSubject => {
+            sql.exec("DELETE FROM meta WHERE key = 'subject'", None)?;
+        }
         Change::InsertEvent {
             event,
             content,
