@@ -10,14 +10,16 @@
 //!   connections, and go through outages that end;
 //! - an inbox crashes between any two changes it writes (its memory is dropped and it is
 //!   restored from what was written), alarm runs fail, settings change (retention, schedule,
-//!   origins added and removed, hold or continue), operators replay dead letters.
+//!   origins added and removed, hold or continue), operators replay dead letters and erase
+//!   subjects.
 //!
 //! After every step the invariants are checked: a delivery answered 200 is stored; no event
 //! reaches an origin under two webhook-ids; each consumer gets a subject's events in the order
 //! Didit created them (with the hold rule); no payload is dropped while a consumer may still
 //! need it; a dead letter appears only once the schedule is used up or an origin aborted. At
 //! the end, with the faults stopped, every accepted event reaches each of its consumers or is
-//! a dead letter that was listed for replay.
+//! a dead letter that was listed for replay, unless an operator erased its subject (and then
+//! nothing of it reaches an origin afterwards, and no payload or body of it is left).
 //!
 //! `SIM_SEED=n` replays one run exactly; `SIM_SEEDS` (runs, default 40) and `SIM_STEPS` (steps
 //! per run, default 1500) make longer ones. A failing run prints its seed and its last steps.
@@ -152,6 +154,8 @@ struct World {
     ever_listed: BTreeSet<(String, String)>,
     /// (id, consumer) an origin aborted.
     aborted: BTreeSet<(String, String)>,
+    /// Ids of events whose subject an operator erased: never delivered after that.
+    erased: BTreeSet<String>,
     origins: Vec<Origin>,
     behaviours: BTreeMap<String, Behaviour>,
     breakers: BTreeMap<String, Breaker>,
@@ -208,6 +212,7 @@ impl World {
             listed: BTreeSet::new(),
             ever_listed: BTreeSet::new(),
             aborted: BTreeSet::new(),
+            erased: BTreeSet::new(),
             behaviours: BTreeMap::new(),
             breakers: BTreeMap::new(),
             schedule,
@@ -412,6 +417,7 @@ impl World {
             )
         });
         let result = f(machine);
+        machine.drain_transitions().for_each(drop);
         let changes: Vec<Change> = machine.drain_changes().collect();
         for (index, change) in changes.into_iter().enumerate() {
             if crash_after == Some(index as u64) {
@@ -443,6 +449,10 @@ impl World {
         let latency = 5 + self.rng.below(50) as i64;
         match behaviour {
             Behaviour::Up => {
+                assert!(
+                    !self.erased.contains(id),
+                    "{id} reached {origin} after its subject was erased"
+                );
                 let uid = self.uid_of.get(id).copied();
                 if let Some(uid) = uid {
                     self.webhook_ids.entry(uid).or_default().insert(id.into());
@@ -714,6 +724,35 @@ impl World {
         }
     }
 
+    /// An operator erases one subject, calling again until the erasure is written whole (a
+    /// crash fails the call, as the admin API's 5xx does).
+    fn erase_step(&mut self) {
+        let names: Vec<String> = self
+            .inboxes
+            .iter()
+            .filter(|(_, inbox)| !inbox.store.events.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        let name = self.rng.pick(&names).clone();
+        let now = UnixMs(self.now);
+        for call in 1..=20 {
+            if let Ok(erasure) = self.step(&name, |inbox| inbox.handle_erase(now)) {
+                self.log(format!("erase {name}: {erasure:?} (call {call})"));
+                let inbox = self.inboxes.get_mut(&name).expect("inbox");
+                self.erased
+                    .extend(inbox.store.events.values().map(|e| e.id.clone()));
+                assert!(inbox.store.payloads.is_empty() && inbox.store.bodies.is_empty());
+                assert_eq!(inbox.store.subject, None);
+                inbox.alarm = Some(self.now);
+                return;
+            }
+        }
+        panic!("{name}: erasure never completed");
+    }
+
     fn inbox_of(&self, id: &str) -> Option<String> {
         self.inboxes
             .iter()
@@ -907,6 +946,9 @@ impl World {
                 // Forgotten: only after every copy was done with (checked when it happened).
                 continue;
             };
+            if self.erased.contains(id) {
+                continue;
+            }
             let record = store.events.values().find(|e| &e.id == id).expect("found");
             assert!(
                 record.risk_level.is_some(),
@@ -1088,7 +1130,8 @@ fn run(seed: u64, steps: u64) -> Result<World, String> {
                 }
                 70..=84 => world.now += world.rng.below(20_000) as i64,
                 85..=91 => world.origin_step(),
-                92..=95 => world.replay_step(),
+                92..=94 => world.replay_step(),
+                95 => world.erase_step(),
                 96..=97 => world.settings_step(),
                 _ => {
                     // A crash out of the blue: an inbox loses its memory.

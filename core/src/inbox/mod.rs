@@ -771,22 +771,8 @@ impl Inbox {
         for event in self.events.values_mut() {
             let seq = event.record.seq;
             erasure.events += 1;
-            if event.record.risk_level.is_none() {
-                // Its body is all it has, and erasure takes it: it will never be classified.
-                event.record.risk_level = Some(Level::Unknown);
-                event.record.has_payload = false;
-                erasure.payloads += 1;
-                self.changes.push_back(Change::Classify {
-                    seq,
-                    risk_level: Level::Unknown,
-                    payload: None,
-                    copies: Vec::new(),
-                });
-            } else if event.record.has_payload {
-                event.record.has_payload = false;
-                erasure.payloads += 1;
-                self.changes.push_back(Change::DropPayload(seq));
-            }
+            // Copies first: after a crash between these changes, no copy still pending lacks
+            // its payload (an erasure that failed is run again by the operator).
             for (consumer, copy) in &mut event.copies {
                 let (at, reason) = match copy.state {
                     CopyState::Pending { .. } => {
@@ -806,6 +792,22 @@ impl Inbox {
                     consumer: consumer.clone(),
                     copy: copy.clone(),
                 });
+            }
+            if event.record.risk_level.is_none() {
+                // Its body is all it has, and erasure takes it: it will never be classified.
+                event.record.risk_level = Some(Level::Unknown);
+                event.record.has_payload = false;
+                erasure.payloads += 1;
+                self.changes.push_back(Change::Classify {
+                    seq,
+                    risk_level: Level::Unknown,
+                    payload: None,
+                    copies: Vec::new(),
+                });
+            } else if event.record.has_payload {
+                event.record.has_payload = false;
+                erasure.payloads += 1;
+                self.changes.push_back(Change::DropPayload(seq));
             }
             self.transitions.push_back(Transition::Erased {
                 event_id: event.record.id.clone(),
