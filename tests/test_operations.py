@@ -2,6 +2,7 @@
 one structured log line per event transition, with no identity data in any of them; the trace
 context origins receive; the erasure of one subject's data."""
 
+import json
 import pathlib
 import sqlite3
 import time
@@ -174,3 +175,61 @@ def test_an_erasure_needs_the_admin_token_and_names_a_subject(make_edge, make_or
     status, _, _ = edge.request("GET", f"/admin/subjects/session/{session}")
     assert status == 405
     assert stored_cells_containing(edge.persist_dir, session), "nothing was erased by a refused call"
+
+
+def alerts_of(receiver, alert_type):
+    """The alerts of one type the receiver took (verified, answered 2xx)."""
+    return [r for r in receiver.received if r["verified"] and 200 <= r["answered"] < 300
+            and (r["event"] or {}).get("type") == alert_type]
+
+
+def test_dead_letters_and_breaker_changes_raise_signed_alerts_that_are_retried(make_edge, make_origin):
+    origin, receiver = make_origin(), make_origin()
+    origin.status, receiver.status = 500, 503
+    edge = make_edge("alerts", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN, RETRY_SCHEDULE="1x2",
+                                           ALERTS_URL=receiver.url))
+    session, person = str(uuid.uuid4()), f"person-{uuid.uuid4()}"
+    event = accepted(edge, didit.session_payload(session_id=session, vendor_data=person))
+    assert wait_until(lambda: [d["id"] for d in dead_letters(edge)] == [event], timeout=30)
+    assert receiver.wait_for(lambda r: len(r.received) >= 1, timeout=30)
+    receiver.status = 204  # the alert endpoint comes back: the outbox retries (after 5 s)
+    assert receiver.wait_for(lambda r: alerts_of(r, "didit-edge.dead_letter.created")
+                             and alerts_of(r, "didit-edge.origin.unhealthy"), timeout=40)
+    [dead] = alerts_of(receiver, "didit-edge.dead_letter.created")
+    assert dead["event"]["data"] == {"event_id": event, "consumer": "default", "reason": "retries_exhausted",
+                                     "webhook_type": "status.updated", "subject_kind": "session"}
+    assert dead["event"]["id"] == dead["headers"]["webhook-id"] and dead["event"]["id"].startswith("alr_")
+    tried = [r for r in receiver.received if r["headers"].get("webhook-id") == dead["event"]["id"]]
+    assert [r["answered"] for r in tried][-1] == 204 and len(tried) >= 2, "refused at first, then retried"
+    [unhealthy] = alerts_of(receiver, "didit-edge.origin.unhealthy")
+    assert unhealthy["event"]["data"]["origin"] == "test-origin" and unhealthy["answered"] == 204
+    everything = json.dumps([r["event"] for r in receiver.received])
+    assert session not in everything and person not in everything, "alerts carry no identity data"
+
+    # The origin recovers: its breaker closes after successes, and that is told once.
+    origin.status = 204
+    later = [accepted(edge, didit.session_payload()) for _ in range(3)]
+    assert origin.wait_for(lambda o: set(later) <= set(o.delivered_ids()), timeout=60)
+    assert receiver.wait_for(lambda r: alerts_of(r, "didit-edge.origin.recovered"), timeout=30)
+    assert len(alerts_of(receiver, "didit-edge.origin.unhealthy")) == 1, "a failed probe is not a new alert"
+
+
+def test_a_broken_alerts_url_is_named_and_delivery_goes_on(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("alerts-broken", base_config(origin.url, ALERTS_URL="hooks.example.com/alerts"))
+    status, _, raw = edge.request("GET", "/healthz")
+    assert status == 200 and json.loads(raw)["invalid_settings"] == ["ALERTS_URL"]
+    assert "hooks.example.com" not in raw.decode(), "a setting's value is never echoed"
+    event = accepted(edge, didit.session_payload())
+    assert origin.wait_for(lambda o: event in o.delivered_ids(), timeout=30)
+
+
+def test_deliveries_from_outside_didit_source_ips_are_refused_unread(make_edge, make_origin):
+    origin = make_origin()
+    edge = make_edge("source-ips", base_config(origin.url, DIDIT_SOURCE_IPS="18.203.201.92"))
+    status, reply = send_payload(edge, didit.session_payload())
+    assert (status, reply["error"]["code"]) == (403, "forbidden_source")
+    open_edge = make_edge("source-ips-local", base_config(origin.url, DIDIT_SOURCE_IPS="18.203.201.92,127.0.0.1,::1"))
+    event = accepted(open_edge, didit.session_payload())
+    assert origin.wait_for(lambda o: event in o.delivered_ids(), timeout=30)
+    assert len(origin.received) == 1, "the refused delivery was neither stored nor forwarded"

@@ -25,6 +25,7 @@
 extern crate alloc;
 
 pub mod admin;
+pub mod alert;
 pub mod attempt;
 pub mod budget;
 pub mod canonical;

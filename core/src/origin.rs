@@ -199,7 +199,7 @@ impl fmt::Display for OriginError {
 impl core::error::Error for OriginError {}
 
 /// Whether `url` is an absolute `http://` or `https://` URL with a host and no whitespace.
-fn is_http_url(url: &str) -> bool {
+pub(crate) fn is_http_url(url: &str) -> bool {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));

@@ -96,6 +96,8 @@ pub enum Rejection {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// `DIDIT_SOURCE_IPS` is set and the delivery came from another address.
+    ForbiddenSource,
     /// An admin call's path names no subject: an unknown kind, or an id that is empty or not
     /// percent-encoded UTF-8.
     InvalidSubject {
@@ -125,9 +127,9 @@ impl Rejection {
             | Self::InvalidQuery { .. }
             | Self::InvalidSubject { .. }
             | Self::WatchTooLarge { .. } => 400,
-            Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
-                403
-            }
+            Self::Forbidden { .. }
+            | Self::ForbiddenSource
+            | Self::Token(crate::stream_token::TokenError::UnknownScope) => 403,
             Self::MissingToken | Self::Token(_) | Self::TokenReused => 401,
             Self::UpgradeRequired => 426,
             Self::StreamOff => 404,
@@ -167,6 +169,7 @@ impl Rejection {
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::InvalidQuery { .. } => "invalid_query",
             Self::InvalidSubject { .. } => "invalid_subject",
+            Self::ForbiddenSource => "forbidden_source",
         }
     }
 
@@ -232,6 +235,9 @@ impl fmt::Display for Rejection {
             }
             Self::Unauthorized { reason } => f.write_str(reason),
             Self::Forbidden { reason } => f.write_str(reason),
+            Self::ForbiddenSource => f.write_str(
+                "deliveries are accepted only from the addresses in DIDIT_SOURCE_IPS",
+            ),
             Self::MissingToken => f.write_str(
                 "no token: send `Sec-WebSocket-Protocol: didit-edge.v1, <token>` (or `access_token`)",
             ),

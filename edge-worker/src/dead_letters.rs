@@ -6,15 +6,18 @@
 //! replay to. Inboxes push changes from an outbox column (`deliveries.index_sync`), so an index
 //! that is briefly unreachable only delays the listing; nothing is lost or listed twice.
 
+use didit_edge_core::alert::Alert;
+use didit_edge_core::attempt::DeadReason;
+use didit_edge_core::inbox::subject_kind;
 use didit_edge_core::rejection::Rejection;
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
 };
 
-use crate::http;
 use crate::objects::{self, DeadLettersCall, GLOBAL};
 use crate::rows::{self, Columns};
+use crate::{alerts, http};
 
 /// One request or response at one origin, as the attempt log shows it.
 #[derive(Clone, Serialize, Deserialize)]
@@ -144,6 +147,32 @@ impl DeadLetters {
             |delivery| delivery.retention.dead_letter_secs,
         );
         didit_edge_core::time::UnixMs(dead_at_ms).plus_secs(secs).0
+    }
+
+    /// The alerts for what `changes` lists that was not listed yet.
+    fn new_dead_letters(&self, changes: &Changes) -> Result<Vec<Alert>> {
+        let mut alerts = Vec::new();
+        for entry in &changes.put {
+            let listed = rows::first(
+                &self.sql().exec(
+                    "SELECT dead_at_ms FROM letters WHERE id = ? AND consumer = ?",
+                    vec![entry.id.as_str().into(), entry.consumer.as_str().into()],
+                )?,
+                Columns::int,
+            )?;
+            if listed == Some(entry.dead_at_ms) {
+                continue;
+            }
+            alerts.push(Alert::DeadLetter {
+                event_id: entry.id.clone(),
+                consumer: entry.consumer.clone(),
+                reason: entry.reason.parse().unwrap_or(DeadReason::RetriesExhausted),
+                webhook_type: entry.webhook_type.clone(),
+                subject_kind: subject_kind(Some(&entry.subject)).into(),
+                dead_at_ms: entry.dead_at_ms,
+            });
+        }
+        Ok(alerts)
     }
 
     fn apply(&self, changes: &Changes) -> Result<()> {
@@ -294,6 +323,9 @@ impl DurableObject for DeadLetters {
         match DeadLettersCall::of_path(&request.path()) {
             Some(DeadLettersCall::Sync) => {
                 let changes: Changes = request.json().await?;
+                // Alerted before listed: if queueing fails, the inbox pushes again and the
+                // dead letters are still new then.
+                alerts::enqueue(&self.env, &self.new_dead_letters(&changes)?).await?;
                 self.apply(&changes)?;
                 http::json(200, "{}".into())
             }

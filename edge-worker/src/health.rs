@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
+use didit_edge_core::alert::breaker_alert;
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
 use didit_edge_core::rejection::Rejection;
@@ -14,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
-use crate::http;
 use crate::objects::{self, HealthCall, GLOBAL};
 use crate::rows::{self, Columns};
+use crate::{alerts, http};
 
 /// How long a snapshot is reused inside one isolate.
 const SNAPSHOT_CACHE_MS: i64 = 2_000;
@@ -36,6 +37,7 @@ struct Report {
 #[durable_object]
 pub struct Health {
     state: State,
+    env: Env,
 }
 
 impl Health {
@@ -71,9 +73,18 @@ impl Health {
             .collect())
     }
 
-    fn record(&self, report: &Report) -> Result<()> {
+    /// Records an outcome. A change of the breaker worth an alert is queued first: if that
+    /// fails, nothing is recorded and the next outcome reports the change again.
+    async fn record(&self, report: &Report) -> Result<()> {
         let mut breaker = self.breaker(&report.origin)?;
+        let before = breaker.state();
         breaker.report(report.up, report.retry_after_ms, report.at_ms);
+        if let Some(alert) = breaker_alert(&report.origin, before, breaker.state(), report.at_ms) {
+            alerts::enqueue(&self.env, &[alert]).await?;
+            // Other reports may have come in while this one waited: apply it to what they left.
+            breaker = self.breaker(&report.origin)?;
+            breaker.report(report.up, report.retry_after_ms, report.at_ms);
+        }
         self.state.storage().sql().exec(
             "INSERT INTO breakers (origin, breaker) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET breaker = excluded.breaker",
             vec![report.origin.as_str().into(), serde_json::to_string(&breaker)?.into()],
@@ -83,21 +94,21 @@ impl Health {
 }
 
 impl DurableObject for Health {
-    fn new(state: State, _env: Env) -> Self {
+    fn new(state: State, env: Env) -> Self {
         if let Err(error) = state.storage().sql().exec(
             "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)",
             None,
         ) {
             worker::console_error!("health schema could not be created: {error}");
         }
-        Self { state }
+        Self { state, env }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
         match HealthCall::of_path(&request.path()) {
             Some(HealthCall::Report) => {
                 let report: Report = request.json().await?;
-                self.record(&report)?;
+                self.record(&report).await?;
                 http::json(200, "{}".into())
             }
             Some(HealthCall::Snapshot) => {

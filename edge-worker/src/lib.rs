@@ -7,9 +7,10 @@
 //! reads and writes HTTP, SQLite and WebCrypto, and awaits IO. `docs/architecture.md` maps it.
 //!
 //! Front doors: `webhook` (Didit), `admin_api`, `stream_api`; the Durable Objects: `inbox`,
-//! `dead_letters`, `health`, `stream`, whose calls `objects` declares.
+//! `dead_letters`, `health`, `stream`, `alerts`, whose calls `objects` declares.
 
 mod admin_api;
+mod alerts;
 mod claim;
 mod clock;
 mod dead_letters;
@@ -27,6 +28,7 @@ mod stream_api;
 mod webcrypto;
 mod webhook;
 
+pub use alerts::Alerts;
 pub use dead_letters::DeadLetters;
 pub use health::Health;
 pub use inbox::Inbox;

@@ -87,6 +87,14 @@ object_calls! {
     }
 }
 
+object_calls! {
+    /// The calls of the `Alerts` outbox ([`GLOBAL`]).
+    AlertsCall on "ALERTS" {
+        /// Queue alerts (`alerts::Enqueue`).
+        Enqueue = "/enqueue",
+    }
+}
+
 /// The stub of the object `name` of `binding`.
 pub(crate) fn stub(env: &Env, binding: &str, name: &str) -> Result<Stub> {
     env.durable_object(binding)?.id_from_name(name)?.get_stub()

@@ -27,6 +27,17 @@ pub(crate) async fn deliver(
     id: &str,
     cloud_event: &str,
 ) -> (AttemptResult, Option<u64>) {
+    post_signed(&origin.url, origin.timeout_ms, secrets, id, cloud_event).await
+}
+
+/// POSTs a CloudEvent to `url` within `timeout_ms`, signed the way every delivery is.
+pub(crate) async fn post_signed(
+    url: &str,
+    timeout_ms: u32,
+    secrets: &SigningSecrets,
+    id: &str,
+    cloud_event: &str,
+) -> (AttemptResult, Option<u64>) {
     let now = now_secs();
     let message = standard_webhooks::message(id, now, cloud_event.as_bytes());
     let mut tags = Vec::new();
@@ -34,13 +45,14 @@ pub(crate) async fn deliver(
         tags.push(webcrypto::tag(secret.key(), &message).await);
     }
     let signed = standard_webhooks::headers(id, now, &tags);
-    send(origin, &signed, cloud_event)
+    send(url, timeout_ms, &signed, cloud_event)
         .await
         .unwrap_or((AttemptResult::Network, None))
 }
 
 async fn send(
-    origin: &Origin,
+    url: &str,
+    timeout_ms: u32,
     signed: &standard_webhooks::SignedHeaders,
     body: &str,
 ) -> worker::Result<(AttemptResult, Option<u64>)> {
@@ -59,18 +71,16 @@ async fn send(
         .with_headers(headers)
         .with_redirect(RequestRedirect::Manual)
         .with_body(Some(body.into()));
-    let request = Request::new_with_init(&origin.url, &init)?;
-    race(origin, Fetch::Request(request)).await
+    let request = Request::new_with_init(url, &init)?;
+    race(timeout_ms, Fetch::Request(request)).await
 }
 
-/// Sends `fetch`, aborting it when the origin's timeout passes first.
-async fn race(origin: &Origin, fetch: Fetch) -> worker::Result<(AttemptResult, Option<u64>)> {
+/// Sends `fetch`, aborting it when `timeout_ms` passes first.
+async fn race(timeout_ms: u32, fetch: Fetch) -> worker::Result<(AttemptResult, Option<u64>)> {
     let controller = AbortController::default();
     let signal = controller.signal();
     let sending = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(
-        origin.timeout_ms,
-    ))));
+    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(timeout_ms))));
     let result = match select(sending, timeout).await {
         Either::Left((Ok(response), _)) => {
             let header = |name: &str| response.headers().get(name).ok().flatten();
@@ -106,7 +116,7 @@ pub(crate) async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>
             .with_headers(headers)
             .with_redirect(RequestRedirect::Manual);
         let request = Request::new_with_init(url, &init)?;
-        race(origin, Fetch::Request(request)).await
+        race(origin.timeout_ms, Fetch::Request(request)).await
     }
     .await;
     Some(result.unwrap_or((AttemptResult::Network, None)))

@@ -25,6 +25,7 @@ pub(crate) async fn receive(
 ) -> std::result::Result<(Receipt, Option<StatusUpdate>), EdgeError> {
     let config = settings::config(env);
     let intake_settings = settings::intake(&config)?;
+    intake_settings.admits_source(header(request, "cf-connecting-ip").as_deref())?;
     limits::check_body_headers(
         header(request, "content-type").as_deref(),
         header(request, "content-length").as_deref(),

@@ -22,6 +22,7 @@ mod reader;
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
+use core::net::IpAddr;
 
 pub use problem::{ConfigError, ConfigErrors, Problem};
 use reader::Reader;
@@ -30,6 +31,7 @@ use crate::admin::AdminToken;
 use crate::delivery::Retention;
 use crate::inbox::AfterDeadLetter;
 use crate::origin::{parse_origins, Origin};
+use crate::rejection::Rejection;
 use crate::retry::{
     RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT, DEFAULT_RETRY_SCHEDULE, MAX_RETRY_JITTER_PERCENT,
 };
@@ -70,6 +72,24 @@ pub struct IntakeConfig {
     pub max_body_bytes: u64,
     /// Whether `X-Signature-Simple` alone authenticates a delivery.
     pub allow_simple_signature: bool,
+    /// The addresses deliveries may come from; empty: any.
+    pub source_ips: Vec<IpAddr>,
+}
+
+impl IntakeConfig {
+    /// Whether a delivery from `client` (the platform's `CF-Connecting-IP`) may be read.
+    /// Signatures are what authenticate; this only keeps everyone else from spending the
+    /// receiver's CPU on forgeries.
+    pub fn admits_source(&self, client: Option<&str>) -> Result<(), Rejection> {
+        if self.source_ips.is_empty() {
+            return Ok(());
+        }
+        let client: Option<IpAddr> = client.and_then(|text| text.trim().parse().ok());
+        match client {
+            Some(ip) if self.source_ips.contains(&ip) => Ok(()),
+            _ => Err(Rejection::ForbiddenSource),
+        }
+    }
 }
 
 /// What classifies, routes, signs, retries and forgets events.
@@ -109,6 +129,14 @@ impl DeliveryConfig {
             .get(&origin.name)
             .unwrap_or(&self.signing_secrets)
     }
+}
+
+/// Where operational alerts ([`crate::alert`]) go; they are signed with the delivery signing
+/// secrets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// The URL alerts are POSTed to.
+    pub url: String,
 }
 
 /// The status stream's settings.
@@ -156,6 +184,8 @@ pub struct Config {
     pub admin: Feature<AdminToken>,
     /// The status stream.
     pub stream: Feature<StreamConfig>,
+    /// Where operational alerts go.
+    pub alerts: Feature<AlertsConfig>,
     /// Every problem found, in the order the settings were read.
     pub problems: ConfigErrors,
 }
@@ -177,11 +207,13 @@ impl Config {
         let delivery = read_delivery(&mut reader, tolerance_secs);
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
+        let alerts = read_alerts(&mut reader);
         Self {
             intake,
             delivery,
             admin,
             stream,
+            alerts,
             problems: ConfigErrors(reader.errors),
         }
     }
@@ -217,12 +249,48 @@ fn read_intake<F: Fn(&str) -> Option<String>>(
     );
     // A broken flag is off: the simple signature does not cover the payload.
     let allow_simple_signature = reader.flag(ALLOW_SIMPLE_SIGNATURE);
+    // A broken list restricts nothing (the problem is recorded): signatures still decide, and
+    // refusing Didit over a typo would lose what it sends.
+    let source_ips = reader
+        .get(DIDIT_SOURCE_IPS)
+        .map(|text| {
+            parse_ip_list(&text)
+                .map_err(|position| {
+                    reader.fail(DIDIT_SOURCE_IPS, Problem::NotAnIpAddress { position });
+                })
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
     Some(IntakeConfig {
         webhook_secrets: webhook_secrets?,
         timestamp_tolerance_secs,
         max_body_bytes,
         allow_simple_signature,
+        source_ips,
     })
+}
+
+/// Comma-separated IP addresses; the position (from 1) of the first that is not one.
+fn parse_ip_list(text: &str) -> Result<Vec<IpAddr>, usize> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .enumerate()
+        .map(|(index, entry)| entry.parse().map_err(|_| index + 1))
+        .collect()
+}
+
+fn read_alerts<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<AlertsConfig> {
+    let Some(url) = reader.get(names::ALERTS_URL) else {
+        return Feature::Off;
+    };
+    let url = String::from(url.trim());
+    if crate::origin::is_http_url(&url) {
+        Feature::On(AlertsConfig { url })
+    } else {
+        reader.fail(names::ALERTS_URL, Problem::NotAnHttpUrl);
+        Feature::Broken
+    }
 }
 
 fn read_signing<F: Fn(&str) -> Option<String>>(

@@ -38,3 +38,7 @@ pub const STREAM_TOKEN_MAX_LIFETIME_SECS: &str = "STREAM_TOKEN_MAX_LIFETIME_SECS
 pub const STREAM_TOKEN_AUDIENCE: &str = "STREAM_TOKEN_AUDIENCE";
 /// How long the stream remembers each subject's current status for late connections.
 pub const STREAM_STATUS_RETENTION_SECS: &str = "STREAM_STATUS_RETENTION_SECS";
+/// Addresses Didit delivers from; when set, deliveries from anywhere else are refused.
+pub const DIDIT_SOURCE_IPS: &str = "DIDIT_SOURCE_IPS";
+/// Where operational alerts go (optional; off without it).
+pub const ALERTS_URL: &str = "ALERTS_URL";

@@ -68,6 +68,13 @@ pub enum Problem {
     /// A name holds characters other than letters, digits, `.`, `_`, `-` and `:`, or is longer
     /// than 128.
     NotAName,
+    /// A list of IP addresses holds something else (its position is given, never its text).
+    NotAnIpAddress {
+        /// Which entry, from 1.
+        position: usize,
+    },
+    /// Not an absolute `http://` or `https://` URL.
+    NotAnHttpUrl,
 }
 
 /// One setting and what is wrong with it.
@@ -116,6 +123,13 @@ impl fmt::Display for ConfigError {
             Problem::NotAName => f.write_str(
                 "must be 1 to 128 letters, digits, `.`, `_`, `-` or `:`",
             ),
+            Problem::NotAnIpAddress { position } => write!(
+                f,
+                "entry {position} is not an IPv4 or IPv6 address; use addresses separated by commas"
+            ),
+            Problem::NotAnHttpUrl => {
+                f.write_str("must be an absolute http:// or https:// URL with a host")
+            }
         }
     }
 }

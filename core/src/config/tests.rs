@@ -285,3 +285,48 @@ fn missing_settings_are_reported() {
         .iter()
         .all(|e| e.problem == Problem::Missing));
 }
+
+#[test]
+fn source_addresses_restrict_deliveries_when_set() {
+    let open = with(&[]).intake.expect("intake");
+    assert!(open.source_ips.is_empty());
+    assert_eq!(open.admits_source(None), Ok(()));
+    let didit = with(&[("DIDIT_SOURCE_IPS", "18.203.201.92, 2001:db8::1")]);
+    assert!(didit.problems.is_empty());
+    let intake = didit.intake.expect("intake");
+    assert_eq!(intake.admits_source(Some("18.203.201.92")), Ok(()));
+    assert_eq!(intake.admits_source(Some("2001:0db8:0:0::1")), Ok(()));
+    for other in [Some("18.203.201.93"), Some("not an ip"), Some(""), None] {
+        assert_eq!(
+            intake.admits_source(other),
+            Err(Rejection::ForbiddenSource),
+            "{other:?}"
+        );
+    }
+    // A typo restricts nothing (signatures still decide) and is named.
+    let typo = with(&[("DIDIT_SOURCE_IPS", "18.203.201.92,18.203.201")]);
+    assert_eq!(typo.problems.settings(), ["DIDIT_SOURCE_IPS"]);
+    assert_eq!(
+        format!("{}", typo.problems.0[0]),
+        "DIDIT_SOURCE_IPS: entry 2 is not an IPv4 or IPv6 address; use addresses separated by commas"
+    );
+    assert_eq!(
+        typo.intake.expect("intake").admits_source(Some("10.0.0.1")),
+        Ok(())
+    );
+}
+
+#[test]
+fn alerts_are_off_unless_a_url_is_set_and_a_bad_one_breaks_only_them() {
+    assert_eq!(with(&[]).alerts, Feature::Off);
+    assert_eq!(
+        with(&[("ALERTS_URL", " https://hooks.example/alerts ")]).alerts,
+        Feature::On(AlertsConfig {
+            url: "https://hooks.example/alerts".into()
+        })
+    );
+    let broken = with(&[("ALERTS_URL", "hooks.example/alerts")]);
+    assert_eq!(broken.alerts, Feature::Broken);
+    assert_eq!(broken.problems.settings(), ["ALERTS_URL"]);
+    assert!(broken.delivery.is_some() && broken.intake.is_some());
+}
