@@ -233,3 +233,25 @@ def test_deliveries_from_outside_didit_source_ips_are_refused_unread(make_edge, 
     event = accepted(open_edge, didit.session_payload())
     assert origin.wait_for(lambda o: event in o.delivered_ids(), timeout=30)
     assert len(origin.received) == 1, "the refused delivery was neither stored nor forwarded"
+
+
+def test_a_jurisdiction_is_asked_of_the_platform_and_a_broken_one_stores_nothing(make_edge, make_origin):
+    origin = make_origin()
+    # workerd (wrangler dev) does not implement jurisdictions: it refuses to create the object,
+    # and the delivery is refused with a 503 rather than stored anywhere else. On Cloudflare the
+    # same call creates the object in the EU (docs/deploy.md says how to check on staging).
+    eu = make_edge("jurisdiction-eu", base_config(origin.url, DURABLE_OBJECT_JURISDICTION="eu"))
+    status, reply = send_payload(eu, didit.session_payload())
+    assert (status, reply["error"]["code"]) == (503, "storage_unavailable")
+    assert wait_until(lambda: any("Jurisdiction restrictions are not implemented in workerd" in line
+                                  for line in eu.log_lines()), timeout=10)
+    assert stored_cells_containing(eu.persist_dir, "evt_") == []
+
+    broken = make_edge("jurisdiction-broken", base_config(origin.url, DURABLE_OBJECT_JURISDICTION="mars"))
+    status, reply = send_payload(broken, didit.session_payload())
+    assert (status, reply["error"]["code"]) == (503, "configuration_error")
+    assert "DURABLE_OBJECT_JURISDICTION" in reply["error"]["message"]
+    status, _, raw = broken.request("GET", "/healthz")
+    assert json.loads(raw)["invalid_settings"] == ["DURABLE_OBJECT_JURISDICTION"]
+    assert stored_cells_containing(broken.persist_dir, "evt_") == []
+    assert origin.received == []

@@ -3,7 +3,9 @@
 //! one: a JSON POST to a named object, anything but a 200 turned into an error that carries
 //! the object's answer.
 
-use worker::{Env, Method, Request, RequestInit, Response, Result, Stub};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, Stub};
 
 /// The name of the objects there is one of (`Health`, `DeadLetters`).
 pub(crate) const GLOBAL: &str = "global";
@@ -96,8 +98,39 @@ object_calls! {
 }
 
 /// The stub of the object `name` of `binding`.
+/// Every object lives in `DURABLE_OBJECT_JURISDICTION` when it is set; while it is broken no
+/// object is reached, so nothing is stored outside the jurisdiction asked for.
 pub(crate) fn stub(env: &Env, binding: &str, name: &str) -> Result<Stub> {
-    env.durable_object(binding)?.id_from_name(name)?.get_stub()
+    let namespace = env.durable_object(binding)?;
+    match crate::settings::config(env).jurisdiction {
+        Ok(None) => namespace.id_from_name(name)?.get_stub(),
+        Ok(Some(jurisdiction)) => {
+            let restricted = JurisdictionNamespace::from(JsValue::from(namespace.as_ref()))
+                .jurisdiction(jurisdiction)
+                .map_err(worker::Error::from)?;
+            ObjectNamespace::unchecked_from_js(restricted)
+                .id_from_name(name)?
+                .get_stub()
+        }
+        Err(()) => {
+            Err("DURABLE_OBJECT_JURISDICTION is invalid: no Durable Object is reached".into())
+        }
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    /// A Durable Object namespace, for the one method `worker` 0.8 does not bind.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type JurisdictionNamespace;
+
+    /// The namespace of the objects restricted to `jurisdiction` (`eu`, `fedramp`), whose
+    /// `idFromName` and `get` work as the unrestricted namespace's do.
+    #[wasm_bindgen(method, catch)]
+    fn jurisdiction(
+        this: &JurisdictionNamespace,
+        jurisdiction: &str,
+    ) -> std::result::Result<JsValue, JsValue>;
 }
 
 /// POSTs `body` to the call at `path` of the object `name` of `binding`.

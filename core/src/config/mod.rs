@@ -186,6 +186,10 @@ pub struct Config {
     pub stream: Feature<StreamConfig>,
     /// Where operational alerts go.
     pub alerts: Feature<AlertsConfig>,
+    /// The jurisdiction every Durable Object lives in (`None`: wherever the platform puts it);
+    /// `Err` while the setting is broken, when no object may be reached at all, so nothing is
+    /// ever stored outside the jurisdiction asked for.
+    pub jurisdiction: Result<Option<&'static str>, ()>,
     /// Every problem found, in the order the settings were read.
     pub problems: ConfigErrors,
 }
@@ -203,7 +207,10 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let mut reader = Reader::new(lookup);
         let tolerance_secs = read_tolerance(&mut reader);
-        let intake = read_intake(&mut reader, tolerance_secs);
+        let jurisdiction = read_jurisdiction(&mut reader);
+        // Nothing is admitted while the objects it would be stored in are unknown: Didit gets a
+        // 503 and retries, and nothing lands outside the jurisdiction asked for.
+        let intake = read_intake(&mut reader, tolerance_secs).filter(|_| jurisdiction.is_ok());
         let delivery = read_delivery(&mut reader, tolerance_secs);
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
@@ -214,6 +221,7 @@ impl Config {
             admin,
             stream,
             alerts,
+            jurisdiction,
             problems: ConfigErrors(reader.errors),
         }
     }
@@ -278,6 +286,27 @@ fn parse_ip_list(text: &str) -> Result<Vec<IpAddr>, usize> {
         .enumerate()
         .map(|(index, entry)| entry.parse().map_err(|_| index + 1))
         .collect()
+}
+
+/// Jurisdictions Durable Objects can be restricted to.
+pub const JURISDICTIONS: &[&str] = &["eu", "fedramp"];
+
+fn read_jurisdiction<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+) -> Result<Option<&'static str>, ()> {
+    let Some(text) = reader.get(names::DURABLE_OBJECT_JURISDICTION) else {
+        return Ok(None);
+    };
+    match JURISDICTIONS.iter().find(|j| **j == text.trim()) {
+        Some(jurisdiction) => Ok(Some(jurisdiction)),
+        None => {
+            reader.fail(
+                names::DURABLE_OBJECT_JURISDICTION,
+                Problem::NotOneOf(JURISDICTIONS),
+            );
+            Err(())
+        }
+    }
 }
 
 fn read_alerts<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<AlertsConfig> {

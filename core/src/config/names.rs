@@ -42,3 +42,5 @@ pub const STREAM_STATUS_RETENTION_SECS: &str = "STREAM_STATUS_RETENTION_SECS";
 pub const DIDIT_SOURCE_IPS: &str = "DIDIT_SOURCE_IPS";
 /// Where operational alerts go (optional; off without it).
 pub const ALERTS_URL: &str = "ALERTS_URL";
+/// The jurisdiction every Durable Object is created in (`eu`, `fedramp`); unset: anywhere.
+pub const DURABLE_OBJECT_JURISDICTION: &str = "DURABLE_OBJECT_JURISDICTION";

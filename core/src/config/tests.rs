@@ -330,3 +330,19 @@ fn alerts_are_off_unless_a_url_is_set_and_a_bad_one_breaks_only_them() {
     assert_eq!(broken.problems.settings(), ["ALERTS_URL"]);
     assert!(broken.delivery.is_some() && broken.intake.is_some());
 }
+
+#[test]
+fn a_jurisdiction_is_one_the_platform_knows_and_a_broken_one_stops_intake() {
+    assert_eq!(with(&[]).jurisdiction, Ok(None));
+    assert_eq!(
+        with(&[("DURABLE_OBJECT_JURISDICTION", "eu")]).jurisdiction,
+        Ok(Some("eu"))
+    );
+    let broken = with(&[("DURABLE_OBJECT_JURISDICTION", "EU-West")]);
+    assert_eq!(broken.jurisdiction, Err(()));
+    assert!(
+        broken.intake.is_none(),
+        "nothing is stored in an unknown place"
+    );
+    assert_eq!(broken.problems.settings(), ["DURABLE_OBJECT_JURISDICTION"]);
+}
