@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use didit_edge_core::admin::DeadLetterQuery;
+use didit_edge_core::admin::{erasure_subject, DeadLetterQuery, MAX_SUBJECT_ID_BYTES};
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
 use didit_edge_core::envelope::Envelope;
 use didit_edge_core::intake::{Delivery, Identified, Intake, Policy};
+use didit_edge_core::limits::{route, Route};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::retry::{RetrySchedule, MAX_RETRIES};
@@ -224,7 +225,8 @@ pub(crate) fn config(data: &[u8]) {
     }
 }
 
-/// The admin API's query strings: never panic, never accept an unknown parameter.
+/// The admin API's query strings and paths: never panic, never accept an unknown parameter;
+/// an erasure path names a known kind and an id whose percent-encoding round-trips.
 pub(crate) fn admin_query(data: &[u8]) {
     let Ok(query) = std::str::from_utf8(data) else {
         return;
@@ -240,4 +242,13 @@ pub(crate) fn admin_query(data: &[u8]) {
         }
     }
     let _ = AdminFilters::parse(Some(query));
+    if let Ok(Route::EraseSubject { kind, id }) = route("DELETE", query) {
+        if let Ok(subject) = erasure_subject(kind, id) {
+            assert_eq!(subject.kind.as_str(), kind);
+            assert!(!subject.id.trim().is_empty() && subject.id.len() <= MAX_SUBJECT_ID_BYTES);
+            let encoded: String = subject.id.bytes().map(|b| format!("%{b:02X}")).collect();
+            let again = erasure_subject(kind, &encoded).expect("its own encoding");
+            assert_eq!(again.id, subject.id);
+        }
+    }
 }
