@@ -1,0 +1,538 @@
+//! `didit-edge listen`: a local origin on 127.0.0.1 that verifies each request's Standard
+//! Webhooks signature, prints one line per CloudEvent, and answers as told (to try retries,
+//! failover and dead letters), or passes each verified event on to your own app.
+
+use std::collections::HashMap;
+use std::io::Read as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use clap::Args;
+use didit_edge_core::mac::{tags_equal, HmacSha256, RustCrypto, Tag};
+use didit_edge_core::secret::SigningSecrets;
+use didit_edge_core::time::to_rfc3339;
+use serde_json::{json, Value};
+
+use crate::config::{self, redact_url, Lookup};
+use crate::error::{Failure, Result};
+use crate::http::{self, Method};
+
+/// Largest request body read.
+const MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Args, Debug)]
+pub(crate) struct ListenArgs {
+    /// The port on 127.0.0.1 (0: any free port, printed at start)
+    #[arg(long, default_value_t = 8788)]
+    pub(crate) port: u16,
+    /// The origin signing secret, whsec_… (a comma-separated list during a rotation: any may
+    /// sign) [default: $ORIGIN_SIGNING_SECRET, else ORIGIN_SIGNING_SECRET in ./.dev.vars]
+    #[arg(long, value_name = "WHSEC")]
+    pub(crate) secret: Option<String>,
+    /// Answer every verified event with this status instead of 204 (with --fail-first, only the
+    /// first N)
+    #[arg(long, value_name = "STATUS", value_parser = clap::value_parser!(u16).range(300..=599))]
+    pub(crate) fail: Option<u16>,
+    /// Fail only the first N verified events (with --fail's status, default 500), then accept
+    #[arg(long = "fail-first", value_name = "N")]
+    pub(crate) fail_first: Option<u64>,
+    /// Add `webhook-delivery: abort-message` to failing answers: the edge stops retrying and
+    /// makes the event a dead letter at once (fails with 500 unless --fail says otherwise)
+    #[arg(long)]
+    pub(crate) abort: bool,
+    /// Wait this long before answering each event (e.g. 3s, to exceed an origin's timeout_ms)
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub(crate) slow: Option<Duration>,
+    /// Pass each verified event on to your app (the same body, webhook-* and traceparent
+    /// headers) and answer with its status and body
+    #[arg(long, value_name = "URL")]
+    pub(crate) forward: Option<String>,
+    /// Refuse webhook-timestamps further than this from now
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = config::parse_duration)]
+    pub(crate) tolerance: Duration,
+    /// Print each event's whole JSON after its line
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+}
+
+/// What the listener shares between requests.
+struct State {
+    secrets: SigningSecrets,
+    secret_count: usize,
+    fail: Option<u16>,
+    fail_first: Option<u64>,
+    abort: bool,
+    slow: Option<Duration>,
+    forward: Option<String>,
+    tolerance_secs: i64,
+    verbose: bool,
+    verified: AtomicU64,
+    attempts: Mutex<HashMap<String, u32>>,
+    agent: ureq::Agent,
+}
+
+/// Why a request was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    MissingHeader(&'static str),
+    BadTimestamp,
+    Stale,
+    Future,
+    BadSignature,
+}
+
+impl Refusal {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::MissingHeader(_) => "missing_header",
+            Self::BadTimestamp => "invalid_timestamp",
+            Self::Stale => "stale_timestamp",
+            Self::Future => "future_timestamp",
+            Self::BadSignature => "invalid_signature",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            Self::MissingHeader(name) => format!("no {name} header"),
+            Self::BadTimestamp => "webhook-timestamp is not Unix seconds".into(),
+            Self::Stale => "webhook-timestamp is too old".into(),
+            Self::Future => "webhook-timestamp is in the future".into(),
+            Self::BadSignature => "no webhook-signature matches the signing secret".into(),
+        }
+    }
+}
+
+/// Verifies a request per Standard Webhooks: HMAC-SHA256 of `"{id}.{timestamp}.{body}"` under
+/// any of the secrets, against any of the space-separated `v1,<base64>` signatures, in
+/// constant time; the timestamp within `tolerance_secs` of `now`.
+pub(crate) fn verify(
+    secrets: &SigningSecrets,
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signature: Option<&str>,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> std::result::Result<(), Refusal> {
+    let id = id.ok_or(Refusal::MissingHeader("webhook-id"))?;
+    let timestamp = timestamp.ok_or(Refusal::MissingHeader("webhook-timestamp"))?;
+    let signature = signature.ok_or(Refusal::MissingHeader("webhook-signature"))?;
+    let sent: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| Refusal::BadTimestamp)?;
+    if sent < now.saturating_sub(tolerance_secs) {
+        return Err(Refusal::Stale);
+    }
+    if sent > now.saturating_add(tolerance_secs) {
+        return Err(Refusal::Future);
+    }
+    let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    message.extend_from_slice(id.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(timestamp.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(body);
+    let computed: Vec<Tag> = secrets
+        .iter()
+        .map(|secret| RustCrypto.tag(secret.key(), &message))
+        .collect();
+    let matched = signature
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|encoded| STANDARD.decode(encoded).ok())
+        .filter_map(|bytes| Tag::try_from(bytes.as_slice()).ok())
+        .any(|claimed| computed.iter().any(|tag| tags_equal(tag, &claimed)));
+    if matched {
+        Ok(())
+    } else {
+        Err(Refusal::BadSignature)
+    }
+}
+
+fn header<'r>(request: &'r tiny_http::Request, name: &str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+        .map(|h| h.value.as_str())
+}
+
+type Reply = tiny_http::Response<std::io::Cursor<Vec<u8>>>;
+
+fn reply(status: u16, content_type: &str, body: Vec<u8>, extra: &[(&str, &str)]) -> Reply {
+    let mut response = tiny_http::Response::from_data(body).with_status_code(status);
+    for (name, value) in [("Content-Type", content_type)].iter().chain(extra) {
+        if let Ok(header) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            response.add_header(header);
+        }
+    }
+    response
+}
+
+fn json_reply(status: u16, value: &Value, extra: &[(&str, &str)]) -> Reply {
+    reply(
+        status,
+        "application/json",
+        value.to_string().into_bytes(),
+        extra,
+    )
+}
+
+fn text(value: &Value, pointer: &str) -> String {
+    match value.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "-".into(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// The line printed for each event.
+pub(crate) fn event_line(event: &Value, webhook_id: &str, now: i64) -> String {
+    let status = match event.pointer("/data/status") {
+        Some(Value::String(s)) => s.clone(),
+        _ => text(event, "/data/status_code"),
+    };
+    let mut line = format!(
+        "{}  {}  {}  {}  risk={}  {}",
+        to_rfc3339(now),
+        text(event, "/type"),
+        text(event, "/subject"),
+        status,
+        text(event, "/data/risk/level"),
+        webhook_id
+    );
+    if event.pointer("/data/test") == Some(&Value::Bool(true)) {
+        line.push_str("  test");
+    }
+    line
+}
+
+fn handle(state: &State, mut request: tiny_http::Request) {
+    let now = config::now_secs();
+    let method = request.method().clone();
+    if method == tiny_http::Method::Get || method == tiny_http::Method::Head {
+        // A health probe (`health_url`): failing with --fail, unless only the first few fail.
+        let status = match (state.fail, state.fail_first) {
+            (Some(status), None) => status,
+            _ => 200,
+        };
+        if state.verbose {
+            println!("{}  GET {} → {status}", to_rfc3339(now), request.url());
+        }
+        let _ = request.respond(reply(status, "text/plain", b"ok\n".to_vec(), &[]));
+        return;
+    }
+    if method != tiny_http::Method::Post {
+        let _ = request.respond(json_reply(
+            405,
+            &json!({"error": "method_not_allowed"}),
+            &[("Allow", "GET, POST")],
+        ));
+        return;
+    }
+    let mut body = Vec::new();
+    if let Err(error) = request
+        .as_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body)
+    {
+        eprintln!("didit-edge: could not read a request: {error}");
+        return;
+    }
+    if body.len() as u64 > MAX_BODY_BYTES {
+        let _ = request.respond(json_reply(413, &json!({"error": "payload_too_large"}), &[]));
+        return;
+    }
+    let id = header(&request, "webhook-id").map(str::to_owned);
+    let timestamp = header(&request, "webhook-timestamp").map(str::to_owned);
+    let signature = header(&request, "webhook-signature").map(str::to_owned);
+    let shown_id = id.clone().unwrap_or_else(|| "-".into());
+    if let Err(refusal) = verify(
+        &state.secrets,
+        id.as_deref(),
+        timestamp.as_deref(),
+        signature.as_deref(),
+        &body,
+        now,
+        state.tolerance_secs,
+    ) {
+        println!(
+            "{}  refused  {}  {}  → 401",
+            to_rfc3339(now),
+            refusal.message(),
+            shown_id
+        );
+        let _ = request.respond(json_reply(
+            401,
+            &json!({"error": refusal.code(), "message": refusal.message()}),
+            &[],
+        ));
+        return;
+    }
+    let attempt = state.attempts.lock().map_or(1, |mut attempts| {
+        let count = attempts.entry(shown_id.clone()).or_insert(0);
+        *count += 1;
+        *count
+    });
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        println!(
+            "{}  verified, but not JSON  {shown_id}  → 400",
+            to_rfc3339(now)
+        );
+        let _ = request.respond(json_reply(400, &json!({"error": "not_json"}), &[]));
+        return;
+    };
+    let number = state.verified.fetch_add(1, Ordering::SeqCst);
+    let failing = match (state.fail, state.fail_first) {
+        (_, Some(first)) => number < first,
+        (Some(_), None) => true,
+        (None, None) => state.abort,
+    };
+    if let Some(delay) = state.slow {
+        std::thread::sleep(delay);
+    }
+    let (status, response) = if failing {
+        let status = state.fail.unwrap_or(500);
+        let mut extra = Vec::new();
+        if state.abort {
+            extra.push(("webhook-delivery", "abort-message"));
+        }
+        let response = json_reply(
+            status,
+            &json!({"error": "failing_on_purpose", "message": "didit-edge listen was told to fail"}),
+            &extra,
+        );
+        (status, response)
+    } else if let Some(forward) = &state.forward {
+        let headers: Vec<(String, String)> = [
+            ("content-type", header(&request, "content-type")),
+            ("webhook-id", id.as_deref()),
+            ("webhook-timestamp", timestamp.as_deref()),
+            ("webhook-signature", signature.as_deref()),
+            // The edge's W3C trace context, so the app's spans join the delivery's trace.
+            ("traceparent", header(&request, "traceparent")),
+            ("tracestate", header(&request, "tracestate")),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+        .collect();
+        match http::request(&state.agent, Method::Post, forward, &headers, Some(&body)) {
+            Ok(answer) => {
+                let content_type = answer
+                    .content_type
+                    .clone()
+                    .unwrap_or_else(|| "text/plain".into());
+                (
+                    answer.status,
+                    reply(answer.status, &content_type, answer.body, &[]),
+                )
+            }
+            Err(failure) => {
+                eprintln!("didit-edge: forwarding failed: {failure}");
+                (
+                    502,
+                    json_reply(502, &json!({"error": "forward_failed"}), &[]),
+                )
+            }
+        }
+    } else {
+        (204, reply(204, "text/plain", Vec::new(), &[]))
+    };
+    let mut line = event_line(&event, &shown_id, now);
+    if attempt > 1 {
+        line.push_str(&format!("  attempt {attempt}"));
+    }
+    println!("{line}  → {status}");
+    if state.verbose {
+        if let Ok(pretty) = serde_json::to_string_pretty(&event) {
+            println!("{pretty}");
+        }
+    }
+    let _ = request.respond(response);
+}
+
+pub(crate) fn run(args: &ListenArgs) -> Result<()> {
+    let lookup = Lookup {
+        flag: args.secret.as_deref(),
+        env: &["ORIGIN_SIGNING_SECRET"],
+        dev_vars: &["ORIGIN_SIGNING_SECRET"],
+    };
+    let list = lookup.find().ok_or_else(|| {
+        Failure::usage(format!(
+            "no origin signing secret (whsec_…): pass one with {}",
+            lookup.sources("--secret")
+        ))
+    })?;
+    let secrets = SigningSecrets::parse(&list)
+        .map_err(|e| Failure::usage(format!("the origin signing secret {e}")))?;
+    if let Some(forward) = &args.forward {
+        config::check_url(forward, &["http", "https"])?;
+    }
+    let server = tiny_http::Server::http(("127.0.0.1", args.port))
+        .map_err(|e| Failure::network(format!("cannot listen on 127.0.0.1:{}: {e}", args.port)))?;
+    let port = server
+        .server_addr()
+        .to_ip()
+        .map_or(args.port, |addr| addr.port());
+    let secret_count = secrets.iter().count();
+    let state = Arc::new(State {
+        secrets,
+        secret_count,
+        fail: args.fail,
+        fail_first: args.fail_first,
+        abort: args.abort,
+        slow: args.slow,
+        forward: args.forward.clone(),
+        tolerance_secs: i64::try_from(args.tolerance.as_secs()).unwrap_or(i64::MAX),
+        verbose: args.verbose,
+        verified: AtomicU64::new(0),
+        attempts: Mutex::new(HashMap::new()),
+        agent: http::agent(Duration::from_secs(60)),
+    });
+    let mut mode = match (args.fail, args.fail_first, args.abort) {
+        (_, Some(n), _) => format!(", failing the first {n} events"),
+        (Some(status), None, _) => format!(", failing every event with {status}"),
+        (None, None, true) => ", aborting every event".to_owned(),
+        (None, None, false) => String::new(),
+    };
+    if let Some(forward) = &args.forward {
+        mode.push_str(&format!(", forwarding to {}", redact_url(forward)));
+    }
+    println!(
+        "listening on http://127.0.0.1:{port} (Standard Webhooks, {} secret{}{mode})",
+        state.secret_count,
+        if state.secret_count == 1 { "" } else { "s" }
+    );
+    loop {
+        let request = server
+            .recv()
+            .map_err(|e| Failure::network(format!("the listener stopped: {e}")))?;
+        let state = Arc::clone(&state);
+        std::thread::spawn(move || handle(&state, request));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use didit_edge_core::standard_webhooks;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const BODY: &[u8] = br#"{"test": 2432232314}"#;
+    const ID: &str = "msg_p5jXN8AQM9LWM0D4loKWxJek";
+    const TS: i64 = 1_614_265_330;
+
+    fn secrets(list: &str) -> SigningSecrets {
+        SigningSecrets::parse(list).expect("valid")
+    }
+
+    #[test]
+    fn the_reference_vector_verifies_and_everything_else_is_refused() {
+        let reference = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        let check = |sig: &str, body: &[u8], now: i64| {
+            verify(
+                &secrets(SECRET),
+                Some(ID),
+                Some("1614265330"),
+                Some(sig),
+                body,
+                now,
+                300,
+            )
+        };
+        assert_eq!(check(reference, BODY, TS), Ok(()));
+        // Several signatures, the good one last (a rotation at the sender).
+        assert_eq!(
+            check(&format!("v1,AAAA v2,xyz {reference}"), BODY, TS),
+            Ok(())
+        );
+        assert_eq!(
+            check(reference, b"{\"test\": 1}", TS),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            check("v1,not-base64!", BODY, TS),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(
+            check(&reference.replace("v1,", "v2,"), BODY, TS),
+            Err(Refusal::BadSignature)
+        );
+        assert_eq!(check(reference, BODY, TS + 301), Err(Refusal::Stale));
+        assert_eq!(check(reference, BODY, TS - 301), Err(Refusal::Future));
+        assert_eq!(
+            verify(
+                &secrets(SECRET),
+                None,
+                Some("1"),
+                Some(reference),
+                BODY,
+                TS,
+                300
+            ),
+            Err(Refusal::MissingHeader("webhook-id"))
+        );
+        assert_eq!(
+            verify(
+                &secrets(SECRET),
+                Some(ID),
+                Some("soon"),
+                Some(reference),
+                BODY,
+                TS,
+                300
+            ),
+            Err(Refusal::BadTimestamp)
+        );
+    }
+
+    #[test]
+    fn any_secret_of_a_rotation_verifies_what_the_core_signs() {
+        let old = "whsec_ZGlkaXQtZWRnZS1sb2NhbC1kZW1vLWtleS0wMDE=";
+        let signed = standard_webhooks::sign(&secrets(old), ID, TS, BODY, &mut RustCrypto);
+        let both = secrets(&format!("{SECRET},{old}"));
+        assert_eq!(
+            verify(
+                &both,
+                Some(&signed.id),
+                Some(&signed.timestamp),
+                Some(&signed.signature),
+                BODY,
+                TS,
+                300
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                &secrets(SECRET),
+                Some(&signed.id),
+                Some(&signed.timestamp),
+                Some(&signed.signature),
+                BODY,
+                TS,
+                300
+            ),
+            Err(Refusal::BadSignature)
+        );
+    }
+
+    #[test]
+    fn the_line_names_type_subject_status_risk_and_id() {
+        let event = json!({"type": "me.didit.status.updated", "subject": "s-1",
+                           "data": {"status": "Declined", "status_code": "declined",
+                                    "risk": {"level": "high"}, "test": true}});
+        assert_eq!(
+            event_line(&event, "evt_1", 0),
+            "1970-01-01T00:00:00Z  me.didit.status.updated  s-1  Declined  risk=high  evt_1  test"
+        );
+        let bare = json!({"type": "me.didit.business.data.updated", "subject": "acme",
+                          "data": {"status": null, "status_code": null}});
+        assert!(event_line(&bare, "evt_2", 0).contains("acme  -  risk=-  evt_2"));
+    }
+}
