@@ -15,7 +15,7 @@ cargo fmt --all -- --check
 step "clippy (host)"
 cargo clippy --workspace --all-targets -- -D warnings
 step "clippy (wasm32-unknown-unknown)"
-cargo clippy --workspace --all-targets --target wasm32-unknown-unknown -- -D warnings
+cargo clippy --workspace --all-targets --target wasm32-unknown-unknown --exclude didit-edge-cli -- -D warnings
 step "clippy (wasm32-unknown-unknown, the tests' fault-injection build)"
 cargo clippy -p didit-edge-worker --target wasm32-unknown-unknown --features fault-injection -- -D warnings
 step "core unit tests (native)"
@@ -30,5 +30,9 @@ step "upload size: wrangler deploy --dry-run against the budget"
 bash scripts/check_upload.sh
 step "worker build with fault injection (only the integration tests run it)"
 bash scripts/build.sh --faults
+# tests/test_cli.py runs target/debug/didit-edge; the CLI cannot build for wasm32 (excluded above).
+step "CLI build"
+cargo build -p didit-edge-cli
+cargo test -p didit-edge-cli
 step "integration tests (wrangler dev + real origins)"
 .tools/venv/bin/python -m pytest tests -q -p no:cacheprovider
