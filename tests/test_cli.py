@@ -356,6 +356,8 @@ def origin_edge(cli_binary, tmp_path_factory):
         "flaky": listen("--fail-first", "2"),
         "forwarding": listen("--forward", app.url),
         "aborting": listen("--abort"),
+        "slow": listen("--slow", "2s"),
+        "spare": listen(),
     }
     origins = [
         {"name": "plain", "url": listeners["plain"].url, "event_types": ["status.updated"]},
@@ -367,6 +369,10 @@ def origin_edge(cli_binary, tmp_path_factory):
         {"name": "forwarding", "url": listeners["forwarding"].url, "consumer": "forward",
          "event_types": ["business.*"]},
         {"name": "aborting", "url": listeners["aborting"].url, "consumer": "dead", "event_types": ["activity.*"]},
+        {"name": "slow", "url": listeners["slow"].url, "consumer": "timeout", "priority": 0, "timeout_ms": 500,
+         "event_types": ["data.updated"]},
+        {"name": "spare", "url": listeners["spare"].url, "consumer": "timeout", "priority": 1,
+         "event_types": ["data.updated"]},
     ]
     edge = WranglerDev("cli-origins", base_config(
         listeners["plain"].url, ORIGINS=json.dumps(origins), ADMIN_TOKEN=ADMIN_TOKEN,
@@ -440,6 +446,13 @@ def test_a_failing_listen_makes_the_worker_fail_over_and_retry(cli_binary, workd
     lines = flaky.lines_with(event)
     assert [l.rsplit(" ", 1)[-1] for l in lines] == ["500", "500", "204"], lines
     assert "attempt 3" in lines[-1]
+    # An origin slower than its timeout_ms is given up on: the next one takes the event at once.
+    started = time.time()
+    event = send_event(cli_binary, workdir, origin_edge, "--type", "data.updated")
+    slow, spare = origin_edge.listeners["slow"], origin_edge.listeners["spare"]
+    assert spare.wait_for(lambda l: event in l).endswith("→ 204")
+    assert slow.wait_for(lambda l: event in l).endswith("→ 204"), "it answered, too late"
+    assert time.time() - started >= 2, "--slow held the answer back"
 
 
 def test_listen_forwards_verified_events_and_answers_with_the_apps_status(cli_binary, workdir, origin_edge):
