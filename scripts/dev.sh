@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs didit-edge locally: set-up, a demo origin on 127.0.0.1:8788 that prints every event it
-# receives (verified with the standardwebhooks library), and `wrangler dev` on 127.0.0.1:8787
-# with Durable Object storage kept in .wrangler/state. Send a signed sample with:
-#   python3 scripts/send_sample.py
+# Runs didit-edge locally: set-up, the `didit-edge` command built, `didit-edge listen` on
+# 127.0.0.1:8788 as the demo origin (it verifies every request with ORIGIN_SIGNING_SECRET from
+# .dev.vars and prints one line per event), and `wrangler dev` on 127.0.0.1:8787 with Durable
+# Object storage kept in .wrangler/state. From another terminal:
+#   target/debug/didit-edge send http://127.0.0.1:8787/webhooks/didit
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$repo_root"
@@ -12,8 +13,8 @@ if [ ! -f .dev.vars ]; then
   cp .dev.vars.example .dev.vars
   echo "created .dev.vars from .dev.vars.example"
 fi
-signing_secret="$(sed -n 's/^ORIGIN_SIGNING_SECRET=["'\'']\{0,1\}\([^"'\'']*\).*/\1/p' .dev.vars)"
-.tools/venv/bin/python tests/origin_server.py --port 8788 --secret "$signing_secret" &
+cargo build --quiet -p didit-edge-cli
+target/debug/didit-edge listen --port 8788 &
 origin_pid=$!
 trap 'kill "$origin_pid" 2>/dev/null || true' EXIT
 npx wrangler dev --ip 127.0.0.1 --port 8787 --persist-to .wrangler/state "$@"

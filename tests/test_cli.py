@@ -530,6 +530,29 @@ def test_admin_lists_origins_and_dead_letters_and_replays_them(cli_binary, workd
     assert_error_line(admin(cli_binary, workdir, origin_edge, "origins", token=None), 2, "ADMIN_TOKEN")
 
 
+def test_admin_erase_removes_a_subject_only_when_confirmed(cli_binary, workdir, origin_edge):
+    person = f"person/{uuid.uuid4()} é"
+    event = send_event(cli_binary, workdir, origin_edge, "--type", "user.status.updated", "--vendor-data", person)
+    assert origin_edge.listeners["backup"].wait_for(lambda line: event in line)
+    unconfirmed = admin(cli_binary, workdir, origin_edge, "erase", "user", person)
+    assert_error_line(unconfirmed, 2, "--yes")
+    erased = admin(cli_binary, workdir, origin_edge, "erase", "user", person, "--yes", "--json")
+    assert erased.returncode == 0, erased.stderr
+    answer = json.loads(erased.stdout)
+    assert answer["subject_kind"] == "user" and answer["erased"]["events"] == 1
+    assert answer["erased"]["payloads"] == 0, "delivered: its payload was already dropped"
+    assert answer["erased"]["statuses"] >= 1
+    again = admin(cli_binary, workdir, origin_edge, "erase", "user", person, "--yes")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("erased 1 events of this user: 0 payloads, 0 pending deliveries, "
+                                   "0 dead letters, 0 stream statuses")
+    resend = run(cli_binary, workdir, "send", f"{origin_edge.url}/webhooks/didit", "--secret", DIDIT_SECRET,
+                 "--json", "--resend")
+    assert json.loads(resend.stdout)["answer"]["status"] == "duplicate", "still deduplicated"
+    bad_kind = admin(cli_binary, workdir, origin_edge, "erase", "person", person, "--yes")
+    assert bad_kind.returncode == 2
+
+
 def _wait(predicate, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -1,5 +1,5 @@
 //! `didit-edge admin`: the worker's admin API (origins and their breakers, dead letters,
-//! replay) as readable tables, or as the API's own JSON.
+//! replay, erasure of a subject) as readable tables, or as the API's own JSON.
 
 use std::time::Duration;
 
@@ -43,6 +43,23 @@ pub(crate) enum AdminCommand {
     /// Put dead letters back in line: one event's (ID), or all of them (--all)
     #[command(after_help = EXIT_CODES)]
     Replay(ReplayArgs),
+    /// Erase what is stored about one subject (a data-subject request): payloads, pending
+    /// deliveries, dead letters, stream statuses. Ids stay for deduplication
+    #[command(after_help = EXIT_CODES)]
+    Erase(EraseArgs),
+}
+
+#[derive(Args, Debug)]
+pub(crate) struct EraseArgs {
+    /// The subject's kind
+    #[arg(value_parser = ["session", "business_session", "user", "business", "transaction"])]
+    pub(crate) kind: String,
+    /// Its id: the session id, or for a user the vendor_data (any text; it is percent-encoded)
+    #[arg(value_name = "ID")]
+    pub(crate) id: String,
+    /// Confirms the erasure, which cannot be undone (required)
+    #[arg(long)]
+    pub(crate) yes: bool,
 }
 
 #[derive(Args, Debug)]
@@ -387,12 +404,42 @@ fn replay(client: &Client, args: &ReplayArgs, as_json: bool) -> Result<()> {
     Ok(())
 }
 
+fn erase(client: &Client, args: &EraseArgs, as_json: bool) -> Result<()> {
+    if !args.yes {
+        return Err(Failure::usage(
+            "erasure cannot be undone: pass --yes to erase this subject's data".to_owned(),
+        ));
+    }
+    let answer = client.call(
+        Method::Delete,
+        &format!("/admin/subjects/{}/{}", args.kind, encode(&args.id)),
+    )?;
+    if as_json {
+        println!("{answer}");
+        return Ok(());
+    }
+    let erased = answer.get("erased");
+    let count = |key: &str| cell(erased.and_then(|e| e.get(key)));
+    println!(
+        "erased {} events of this {}: {} payloads, {} pending deliveries, {} dead letters, {} stream statuses",
+        count("events"),
+        cell(answer.get("subject_kind")),
+        count("payloads"),
+        count("pending_deliveries"),
+        count("dead_letters"),
+        count("statuses"),
+    );
+    println!("kept: {}", cell(answer.get("kept")));
+    Ok(())
+}
+
 pub(crate) fn run(args: &AdminArgs) -> Result<()> {
     let client = Client::new(args)?;
     match &args.command {
         AdminCommand::Origins => origins(&client, args.json),
         AdminCommand::DeadLetters(list) => dead_letters(&client, list, args.json),
         AdminCommand::Replay(replay_args) => replay(&client, replay_args, args.json),
+        AdminCommand::Erase(erase_args) => erase(&client, erase_args, args.json),
     }
 }
 

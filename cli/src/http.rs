@@ -67,7 +67,7 @@ pub(crate) fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
-/// Sends one request; `body` makes it a POST, else a GET.
+/// Sends one request (a POST carries `body`, if any).
 pub(crate) fn request(
     agent: &ureq::Agent,
     method: Method,
@@ -78,6 +78,13 @@ pub(crate) fn request(
     let result = match method {
         Method::Get => {
             let mut builder = agent.get(url);
+            for (name, value) in headers {
+                builder = builder.header(name, value);
+            }
+            builder.call()
+        }
+        Method::Delete => {
+            let mut builder = agent.delete(url);
             for (name, value) in headers {
                 builder = builder.header(name, value);
             }
@@ -114,11 +121,12 @@ pub(crate) fn request(
     })
 }
 
-/// The two methods this tool uses.
+/// The methods this tool uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Method {
     Get,
     Post,
+    Delete,
 }
 
 /// What went wrong, as a usage error (a malformed URL) or a network one.
