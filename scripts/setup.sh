@@ -56,7 +56,7 @@ if [ "$node_major" -lt 22 ]; then
   exit 1
 fi
 
-step "Python virtualenv for the integration tests and the demo origin"
+step "Python virtualenv for the integration tests"
 # The stamp is written last, so it vouches for the whole environment; without it, a venv whose
 # creation was interrupted (a `python` but no `pip`) is made again rather than trusted.
 venv=.tools/venv
