@@ -26,7 +26,7 @@ step "core builds without std (wasm32v1-none)"
 cargo build -p didit-edge-core --target wasm32v1-none
 step "worker build"
 bash scripts/build.sh
-step "upload size: wrangler deploy --dry-run against the budget"
+step "every wrangler environment: deploy --dry-run, no warnings, the upload within its budget"
 bash scripts/check_upload.sh
 step "worker build with fault injection (only the integration tests run it)"
 bash scripts/build.sh --faults
