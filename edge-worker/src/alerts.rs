@@ -175,11 +175,15 @@ impl DurableObject for Alerts {
     }
 }
 
+/// Whether alerts are to be queued: `ALERTS_URL` is set (a broken one holds them until fixed).
+pub(crate) fn wanted(env: &Env) -> bool {
+    settings::config(env).alerts != didit_edge_core::config::Feature::Off
+}
+
 /// Queues `alerts` when alerts are on (and does nothing otherwise). An error means they were
 /// not queued: the caller must not record what they report, so it is reported again.
 pub(crate) async fn enqueue(env: &Env, alerts: &[Alert]) -> Result<()> {
-    let config = settings::config(env);
-    if alerts.is_empty() || config.alerts == didit_edge_core::config::Feature::Off {
+    if alerts.is_empty() || !wanted(env) {
         return Ok(());
     }
     let queued = Enqueue {

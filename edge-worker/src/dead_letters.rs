@@ -325,7 +325,9 @@ impl DurableObject for DeadLetters {
                 let changes: Changes = request.json().await?;
                 // Alerted before listed: if queueing fails, the inbox pushes again and the
                 // dead letters are still new then.
-                alerts::enqueue(&self.env, &self.new_dead_letters(&changes)?).await?;
+                if alerts::wanted(&self.env) {
+                    alerts::enqueue(&self.env, &self.new_dead_letters(&changes)?).await?;
+                }
                 self.apply(&changes)?;
                 http::json(200, "{}".into())
             }
