@@ -31,9 +31,17 @@ def checkout(tmp_path):
     return tmp_path
 
 
+def terminal_signals():
+    """A newcomer's terminal delivers Ctrl-C: SIGINT at its default, even when these tests run
+    under a runner that started them in the background with SIGINT ignored (which every child
+    would otherwise inherit, making the interruption a no-op)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def setup(checkout):
     return subprocess.Popen(["bash", "scripts/setup.sh"], cwd=checkout, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=terminal_signals)
 
 
 def interrupt_when(checkout, ready, timeout=300):
