@@ -24,7 +24,12 @@ pub struct SignedHeaders {
 /// The signed message: `"{id}.{timestamp}.{body}"`. Exposed so an adapter can MAC it with an
 /// asynchronous provider and finish with [`headers`].
 pub fn message(id: &str, timestamp: i64, body: &[u8]) -> Vec<u8> {
-    let timestamp = format!("{timestamp}");
+    signed_message(id, &format!("{timestamp}"), body)
+}
+
+/// The signed message with the timestamp as the `webhook-timestamp` header carries it: what a
+/// receiver verifies (the sender signed that text, not a number).
+pub fn signed_message(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
     let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
     message.extend_from_slice(id.as_bytes());
     message.push(b'.');

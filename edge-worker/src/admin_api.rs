@@ -6,12 +6,13 @@ use std::rc::Rc;
 use didit_edge_core::admin::DeadLetterQuery;
 use didit_edge_core::config::{Config, DeliveryConfig};
 use didit_edge_core::health::BreakerState;
+use didit_edge_core::inbox::Erasure;
 use didit_edge_core::rejection::Rejection;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters::{self, Key};
 use crate::http::{self, header, ok_json, EdgeError};
-use crate::inbox::{Erased, ReplayRequest, Replayed};
+use crate::inbox::{ReplayRequest, Replayed};
 use crate::objects::{self, InboxCall};
 use crate::{settings, stream};
 
@@ -191,7 +192,7 @@ pub(crate) async fn erase_subject(
     )
     .await
     .map_err(EdgeError::unavailable("inbox unavailable for erasure"))?;
-    let erased: Erased = response
+    let erased: Erasure = response
         .json()
         .await
         .map_err(EdgeError::unavailable("inbox unavailable for erasure"))?;

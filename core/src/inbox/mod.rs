@@ -38,6 +38,8 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use serde::{Deserialize, Serialize};
+
 pub use record::{
     Change, CopyRecord, EventRecord, IdVersion, IndexSync, Rejected, Seq, StoredContent,
 };
@@ -220,8 +222,8 @@ pub enum IndexEntry {
     Remove,
 }
 
-/// What an erasure removed from an inbox.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What an erasure removed from an inbox (also the inbox's answer to the admin API).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Erasure {
     /// Events of the subject the inbox knew (each keeps only what deduplication needs).
     pub events: usize,

@@ -11,6 +11,7 @@ use alloc::string::String;
 use core::fmt::Write as _;
 
 use crate::attempt::DeadReason;
+use crate::identity::SubjectKind;
 
 /// One step in the life of an event, or of one consumer's copy of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,20 +120,10 @@ pub enum Transition {
 /// The kind of an inbox's subject (`session`, `user`, …) without its id, which may be identity
 /// data: anything but a known kind is `unknown`.
 pub fn subject_kind(subject: Option<&str>) -> &'static str {
-    const KINDS: [&str; 5] = [
-        "session",
-        "business_session",
-        "user",
-        "business",
-        "transaction",
-    ];
-    let prefix = subject
+    subject
         .and_then(|s| s.split_once(':'))
-        .map(|(kind, _)| kind);
-    KINDS
-        .into_iter()
-        .find(|kind| Some(*kind) == prefix)
-        .unwrap_or("unknown")
+        .and_then(|(kind, _)| SubjectKind::from_name(kind))
+        .map_or("unknown", SubjectKind::as_str)
 }
 
 /// A log record: the transition and its subject's kind. The log's own timestamp says when.

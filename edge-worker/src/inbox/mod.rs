@@ -68,19 +68,6 @@ pub(crate) struct ReplayRequest {
     pub consumer: Option<String>,
 }
 
-/// What an erasure removed from an inbox.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Erased {
-    /// Events of the subject (each keeps only what deduplication needs).
-    pub events: usize,
-    /// Stored payloads and bodies removed.
-    pub payloads: usize,
-    /// Copies that were waiting for delivery and never will be.
-    pub pending_deliveries: usize,
-    /// Dead letters removed from the inbox and the listing.
-    pub dead_letters: usize,
-}
-
 /// What a replay put back in line.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct Replayed {
@@ -265,13 +252,7 @@ impl Inbox {
             self.sync_index().await?;
         }
         self.wake_by(now).await?;
-        let erased = Erased {
-            events: erasure.events,
-            payloads: erasure.payloads,
-            pending_deliveries: erasure.pending_deliveries,
-            dead_letters: erasure.dead_letters,
-        };
-        http::json(200, serde_json::to_string(&erased)?)
+        http::json(200, serde_json::to_string(&erasure)?)
     }
 
     /// Classifies a stored event from its body, with the settings in force.
