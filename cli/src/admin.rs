@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::config::{self, redact_url, Lookup};
 use crate::error::{Failure, Result, EXIT_CODES};
-use crate::http::{self, Answer, Method};
+use crate::http::{self, cell, Answer, Method};
 
 /// The base URL of a local `wrangler dev`.
 pub(crate) const LOCAL_URL: &str = "http://127.0.0.1:8787";
@@ -158,14 +158,7 @@ impl Client {
 
 /// Percent-encodes a query value or path segment.
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    http::percent_encode(text, b"")
 }
 
 /// Left-aligned columns two spaces apart, headers first.
@@ -193,14 +186,6 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
             .map(|row| line(row.iter().map(String::as_str).collect())),
     );
     out.join("\n")
-}
-
-fn cell(value: Option<&Value>) -> String {
-    match value {
-        None | Some(Value::Null) => "-".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
 }
 
 fn ms_time(value: Option<&Value>) -> String {

@@ -142,3 +142,26 @@ fn failure(url: &str, error: &ureq::Error) -> Failure {
         other => Failure::network(format!("cannot reach {shown}: {other}")),
     }
 }
+
+/// Percent-encodes a query value or path segment: everything but RFC 3986's unreserved
+/// characters and the bytes in `also_keep` (a stream filter keeps `*` for `type=user.*`).
+pub(crate) fn percent_encode(text: &str, also_keep: &[u8]) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || also_keep.contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A JSON value as a table cell or a printed field: a string as it is, `-` for nothing.
+pub(crate) fn cell(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => "-".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}

@@ -13,12 +13,13 @@ use base64::Engine as _;
 use clap::Args;
 use didit_edge_core::mac::{tags_equal, HmacSha256, RustCrypto, Tag};
 use didit_edge_core::secret::SigningSecrets;
+use didit_edge_core::standard_webhooks;
 use didit_edge_core::time::to_rfc3339;
 use serde_json::{json, Value};
 
 use crate::config::{self, redact_url, Lookup};
 use crate::error::{Failure, Result};
-use crate::http::{self, Method};
+use crate::http::{self, cell, Method};
 
 /// Largest request body read.
 const MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
@@ -131,12 +132,7 @@ pub(crate) fn verify(
     if sent > now.saturating_add(tolerance_secs) {
         return Err(Refusal::Future);
     }
-    let mut message = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
-    message.extend_from_slice(id.as_bytes());
-    message.push(b'.');
-    message.extend_from_slice(timestamp.as_bytes());
-    message.push(b'.');
-    message.extend_from_slice(body);
+    let message = standard_webhooks::signed_message(id, timestamp, body);
     let computed: Vec<Tag> = secrets
         .iter()
         .map(|secret| RustCrypto.tag(secret.key(), &message))
@@ -184,11 +180,7 @@ fn json_reply(status: u16, value: &Value, extra: &[(&str, &str)]) -> Reply {
 }
 
 fn text(value: &Value, pointer: &str) -> String {
-    match value.pointer(pointer) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    }
+    cell(value.pointer(pointer))
 }
 
 /// The line printed for each event.
@@ -420,7 +412,6 @@ pub(crate) fn run(args: &ListenArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use didit_edge_core::standard_webhooks;
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const BODY: &[u8] = br#"{"test": 2432232314}"#;

@@ -15,6 +15,7 @@ use tungstenite::{HandshakeError, Message, WebSocket};
 
 use crate::config::{self, redact_url};
 use crate::error::{Failure, Result};
+use crate::http::{self, cell};
 use crate::token::{self, Scope};
 
 /// The subprotocol the stream speaks; the token travels next to it.
@@ -55,16 +56,9 @@ pub(crate) struct WatchArgs {
     pub(crate) json: bool,
 }
 
-/// Percent-encodes a query value.
+/// Percent-encodes a query value (`*` stays, for `type=user.*`).
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'*' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    http::percent_encode(text, b"*")
 }
 
 /// The stream's URL: `http` becomes `ws`, a bare host gets `/v1/stream`, filters the query.
@@ -113,11 +107,7 @@ pub(crate) fn status_line(message: &Value) -> Option<String> {
     if message.get("type").and_then(Value::as_str) != Some("status") {
         return None;
     }
-    let text = |key: &str| match message.get(key) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "-".into(),
-        Some(other) => other.to_string(),
-    };
+    let text = |key: &str| cell(message.get(key));
     let time = message
         .get("time")
         .and_then(Value::as_i64)
@@ -281,7 +271,7 @@ fn refusal(
             }
         }
     }
-    let answer = crate::http::Answer {
+    let answer = http::Answer {
         status,
         content_type: None,
         body,
