@@ -159,15 +159,14 @@ pub(crate) async fn replay_all(
 }
 
 async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Key>> {
-    let mut response = objects::post(
+    let replayed: Replayed = objects::ask(
         env,
         InboxCall::BINDING,
         inbox,
         InboxCall::Replay.path(),
-        serde_json::to_string(ask)?,
+        ask,
     )
     .await?;
-    let replayed: Replayed = response.json().await?;
     Ok(replayed.replayed)
 }
 
@@ -183,19 +182,15 @@ pub(crate) async fn erase_subject(
 ) -> std::result::Result<Response, EdgeError> {
     authorized(request, env)?;
     let subject = didit_edge_core::admin::erasure_subject(kind, id)?;
-    let mut response = objects::post(
+    let erased: Erasure = objects::ask(
         env,
         InboxCall::BINDING,
         &subject.inbox_name(),
         InboxCall::Erase.path(),
-        String::new(),
+        &(),
     )
     .await
     .map_err(EdgeError::unavailable("inbox unavailable for erasure"))?;
-    let erased: Erasure = response
-        .json()
-        .await
-        .map_err(EdgeError::unavailable("inbox unavailable for erasure"))?;
     let statuses = stream::erase(env, &subject)
         .await
         .map_err(EdgeError::unavailable(

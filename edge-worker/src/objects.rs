@@ -3,6 +3,8 @@
 //! one: a JSON POST to a named object, anything but a 200 turned into an error that carries
 //! the object's answer.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, Stub};
@@ -156,4 +158,19 @@ pub(crate) async fn post(
         .into());
     }
     Ok(response)
+}
+
+/// Sends `message` as JSON to the call at `path` of the object `name` of `binding`, and reads
+/// its JSON answer.
+pub(crate) async fn ask<T: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    path: &str,
+    message: &impl Serialize,
+) -> Result<T> {
+    post(env, binding, name, path, serde_json::to_string(message)?)
+        .await?
+        .json()
+        .await
 }

@@ -412,15 +412,14 @@ pub(crate) async fn erase(env: &Env, subject: &Subject<'_>) -> Result<usize> {
 }
 
 async fn erase_in(env: &Env, channel: &str, ask: &EraseRequest) -> Result<Erased> {
-    let mut response = objects::post(
+    objects::ask(
         env,
         StreamCall::BINDING,
         channel,
         StreamCall::Erase.path(),
-        serde_json::to_string(ask)?,
+        ask,
     )
-    .await?;
-    response.json().await
+    .await
 }
 
 /// Publishes an accepted event's status to its channels; a failure is logged and never

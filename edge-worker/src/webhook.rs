@@ -118,13 +118,12 @@ async fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec
 }
 
 async fn claim_in_inbox(env: &Env, inbox: &str, claim: &Claim<'_>) -> Result<Receipt> {
-    let mut response = objects::post(
+    objects::ask(
         env,
         InboxCall::BINDING,
         inbox,
         InboxCall::Claim.path(),
-        serde_json::to_string(&claim)?,
+        claim,
     )
-    .await?;
-    response.json().await
+    .await
 }
