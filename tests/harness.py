@@ -65,14 +65,19 @@ class PortTaken(RuntimeError):
     """wrangler dev could not bind one of its ports."""
 
 
-def faults_wrangler_config():
-    """A wrangler configuration for the tests' fault-injection build (`scripts/build.sh --faults`,
-    which only the tests use), made from `wrangler.toml` so bindings and migrations stay one."""
-    target = ROOT / ".tools" / "wrangler-faults.toml"
+def test_wrangler_config(faults=False):
+    """The wrangler configuration the tests run: `wrangler.toml` (so bindings and migrations stay
+    one) written to `.tools/`, so that wrangler does not read the repository's `.dev.vars` (a
+    newcomer's `scripts/dev.sh` creates one, with a stream secret and origins of its own) and each
+    test's settings are only its `--var`s. With `faults`, the fault-injection build
+    (`scripts/build.sh --faults`, which only the tests use)."""
+    build = "build-faults" if faults else "build"
+    flag = " --faults" if faults else ""
+    target = ROOT / ".tools" / ("wrangler-faults.toml" if faults else "wrangler-tests.toml")
     text = (ROOT / "wrangler.toml").read_text()
     replacements = {
-        'main = "edge-worker/build/index.js"': 'main = "../edge-worker/build-faults/index.js"',
-        'command = "bash scripts/build.sh"': f'command = "bash {ROOT / "scripts" / "build.sh"} --faults"',
+        'main = "edge-worker/build/index.js"': f'main = "../edge-worker/{build}/index.js"',
+        'command = "bash scripts/build.sh"': f'command = "bash {ROOT / "scripts" / "build.sh"}{flag}"',
         'watch_dir = ["edge-worker/src", "core/src"]': 'watch_dir = ["../edge-worker/src", "../core/src"]',
     }
     for old, new in replacements.items():
@@ -85,7 +90,7 @@ def faults_wrangler_config():
 
 class WranglerDev:
     """One `wrangler dev` process with its own port, state directory and configuration. With
-    `faults=True` it runs the fault-injection build (see `faults_wrangler_config`)."""
+    `faults=True` it runs the fault-injection build (see `test_wrangler_config`)."""
 
     def __init__(self, name, config, persist_dir=None, faults=False, wrangler_config=None):
         self.name = name
@@ -118,10 +123,7 @@ class WranglerDev:
                    "--port", str(self.port), "--inspector-port", str(free_port()),
                    "--persist-to", self.persist_dir, "--show-interactive-dev-session=false",
                    "--test-scheduled"]
-        if self.faults:
-            command += ["--config", str(faults_wrangler_config())]
-        elif self.wrangler_config:
-            command += ["--config", str(self.wrangler_config)]
+        command += ["--config", str(self.wrangler_config or test_wrangler_config(self.faults))]
         for key, value in self.config.items():
             command += ["--var", f"{key}:{value}"]
         log = open(self.log_path, "w")

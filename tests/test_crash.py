@@ -3,6 +3,7 @@ persisted state, while Didit keeps sending and retrying: everything ever answere
 the origin, and no event reaches it under two different webhook-ids."""
 
 import collections
+import http.client
 import os
 import random
 import signal
@@ -25,8 +26,8 @@ def deliver(edge, payload):
     body = didit.encode(payload)
     try:
         status, reply = edge.post_webhook(body, didit.signed_headers(body, payload, DIDIT_SECRET))
-    except (OSError, ValueError):
-        return None  # refused, reset or cut off mid-answer: no 200
+    except (OSError, ValueError, http.client.HTTPException):
+        return None  # refused, reset or cut off mid-answer (IncompleteRead): no 200
     return reply.get("id") if status == 200 else None
 
 
