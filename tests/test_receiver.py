@@ -65,7 +65,7 @@ def test_valid_delivery_is_accepted_and_forwarded(edge, shared_origin, kinds, op
     [event] = wait_for_event(shared_origin, payload["session_id"])
     assert event["id"] == reply["id"]
     assert event["specversion"] == "1.0" and event["type"] == "me.didit.status.updated"
-    assert event["data"]["verification"] == {"header": header, "covers": "payload", "secret_index": 0}
+    assert event["data"]["verification"] == {"source": "webhook", "header": header, "covers": "payload", "secret_index": 0}
     assert event["data"]["payload"] == payload, "the original payload must arrive untouched"
     assert event["data"]["status"] == "Approved" and event["data"]["vendor_data"] == "user-42"
     delivery = next(d for d in shared_origin.deliveries() if d["event"] and d["event"]["id"] == reply["id"])

@@ -14,7 +14,7 @@ use crate::identity::{EventId, Subject};
 use crate::normalize::{DecisionSummary, PayloadVersion, Status};
 use crate::risk::Risk;
 use crate::time::to_rfc3339;
-use crate::verify::{SignatureHeader, Verified};
+use crate::verify::{Provenance, SignatureHeader};
 
 /// Content type of a structured-mode CloudEvent.
 pub const CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -74,10 +74,42 @@ struct SubjectRef<'a> {
 
 #[derive(Serialize)]
 struct Verification {
-    header: &'static str,
+    /// `"webhook"` (a signed delivery) or `"api"` (read from Didit's API by reconciliation).
+    source: &'static str,
+    /// The signature header that matched; `null` for an event from the API.
+    header: Option<&'static str>,
     /// `"payload"` when every byte is authenticated, else the list of authenticated fields.
     covers: Covers,
-    secret_index: usize,
+    /// Which configured secret matched; `null` for an event from the API.
+    secret_index: Option<usize>,
+    /// What vouched for an event from the API: `"tls+x-api-key"`; absent for a webhook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    authenticated_by: Option<&'static str>,
+}
+
+impl Verification {
+    fn of(provenance: Provenance) -> Self {
+        match provenance {
+            Provenance::Signed(verified) => Self {
+                source: "webhook",
+                header: Some(verified.header.header_name()),
+                covers: if verified.header == SignatureHeader::Simple {
+                    Covers::Fields(SIMPLE_SIGNATURE_FIELDS)
+                } else {
+                    Covers::Payload("payload")
+                },
+                secret_index: Some(verified.secret_index),
+                authenticated_by: None,
+            },
+            Provenance::Api => Self {
+                source: "api",
+                header: None,
+                covers: Covers::Payload("payload"),
+                secret_index: None,
+                authenticated_by: Some("tls+x-api-key"),
+            },
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -102,7 +134,7 @@ pub struct EventParts<'a> {
     /// The original body as one JSON value.
     pub payload: &'a RawValue,
     /// How it was authenticated.
-    pub verified: Verified,
+    pub provenance: Provenance,
     /// Whether it is a console test delivery (header or body flag).
     pub test: bool,
     /// When the edge accepted it (Unix seconds).
@@ -123,11 +155,6 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Erro
     let source = match envelope.application_id.as_deref() {
         Some(app) if !app.is_empty() => alloc::format!("https://didit.me/applications/{app}"),
         _ => String::from("https://didit.me"),
-    };
-    let covers = if parts.verified.header == SignatureHeader::Simple {
-        Covers::Fields(SIMPLE_SIGNATURE_FIELDS)
-    } else {
-        Covers::Payload("payload")
     };
     let event = CloudEvent {
         specversion: "1.0",
@@ -160,11 +187,7 @@ pub fn to_json(parts: &EventParts<'_>) -> Result<Box<RawValue>, serde_json::Erro
             environment: envelope.environment.as_deref(),
             didit_event_id: envelope.event_id.as_deref(),
             test: parts.test,
-            verification: Verification {
-                header: parts.verified.header.header_name(),
-                covers,
-                secret_index: parts.verified.secret_index,
-            },
+            verification: Verification::of(parts.provenance),
             received_at: to_rfc3339(parts.received_at),
             decision: parts.decision.as_ref(),
             resubmission: envelope.resubmit_info,

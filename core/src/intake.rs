@@ -36,7 +36,7 @@ use crate::risk::{Level, RiskRules};
 use crate::route::consumers_for;
 use crate::secret::WebhookSecrets;
 use crate::stream::StatusUpdate;
-use crate::verify::{self, ChallengeTiers, SignatureHeaders, Verified, VerifyError};
+use crate::verify::{self, ChallengeTiers, Provenance, SignatureHeaders, Verified, VerifyError};
 
 /// A delivery as received.
 #[derive(Clone, Copy, Debug)]
@@ -99,7 +99,7 @@ pub struct Identified<'a> {
     /// The body as received, one JSON value.
     pub body: &'a RawValue,
     /// How it was authenticated.
-    pub verified: Verified,
+    pub provenance: Provenance,
     /// A console test delivery (the header or the body says so).
     pub test: bool,
     /// When the edge accepted it (Unix seconds).
@@ -181,7 +181,13 @@ impl<'a> Intake<'a> {
             check_freshness(header_ts, now, tolerance_secs)?;
         }
         let test = self.delivery.test_header;
-        Identified::name(self.delivery.body, envelope, verified, test, now)
+        Identified::name(
+            self.delivery.body,
+            envelope,
+            Provenance::Signed(verified),
+            test,
+            now,
+        )
     }
 }
 
@@ -195,13 +201,27 @@ impl<'a> Identified<'a> {
         received_at: i64,
     ) -> Result<Self, Rejection> {
         let envelope = Envelope::parse(body).map_err(|_| Rejection::MalformedJson)?;
-        Self::name(body, envelope, verified, test_header, received_at)
+        Self::name(
+            body,
+            envelope,
+            Provenance::Signed(verified),
+            test_header,
+            received_at,
+        )
+    }
+
+    /// Names an event that reconciliation built from Didit's API ([`crate::reconcile`]): the
+    /// body is Didit's webhook shape, written by the edge, so no freshness or signature
+    /// applies; the connection and the API key vouched for what it holds.
+    pub fn from_api(body: &'a [u8], received_at: i64) -> Result<Self, Rejection> {
+        let envelope = Envelope::parse(body).map_err(|_| Rejection::MalformedJson)?;
+        Self::name(body, envelope, Provenance::Api, false, received_at)
     }
 
     fn name(
         body: &'a [u8],
         envelope: Envelope<'a>,
-        verified: Verified,
+        provenance: Provenance,
         test_header: bool,
         received_at: i64,
     ) -> Result<Self, Rejection> {
@@ -221,9 +241,9 @@ impl<'a> Identified<'a> {
         let text = core::str::from_utf8(body).map_err(|_| Rejection::MalformedJson)?;
         let body: &RawValue = serde_json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
         let status = envelope.status.clone();
-        let content = verified
-            .header
-            .covers_payload()
+        // An event from the API has no body Didit wrote to digest; it is matched to the
+        // webhook of the same transition by type and status instead (see `crate::inbox`).
+        let content = matches!(provenance, Provenance::Signed(v) if v.header.covers_payload())
             .then(|| ContentDigest::of_body(body.get().as_bytes()));
         let event_id = EventId::derive(
             &subject,
@@ -248,7 +268,7 @@ impl<'a> Identified<'a> {
             status,
             created_at,
             body,
-            verified,
+            provenance,
             test,
             received_at,
             envelope,
@@ -305,7 +325,7 @@ impl<'a> Identified<'a> {
             timestamp: self.created_at,
             envelope,
             payload: self.body,
-            verified: self.verified,
+            provenance: self.provenance,
             test: self.test,
             received_at: self.received_at,
         })
@@ -472,9 +492,12 @@ mod tests {
         let tag = signed(&body);
         let now = run(&body, &tag, None).expect("admitted");
         let identified = &now.identified;
+        let Provenance::Signed(verified) = identified.provenance else {
+            panic!("a webhook is signed");
+        };
         let later = Identified::recall(
             body.as_bytes(),
-            identified.verified,
+            verified,
             identified.test,
             identified.received_at,
         )

@@ -14,6 +14,7 @@
 //! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers),
 //!   [`origin`] and [`event_type`] (where events go), [`standard_webhooks`] (signing),
 //!   [`budget`] (how much one run may do);
+//! - found again: [`reconcile`] (results whose webhook never came, from Didit's API);
 //! - watched: [`stream_token`] and [`stream`] (who sees which statuses);
 //! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token and
 //!   queries), [`time`], and [`rejection`], which names every refusal with its status and code.
@@ -43,6 +44,7 @@ pub mod limits;
 pub mod mac;
 pub mod normalize;
 pub mod origin;
+pub mod reconcile;
 pub mod rejection;
 pub mod retry;
 pub mod risk;

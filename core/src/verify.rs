@@ -130,6 +130,27 @@ pub struct Verified {
     pub secret_index: usize,
 }
 
+/// How an event's content came to be trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// A webhook whose signature matched.
+    Signed(Verified),
+    /// Read from Didit's API over TLS with the API key, by reconciliation: Didit signed
+    /// nothing, the connection and the key vouch for it.
+    Api,
+}
+
+impl Provenance {
+    /// Whether every byte of the content is vouched for (not only the simple signature's
+    /// four fields).
+    pub fn covers_payload(self) -> bool {
+        match self {
+            Self::Signed(verified) => verified.header.covers_payload(),
+            Self::Api => true,
+        }
+    }
+}
+
 /// Why a delivery is not authentic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -34,7 +34,7 @@ use didit_edge_core::health::{report_changes_nothing, Breaker, BreakerPolicy, Br
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
     Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, IndexEntry,
-    IndexSync, Outcome, Policy, Rejected, ReplayFilter, Seq, StoredContent, Work,
+    IndexSync, Outcome, Policy, Rejected, ReplayFilter, Seq, Source, StoredContent, Work,
 };
 use didit_edge_core::intake::{Delivery as Incoming, Identified, Intake, Policy as Classify};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
@@ -339,6 +339,7 @@ impl World {
             status: identified.status.as_deref().map(String::from),
             created_at: UnixSecs(identified.created_at),
             content,
+            source: Source::Webhook,
         };
         let inbox_name = claim.subject.clone();
         let now = UnixMs(self.now);

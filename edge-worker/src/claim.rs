@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 
+use didit_edge_core::inbox::Source;
 use didit_edge_core::risk::Level;
 use didit_edge_core::verify::Verified;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,9 @@ pub(crate) struct Claim<'a> {
     /// What the edge could make of it.
     #[serde(borrow)]
     pub content: Content<'a>,
+    /// Where the edge learned of it (a webhook, or Didit's API by reconciliation).
+    #[serde(default)]
+    pub source: Source,
 }
 
 /// An event as classified at the edge, or as received when the configuration that classifies

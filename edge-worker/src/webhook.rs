@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::{Delivery, Intake};
 use didit_edge_core::limits::{self, BodyBudget};
 use didit_edge_core::rejection::{Receipt, Rejection};
@@ -68,7 +69,7 @@ pub(crate) async fn receive(
             cloud_event: &classified.cloud_event,
         },
         None => Content::Unclassified {
-            verified: identified.verified,
+            verified,
             test: identified.test,
             received_at: now,
             body: identified.body,
@@ -84,6 +85,7 @@ pub(crate) async fn receive(
         status: identified.status.as_deref().map(Cow::Borrowed),
         created_at: identified.created_at,
         content,
+        source: Source::Webhook,
     };
     let receipt = claim_in_inbox(env, &inbox, &claim).await.map_err(|error| {
         // The inbox's name holds the subject id (vendor_data for users): never logged.

@@ -107,6 +107,19 @@ pub struct Claim {
     pub created_at: UnixSecs,
     /// What the edge made of it.
     pub content: ClaimContent,
+    /// Where the edge learned of it.
+    pub source: Source,
+}
+
+/// Where the edge learned of an event.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// A webhook Didit signed.
+    #[default]
+    Webhook,
+    /// Didit's API, by reconciliation ([`crate::reconcile`]).
+    Api,
 }
 
 /// What the edge could make of a delivery.
@@ -370,16 +383,76 @@ impl Inbox {
         {
             return Some(event);
         }
-        let alias = claim.alias.as_ref()?;
-        self.aliases
-            .get(alias)?
-            .iter()
-            .filter_map(|seq| self.events.get(seq))
-            .find(|event| {
-                event.record.webhook_type == claim.webhook_type
-                    && (event.record.status == claim.status
-                        || event.record.id_version == IdVersion::Legacy)
+        if let Some(event) = claim.alias.as_ref().and_then(|alias| {
+            self.aliases
+                .get(alias)?
+                .iter()
+                .filter_map(|seq| self.events.get(seq))
+                .find(|event| {
+                    event.record.webhook_type == claim.webhook_type
+                        && (event.record.status == claim.status
+                            || event.record.id_version == IdVersion::Legacy)
+                })
+        }) {
+            return Some(event);
+        }
+        self.same_transition(
+            &claim.webhook_type,
+            claim.status.as_deref()?,
+            claim.created_at,
+            claim.source,
+        )
+    }
+
+    /// The stored event that is the same status transition as one learned from `source`, when
+    /// one side of the pair came from Didit's API. A webhook and the API's view of a session
+    /// share no content, so no id; they are one transition when type and status agree and no
+    /// event of that type with another status lies between them in Didit's order (a session
+    /// that went Approved, Resubmitted, Approved has two transitions to Approved).
+    fn same_transition(
+        &self,
+        webhook_type: &str,
+        status: &str,
+        created_at: UnixSecs,
+        source: Source,
+    ) -> Option<&Event> {
+        let code = crate::normalize::status_code(status);
+        let status_of = |event: &Event| {
+            event
+                .record
+                .status
+                .as_deref()
+                .map(crate::normalize::status_code)
+        };
+        let of_type = || {
+            self.events
+                .values()
+                .filter(move |event| event.record.webhook_type == webhook_type)
+        };
+        of_type()
+            .filter(|event| {
+                source == Source::Api || event.record.id_version == IdVersion::Reconciled
             })
+            .filter(|event| status_of(event).as_deref() == Some(code.as_str()))
+            .find(|event| {
+                let (low, high) = if event.record.created_at <= created_at {
+                    (event.record.created_at, created_at)
+                } else {
+                    (created_at, event.record.created_at)
+                };
+                !of_type().any(|other| {
+                    other.record.created_at > low
+                        && other.record.created_at < high
+                        && status_of(other).as_deref() != Some(code.as_str())
+                })
+            })
+    }
+
+    /// Whether the subject's events already hold the transition to `status` that Didit's API
+    /// reports as of `now`: the question reconciliation asks before fetching a decision.
+    pub fn knows_transition(&self, webhook_type: &str, status: &str, now: UnixSecs) -> bool {
+        self.same_transition(webhook_type, status, now, Source::Api)
+            .is_some()
     }
 
     /// Claims an event: `accepted` (it is new and queued to be stored) or `duplicate` (with the
@@ -430,7 +503,10 @@ impl Inbox {
         let record = EventRecord {
             seq,
             id: claim.id.clone(),
-            id_version: IdVersion::ContentDigest,
+            id_version: match claim.source {
+                Source::Webhook => IdVersion::ContentDigest,
+                Source::Api => IdVersion::Reconciled,
+            },
             alias: claim.alias,
             webhook_type: claim.webhook_type,
             status: claim.status,

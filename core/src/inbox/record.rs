@@ -21,6 +21,9 @@ pub enum IdVersion {
     Legacy,
     /// The same plus the content digest.
     ContentDigest,
+    /// Learned from Didit's API by reconciliation, with no webhook body to digest: the same
+    /// event as the webhook of the same transition (see [`super::Inbox::knows_transition`]).
+    Reconciled,
 }
 
 /// A change to the dead-letter index that the index has not confirmed yet (an outbox).

@@ -39,6 +39,7 @@ fn claim(id: &str, created_at: i64, consumers: &[&str]) -> Claim {
             consumers: consumers.iter().map(|c| c.to_string()).collect(),
             payload: format!("{{\"id\":\"{id}\"}}"),
         }),
+        source: Source::Webhook,
     }
 }
 
@@ -566,4 +567,130 @@ fn an_erasure_keeps_only_what_deduplication_needs() {
     assert_eq!(inbox.subject(), None, "a duplicate does not name it again");
     inbox.handle_claim(claim("later", 104, &["b"]), UnixMs(5_000));
     assert_eq!(inbox.subject(), Some("session:s1"), "a new event does");
+}
+
+/// A claim of a `status.updated` with `status`, from `source`, Didit-created at `created_at`.
+fn transition(id: &str, status: &str, created_at: i64, source: Source) -> Claim {
+    Claim {
+        status: Some(status.into()),
+        alias: (source == Source::Webhook).then(|| format!("alias-{id}")),
+        source,
+        ..claim(id, created_at, &["main"])
+    }
+}
+
+fn receipt_of(inbox: &mut Inbox, claim: Claim) -> Receipt {
+    let receipt = inbox.handle_claim(claim, UnixMs(0));
+    inbox.drain_changes().for_each(drop);
+    receipt
+}
+
+#[test]
+fn a_webhook_and_the_apis_view_of_one_transition_are_one_event_whichever_comes_first() {
+    let mut inbox = Inbox::new();
+    assert_eq!(
+        receipt_of(
+            &mut inbox,
+            transition("w1", "Approved", 100, Source::Webhook)
+        ),
+        Receipt::Accepted { id: "w1".into() }
+    );
+    assert!(inbox.knows_transition("status.updated", "Approved", UnixSecs(900)));
+    assert!(inbox.knows_transition("status.updated", "APPROVED", UnixSecs(900)));
+    assert!(!inbox.knows_transition("status.updated", "Declined", UnixSecs(900)));
+    assert!(!inbox.knows_transition("data.updated", "Approved", UnixSecs(900)));
+    assert_eq!(
+        receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api)),
+        Receipt::Duplicate { id: "w1".into() }
+    );
+
+    let mut inbox = Inbox::new();
+    assert_eq!(
+        receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api)),
+        Receipt::Accepted { id: "a1".into() }
+    );
+    assert_eq!(
+        inbox.events.values().next().map(|e| e.record.id_version),
+        Some(IdVersion::Reconciled)
+    );
+    // Didit's webhook of that transition, late (created before the API was read) or not.
+    for (id, created_at) in [("w-late", 100), ("w-after", 950)] {
+        assert_eq!(
+            receipt_of(
+                &mut inbox,
+                transition(id, "Approved", created_at, Source::Webhook)
+            ),
+            Receipt::Duplicate { id: "a1".into() }
+        );
+    }
+    // Another status is another transition, even one Didit created earlier.
+    assert_eq!(
+        receipt_of(
+            &mut inbox,
+            transition("w-review", "In Review", 50, Source::Webhook)
+        ),
+        Receipt::Accepted {
+            id: "w-review".into()
+        }
+    );
+}
+
+#[test]
+fn a_status_reached_again_after_another_is_a_new_transition() {
+    let mut inbox = Inbox::new();
+    receipt_of(
+        &mut inbox,
+        transition("w1", "Approved", 100, Source::Webhook),
+    );
+    receipt_of(
+        &mut inbox,
+        transition("w2", "Resubmitted", 200, Source::Webhook),
+    );
+    // The API now says Approved: that is the Approved after the resubmission.
+    assert!(!inbox.knows_transition("status.updated", "Approved", UnixSecs(900)));
+    assert_eq!(
+        receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api)),
+        Receipt::Accepted { id: "a1".into() }
+    );
+    assert!(inbox.knows_transition("status.updated", "Approved", UnixSecs(950)));
+    // Its webhook, late, is the same event; the first Approved's webhook, resent, too.
+    assert_eq!(
+        receipt_of(
+            &mut inbox,
+            transition("w3", "Approved", 300, Source::Webhook)
+        ),
+        Receipt::Duplicate { id: "a1".into() }
+    );
+    assert_eq!(
+        receipt_of(
+            &mut inbox,
+            transition("w1", "Approved", 100, Source::Webhook)
+        ),
+        Receipt::Duplicate { id: "w1".into() }
+    );
+    // Resubmitted again, then Approved again: new transitions, from either side.
+    receipt_of(
+        &mut inbox,
+        transition("w4", "Resubmitted", 1000, Source::Webhook),
+    );
+    assert_eq!(
+        receipt_of(
+            &mut inbox,
+            transition("w5", "Approved", 1100, Source::Webhook)
+        ),
+        Receipt::Accepted { id: "w5".into() }
+    );
+}
+
+#[test]
+fn webhooks_alone_are_never_matched_by_status() {
+    // Two webhooks of one status are two events (FLAGGED, ACTIVE, FLAGGED, or a data change):
+    // only their ids and Didit's event_id make them duplicates.
+    let mut inbox = Inbox::new();
+    for (id, at) in [("w1", 100), ("w2", 200)] {
+        assert_eq!(
+            receipt_of(&mut inbox, transition(id, "Approved", at, Source::Webhook)),
+            Receipt::Accepted { id: id.into() }
+        );
+    }
 }

@@ -203,6 +203,7 @@ impl Inbox {
             status: claim.status.map(|s| s.into_owned()),
             created_at: UnixSecs(claim.created_at),
             content,
+            source: claim.source,
         };
         let now = now_ms();
         let receipt = self.step(|machine| machine.handle_claim(machine_claim, UnixMs(now)))?;

@@ -289,10 +289,10 @@ pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
     let events = events.into_iter().map(|row| EventRecord {
         seq: Seq(row.seq),
         id: row.id,
-        id_version: if row.id_version >= 2 {
-            IdVersion::ContentDigest
-        } else {
-            IdVersion::Legacy
+        id_version: match row.id_version {
+            3 => IdVersion::Reconciled,
+            2 => IdVersion::ContentDigest,
+            _ => IdVersion::Legacy,
         },
         alias: row.alias,
         webhook_type: row.webhook_type,
@@ -443,10 +443,11 @@ pub(super) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
             sql.exec(
                 "INSERT INTO events (seq, id, id_version, alias, received_at_ms, webhook_type, status, risk_level, \
                  created_at, classified, cloud_event, body, verified, test) \
-                 VALUES (?, ?, 2, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 vec![
                     event.seq.0.into(),
                     event.id.as_str().into(),
+                    id_version_number(event.id_version).into(),
                     event.alias.as_deref().into(),
                     event.received_at.0.into(),
                     event.webhook_type.as_str().into(),
@@ -607,4 +608,14 @@ pub(super) fn attempt_log(
     )?;
     log.reverse();
     Ok(log)
+}
+
+/// How the `id_version` column writes each derivation (1 is what rows from before the column
+/// default to).
+fn id_version_number(version: IdVersion) -> i64 {
+    match version {
+        IdVersion::Legacy => 1,
+        IdVersion::ContentDigest => 2,
+        IdVersion::Reconciled => 3,
+    }
 }

@@ -1,0 +1,311 @@
+//! Didit's API as reconciliation uses it, the way the official SDK (`didit-sdk`) does: the
+//! session list (`GET /sessions/`) and one session's decision (`GET /session/{id}/decision/`),
+//! both under the base URL (`https://verification.didit.me/v3`) with the `x-api-key` header.
+//!
+//! Only what reconciliation needs is read from a listed session (its id, kind, status and
+//! creation time): the rows also carry names, portraits, phone numbers and emails, which are
+//! neither kept nor logged.
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{parse_http_date, parse_rfc3339, to_rfc3339, UnixSecs};
+
+/// Didit's API, as its SDK names it.
+pub const DEFAULT_BASE_URL: &str = "https://verification.didit.me/v3";
+/// Sessions per list page: the most the SDK asks for.
+pub const PAGE_SIZE: u32 = 100;
+/// The longest `Retry-After` honoured; a longer one is read as this (the SDK caps at 60 s; a
+/// background sweep can afford to wait longer, not forever).
+pub const MAX_RETRY_AFTER_SECS: u64 = 3_600;
+
+/// Which kind of session a list covers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionKind {
+    /// User Verification (KYC).
+    User,
+    /// Business Verification (KYB).
+    Business,
+}
+
+impl SessionKind {
+    /// The value of the list's `session_kind` parameter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Business => "business",
+        }
+    }
+
+    /// The subject kind its events belong to.
+    pub fn subject_kind(self) -> crate::identity::SubjectKind {
+        match self {
+            Self::User => crate::identity::SubjectKind::Session,
+            Self::Business => crate::identity::SubjectKind::BusinessSession,
+        }
+    }
+}
+
+/// The path and query of one list page, relative to the base URL. The trailing slash is the
+/// canonical route: without it Didit answers 301, and the edge never follows redirects.
+pub fn list_path(kind: SessionKind, from: UnixSecs, to: UnixSecs, offset: u64) -> String {
+    let mut path = String::from("/sessions/?session_kind=");
+    let _ = write!(
+        path,
+        "{}&date_from={}&date_to={}&limit={PAGE_SIZE}&offset={offset}",
+        kind.as_str(),
+        to_rfc3339(from.0),
+        to_rfc3339(to.0),
+    );
+    path
+}
+
+/// The path of a session's decision.
+pub fn decision_path(session_id: &str) -> String {
+    let mut path = String::from("/session/");
+    for byte in session_id.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            path.push(char::from(byte));
+        } else {
+            let _ = write!(path, "%{byte:02X}");
+        }
+    }
+    path.push_str("/decision/");
+    path
+}
+
+/// What an API call came to, as the adapter saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer<'a> {
+    /// A 2xx with this body.
+    Ok(&'a str),
+    /// Any other status, with its `Retry-After` header if one came.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The `Retry-After` header as sent.
+        retry_after: Option<&'a str>,
+    },
+    /// No answer: the connection failed or the timeout passed.
+    Unreachable,
+}
+
+/// Why an API call gave nothing usable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApiError {
+    /// A status worth retrying (408, 429, 5xx) or no answer; wait at least `retry_after_secs`
+    /// when Didit said how long.
+    Unavailable {
+        /// The status, `None` when nothing answered.
+        status: Option<u16>,
+        /// What `Retry-After` asked for, capped.
+        retry_after_secs: Option<u64>,
+    },
+    /// A status retrying will not mend soon (401 and 403: the key; 400: the query): it is
+    /// retried on the backoff schedule, and `/admin/reconciliation` shows it.
+    Refused {
+        /// The status.
+        status: u16,
+    },
+    /// A 2xx whose body is not what the API documents.
+    Unreadable {
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+impl ApiError {
+    /// One line for the admin API and the log (never a body, which may hold identity data).
+    pub fn describe(&self) -> String {
+        let mut text = String::new();
+        let _ = match self {
+            Self::Unavailable {
+                status: Some(status),
+                ..
+            } => write!(text, "Didit's API answered {status}"),
+            Self::Unavailable { status: None, .. } => write!(text, "Didit's API did not answer"),
+            Self::Refused { status } => write!(
+                text,
+                "Didit's API refused the request with {status} (check DIDIT_API_KEY and DIDIT_API_BASE_URL)"
+            ),
+            Self::Unreadable { reason } => write!(text, "Didit's API sent {reason}"),
+        };
+        text
+    }
+}
+
+/// Whether `status` is worth retrying, as the SDK decides.
+fn retryable(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+/// A `Retry-After` value (seconds, or an HTTP-date) as seconds from `now`, capped.
+pub fn retry_after_secs(text: &str, now: UnixSecs) -> Option<u64> {
+    let text = text.trim();
+    let secs = match text.parse::<u64>() {
+        Ok(secs) => secs,
+        Err(_) => {
+            let at = parse_http_date(text)?;
+            u64::try_from(at.saturating_sub(now.0)).unwrap_or(0)
+        }
+    };
+    Some(secs.min(MAX_RETRY_AFTER_SECS))
+}
+
+impl<'a> Answer<'a> {
+    /// The body of a 2xx, or why there is none.
+    pub fn body(self, now: UnixSecs) -> Result<&'a str, ApiError> {
+        match self {
+            Self::Ok(body) => Ok(body),
+            Self::Status {
+                status,
+                retry_after,
+            } if retryable(status) => Err(ApiError::Unavailable {
+                status: Some(status),
+                retry_after_secs: retry_after.and_then(|text| retry_after_secs(text, now)),
+            }),
+            Self::Status { status, .. } => Err(ApiError::Refused { status }),
+            Self::Unreachable => Err(ApiError::Unavailable {
+                status: None,
+                retry_after_secs: None,
+            }),
+        }
+    }
+}
+
+/// One listed session: what reconciliation reads of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Didit's session id.
+    pub session_id: String,
+    /// KYC or KYB.
+    pub kind: SessionKind,
+    /// Its status now.
+    pub status: String,
+    /// When it was created.
+    pub created_at: UnixSecs,
+}
+
+/// One page of the list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page {
+    /// Its sessions, in the API's order (newest first).
+    pub rows: Vec<SessionRow>,
+    /// How many the page held, readable or not: what the next offset moves by.
+    pub len: u64,
+    /// Whether there is a next page.
+    pub has_next: bool,
+    /// Rows without a usable id, status or creation time (skipped, and counted).
+    pub unreadable_rows: u64,
+}
+
+#[derive(Deserialize)]
+struct RawPage<'a> {
+    #[serde(default)]
+    count: Option<u64>,
+    #[serde(default, borrow)]
+    next: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    results: Vec<RawRow<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawRow<'a> {
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    session_kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created_at: Option<Moment<'a>>,
+}
+
+/// `created_at` as the SDK accepts it: ISO 8601 text or Unix seconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Moment<'a> {
+    Seconds(f64),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+}
+
+impl Moment<'_> {
+    fn secs(&self) -> Option<UnixSecs> {
+        match self {
+            Self::Seconds(secs) if secs.is_finite() => Some(UnixSecs(*secs as i64)),
+            Self::Seconds(_) => None,
+            Self::Text(text) => parse_rfc3339(text).map(UnixSecs),
+        }
+    }
+}
+
+/// Reads one list page of `kind` sessions at `offset`. Like the SDK, a page that cannot move
+/// the walk on (empty with a `next`, or short of `count` with none) is an error rather than
+/// an end: an end taken too early would skip sessions without anyone noticing.
+pub fn parse_page(body: &str, kind: SessionKind, offset: u64) -> Result<Page, ApiError> {
+    let raw: RawPage<'_> = serde_json::from_str(body).map_err(|_| ApiError::Unreadable {
+        reason: "a session list that is not the documented JSON".into(),
+    })?;
+    let len = raw.results.len() as u64;
+    let has_next = raw.next.as_deref().is_some_and(|next| !next.is_empty());
+    if len == 0 && has_next {
+        return Err(ApiError::Unreadable {
+            reason: "an empty session page with a next page".into(),
+        });
+    }
+    // KYB counts are capped at 100, so only a KYC count can say a page is missing.
+    if kind == SessionKind::User
+        && !has_next
+        && raw
+            .count
+            .is_some_and(|count| offset.saturating_add(len) < count)
+    {
+        return Err(ApiError::Unreadable {
+            reason: "a last session page short of the count it gives".into(),
+        });
+    }
+    let mut rows = Vec::with_capacity(raw.results.len());
+    let mut unreadable_rows = 0;
+    for row in raw.results {
+        let kind = match row.session_kind.as_deref() {
+            None => kind,
+            Some("business") => SessionKind::Business,
+            Some(_) => SessionKind::User,
+        };
+        match (
+            row.session_id.filter(|id| !id.trim().is_empty()),
+            row.status.filter(|status| !status.trim().is_empty()),
+            row.created_at.as_ref().and_then(Moment::secs),
+        ) {
+            (Some(session_id), Some(status), Some(created_at)) => rows.push(SessionRow {
+                session_id: session_id.into_owned(),
+                kind,
+                status: status.into_owned(),
+                created_at,
+            }),
+            _ => unreadable_rows += 1,
+        }
+    }
+    Ok(Page {
+        rows,
+        len,
+        has_next,
+        unreadable_rows,
+    })
+}
+
+/// Whether Didit sends a `status.updated` for reaching `status` that is a result: a session
+/// still `Not Started` or `In Progress` has nothing to deliver yet, so it is never a gap.
+pub fn is_result_status(status: &str) -> bool {
+    !matches!(
+        crate::normalize::status_code(status).as_str(),
+        "not_started" | "in_progress" | ""
+    )
+}
