@@ -22,6 +22,8 @@ pub enum Route<'p> {
     ReplayDeadLetters,
     /// `GET /v1/stream`: the real-time status stream (a WebSocket upgrade).
     Stream,
+    /// `GET /admin/reconciliation`: where reconciliation with Didit's API stands.
+    Reconciliation,
     /// `DELETE /admin/subjects/{kind}/{id}`: erase what is stored about one subject.
     EraseSubject {
         /// The kind from the path.
@@ -44,6 +46,8 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Rejection> {
         "/healthz" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/origins" if method == "GET" => Ok(Route::AdminOrigins),
         "/admin/origins" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/admin/reconciliation" if method == "GET" => Ok(Route::Reconciliation),
+        "/admin/reconciliation" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/v1/stream" if method == "GET" => Ok(Route::Stream),
         "/v1/stream" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters" if method == "GET" => Ok(Route::DeadLetters),
@@ -148,6 +152,14 @@ mod tests {
         assert_eq!(route("POST", "/nope"), Err(Rejection::NotFound));
         assert_eq!(route("GET", "/admin/dead-letters/"), Ok(Route::DeadLetters));
         assert_eq!(route("GET", "/v1/stream"), Ok(Route::Stream));
+        assert_eq!(
+            route("GET", "/admin/reconciliation"),
+            Ok(Route::Reconciliation)
+        );
+        assert_eq!(
+            route("POST", "/admin/reconciliation"),
+            Err(Rejection::MethodNotAllowed { allow: "GET" })
+        );
         assert_eq!(
             route("POST", "/admin/dead-letters/replay"),
             Ok(Route::ReplayDeadLetters)

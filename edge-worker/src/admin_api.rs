@@ -217,3 +217,19 @@ pub(crate) async fn erase_subject(
         .to_string(),
     )
 }
+
+/// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next
+/// (`{"enabled": false}` while `DIDIT_API_KEY` is unset).
+pub(crate) async fn reconciliation(
+    request: &Request,
+    env: &Env,
+) -> std::result::Result<Response, EdgeError> {
+    let config = authorized(request, env)?;
+    if config.reconcile == didit_edge_core::config::Feature::Broken {
+        return Err(settings::misconfigured(&config).into());
+    }
+    let status = crate::reconciler::status(env)
+        .await
+        .map_err(EdgeError::unavailable("reconciliation state unavailable"))?;
+    ok_json(status.to_string())
+}

@@ -6,10 +6,15 @@
 use std::borrow::Cow;
 
 use didit_edge_core::inbox::Source;
+use didit_edge_core::intake::Identified;
+use didit_edge_core::rejection::Receipt;
 use didit_edge_core::risk::Level;
 use didit_edge_core::verify::Verified;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use worker::Env;
+
+use crate::objects::{self, InboxCall};
 
 /// A claim, as sent and as received.
 #[derive(Serialize, Deserialize)]
@@ -41,6 +46,40 @@ pub(crate) struct Claim<'a> {
     /// Where the edge learned of it (a webhook, or Didit's API by reconciliation).
     #[serde(default)]
     pub source: Source,
+}
+
+impl<'a> Claim<'a> {
+    /// The claim of an identified event, to store in `inbox` (its subject's).
+    pub(crate) fn new(
+        identified: &'a Identified<'a>,
+        inbox: &'a str,
+        content: Content<'a>,
+        source: Source,
+    ) -> Self {
+        Self {
+            id: Cow::Borrowed(identified.event_id.as_str()),
+            legacy_id: Cow::Borrowed(identified.legacy_id.as_str()),
+            inbox: Cow::Borrowed(inbox),
+            alias: identified.alias.as_deref().map(Cow::Borrowed),
+            webhook_type: Cow::Borrowed(&identified.webhook_type),
+            status: identified.status.as_deref().map(Cow::Borrowed),
+            created_at: identified.created_at,
+            content,
+            source,
+        }
+    }
+
+    /// Sends the claim to its inbox, which stores the event before it answers.
+    pub(crate) async fn send(&self, env: &Env) -> worker::Result<Receipt> {
+        objects::ask(
+            env,
+            InboxCall::BINDING,
+            &self.inbox,
+            InboxCall::Claim.path(),
+            self,
+        )
+        .await
+    }
 }
 
 /// An event as classified at the edge, or as received when the configuration that classifies

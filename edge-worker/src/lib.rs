@@ -7,7 +7,7 @@
 //! reads and writes HTTP, SQLite and WebCrypto, and awaits IO. `docs/architecture.md` maps it.
 //!
 //! Front doors: `webhook` (Didit), `admin_api`, `stream_api`; the Durable Objects: `inbox`,
-//! `dead_letters`, `health`, `stream`, `alerts`, whose calls `objects` declares.
+//! `dead_letters`, `health`, `stream`, `alerts`, `reconciler`, whose calls `objects` declares.
 
 mod admin_api;
 mod alerts;
@@ -20,6 +20,7 @@ mod http;
 mod inbox;
 mod objects;
 mod origin;
+mod reconciler;
 mod router;
 mod rows;
 mod settings;
@@ -32,6 +33,7 @@ pub use alerts::Alerts;
 pub use dead_letters::DeadLetters;
 pub use health::Health;
 pub use inbox::Inbox;
+pub use reconciler::Reconciler;
 pub use stream::StatusStream;
 
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
@@ -41,10 +43,11 @@ async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
     router::handle(request, &env, &ctx).await
 }
 
-/// The cron trigger: probe every origin that has a `health_url`, so breakers open and close
-/// even when no events flow.
+/// The cron trigger: reconcile with Didit's API (when `DIDIT_API_KEY` is set), and probe every
+/// origin that has a `health_url`, so breakers open and close even when no events flow.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    reconciler::tick(&env).await;
     let config = settings::config(&env);
     let Some(delivery) = settings::delivery(&config) else {
         return;

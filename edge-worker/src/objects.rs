@@ -54,6 +54,18 @@ object_calls! {
         Replay = "/replay",
         /// Erase the subject's data (→ `inbox::Erased`).
         Erase = "/erase",
+        /// Whether it holds a transition reconciliation found (`inbox::KnowsRequest` → `bool`).
+        Knows = "/knows",
+    }
+}
+
+object_calls! {
+    /// The calls of the `Reconciler` ([`GLOBAL`]).
+    ReconcilerCall on "RECONCILER" {
+        /// Run the sweep now if it is due (→ the run's report, or why not).
+        Run = "/run",
+        /// Where reconciliation stands (→ `GET /admin/reconciliation`'s body).
+        Status = "/status",
     }
 }
 

@@ -12,7 +12,7 @@ use didit_edge_core::standard_webhooks;
 use didit_edge_core::trace;
 use futures_util::future::{select, Either};
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect,
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
 use crate::clock::now_secs;
@@ -75,14 +75,10 @@ async fn send(
     race(timeout_ms, Fetch::Request(request)).await
 }
 
-/// Sends `fetch`, aborting it when `timeout_ms` passes first.
+/// Sends `fetch` within `timeout_ms` and reads what an origin's answer means.
 async fn race(timeout_ms: u32, fetch: Fetch) -> worker::Result<(AttemptResult, Option<u64>)> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let sending = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(timeout_ms))));
-    let result = match select(sending, timeout).await {
-        Either::Left((Ok(response), _)) => {
+    let result = match fetch_within(timeout_ms, fetch).await {
+        Fetched::Answered(response) => {
             let header = |name: &str| response.headers().get(name).ok().flatten();
             let retry_after = retry_after_ms(header("retry-after").as_deref());
             let result = AttemptResult::from_response(
@@ -92,13 +88,37 @@ async fn race(timeout_ms: u32, fetch: Fetch) -> worker::Result<(AttemptResult, O
             );
             (result, retry_after)
         }
-        Either::Left((Err(_), _)) => (AttemptResult::Network, None),
-        Either::Right(((), _)) => {
-            controller.abort();
-            (AttemptResult::Timeout, None)
-        }
+        Fetched::Failed => (AttemptResult::Network, None),
+        Fetched::TimedOut => (AttemptResult::Timeout, None),
     };
     Ok(result)
+}
+
+/// What a fetch bounded by a timeout came to.
+pub(crate) enum Fetched {
+    /// An answer (of any status).
+    Answered(Response),
+    /// The connection failed.
+    Failed,
+    /// The timeout passed first; the fetch was aborted.
+    TimedOut,
+}
+
+/// Sends `fetch`, aborting it when `timeout_ms` passes first.
+pub(crate) async fn fetch_within(timeout_ms: u32, fetch: Fetch) -> Fetched {
+    let controller = AbortController::default();
+    let signal = controller.signal();
+    let sending = Box::pin(fetch.send_with_signal(&signal));
+    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(timeout_ms))));
+    let fetched = match select(sending, timeout).await {
+        Either::Left((Ok(response), _)) => Fetched::Answered(response),
+        Either::Left((Err(_), _)) => Fetched::Failed,
+        Either::Right(((), _)) => {
+            controller.abort();
+            Fetched::TimedOut
+        }
+    };
+    fetched
 }
 
 /// `GET`s an origin's `health_url` within its timeout, without following redirects. `None`

@@ -14,6 +14,7 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
         Err(rejection) => Err(EdgeError::from(rejection)),
         Ok(Route::Health) => return health(env),
         Ok(Route::AdminOrigins) => admin_api::origins(&request, env).await,
+        Ok(Route::Reconciliation) => admin_api::reconciliation(&request, env).await,
         Ok(Route::DeadLetters) => admin_api::list_dead_letters(&request, env).await,
         Ok(Route::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
         Ok(Route::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,

@@ -38,7 +38,7 @@ pub(crate) fn config(env: &Env) -> Rc<Config> {
     })
 }
 
-fn misconfigured(config: &Config) -> Rejection {
+pub(crate) fn misconfigured(config: &Config) -> Rejection {
     Rejection::Misconfigured {
         settings: config.problems.settings().join(", "),
     }

@@ -1,8 +1,6 @@
 //! `POST /webhooks/didit`: Didit's front door. Limits, then the core's intake, then the
 //! subject's inbox; the answer waits until the inbox has stored the event.
 
-use std::borrow::Cow;
-
 use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::{Delivery, Intake};
 use didit_edge_core::limits::{self, BodyBudget};
@@ -10,12 +8,11 @@ use didit_edge_core::rejection::{Receipt, Rejection};
 use didit_edge_core::stream::StatusUpdate;
 use didit_edge_core::verify::SignatureHeaders;
 use futures_util::StreamExt;
-use worker::{console_error, Env, Request, Result};
+use worker::{console_error, Env, Request};
 
 use crate::claim::{Claim, Content};
 use crate::clock::now_secs;
 use crate::http::{header, EdgeError};
-use crate::objects::{self, InboxCall};
 use crate::{settings, webcrypto};
 
 /// Receives one delivery: its receipt, and the status to publish when it is news someone
@@ -23,7 +20,7 @@ use crate::{settings, webcrypto};
 pub(crate) async fn receive(
     request: &mut Request,
     env: &Env,
-) -> std::result::Result<(Receipt, Option<StatusUpdate>), EdgeError> {
+) -> Result<(Receipt, Option<StatusUpdate>), EdgeError> {
     let config = settings::config(env);
     let intake_settings = settings::intake(&config)?;
     intake_settings.admits_source(header(request, "cf-connecting-ip").as_deref())?;
@@ -76,18 +73,8 @@ pub(crate) async fn receive(
         },
     };
     let inbox = identified.inbox();
-    let claim = Claim {
-        id: Cow::Borrowed(identified.event_id.as_str()),
-        legacy_id: Cow::Borrowed(identified.legacy_id.as_str()),
-        inbox: Cow::Borrowed(&inbox),
-        alias: identified.alias.as_deref().map(Cow::Borrowed),
-        webhook_type: Cow::Borrowed(&identified.webhook_type),
-        status: identified.status.as_deref().map(Cow::Borrowed),
-        created_at: identified.created_at,
-        content,
-        source: Source::Webhook,
-    };
-    let receipt = claim_in_inbox(env, &inbox, &claim).await.map_err(|error| {
+    let claim = Claim::new(&identified, &inbox, content, Source::Webhook);
+    let receipt = claim.send(env).await.map_err(|error| {
         // The inbox's name holds the subject id (vendor_data for users): never logged.
         console_error!(
             "the {} inbox could not store {}: {error}",
@@ -105,7 +92,7 @@ pub(crate) async fn receive(
 }
 
 /// Streams the body in, refusing it as soon as it passes the limit.
-async fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec<u8>, Rejection> {
+async fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, Rejection> {
     let Ok(mut stream) = request.stream() else {
         return Ok(Vec::new());
     };
@@ -117,15 +104,4 @@ async fn read_body(request: &mut Request, limit: u64) -> std::result::Result<Vec
         body.extend_from_slice(&chunk);
     }
     Ok(body)
-}
-
-async fn claim_in_inbox(env: &Env, inbox: &str, claim: &Claim<'_>) -> Result<Receipt> {
-    objects::ask(
-        env,
-        InboxCall::BINDING,
-        inbox,
-        InboxCall::Claim.path(),
-        claim,
-    )
-    .await
 }

@@ -152,6 +152,27 @@ pub struct StreamConfig {
     pub status_retention_secs: u64,
 }
 
+/// Reconciliation with Didit's API ([`crate::reconcile`]).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReconcileConfig {
+    /// Didit's API key, sent as `x-api-key`.
+    pub api_key: String,
+    /// Didit's API base URL, without a trailing slash.
+    pub base_url: String,
+    /// The sweep's settings.
+    pub settings: crate::reconcile::Settings,
+}
+
+impl core::fmt::Debug for ReconcileConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReconcileConfig")
+            .field("api_key", &"<redacted>")
+            .field("base_url", &self.base_url)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
 /// An optional part of the receiver.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Feature<T> {
@@ -186,6 +207,8 @@ pub struct Config {
     pub stream: Feature<StreamConfig>,
     /// Where operational alerts go.
     pub alerts: Feature<AlertsConfig>,
+    /// Reconciliation with Didit's API.
+    pub reconcile: Feature<ReconcileConfig>,
     /// The jurisdiction every Durable Object lives in (`None`: wherever the platform puts it);
     /// `Err` while the setting is broken, when no object may be reached at all, so nothing is
     /// ever stored outside the jurisdiction asked for.
@@ -215,12 +238,14 @@ impl Config {
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
         let alerts = read_alerts(&mut reader);
+        let reconcile = read_reconcile(&mut reader);
         Self {
             intake,
             delivery,
             admin,
             stream,
             alerts,
+            reconcile,
             jurisdiction,
             problems: ConfigErrors(reader.errors),
         }
@@ -318,6 +343,60 @@ fn read_alerts<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature
         Feature::On(AlertsConfig { url })
     } else {
         reader.fail(names::ALERTS_URL, Problem::NotAnHttpUrl);
+        Feature::Broken
+    }
+}
+
+fn read_reconcile<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+) -> Feature<ReconcileConfig> {
+    use crate::reconcile::{self, api};
+    use names::*;
+    let Some(api_key) = reader.get(DIDIT_API_KEY) else {
+        return Feature::Off;
+    };
+    let mark = reader.mark();
+    let api_key = String::from(api_key.trim());
+    if !api_key.bytes().all(|b| b.is_ascii_graphic()) {
+        reader.fail(DIDIT_API_KEY, Problem::NotAHeaderValue);
+    }
+    let base_url = reader
+        .get(DIDIT_API_BASE_URL)
+        .map(|url| String::from(url.trim().trim_end_matches('/')))
+        .unwrap_or_else(|| String::from(api::DEFAULT_BASE_URL));
+    if !crate::origin::is_http_url(&base_url) || base_url.contains(['?', '#']) {
+        reader.fail(DIDIT_API_BASE_URL, Problem::NotAnHttpUrl);
+    }
+    let settings = reconcile::Settings {
+        lookback_secs: reader.number(
+            RECONCILE_LOOKBACK_SECS,
+            reconcile::DEFAULT_LOOKBACK_SECS,
+            (3_600, 90 * 86_400),
+        ),
+        interval_secs: reader.number(
+            RECONCILE_INTERVAL_SECS,
+            reconcile::DEFAULT_INTERVAL_SECS,
+            (10, 86_400),
+        ),
+        settle_secs: reader.number(
+            RECONCILE_SETTLE_SECS,
+            reconcile::DEFAULT_SETTLE_SECS,
+            (0, 86_400),
+        ),
+        requests_per_run: u32::try_from(reader.number(
+            RECONCILE_REQUESTS_PER_RUN,
+            reconcile::DEFAULT_REQUESTS_PER_RUN,
+            (4, 1_000),
+        ))
+        .unwrap_or(u32::MAX),
+    };
+    if reader.clean_since(mark) {
+        Feature::On(ReconcileConfig {
+            api_key,
+            base_url,
+            settings,
+        })
+    } else {
         Feature::Broken
     }
 }

@@ -44,3 +44,15 @@ pub const DIDIT_SOURCE_IPS: &str = "DIDIT_SOURCE_IPS";
 pub const ALERTS_URL: &str = "ALERTS_URL";
 /// The jurisdiction every Durable Object is created in (`eu`, `fedramp`); unset: anywhere.
 pub const DURABLE_OBJECT_JURISDICTION: &str = "DURABLE_OBJECT_JURISDICTION";
+/// Didit API key: switches reconciliation on (optional; off without it).
+pub const DIDIT_API_KEY: &str = "DIDIT_API_KEY";
+/// Didit's API base URL (tests point it at a local server).
+pub const DIDIT_API_BASE_URL: &str = "DIDIT_API_BASE_URL";
+/// How old a session may be and still be reconciled.
+pub const RECONCILE_LOOKBACK_SECS: &str = "RECONCILE_LOOKBACK_SECS";
+/// Time between the starts of two reconciliation sweeps.
+pub const RECONCILE_INTERVAL_SECS: &str = "RECONCILE_INTERVAL_SECS";
+/// Time a missing result waits for its late webhook before it is injected.
+pub const RECONCILE_SETTLE_SECS: &str = "RECONCILE_SETTLE_SECS";
+/// Most requests (to Didit and to inboxes) one reconciliation run makes.
+pub const RECONCILE_REQUESTS_PER_RUN: &str = "RECONCILE_REQUESTS_PER_RUN";

@@ -75,6 +75,8 @@ pub enum Problem {
     },
     /// Not an absolute `http://` or `https://` URL.
     NotAnHttpUrl,
+    /// A value sent as an HTTP header holds whitespace or control characters.
+    NotAHeaderValue,
 }
 
 /// One setting and what is wrong with it.
@@ -129,6 +131,9 @@ impl fmt::Display for ConfigError {
             ),
             Problem::NotAnHttpUrl => {
                 f.write_str("must be an absolute http:// or https:// URL with a host")
+            }
+            Problem::NotAHeaderValue => {
+                f.write_str("must be printable ASCII without spaces (it is sent as a header)")
             }
         }
     }

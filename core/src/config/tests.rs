@@ -346,3 +346,74 @@ fn a_jurisdiction_is_one_the_platform_knows_and_a_broken_one_stops_intake() {
     );
     assert_eq!(broken.problems.settings(), ["DURABLE_OBJECT_JURISDICTION"]);
 }
+
+#[test]
+fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
+    use crate::reconcile;
+    assert_eq!(with(&[]).reconcile, Feature::Off);
+    // The other settings alone switch nothing on.
+    assert_eq!(
+        with(&[
+            ("DIDIT_API_BASE_URL", "http://127.0.0.1:9"),
+            ("RECONCILE_SETTLE_SECS", "x")
+        ])
+        .reconcile,
+        Feature::Off
+    );
+    let on = with(&[("DIDIT_API_KEY", " key-123 ")]).reconcile;
+    assert_eq!(
+        on,
+        Feature::On(ReconcileConfig {
+            api_key: "key-123".into(),
+            base_url: "https://verification.didit.me/v3".into(),
+            settings: reconcile::Settings {
+                lookback_secs: reconcile::DEFAULT_LOOKBACK_SECS,
+                interval_secs: reconcile::DEFAULT_INTERVAL_SECS,
+                settle_secs: reconcile::DEFAULT_SETTLE_SECS,
+                requests_per_run: 40,
+            },
+        })
+    );
+    let Feature::On(config) = on else {
+        panic!("on");
+    };
+    assert!(
+        !format!("{config:?}").contains("key-123"),
+        "the key is never printed"
+    );
+    let tuned = with(&[
+        ("DIDIT_API_KEY", "k"),
+        ("DIDIT_API_BASE_URL", "http://127.0.0.1:8999/v3/"),
+        ("RECONCILE_LOOKBACK_SECS", "7200"),
+        ("RECONCILE_INTERVAL_SECS", "60"),
+        ("RECONCILE_SETTLE_SECS", "0"),
+        ("RECONCILE_REQUESTS_PER_RUN", "1000"),
+    ]);
+    let tuned = tuned.reconcile.on().expect("on").clone();
+    assert_eq!(tuned.base_url, "http://127.0.0.1:8999/v3");
+    assert_eq!(
+        tuned.settings,
+        reconcile::Settings {
+            lookback_secs: 7200,
+            interval_secs: 60,
+            settle_secs: 0,
+            requests_per_run: 1000,
+        }
+    );
+    for (setting, value) in [
+        ("DIDIT_API_KEY", "two words"),
+        ("DIDIT_API_BASE_URL", "verification.didit.me/v3"),
+        ("DIDIT_API_BASE_URL", "https://x/v3?a=b"),
+        ("RECONCILE_LOOKBACK_SECS", "60"),
+        ("RECONCILE_INTERVAL_SECS", "9"),
+        ("RECONCILE_REQUESTS_PER_RUN", "3"),
+    ] {
+        let mut settings = vec![("DIDIT_API_KEY", "k")];
+        settings.push((setting, value));
+        let broken = with(&settings);
+        assert_eq!(broken.reconcile, Feature::Broken, "{setting}={value}");
+        assert_eq!(broken.problems.settings(), [setting]);
+        assert!(broken.delivery.is_some() && broken.intake.is_some());
+        assert!(!format!("{}", broken.problems).contains("two words"));
+    }
+}

@@ -75,6 +75,15 @@ pub(crate) struct Replayed {
     pub replayed: Vec<Key>,
 }
 
+/// Reconciliation's question: does the inbox hold the transition to `status`?
+#[derive(Serialize, Deserialize)]
+pub(crate) struct KnowsRequest {
+    /// The `webhook_type`.
+    pub webhook_type: String,
+    /// The status Didit's API reports.
+    pub status: String,
+}
+
 fn random_seed() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
 }
@@ -254,6 +263,15 @@ impl Inbox {
         }
         self.wake_by(now).await?;
         http::json(200, serde_json::to_string(&erasure)?)
+    }
+
+    /// Whether the inbox holds the transition to a status Didit's API reports now.
+    async fn knows(&self, mut request: Request) -> Result<Response> {
+        let ask: KnowsRequest = request.json().await?;
+        let now = UnixMs(now_ms()).secs();
+        let known =
+            self.peek(|machine| machine.knows_transition(&ask.webhook_type, &ask.status, now))?;
+        http::json(200, serde_json::to_string(&known)?)
     }
 
     /// Classifies a stored event from its body, with the settings in force.
@@ -528,6 +546,7 @@ impl DurableObject for Inbox {
             Some(InboxCall::Claim) => self.claim(request).await,
             Some(InboxCall::Replay) => self.replay(request).await,
             Some(InboxCall::Erase) => self.erase().await,
+            Some(InboxCall::Knows) => self.knows(request).await,
             None => http::rejection(&Rejection::NotFound),
         }
     }

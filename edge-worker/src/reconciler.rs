@@ -1,0 +1,440 @@
+//! Reconciliation with Didit's API ([`didit_edge_core::reconcile`]): one global Durable Object
+//! that keeps the sweep's state and what it found of each session, and does each step's IO.
+//!
+//! The cron trigger asks it to run (only when `DIDIT_API_KEY` is set: otherwise nothing is
+//! called); a run that used up its budget continues from the object's alarm. Every decision
+//! (what to list, what is a gap, when to wait, what the event is) is the core's.
+
+use didit_edge_core::config::ReconcileConfig;
+use didit_edge_core::inbox::Source;
+use didit_edge_core::intake::Identified;
+use didit_edge_core::reconcile::api::Answer;
+use didit_edge_core::reconcile::{self, Change, RunReport, Seen, Step};
+use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::time::{to_rfc3339, UnixSecs};
+use serde_json::json;
+use worker::{
+    console_error, console_log, durable_object, DurableObject, Env, Fetch, Headers, Method,
+    Request, RequestInit, RequestRedirect, Response, Result, State,
+};
+
+use crate::claim::{Claim, Content};
+use crate::clock::{alarm_at, now_secs};
+use crate::inbox::KnowsRequest;
+use crate::objects::{self, InboxCall, ReconcilerCall, GLOBAL};
+use crate::origin::{fetch_within, Fetched};
+use crate::rows::{self, Columns};
+use crate::{http, settings, stream};
+
+/// How long Didit's API has to answer one request.
+const API_TIMEOUT_MS: u32 = 15_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS sweep_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen (
+    session_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    gap_since INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS seen_by_creation ON seen (created_at);
+";
+
+/// The reconciler ([`GLOBAL`]).
+#[durable_object]
+pub struct Reconciler {
+    state: State,
+    env: Env,
+}
+
+/// What an API call returned, owned until the core reads it.
+enum ApiResponse {
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    Unreachable,
+}
+
+impl ApiResponse {
+    fn answer(&self) -> Answer<'_> {
+        match self {
+            Self::Status { status, body, .. } if (200..300).contains(status) => Answer::Ok(body),
+            Self::Status {
+                status,
+                retry_after,
+                ..
+            } => Answer::Status {
+                status: *status,
+                retry_after: retry_after.as_deref(),
+            },
+            Self::Unreachable => Answer::Unreachable,
+        }
+    }
+}
+
+impl Reconciler {
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn load(&self) -> Result<reconcile::State> {
+        let stored = rows::first(
+            &self
+                .sql()
+                .exec("SELECT state FROM sweep_state WHERE id = 1", None)?,
+            Columns::text,
+        )?;
+        match stored {
+            Some(text) => Ok(serde_json::from_str(&text)?),
+            None => Ok(reconcile::State::default()),
+        }
+    }
+
+    fn save(&self, state: &reconcile::State) -> Result<()> {
+        self.sql().exec(
+            "INSERT INTO sweep_state (id, state) VALUES (1, ?) \
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+            vec![serde_json::to_string(state)?.into()],
+        )?;
+        Ok(())
+    }
+
+    fn apply(&self, change: Change) -> Result<()> {
+        match change {
+            Change::Remember {
+                session_id,
+                created_at,
+                seen,
+            } => self.sql().exec(
+                "INSERT INTO seen (session_id, status, gap_since, created_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, \
+                 gap_since = excluded.gap_since, created_at = excluded.created_at",
+                vec![
+                    session_id.into(),
+                    seen.status.into(),
+                    seen.gap_since.map(|at| at.0).into(),
+                    created_at.0.into(),
+                ],
+            )?,
+            Change::ForgetCreatedBefore(at) => self
+                .sql()
+                .exec("DELETE FROM seen WHERE created_at < ?", vec![at.0.into()])?,
+        };
+        Ok(())
+    }
+
+    fn recall(&self, session_ids: &[String]) -> Result<Vec<(String, Seen)>> {
+        let mut found = Vec::new();
+        // One page holds at most 100 sessions; SQLite takes up to 100 bound values here.
+        for chunk in session_ids.chunks(50) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let query = format!(
+                "SELECT session_id, status, gap_since FROM seen WHERE session_id IN ({marks})"
+            );
+            let bound: Vec<worker::SqlStorageValue> =
+                chunk.iter().map(|id| id.as_str().into()).collect();
+            found.extend(rows::all(&self.sql().exec(&query, bound)?, |row| {
+                Ok((
+                    row.text()?,
+                    Seen {
+                        status: row.text()?,
+                        gap_since: row.opt_int()?.map(UnixSecs),
+                    },
+                ))
+            })?);
+        }
+        Ok(found)
+    }
+
+    /// Makes sure an alarm comes by `at`.
+    async fn wake_at(&self, at: UnixSecs) -> Result<()> {
+        let storage = self.state.storage();
+        let at_ms = at.0.saturating_mul(1000);
+        if storage
+            .get_alarm()
+            .await?
+            .is_none_or(|current| current > at_ms)
+        {
+            storage.set_alarm(alarm_at(at_ms)).await?;
+        }
+        Ok(())
+    }
+
+    /// One run, if one is due: its report (or why none ran).
+    async fn run(&self) -> Result<serde_json::Value> {
+        let config = settings::config(&self.env);
+        let Some(reconcile) = config.reconcile.on() else {
+            return Ok(json!({"ran": false, "reason": "off"}));
+        };
+        let started = UnixSecs(now_secs());
+        let mut run = match reconcile::begin(self.load()?, reconcile.settings, started) {
+            Ok(run) => run,
+            Err(not_now) => {
+                self.wake_at(not_now.until()).await?;
+                return Ok(json!({"ran": false, "until": to_rfc3339(not_now.until().0)}));
+            }
+        };
+        // The lease is stored before the first await: no other run can start beside this one.
+        self.save(run.state())?;
+        loop {
+            let step = run.poll();
+            for change in run.drain_changes() {
+                self.apply(change)?;
+            }
+            self.save(run.state())?;
+            match step {
+                Step::Done => break,
+                Step::List { path } => {
+                    let fetched = api_get(reconcile, &path).await;
+                    run.handle_page(fetched.answer());
+                }
+                Step::Recall { session_ids } => run.handle_recalled(self.recall(&session_ids)?),
+                Step::AskInbox {
+                    inbox,
+                    webhook_type,
+                    status,
+                } => {
+                    let ask = KnowsRequest {
+                        webhook_type: webhook_type.into(),
+                        status,
+                    };
+                    let known: Result<bool> = objects::ask(
+                        &self.env,
+                        InboxCall::BINDING,
+                        &inbox,
+                        InboxCall::Knows.path(),
+                        &ask,
+                    )
+                    .await;
+                    run.handle_inbox(
+                        known.map_err(|_| String::from("an inbox could not be asked")),
+                    );
+                }
+                Step::FetchDecision { path } => {
+                    let fetched = api_get(reconcile, &path).await;
+                    run.handle_decision(fetched.answer());
+                }
+                Step::Inject { body } => {
+                    let injected = inject(&self.env, &body).await;
+                    run.handle_injected(injected);
+                }
+            }
+        }
+        for change in run.drain_changes() {
+            self.apply(change)?;
+        }
+        let (state, next) = run.finish(UnixSecs(now_secs()));
+        self.save(&state)?;
+        self.wake_at(next).await?;
+        let report = state.last_run.as_ref().map(report_json);
+        console_log!(
+            "{}",
+            json!({"event": "reconcile_run", "run": report, "next_run_at": to_rfc3339(next.0)})
+        );
+        Ok(json!({"ran": true, "run": report}))
+    }
+
+    /// Where reconciliation stands, for `GET /admin/reconciliation`.
+    fn status(&self, reconcile: &ReconcileConfig) -> Result<serde_json::Value> {
+        let state = self.load()?;
+        let remembered = rows::first(
+            &self.sql().exec("SELECT COUNT(*) FROM seen", None)?,
+            Columns::int,
+        )?
+        .unwrap_or(0);
+        let gaps_waiting = rows::first(
+            &self.sql().exec(
+                "SELECT COUNT(*) FROM seen WHERE gap_since IS NOT NULL",
+                None,
+            )?,
+            Columns::int,
+        )?
+        .unwrap_or(0);
+        let time = |at: Option<UnixSecs>| at.map(|at| to_rfc3339(at.0));
+        Ok(json!({
+            "enabled": true,
+            "settings": {
+                "lookback_secs": reconcile.settings.lookback_secs,
+                "interval_secs": reconcile.settings.interval_secs,
+                "settle_secs": reconcile.settings.settle_secs,
+                "requests_per_run": reconcile.settings.requests_per_run,
+            },
+            "activated_at": time(state.activated_at),
+            "checkpoint": time(state.checkpoint),
+            "sweep": state.sweep.as_ref().map(|sweep| json!({
+                "started_at": to_rfc3339(sweep.started_at.0),
+                "date_from": to_rfc3339(sweep.from.0),
+                "session_kind": sweep.kind.as_str(),
+                "offset": sweep.offset,
+            })),
+            "last_run": state.last_run.as_ref().map(report_json),
+            "next_run_at": state.activated_at.map(|_| to_rfc3339(state.next_run_at(&reconcile.settings).0)),
+            "api_failures_in_a_row": state.failures,
+            "sessions_remembered": remembered,
+            "gaps_waiting": gaps_waiting,
+        }))
+    }
+}
+
+fn report_json(report: &RunReport) -> serde_json::Value {
+    json!({
+        "started_at": to_rfc3339(report.started_at.0),
+        "finished_at": to_rfc3339(report.finished_at.0),
+        "pages": report.counts.pages,
+        "sessions_checked": report.counts.sessions_checked,
+        "gaps_found": report.counts.gaps_found,
+        "events_injected": report.counts.events_injected,
+        "unreadable_rows": report.counts.unreadable_rows,
+        "requests": report.counts.requests,
+        "ended": report.ended,
+        "errors": report.errors,
+    })
+}
+
+/// `GET`s `path` under Didit's API base URL with the API key. Redirects are not followed (the
+/// key would go wherever they point).
+async fn api_get(reconcile: &ReconcileConfig, path: &str) -> ApiResponse {
+    let request = || -> Result<Request> {
+        let headers = Headers::new();
+        headers.set("x-api-key", &reconcile.api_key)?;
+        headers.set("accept", "application/json")?;
+        headers.set(
+            "user-agent",
+            concat!("didit-edge/", env!("CARGO_PKG_VERSION")),
+        )?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
+        Request::new_with_init(&format!("{}{path}", reconcile.base_url), &init)
+    };
+    let Ok(request) = request() else {
+        return ApiResponse::Unreachable;
+    };
+    match fetch_within(API_TIMEOUT_MS, Fetch::Request(request)).await {
+        Fetched::Answered(mut response) => {
+            let retry_after = response.headers().get("retry-after").ok().flatten();
+            match response.text().await {
+                Ok(body) => ApiResponse::Status {
+                    status: response.status_code(),
+                    body,
+                    retry_after,
+                },
+                Err(_) => ApiResponse::Unreachable,
+            }
+        }
+        Fetched::Failed | Fetched::TimedOut => ApiResponse::Unreachable,
+    }
+}
+
+/// Names, classifies and claims an event reconciliation wrote: whether its inbox took it
+/// (`false`: it held the transition already). Logged without identity data.
+async fn inject(env: &Env, body: &str) -> std::result::Result<bool, String> {
+    let config = settings::config(env);
+    let delivery = settings::delivery(&config).ok_or_else(|| {
+        String::from("the delivery settings are broken; the gap is injected once they are fixed")
+    })?;
+    let now = now_secs();
+    let describe = |rejection: Rejection| format!("the reconciled event was refused: {rejection}");
+    let identified = Identified::from_api(body.as_bytes(), now).map_err(describe)?;
+    let classified = identified.classify(&delivery.policy()).map_err(describe)?;
+    let inbox = identified.inbox();
+    let content = Content::Classified {
+        risk_level: classified.risk_level,
+        consumers: classified.consumers.clone(),
+        cloud_event: &classified.cloud_event,
+    };
+    let claim = Claim::new(&identified, &inbox, content, Source::Api);
+    let receipt = claim.send(env).await.map_err(|error| {
+        console_error!(
+            "the {} inbox could not store reconciled {}: {error}",
+            identified.subject.kind.as_str(),
+            identified.event_id
+        );
+        String::from("an inbox could not store a reconciled event")
+    })?;
+    let accepted = matches!(receipt, Receipt::Accepted { .. });
+    console_log!(
+        "{}",
+        json!({
+            "event": "reconciled",
+            "event_id": identified.event_id.as_str(),
+            "subject_kind": identified.subject.kind.as_str(),
+            "status_code": classified.status_update.status_code,
+            "receipt": if accepted { "accepted" } else { "duplicate" },
+        })
+    );
+    if accepted && config.stream.on().is_some() {
+        stream::publish(env, &classified.status_update).await;
+    }
+    Ok(accepted)
+}
+
+impl DurableObject for Reconciler {
+    fn new(state: State, env: Env) -> Self {
+        if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
+            console_error!("reconciler schema could not be created: {error}");
+        }
+        Self { state, env }
+    }
+
+    async fn fetch(&self, request: Request) -> Result<Response> {
+        match ReconcilerCall::of_path(&request.path()) {
+            Some(ReconcilerCall::Run) => http::json(200, self.run().await?.to_string()),
+            Some(ReconcilerCall::Status) => {
+                let config = settings::config(&self.env);
+                match config.reconcile.on() {
+                    Some(reconcile) => http::json(200, self.status(reconcile)?.to_string()),
+                    None => http::json(200, json!({"enabled": false}).to_string()),
+                }
+            }
+            None => http::rejection(&Rejection::NotFound),
+        }
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        if let Err(error) = self.run().await {
+            console_error!("reconciliation run failed: {error}");
+        }
+        Response::ok("done")
+    }
+}
+
+/// The cron trigger's part: ask the reconciler to run, when reconciliation is on. With
+/// `DIDIT_API_KEY` unset nothing is called.
+pub(crate) async fn tick(env: &Env) {
+    if settings::config(env).reconcile.on().is_none() {
+        return;
+    }
+    let answer: Result<serde_json::Value> = objects::ask(
+        env,
+        ReconcilerCall::BINDING,
+        GLOBAL,
+        ReconcilerCall::Run.path(),
+        &json!({}),
+    )
+    .await;
+    if let Err(error) = answer {
+        console_error!("the reconciler could not be reached: {error}");
+    }
+}
+
+/// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status.
+pub(crate) async fn status(env: &Env) -> Result<serde_json::Value> {
+    if settings::config(env).reconcile.on().is_none() {
+        return Ok(json!({"enabled": false}));
+    }
+    objects::ask(
+        env,
+        ReconcilerCall::BINDING,
+        GLOBAL,
+        ReconcilerCall::Status.path(),
+        &json!({}),
+    )
+    .await
+}
