@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS seen (
     session_id TEXT PRIMARY KEY,
     status TEXT NOT NULL,
     gap_since INTEGER,
+    checked_at INTEGER NOT NULL,
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS seen_by_creation ON seen (created_at);
@@ -111,13 +112,16 @@ impl Reconciler {
                 created_at,
                 seen,
             } => self.sql().exec(
-                "INSERT INTO seen (session_id, status, gap_since, created_at) VALUES (?, ?, ?, ?) \
+                "INSERT INTO seen (session_id, status, gap_since, checked_at, created_at) \
+                 VALUES (?, ?, ?, ?, ?) \
                  ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, \
-                 gap_since = excluded.gap_since, created_at = excluded.created_at",
+                 gap_since = excluded.gap_since, checked_at = excluded.checked_at, \
+                 created_at = excluded.created_at",
                 vec![
                     session_id.into(),
                     seen.status.into(),
                     seen.gap_since.map(|at| at.0).into(),
+                    seen.checked_at.0.into(),
                     created_at.0.into(),
                 ],
             )?,
@@ -144,6 +148,7 @@ impl Reconciler {
                     Seen {
                         status: row.text()?,
                         gap_since: row.opt_int()?.map(UnixSecs),
+                        checked_at: UnixSecs(row.int()?),
                     },
                 ))
             })?);
@@ -262,6 +267,7 @@ impl Reconciler {
                 "lookback_secs": reconcile.settings.lookback_secs,
                 "interval_secs": reconcile.settings.interval_secs,
                 "settle_secs": reconcile.settings.settle_secs,
+                "recheck_secs": reconcile.settings.recheck_secs,
                 "requests_per_run": reconcile.settings.requests_per_run,
             },
             "activated_at": time(state.activated_at),

@@ -383,6 +383,11 @@ fn read_reconcile<F: Fn(&str) -> Option<String>>(
             reconcile::DEFAULT_SETTLE_SECS,
             (0, 86_400),
         ),
+        recheck_secs: reader.number(
+            RECONCILE_RECHECK_SECS,
+            reconcile::DEFAULT_RECHECK_SECS,
+            (60, 30 * 86_400),
+        ),
         requests_per_run: u32::try_from(reader.number(
             RECONCILE_REQUESTS_PER_RUN,
             reconcile::DEFAULT_REQUESTS_PER_RUN,

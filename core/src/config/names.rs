@@ -54,5 +54,7 @@ pub const RECONCILE_LOOKBACK_SECS: &str = "RECONCILE_LOOKBACK_SECS";
 pub const RECONCILE_INTERVAL_SECS: &str = "RECONCILE_INTERVAL_SECS";
 /// Time a missing result waits for its late webhook before it is injected.
 pub const RECONCILE_SETTLE_SECS: &str = "RECONCILE_SETTLE_SECS";
+/// Time an inbox's answer about a session is trusted before reconciliation asks again.
+pub const RECONCILE_RECHECK_SECS: &str = "RECONCILE_RECHECK_SECS";
 /// Most requests (to Didit and to inboxes) one reconciliation run makes.
 pub const RECONCILE_REQUESTS_PER_RUN: &str = "RECONCILE_REQUESTS_PER_RUN";

@@ -370,6 +370,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
                 lookback_secs: reconcile::DEFAULT_LOOKBACK_SECS,
                 interval_secs: reconcile::DEFAULT_INTERVAL_SECS,
                 settle_secs: reconcile::DEFAULT_SETTLE_SECS,
+                recheck_secs: reconcile::DEFAULT_RECHECK_SECS,
                 requests_per_run: 40,
             },
         })
@@ -387,6 +388,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
         ("RECONCILE_LOOKBACK_SECS", "7200"),
         ("RECONCILE_INTERVAL_SECS", "60"),
         ("RECONCILE_SETTLE_SECS", "0"),
+        ("RECONCILE_RECHECK_SECS", "600"),
         ("RECONCILE_REQUESTS_PER_RUN", "1000"),
     ]);
     let tuned = tuned.reconcile.on().expect("on").clone();
@@ -397,6 +399,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
             lookback_secs: 7200,
             interval_secs: 60,
             settle_secs: 0,
+            recheck_secs: 600,
             requests_per_run: 1000,
         }
     );
@@ -406,6 +409,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
         ("DIDIT_API_BASE_URL", "https://x/v3?a=b"),
         ("RECONCILE_LOOKBACK_SECS", "60"),
         ("RECONCILE_INTERVAL_SECS", "9"),
+        ("RECONCILE_RECHECK_SECS", "59"),
         ("RECONCILE_REQUESTS_PER_RUN", "3"),
     ] {
         let mut settings = vec![("DIDIT_API_KEY", "k")];

@@ -448,6 +448,28 @@ impl Inbox {
             })
     }
 
+    /// The statuses of the events of `webhook_type` the inbox holds, in Didit's order (when
+    /// each was created, then arrival).
+    pub fn events_in_order(&self, webhook_type: &str) -> Vec<(UnixSecs, Option<String>)> {
+        let mut events: Vec<(UnixSecs, Seq, Option<String>)> = self
+            .events
+            .values()
+            .filter(|event| event.record.webhook_type == webhook_type)
+            .map(|event| {
+                (
+                    event.record.created_at,
+                    event.record.seq,
+                    event.record.status.clone(),
+                )
+            })
+            .collect();
+        events.sort();
+        events
+            .into_iter()
+            .map(|(created_at, _, status)| (created_at, status))
+            .collect()
+    }
+
     /// Whether the subject's events already hold the transition to `status` that Didit's API
     /// reports as of `now`: the question reconciliation asks before fetching a decision.
     pub fn knows_transition(&self, webhook_type: &str, status: &str, now: UnixSecs) -> bool {

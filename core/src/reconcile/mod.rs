@@ -9,7 +9,7 @@
 //!
 //! ```text
 //! row ─ not a result (Not Started, In Progress) ──────────────▶ skip
-//!     ─ remembered as known with this status ────────────────▶ skip (no subrequest)
+//!     ─ remembered as known with this status, recently ───────▶ skip (no subrequest)
 //!     ─ remembered as a gap younger than the settle time ─────▶ skip (its webhook may be late)
 //!     ─ else ask the subject's inbox: known ──────────────────▶ remember as known
 //!                                     missing, first seen ────▶ remember as a gap, since now
@@ -50,6 +50,10 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 300;
 /// Default time a gap waits before it is injected: Didit's own retries of a failed webhook
 /// come within about five minutes, and a late webhook is better than a reconciled event.
 pub const DEFAULT_SETTLE_SECS: u64 = 600;
+/// Default time the edge's answer about a session is trusted before its inbox is asked again.
+/// A session that went back to a status it had (Approved, Resubmitted, Approved) between two
+/// sweeps looks unchanged in the list; asking again finds its missing webhook.
+pub const DEFAULT_RECHECK_SECS: u64 = 3_600;
 /// Default requests per run: under the Workers Free plan's 50 subrequests per invocation.
 pub const DEFAULT_REQUESTS_PER_RUN: u64 = 40;
 /// Decisions one run fetches at most: with runs [`CONTINUE_AFTER_SECS`] apart this stays
@@ -73,6 +77,8 @@ pub struct Settings {
     pub interval_secs: u64,
     /// Time a gap waits before it is injected.
     pub settle_secs: u64,
+    /// Time the inbox's answer about a session is trusted before it is asked again.
+    pub recheck_secs: u64,
     /// Requests one run makes at most.
     pub requests_per_run: u32,
 }
@@ -220,6 +226,8 @@ pub struct Seen {
     pub status: String,
     /// `None`: the edge holds it. `Some`: missing since then (a gap waiting to settle).
     pub gap_since: Option<UnixSecs>,
+    /// When the inbox was last asked.
+    pub checked_at: UnixSecs,
 }
 
 /// A change for the adapter to store.
@@ -442,7 +450,10 @@ impl Run {
         }
         match self.recalled.get(&row.session_id) {
             Some(seen) if seen.status == row.status => match seen.gap_since {
-                None => Judgement::Skip,
+                None if after(seen.checked_at, self.settings.recheck_secs) > self.now => {
+                    Judgement::Skip
+                }
+                None => Judgement::Ask,
                 Some(since) if !self.settled(since) => Judgement::Skip,
                 Some(_) => Judgement::Ask,
             },
@@ -498,7 +509,11 @@ impl Run {
     }
 
     fn remember(&mut self, row: &SessionRow, status: String, gap_since: Option<UnixSecs>) {
-        let seen = Seen { status, gap_since };
+        let seen = Seen {
+            status,
+            gap_since,
+            checked_at: self.now,
+        };
         self.recalled.insert(row.session_id.clone(), seen.clone());
         self.changes.push_back(Change::Remember {
             session_id: row.session_id.clone(),

@@ -13,6 +13,7 @@ fn settings() -> Settings {
         lookback_secs: 86_400,
         interval_secs: 300,
         settle_secs: 600,
+        recheck_secs: 3600,
         requests_per_run: 40,
     }
 }
@@ -223,6 +224,7 @@ fn only_results_the_edge_may_not_hold_cost_a_question() {
         Seen {
             status: "Declined".into(),
             gap_since: None,
+            checked_at: NOW,
         },
     )]);
     assert_eq!(
@@ -245,14 +247,16 @@ fn only_results_the_edge_may_not_hold_cost_a_question() {
                 "known".to_string(),
                 Seen {
                     status: "Approved".into(),
-                    gap_since: None
+                    gap_since: None,
+                    checked_at: NOW
                 }
             ),
             (
                 "missing".to_string(),
                 Seen {
                     status: "Declined".into(),
-                    gap_since: Some(NOW)
+                    gap_since: Some(NOW),
+                    checked_at: NOW
                 }
             ),
         ]
@@ -268,6 +272,7 @@ fn a_settled_gap_is_fetched_and_injected_once() {
         Seen {
             status: "Declined".into(),
             gap_since: Some(UnixSecs(NOW.0 - 600)),
+            checked_at: UnixSecs(NOW.0 - 600),
         },
     )]);
     assert!(matches!(run.poll(), Step::AskInbox { .. }));
@@ -405,6 +410,7 @@ fn a_decision_gone_or_back_in_progress_injects_nothing() {
             Seen {
                 status: "Approved".into(),
                 gap_since: Some(UnixSecs(0)),
+                checked_at: UnixSecs(0),
             },
         )]);
         run.poll();
@@ -461,4 +467,37 @@ fn an_event_from_the_api_says_so_and_is_named_like_its_webhook() {
     );
     assert_eq!(event["data"]["subject"]["kind"], "business_session");
     assert_eq!(event["data"]["status_code"], "approved");
+}
+
+#[test]
+fn an_answer_is_trusted_only_until_the_recheck() {
+    // Approved, Resubmitted, Approved between two sweeps looks unchanged in the list: after the
+    // recheck time the inbox is asked again, and tells.
+    let mut run = first_page(&[
+        row_json("fresh", "Approved", NOW),
+        row_json("stale", "Approved", NOW),
+    ]);
+    run.poll();
+    let known = |checked_at| Seen {
+        status: "Approved".into(),
+        gap_since: None,
+        checked_at,
+    };
+    run.handle_recalled([
+        ("fresh".to_string(), known(UnixSecs(NOW.0 - 3599))),
+        ("stale".to_string(), known(UnixSecs(NOW.0 - 3600))),
+    ]);
+    assert!(matches!(run.poll(), Step::AskInbox { inbox, .. } if inbox == "session:stale"));
+    run.handle_inbox(Ok(false));
+    assert_eq!(
+        remembered(&mut run),
+        vec![(
+            "stale".to_string(),
+            Seen {
+                status: "Approved".into(),
+                gap_since: Some(NOW),
+                checked_at: NOW
+            }
+        )]
+    );
 }
