@@ -69,6 +69,27 @@ def main():
     for query in ["consumer=crm&limit=10&after=5", "limit=0", "consumers=x", "workflow=wf&type=user.*&risk=high",
                   "access_token=abc&risk=severe", "&&=&"]:
         put("admin_query", query.encode())
+    pages = [
+        {"count": 2, "next": None, "previous": None, "results": [
+            {"session_id": "5b3720ed-d429-42ef-b67f-37ea805f48ee", "session_number": 720, "status": "Approved",
+             "full_name": "Zoë Ångström", "vendor_data": "user-1", "created_at": "2025-06-09T12:26:54.328364Z",
+             "session_kind": "user"},
+            {"session_id": "s-2", "status": "In Progress", "created_at": 1763784000.5, "session_kind": "business"}]},
+        {"count": 150, "next": "https://verification.didit.me/v3/sessions/?offset=100", "results": [
+            {"session_id": "", "status": "Declined", "created_at": "yesterday"}]},
+        {"count": 0, "next": "x", "results": []},
+    ]
+    decisions = [
+        {"session_id": "s-1", "status": "Declined", "vendor_data": "user-1", "workflow_id": "wf", "workflow_version": 3,
+         "metadata": {"plan": "gold"}, "id_verifications": [{"node_id": "n", "status": "Declined", "warnings": [
+             {"risk": "DOCUMENT_EXPIRED", "log_type": "error"}]}], "aml_screenings": [{"status": "Approved"}]},
+        {"session_id": "s-1", "session_kind": "business", "status": "APPROVED", "registry_checks": []},
+        {"session_id": "other", "status": "Approved"},
+        {"status": "In Progress"},
+    ]
+    retry_afters = [b"120", b"Sun, 06 Nov 1994 08:49:37 GMT", b"soon", b"99999999999999999999"]
+    for page, decision, retry_after in zip(pages + pages[:1], decisions, retry_afters):
+        put("didit_api", json.dumps(page).encode() + SEP + json.dumps(decision).encode() + SEP + retry_after)
 
 
 if __name__ == "__main__":

@@ -252,3 +252,87 @@ pub(crate) fn admin_query(data: &[u8]) {
         }
     }
 }
+
+/// What reconciliation reads from Didit's API (`didit_edge_core::reconcile`): a session list
+/// page, a decision and a `Retry-After`, split by 0xFF. Never panics; a page's rows and
+/// unreadable rows add up to its length; an event written from a decision names itself, keeps
+/// the decision byte for byte and the decision's status; and a run fed these answers always
+/// ends within its budget.
+pub(crate) fn didit_api(data: &[u8]) {
+    use didit_edge_core::reconcile::api::{self, Answer, SessionKind, SessionRow};
+    use didit_edge_core::reconcile::{self, event, Settings, State, Step};
+    use didit_edge_core::time::{parse_http_date, UnixSecs};
+
+    let mut pieces = data.split(|&b| b == 0xFF);
+    fn text(piece: Option<&[u8]>) -> Option<&str> {
+        std::str::from_utf8(piece.unwrap_or_default()).ok()
+    }
+    let (page, decision, retry_after) = (
+        text(pieces.next()),
+        text(pieces.next()),
+        text(pieces.next()),
+    );
+    let now = UnixSecs(NOW);
+    if let Some(retry_after) = retry_after {
+        if let Some(secs) = api::retry_after_secs(retry_after, now) {
+            assert!(secs <= api::MAX_RETRY_AFTER_SECS);
+        }
+        let _ = parse_http_date(retry_after);
+    }
+    let Some(page) = page else { return };
+    for kind in [SessionKind::User, SessionKind::Business] {
+        if let Ok(parsed) = api::parse_page(page, kind, 0) {
+            assert_eq!(parsed.rows.len() as u64 + parsed.unreadable_rows, parsed.len);
+            assert!(parsed.len > 0 || !parsed.has_next);
+        }
+    }
+    let decision = decision.unwrap_or_default();
+    let row = SessionRow {
+        session_id: "s-1".into(),
+        kind: SessionKind::User,
+        status: "Approved".into(),
+        created_at: now,
+    };
+    if let Ok(reconciled) = event::from_decision(decision, &row, now) {
+        assert!(reconciled.body.contains(decision.trim()) || decision.trim() != decision);
+        let identified =
+            Identified::from_api(reconciled.body.as_bytes(), NOW).expect("a written event names itself");
+        assert_eq!(identified.status.as_deref(), Some(reconciled.status.as_str()));
+        assert!(identified.inbox().ends_with(":s-1"));
+    }
+    // A whole run on these answers: it ends, within its budget.
+    let settings = Settings {
+        lookback_secs: 86_400,
+        interval_secs: 300,
+        settle_secs: 0,
+        recheck_secs: 3_600,
+        requests_per_run: 12,
+    };
+    let state = State {
+        activated_at: Some(UnixSecs(0)),
+        ..State::default()
+    };
+    let Ok(mut run) = reconcile::begin(state, settings, now) else {
+        panic!("a fresh state runs");
+    };
+    let mut steps = 0;
+    loop {
+        steps += 1;
+        assert!(steps < 200, "a run ends");
+        match run.poll() {
+            Step::Done => break,
+            Step::List { .. } => run.handle_page(Answer::Ok(page)),
+            Step::Recall { .. } => run.handle_recalled([]),
+            Step::AskInbox { .. } => run.handle_inbox(Ok(false)),
+            Step::FetchDecision { .. } => run.handle_decision(Answer::Ok(decision)),
+            Step::Inject { body } => {
+                assert!(Identified::from_api(body.as_bytes(), NOW).is_ok());
+                run.handle_injected(Ok(true));
+            }
+        }
+        run.drain_changes().for_each(drop);
+    }
+    let (state, _) = run.finish(now);
+    let report = state.last_run.expect("a report");
+    assert!(report.counts.requests <= 12);
+}

@@ -14,7 +14,7 @@ rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly -
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 runs="${RUNS:-10000000}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(intake canonical envelope stream_token config admin_query)
+[ ${#targets[@]} -gt 0 ] || targets=(intake canonical envelope stream_token config admin_query didit_api)
 for target in "${targets[@]}"; do
   echo "== fuzz: $target, $runs runs"
   regressions=()

@@ -61,3 +61,8 @@ fn config_corpus() {
 fn admin_query_corpus() {
     replay("admin_query", targets::admin_query);
 }
+
+#[test]
+fn didit_api_corpus() {
+    replay("didit_api", targets::didit_api);
+}
