@@ -6,7 +6,10 @@ survives a restart; without `DIDIT_API_KEY` nothing is called."""
 
 import calendar
 import json
+import os
 import pathlib
+import re
+import subprocess
 import time
 import uuid
 
@@ -14,7 +17,7 @@ import pytest
 
 import didit
 from fake_didit_api import FakeDiditApi
-from harness import ADMIN_TOKEN, WranglerDev, base_config, free_port
+from harness import ADMIN_TOKEN, ROOT, WranglerDev, base_config, free_port
 from test_nothing_lost import accepted, send_payload, wait_until
 
 API_KEY = "didit-api-key-for-tests"
@@ -101,7 +104,7 @@ def test_missing_results_are_delivered_once_as_the_same_event_as_their_webhook(m
     old = str(uuid.uuid4())
     fake_api.add_session(old, "Approved", created_at=time.time() - 3600)
     first = sweep(edge)
-    assert first["activated_at"] and first["last_run"]["ended"] == {"kind": "sweep_done"}
+    assert first["activated_at"] and first["last_run"]["ended"] == "sweep_done"
     assert [r[2]["session_kind"] for r in fake_api.list_requests()] == ["user", "business"]
     assert all(r[3] for r in fake_api.requests), "every request carries the API key"
     time.sleep(1.1)
@@ -156,6 +159,15 @@ def test_missing_results_are_delivered_once_as_the_same_event_as_their_webhook(m
     for session in (never_sent, late, business, received):
         assert len(events_about(origin, session)) == 1, session
 
+    # The CLI shows the same.
+    shown = subprocess.run([str(ROOT / "target" / "debug" / "didit-edge"), "admin", "reconciliation",
+                            "--url", edge.url], capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, ADMIN_TOKEN=ADMIN_TOKEN, NO_PROXY="127.0.0.1"))
+    assert shown.returncode == 0, shown.stderr
+    lines = {line.split()[0]: line for line in shown.stdout.splitlines() if line.strip()}
+    assert re.fullmatch(r"checkpoint\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", lines["checkpoint"].strip())
+    assert re.search(r"found\s+0 gaps, 0 events injected", shown.stdout), shown.stdout
+
     # A new transition of a reconciled session is a new event.
     fake_api.set_status(never_sent, "Resubmitted")
     sweep(edge, after_checkpoint=third["checkpoint"])
@@ -196,7 +208,7 @@ def test_an_outage_or_a_429_delays_and_loses_nothing_and_progress_survives_a_res
         assert wait_until(lambda: edge.run_cron() or len(fake_api.requests) > calls, timeout=30)
         assert wait_until(lambda: status(edge)["api_failures_in_a_row"] == 1, timeout=10)
         down = status(edge)
-        assert down["last_run"]["ended"]["kind"] == "api", down
+        assert down["last_run"]["ended"] == "api", down
         assert down["last_run"]["errors"] == ["Didit's API answered 503"]
         assert down["sweep"]["offset"] == 0
         calls = len(fake_api.requests)

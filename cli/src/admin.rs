@@ -40,6 +40,9 @@ pub(crate) enum AdminCommand {
     /// Dead letters of every subject, oldest first, with their last attempt
     #[command(after_help = EXIT_CODES)]
     DeadLetters(DeadLetterArgs),
+    /// Where reconciliation with Didit's API stands: checkpoint, last run, next run
+    #[command(after_help = EXIT_CODES)]
+    Reconciliation,
     /// Put dead letters back in line: one event's (ID), or all of them (--all)
     #[command(after_help = EXIT_CODES)]
     Replay(ReplayArgs),
@@ -209,6 +212,77 @@ pub(crate) fn health(value: Option<&Value>) -> String {
         Some("half_open") => "half-open".into(),
         _ => health.to_string(),
     }
+}
+
+fn reconciliation(client: &Client, as_json: bool) -> Result<()> {
+    let answer = client.call(Method::Get, "/admin/reconciliation")?;
+    if as_json {
+        println!("{answer}");
+        return Ok(());
+    }
+    if answer.get("enabled") != Some(&Value::Bool(true)) {
+        println!("reconciliation is off (DIDIT_API_KEY is not set)");
+        return Ok(());
+    }
+    let run = answer.get("last_run").filter(|run| !run.is_null());
+    let field = |value: Option<&Value>, name: &str| cell(value.and_then(|v| v.get(name)));
+    let sweep = answer.get("sweep").filter(|sweep| !sweep.is_null());
+    let rows = vec![
+        vec!["checkpoint".into(), cell(answer.get("checkpoint"))],
+        vec![
+            "sweep".into(),
+            sweep.map_or_else(
+                || "none under way".into(),
+                |sweep| {
+                    format!(
+                        "{} sessions from offset {}, started {}",
+                        field(Some(sweep), "session_kind"),
+                        field(Some(sweep), "offset"),
+                        field(Some(sweep), "started_at")
+                    )
+                },
+            ),
+        ],
+        vec!["last run".into(), field(run, "finished_at")],
+        vec![
+            "  checked".into(),
+            format!(
+                "{} sessions on {} pages, {} requests",
+                field(run, "sessions_checked"),
+                field(run, "pages"),
+                field(run, "requests")
+            ),
+        ],
+        vec![
+            "  found".into(),
+            format!(
+                "{} gaps, {} events injected",
+                field(run, "gaps_found"),
+                field(run, "events_injected")
+            ),
+        ],
+        vec!["  ended".into(), field(run, "ended")],
+        vec![
+            "  errors".into(),
+            run.and_then(|run| run.get("errors"))
+                .and_then(Value::as_array)
+                .filter(|errors| !errors.is_empty())
+                .map_or_else(
+                    || "none".into(),
+                    |errors| {
+                        errors
+                            .iter()
+                            .map(|e| cell(Some(e)))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    },
+                ),
+        ],
+        vec!["next run".into(), cell(answer.get("next_run_at"))],
+        vec!["gaps waiting".into(), cell(answer.get("gaps_waiting"))],
+    ];
+    println!("{}", table(&["", ""], &rows));
+    Ok(())
 }
 
 fn origins(client: &Client, as_json: bool) -> Result<()> {
@@ -423,6 +497,7 @@ pub(crate) fn run(args: &AdminArgs) -> Result<()> {
     match &args.command {
         AdminCommand::Origins => origins(&client, args.json),
         AdminCommand::DeadLetters(list) => dead_letters(&client, list, args.json),
+        AdminCommand::Reconciliation => reconciliation(&client, args.json),
         AdminCommand::Replay(replay_args) => replay(&client, replay_args, args.json),
         AdminCommand::Erase(erase_args) => erase(&client, erase_args, args.json),
     }

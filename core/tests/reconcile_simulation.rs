@@ -505,7 +505,7 @@ impl World {
             }
         }
         let (state, _) = run.finish(now);
-        let ended = state.last_run.as_ref().map(|r| r.ended.clone());
+        let ended = state.last_run.as_ref().map(|r| r.ended);
         self.log(format!("run ended {ended:?}"));
         self.state = state;
     }

@@ -231,5 +231,5 @@ pub(crate) async fn reconciliation(
     let status = crate::reconciler::status(env)
         .await
         .map_err(EdgeError::unavailable("reconciliation state unavailable"))?;
-    ok_json(status.to_string())
+    ok_json(status)
 }

@@ -9,10 +9,11 @@ use didit_edge_core::config::ReconcileConfig;
 use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::Identified;
 use didit_edge_core::reconcile::api::Answer;
-use didit_edge_core::reconcile::{self, Change, RunReport, Seen, Step};
+use didit_edge_core::reconcile::{self, Change, RunEnd, RunReport, Seen, Step};
 use didit_edge_core::rejection::{Receipt, Rejection};
 use didit_edge_core::time::{to_rfc3339, UnixSecs};
-use serde_json::json;
+use futures_util::future::LocalBoxFuture;
+use serde::Serialize;
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Fetch, Headers, Method,
     Request, RequestInit, RequestRedirect, Response, Result, State,
@@ -25,6 +26,9 @@ use crate::objects::{self, InboxCall, ReconcilerCall, GLOBAL};
 use crate::origin::{fetch_within, Fetched};
 use crate::rows::{self, Columns};
 use crate::{http, settings, stream};
+
+/// `GET /admin/reconciliation`'s body while `DIDIT_API_KEY` is unset.
+const OFF: &str = r#"{"enabled":false}"#;
 
 /// How long Didit's API has to answer one request.
 const API_TIMEOUT_MS: u32 = 15_000;
@@ -170,18 +174,27 @@ impl Reconciler {
         Ok(())
     }
 
+    /// [`Self::run_once`], boxed: the cron's call and the alarm share one copy of the worker's
+    /// largest state machine instead of each inlining its own.
+    fn run(&self) -> LocalBoxFuture<'_, Result<String>> {
+        Box::pin(self.run_once())
+    }
+
     /// One run, if one is due: its report (or why none ran).
-    async fn run(&self) -> Result<serde_json::Value> {
+    async fn run_once(&self) -> Result<String> {
         let config = settings::config(&self.env);
         let Some(reconcile) = config.reconcile.on() else {
-            return Ok(json!({"ran": false, "reason": "off"}));
+            return Ok(r#"{"ran":false,"reason":"off"}"#.into());
         };
         let started = UnixSecs(now_secs());
         let mut run = match reconcile::begin(self.load()?, reconcile.settings, started) {
             Ok(run) => run,
             Err(not_now) => {
                 self.wake_at(not_now.until()).await?;
-                return Ok(json!({"ran": false, "until": to_rfc3339(not_now.until().0)}));
+                return Ok(format!(
+                    r#"{{"ran":false,"until":"{}"}}"#,
+                    to_rfc3339(not_now.until().0)
+                ));
             }
         };
         // The lease is stored before the first await: no other run can start beside this one.
@@ -236,70 +249,145 @@ impl Reconciler {
         let (state, next) = run.finish(UnixSecs(now_secs()));
         self.save(&state)?;
         self.wake_at(next).await?;
-        let report = state.last_run.as_ref().map(report_json);
-        console_log!(
-            "{}",
-            json!({"event": "reconcile_run", "run": report, "next_run_at": to_rfc3339(next.0)})
-        );
-        Ok(json!({"ran": true, "run": report}))
+        let line = RunLine {
+            event: "reconcile_run",
+            run: state.last_run.as_ref().map(ReportView::of),
+            next_run_at: Moment(next),
+        };
+        let line = serde_json::to_string(&line)?;
+        console_log!("{line}");
+        Ok(line)
     }
 
     /// Where reconciliation stands, for `GET /admin/reconciliation`.
-    fn status(&self, reconcile: &ReconcileConfig) -> Result<serde_json::Value> {
+    fn status(&self, reconcile: &ReconcileConfig) -> Result<String> {
         let state = self.load()?;
-        let remembered = rows::first(
-            &self.sql().exec("SELECT COUNT(*) FROM seen", None)?,
-            Columns::int,
-        )?
-        .unwrap_or(0);
-        let gaps_waiting = rows::first(
-            &self.sql().exec(
-                "SELECT COUNT(*) FROM seen WHERE gap_since IS NOT NULL",
-                None,
-            )?,
-            Columns::int,
-        )?
-        .unwrap_or(0);
-        let time = |at: Option<UnixSecs>| at.map(|at| to_rfc3339(at.0));
-        Ok(json!({
-            "enabled": true,
-            "settings": {
-                "lookback_secs": reconcile.settings.lookback_secs,
-                "interval_secs": reconcile.settings.interval_secs,
-                "settle_secs": reconcile.settings.settle_secs,
-                "recheck_secs": reconcile.settings.recheck_secs,
-                "requests_per_run": reconcile.settings.requests_per_run,
+        let count = |query: &str| -> Result<i64> {
+            Ok(rows::first(&self.sql().exec(query, None)?, Columns::int)?.unwrap_or(0))
+        };
+        let settings = &reconcile.settings;
+        let view = StatusView {
+            enabled: true,
+            settings: SettingsView {
+                lookback_secs: settings.lookback_secs,
+                interval_secs: settings.interval_secs,
+                settle_secs: settings.settle_secs,
+                recheck_secs: settings.recheck_secs,
+                requests_per_run: settings.requests_per_run,
             },
-            "activated_at": time(state.activated_at),
-            "checkpoint": time(state.checkpoint),
-            "sweep": state.sweep.as_ref().map(|sweep| json!({
-                "started_at": to_rfc3339(sweep.started_at.0),
-                "date_from": to_rfc3339(sweep.from.0),
-                "session_kind": sweep.kind.as_str(),
-                "offset": sweep.offset,
-            })),
-            "last_run": state.last_run.as_ref().map(report_json),
-            "next_run_at": state.activated_at.map(|_| to_rfc3339(state.next_run_at(&reconcile.settings).0)),
-            "api_failures_in_a_row": state.failures,
-            "sessions_remembered": remembered,
-            "gaps_waiting": gaps_waiting,
-        }))
+            activated_at: state.activated_at.map(Moment),
+            checkpoint: state.checkpoint.map(Moment),
+            sweep: state.sweep.as_ref().map(|sweep| SweepView {
+                started_at: Moment(sweep.started_at),
+                date_from: Moment(sweep.from),
+                session_kind: sweep.kind.as_str(),
+                offset: sweep.offset,
+            }),
+            last_run: state.last_run.as_ref().map(ReportView::of),
+            next_run_at: state
+                .activated_at
+                .map(|_| Moment(state.next_run_at(settings))),
+            api_failures_in_a_row: state.failures,
+            sessions_remembered: count("SELECT COUNT(*) FROM seen")?,
+            gaps_waiting: count("SELECT COUNT(*) FROM seen WHERE gap_since IS NOT NULL")?,
+        };
+        Ok(serde_json::to_string(&view)?)
     }
 }
 
-fn report_json(report: &RunReport) -> serde_json::Value {
-    json!({
-        "started_at": to_rfc3339(report.started_at.0),
-        "finished_at": to_rfc3339(report.finished_at.0),
-        "pages": report.counts.pages,
-        "sessions_checked": report.counts.sessions_checked,
-        "gaps_found": report.counts.gaps_found,
-        "events_injected": report.counts.events_injected,
-        "unreadable_rows": report.counts.unreadable_rows,
-        "requests": report.counts.requests,
-        "ended": report.ended,
-        "errors": report.errors,
-    })
+/// A moment as the admin API and the log show it: RFC 3339.
+struct Moment(UnixSecs);
+
+impl Serialize for Moment {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&to_rfc3339(self.0 .0))
+    }
+}
+
+/// `GET /admin/reconciliation`'s body.
+#[derive(Serialize)]
+struct StatusView<'a> {
+    enabled: bool,
+    settings: SettingsView,
+    activated_at: Option<Moment>,
+    checkpoint: Option<Moment>,
+    sweep: Option<SweepView>,
+    last_run: Option<ReportView<'a>>,
+    next_run_at: Option<Moment>,
+    api_failures_in_a_row: u32,
+    sessions_remembered: i64,
+    gaps_waiting: i64,
+}
+
+#[derive(Serialize)]
+struct SettingsView {
+    lookback_secs: u64,
+    interval_secs: u64,
+    settle_secs: u64,
+    recheck_secs: u64,
+    requests_per_run: u32,
+}
+
+#[derive(Serialize)]
+struct SweepView {
+    started_at: Moment,
+    date_from: Moment,
+    session_kind: &'static str,
+    offset: u64,
+}
+
+/// A run as the admin API and the `reconcile_run` log line show it.
+#[derive(Serialize)]
+struct ReportView<'a> {
+    started_at: Moment,
+    finished_at: Moment,
+    pages: u64,
+    sessions_checked: u64,
+    gaps_found: u64,
+    events_injected: u64,
+    unreadable_rows: u64,
+    requests: u64,
+    ended: RunEnd,
+    errors: &'a [String],
+}
+
+impl<'a> ReportView<'a> {
+    fn of(report: &'a RunReport) -> Self {
+        let counts = &report.counts;
+        Self {
+            started_at: Moment(report.started_at),
+            finished_at: Moment(report.finished_at),
+            pages: counts.pages,
+            sessions_checked: counts.sessions_checked,
+            gaps_found: counts.gaps_found,
+            events_injected: counts.events_injected,
+            unreadable_rows: counts.unreadable_rows,
+            requests: counts.requests,
+            ended: report.ended,
+            errors: &report.errors,
+        }
+    }
+}
+
+/// The `reconciled` log line: one per injected event, without identity data.
+#[derive(Serialize)]
+struct InjectedLine<'a> {
+    event: &'static str,
+    event_id: &'a str,
+    subject_kind: &'static str,
+    status_code: Option<&'a str>,
+    receipt: &'static str,
+}
+
+/// The `reconcile_run` log line.
+#[derive(Serialize)]
+struct RunLine<'a> {
+    event: &'static str,
+    run: Option<ReportView<'a>>,
+    next_run_at: Moment,
 }
 
 /// `GET`s `path` under Didit's API base URL with the API key. Redirects are not followed (the
@@ -365,16 +453,16 @@ async fn inject(env: &Env, body: &str) -> std::result::Result<bool, String> {
         String::from("an inbox could not store a reconciled event")
     })?;
     let accepted = matches!(receipt, Receipt::Accepted { .. });
-    console_log!(
-        "{}",
-        json!({
-            "event": "reconciled",
-            "event_id": identified.event_id.as_str(),
-            "subject_kind": identified.subject.kind.as_str(),
-            "status_code": classified.status_update.status_code,
-            "receipt": if accepted { "accepted" } else { "duplicate" },
-        })
-    );
+    let line = InjectedLine {
+        event: "reconciled",
+        event_id: identified.event_id.as_str(),
+        subject_kind: identified.subject.kind.as_str(),
+        status_code: classified.status_update.status_code.as_deref(),
+        receipt: if accepted { "accepted" } else { "duplicate" },
+    };
+    if let Ok(line) = serde_json::to_string(&line) {
+        console_log!("{line}");
+    }
     if accepted && config.stream.on().is_some() {
         stream::publish(env, &classified.status_update).await;
     }
@@ -391,12 +479,12 @@ impl DurableObject for Reconciler {
 
     async fn fetch(&self, request: Request) -> Result<Response> {
         match ReconcilerCall::of_path(&request.path()) {
-            Some(ReconcilerCall::Run) => http::json(200, self.run().await?.to_string()),
+            Some(ReconcilerCall::Run) => http::json(200, self.run().await?),
             Some(ReconcilerCall::Status) => {
                 let config = settings::config(&self.env);
                 match config.reconcile.on() {
-                    Some(reconcile) => http::json(200, self.status(reconcile)?.to_string()),
-                    None => http::json(200, json!({"enabled": false}).to_string()),
+                    Some(reconcile) => http::json(200, self.status(reconcile)?),
+                    None => http::json(200, OFF.into()),
                 }
             }
             None => http::rejection(&Rejection::NotFound),
@@ -417,12 +505,12 @@ pub(crate) async fn tick(env: &Env) {
     if settings::config(env).reconcile.on().is_none() {
         return;
     }
-    let answer: Result<serde_json::Value> = objects::ask(
+    let answer = objects::post(
         env,
         ReconcilerCall::BINDING,
         GLOBAL,
         ReconcilerCall::Run.path(),
-        &json!({}),
+        String::new(),
     )
     .await;
     if let Err(error) = answer {
@@ -431,16 +519,18 @@ pub(crate) async fn tick(env: &Env) {
 }
 
 /// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status.
-pub(crate) async fn status(env: &Env) -> Result<serde_json::Value> {
+pub(crate) async fn status(env: &Env) -> Result<String> {
     if settings::config(env).reconcile.on().is_none() {
-        return Ok(json!({"enabled": false}));
+        return Ok(OFF.into());
     }
-    objects::ask(
+    objects::post(
         env,
         ReconcilerCall::BINDING,
         GLOBAL,
         ReconcilerCall::Status.path(),
-        &json!({}),
+        String::new(),
     )
+    .await?
+    .text()
     .await
 }

@@ -96,8 +96,7 @@ pub enum Answer<'a> {
 }
 
 /// Why an API call gave nothing usable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApiError {
     /// A status worth retrying (408, 429, 5xx) or no answer; wait at least `retry_after_secs`
     /// when Didit said how long.

@@ -134,18 +134,16 @@ pub struct Counts {
 }
 
 /// Why a run ended.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RunEnd {
     /// The sweep finished; the checkpoint moved.
     SweepDone,
     /// The budget ran out; the next run continues.
     BudgetUsed,
-    /// Didit's API failed; the next run waits ([`State::wait_until`]).
-    Api {
-        /// What failed.
-        error: ApiError,
-    },
+    /// Didit's API failed (the report's errors say how); the next run waits
+    /// ([`State::wait_until`]).
+    Api,
     /// An inbox could not be asked or could not take an event; the next run retries.
     Inbox,
 }
@@ -505,7 +503,7 @@ impl Run {
         };
         self.state.wait_until = Some(after(self.now, backoff.max(asked)));
         self.note_error(error.describe());
-        self.end(RunEnd::Api { error });
+        self.end(RunEnd::Api);
     }
 
     fn remember(&mut self, row: &SessionRow, status: String, gap_since: Option<UnixSecs>) {

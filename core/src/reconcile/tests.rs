@@ -376,7 +376,7 @@ fn a_run_out_of_budget_leaves_the_page_to_the_next_run() {
     assert_eq!(remembered(&mut run).len(), 2);
     let (state, next) = run.finish(NOW);
     assert_eq!(
-        state.last_run.as_ref().map(|r| r.ended.clone()),
+        state.last_run.as_ref().map(|r| r.ended),
         Some(RunEnd::BudgetUsed)
     );
     assert_eq!(state.sweep.as_ref().map(|s| s.offset), Some(0));
