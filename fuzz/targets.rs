@@ -282,7 +282,10 @@ pub(crate) fn didit_api(data: &[u8]) {
     let Some(page) = page else { return };
     for kind in [SessionKind::User, SessionKind::Business] {
         if let Ok(parsed) = api::parse_page(page, kind, 0) {
-            assert_eq!(parsed.rows.len() as u64 + parsed.unreadable_rows, parsed.len);
+            assert_eq!(
+                parsed.rows.len() as u64 + parsed.unreadable_rows,
+                parsed.len
+            );
             assert!(parsed.len > 0 || !parsed.has_next);
         }
     }
@@ -295,9 +298,12 @@ pub(crate) fn didit_api(data: &[u8]) {
     };
     if let Ok(reconciled) = event::from_decision(decision, &row, now) {
         assert!(reconciled.body.contains(decision.trim()) || decision.trim() != decision);
-        let identified =
-            Identified::from_api(reconciled.body.as_bytes(), NOW).expect("a written event names itself");
-        assert_eq!(identified.status.as_deref(), Some(reconciled.status.as_str()));
+        let identified = Identified::from_api(reconciled.body.as_bytes(), NOW)
+            .expect("a written event names itself");
+        assert_eq!(
+            identified.status.as_deref(),
+            Some(reconciled.status.as_str())
+        );
         assert!(identified.inbox().ends_with(":s-1"));
     }
     // A whole run on these answers: it ends, within its budget.

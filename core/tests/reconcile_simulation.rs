@@ -9,7 +9,8 @@
 //!   page that is not JSON; inboxes cannot be asked; an injection fails before the inbox stored
 //!   it or after (the answer is lost);
 //! - the reconciler crashes between any two steps (what it wrote stays, its run is gone, its
-//!   lease is held until it expires), and a second run is tried beside every step of a run.
+//!   lease is held until it expires), its storage fails, and a second run is tried beside every
+//!   step of a run.
 //!
 //! Checked throughout: no two runs ever run at once; no session gets more events of a status
 //! than the times it reached that status (a webhook and a reconciled event of one transition
@@ -429,6 +430,11 @@ impl World {
                     run.handle_decision(answer(status, &body, retry_after.as_deref()));
                 }
                 Step::Recall { session_ids } => {
+                    if self.faults && self.rng.chance(10) {
+                        self.log("the reconciler's storage failed".into());
+                        run.handle_storage_failure("storage failed".into());
+                        continue;
+                    }
                     let found: Vec<(String, Seen)> = session_ids
                         .iter()
                         .filter_map(|id| {

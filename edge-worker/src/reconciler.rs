@@ -142,7 +142,8 @@ impl Reconciler {
         for chunk in session_ids.chunks(50) {
             let marks = vec!["?"; chunk.len()].join(", ");
             let query = format!(
-                "SELECT session_id, status, gap_since FROM seen WHERE session_id IN ({marks})"
+                "SELECT session_id, status, gap_since, checked_at FROM seen \
+                 WHERE session_id IN ({marks})"
             );
             let bound: Vec<worker::SqlStorageValue> =
                 chunk.iter().map(|id| id.as_str().into()).collect();
@@ -158,6 +159,15 @@ impl Reconciler {
             })?);
         }
         Ok(found)
+    }
+
+    /// Writes the run's changes and its state (progress and lease), with no `.await` between.
+    fn store_progress(&self, run: &mut reconcile::Run) -> Result<()> {
+        let changes: Vec<Change> = run.drain_changes().collect();
+        for change in changes {
+            self.apply(change)?;
+        }
+        self.save(run.state())
     }
 
     /// Makes sure an alarm comes by `at`.
@@ -201,17 +211,20 @@ impl Reconciler {
         self.save(run.state())?;
         loop {
             let step = run.poll();
-            for change in run.drain_changes() {
-                self.apply(change)?;
+            if let Err(error) = self.store_progress(&mut run) {
+                run.handle_storage_failure(error.to_string());
+                continue;
             }
-            self.save(run.state())?;
             match step {
                 Step::Done => break,
                 Step::List { path } => {
                     let fetched = api_get(reconcile, &path).await;
                     run.handle_page(fetched.answer());
                 }
-                Step::Recall { session_ids } => run.handle_recalled(self.recall(&session_ids)?),
+                Step::Recall { session_ids } => match self.recall(&session_ids) {
+                    Ok(found) => run.handle_recalled(found),
+                    Err(error) => run.handle_storage_failure(error.to_string()),
+                },
                 Step::AskInbox {
                     inbox,
                     webhook_type,
@@ -243,8 +256,8 @@ impl Reconciler {
                 }
             }
         }
-        for change in run.drain_changes() {
-            self.apply(change)?;
+        if let Err(error) = self.store_progress(&mut run) {
+            console_error!("reconciliation could not store its last changes: {error}");
         }
         let (state, next) = run.finish(UnixSecs(now_secs()));
         self.save(&state)?;

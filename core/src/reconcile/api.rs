@@ -202,6 +202,8 @@ pub struct Page {
     pub has_next: bool,
     /// Rows without a usable id, status or creation time (skipped, and counted).
     pub unreadable_rows: u64,
+    /// What made this page the last one although Didit's metadata disagrees.
+    pub inconsistency: Option<&'static str>,
 }
 
 #[derive(Deserialize)]
@@ -245,30 +247,30 @@ impl Moment<'_> {
     }
 }
 
-/// Reads one list page of `kind` sessions at `offset`. Like the SDK, a page that cannot move
-/// the walk on (empty with a `next`, or short of `count` with none) is an error rather than
-/// an end: an end taken too early would skip sessions without anyone noticing.
+/// Reads one list page of `kind` sessions at `offset`. A page that cannot move the walk on
+/// (empty with a `next`, or the last one short of the `count` it gives) ends the walk of this
+/// kind, with the inconsistency named: the SDK raises there, but a sweep that stopped for good
+/// would find nothing again, and the next sweep lists everything anew.
 pub fn parse_page(body: &str, kind: SessionKind, offset: u64) -> Result<Page, ApiError> {
     let raw: RawPage<'_> = serde_json::from_str(body).map_err(|_| ApiError::Unreadable {
         reason: "a session list that is not the documented JSON".into(),
     })?;
     let len = raw.results.len() as u64;
-    let has_next = raw.next.as_deref().is_some_and(|next| !next.is_empty());
+    let mut has_next = raw.next.as_deref().is_some_and(|next| !next.is_empty());
+    let mut inconsistency = None;
     if len == 0 && has_next {
-        return Err(ApiError::Unreadable {
-            reason: "an empty session page with a next page".into(),
-        });
+        inconsistency = Some("an empty session page with a next page");
+        has_next = false;
     }
     // KYB counts are capped at 100, so only a KYC count can say a page is missing.
     if kind == SessionKind::User
+        && inconsistency.is_none()
         && !has_next
         && raw
             .count
             .is_some_and(|count| offset.saturating_add(len) < count)
     {
-        return Err(ApiError::Unreadable {
-            reason: "a last session page short of the count it gives".into(),
-        });
+        inconsistency = Some("a last session page short of the count it gives");
     }
     let mut rows = Vec::with_capacity(raw.results.len());
     let mut unreadable_rows = 0;
@@ -297,6 +299,7 @@ pub fn parse_page(body: &str, kind: SessionKind, offset: u64) -> Result<Page, Ap
         len,
         has_next,
         unreadable_rows,
+        inconsistency,
     })
 }
 

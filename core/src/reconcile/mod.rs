@@ -146,6 +146,8 @@ pub enum RunEnd {
     Api,
     /// An inbox could not be asked or could not take an event; the next run retries.
     Inbox,
+    /// The reconciler's own storage failed; what was stored stays, the next run retries.
+    Storage,
 }
 
 /// The last run, for `/admin/reconciliation`.
@@ -291,6 +293,15 @@ pub fn begin(mut state: State, settings: Settings, now: UnixSecs) -> Result<Run,
     }
     state.wait_until = None;
     let activated_at = *state.activated_at.get_or_insert(now);
+    // A sweep under way continues at its pace (the cron may come sooner than the alarm).
+    if let Some(due) = state
+        .sweep
+        .as_ref()
+        .map(|_| state.next_run_at(&settings))
+        .filter(|due| *due > now)
+    {
+        return Err(NotNow::Idle(due));
+    }
     if state.sweep.is_none() {
         if let Some(due) = state
             .checkpoint
@@ -567,6 +578,9 @@ impl Run {
             .and_then(|body| api::parse_page(body, kind, offset));
         match page {
             Ok(page) => {
+                if let Some(inconsistency) = page.inconsistency {
+                    self.note_error(alloc::format!("Didit's API sent {inconsistency}"));
+                }
                 self.state.failures = 0;
                 self.counts.pages += 1;
                 self.counts.unreadable_rows += page.unreadable_rows;
@@ -704,6 +718,13 @@ impl Run {
                 self.end(RunEnd::Inbox);
             }
         }
+    }
+
+    /// The adapter could not read or write its own storage: the run ends (what was stored
+    /// stays, and a remembered answer that was not is asked again), and the next run retries.
+    pub fn handle_storage_failure(&mut self, error: String) {
+        self.note_error(error);
+        self.end(RunEnd::Storage);
     }
 
     /// Ends the run: the state to store (lease released, report written) and when the next

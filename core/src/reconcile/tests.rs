@@ -101,22 +101,39 @@ fn reads_a_documented_page_and_only_what_it_needs() {
 }
 
 #[test]
-fn a_page_that_cannot_move_the_walk_on_is_an_error_not_an_end() {
+fn a_page_that_cannot_move_the_walk_on_ends_it_and_says_so() {
     let empty_with_next = page_json(&[], 10, true);
-    assert!(matches!(
-        parse_page(&empty_with_next, SessionKind::User, 0),
-        Err(ApiError::Unreadable { .. })
-    ));
+    let page = parse_page(&empty_with_next, SessionKind::User, 0).expect("page");
+    assert!(!page.has_next);
+    assert_eq!(
+        page.inconsistency,
+        Some("an empty session page with a next page")
+    );
     let short = page_json(&[row_json("s1", "Approved", NOW)], 150, false);
-    assert!(matches!(
-        parse_page(&short, SessionKind::User, 100),
-        Err(ApiError::Unreadable { .. })
-    ));
+    let page = parse_page(&short, SessionKind::User, 100).expect("page");
+    assert_eq!(page.rows.len(), 1);
+    assert_eq!(
+        page.inconsistency,
+        Some("a last session page short of the count it gives")
+    );
     // KYB counts are capped at 100: a count beyond the rows is not a missing page.
-    assert!(parse_page(&short, SessionKind::Business, 100).is_ok());
+    let page = parse_page(&short, SessionKind::Business, 100).expect("page");
+    assert_eq!(page.inconsistency, None);
     for bad in ["", "[]", "{}", r#"{"results":{}}"#, "<html>"] {
         assert!(parse_page(bad, SessionKind::User, 0).is_err(), "{bad}");
     }
+    // A run goes on to the next kind, and the report names what was odd.
+    let mut run = first_page(&[]);
+    assert!(matches!(run.poll(), Step::List { path } if path.contains("business")));
+    run.handle_page(Answer::Ok(&empty_with_next));
+    assert_eq!(run.poll(), Step::Done);
+    let (state, _) = run.finish(NOW);
+    let report = state.last_run.expect("report");
+    assert_eq!(report.ended, RunEnd::SweepDone);
+    assert_eq!(
+        report.errors,
+        vec!["Didit's API sent an empty session page with a next page".to_string()]
+    );
 }
 
 #[test]
@@ -381,6 +398,13 @@ fn a_run_out_of_budget_leaves_the_page_to_the_next_run() {
     );
     assert_eq!(state.sweep.as_ref().map(|s| s.offset), Some(0));
     assert_eq!(next, UnixSecs(NOW.0 + CONTINUE_AFTER_SECS));
+    // The cron coming sooner does not hurry it.
+    assert_eq!(
+        begin(state.clone(), settings(), UnixSecs(NOW.0 + 1)).err(),
+        Some(NotNow::Idle(next))
+    );
+    let run = begin(state, settings(), next).expect("continues");
+    assert_eq!(run.state().sweep.as_ref().map(|s| s.offset), Some(0));
 }
 
 #[test]
