@@ -212,8 +212,9 @@ impl Reconciler {
         loop {
             let step = run.poll();
             if let Err(error) = self.store_progress(&mut run) {
+                // Storage that cannot be written will not be written on the next step either.
                 run.handle_storage_failure(error.to_string());
-                continue;
+                break;
             }
             match step {
                 Step::Done => break,
