@@ -22,6 +22,10 @@
 //! `SIM_SEED=n` replays one run; `SIM_SEEDS` (default 6) and `SIM_HOURS` (simulated hours per
 //! run, default 30) make longer ones.
 
+mod support;
+
+use support::{env_number, panic_message, seeds, Rng};
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -33,24 +37,6 @@ use didit_edge_core::reconcile::{begin, Change, NotNow, Seen, Settings, State, S
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::risk::Level;
 use didit_edge_core::time::{parse_rfc3339, to_rfc3339, UnixMs, UnixSecs};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-}
 
 const PATHS: &[&[&str]] = &[
     &["In Progress", "Approved"],
@@ -159,13 +145,17 @@ impl World {
             let mut at = created_at;
             let mut history = Vec::new();
             for status in path {
-                let longest = if rng.chance(200) { 10_800 } else { 900 };
+                let longest = if rng.chance_per_mille(200) {
+                    10_800
+                } else {
+                    900
+                };
                 at += 5 + rng.below(longest) as i64;
                 history.push((at, *status));
             }
             // Quiet hours at the end, for what is missing to be found.
             history.retain(|(at, _)| *at < START + (hours - 3) * 3600);
-            let kind = if rng.chance(200) {
+            let kind = if rng.chance_per_mille(200) {
                 SessionKind::Business
             } else {
                 SessionKind::User
@@ -173,10 +163,10 @@ impl World {
             for (transition, (at, _)) in history.iter().enumerate() {
                 // Lost (the edge was down through Didit's retries, or Didit never sent it),
                 // late, on time, and sometimes retried on top.
-                if rng.chance(300) {
+                if rng.chance_per_mille(300) {
                     continue;
                 }
-                let delay = if rng.chance(150) {
+                let delay = if rng.chance_per_mille(150) {
                     60 + rng.below(1200) as i64
                 } else {
                     rng.below(20) as i64
@@ -186,7 +176,7 @@ impl World {
                     session: n,
                     transition,
                 });
-                if rng.chance(100) {
+                if rng.chance_per_mille(100) {
                     webhooks.push(Webhook {
                         at: at + delay + rng.below(400) as i64,
                         session: n,
@@ -353,7 +343,7 @@ impl World {
     /// One API request: the fault, or Didit's answer.
     fn api(&mut self, path: &str) -> (u16, String, Option<String>) {
         self.api_requests += 1;
-        if self.faults && self.rng.chance(100) {
+        if self.faults && self.rng.chance_per_mille(100) {
             return match self.rng.below(5) {
                 0 => (503, String::new(), None),
                 1 => (429, String::new(), Some(format!("{}", self.rng.below(200)))),
@@ -393,7 +383,7 @@ impl World {
                 ),
                 "a second run would start beside a running one"
             );
-            if self.faults && self.rng.chance(5) {
+            if self.faults && self.rng.chance_per_mille(5) {
                 self.crashes += 1;
                 self.log("reconciler crashed before a step".into());
                 return;
@@ -413,7 +403,7 @@ impl World {
                     }
                 }
             }
-            if self.faults && self.rng.chance(5) {
+            if self.faults && self.rng.chance_per_mille(5) {
                 self.crashes += 1;
                 self.log("reconciler crashed between its changes and its state".into());
                 return;
@@ -430,7 +420,7 @@ impl World {
                     run.handle_decision(answer(status, &body, retry_after.as_deref()));
                 }
                 Step::Recall { session_ids } => {
-                    if self.faults && self.rng.chance(10) {
+                    if self.faults && self.rng.chance_per_mille(10) {
                         self.log("the reconciler's storage failed".into());
                         run.handle_storage_failure("storage failed".into());
                         continue;
@@ -450,7 +440,7 @@ impl World {
                     webhook_type,
                     status,
                 } => {
-                    if self.faults && self.rng.chance(30) {
+                    if self.faults && self.rng.chance_per_mille(30) {
                         run.handle_inbox(Err("unreachable".into()));
                         continue;
                     }
@@ -461,8 +451,8 @@ impl World {
                     run.handle_inbox(Ok(known));
                 }
                 Step::Inject { body } => {
-                    let lost_before = self.faults && self.rng.chance(30);
-                    let lost_after = self.faults && self.rng.chance(30);
+                    let lost_before = self.faults && self.rng.chance_per_mille(30);
+                    let lost_after = self.faults && self.rng.chance_per_mille(30);
                     if lost_before {
                         run.handle_injected(Err("inbox down".into()));
                         continue;
@@ -621,11 +611,7 @@ fn run(seed: u64, hours: i64) -> Result<World, String> {
     match outcome {
         Ok(()) => Ok(world),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let message = panic_message(panic.as_ref());
             let mut report = format!(
                 "SIM_SEED={seed} failed at t+{}: {message}\n",
                 world.now - START
@@ -638,23 +624,10 @@ fn run(seed: u64, hours: i64) -> Result<World, String> {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn every_missing_result_is_found_once_under_faults() {
     let hours = env_number("SIM_HOURS", 30) as i64;
-    let seeds: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_number("SIM_FIRST_SEED", 1);
-            (first..first + env_number("SIM_SEEDS", 6)).collect()
-        }
-    };
+    let seeds = seeds(6);
     let (mut runs, mut crashes, mut injected, mut requests, mut sessions) = (0, 0, 0, 0, 0);
     let count = seeds.len();
     for seed in seeds {

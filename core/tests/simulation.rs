@@ -24,6 +24,10 @@
 //! `SIM_SEED=n` replays one run exactly; `SIM_SEEDS` (runs, default 40) and `SIM_STEPS` (steps
 //! per run, default 1500) make longer ones. A failing run prints its seed and its last steps.
 
+mod support;
+
+use support::{env_number, panic_message, seeds, Rng};
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
@@ -52,27 +56,6 @@ const SECOND: i64 = 1_000;
 const START: i64 = 1_800_000_000_000;
 
 /// A small, well-mixed generator: every choice of a run comes from it, so a seed is a run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
 /// How an origin answers right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Behaviour {
@@ -1152,11 +1135,7 @@ fn run(seed: u64, steps: u64) -> Result<World, String> {
     match outcome {
         Ok(()) => Ok(world),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
+            let message = panic_message(panic.as_ref());
             let mut report = format!(
                 "SIM_SEED={seed} failed at step {}: {message}\n",
                 world.steps
@@ -1169,23 +1148,10 @@ fn run(seed: u64, steps: u64) -> Result<World, String> {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     let steps = env_number("SIM_STEPS", 1_500);
-    let seeds: Vec<u64> = match std::env::var("SIM_SEED").ok().and_then(|v| v.parse().ok()) {
-        Some(seed) => vec![seed],
-        None => {
-            let first = env_number("SIM_FIRST_SEED", 1);
-            (first..first + env_number("SIM_SEEDS", 40)).collect()
-        }
-    };
+    let seeds = seeds(40);
     let mut events = 0;
     let mut delivered = 0;
     let mut dead = 0;
