@@ -259,9 +259,10 @@ pub(crate) fn admin_query(data: &[u8]) {
 /// the decision byte for byte and the decision's status; and a run fed these answers always
 /// ends within its budget.
 pub(crate) fn didit_api(data: &[u8]) {
+    use didit_edge_core::inbox::Knowledge;
     use didit_edge_core::reconcile::api::{self, Answer, SessionKind, SessionRow};
-    use didit_edge_core::reconcile::{self, event, Settings, State, Step};
-    use didit_edge_core::time::{parse_http_date, UnixSecs};
+    use didit_edge_core::reconcile::{self, event, Injected, Settings, State, Step};
+    use didit_edge_core::time::{parse_http_date, UnixMs, UnixSecs};
 
     let mut pieces = data.split(|&b| b == 0xFF);
     fn text(piece: Option<&[u8]>) -> Option<&str> {
@@ -294,7 +295,7 @@ pub(crate) fn didit_api(data: &[u8]) {
         session_id: "s-1".into(),
         kind: SessionKind::User,
         status: "Approved".into(),
-        created_at: now,
+        created_at: now.micros(),
     };
     if let Ok(reconciled) = event::from_decision(decision, &row, now) {
         assert!(reconciled.body.contains(decision.trim()) || decision.trim() != decision);
@@ -313,11 +314,13 @@ pub(crate) fn didit_api(data: &[u8]) {
         settle_secs: 0,
         recheck_secs: 3_600,
         requests_per_run: 12,
+        memory_secs: 7 * 86_400,
+        publishes_per_event: 2,
+        alerts: true,
     };
-    let state = State {
-        activated_at: Some(UnixSecs(0)),
-        ..State::default()
-    };
+    let mut state = State::default();
+    state.switched_on = Some(UnixSecs(0).micros());
+    let now = UnixMs(NOW * 1000);
     let Ok(mut run) = reconcile::begin(state, settings, now) else {
         panic!("a fresh state runs");
     };
@@ -325,16 +328,17 @@ pub(crate) fn didit_api(data: &[u8]) {
     loop {
         steps += 1;
         assert!(steps < 200, "a run ends");
-        match run.poll() {
+        match run.poll(now) {
             Step::Done => break,
-            Step::List { .. } => run.handle_page(Answer::Ok(page)),
-            Step::Recall { .. } => run.handle_recalled([]),
-            Step::AskInbox { .. } => run.handle_inbox(Ok(false)),
-            Step::FetchDecision { .. } => run.handle_decision(Answer::Ok(decision)),
+            Step::List { .. } => run.handle_page(Answer::Ok(page), now),
+            Step::Recall { .. } => run.handle_recalled([], []),
+            Step::AskInbox { .. } => run.handle_inbox(Ok(Knowledge::Missing), now),
+            Step::FetchDecision { .. } => run.handle_decision(Answer::Ok(decision), now),
             Step::Inject { body } => {
                 assert!(Identified::from_api(body.as_bytes(), NOW).is_ok());
-                run.handle_injected(Ok(true));
+                run.handle_injected(Ok(Injected::Accepted), now);
             }
+            Step::Alert { .. } => run.handle_alerted(Ok(()), now),
         }
         run.drain_changes().for_each(drop);
     }

@@ -6,6 +6,9 @@
 //! - `didit-edge.origin.unhealthy`: an origin's breaker opened (it failed too often in a row),
 //!   so its traffic goes to the consumer's other origins until it recovers.
 //! - `didit-edge.origin.recovered`: the breaker of an origin that had opened closed again.
+//! - `didit-edge.reconciliation.gave_up`: reconciliation tried a missing result's decision (or
+//!   its inbox) on every try of its schedule and stopped; an operator should look at the
+//!   session (`GET /admin/reconciliation` lists it by the same `gap` reference).
 //!
 //! An alert names events by id and subjects by kind only; identity data never leaves in one.
 //! Each alert's id derives from what it reports, so a retried alert keeps its `webhook-id` and
@@ -66,6 +69,21 @@ pub enum Alert {
         /// When (Unix ms).
         at_ms: i64,
     },
+    /// Reconciliation gave up on a missing result.
+    ReconciliationGaveUp {
+        /// The gap's reference: its subject's erasure digest, never the session id.
+        gap: String,
+        /// The subject's kind (`session` or `business_session`).
+        subject_kind: String,
+        /// Why the last try failed ([`crate::reconcile::Failure::code`]).
+        failure: &'static str,
+        /// The HTTP status Didit's API answered, if one came.
+        status: Option<u16>,
+        /// Tries made.
+        tries: u32,
+        /// When it gave up (Unix ms).
+        at_ms: i64,
+    },
 }
 
 /// What a breaker's change from `before` to `after` is worth telling: its first opening after
@@ -117,6 +135,15 @@ struct DeadLetterData<'a> {
 }
 
 #[derive(Serialize)]
+struct GaveUpData<'a> {
+    gap: &'a str,
+    subject_kind: &'a str,
+    failure: &'static str,
+    status: Option<u16>,
+    tries: u32,
+}
+
+#[derive(Serialize)]
 struct OriginData<'a> {
     origin: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -130,13 +157,16 @@ impl Alert {
             Self::DeadLetter { .. } => "didit-edge.dead_letter.created",
             Self::OriginUnhealthy { .. } => "didit-edge.origin.unhealthy",
             Self::OriginRecovered { .. } => "didit-edge.origin.recovered",
+            Self::ReconciliationGaveUp { .. } => "didit-edge.reconciliation.gave_up",
         }
     }
 
     fn at_ms(&self) -> i64 {
         match self {
             Self::DeadLetter { dead_at_ms, .. } => *dead_at_ms,
-            Self::OriginUnhealthy { at_ms, .. } | Self::OriginRecovered { at_ms, .. } => *at_ms,
+            Self::OriginUnhealthy { at_ms, .. }
+            | Self::OriginRecovered { at_ms, .. }
+            | Self::ReconciliationGaveUp { at_ms, .. } => *at_ms,
         }
     }
 
@@ -151,6 +181,9 @@ impl Alert {
             Self::OriginUnhealthy { origin, .. } | Self::OriginRecovered { origin, .. } => {
                 [origin, ""]
             }
+            Self::ReconciliationGaveUp {
+                gap, subject_kind, ..
+            } => [gap, subject_kind],
         };
         for part in parts {
             digest.update((part.len() as u64).to_be_bytes());
@@ -187,6 +220,20 @@ impl Alert {
             Self::OriginRecovered { origin, .. } => self.with_data(OriginData {
                 origin,
                 retry_at: None,
+            }),
+            Self::ReconciliationGaveUp {
+                gap,
+                subject_kind,
+                failure,
+                status,
+                tries,
+                ..
+            } => self.with_data(GaveUpData {
+                gap,
+                subject_kind,
+                failure,
+                status: *status,
+                tries: *tries,
             }),
         }
     }

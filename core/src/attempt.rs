@@ -163,6 +163,10 @@ pub enum DeadReason {
     /// An operator erased the subject's data (a data-subject request) before the copy was
     /// delivered: it can no longer be, and is not replayable.
     Erased,
+    /// A later status of the subject had already reached the consumer: sending this one now
+    /// would leave the consumer at an older status than Didit's (see
+    /// [`crate::inbox::AfterDeadLetter::Hold`]). Never sent, never replayable.
+    Superseded,
 }
 
 impl DeadReason {
@@ -173,6 +177,7 @@ impl DeadReason {
             Self::AbortedByOrigin => "aborted_by_origin",
             Self::RefusedByEveryOrigin => "refused_by_every_origin",
             Self::Erased => "erased",
+            Self::Superseded => "superseded",
         }
     }
 }
@@ -198,6 +203,7 @@ impl core::str::FromStr for DeadReason {
             Self::AbortedByOrigin,
             Self::RefusedByEveryOrigin,
             Self::Erased,
+            Self::Superseded,
         ]
         .into_iter()
         .find(|reason| reason.as_str() == text)

@@ -148,6 +148,11 @@ pub fn expiry(
         let kept_until = match copy {
             CopyState::Pending { .. } | CopyState::Dead { .. } => return None,
             CopyState::Delivered { at } => at.plus_secs(retention.payload_secs),
+            // A superseded copy was never a dead letter: nothing is kept for a replay.
+            CopyState::Expired {
+                at,
+                reason: DeadReason::Superseded,
+            } => at,
             CopyState::Expired { at, .. } => retention.dead_letter_until(at),
         };
         payload_at = payload_at.max(kept_until);

@@ -274,6 +274,9 @@ pub enum Receipt {
         /// The stable event id of the original.
         id: String,
     },
+    /// The subject was erased, and the event was read from Didit's API by reconciliation:
+    /// nothing about the subject is taken from there any more (a webhook still is).
+    Erased,
 }
 
 impl Receipt {

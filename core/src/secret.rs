@@ -3,6 +3,7 @@
 use alloc::vec::Vec;
 use base64::Engine as _;
 use core::fmt;
+use subtle::ConstantTimeEq as _;
 
 /// One Didit webhook secret. Didit keys its HMACs with the secret string's UTF-8 bytes as
 /// they are (not base64-decoded), so that is what is kept.
@@ -190,6 +191,15 @@ impl SigningSecrets {
     /// The secrets in the order configured.
     pub fn iter(&self) -> impl Iterator<Item = &SigningSecret> {
         self.0.iter()
+    }
+
+    /// Whether any key of `self` is also one of `other`'s (compared in constant time).
+    pub fn shares_a_key_with(&self, other: &Self) -> bool {
+        self.iter().any(|mine| {
+            other
+                .iter()
+                .any(|theirs| bool::from(mine.key().ct_eq(theirs.key())))
+        })
     }
 }
 

@@ -91,6 +91,10 @@ pub struct StatusUpdate {
     pub webhook_type: String,
 }
 
+/// The most channels one update goes to (admin, and its user's): the subrequests a publish
+/// costs at most.
+pub const CHANNELS_PER_UPDATE: u32 = 2;
+
 impl StatusUpdate {
     /// The channels that get this update: its user's (when it has `vendor_data`) and admin.
     pub fn channels(&self) -> Vec<String> {

@@ -19,7 +19,27 @@ pub struct UnixMs(pub i64);
 #[serde(transparent)]
 pub struct UnixSecs(pub i64);
 
+/// A moment as Unix microseconds: the precision of Didit's API's `created_at`, which the
+/// moment reconciliation was switched on is compared with.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct UnixMicros(pub i64);
+
+impl UnixMicros {
+    /// The whole second this moment falls in.
+    pub fn secs(self) -> UnixSecs {
+        UnixSecs(self.0.div_euclid(1_000_000))
+    }
+}
+
 impl UnixMs {
+    /// The same moment in microseconds.
+    pub fn micros(self) -> UnixMicros {
+        UnixMicros(self.0.saturating_mul(1000))
+    }
+
     /// This moment plus `ms` milliseconds, saturating.
     pub fn plus_ms(self, ms: u64) -> Self {
         Self(self.0.saturating_add(i64::try_from(ms).unwrap_or(i64::MAX)))
@@ -40,6 +60,11 @@ impl UnixSecs {
     /// The start of this second.
     pub fn ms(self) -> UnixMs {
         UnixMs(self.0.saturating_mul(1000))
+    }
+
+    /// The start of this second, in microseconds.
+    pub fn micros(self) -> UnixMicros {
+        UnixMicros(self.0.saturating_mul(1_000_000))
     }
 }
 
@@ -92,9 +117,23 @@ pub fn to_rfc3339(unix_secs: i64) -> String {
     out
 }
 
+/// Formats Unix microseconds as `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the form Didit's API writes.
+pub fn to_rfc3339_micros(moment: UnixMicros) -> String {
+    let mut text = to_rfc3339(moment.secs().0);
+    text.pop();
+    let _ = write!(text, ".{:06}Z", moment.0.rem_euclid(1_000_000));
+    text
+}
+
 /// Parses an RFC 3339 date-time (`2026-04-16T10:00:00Z`, optional fraction, `Z` or `±HH:MM`)
 /// to Unix seconds, dropping any fraction. `None` for anything else.
 pub fn parse_rfc3339(text: &str) -> Option<i64> {
+    parse_rfc3339_micros(text).map(|moment| moment.secs().0)
+}
+
+/// Parses an RFC 3339 date-time to Unix microseconds (digits of the fraction past the sixth
+/// are dropped). `None` for anything else.
+pub fn parse_rfc3339_micros(text: &str) -> Option<UnixMicros> {
     let bytes = text.as_bytes();
     let number = |range: core::ops::Range<usize>| -> Option<i64> {
         let digits = bytes.get(range)?;
@@ -123,10 +162,18 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         return None;
     }
     let mut rest = bytes.get(19..)?;
+    let mut micros = 0i64;
     if let Some((b'.', fraction)) = rest.split_first() {
         let digits = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
         if digits == 0 {
             return None;
+        }
+        for place in 0..6 {
+            let digit = fraction
+                .get(place)
+                .filter(|_| place < digits)
+                .map_or(0, |b| i64::from(b - b'0'));
+            micros = micros * 10 + digit;
         }
         rest = fraction.get(digits..)?;
     }
@@ -147,7 +194,10 @@ pub fn parse_rfc3339(text: &str) -> Option<i64> {
         _ => return None,
     };
     let days = days_from_civil(year, month as u32, day as u32);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs)
+    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
+    Some(UnixMicros(
+        secs.checked_mul(1_000_000)?.checked_add(micros)?,
+    ))
 }
 
 /// Parses an HTTP-date in its preferred form (RFC 9110 IMF-fixdate, `Sun, 06 Nov 1994
@@ -227,6 +277,26 @@ mod tests {
         ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn keeps_microseconds_as_didit_writes_them() {
+        let moment = parse_rfc3339_micros("2026-04-16T10:00:00.123456Z").expect("valid");
+        assert_eq!(moment.0 % 1_000_000, 123_456);
+        assert_eq!(to_rfc3339_micros(moment), "2026-04-16T10:00:00.123456Z");
+        assert_eq!(
+            parse_rfc3339_micros("2026-04-16T10:00:00.5Z").map(|m| m.0 % 1_000_000),
+            Some(500_000)
+        );
+        assert_eq!(
+            parse_rfc3339_micros("2026-04-16T10:00:00.1234569Z"),
+            Some(moment),
+            "digits past the sixth are dropped"
+        );
+        let before = to_rfc3339_micros(UnixMicros(-1));
+        assert_eq!(before, "1969-12-31T23:59:59.999999Z");
+        assert_eq!(parse_rfc3339_micros(&before), Some(UnixMicros(-1)));
+        assert_eq!(UnixMs(1_500).micros(), UnixMicros(1_500_000));
     }
 
     #[test]

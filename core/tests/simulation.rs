@@ -103,6 +103,10 @@ struct Stored {
     copies: BTreeMap<(Seq, String), CopyRecord>,
     /// Attempt batches logged per copy since it was last replayed.
     attempt_batches: BTreeMap<(Seq, String), u32>,
+    /// Didit's `event_id`s attached to events after their claim.
+    attached_aliases: BTreeSet<(Seq, String)>,
+    /// When the subject was erased (the mark reconciliation reads).
+    erased_at: Option<UnixMs>,
 }
 
 /// One subject's inbox: its store, its machine (absent after a crash), its alarm.
@@ -329,6 +333,7 @@ impl World {
         let receipt = self.step(&inbox_name, |inbox| inbox.handle_claim(claim, now))?;
         let id = match &receipt {
             Receipt::Accepted { id } | Receipt::Duplicate { id } => id.clone(),
+            Receipt::Erased => panic!("a webhook is always taken: {receipt:?}"),
         };
         // Answered 200: it must be stored.
         let stored = self.inboxes[&inbox_name]
@@ -399,6 +404,8 @@ impl World {
                     .iter()
                     .map(|((seq, consumer), copy)| (*seq, consumer.clone(), copy.clone())),
             )
+            .with_attached_aliases(inbox.store.attached_aliases.iter().cloned())
+            .with_erasure(inbox.store.erased_at)
         });
         let result = f(machine);
         machine.drain_transitions().for_each(drop);
@@ -802,10 +809,25 @@ impl World {
             let Some(copy) = store.copies.get(&(earlier.seq, consumer.to_string())) else {
                 continue;
             };
+            // Under hold, a pending status that a later one (already delivered to this
+            // consumer) supersedes is never sent: it holds nothing up.
+            let superseded = self.after_dead_letter == AfterDeadLetter::Hold
+                && earlier.webhook_type.ends_with("status.updated")
+                && store.events.values().any(|later| {
+                    later.webhook_type == earlier.webhook_type
+                        && later.created_at > earlier.created_at
+                        && matches!(
+                            store
+                                .copies
+                                .get(&(later.seq, consumer.to_string()))
+                                .map(|c| c.state),
+                            Some(CopyState::Delivered { .. })
+                        )
+                });
             let passable = match copy.state {
                 CopyState::Delivered { .. } | CopyState::Expired { .. } => true,
                 CopyState::Dead { .. } => self.after_dead_letter == AfterDeadLetter::Continue,
-                CopyState::Pending { .. } => false,
+                CopyState::Pending { .. } => superseded,
             };
             assert!(
                 passable,
@@ -943,7 +965,22 @@ impl World {
                     continue;
                 }
                 let key = (id.clone(), consumer.clone());
+                // Superseded: a later status of the subject had reached the consumer.
+                let superseded = matches!(
+                    copy.state,
+                    CopyState::Expired {
+                        reason: DeadReason::Superseded,
+                        ..
+                    }
+                ) && store.events.values().any(|later| {
+                    later.webhook_type == record.webhook_type
+                        && later.created_at > record.created_at
+                        && self
+                            .delivered
+                            .contains(&(later.id.clone(), consumer.clone()))
+                });
                 let ok = self.delivered.contains(&key)
+                    || superseded
                     || (matches!(
                         copy.state,
                         CopyState::Dead { .. } | CopyState::Expired { .. }
@@ -1095,7 +1132,17 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
             store.events.remove(&seq);
             store.payloads.remove(&seq);
             store.bodies.remove(&seq);
+            store.attached_aliases.retain(|(s, _)| *s != seq);
         }
+        Change::AttachAlias { seq, alias } => {
+            assert!(
+                store.events.contains_key(&seq),
+                "an alias for {seq:?}, not stored"
+            );
+            store.attached_aliases.insert((seq, alias));
+        }
+        Change::MarkErased(at) => store.erased_at = Some(at),
+        Change::ForgetErasure => store.erased_at = None,
     }
 }
 

@@ -131,12 +131,15 @@ impl DeliveryConfig {
     }
 }
 
-/// Where operational alerts ([`crate::alert`]) go; they are signed with the delivery signing
-/// secrets.
+/// Where operational alerts ([`crate::alert`]) go, and the keys they are signed with: their
+/// own, so that an alert receiver (often another team's chat or pager relay) can never sign
+/// an event an origin would take as authentic.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AlertsConfig {
     /// The URL alerts are POSTed to.
     pub url: String,
+    /// `ALERTS_SIGNING_SECRET`: every key signs every alert (rotation as for origins).
+    pub signing_secrets: SigningSecrets,
 }
 
 /// The status stream's settings.
@@ -234,11 +237,19 @@ impl Config {
         // Nothing is admitted while the objects it would be stored in are unknown: Didit gets a
         // 503 and retries, and nothing lands outside the jurisdiction asked for.
         let intake = read_intake(&mut reader, tolerance_secs).filter(|_| jurisdiction.is_ok());
-        let delivery = read_delivery(&mut reader, tolerance_secs);
+        let (delivery, dedup_ttl_secs) = read_delivery(&mut reader, tolerance_secs);
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
         let alerts = read_alerts(&mut reader);
-        let reconcile = read_reconcile(&mut reader);
+        let reconcile = read_reconcile(
+            &mut reader,
+            Neighbours {
+                dedup_ttl_secs,
+                tolerance_secs,
+                stream: stream.on().is_some(),
+                alerts: alerts != Feature::Off,
+            },
+        );
         Self {
             intake,
             delivery,
@@ -335,20 +346,52 @@ fn read_jurisdiction<F: Fn(&str) -> Option<String>>(
 }
 
 fn read_alerts<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<AlertsConfig> {
-    let Some(url) = reader.get(names::ALERTS_URL) else {
+    use names::*;
+    let Some(url) = reader.get(ALERTS_URL) else {
         return Feature::Off;
     };
+    let mark = reader.mark();
     let url = String::from(url.trim());
-    if crate::origin::is_http_url(&url) {
-        Feature::On(AlertsConfig { url })
-    } else {
-        reader.fail(names::ALERTS_URL, Problem::NotAnHttpUrl);
-        Feature::Broken
+    if !crate::origin::is_http_url(&url) {
+        reader.fail(ALERTS_URL, Problem::NotAnHttpUrl);
     }
+    let signing_secrets = reader.required(ALERTS_SIGNING_SECRET).and_then(|text| {
+        SigningSecrets::parse(&text)
+            .map_err(|e| reader.fail(ALERTS_SIGNING_SECRET, Problem::Secret(e)))
+            .ok()
+    });
+    let origin_keys = reader
+        .get(ORIGIN_SIGNING_SECRET)
+        .and_then(|text| SigningSecrets::parse(&text).ok());
+    if let (Some(alerts), Some(origins)) = (&signing_secrets, &origin_keys) {
+        if alerts.shares_a_key_with(origins) {
+            reader.fail(ALERTS_SIGNING_SECRET, Problem::SharesOriginSigningKey);
+        }
+    }
+    match signing_secrets {
+        Some(signing_secrets) if reader.clean_since(mark) => Feature::On(AlertsConfig {
+            url,
+            signing_secrets,
+        }),
+        _ => Feature::Broken,
+    }
+}
+
+/// What reconciliation needs to know of the other settings.
+struct Neighbours {
+    /// How long inboxes remember an event.
+    dedup_ttl_secs: u64,
+    /// The freshness window.
+    tolerance_secs: u64,
+    /// Whether accepted events are published to the status stream.
+    stream: bool,
+    /// Whether alerts are wanted.
+    alerts: bool,
 }
 
 fn read_reconcile<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
+    neighbours: Neighbours,
 ) -> Feature<ReconcileConfig> {
     use crate::reconcile::{self, api};
     use names::*;
@@ -391,10 +434,30 @@ fn read_reconcile<F: Fn(&str) -> Option<String>>(
         requests_per_run: u32::try_from(reader.number(
             RECONCILE_REQUESTS_PER_RUN,
             reconcile::DEFAULT_REQUESTS_PER_RUN,
-            (4, 1_000),
+            (reconcile::MIN_REQUESTS_PER_RUN, 1_000),
         ))
         .unwrap_or(u32::MAX),
+        memory_secs: neighbours.dedup_ttl_secs,
+        publishes_per_event: if neighbours.stream {
+            crate::stream::CHANNELS_PER_UPDATE
+        } else {
+            0
+        },
+        alerts: neighbours.alerts,
     };
+    let needed_secs = settings
+        .lookback_secs
+        .saturating_add(settings.settle_secs)
+        .saturating_add(settings.recheck_secs)
+        .saturating_add(neighbours.tolerance_secs);
+    if neighbours.dedup_ttl_secs < needed_secs {
+        let problem = Problem::OutlivesDedupTtl {
+            needed_secs,
+            dedup_ttl_secs: neighbours.dedup_ttl_secs,
+        };
+        reader.fail(RECONCILE_LOOKBACK_SECS, problem.clone());
+        reader.fail(DEDUP_TTL_SECS, problem);
+    }
     if reader.clean_since(mark) {
         Feature::On(ReconcileConfig {
             api_key,
@@ -488,10 +551,12 @@ fn read_retry<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Option<R
         })
 }
 
+/// The delivery settings (`None` while one is broken), and the dedup TTL read with them
+/// (reconciliation needs it either way).
 fn read_delivery<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
     tolerance_secs: u64,
-) -> Option<DeliveryConfig> {
+) -> (Option<DeliveryConfig>, u64) {
     use names::*;
     let mark = reader.mark();
     let origins = reader.required(ORIGINS).and_then(|text| {
@@ -521,19 +586,23 @@ fn read_delivery<F: Fn(&str) -> Option<String>>(
             .ok(),
     };
     let subrequest_limit = reader.number(SUBREQUEST_LIMIT, DEFAULT_SUBREQUEST_LIMIT, (10, 10_000));
+    let dedup_ttl_secs = retention.dedup_ttl_secs;
     if !reader.clean_since(mark) {
-        return None;
+        return (None, dedup_ttl_secs);
     }
-    Some(DeliveryConfig {
-        origins: origins?,
-        signing_secrets: signing_secrets?,
-        origin_signing_secrets,
-        risk_rules: risk_rules?,
-        retry_schedule: retry_schedule?,
-        retention,
-        after_dead_letter,
-        subrequest_limit: u32::try_from(subrequest_limit).unwrap_or(u32::MAX),
-    })
+    let delivery = (|| {
+        Some(DeliveryConfig {
+            origins: origins?,
+            signing_secrets: signing_secrets?,
+            origin_signing_secrets,
+            risk_rules: risk_rules?,
+            retry_schedule: retry_schedule?,
+            retention,
+            after_dead_letter,
+            subrequest_limit: u32::try_from(subrequest_limit).unwrap_or(u32::MAX),
+        })
+    })();
+    (delivery, dedup_ttl_secs)
 }
 
 fn read_admin<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<AdminToken> {

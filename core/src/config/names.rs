@@ -42,6 +42,9 @@ pub const STREAM_STATUS_RETENTION_SECS: &str = "STREAM_STATUS_RETENTION_SECS";
 pub const DIDIT_SOURCE_IPS: &str = "DIDIT_SOURCE_IPS";
 /// Where operational alerts go (optional; off without it).
 pub const ALERTS_URL: &str = "ALERTS_URL";
+/// The `whsec_` keys alerts are signed with (required with `ALERTS_URL`): never the key that
+/// makes forwarded events authentic.
+pub const ALERTS_SIGNING_SECRET: &str = "ALERTS_SIGNING_SECRET";
 /// The jurisdiction every Durable Object is created in (`eu`, `fedramp`); unset: anywhere.
 pub const DURABLE_OBJECT_JURISDICTION: &str = "DURABLE_OBJECT_JURISDICTION";
 /// Didit API key: switches reconciliation on (optional; off without it).

@@ -77,6 +77,17 @@ pub enum Problem {
     NotAnHttpUrl,
     /// A value sent as an HTTP header holds whitespace or control characters.
     NotAHeaderValue,
+    /// A key is also one of `ORIGIN_SIGNING_SECRET`'s: whoever holds it could sign events.
+    SharesOriginSigningKey,
+    /// Reconciliation could look at sessions older than the inboxes remember, and would
+    /// deliver their results again: `DEDUP_TTL_SECS` must cover the lookback and how much later
+    /// a session may still be acted on.
+    OutlivesDedupTtl {
+        /// What `DEDUP_TTL_SECS` must be at least.
+        needed_secs: u64,
+        /// What it is.
+        dedup_ttl_secs: u64,
+    },
 }
 
 /// One setting and what is wrong with it.
@@ -135,6 +146,16 @@ impl fmt::Display for ConfigError {
             Problem::NotAHeaderValue => {
                 f.write_str("must be printable ASCII without spaces (it is sent as a header)")
             }
+            Problem::SharesOriginSigningKey => f.write_str(
+                "must not share a key with ORIGIN_SIGNING_SECRET (alert receivers could sign events)",
+            ),
+            Problem::OutlivesDedupTtl {
+                needed_secs,
+                dedup_ttl_secs,
+            } => write!(
+                f,
+                "with DEDUP_TTL_SECS {dedup_ttl_secs}, reconciliation would look at sessions the inboxes                  have forgotten and deliver their results again: DEDUP_TTL_SECS must be at least                  RECONCILE_LOOKBACK_SECS + RECONCILE_SETTLE_SECS + RECONCILE_RECHECK_SECS +                  TIMESTAMP_TOLERANCE_SECS ({needed_secs}), or the lookback shorter"
+            ),
         }
     }
 }

@@ -320,15 +320,46 @@ fn source_addresses_restrict_deliveries_when_set() {
 fn alerts_are_off_unless_a_url_is_set_and_a_bad_one_breaks_only_them() {
     assert_eq!(with(&[]).alerts, Feature::Off);
     assert_eq!(
-        with(&[("ALERTS_URL", " https://hooks.example/alerts ")]).alerts,
+        with(&[
+            ("ALERTS_URL", " https://hooks.example/alerts "),
+            ("ALERTS_SIGNING_SECRET", ROTATED)
+        ])
+        .alerts,
         Feature::On(AlertsConfig {
-            url: "https://hooks.example/alerts".into()
+            url: "https://hooks.example/alerts".into(),
+            signing_secrets: SigningSecrets::parse(ROTATED).expect("valid"),
         })
     );
-    let broken = with(&[("ALERTS_URL", "hooks.example/alerts")]);
+    let broken = with(&[
+        ("ALERTS_URL", "hooks.example/alerts"),
+        ("ALERTS_SIGNING_SECRET", ROTATED),
+    ]);
     assert_eq!(broken.alerts, Feature::Broken);
     assert_eq!(broken.problems.settings(), ["ALERTS_URL"]);
     assert!(broken.delivery.is_some() && broken.intake.is_some());
+}
+
+#[test]
+fn alerts_are_signed_with_their_own_key_never_the_origins() {
+    let unkeyed = with(&[("ALERTS_URL", "https://hooks.example/alerts")]);
+    assert_eq!(unkeyed.alerts, Feature::Broken, "held until a key is set");
+    assert_eq!(unkeyed.problems.settings(), ["ALERTS_SIGNING_SECRET"]);
+    // The origins' key, alone or in a rotation list, is refused.
+    let shared = format!("{ROTATED},{SIGNING}");
+    for secret in [SIGNING, shared.as_str()] {
+        let config = with(&[
+            ("ALERTS_URL", "https://hooks.example/alerts"),
+            ("ALERTS_SIGNING_SECRET", secret),
+        ]);
+        assert_eq!(config.alerts, Feature::Broken, "{secret}");
+        assert_eq!(config.problems.settings(), ["ALERTS_SIGNING_SECRET"]);
+        let text = format!("{}", config.problems);
+        assert!(
+            text.contains("ORIGIN_SIGNING_SECRET") && !text.contains("whsec_"),
+            "{text}"
+        );
+        assert!(config.delivery.is_some(), "delivery goes on");
+    }
 }
 
 #[test]
@@ -372,6 +403,9 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
                 settle_secs: reconcile::DEFAULT_SETTLE_SECS,
                 recheck_secs: reconcile::DEFAULT_RECHECK_SECS,
                 requests_per_run: 40,
+                memory_secs: 604_800,
+                publishes_per_event: 0,
+                alerts: false,
             },
         })
     );
@@ -401,8 +435,20 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
             settle_secs: 0,
             recheck_secs: 600,
             requests_per_run: 1000,
+            memory_secs: 604_800,
+            publishes_per_event: 0,
+            alerts: false,
         }
     );
+    // What a run spends on an event's stream publishes and on alerts is known to it.
+    let counted = with(&[
+        ("DIDIT_API_KEY", "k"),
+        ("STREAM_TOKEN_SECRET", "0123456789abcdef0123456789abcdef"),
+        ("ALERTS_URL", "https://hooks.example/alerts"),
+        ("ALERTS_SIGNING_SECRET", ROTATED),
+    ]);
+    let counted = counted.reconcile.on().expect("on").settings;
+    assert_eq!((counted.publishes_per_event, counted.alerts), (2, true));
     for (setting, value) in [
         ("DIDIT_API_KEY", "two words"),
         ("DIDIT_API_BASE_URL", "verification.didit.me/v3"),
@@ -410,7 +456,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
         ("RECONCILE_LOOKBACK_SECS", "60"),
         ("RECONCILE_INTERVAL_SECS", "9"),
         ("RECONCILE_RECHECK_SECS", "59"),
-        ("RECONCILE_REQUESTS_PER_RUN", "3"),
+        ("RECONCILE_REQUESTS_PER_RUN", "6"),
     ] {
         let mut settings = vec![("DIDIT_API_KEY", "k")];
         settings.push((setting, value));
@@ -420,4 +466,45 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
         assert!(broken.delivery.is_some() && broken.intake.is_some());
         assert!(!format!("{}", broken.problems).contains("two words"));
     }
+}
+
+#[test]
+fn the_inboxes_remember_longer_than_reconciliation_looks_back() {
+    // Lookback + settle + recheck + tolerance: 259200 + 600 + 3600 + 600 with the defaults.
+    let needed = 264_000u64;
+    let at = |ttl: u64| {
+        let ttl = ttl.to_string();
+        with(&[("DIDIT_API_KEY", "k"), ("DEDUP_TTL_SECS", ttl.as_str())])
+    };
+    let enough = at(needed);
+    assert!(enough.problems.is_empty(), "{}", enough.problems);
+    assert_eq!(
+        enough
+            .reconcile
+            .on()
+            .map(|config| config.settings.memory_secs),
+        Some(needed)
+    );
+    let short = at(needed - 1);
+    assert_eq!(short.reconcile, Feature::Broken);
+    assert_eq!(
+        short.problems.settings(),
+        ["RECONCILE_LOOKBACK_SECS", "DEDUP_TTL_SECS"],
+        "both settings are named"
+    );
+    assert!(format!("{}", short.problems).contains("at least"));
+    // Held like any bad setting: deliveries go on, and nothing else is refused.
+    assert!(short.delivery.is_some() && short.intake.is_some());
+    // Without reconciliation any TTL is fine; a shorter lookback makes room for a short TTL.
+    assert!(with(&[("DEDUP_TTL_SECS", "1")]).problems.is_empty());
+    let small = with(&[
+        ("DIDIT_API_KEY", "k"),
+        ("DEDUP_TTL_SECS", "8400"),
+        ("RECONCILE_LOOKBACK_SECS", "3600"),
+        ("RECONCILE_SETTLE_SECS", "600"),
+        ("RECONCILE_RECHECK_SECS", "3600"),
+        ("TIMESTAMP_TOLERANCE_SECS", "600"),
+    ]);
+    assert!(small.problems.is_empty(), "{}", small.problems);
+    assert!(small.reconcile.on().is_some());
 }

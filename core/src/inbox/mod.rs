@@ -248,6 +248,22 @@ pub struct Erasure {
     pub dead_letters: usize,
 }
 
+/// What an inbox holds of a transition reconciliation found in Didit's API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Knowledge {
+    /// An event of that transition: nothing is missing.
+    Held,
+    /// None: the result is missing (or its webhook is late).
+    Missing,
+    /// The subject was erased: reconciliation must take nothing more about it.
+    Erased,
+}
+
+/// Most of Didit's `event_id`s one event is known by (its own and those of resends matched to
+/// it); more are matched by type and status alone.
+pub const MAX_ALIASES_PER_EVENT: usize = 8;
+
 /// Most index changes one push carries.
 pub const INDEX_BATCH: usize = 100;
 /// How long an unreachable dead-letter index waits before the next push.
@@ -287,6 +303,8 @@ pub struct Inbox {
     changes: VecDeque<Change>,
     transitions: VecDeque<Transition>,
     index_retry_at: Option<UnixMs>,
+    /// When the subject was erased (until the mark expires).
+    erased_at: Option<UnixMs>,
 }
 
 impl Inbox {
@@ -326,6 +344,26 @@ impl Inbox {
         inbox
     }
 
+    /// The aliases stored apart from their events ([`Change::AttachAlias`]); those of events
+    /// not restored are ignored.
+    pub fn with_attached_aliases(
+        mut self,
+        aliases: impl IntoIterator<Item = (Seq, String)>,
+    ) -> Self {
+        for (seq, alias) in aliases {
+            if self.events.contains_key(&seq) {
+                self.aliases.entry(alias).or_default().insert(seq);
+            }
+        }
+        self
+    }
+
+    /// The erasure mark as stored ([`Change::MarkErased`]).
+    pub fn with_erasure(mut self, erased_at: Option<UnixMs>) -> Self {
+        self.erased_at = erased_at;
+        self
+    }
+
     fn index(&mut self, record: &EventRecord) {
         self.ids.insert(record.id.clone(), record.seq);
         if let Some(alias) = &record.alias {
@@ -336,16 +374,45 @@ impl Inbox {
         }
     }
 
+    /// Forgets the event's id and every alias it is known by.
     fn unindex(&mut self, record: &EventRecord) {
         self.ids.remove(&record.id);
-        if let Some(alias) = &record.alias {
-            if let Some(seqs) = self.aliases.get_mut(alias) {
-                seqs.remove(&record.seq);
-                if seqs.is_empty() {
-                    self.aliases.remove(alias);
-                }
-            }
+        self.aliases.retain(|_, seqs| {
+            seqs.remove(&record.seq);
+            !seqs.is_empty()
+        });
+    }
+
+    /// The aliases `seq` is known by.
+    fn aliases_of(&self, seq: Seq) -> usize {
+        self.aliases
+            .values()
+            .filter(|seqs| seqs.contains(&seq))
+            .count()
+    }
+
+    /// Remembers `claim`'s alias for `original`, which it repeats, so that a later resend of
+    /// it is found by alias whatever happened to the subject in between.
+    fn attach_alias(&mut self, original: Seq, claim: &Claim) {
+        let Some(alias) = &claim.alias else {
+            return;
+        };
+        if self
+            .aliases
+            .get(alias)
+            .is_some_and(|seqs| seqs.contains(&original))
+            || self.aliases_of(original) >= MAX_ALIASES_PER_EVENT
+        {
+            return;
         }
+        self.aliases
+            .entry(alias.clone())
+            .or_default()
+            .insert(original);
+        self.changes.push_back(Change::AttachAlias {
+            seq: original,
+            alias: alias.clone(),
+        });
     }
 
     /// The next change to write, oldest first.
@@ -471,21 +538,43 @@ impl Inbox {
     }
 
     /// Whether the subject's events already hold the transition to `status` that Didit's API
-    /// reports as of `now`: the question reconciliation asks before fetching a decision.
-    pub fn knows_transition(&self, webhook_type: &str, status: &str, now: UnixSecs) -> bool {
-        self.same_transition(webhook_type, status, now, Source::Api)
-            .is_some()
+    /// reports as of `now`: the question reconciliation asks before fetching a decision. An
+    /// erased subject answers [`Knowledge::Erased`] whatever it holds.
+    pub fn knows_transition(&self, webhook_type: &str, status: &str, now: UnixSecs) -> Knowledge {
+        if self.erased_at.is_some() {
+            return Knowledge::Erased;
+        }
+        match self.same_transition(webhook_type, status, now, Source::Api) {
+            Some(_) => Knowledge::Held,
+            None => Knowledge::Missing,
+        }
+    }
+
+    /// When the erasure mark expires, if the subject was erased: one dedup TTL after the
+    /// erasure, by when reconciliation no longer looks at a session that existed then
+    /// ([`crate::reconcile`] never asks about a session older than the TTL).
+    pub fn erased_until(&self, retention: &Retention) -> Option<UnixMs> {
+        self.erased_at
+            .map(|at| at.plus_secs(retention.dedup_ttl_secs))
     }
 
     /// Claims an event: `accepted` (it is new and queued to be stored) or `duplicate` (with the
-    /// original's id). Needs no delivery settings.
+    /// original's id); an event from Didit's API about an erased subject is not taken
+    /// (`erased`). Needs no delivery settings.
     pub fn handle_claim(&mut self, claim: Claim, now: UnixMs) -> Receipt {
         if let Some(original) = self.original_of(&claim) {
             let id = original.record.id.clone();
+            let seq = original.record.seq;
+            self.attach_alias(seq, &claim);
             self.transitions.push_back(Transition::Duplicate {
                 event_id: id.clone(),
             });
             return Receipt::Duplicate { id };
+        }
+        if claim.source == Source::Api && self.erased_at.is_some() {
+            self.transitions
+                .push_back(Transition::RefusedAfterErasure { event_id: claim.id });
+            return Receipt::Erased;
         }
         if self.subject.is_none() {
             self.subject = Some(claim.subject.clone());
@@ -595,9 +684,68 @@ impl Inbox {
         });
     }
 
+    /// Whether a later status of `event`'s subject already reached `consumer`: sending `event`
+    /// after it would leave the consumer at an older status than Didit's. (Events that report
+    /// no status, like `data.updated`, are never stale.)
+    fn superseded(&self, event: &Event, consumer: &str) -> bool {
+        reports_status(&event.record.webhook_type)
+            && self.events.values().any(|later| {
+                later.record.webhook_type == event.record.webhook_type
+                    && later.record.created_at > event.record.created_at
+                    && matches!(
+                        later.copies.get(consumer).map(|copy| copy.state),
+                        Some(CopyState::Delivered { .. })
+                    )
+            })
+    }
+
+    /// Under [`AfterDeadLetter::Hold`], ends every pending copy that a later status, already
+    /// delivered to its consumer, makes stale: a late webhook, Didit's retry or a reconciled
+    /// result of an older transition arrived after the newer one went out.
+    fn supersede(&mut self, policy: &Policy<'_>, now: UnixMs) {
+        if policy.after_dead_letter != AfterDeadLetter::Hold {
+            return;
+        }
+        let stale: Vec<(Seq, String)> = self
+            .events
+            .values()
+            .flat_map(|event| {
+                event
+                    .copies
+                    .iter()
+                    .filter(|(consumer, copy)| {
+                        copy.state.is_pending() && self.superseded(event, consumer)
+                    })
+                    .map(|(consumer, _)| (event.record.seq, consumer.clone()))
+            })
+            .collect();
+        for (seq, consumer) in stale {
+            let Some(event) = self.events.get_mut(&seq) else {
+                continue;
+            };
+            let Some(copy) = event.copies.get_mut(&consumer) else {
+                continue;
+            };
+            copy.state = CopyState::Expired {
+                at: now,
+                reason: DeadReason::Superseded,
+            };
+            self.transitions.push_back(Transition::Superseded {
+                event_id: event.record.id.clone(),
+                consumer: consumer.clone(),
+            });
+            self.changes.push_back(Change::PutCopy {
+                seq,
+                consumer,
+                copy: copy.clone(),
+            });
+        }
+    }
+
     /// Each consumer's next copy to send, in the order Didit created the events: the first
     /// copy still pending, unless an earlier one blocks it (an event waiting to be classified
-    /// blocks every consumer; a dead letter blocks its consumer under `hold`).
+    /// blocks every consumer; a dead letter blocks its consumer under `hold`). Under `hold` a
+    /// superseded copy is passed over: it is never sent.
     fn heads(&self, after_dead_letter: AfterDeadLetter) -> Vec<(Seq, &str)> {
         let mut ordered: Vec<&Event> = self.events.values().collect();
         ordered.sort_by_key(|event| (event.record.created_at, event.record.seq));
@@ -612,6 +760,12 @@ impl Inbox {
                     continue;
                 }
                 let blocks = match copy.state {
+                    CopyState::Pending { .. }
+                        if after_dead_letter == AfterDeadLetter::Hold
+                            && self.superseded(event, consumer) =>
+                    {
+                        false
+                    }
                     CopyState::Pending { .. } => {
                         heads.push((event.record.seq, consumer.as_str()));
                         true
@@ -768,13 +922,24 @@ impl Inbox {
             consumer: delivery.consumer.clone(),
             copy: copy.clone(),
         });
+        if delivered {
+            self.supersede(policy, now);
+        }
     }
 
     /// Applies retention at `now`: dead letters past theirs expire (and leave the index),
     /// payloads past theirs are dropped, records past theirs are forgotten (once the index has
     /// heard everything about them).
     pub fn handle_timeout(&mut self, policy: &Policy<'_>, now: UnixMs) {
+        self.supersede(policy, now);
         let retention = policy.retention;
+        if self
+            .erased_until(&retention)
+            .is_some_and(|until| until <= now)
+        {
+            self.erased_at = None;
+            self.changes.push_back(Change::ForgetErasure);
+        }
         let mut forgotten = Vec::new();
         for event in self.events.values_mut() {
             for (consumer, copy) in &mut event.copies {
@@ -916,6 +1081,8 @@ impl Inbox {
         if self.subject.take().is_some() {
             self.changes.push_back(Change::ForgetSubject);
         }
+        self.erased_at = Some(now);
+        self.changes.push_back(Change::MarkErased(now));
         erasure
     }
 
@@ -994,6 +1161,9 @@ impl Inbox {
         if self.unclassified().next().is_some() {
             at(now);
         }
+        if let Some(until) = self.erased_until(&policy.retention) {
+            at(until);
+        }
         for (seq, consumer) in self.heads(policy.after_dead_letter) {
             if let Some(CopyState::Pending {
                 next_attempt_at, ..
@@ -1006,8 +1176,12 @@ impl Inbox {
                 at(next_attempt_at);
             }
         }
+        let hold = policy.after_dead_letter == AfterDeadLetter::Hold;
         for event in self.events.values() {
-            for copy in event.copies.values() {
+            for (consumer, copy) in &event.copies {
+                if hold && copy.state.is_pending() && self.superseded(event, consumer) {
+                    at(now);
+                }
                 if let (CopyState::Dead { at: dead_at, .. }, None) = (copy.state, copy.index) {
                     at(policy.retention.dead_letter_until(dead_at));
                 }
@@ -1034,6 +1208,12 @@ impl Inbox {
             .values()
             .map(|event| (&event.record, &event.copies))
     }
+}
+
+/// Whether events of `webhook_type` report a status (`status.updated`, `user.status.updated`,
+/// …), so that a later one makes an earlier one stale.
+fn reports_status(webhook_type: &str) -> bool {
+    webhook_type == "status.updated" || webhook_type.ends_with(".status.updated")
 }
 
 #[cfg(test)]

@@ -173,6 +173,19 @@ pub enum Change {
     },
     /// The payload (identity data) goes; the record stays for deduplication.
     DropPayload(Seq),
-    /// The event is forgotten, id and attempt log included.
+    /// The event is forgotten, id and attempt log included (its attached aliases too).
     ForgetEvent(Seq),
+    /// Another of Didit's `event_id`s names this event: a later resend carrying it (with a
+    /// fresh timestamp, after the subject moved on) is the same event.
+    AttachAlias {
+        /// The event.
+        seq: Seq,
+        /// Didit's `event_id`.
+        alias: String,
+    },
+    /// The subject was erased at this moment: reconciliation takes nothing more about it
+    /// until the mark expires ([`super::Inbox::erased_until`]).
+    MarkErased(UnixMs),
+    /// The erasure mark expired.
+    ForgetErasure,
 }

@@ -595,10 +595,22 @@ fn a_webhook_and_the_apis_view_of_one_transition_are_one_event_whichever_comes_f
         ),
         Receipt::Accepted { id: "w1".into() }
     );
-    assert!(inbox.knows_transition("status.updated", "Approved", UnixSecs(900)));
-    assert!(inbox.knows_transition("status.updated", "APPROVED", UnixSecs(900)));
-    assert!(!inbox.knows_transition("status.updated", "Declined", UnixSecs(900)));
-    assert!(!inbox.knows_transition("data.updated", "Approved", UnixSecs(900)));
+    assert_eq!(
+        inbox.knows_transition("status.updated", "Approved", UnixSecs(900)),
+        Knowledge::Held
+    );
+    assert_eq!(
+        inbox.knows_transition("status.updated", "APPROVED", UnixSecs(900)),
+        Knowledge::Held
+    );
+    assert_eq!(
+        inbox.knows_transition("status.updated", "Declined", UnixSecs(900)),
+        Knowledge::Missing
+    );
+    assert_eq!(
+        inbox.knows_transition("data.updated", "Approved", UnixSecs(900)),
+        Knowledge::Missing
+    );
     assert_eq!(
         receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api)),
         Receipt::Duplicate { id: "w1".into() }
@@ -647,12 +659,18 @@ fn a_status_reached_again_after_another_is_a_new_transition() {
         transition("w2", "Resubmitted", 200, Source::Webhook),
     );
     // The API now says Approved: that is the Approved after the resubmission.
-    assert!(!inbox.knows_transition("status.updated", "Approved", UnixSecs(900)));
+    assert_eq!(
+        inbox.knows_transition("status.updated", "Approved", UnixSecs(900)),
+        Knowledge::Missing
+    );
     assert_eq!(
         receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api)),
         Receipt::Accepted { id: "a1".into() }
     );
-    assert!(inbox.knows_transition("status.updated", "Approved", UnixSecs(950)));
+    assert_eq!(
+        inbox.knows_transition("status.updated", "Approved", UnixSecs(950)),
+        Knowledge::Held
+    );
     // Its webhook, late, is the same event; the first Approved's webhook, resent, too.
     assert_eq!(
         receipt_of(
@@ -693,4 +711,218 @@ fn webhooks_alone_are_never_matched_by_status() {
             Receipt::Accepted { id: id.into() }
         );
     }
+}
+
+#[test]
+fn a_resend_of_a_transition_first_learned_from_the_api_stays_a_duplicate_after_later_ones() {
+    let mut inbox = Inbox::new();
+    receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api));
+    // Didit's late webhook of it: a duplicate, and its event_id now names the API's event.
+    let late = transition("w-late", "Approved", 100, Source::Webhook);
+    let mut changes = Vec::new();
+    assert_eq!(
+        inbox.handle_claim(late.clone(), UnixMs(0)),
+        Receipt::Duplicate { id: "a1".into() }
+    );
+    changes.extend(inbox.drain_changes());
+    assert_eq!(
+        changes,
+        [Change::AttachAlias {
+            seq: Seq(1),
+            alias: "alias-w-late".into()
+        }]
+    );
+    receipt_of(
+        &mut inbox,
+        transition("w-d", "Declined", 1000, Source::Webhook),
+    );
+    // The console resend: same event_id, a fresh timestamp, after the Declined.
+    let resend = Claim {
+        id: "w-resend".into(),
+        created_at: UnixSecs(2000),
+        ..late
+    };
+    assert_eq!(
+        receipt_of(&mut inbox, resend.clone()),
+        Receipt::Duplicate { id: "a1".into() }
+    );
+    // A restored inbox knows the attached alias too.
+    let restored = Inbox::restore(
+        Some("session:s1".into()),
+        inbox.events().map(|(record, _)| record.clone()),
+        [],
+    )
+    .with_attached_aliases([(Seq(1), "alias-w-late".to_string())]);
+    let mut restored = restored;
+    assert_eq!(
+        receipt_of(&mut restored, resend),
+        Receipt::Duplicate { id: "a1".into() }
+    );
+}
+
+#[test]
+fn an_older_status_never_reaches_a_consumer_after_a_newer_one_under_hold() {
+    let schedule = schedule();
+    let hold = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    receipt_of(
+        &mut inbox,
+        transition("declined", "Declined", 200, Source::Webhook),
+    );
+    deliver(&mut inbox, &hold, 1_000, delivered("o"));
+    inbox.drain_changes().for_each(drop);
+    // Didit's retry of the earlier Approved arrives after the Declined went out.
+    receipt_of(
+        &mut inbox,
+        transition("approved", "Approved", 100, Source::Webhook),
+    );
+    assert_eq!(next_delivery(&inbox, &hold, 2_000), None, "never sent");
+    assert!(inbox
+        .poll_timeout(&hold, UnixMs(2_000))
+        .is_some_and(|at| at <= UnixMs(2_000)));
+    inbox.handle_timeout(&hold, UnixMs(2_000));
+    let changes: Vec<Change> = inbox.drain_changes().collect();
+    assert!(changes.iter().any(|change| matches!(
+        change,
+        Change::PutCopy {
+            copy: CopyRecord {
+                state: CopyState::Expired {
+                    reason: DeadReason::Superseded,
+                    ..
+                },
+                ..
+            },
+            ..
+        }
+    )));
+    let transitions: Vec<Transition> = inbox.drain_transitions().collect();
+    assert!(transitions.contains(&Transition::Superseded {
+        event_id: "approved".into(),
+        consumer: "main".into()
+    }));
+    // Nothing of it is kept for a replay, and it blocks nothing after it.
+    assert!(inbox
+        .handle_replay(ReplayFilter::default(), UnixMs(3_000))
+        .is_empty());
+    receipt_of(
+        &mut inbox,
+        transition("review", "In Review", 300, Source::Webhook),
+    );
+    assert_eq!(
+        next_delivery(&inbox, &hold, 3_000),
+        Some(("review".into(), "main".into()))
+    );
+    // A data change is not a status: it is never stale.
+    let mut data = transition("data", "Approved", 50, Source::Webhook);
+    data.webhook_type = "data.updated".into();
+    receipt_of(&mut inbox, data);
+    assert_eq!(
+        next_delivery(&inbox, &hold, 3_000),
+        Some(("data".into(), "main".into()))
+    );
+}
+
+#[test]
+fn an_older_status_claimed_while_a_newer_one_is_in_flight_is_superseded_when_it_lands() {
+    let schedule = schedule();
+    let hold = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    receipt_of(
+        &mut inbox,
+        transition("declined", "Declined", 200, Source::Webhook),
+    );
+    let Some(Work::Deliver(in_flight)) = inbox.poll_work(&hold, UnixMs(1_000)) else {
+        panic!("the Declined is due");
+    };
+    // While the POST is awaited, the older Approved is claimed.
+    receipt_of(
+        &mut inbox,
+        transition("approved", "Approved", 100, Source::Webhook),
+    );
+    inbox.handle_attempt(&in_flight, delivered("o"), &hold, UnixMs(1_100), 0);
+    assert_eq!(next_delivery(&inbox, &hold, 1_200), None);
+    let superseded = inbox.events().any(|(record, copies)| {
+        record.id == "approved"
+            && matches!(
+                copies.get("main").map(|copy| copy.state),
+                Some(CopyState::Expired {
+                    reason: DeadReason::Superseded,
+                    ..
+                })
+            )
+    });
+    assert!(superseded);
+}
+
+#[test]
+fn under_continue_an_older_status_is_still_delivered() {
+    let schedule = schedule();
+    let continue_ = policy(&schedule, AfterDeadLetter::Continue);
+    let mut inbox = Inbox::new();
+    receipt_of(
+        &mut inbox,
+        transition("declined", "Declined", 200, Source::Webhook),
+    );
+    deliver(&mut inbox, &continue_, 1_000, delivered("o"));
+    receipt_of(
+        &mut inbox,
+        transition("approved", "Approved", 100, Source::Webhook),
+    );
+    assert_eq!(
+        next_delivery(&inbox, &continue_, 2_000),
+        Some(("approved".into(), "main".into()))
+    );
+}
+
+#[test]
+fn an_erased_subject_takes_nothing_more_from_the_api_until_its_mark_expires() {
+    let schedule = schedule();
+    let hold = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    receipt_of(
+        &mut inbox,
+        transition("w1", "Approved", 100, Source::Webhook),
+    );
+    inbox.handle_erase(UnixMs(10_000));
+    let changes: Vec<Change> = inbox.drain_changes().collect();
+    assert!(changes.contains(&Change::MarkErased(UnixMs(10_000))));
+    for status in ["Approved", "Declined"] {
+        assert_eq!(
+            inbox.knows_transition("status.updated", status, UnixSecs(20)),
+            Knowledge::Erased
+        );
+    }
+    assert_eq!(
+        receipt_of(&mut inbox, transition("a2", "Declined", 20, Source::Api)),
+        Receipt::Erased
+    );
+    assert_eq!(inbox.events().count(), 1, "nothing stored");
+    // A webhook is Didit's own word: it is still taken.
+    assert_eq!(
+        receipt_of(
+            &mut inbox,
+            transition("w2", "Declined", 30, Source::Webhook)
+        ),
+        Receipt::Accepted { id: "w2".into() }
+    );
+    // The mark lasts one dedup TTL (1,000 s here), computed from the settings in force.
+    let until = UnixMs(10_000).plus_secs(1_000);
+    assert_eq!(inbox.erased_until(&hold.retention), Some(until));
+    assert!(inbox
+        .poll_timeout(&hold, UnixMs(10_001))
+        .is_some_and(|at| at <= until));
+    inbox.handle_timeout(&hold, UnixMs(until.0 - 1));
+    assert!(!inbox.drain_changes().any(|c| c == Change::ForgetErasure));
+    inbox.handle_timeout(&hold, until);
+    assert!(inbox.drain_changes().any(|c| c == Change::ForgetErasure));
+    assert_eq!(
+        inbox.knows_transition("status.updated", "Declined", UnixSecs(40)),
+        Knowledge::Held
+    );
+    // Restored, the mark is what storage says.
+    let restored = Inbox::new().with_erasure(Some(UnixMs(5)));
+    assert_eq!(
+        restored.knows_transition("status.updated", "Approved", UnixSecs(40)),
+        Knowledge::Erased
+    );
 }

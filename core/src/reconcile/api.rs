@@ -13,12 +13,15 @@ use core::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::time::{parse_http_date, parse_rfc3339, to_rfc3339, UnixSecs};
+use crate::time::{parse_http_date, parse_rfc3339_micros, to_rfc3339, UnixMicros, UnixSecs};
 
 /// Didit's API, as its SDK names it.
 pub const DEFAULT_BASE_URL: &str = "https://verification.didit.me/v3";
 /// Sessions per list page: the most the SDK asks for.
 pub const PAGE_SIZE: u32 = 100;
+/// The largest decision read: the event written from it must fit the stored row an inbox
+/// keeps (as a webhook's body must, see `MAX_BODY_BYTES`). A larger one is set aside.
+pub const MAX_DECISION_BYTES: usize = 1_048_576;
 /// The longest `Retry-After` honoured; a longer one is read as this (the SDK caps at 60 s; a
 /// background sweep can afford to wait longer, not forever).
 pub const MAX_RETRY_AFTER_SECS: u64 = 3_600;
@@ -93,6 +96,8 @@ pub enum Answer<'a> {
     },
     /// No answer: the connection failed or the timeout passed.
     Unreachable,
+    /// A 2xx whose body is larger than [`MAX_DECISION_BYTES`] (not read further).
+    TooLarge,
 }
 
 /// Why an API call gave nothing usable.
@@ -174,6 +179,9 @@ impl<'a> Answer<'a> {
                 status: None,
                 retry_after_secs: None,
             }),
+            Self::TooLarge => Err(ApiError::Unreadable {
+                reason: "an answer larger than the edge reads".into(),
+            }),
         }
     }
 }
@@ -187,8 +195,8 @@ pub struct SessionRow {
     pub kind: SessionKind,
     /// Its status now.
     pub status: String,
-    /// When it was created.
-    pub created_at: UnixSecs,
+    /// When it was created, to the microsecond as Didit writes it.
+    pub created_at: UnixMicros,
 }
 
 /// One page of the list.
@@ -238,11 +246,11 @@ enum Moment<'a> {
 }
 
 impl Moment<'_> {
-    fn secs(&self) -> Option<UnixSecs> {
+    fn micros(&self) -> Option<UnixMicros> {
         match self {
-            Self::Seconds(secs) if secs.is_finite() => Some(UnixSecs(*secs as i64)),
+            Self::Seconds(secs) if secs.is_finite() => Some(UnixMicros((secs * 1e6) as i64)),
             Self::Seconds(_) => None,
-            Self::Text(text) => parse_rfc3339(text).map(UnixSecs),
+            Self::Text(text) => parse_rfc3339_micros(text),
         }
     }
 }
@@ -283,7 +291,7 @@ pub fn parse_page(body: &str, kind: SessionKind, offset: u64) -> Result<Page, Ap
         match (
             row.session_id.filter(|id| !id.trim().is_empty()),
             row.status.filter(|status| !status.trim().is_empty()),
-            row.created_at.as_ref().and_then(Moment::secs),
+            row.created_at.as_ref().and_then(Moment::micros),
         ) {
             (Some(session_id), Some(status), Some(created_at)) => rows.push(SessionRow {
                 session_id: session_id.into_owned(),

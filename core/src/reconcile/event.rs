@@ -64,8 +64,8 @@ pub struct Reconciled {
     pub status: String,
 }
 
-/// Writes the webhook for `row` from its decision, read at `now` (the event's time: the API
-/// does not say when the session changed, only that it had by then).
+/// Writes the webhook for `row` from its decision, asked for at `now` (the event's time: the
+/// API does not say when the session changed, only that it had by the time it answered).
 pub fn from_decision(
     decision: &str,
     row: &SessionRow,
