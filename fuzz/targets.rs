@@ -5,12 +5,12 @@
 
 use std::collections::BTreeMap;
 
-use didit_edge_core::admin::{erasure_subject, DeadLetterQuery, MAX_SUBJECT_ID_BYTES};
+use didit_edge_core::admin::{erasure_request, DeadLetterQuery, MAX_SUBJECT_ID_BYTES};
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
 use didit_edge_core::envelope::Envelope;
 use didit_edge_core::intake::{Delivery, Identified, Intake, Policy};
-use didit_edge_core::limits::{route, Route};
+use didit_edge_core::limits::route;
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::retry::{RetrySchedule, MAX_RETRIES};
@@ -226,7 +226,7 @@ pub(crate) fn config(data: &[u8]) {
 }
 
 /// The admin API's query strings and paths: never panic, never accept an unknown parameter;
-/// an erasure path names a known kind and an id whose percent-encoding round-trips.
+/// an erasure body names a known kind and an id that survives a round trip through its JSON.
 pub(crate) fn admin_query(data: &[u8]) {
     let Ok(query) = std::str::from_utf8(data) else {
         return;
@@ -242,14 +242,18 @@ pub(crate) fn admin_query(data: &[u8]) {
         }
     }
     let _ = AdminFilters::parse(Some(query));
-    if let Ok(Route::EraseSubject { kind, id }) = route("DELETE", query) {
-        if let Ok(subject) = erasure_subject(kind, id) {
-            assert_eq!(subject.kind.as_str(), kind);
-            assert!(!subject.id.trim().is_empty() && subject.id.len() <= MAX_SUBJECT_ID_BYTES);
-            let encoded: String = subject.id.bytes().map(|b| format!("%{b:02X}")).collect();
-            let again = erasure_subject(kind, &encoded).expect("its own encoding");
-            assert_eq!(again.id, subject.id);
-        }
+    let _ = route("DELETE", query);
+    // The same bytes as an erasure's body: a subject it names is within bounds, and its
+    // kind and id survive a round trip through the documented JSON exactly.
+    if let Ok(subject) = erasure_request(data) {
+        assert!(!subject.id.trim().is_empty() && subject.id.len() <= MAX_SUBJECT_ID_BYTES);
+        let again = serde_json::to_vec(&serde_json::json!({
+            "subject_kind": subject.kind.as_str(),
+            "subject_id": subject.id.as_ref(),
+        }))
+        .expect("json");
+        let again = erasure_request(&again).expect("its own encoding");
+        assert_eq!((again.kind, again.id), (subject.kind, subject.id));
     }
 }
 
@@ -317,6 +321,7 @@ pub(crate) fn didit_api(data: &[u8]) {
         memory_secs: 7 * 86_400,
         publishes_per_event: 2,
         alerts: true,
+        lease_secs: reconcile::LEASE_SECS,
     };
     let mut state = State::default();
     state.switched_on = Some(UnixSecs(0).micros());

@@ -140,6 +140,22 @@ impl Client {
         Self::json(&url, &answer)
     }
 
+    /// POSTs `body` as JSON; a non-2xx answer is the remote's error.
+    fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut headers = self.headers.clone();
+        headers.push(("Content-Type".into(), "application/json".into()));
+        let body = body.to_string();
+        let answer = http::request(
+            &self.agent,
+            Method::Post,
+            &url,
+            &headers,
+            Some(body.as_bytes()),
+        )?;
+        Self::json(&url, &answer)
+    }
+
     fn json(url: &str, answer: &Answer) -> Result<Value> {
         if !answer.is_success() {
             return Err(Failure::remote(format!(
@@ -280,9 +296,50 @@ fn reconciliation(client: &Client, as_json: bool) -> Result<()> {
         ],
         vec!["next run".into(), cell(answer.get("next_run_at"))],
         vec!["gaps waiting".into(), cell(answer.get("gaps_waiting"))],
+        vec![
+            "gaps set aside".into(),
+            format!(
+                "{} ({} given up)",
+                cell(answer.get("gaps_set_aside")),
+                cell(answer.get("gaps_given_up"))
+            ),
+        ],
     ];
     println!("{}", table(&["", ""], &rows));
+    let gaps: Vec<Vec<String>> = answer
+        .get("set_aside")
+        .and_then(Value::as_array)
+        .map(|gaps| gaps.iter().map(set_aside_row).collect())
+        .unwrap_or_default();
+    if !gaps.is_empty() {
+        println!();
+        println!(
+            "{}",
+            table(
+                &["SESSION", "GAP", "STATUS", "FAILURE", "HTTP", "TRIES", "NEXT TRY"],
+                &gaps
+            )
+        );
+    }
     Ok(())
+}
+
+/// One set-aside gap as a row: which session, why, and when it is tried again.
+fn set_aside_row(gap: &Value) -> Vec<String> {
+    let field = |name: &str| cell(gap.get(name));
+    let next = gap
+        .get("next_try_at")
+        .filter(|next| !next.is_null())
+        .map_or_else(|| "given up".to_owned(), |next| cell(Some(next)));
+    vec![
+        field("session_id"),
+        field("gap"),
+        field("status"),
+        field("failure"),
+        field("http_status"),
+        field("tries"),
+        next,
+    ]
 }
 
 fn origins(client: &Client, as_json: bool) -> Result<()> {
@@ -469,9 +526,10 @@ fn erase(client: &Client, args: &EraseArgs, as_json: bool) -> Result<()> {
             "erasure cannot be undone: pass --yes to erase this subject's data".to_owned(),
         ));
     }
-    let answer = client.call(
-        Method::Delete,
-        &format!("/admin/subjects/{}/{}", args.kind, encode(&args.id)),
+    // The id rides in the body: no URL normalisation can change which subject is erased.
+    let answer = client.post_json(
+        "/admin/erasures",
+        &json!({"subject_kind": args.kind, "subject_id": args.id}),
     )?;
     if as_json {
         println!("{answer}");
@@ -488,6 +546,13 @@ fn erase(client: &Client, args: &EraseArgs, as_json: bool) -> Result<()> {
         count("dead_letters"),
         count("statuses"),
     );
+    if erased
+        .and_then(|e| e.get("reconciliation_sessions"))
+        .and_then(Value::as_u64)
+        .is_some_and(|n| n > 0)
+    {
+        println!("reconciliation forgot the session and will not fetch it again");
+    }
     println!("kept: {}", cell(answer.get("kept")));
     Ok(())
 }
@@ -547,6 +612,28 @@ mod tests {
     fn ids_and_names_are_percent_encoded() {
         assert_eq!(encode("evt_0123abc"), "evt_0123abc");
         assert_eq!(encode("a b/c?&"), "a%20b%2Fc%3F%26");
+    }
+
+    #[test]
+    fn a_set_aside_gap_row_says_why_and_when_next() {
+        let waiting = json!({"session_id": "s-1", "gap": "0011223344556677", "status": "Approved",
+                             "tries": 2, "failure": "decision_unavailable", "http_status": 500,
+                             "next_try_at": "2026-12-06T20:00:00Z"});
+        assert_eq!(
+            set_aside_row(&waiting),
+            [
+                "s-1",
+                "0011223344556677",
+                "Approved",
+                "decision_unavailable",
+                "500",
+                "2",
+                "2026-12-06T20:00:00Z"
+            ]
+        );
+        let given_up = json!({"session_id": "s-2", "gap": "g", "status": "Declined", "tries": 10,
+                              "failure": "decision_refused", "http_status": 403, "next_try_at": null});
+        assert_eq!(set_aside_row(&given_up)[6], "given up");
     }
 
     #[test]

@@ -83,13 +83,6 @@ pub(crate) fn request(
             }
             builder.call()
         }
-        Method::Delete => {
-            let mut builder = agent.delete(url);
-            for (name, value) in headers {
-                builder = builder.header(name, value);
-            }
-            builder.call()
-        }
         Method::Post => {
             let mut builder = agent.post(url);
             for (name, value) in headers {
@@ -126,7 +119,6 @@ pub(crate) fn request(
 pub(crate) enum Method {
     Get,
     Post,
-    Delete,
 }
 
 /// What went wrong, as a usage error (a malformed URL) or a network one.

@@ -3,8 +3,8 @@
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -120,50 +120,42 @@ impl DeadLetterQuery {
     }
 }
 
-/// Longest subject id an erasure accepts, decoded: Didit's ids are UUIDs, but `vendor_data`
-/// is the integrator's own text.
-pub const MAX_SUBJECT_ID_BYTES: usize = 16 * 1024;
+/// Longest subject id an erasure accepts: Didit's ids are UUIDs, but `vendor_data` is the
+/// integrator's own text (a 20 kB id is erased like any other).
+pub const MAX_SUBJECT_ID_BYTES: usize = 64 * 1024;
+/// Largest body of `POST /admin/erasures`: the longest id, every character escaped.
+pub const MAX_ERASURE_BODY_BYTES: u64 = 512 * 1024;
 
-/// The subject an erasure path names: a known kind, and an id percent-decoded to UTF-8
-/// (`vendor_data` may hold `/`, spaces or anything else, encoded).
-pub fn erasure_subject(kind: &str, encoded_id: &str) -> Result<Subject<'static>, Rejection> {
-    let kind = SubjectKind::from_name(kind).ok_or(Rejection::InvalidSubject {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErasureBody<'a> {
+    #[serde(borrow)]
+    subject_kind: Cow<'a, str>,
+    #[serde(borrow)]
+    subject_id: Cow<'a, str>,
+}
+
+/// The subject a `POST /admin/erasures` body names: `{"subject_kind": "user", "subject_id":
+/// "…"}`. The id travels in JSON, not in the path, so no URL normalisation (`.`, `..`, `%2F`,
+/// `?`, `#`, whitespace) can change which subject is erased.
+pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
+    let body: ErasureBody<'_> = serde_json::from_slice(body).map_err(|_| Rejection::InvalidSubject {
+        reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
+    })?;
+    let kind = SubjectKind::from_name(&body.subject_kind).ok_or(Rejection::InvalidSubject {
         reason:
             "unknown subject kind; use session, business_session, user, business or transaction",
     })?;
-    let id = percent_decode(encoded_id).ok_or(Rejection::InvalidSubject {
-        reason: "the subject id must be percent-encoded UTF-8",
-    })?;
+    let id = body.subject_id.into_owned();
     if id.trim().is_empty() || id.len() > MAX_SUBJECT_ID_BYTES {
         return Err(Rejection::InvalidSubject {
-            reason: "the subject id must be 1 to 16384 bytes and not blank",
+            reason: "the subject id must be 1 to 65536 bytes and not blank",
         });
     }
     Ok(Subject {
         kind,
         id: Cow::Owned(id),
     })
-}
-
-/// Decodes `%XX` escapes; `None` for a broken escape or text that is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut rest = text.as_bytes();
-    while let Some((&byte, tail)) = rest.split_first() {
-        if byte == b'%' {
-            let (hex, tail) = tail.split_at_checked(2)?;
-            if !hex.iter().all(u8::is_ascii_hexdigit) {
-                return None;
-            }
-            let hex = core::str::from_utf8(hex).ok()?;
-            bytes.push(u8::from_str_radix(hex, 16).ok()?);
-            rest = tail;
-        } else {
-            bytes.push(byte);
-            rest = tail;
-        }
-    }
-    String::from_utf8(bytes).ok()
 }
 
 fn is_plain_name(text: &str) -> bool {
@@ -179,6 +171,7 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+    use alloc::vec::Vec;
 
     #[test]
     fn bearer_token_must_match() {
@@ -246,35 +239,51 @@ mod tests {
     }
 
     #[test]
-    fn an_erasure_path_names_a_known_kind_and_a_decoded_id() {
-        let subject =
-            erasure_subject("user", "alice%40example.com%2Fhome%20%C3%A9").expect("valid");
-        assert_eq!(subject.kind, SubjectKind::User);
-        assert_eq!(subject.id, "alice@example.com/home é");
-        assert_eq!(subject.inbox_name(), "user:alice@example.com/home é");
+    fn an_erasure_names_its_subject_in_the_body_whatever_the_id_holds() {
+        let body = |kind: &str, id: &str| {
+            serde_json::to_vec(&serde_json::json!({"subject_kind": kind, "subject_id": id}))
+                .expect("json")
+        };
+        let long = "é".repeat(10_000);
+        for id in [
+            ".",
+            "..",
+            "/",
+            "a/../b",
+            "%2F",
+            "?x#y",
+            " a b ",
+            "日本\u{1F600}",
+            long.as_str(),
+        ] {
+            let subject = erasure_request(&body("user", id)).expect(id);
+            assert_eq!((subject.kind, subject.id.as_ref()), (SubjectKind::User, id));
+            assert_eq!(subject.inbox_name(), alloc::format!("user:{id}"));
+        }
         assert_eq!(
-            erasure_subject("business_session", "b-1")
+            erasure_request(&body("business_session", "b-1"))
                 .expect("valid")
                 .inbox_name(),
             "business_session:b-1"
         );
-        for (kind, id) in [
-            ("person", "a"),
-            ("user", "%"),
-            ("user", "%4"),
-            ("user", "%zz"),
-            ("user", "%+f"),
-            ("user", "%ff"),
-            ("user", "%20%20"),
+        let too_long = "a".repeat(MAX_SUBJECT_ID_BYTES + 1);
+        assert!(erasure_request(&body("user", &too_long[1..])).is_ok());
+        for bad in [
+            body("person", "a"),
+            body("user", ""),
+            body("user", "  "),
+            body("user", &too_long),
+            br#"{"subject_kind":"user"}"#.to_vec(),
+            br#"{"subject_kind":"user","subject_id":"a","extra":1}"#.to_vec(),
+            br#"{"subject_kind":"user","subject_id":7}"#.to_vec(),
+            b"user/alice".to_vec(),
+            Vec::new(),
         ] {
-            let rejection = erasure_subject(kind, id).expect_err(id);
+            let rejection = erasure_request(&bad).expect_err("refused");
             assert_eq!(
                 (rejection.code(), rejection.status()),
                 ("invalid_subject", 400)
             );
         }
-        let long = "a".repeat(MAX_SUBJECT_ID_BYTES + 1);
-        assert!(erasure_subject("user", &long).is_err());
-        assert!(erasure_subject("user", &long[1..]).is_ok());
     }
 }

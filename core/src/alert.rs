@@ -1,5 +1,6 @@
-//! Operational alerts: CloudEvents about the edge itself, POSTed to `ALERTS_URL` and signed
-//! like every forwarded event, so a team can wire them to a chat channel or a pager.
+//! Operational alerts: CloudEvents about the edge itself, POSTed to `ALERTS_URL` and signed per
+//! Standard Webhooks with their own key (`ALERTS_SIGNING_SECRET`, never the key that makes
+//! forwarded events authentic), so a team can wire them to a chat channel or a pager.
 //!
 //! - `didit-edge.dead_letter.created`: a consumer's copy of an event was given up on and waits
 //!   for an operator (listed by the admin API, replayable).

@@ -24,13 +24,9 @@ pub enum Route<'p> {
     Stream,
     /// `GET /admin/reconciliation`: where reconciliation with Didit's API stands.
     Reconciliation,
-    /// `DELETE /admin/subjects/{kind}/{id}`: erase what is stored about one subject.
-    EraseSubject {
-        /// The kind from the path.
-        kind: &'p str,
-        /// The id from the path, still percent-encoded ([`crate::admin::erasure_subject`]).
-        id: &'p str,
-    },
+    /// `POST /admin/erasures`: erase what is stored about the subject its body names
+    /// ([`crate::admin::erasure_request`]).
+    Erase,
 }
 
 /// Maps a method and path to a route, or the rejection for it.
@@ -54,16 +50,14 @@ pub fn route<'p>(method: &str, path: &'p str) -> Result<Route<'p>, Rejection> {
         "/admin/dead-letters" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters/replay" if method == "POST" => Ok(Route::ReplayDeadLetters),
         "/admin/dead-letters/replay" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+        "/admin/erasures" if method == "POST" => Ok(Route::Erase),
+        "/admin/erasures" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         _ => {
-            if let Some((kind, id)) = path
-                .strip_prefix("/admin/subjects/")
-                .and_then(|rest| rest.split_once('/'))
-                .filter(|(kind, id)| !kind.is_empty() && !id.is_empty() && !id.contains('/'))
-            {
-                return match method {
-                    "DELETE" => Ok(Route::EraseSubject { kind, id }),
-                    _ => Err(Rejection::MethodNotAllowed { allow: "DELETE" }),
-                };
+            // The path form could not name every id (URLs drop `..` and rewrite `%2F`).
+            if path.starts_with("/admin/subjects/") {
+                return Err(Rejection::Moved {
+                    to: "POST /admin/erasures with {\"subject_kind\": …, \"subject_id\": …}",
+                });
             }
             match path
                 .strip_prefix("/admin/dead-letters/")
@@ -180,24 +174,15 @@ mod tests {
             assert_eq!(route("POST", path), Err(Rejection::NotFound), "{path}");
         }
         assert_eq!(route("POST", "/"), Err(Rejection::NotFound));
+        assert_eq!(route("POST", "/admin/erasures"), Ok(Route::Erase));
         assert_eq!(
-            route("DELETE", "/admin/subjects/user/alice%2Fb"),
-            Ok(Route::EraseSubject {
-                kind: "user",
-                id: "alice%2Fb"
-            })
+            route("DELETE", "/admin/erasures"),
+            Err(Rejection::MethodNotAllowed { allow: "POST" })
         );
-        assert_eq!(
-            route("GET", "/admin/subjects/user/alice"),
-            Err(Rejection::MethodNotAllowed { allow: "DELETE" })
-        );
-        for path in [
-            "/admin/subjects/user",
-            "/admin/subjects/user/",
-            "/admin/subjects//alice",
-            "/admin/subjects/user/a/b",
-        ] {
-            assert_eq!(route("DELETE", path), Err(Rejection::NotFound), "{path}");
+        // The old path form answers where erasure went, whatever it names.
+        for path in ["/admin/subjects/user/alice%2Fb", "/admin/subjects/user/"] {
+            let moved = route("DELETE", path).expect_err(path);
+            assert_eq!((moved.status(), moved.code()), (410, "route_moved"));
         }
     }
 

@@ -98,11 +98,16 @@ pub enum Rejection {
     },
     /// `DIDIT_SOURCE_IPS` is set and the delivery came from another address.
     ForbiddenSource,
-    /// An admin call's path names no subject: an unknown kind, or an id that is empty or not
-    /// percent-encoded UTF-8.
+    /// An erasure names no subject: not the documented body, an unknown kind, or an id that
+    /// is blank or too long.
     InvalidSubject {
         /// What is wrong with it.
         reason: &'static str,
+    },
+    /// A route that moved: the message says where.
+    Moved {
+        /// The route to use instead.
+        to: &'static str,
     },
 }
 
@@ -111,6 +116,7 @@ impl Rejection {
     pub fn status(&self) -> u16 {
         match self {
             Self::NotFound | Self::DeadLetterNotFound => 404,
+            Self::Moved { .. } => 410,
             Self::MethodNotAllowed { .. } => 405,
             Self::UnsupportedMediaType => 415,
             Self::PayloadTooLarge { .. } => 413,
@@ -169,6 +175,7 @@ impl Rejection {
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::InvalidQuery { .. } => "invalid_query",
             Self::InvalidSubject { .. } => "invalid_subject",
+            Self::Moved { .. } => "route_moved",
             Self::ForbiddenSource => "forbidden_source",
         }
     }
@@ -253,6 +260,7 @@ impl fmt::Display for Rejection {
                 "no dead letter has this id (never dead, already replayed, or past its retention)",
             ),
             Self::InvalidQuery { reason } | Self::InvalidSubject { reason } => f.write_str(reason),
+            Self::Moved { to } => write!(f, "this route has moved: use {to}"),
         }
     }
 }

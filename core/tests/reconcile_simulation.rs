@@ -49,10 +49,10 @@ use didit_edge_core::inbox::{
 use didit_edge_core::intake::Identified;
 use didit_edge_core::normalize::status_code;
 use didit_edge_core::reconcile::api::{is_result_status, Answer, SessionKind, PAGE_SIZE};
-use didit_edge_core::reconcile::memory::session_erasure_key;
+use didit_edge_core::reconcile::memory::{gap_reference, session_erasure_key};
 use didit_edge_core::reconcile::{
     begin, erasure, Change, InjectFailure, Injected, NotNow, Run, Seen, Settings, State, Step,
-    STEP_TIMEOUT_SECS,
+    LEASE_SECS, STEP_TIMEOUT_SECS,
 };
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::retry::RetrySchedule;
@@ -1254,8 +1254,7 @@ impl World {
                 continue;
             }
             // A poisoned session may be given up on (alerted) or still waiting for its next try.
-            let key = session_erasure_key(session.kind, &session.id);
-            let gave_up = self.alerted.contains(&key);
+            let gave_up = self.alerted.contains(&gap_reference(&session.id));
             let set_aside = self
                 .seen
                 .get(&session.id)
@@ -1300,6 +1299,7 @@ fn random_settings(rng: &mut Rng) -> Settings {
         memory_secs: needed + rng.below(2) * 86_400,
         publishes_per_event: [0, 2][rng.below(2) as usize],
         alerts: true,
+        lease_secs: LEASE_SECS,
     }
 }
 

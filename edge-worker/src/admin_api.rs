@@ -3,7 +3,7 @@
 
 use std::rc::Rc;
 
-use didit_edge_core::admin::DeadLetterQuery;
+use didit_edge_core::admin::{DeadLetterQuery, MAX_ERASURE_BODY_BYTES};
 use didit_edge_core::config::{Config, DeliveryConfig};
 use didit_edge_core::health::BreakerState;
 use didit_edge_core::inbox::Erasure;
@@ -170,18 +170,20 @@ async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Ke
     Ok(replayed.replayed)
 }
 
-/// `DELETE /admin/subjects/{kind}/{id}`: erases what is stored about one subject (a
-/// data-subject request): its payloads and bodies, pending deliveries, dead letters and
-/// stream statuses. Its inbox keeps what deduplication needs, so Didit's retries and resends
-/// of an erased event are still answered `duplicate` and never delivered again.
+/// `POST /admin/erasures` (`{"subject_kind": …, "subject_id": …}`): erases what is stored
+/// about one subject (a data-subject request): its payloads and bodies, pending deliveries,
+/// dead letters and stream statuses, and reconciliation's memory of it. Its inbox keeps what
+/// deduplication needs, so Didit's retries and resends of an erased event are still answered
+/// `duplicate` and never delivered again, and an erasure mark, so reconciliation never takes
+/// anything about it from Didit's API again. The id rides in the body, so no URL
+/// normalisation can change which subject is erased.
 pub(crate) async fn erase_subject(
-    request: &Request,
+    request: &mut Request,
     env: &Env,
-    kind: &str,
-    id: &str,
 ) -> std::result::Result<Response, EdgeError> {
     authorized(request, env)?;
-    let subject = didit_edge_core::admin::erasure_subject(kind, id)?;
+    let body = http::read_json_body(request, MAX_ERASURE_BODY_BYTES).await?;
+    let subject = didit_edge_core::admin::erasure_request(&body)?;
     let erased: Erasure = objects::ask(
         env,
         InboxCall::BINDING,
@@ -196,6 +198,12 @@ pub(crate) async fn erase_subject(
         .map_err(EdgeError::unavailable(
             "status stream unavailable for erasure",
         ))?;
+    let reconciliation =
+        crate::reconciler::forget(env, &subject)
+            .await
+            .map_err(EdgeError::unavailable(
+                "reconciliation unavailable for erasure",
+            ))?;
     // Kind only: the id is identity data, and the log keeps none.
     worker::console_log!(
         "{}",
@@ -211,8 +219,9 @@ pub(crate) async fn erase_subject(
                 "pending_deliveries": erased.pending_deliveries,
                 "dead_letters": erased.dead_letters,
                 "statuses": statuses,
+                "reconciliation_sessions": reconciliation.map_or(0, |forgotten| forgotten.sessions),
             },
-            "kept": "each event's id, Didit's event_id, type, status and times, for deduplication until DEDUP_TTL_SECS",
+            "kept": "each event's id, Didit's event_id, type, status and times, for deduplication until DEDUP_TTL_SECS; a mark that keeps reconciliation from fetching the subject again",
         })
         .to_string(),
     )

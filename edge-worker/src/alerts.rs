@@ -1,8 +1,9 @@
 //! Operational alerts ([`didit_edge_core::alert`]) on their way to `ALERTS_URL`: an outbox in
 //! one Durable Object, sent by its alarm and retried on the core's schedule, so an alert
 //! endpoint that is down for a while still hears of every dead letter and breaker change.
+//! Alerts are signed with `ALERTS_SIGNING_SECRET`, never with the key of forwarded events.
 //!
-//! Producers (the dead-letter index, the health object) enqueue an alert before they record
+//! Producers (the dead-letter index, the health object, the reconciler) enqueue an alert before they record
 //! what it reports; an alert id derives from what it reports, so enqueueing twice keeps one.
 
 use didit_edge_core::alert::{self, Alert};
@@ -80,9 +81,6 @@ impl Alerts {
             }
             return Ok(Some(now_ms() + MISCONFIGURED_RETRY_MS));
         };
-        let Some(delivery) = settings::delivery(&config) else {
-            return Ok(Some(now_ms() + MISCONFIGURED_RETRY_MS));
-        };
         let due = rows::all(
             &self.sql().exec(
                 "SELECT id, body, failures FROM outbox WHERE next_at_ms <= ? ORDER BY next_at_ms LIMIT ?",
@@ -94,7 +92,7 @@ impl Alerts {
             let (result, _) = origin::post_signed(
                 &alerts.url,
                 ALERT_TIMEOUT_MS,
-                &delivery.signing_secrets,
+                &alerts.signing_secrets,
                 &id,
                 &body,
             )

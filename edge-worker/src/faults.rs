@@ -15,6 +15,17 @@ pub(crate) fn alarm_backoff_base_ms(env: &Env) -> u64 {
     1_000
 }
 
+/// How long a reconciliation run holds its lease: `lease_secs`, or in the test build
+/// `FAULT_RECONCILE_LEASE_SECS`, so a test can watch runs hand over within a minute.
+pub(crate) fn reconcile_lease_secs(env: &Env, lease_secs: u64) -> u64 {
+    #[cfg(feature = "fault-injection")]
+    if let Some(secs) = var(env, "FAULT_RECONCILE_LEASE_SECS") {
+        return secs;
+    }
+    let _ = env;
+    lease_secs
+}
+
 /// In the test build, fails the first `FAULT_ALARM_FAILURES` alarm runs of each inbox, as a
 /// storage error would.
 pub(crate) fn alarm_run(state: &State, env: &Env) -> Result<()> {

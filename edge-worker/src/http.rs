@@ -2,7 +2,9 @@
 //! writing the core's verdicts as responses (the mapping of each refusal to a status and code
 //! is the core's `Rejection`).
 
+use didit_edge_core::limits::{self, BodyBudget};
 use didit_edge_core::rejection::{Receipt, Rejection};
+use futures_util::StreamExt;
 use worker::{console_error, Headers, Request, Response, Result};
 
 /// Why a public request was not answered as asked.
@@ -48,7 +50,31 @@ pub(crate) fn answer(result: std::result::Result<Response, EdgeError>) -> Result
 
 /// The request's query string (without `?`), if it has one.
 pub(crate) fn query(request: &Request) -> Option<String> {
-    didit_edge_core::limits::query_of(&request.inner().url()).map(String::from)
+    limits::query_of(&request.inner().url()).map(String::from)
+}
+
+/// A JSON body of at most `limit` bytes: refused by its headers (media type, declared length)
+/// before anything is read, and as soon as what streams in passes the limit.
+pub(crate) async fn read_json_body(
+    request: &mut Request,
+    limit: u64,
+) -> std::result::Result<Vec<u8>, Rejection> {
+    limits::check_body_headers(
+        header(request, "content-type").as_deref(),
+        header(request, "content-length").as_deref(),
+        limit,
+    )?;
+    let Ok(mut stream) = request.stream() else {
+        return Ok(Vec::new());
+    };
+    let mut budget = BodyBudget::new(limit);
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|_| Rejection::MalformedJson)?;
+        budget.take(chunk.len())?;
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// A request header's value, if present.

@@ -54,7 +54,8 @@ object_calls! {
         Replay = "/replay",
         /// Erase the subject's data (→ `inbox::Erased`).
         Erase = "/erase",
-        /// Whether it holds a transition reconciliation found (`inbox::KnowsRequest` → `bool`).
+        /// What it holds of a transition reconciliation found (`inbox::KnowsRequest` →
+        /// `inbox::Knowledge`).
         Knows = "/knows",
     }
 }
@@ -66,6 +67,9 @@ object_calls! {
         Run = "/run",
         /// Where reconciliation stands (→ `GET /admin/reconciliation`'s body).
         Status = "/status",
+        /// Forget an erased subject, and leave it alone (`reconciler::ForgetRequest` →
+        /// `reconciler::Forgotten`).
+        Forget = "/forget",
     }
 }
 

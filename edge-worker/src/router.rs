@@ -18,9 +18,7 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
         Ok(Route::DeadLetters) => admin_api::list_dead_letters(&request, env).await,
         Ok(Route::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
         Ok(Route::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,
-        Ok(Route::EraseSubject { kind, id }) => {
-            admin_api::erase_subject(&request, env, kind, id).await
-        }
+        Ok(Route::Erase) => admin_api::erase_subject(&mut request, env).await,
         Ok(Route::Stream) => stream_api::open(&request, env).await,
         Ok(Route::DiditWebhook) => match webhook::receive(&mut request, env).await {
             Ok((receipt, update)) => {

@@ -3,16 +3,14 @@
 
 use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::{Delivery, Intake};
-use didit_edge_core::limits::{self, BodyBudget};
 use didit_edge_core::rejection::{Receipt, Rejection};
 use didit_edge_core::stream::StatusUpdate;
 use didit_edge_core::verify::SignatureHeaders;
-use futures_util::StreamExt;
 use worker::{console_error, Env, Request};
 
 use crate::claim::{Claim, Content};
 use crate::clock::now_secs;
-use crate::http::{header, EdgeError};
+use crate::http::{header, read_json_body, EdgeError};
 use crate::{settings, webcrypto};
 
 /// Receives one delivery: its receipt, and the status to publish when it is news someone
@@ -24,12 +22,7 @@ pub(crate) async fn receive(
     let config = settings::config(env);
     let intake_settings = settings::intake(&config)?;
     intake_settings.admits_source(header(request, "cf-connecting-ip").as_deref())?;
-    limits::check_body_headers(
-        header(request, "content-type").as_deref(),
-        header(request, "content-length").as_deref(),
-        intake_settings.max_body_bytes,
-    )?;
-    let body = read_body(request, intake_settings.max_body_bytes).await?;
+    let body = read_json_body(request, intake_settings.max_body_bytes).await?;
     let (signature, signature_v2, signature_simple, timestamp) = (
         header(request, "x-signature"),
         header(request, "x-signature-v2"),
@@ -89,19 +82,4 @@ pub(crate) async fn receive(
         _ => None,
     };
     Ok((receipt, update))
-}
-
-/// Streams the body in, refusing it as soon as it passes the limit.
-async fn read_body(request: &mut Request, limit: u64) -> Result<Vec<u8>, Rejection> {
-    let Ok(mut stream) = request.stream() else {
-        return Ok(Vec::new());
-    };
-    let mut budget = BodyBudget::new(limit);
-    let mut body = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| Rejection::MalformedJson)?;
-        budget.take(chunk.len())?;
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

@@ -444,6 +444,7 @@ fn read_reconcile<F: Fn(&str) -> Option<String>>(
             0
         },
         alerts: neighbours.alerts,
+        lease_secs: reconcile::LEASE_SECS,
     };
     let needed_secs = settings
         .lookback_secs

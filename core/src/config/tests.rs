@@ -406,6 +406,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
                 memory_secs: 604_800,
                 publishes_per_event: 0,
                 alerts: false,
+                lease_secs: reconcile::LEASE_SECS,
             },
         })
     );
@@ -438,6 +439,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
             memory_secs: 604_800,
             publishes_per_event: 0,
             alerts: false,
+            lease_secs: reconcile::LEASE_SECS,
         }
     );
     // What a run spends on an event's stream publishes and on alerts is known to it.

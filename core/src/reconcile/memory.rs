@@ -202,6 +202,15 @@ pub fn session_erasure_key(kind: SessionKind, session_id: &str) -> String {
     })
 }
 
+/// How alerts and the admin API name a gap: a digest of its session id, so an alert carries
+/// no id and an operator still finds the session in `GET /admin/reconciliation`.
+pub fn gap_reference(session_id: &str) -> String {
+    let mut digest = Sha256::new();
+    digest.update(b"didit-edge gap:");
+    digest.update(session_id.as_bytes());
+    hex::encode(digest.finalize().get(..8).unwrap_or_default())
+}
+
 /// A change for the adapter to store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {

@@ -83,7 +83,7 @@ pub const DECISIONS_PER_RUN: u32 = 15;
 /// The least time between the end of a run and the start of the next.
 pub const CONTINUE_AFTER_SECS: i64 = 15;
 /// How long a run holds the lease: one that has not finished by then is taken for dead.
-pub const LEASE_SECS: i64 = 300;
+pub const LEASE_SECS: u64 = 300;
 /// The longest one step's IO may take (the adapter's timeout for every request it makes for
 /// a run): a run hands out no step that could still be under way when its lease ends.
 pub const STEP_TIMEOUT_SECS: i64 = 15;
@@ -121,6 +121,8 @@ pub struct Settings {
     pub publishes_per_event: u32,
     /// Whether alerts are wanted (a gap given up on raises one; its queueing is a subrequest).
     pub alerts: bool,
+    /// How long a run holds the lease ([`LEASE_SECS`]; the tests' build shortens it).
+    pub lease_secs: u64,
 }
 
 /// Everything reconciliation keeps between runs (stored by the adapter as one record).
@@ -341,7 +343,7 @@ pub fn begin(mut state: State, settings: Settings, now: UnixMs) -> Result<Run, N
             offset: 0,
         });
     }
-    state.lease_until = Some(UnixSecs(secs.0.saturating_add(LEASE_SECS)));
+    state.lease_until = Some(after(secs, settings.lease_secs));
     Ok(Run::new(state, settings, now))
 }
 

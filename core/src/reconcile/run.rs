@@ -463,7 +463,7 @@ impl Run {
                 return;
             }
             let alert = Alert::ReconciliationGaveUp {
-                gap: hand.key.clone(),
+                gap: memory::gap_reference(&hand.row.session_id),
                 subject_kind: hand.row.kind.subject_kind().as_str().into(),
                 failure: failure.code(),
                 status: failure.status(),

@@ -20,6 +20,7 @@ fn settings() -> Settings {
         memory_secs: 7 * 86_400,
         publishes_per_event: 0,
         alerts: false,
+        lease_secs: LEASE_SECS,
     }
 }
 
@@ -223,10 +224,10 @@ fn a_sweep_starts_when_due_and_never_beside_another_run() {
     let leased = run.state().clone();
     assert_eq!(
         begin(leased.clone(), settings(), at(10)).err(),
-        Some(NotNow::Busy(UnixSecs(NOW.0 + LEASE_SECS)))
+        Some(NotNow::Busy(UnixSecs(NOW.0 + LEASE_SECS as i64)))
     );
     // A run that died holds the lease only so long.
-    assert!(begin(leased, settings(), at(LEASE_SECS)).is_ok());
+    assert!(begin(leased, settings(), at(LEASE_SECS as i64)).is_ok());
 
     assert!(matches!(run.poll(at(0)), Step::List { .. }));
     run.handle_page(Answer::Ok(&empty_page()), at(0));
@@ -676,10 +677,8 @@ fn a_set_aside_gap_waits_for_its_own_try_and_is_given_up_with_an_alert() {
     let event: serde_json::Value = serde_json::from_str(&alert.to_cloud_event()).expect("json");
     assert_eq!(event["data"]["failure"], "decision_not_found");
     assert_eq!(event["data"]["tries"], memory::MAX_TRIES);
-    assert_eq!(
-        event["data"]["gap"],
-        memory::session_erasure_key(SessionKind::User, "bad").as_str()
-    );
+    assert_eq!(event["data"]["gap"], memory::gap_reference("bad").as_str());
+    assert_eq!(memory::gap_reference("bad").len(), 16);
     assert!(!alert.to_cloud_event().contains("\"bad\""), "no session id");
     assert!(
         remembered(&mut run).is_empty(),

@@ -52,7 +52,9 @@ CREATE INDEX IF NOT EXISTS attempts_event ON attempts(event_seq, consumer);
 /// 1. Event ids with the content digest (`id_version` 2; older rows are 1), the status for
 ///    matching aliases, events stored unclassified (`classified` 0, with Didit's `body`, how it
 ///    was `verified`, whether it is a `test`), and where a redirect pointed.
-const MIGRATIONS: &[&str] = &["
+/// 2. Didit `event_id`s attached to an event after its claim (a resend matched to it).
+const MIGRATIONS: &[&str] = &[
+    "
 ALTER TABLE events ADD COLUMN status TEXT;
 ALTER TABLE events ADD COLUMN id_version INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE events ADD COLUMN classified INTEGER NOT NULL DEFAULT 1;
@@ -60,7 +62,13 @@ ALTER TABLE events ADD COLUMN body TEXT;
 ALTER TABLE events ADD COLUMN verified TEXT;
 ALTER TABLE events ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE attempts ADD COLUMN location TEXT;
-"];
+",
+    "
+CREATE TABLE IF NOT EXISTS aliases (
+    event_seq INTEGER NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (event_seq, alias)
+);
+",
+];
 
 /// The schema as it stands after every migration, for an object that has never stored
 /// anything: one statement list instead of the first schema and each change to it.
@@ -89,6 +97,9 @@ CREATE TABLE attempts (
     origin TEXT, status INTEGER, error TEXT, location TEXT
 );
 CREATE INDEX attempts_event ON attempts(event_seq, consumer);
+CREATE TABLE aliases (
+    event_seq INTEGER NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (event_seq, alias)
+);
 ";
 
 /// Whether an object's storage held anything before.
@@ -319,7 +330,20 @@ pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
         };
         (Seq(row.event_seq), row.consumer, copy)
     });
-    Ok(Inbox::restore(subject, events, copies))
+    let attached = rows::all(
+        &sql.exec("SELECT event_seq, alias FROM aliases", None)?,
+        |row| Ok((Seq(row.int()?), row.text()?)),
+    )?;
+    let erased_at = rows::first(
+        &sql.exec(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'erased_at_ms'",
+            None,
+        )?,
+        Columns::int,
+    )?;
+    Ok(Inbox::restore(subject, events, copies)
+        .with_attached_aliases(attached)
+        .with_erasure(erased_at.map(UnixMs)))
 }
 
 /// A copy's row, as (state, failures, next attempt, delivered at, dead at, reason).
@@ -506,13 +530,23 @@ pub(super) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
             )?;
         }
         Change::ForgetEvent(seq) => {
-            for table in ["deliveries", "refusals", "attempts"] {
+            for table in ["deliveries", "refusals", "attempts", "aliases"] {
                 sql.exec(
                     &format!("DELETE FROM {table} WHERE event_seq = ?"),
                     vec![seq.0.into()],
                 )?;
             }
             sql.exec("DELETE FROM events WHERE seq = ?", vec![seq.0.into()])?;
+        }
+        Change::AttachAlias { seq, alias } => {
+            sql.exec(
+                "INSERT OR IGNORE INTO aliases (event_seq, alias) VALUES (?, ?)",
+                vec![seq.0.into(), alias.as_str().into()],
+            )?;
+        }
+        Change::MarkErased(at) => set_meta(sql, "erased_at_ms", &at.0.to_string())?,
+        Change::ForgetErasure => {
+            sql.exec("DELETE FROM meta WHERE key = 'erased_at_ms'", None)?;
         }
     }
     Ok(())
