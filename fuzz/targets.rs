@@ -322,6 +322,7 @@ pub(crate) fn didit_api(data: &[u8]) {
         publishes_per_event: 2,
         alerts: true,
         lease_secs: reconcile::LEASE_SECS,
+        gap_retry: reconcile::GapRetry::default(),
     };
     let mut state = State::default();
     state.switched_on = Some(UnixSecs(0).micros());

@@ -10,7 +10,9 @@ documentation and its Python SDK (`didit-sdk`):
 
 Faults are switched while a test runs: `outage` (every request answered with that status),
 `queue_faults` (the next requests answered with given statuses and headers), `delay_secs`
-(slow answers).
+(slow answers), `poison` (one session's decision answers a status, too much, something that is
+not JSON, or too late, every time). Creation times are kept to the microsecond, as Didit's are.
+Each request is recorded with when it started and when it was answered.
 """
 
 import json
@@ -25,8 +27,20 @@ def iso(unix_secs):
     return datetime.fromtimestamp(unix_secs, timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def iso_us(unix_us):
+    """Unix microseconds as Didit writes them, exactly (no float rounding)."""
+    secs, micros = divmod(unix_us, 1_000_000)
+    return datetime.fromtimestamp(secs, timezone.utc).replace(microsecond=micros) \
+        .isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
 def parse_iso(text):
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def parse_iso_us(text):
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(moment.replace(microsecond=0).timestamp()) * 1_000_000 + moment.microsecond
 
 
 class FakeDiditApi:
@@ -36,27 +50,42 @@ class FakeDiditApi:
         self.lock = threading.Lock()
         self.sessions = {}  # session id -> session dict
         self.number = 0
-        self.requests = []  # (time, path, query dict, key_ok)
+        self.requests = []  # [start time, path, query dict, key_ok, answered time, status]
         self.outage = None  # a status answered to every request while set
         self.faults = []  # (status, headers) answered to the next requests, in order
         self.delay_secs = 0.0
+        self.poisoned = {}  # session id -> ("status", n) | ("huge",) | ("garbage",) | ("slow", secs)
+        self.planned = []  # [path prefix, requests to let through first, (status, headers)]
         self.server = None
 
     @property
     def base_url(self):
         return f"http://127.0.0.1:{self.port}/v3"
 
-    def add_session(self, session_id, status, created_at=None, kind="user", vendor_data="user-42"):
+    def add_session(self, session_id, status, created_at=None, kind="user", vendor_data="user-42",
+                    created_us=None):
+        """A session created at `created_us` (Unix microseconds), or `created_at` (seconds), or now."""
+        if created_us is None:
+            created_us = round((time.time() if created_at is None else created_at) * 1_000_000)
         with self.lock:
             self.number += 1
             self.sessions[session_id] = {
                 "session_id": session_id,
                 "session_number": self.number,
                 "status": status,
-                "created_at": time.time() if created_at is None else created_at,
+                "created_us": created_us,
                 "session_kind": kind,
                 "vendor_data": vendor_data,
             }
+
+    def poison(self, session_id, *how):
+        """Makes one session's decision fail the same way every time (see the module's doc)."""
+        with self.lock:
+            self.poisoned[session_id] = how
+
+    def heal(self, session_id):
+        with self.lock:
+            self.poisoned.pop(session_id, None)
 
     def set_status(self, session_id, status):
         with self.lock:
@@ -65,6 +94,12 @@ class FakeDiditApi:
     def queue_faults(self, *faults):
         with self.lock:
             self.faults.extend(faults)
+
+    def plan_fault(self, prefix, skip, status, headers):
+        """Lets `skip` requests whose path starts with `prefix` through, then answers the next
+        one with `status` and `headers`."""
+        with self.lock:
+            self.planned.append([prefix, skip, (status, headers)])
 
     def requests_for(self, prefix):
         with self.lock:
@@ -87,7 +122,7 @@ class FakeDiditApi:
             "workflow_id": "wf-kyc-basic",
             "vendor_data": session["vendor_data"],
             "metadata": {"plan": "gold"},
-            "created_at": iso(session["created_at"]),
+            "created_at": iso_us(session["created_us"]),
             "reviews": [],
         }
         if session["session_kind"] == "business":
@@ -109,13 +144,13 @@ class FakeDiditApi:
         kind = query.get("session_kind", "user")
         limit = int(query.get("limit", "50"))
         offset = int(query.get("offset", "0"))
-        date_from = parse_iso(query["date_from"]) if "date_from" in query else None
-        date_to = parse_iso(query["date_to"]) if "date_to" in query else None
+        date_from = parse_iso_us(query["date_from"]) if "date_from" in query else None
+        date_to = parse_iso_us(query["date_to"]) if "date_to" in query else None
         with self.lock:
             rows = [s for s in self.sessions.values()
                     if s["session_kind"] == kind
-                    and (date_from is None or s["created_at"] >= date_from)
-                    and (date_to is None or s["created_at"] <= date_to)]
+                    and (date_from is None or s["created_us"] >= date_from)
+                    and (date_to is None or s["created_us"] <= date_to)]
         rows.sort(key=lambda s: s["session_number"], reverse=True)
         chunk = rows[offset:offset + limit]
         count = len(rows) if kind == "user" else min(len(rows), 100)
@@ -125,7 +160,7 @@ class FakeDiditApi:
             row = {
                 "session_id": s["session_id"], "session_number": s["session_number"],
                 "session_url": "https://verify.didit.me/example", "status": s["status"],
-                "vendor_data": s["vendor_data"], "created_at": iso(s["created_at"]),
+                "vendor_data": s["vendor_data"], "created_at": iso_us(s["created_us"]),
                 "session_kind": kind, "country": "ESP",
             }
             if kind == "user":
@@ -150,24 +185,42 @@ class FakeDiditApi:
             def log_message(self, *args):
                 pass
 
-            def answer(self, status, body=None, headers=None):
-                raw = json.dumps(body).encode() if body is not None else b""
+            def answer(self, status, body=None, headers=None, raw=None):
+                self.record[5] = status
+                if raw is None:
+                    raw = json.dumps(body).encode() if body is not None else b""
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(raw)))
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(raw)
+                try:
+                    self.wfile.write(raw)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the edge stopped reading (a body past its limit, or its timeout)
+                with api.lock:
+                    self.record[4] = time.time()
 
             def do_GET(self):
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 key_ok = self.headers.get("x-api-key") == api.api_key
+                self.record = [time.time(), url.path, query, key_ok, None, None]
                 with api.lock:
-                    api.requests.append((time.time(), url.path, query, key_ok))
+                    planned = None
+                    for plan in api.planned:
+                        if url.path.startswith(plan[0]):
+                            if plan[1] == 0:
+                                planned = plan[2]
+                                api.planned.remove(plan)
+                            else:
+                                plan[1] -= 1
+                            break
+                    api.requests.append(self.record)
                     outage = api.outage
                     fault = api.faults.pop(0) if api.faults and outage is None else None
+                    fault = planned or fault
                     delay = api.delay_secs
                 if delay:
                     time.sleep(delay)
@@ -183,12 +236,30 @@ class FakeDiditApi:
                     return self.answer(200, api.page(query))
                 parts = url.path.split("/")
                 if len(parts) == 6 and parts[:3] == ["", "v3", "session"] and parts[4:] == ["decision", ""]:
+                    session_id = urllib.parse.unquote(parts[3])
                     with api.lock:
-                        session = api.sessions.get(urllib.parse.unquote(parts[3]))
+                        session = api.sessions.get(session_id)
+                        poison = api.poisoned.get(session_id)
+                    if poison is not None:
+                        return self.poisoned(session, poison)
                     if session is None:
                         return self.answer(404, {"detail": "Not found."})
                     return self.answer(200, api.decision(session))
                 return self.answer(404, {"detail": "Not found."})
+
+            def poisoned(self, session, how):
+                if how[0] == "status":
+                    return self.answer(how[1], {"detail": "poisoned"})
+                if how[0] == "huge":
+                    body = api.decision(session)
+                    body["reviews"] = [{"note": "x" * 1024} for _ in range(1100)]  # over 1 MiB
+                    return self.answer(200, body)
+                if how[0] == "garbage":
+                    return self.answer(200, raw=b'{"session_id": "truncated')
+                if how[0] == "slow":
+                    time.sleep(how[1])
+                    return self.answer(200, api.decision(session))
+                raise ValueError(how)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.server.daemon_threads = True

@@ -188,6 +188,12 @@ class WranglerDev:
         status, _, raw = self.request(method, path, headers=headers)
         return status, json.loads(raw)
 
+    def admin_json(self, method, path, payload, token=ADMIN_TOKEN):
+        """Calls the admin API with a JSON body; returns (status, parsed JSON body)."""
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        status, _, raw = self.request(method, path, body=json.dumps(payload).encode(), headers=headers)
+        return status, json.loads(raw)
+
     def post_webhook(self, body, headers):
         status, _, raw = self.request("POST", "/webhooks/didit", body, headers)
         return status, json.loads(raw)

@@ -90,7 +90,8 @@ class Origin:
                         self.close_connection = True
                         return
                     origin.received.append({"headers": headers, "event": event, "verified": verified,
-                                            "schema_errors": schema_errors, "answered": status, "at": time.time()})
+                                            "schema_errors": schema_errors, "answered": status, "at": time.time(),
+                                            "raw": body})
                 if origin.echo:
                     print(json.dumps({"verified": verified, "webhook-id": headers.get("webhook-id"),
                                       "event": event}, indent=2, ensure_ascii=False), flush=True)

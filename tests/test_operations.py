@@ -92,8 +92,8 @@ def test_the_forwarded_event_carries_a_traceparent_started_at_the_edge(make_edge
 
 
 def erase(edge, kind, subject_id, token=ADMIN_TOKEN):
-    from urllib.parse import quote
-    return edge.admin("DELETE", f"/admin/subjects/{kind}/{quote(subject_id, safe='')}", token=token)
+    return edge.admin_json("POST", "/admin/erasures", {"subject_kind": kind, "subject_id": subject_id},
+                           token=token)
 
 
 def test_erasing_a_session_removes_its_data_and_keeps_only_what_deduplication_needs(make_edge, make_origin):
@@ -131,9 +131,8 @@ def test_erasing_a_session_removes_its_data_and_keeps_only_what_deduplication_ne
     status, reply = edge.admin("POST", f"/admin/dead-letters/{first}/replay")
     assert (status, reply["error"]["code"]) == (404, "dead_letter_not_found")
     assert [r["event_id"] for r in edge.log_events("erased")] == [first, second]
-    # wrangler's own access log prints the erasure's URL; the worker's lines name no subject.
-    worker_lines = [line for line in edge.log_lines() if "/admin/subjects/" not in line]
-    assert session not in "\n".join(worker_lines)
+    # The id rides in the body: no line of the log (wrangler's access log included) names it.
+    assert session not in "\n".join(edge.log_lines())
     # What comes after the erasure is new data, and is delivered.
     later = accepted(edge, didit.session_payload(session_id=session, status="Declined", vendor_data=person))
     assert origin.wait_for(lambda o: later in o.delivered_ids(), timeout=30)
@@ -169,10 +168,18 @@ def test_an_erasure_needs_the_admin_token_and_names_a_subject(make_edge, make_or
     for kind, subject_id, code in [("person", session, "invalid_subject"), ("session", " ", "invalid_subject")]:
         status, reply = erase(edge, kind, subject_id)
         assert (status, reply["error"]["code"]) == (400, code), (kind, subject_id)
-    status, _, raw = edge.request("DELETE", f"/admin/subjects/session/%zz{session}",
-                                  headers={"authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert status == 400 and b"invalid_subject" in raw
-    status, _, _ = edge.request("GET", f"/admin/subjects/session/{session}")
+    auth = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    for body, headers, code in [
+        (b'{"subject_kind":"session"}', {"content-type": "application/json"}, (400, "invalid_subject")),
+        (json.dumps({"subject_kind": "session", "subject_id": session, "also": 1}).encode(),
+         {"content-type": "application/json"}, (400, "invalid_subject")),
+        (json.dumps({"subject_kind": "session", "subject_id": session}).encode(), {"content-type": "text/plain"},
+         (415, "unsupported_media_type")),
+        (b"x" * (512 * 1024 + 1), {"content-type": "application/json"}, (413, "payload_too_large")),
+    ]:
+        status, _, raw = edge.request("POST", "/admin/erasures", body, headers={**auth, **headers})
+        assert (status, json.loads(raw)["error"]["code"]) == code, (body[:40], headers)
+    status, _, _ = edge.request("GET", "/admin/erasures")
     assert status == 405
     assert stored_cells_containing(edge.persist_dir, session), "nothing was erased by a refused call"
 
@@ -183,11 +190,14 @@ def alerts_of(receiver, alert_type):
             and (r["event"] or {}).get("type") == alert_type]
 
 
+ALERTS_SECRET = "whsec_YWxlcnRzLW9ubHktc2lnbmluZy1rZXktZm9yLXRlc3RzMDE="
+
+
 def test_dead_letters_and_breaker_changes_raise_signed_alerts_that_are_retried(make_edge, make_origin):
-    origin, receiver = make_origin(), make_origin()
+    origin, receiver = make_origin(), make_origin(secret=ALERTS_SECRET)
     origin.status, receiver.status = 500, 503
     edge = make_edge("alerts", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN, RETRY_SCHEDULE="1x2",
-                                           ALERTS_URL=receiver.url))
+                                           ALERTS_URL=receiver.url, ALERTS_SIGNING_SECRET=ALERTS_SECRET))
     session, person = str(uuid.uuid4()), f"person-{uuid.uuid4()}"
     event = accepted(edge, didit.session_payload(session_id=session, vendor_data=person))
     assert wait_until(lambda: [d["id"] for d in dead_letters(edge)] == [event], timeout=30)
@@ -216,7 +226,8 @@ def test_dead_letters_and_breaker_changes_raise_signed_alerts_that_are_retried(m
 
 def test_a_broken_alerts_url_is_named_and_delivery_goes_on(make_edge, make_origin):
     origin = make_origin()
-    edge = make_edge("alerts-broken", base_config(origin.url, ALERTS_URL="hooks.example.com/alerts"))
+    edge = make_edge("alerts-broken", base_config(origin.url, ALERTS_URL="hooks.example.com/alerts",
+                                                  ALERTS_SIGNING_SECRET=ALERTS_SECRET))
     status, _, raw = edge.request("GET", "/healthz")
     assert status == 200 and json.loads(raw)["invalid_settings"] == ["ALERTS_URL"]
     assert "hooks.example.com" not in raw.decode(), "a setting's value is never echoed"

@@ -51,8 +51,8 @@ use didit_edge_core::normalize::status_code;
 use didit_edge_core::reconcile::api::{is_result_status, Answer, SessionKind, PAGE_SIZE};
 use didit_edge_core::reconcile::memory::{gap_reference, session_erasure_key};
 use didit_edge_core::reconcile::{
-    begin, erasure, Change, InjectFailure, Injected, NotNow, Run, Seen, Settings, State, Step,
-    LEASE_SECS, STEP_TIMEOUT_SECS,
+    begin, erasure, Change, GapRetry, InjectFailure, Injected, NotNow, Run, Seen, Settings, State,
+    Step, LEASE_SECS, STEP_TIMEOUT_SECS,
 };
 use didit_edge_core::rejection::Receipt;
 use didit_edge_core::retry::RetrySchedule;
@@ -1300,6 +1300,7 @@ fn random_settings(rng: &mut Rng) -> Settings {
         publishes_per_event: [0, 2][rng.below(2) as usize],
         alerts: true,
         lease_secs: LEASE_SECS,
+        gap_retry: GapRetry::default(),
     }
 }
 

@@ -26,6 +26,28 @@ pub(crate) fn reconcile_lease_secs(env: &Env, lease_secs: u64) -> u64 {
     lease_secs
 }
 
+/// How a set-aside reconciliation gap is tried again: `retry`, or in the test build
+/// `FAULT_RECONCILE_GAP_TRIES` tries `FAULT_RECONCILE_GAP_RETRY_SECS` apart, so a test can watch
+/// a gap given up on.
+pub(crate) fn reconcile_gap_retry(
+    env: &Env,
+    retry: didit_edge_core::reconcile::GapRetry,
+) -> didit_edge_core::reconcile::GapRetry {
+    #[cfg(feature = "fault-injection")]
+    if let (Some(tries), Some(secs)) = (
+        var(env, "FAULT_RECONCILE_GAP_TRIES"),
+        var(env, "FAULT_RECONCILE_GAP_RETRY_SECS"),
+    ) {
+        return didit_edge_core::reconcile::GapRetry {
+            tries: u32::try_from(tries).unwrap_or(u32::MAX),
+            base_secs: secs,
+            max_secs: secs,
+        };
+    }
+    let _ = env;
+    retry
+}
+
 /// In the test build, fails the first `FAULT_ALARM_FAILURES` alarm runs of each inbox, as a
 /// storage error would.
 pub(crate) fn alarm_run(state: &State, env: &Env) -> Result<()> {

@@ -383,6 +383,7 @@ impl Reconciler {
         };
         let mut run_settings = reconcile.settings;
         run_settings.lease_secs = faults::reconcile_lease_secs(&self.env, run_settings.lease_secs);
+        run_settings.gap_retry = faults::reconcile_gap_retry(&self.env, run_settings.gap_retry);
         let mut run = match reconcile::begin(self.load()?, run_settings, now()) {
             Ok(run) => run,
             Err(not_now) => {

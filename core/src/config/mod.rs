@@ -445,6 +445,7 @@ fn read_reconcile<F: Fn(&str) -> Option<String>>(
         },
         alerts: neighbours.alerts,
         lease_secs: reconcile::LEASE_SECS,
+        gap_retry: reconcile::GapRetry::default(),
     };
     let needed_secs = settings
         .lookback_secs

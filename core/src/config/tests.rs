@@ -407,6 +407,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
                 publishes_per_event: 0,
                 alerts: false,
                 lease_secs: reconcile::LEASE_SECS,
+                gap_retry: reconcile::GapRetry::default(),
             },
         })
     );
@@ -440,6 +441,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
             publishes_per_event: 0,
             alerts: false,
             lease_secs: reconcile::LEASE_SECS,
+            gap_retry: reconcile::GapRetry::default(),
         }
     );
     // What a run spends on an event's stream publishes and on alerts is known to it.

@@ -22,6 +22,27 @@ pub const RETRY_BASE_SECS: u64 = 300;
 /// The longest wait between two tries of one gap.
 pub const RETRY_MAX_SECS: u64 = 6 * 3_600;
 
+/// How a set-aside gap is tried again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GapRetry {
+    /// Tries before giving up.
+    pub tries: u32,
+    /// The first wait; it doubles with each try.
+    pub base_secs: u64,
+    /// The longest wait.
+    pub max_secs: u64,
+}
+
+impl Default for GapRetry {
+    fn default() -> Self {
+        Self {
+            tries: MAX_TRIES,
+            base_secs: RETRY_BASE_SECS,
+            max_secs: RETRY_MAX_SECS,
+        }
+    }
+}
+
 /// What reconciliation remembers of one session: the status it last compared and whether the
 /// edge held it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,15 +71,21 @@ pub struct SetAside {
 
 impl SetAside {
     /// The gap after one more failed try at `now`: its next try, or given up.
-    pub fn after(previous: Option<&Self>, failure: Failure, now: UnixSecs) -> Self {
+    pub fn after(
+        previous: Option<&Self>,
+        failure: Failure,
+        now: UnixSecs,
+        retry: GapRetry,
+    ) -> Self {
         let tries = previous
             .map_or(0, |set_aside| set_aside.tries)
             .saturating_add(1);
-        let retry_at = (tries < MAX_TRIES).then(|| {
+        let retry_at = (tries < retry.tries).then(|| {
             let exponent = tries.saturating_sub(1).min(16);
-            let wait = RETRY_BASE_SECS
+            let wait = retry
+                .base_secs
                 .saturating_mul(1 << exponent)
-                .min(RETRY_MAX_SECS);
+                .min(retry.max_secs);
             UnixSecs(
                 now.0
                     .saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
@@ -144,7 +171,7 @@ impl Failure {
 
     /// One line for the run report and the log: what failed and what happens next, without
     /// the session's id.
-    pub fn describe(self, set_aside: &SetAside) -> String {
+    pub fn describe(self, set_aside: &SetAside, retry: GapRetry) -> String {
         let mut text = String::new();
         let _ = match self {
             Self::DecisionUnavailable {
@@ -173,8 +200,8 @@ impl Failure {
         } else {
             write!(
                 text,
-                "; the session is set aside (try {} of {MAX_TRIES})",
-                set_aside.tries
+                "; the session is set aside (try {} of {})",
+                set_aside.tries, retry.tries
             )
         };
         text
@@ -275,7 +302,12 @@ mod tests {
         let mut waits = alloc::vec::Vec::new();
         for n in 0..MAX_TRIES {
             let now = UnixSecs(1_000 * i64::from(n));
-            let next = SetAside::after(set_aside.as_ref(), Failure::DecisionNotFound, now);
+            let next = SetAside::after(
+                set_aside.as_ref(),
+                Failure::DecisionNotFound,
+                now,
+                GapRetry::default(),
+            );
             if let Some(at) = next.retry_at {
                 waits.push(at.0 - now.0);
             }

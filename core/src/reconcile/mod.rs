@@ -22,7 +22,7 @@
 //! A try that fails for one session (its decision read answers 5xx, 4xx, too much or nothing
 //! readable; its inbox cannot be reached) sets that session aside with its own next try
 //! ([`memory::SetAside`]) and the sweep goes on, so one bad session never holds up the others;
-//! after [`memory::MAX_TRIES`] it is given up on and an alert goes out. Only a failing list
+//! after [`memory::MAX_TRIES`] tries it is given up on and an alert goes out. Only a failing list
 //! page, a 429, or a 5xx or timeout from the API (which may be struggling) ends the run, and the
 //! next waits a back-off counted from the answer that carried the failure.
 //!
@@ -52,7 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::{UnixMicros, UnixMs, UnixSecs};
 use api::SessionKind;
-pub use memory::{erasure, erasure_key, Change, Failure, Seen, SetAside};
+pub use memory::{erasure, erasure_key, Change, Failure, GapRetry, Seen, SetAside};
 pub use run::{InjectFailure, Injected, Run, Step};
 
 /// Default lookback: how old a session may be and still be reconciled. Manual reviews can
@@ -123,6 +123,9 @@ pub struct Settings {
     pub alerts: bool,
     /// How long a run holds the lease ([`LEASE_SECS`]; the tests' build shortens it).
     pub lease_secs: u64,
+    /// How a set-aside gap is tried again ([`GapRetry::default`]; the tests' build shortens
+    /// it).
+    pub gap_retry: GapRetry,
 }
 
 /// Everything reconciliation keeps between runs (stored by the adapter as one record).

@@ -130,6 +130,9 @@ impl InHand {
 enum Judgement {
     Skip,
     Ask,
+    /// A set-aside gap whose next try is due: asked after the page's other sessions, so that
+    /// its failing again (and resting the API) never comes before them.
+    Retry,
 }
 
 /// One run: a stretch of a sweep within one budget.
@@ -144,6 +147,8 @@ pub struct Run {
     decisions_left: u32,
     inbox_failures_in_a_row: u32,
     api_failed: bool,
+    /// A session's decision read answered 5xx or nothing: no more API requests this run.
+    api_paused: bool,
     counts: Counts,
     errors: Vec<String>,
     phase: Phase,
@@ -151,6 +156,8 @@ pub struct Run {
     pending: Option<Step>,
     /// The current page's sessions still to compare.
     rows: VecDeque<SessionRow>,
+    /// The page's set-aside gaps due a try, asked once `rows` is done.
+    retries: VecDeque<SessionRow>,
     in_hand: Option<InHand>,
     page: PageEnd,
     recalled: BTreeMap<String, Seen>,
@@ -171,11 +178,13 @@ impl Run {
             decisions_left: DECISIONS_PER_RUN,
             inbox_failures_in_a_row: 0,
             api_failed: false,
+            api_paused: false,
             counts: Counts::default(),
             errors: Vec::new(),
             phase: Phase::NeedPage,
             pending: None,
             rows: VecDeque::new(),
+            retries: VecDeque::new(),
             in_hand: None,
             page: PageEnd {
                 len: 0,
@@ -251,13 +260,23 @@ impl Run {
     /// Takes the next row of the page in hand and asks about it, or `None` when the phase
     /// moved on (or the row needs nothing).
     fn next_for_rows(&mut self) -> Option<Step> {
-        let Some(row) = self.rows.pop_front() else {
-            self.page_done();
-            return None;
+        let row = match self.rows.pop_front() {
+            Some(row) => match self.judge(&row) {
+                Judgement::Skip => return None,
+                Judgement::Retry => {
+                    self.retries.push_back(row);
+                    return None;
+                }
+                Judgement::Ask => row,
+            },
+            None => match self.retries.pop_front() {
+                Some(row) => row,
+                None => {
+                    self.page_done();
+                    return None;
+                }
+            },
         };
-        if let Judgement::Skip = self.judge(&row) {
-            return None;
-        }
         if !self.spend(1, false, 1) {
             return None;
         }
@@ -306,7 +325,7 @@ impl Run {
         match self.recalled.get(&row.session_id) {
             Some(seen) if seen.status == row.status => match (seen.set_aside, seen.gap_since) {
                 (Some(set_aside), _) => match set_aside.retry_at {
-                    Some(at) if at <= now => Judgement::Ask,
+                    Some(at) if at <= now => Judgement::Retry,
                     _ => Judgement::Skip,
                 },
                 (None, None)
@@ -351,16 +370,27 @@ impl Run {
 
     /// Whether `cost` subrequests (one of them to Didit's API when `api`) and `steps` steps
     /// fit what is left of the run.
+    /// After a 5xx or a timeout Didit's API hears nothing more from this run: the next run
+    /// comes after the back-off (steps that need no API request go on meanwhile).
     fn affords(&self, cost: u32, api: bool, steps: i64) -> bool {
         self.requests_left >= cost
-            && (!api || self.api_requests_left > 0)
+            && (!api || (self.api_requests_left > 0 && !self.api_paused))
             && self.lease_allows(steps)
+    }
+
+    /// Ends the run because `cost` subrequests (an API request when `api`) do not fit.
+    fn out_of_budget(&mut self, api: bool) {
+        self.end(if api && self.api_paused {
+            RunEnd::Api
+        } else {
+            RunEnd::BudgetUsed
+        });
     }
 
     /// Takes `cost` subrequests from the budget, or ends the run when they do not fit.
     fn spend(&mut self, cost: u32, api: bool, steps: i64) -> bool {
         if !self.affords(cost, api, steps) {
-            self.end(RunEnd::BudgetUsed);
+            self.out_of_budget(api);
             return false;
         }
         self.requests_left -= cost;
@@ -452,9 +482,15 @@ impl Run {
     /// A try of the session in hand failed: it is set aside with its own next try (or given
     /// up on, with an alert), and the run goes on unless the failure says it should not.
     fn failed(&mut self, mut hand: InHand, failure: Failure) {
-        let set_aside = SetAside::after(hand.previous_set_aside().as_ref(), failure, self.secs());
+        let retry = self.settings.gap_retry;
+        let set_aside = SetAside::after(
+            hand.previous_set_aside().as_ref(),
+            failure,
+            self.secs(),
+            retry,
+        );
         self.counts.set_aside += 1;
-        self.note_error(failure.describe(&set_aside));
+        self.note_error(failure.describe(&set_aside, retry));
         if set_aside.gave_up() && self.settings.alerts {
             if !self.spend(1, false, 1) {
                 // The alert must go out with the give-up: this try is made again next run.
@@ -489,11 +525,13 @@ impl Run {
             self.inbox_failures_in_a_row = self.inbox_failures_in_a_row.saturating_add(1);
         }
         if failure.backs_off() {
-            self.api_failed(ApiError::Unavailable {
-                status: failure.status(),
-                retry_after_secs: None,
-            });
-        } else if self.inbox_failures_in_a_row >= INBOX_FAILURES_PER_RUN {
+            // One session's 5xx or timeout: the API rests for the back-off, counted from this
+            // answer (no streak: the list answered), and the run goes on without it.
+            self.api_paused = true;
+            let until = after(self.secs(), BACKOFF_BASE_SECS);
+            self.state.wait_until = Some(self.state.wait_until.map_or(until, |at| at.max(until)));
+        }
+        if self.inbox_failures_in_a_row >= INBOX_FAILURES_PER_RUN {
             self.end(RunEnd::Inbox);
         }
     }
@@ -632,7 +670,7 @@ impl Run {
                 if self.decisions_left == 0 || !self.affords(1 + inject_cost, true, 2) {
                     let gap = (Some(since), hand.previous_set_aside());
                     self.remember(&hand, hand.row.status.clone(), gap);
-                    self.end(RunEnd::BudgetUsed);
+                    self.out_of_budget(true);
                     return;
                 }
                 self.spend(1, true, 2);
@@ -775,8 +813,9 @@ impl Run {
     /// injected or remembered.
     pub fn handle_erased(&mut self, key: &str) {
         self.erased.insert(key.into());
-        self.rows
-            .retain(|row| session_erasure_key(row.kind, &row.session_id) != key);
+        for queue in [&mut self.rows, &mut self.retries] {
+            queue.retain(|row| session_erasure_key(row.kind, &row.session_id) != key);
+        }
         if let Some(hand) = self.in_hand.as_mut().filter(|hand| hand.key == key) {
             hand.erased = true;
             self.recalled.remove(&hand.row.session_id);

@@ -21,6 +21,7 @@ fn settings() -> Settings {
         publishes_per_event: 0,
         alerts: false,
         lease_secs: LEASE_SECS,
+        gap_retry: GapRetry::default(),
     }
 }
 
@@ -593,14 +594,26 @@ fn a_5xx_or_no_answer_sets_the_session_aside_and_backs_off_from_the_answer() {
         },
         Answer::Unreachable,
     ] {
-        let mut run = gaps_page(settings(), &["bad", "good"]);
+        let mut run = gaps_page(settings(), &["bad", "good", "known"]);
         to_fetch(&mut run, at(0));
         run.handle_decision(answer, at(15));
-        assert_eq!(run.poll(at(15)), Step::Done, "{answer:?}");
         let (bad, seen) = remembered(&mut run).pop().expect("remembered");
         assert_eq!(bad, "bad");
         assert!(seen.set_aside.is_some());
+        // The run goes on, asking no more of Didit's API: the next gap waits for the next run.
+        assert!(
+            matches!(run.poll(at(15)), Step::AskInbox { inbox, .. } if inbox == "session:good")
+        );
+        run.handle_inbox(Ok(Knowledge::Missing), at(15));
+        assert_eq!(run.poll(at(15)), Step::Done, "{answer:?}");
+        let (good, seen) = remembered(&mut run).pop().expect("remembered");
+        assert_eq!(
+            (good.as_str(), seen.set_aside),
+            ("good", None),
+            "not set aside"
+        );
         let (state, next) = run.finish(at(15));
+        assert_eq!(state.failures, 0, "the list answered: no streak");
         assert_eq!(
             next,
             UnixSecs(NOW.0 + 15 + 30),
@@ -1038,4 +1051,35 @@ fn an_answer_is_trusted_only_until_the_recheck() {
         remembered(&mut run),
         vec![("stale".to_string(), gap("Approved", NOW.0))]
     );
+}
+
+#[test]
+fn a_due_retry_is_asked_after_the_pages_other_sessions() {
+    let rows = [
+        row_json("retry", "Approved", NOW),
+        row_json("fresh", "Approved", NOW),
+    ];
+    let mut run = first_page(&rows);
+    run.poll(at(0));
+    let due = Seen {
+        set_aside: Some(SetAside {
+            tries: 1,
+            failure: Failure::DecisionUnavailable { status: Some(500) },
+            retry_at: Some(UnixSecs(NOW.0 - 1)),
+        }),
+        ..gap("Approved", 0)
+    };
+    run.handle_recalled(
+        [
+            ("retry".to_string(), due),
+            ("fresh".to_string(), gap("Approved", 0)),
+        ],
+        [],
+    );
+    // The fresh gap goes first, so the retry failing again cannot keep it waiting.
+    assert_eq!(to_fetch(&mut run, at(0)), "/session/fresh/decision/");
+    run.handle_decision(Answer::Ok(&decision_of("fresh", "Approved")), at(0));
+    assert!(matches!(run.poll(at(0)), Step::Inject { .. }));
+    run.handle_injected(Ok(Injected::Accepted), at(0));
+    assert_eq!(to_fetch(&mut run, at(0)), "/session/retry/decision/");
 }
