@@ -69,6 +69,12 @@ def main():
     for query in ["consumer=crm&limit=10&after=5", "limit=0", "consumers=x", "workflow=wf&type=user.*&risk=high",
                   "access_token=abc&risk=severe", "&&=&"]:
         put("admin_query", query.encode())
+    # Erasure bodies (the same target reads its bytes as one) and the old path form.
+    for body in [{"subject_kind": "user", "subject_id": ".."}, {"subject_kind": "session", "subject_id": "a/../b%2F"},
+                 {"subject_kind": "user", "subject_id": "Zo\u00eb \u65e5\u672c"}, {"subject_kind": "person", "subject_id": "x"},
+                 {"subject_kind": "user", "subject_id": " "}, {"subject_kind": "user"}]:
+        put("admin_query", json.dumps(body).encode())
+    put("admin_query", b"/admin/subjects/user/%2E%2E")
     pages = [
         {"count": 2, "next": None, "previous": None, "results": [
             {"session_id": "5b3720ed-d429-42ef-b67f-37ea805f48ee", "session_number": 720, "status": "Approved",

@@ -242,6 +242,26 @@ def inbox_rows(persist_dir, event_id):
     return rows
 
 
+def cells_containing(persist_dir, needle, kind):
+    """(file, table) of every stored cell of one kind of Durable Object holding `needle`."""
+    import sqlite3
+
+    found = []
+    for path in (pathlib.Path(persist_dir) / "v3" / "do").glob(f"*-{kind}/*.sqlite"):
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            tables = [t for (t,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            for table in tables:
+                for row in connection.execute(f'SELECT * FROM "{table}"'):
+                    if any(isinstance(cell, str) and needle in cell for cell in row):
+                        found.append((path.name, table))
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            connection.close()
+    return found
+
+
 def base_config(origin_url, **overrides):
     config = {
         "DIDIT_WEBHOOK_SECRETS": f"{DIDIT_SECRET},{OLD_DIDIT_SECRET}",

@@ -17,7 +17,7 @@ import pytest
 
 import didit
 from fake_didit_api import FakeDiditApi
-from harness import ADMIN_TOKEN, ROOT, WranglerDev, base_config, free_port
+from harness import ADMIN_TOKEN, ROOT, WranglerDev, base_config, cells_containing, free_port
 from test_nothing_lost import accepted, send_payload, wait_until
 
 API_KEY = "didit-api-key-for-tests"
@@ -183,6 +183,9 @@ def test_missing_results_are_delivered_once_as_the_same_event_as_their_webhook(m
         assert secret not in log
     assert events_about(origin, old) == [] and fake_api.decision_fetches(old) == 0, \
         "sessions created before reconciliation was switched on are left alone"
+    # The listed rows' names, portraits and emails are read past: the reconciler stores none.
+    for identity in ("Zoë", "Ångström", "zoe@example.com", "portrait", "biz-9"):
+        assert cells_containing(edge.persist_dir, identity, "Reconciler") == [], identity
 
 
 def test_an_outage_or_a_429_delays_and_loses_nothing_and_progress_survives_a_restart(make_origin, fake_api):

@@ -9,7 +9,6 @@ import calendar
 import json
 import os
 import pathlib
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -19,7 +18,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import didit
 from fake_didit_api import FakeDiditApi, parse_iso_us
-from harness import ADMIN_TOKEN, ROOT, SIGNING_SECRET, base_config, free_port
+from harness import ADMIN_TOKEN, ROOT, SIGNING_SECRET, base_config, cells_containing, free_port
 from test_nothing_lost import accepted, send_payload, user_event, wait_until
 from test_reconcile import API_KEY, events_about, status, sweep, totals
 
@@ -52,29 +51,11 @@ def switched_on(edge):
     return first
 
 
-def cells_containing(persist_dir, needle, kind):
-    """(file, table) of every stored cell of one kind of Durable Object holding `needle`."""
-    found = []
-    for path in (pathlib.Path(persist_dir) / "v3" / "do").glob(f"*-{kind}/*.sqlite"):
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-        try:
-            tables = [t for (t,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            for table in tables:
-                for row in connection.execute(f'SELECT * FROM "{table}"'):
-                    if any(isinstance(cell, str) and needle in cell for cell in row):
-                        found.append((path.name, table))
-        except sqlite3.OperationalError:
-            pass
-        finally:
-            connection.close()
-    return found
-
-
 def test_one_failing_session_never_holds_up_the_others_and_is_set_aside_visibly(make_edge, make_origin, fake_api):
     origin, receiver = make_origin(), make_origin(secret=ALERTS_SECRET)
     edge = make_edge("reconcile-poison", reconciling(
         origin, fake_api, ALERTS_URL=receiver.url, ALERTS_SIGNING_SECRET=ALERTS_SECRET,
-        FAULT_RECONCILE_GAP_TRIES="2", FAULT_RECONCILE_GAP_RETRY_SECS="60"), faults=True)
+        FAULT_RECONCILE_GAP_TRIES="2", FAULT_RECONCILE_GAP_RETRY_SECS="31"), faults=True)
     switched_on(edge)
     # Newest first: the poisoned sessions are listed before the healthy ones.
     healthy = [str(uuid.uuid4()) for _ in range(2)]
@@ -179,7 +160,7 @@ def test_an_erased_session_is_never_fetched_stored_or_delivered_again(make_edge,
     fake_api.set_status(session, "Declined")
     before = status(edge)["checkpoint"]
     checkpoint = before
-    for _ in range(3):
+    for _ in range(2):
         checkpoint = sweep(edge, after_checkpoint=checkpoint)["checkpoint"]
     assert fake_api.decision_fetches(session) == fetched
     assert [e["data"]["status"] for e in events_about(origin, session)] == ["Approved"]
@@ -230,16 +211,16 @@ def test_back_off_counts_from_the_answer_that_asked_for_it(make_edge, make_origi
     origin = make_origin()
     edge = make_edge("reconcile-backoff", reconciling(origin, fake_api))
     switched_on(edge)
-    fake_api.delay_secs = 3  # each request takes 3 s: the failure below comes late in its run
-    for name, status_code in [("retry-after seconds", 429), ("retry-after date", 429), ("503", 503)]:
-        # Two new gaps: the run lists, reads one decision, and the other's fails.
+    fake_api.delay_secs = 2  # each request takes 2 s: the failure below comes late in its run
+    checkpoint = status(edge)["checkpoint"]
+    # (A `Retry-After` date counts the same way: core/src/reconcile/tests.rs.)
+    for name, status_code in [("retry-after seconds", 429), ("503", 503)]:
+        # Idle first: what came before is done, and a sweep has finished since.
+        checkpoint = sweep(edge, after_checkpoint=checkpoint, timeout=150)["checkpoint"]
+        # Two new gaps: the next run lists, reads one decision, and the other's fails.
         for _ in range(2):
             fake_api.add_session(str(uuid.uuid4()), "Approved")
-        until = int(time.time()) + 75
-        headers = {"retry-after seconds": {"retry-after": "20"},
-                   "retry-after date": {"retry-after": time.strftime("%a, %d %b %Y %H:%M:%S GMT",
-                                                                     time.gmtime(until))},
-                   "503": {}}[name]
+        headers = {"retry-after seconds": {"retry-after": "15"}, "503": {}}[name]
         calls = len(fake_api.requests)
         fake_api.plan_fault("/v3/session/", 1, status_code, headers)
 
@@ -252,29 +233,26 @@ def test_back_off_counts_from_the_answer_that_asked_for_it(make_edge, make_origi
         made = fake_api.requests[calls:]
         index = next(i for i, r in enumerate(made) if r[5] == status_code)
         failed, following = made[index], made[index + 1]
-        # It came late in its run: at least two 3 s requests before it.
+        # It came late in its run: at least two 2 s requests before it.
         runs = [line["run"] for line in edge.log_events("reconcile_run")
                 if line["run"] and line["run"]["ended"] == "api"]
         run = runs[-1]
         started = calendar.timegm(time.strptime(run["started_at"], "%Y-%m-%dT%H:%M:%SZ"))
-        assert failed[0] - started >= 5, (name, failed[0] - started)
+        assert failed[0] - started >= 3, (name, failed[0] - started)
         waited = following[0] - failed[4]
-        least = {"retry-after seconds": 20, "503": 30}.get(name)
-        if least is None:
-            assert until - failed[4] >= 10, "the date was still ahead when it was answered"
-            assert following[0] >= until - 1, (name, following[0] - until)
-        else:
-            assert waited >= least - 1, (name, waited)
+        least = {"retry-after seconds": 15, "503": 30}[name]
+        assert waited >= least - 1, (name, waited)
     fake_api.delay_secs = 0
 
 
 def test_runs_never_overlap_even_when_the_api_is_slow(make_edge, make_origin, fake_api):
     origin = make_origin()
-    # A 45 s lease and 8 s answers: a run must hand over after a few requests.
-    edge = make_edge("reconcile-lease", reconciling(origin, fake_api, FAULT_RECONCILE_LEASE_SECS="45",
+    # A 60 s lease and 8 s answers: a run must hand over after a few requests (each step may
+    # take 15 s, and the last must be stored 10 s before the lease ends).
+    edge = make_edge("reconcile-lease", reconciling(origin, fake_api, FAULT_RECONCILE_LEASE_SECS="60",
                                                      RECONCILE_REQUESTS_PER_RUN="40"), faults=True)
     switched_on(edge)
-    sessions = [str(uuid.uuid4()) for _ in range(6)]
+    sessions = [str(uuid.uuid4()) for _ in range(4)]
     for session in sessions:
         fake_api.add_session(session, "Approved")
     fake_api.delay_secs = 8
@@ -295,7 +273,7 @@ def test_runs_never_overlap_even_when_the_api_is_slow(make_edge, make_origin, fa
     for run in runs:
         started = calendar.timegm(time.strptime(run["started_at"], "%Y-%m-%dT%H:%M:%SZ"))
         finished = calendar.timegm(time.strptime(run["finished_at"], "%Y-%m-%dT%H:%M:%SZ"))
-        assert finished - started <= 45, run
+        assert finished - started <= 60, run
 
 
 def test_a_runs_budget_counts_every_subrequest_it_causes(make_edge, make_origin, fake_api):

@@ -138,6 +138,25 @@ def test_each_user_sees_only_their_own_and_the_admin_sees_all(stream_edge):
         assert alice not in json.dumps(message), "vendor_data is never sent"
 
 
+def test_a_users_own_events_name_them_by_vendor_data_and_carry_nothing_else(stream_edge):
+    # What README.md says the stream sends: for `user.*` events the subject id is `vendor_data`
+    # (the user watching, and admins, see it); names, documents and decisions never.
+    dave = f"dave-{uuid.uuid4()}"
+    with open_stream(stream_edge, token(dave)) as own, \
+            open_stream(stream_edge, token("ops", scope="admin")) as admin:
+        payload = {"webhook_type": "user.status.updated", "timestamp": int(time.time()), "vendor_data": dave,
+                   "status": "FLAGGED", "event_id": str(uuid.uuid4()), "full_name": "Dave Ångström",
+                   "document_number": "X1234567"}
+        body = didit.encode(payload)
+        code, reply = stream_edge.post_webhook(body, didit.signed_headers(body, payload, DIDIT_SECRET))
+        assert (code, reply["status"]) == (200, "accepted"), reply
+        for socket in (own, admin):
+            [message] = [m for m in messages(socket) if m["event_id"] == reply["id"]]
+            assert (message["subject_kind"], message["subject_id"]) == ("user", dave)
+            text = json.dumps(message, ensure_ascii=False)
+            assert "Ångström" not in text and "X1234567" not in text
+
+
 def test_a_late_connection_gets_the_current_status_then_live_updates_in_order(stream_edge):
     carol, session, other = f"carol-{uuid.uuid4()}", str(uuid.uuid4()), str(uuid.uuid4())
     now = int(time.time())

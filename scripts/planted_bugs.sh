@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Shows that the reconciliation simulation (core/tests/reconcile_simulation.rs) catches the bugs
+# it exists for: each is planted, one at a time, in a throwaway worktree of HEAD, and the
+# simulation must fail on it (it prints the seed and simulated time of the first failure).
+#
+# 1. one session's failing decision read ends the run without setting the session aside
+#    (every later run stops at it again);
+# 2. an erasure does not reach reconciliation's memory (the session stays remembered, and
+#    nothing marks it to be left alone);
+# 3. a webhook matched to a reconciled result does not attach its event_id, so a console resend
+#    after a later status is taken as new.
+#
+#   scripts/planted_bugs.sh            # 40 seeds each (SEEDS to change)
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$repo_root"
+
+seeds="${SEEDS:-40}"
+worktree="$(mktemp -d)/planted"
+git worktree add --quiet --detach "$worktree" HEAD
+trap 'git worktree remove --force "$worktree"' EXIT
+export CARGO_TARGET_DIR="$repo_root/target/planted"
+
+plant() {
+  local name="$1" file="$2" from="$3" to="$4"
+  git -C "$worktree" checkout --quiet -- .
+  python3 - "$worktree/$file" "$from" "$to" <<'EOF'
+import sys
+path, old, new = sys.argv[1:]
+text = open(path).read()
+assert text.count(old) == 1, f"{path} no longer has the line this bug is planted in: {old!r}"
+open(path, "w").write(text.replace(old, new))
+EOF
+  echo "== planted: $name"
+  local output
+  if output="$(cd "$worktree" && SIM_SEEDS="$seeds" cargo test --release -q -p didit-edge-core \
+      --test reconcile_simulation 2>&1)"; then
+    echo "NOT CAUGHT: the simulation passed with this bug planted" >&2
+    return 1
+  fi
+  grep -m1 -E '^SIM_SEED=' <<<"$output" || { echo "$output" | tail -20 >&2; return 1; }
+}
+
+plant "a failing session stalls the sweep" core/src/reconcile/run.rs \
+  "        self.failed(hand, failure);" \
+  "        self.api_failed(ApiError::Unavailable { status: failure.status(), retry_after_secs: None });"
+plant "an erasure does not reach reconciliation" core/src/reconcile/memory.rs \
+  "    if !matches!(
+        subject.kind,
+        SubjectKind::Session | SubjectKind::BusinessSession
+    ) {" \
+  "    if true {"
+plant "a matched resend's event_id is not attached" core/src/inbox/mod.rs \
+  "    fn attach_alias(&mut self, original: Seq, claim: &Claim) {" \
+  "    fn attach_alias(&mut self, original: Seq, claim: &Claim) {
+        return;"
+echo "== every planted bug was caught"
