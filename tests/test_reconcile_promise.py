@@ -8,7 +8,6 @@ is exact to the microsecond."""
 import calendar
 import json
 import os
-import pathlib
 import subprocess
 import time
 import uuid
@@ -17,31 +16,12 @@ import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 import didit
-from fake_didit_api import FakeDiditApi, parse_iso_us
-from harness import ADMIN_TOKEN, ROOT, SIGNING_SECRET, base_config, cells_containing, free_port
+from fake_didit_api import parse_iso_us
+from harness import ADMIN_TOKEN, ROOT, SIGNING_SECRET, base_config, cells_containing
 from test_nothing_lost import accepted, send_payload, user_event, wait_until
-from test_reconcile import API_KEY, events_about, status, sweep, totals
+from test_reconcile import fake_api, events_about, reconciling, status, sweep, totals  # noqa: F401 (a fixture)
 
 ALERTS_SECRET = "whsec_YWxlcnRzLW9ubHktc2lnbmluZy1rZXktZm9yLXRlc3RzMDE="
-
-
-@pytest.fixture
-def fake_api():
-    api = FakeDiditApi(free_port(), API_KEY).start()
-    yield api
-    api.stop()
-
-
-def reconciling(origin, api, **overrides):
-    settings = {
-        "ADMIN_TOKEN": ADMIN_TOKEN,
-        "DIDIT_API_KEY": API_KEY,
-        "DIDIT_API_BASE_URL": api.base_url,
-        "RECONCILE_SETTLE_SECS": "0",
-        "RECONCILE_INTERVAL_SECS": "10",
-    }
-    settings.update(overrides)
-    return base_config(origin.url, **settings)
 
 
 def switched_on(edge):
