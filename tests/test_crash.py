@@ -76,8 +76,20 @@ def test_sigkill_mid_traffic_loses_nothing_that_was_answered_200(make_edge, make
             list(pool.map(send, [i for i in range(EVENTS) if i not in answered]))
     assert len(answered) == EVENTS
     expected = set(answered.values())
-    assert origin.wait_for(lambda o: expected <= set(o.delivered_ids()), timeout=180), \
-        f"{len(expected - set(origin.delivered_ids()))} answered 200 but never delivered"
+    subject_and_time = {answered[i]: (payloads[i]["session_id"], payloads[i]["timestamp"]) for i in answered}
+
+    def missing(o):
+        """What was answered 200 and neither delivered nor superseded: under AFTER_DEAD_LETTER=hold
+        a status older than one its consumer already has is never sent (docs/reconciliation.md)."""
+        delivered = set(o.delivered_ids()) & expected
+        newest = collections.defaultdict(lambda: float("-inf"))
+        for event in delivered:
+            session, at = subject_and_time[event]
+            newest[session] = max(newest[session], at)
+        return {event for event in expected - delivered
+                if subject_and_time[event][1] >= newest[subject_and_time[event][0]]}
+    assert origin.wait_for(lambda o: not missing(o), timeout=180), \
+        f"{len(missing(origin))} answered 200 but neither delivered nor superseded"
     # One webhook-id per Didit event, whatever reached the origin (deliveries the crash cut off
     # before they were recorded come again, under the same id).
     ids_per_event = collections.defaultdict(set)
@@ -86,4 +98,4 @@ def test_sigkill_mid_traffic_loses_nothing_that_was_answered_200(make_edge, make
         ids_per_event[payload["event_id"]].add(request["headers"]["webhook-id"])
     twice = {event: ids for event, ids in ids_per_event.items() if len(ids) > 1}
     assert not twice, f"events under two webhook-ids: {twice}"
-    assert len(ids_per_event) == EVENTS
+    assert len(ids_per_event) == len(set(origin.delivered_ids()) & expected)

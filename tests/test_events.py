@@ -35,8 +35,10 @@ def routed():
         now = int(time.time())
         sent = {}
         for index, case in enumerate(CASES):
-            # Distinct timestamps: several fixtures share a subject, type and status.
-            payload = dict(case["payload"], timestamp=now - index)
+            # Distinct timestamps: several fixtures share a subject, type and status. Each newer
+            # than the last, as Didit would send them: an older status after a newer one would
+            # be superseded, never delivered.
+            payload = dict(case["payload"], timestamp=now - len(CASES) + index)
             body = didit.encode(payload)
             headers = didit.signed_headers(body, payload, DIDIT_SECRET, kinds=("raw", "v2"))
             if case["test_header"]:
