@@ -24,7 +24,11 @@
 //! - each consumer gets the subject's events in the order Didit created them: a copy is sent
 //!   only when every earlier copy of that consumer is delivered (or, under
 //!   [`AfterDeadLetter::Continue`], dead), and an event still waiting to be classified holds
-//!   everything after it;
+//!   everything after it; under `hold` a status event older than one its consumer already has
+//!   is never sent (superseded), whichever path brought it and whenever it arrived;
+//! - a webhook matched to an event (a duplicate) lends it its Didit `event_id`, so a resend
+//!   is found by alias whatever happened since; an erased subject takes no more events from
+//!   Didit's API until its mark expires;
 //! - a copy becomes a dead letter only when the retry schedule is used up or an origin
 //!   aborts, and stays replayable until its retention ends (and never before the dead-letter
 //!   index has listed it);
