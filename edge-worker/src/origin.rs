@@ -1,8 +1,6 @@
 //! One signed POST to an origin, bounded by the origin's timeout. Redirects are never
 //! followed: a POST followed by a GET never reaches the origin, so a 3xx is a failed try.
 
-use std::time::Duration;
-
 use didit_edge_core::attempt::{AttemptResult, DELIVERY_CONTROL_HEADER};
 use didit_edge_core::cloudevent;
 use didit_edge_core::health::retry_after_ms;
@@ -10,12 +8,11 @@ use didit_edge_core::origin::Origin;
 use didit_edge_core::secret::SigningSecrets;
 use didit_edge_core::standard_webhooks;
 use didit_edge_core::trace;
-use futures_util::future::{select, Either};
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
+    AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
 };
 
-use crate::clock::now_secs;
+use crate::clock::{now_secs, within};
 use crate::webcrypto;
 
 /// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`, once
@@ -108,17 +105,14 @@ pub(crate) enum Fetched {
 pub(crate) async fn fetch_within(timeout_ms: u32, fetch: Fetch) -> Fetched {
     let controller = AbortController::default();
     let signal = controller.signal();
-    let sending = Box::pin(fetch.send_with_signal(&signal));
-    let timeout = Box::pin(Delay::from(Duration::from_millis(u64::from(timeout_ms))));
-    let fetched = match select(sending, timeout).await {
-        Either::Left((Ok(response), _)) => Fetched::Answered(response),
-        Either::Left((Err(_), _)) => Fetched::Failed,
-        Either::Right(((), _)) => {
+    match within(u64::from(timeout_ms), fetch.send_with_signal(&signal)).await {
+        Some(Ok(response)) => Fetched::Answered(response),
+        Some(Err(_)) => Fetched::Failed,
+        None => {
             controller.abort();
             Fetched::TimedOut
         }
-    };
-    fetched
+    }
 }
 
 /// `GET`s an origin's `health_url` within its timeout, without following redirects. `None`

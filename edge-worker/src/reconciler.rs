@@ -310,33 +310,40 @@ impl Reconciler {
 
     /// What is remembered of these sessions, and which of these erasure keys are marked.
     fn recall(&self, session_ids: &[String], erasure_keys: &[String]) -> Result<Recalled> {
-        let mut recalled = Recalled::default();
-        // One page holds at most 100 sessions; SQLite takes up to 100 bound values here.
-        for chunk in session_ids.chunks(50) {
+        let seen = self.select_in(
+            "SELECT session_id, status, gap_since, checked_at, tries, failure, failure_status, \
+             retry_at FROM seen WHERE session_id IN",
+            session_ids,
+            |row| Ok((row.text()?, seen_of(row)?)),
+        )?;
+        Ok(Recalled {
+            seen: seen
+                .into_iter()
+                .filter_map(|(id, seen)| Some((id, seen?)))
+                .collect(),
+            marked: self.select_in("SELECT key FROM erased WHERE key IN", erasure_keys, |row| {
+                row.text()
+            })?,
+        })
+    }
+
+    /// The rows `query` (ending in `IN`) selects for `keys`, read by `read`, in chunks: a page
+    /// holds at most 100 sessions, and SQLite takes up to 100 bound values here.
+    fn select_in<T>(
+        &self,
+        query: &str,
+        keys: &[String],
+        mut read: impl FnMut(&mut Columns) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(50) {
             let marks = vec!["?"; chunk.len()].join(", ");
-            let query = format!(
-                "SELECT session_id, status, gap_since, checked_at, tries, failure, failure_status, \
-                 retry_at FROM seen WHERE session_id IN ({marks})"
-            );
-            let bound: Vec<worker::SqlStorageValue> =
-                chunk.iter().map(|id| id.as_str().into()).collect();
-            let rows = rows::all(&self.sql().exec(&query, bound)?, |row| {
-                Ok((row.text()?, seen_of(row)?))
-            })?;
-            recalled
-                .seen
-                .extend(rows.into_iter().filter_map(|(id, seen)| Some((id, seen?))));
-        }
-        for chunk in erasure_keys.chunks(50) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let query = format!("SELECT key FROM erased WHERE key IN ({marks})");
             let bound: Vec<worker::SqlStorageValue> =
                 chunk.iter().map(|key| key.as_str().into()).collect();
-            recalled
-                .marked
-                .extend(rows::all(&self.sql().exec(&query, bound)?, Columns::text)?);
+            let cursor = self.sql().exec(&format!("{query} ({marks})"), bound)?;
+            found.extend(rows::all(&cursor, &mut read)?);
         }
-        Ok(recalled)
+        Ok(found)
     }
 
     /// Writes the run's changes and its state (progress and lease), with no `.await` between.

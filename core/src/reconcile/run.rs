@@ -445,9 +445,9 @@ impl Run {
         &mut self,
         hand: &InHand,
         status: String,
-        seen: (Option<UnixSecs>, Option<SetAside>),
+        gap_since: Option<UnixSecs>,
+        set_aside: Option<SetAside>,
     ) {
-        let (gap_since, set_aside) = seen;
         let seen = Seen {
             status,
             gap_since,
@@ -466,7 +466,14 @@ impl Run {
     /// Remembers that the edge holds the session's result.
     fn remember_held(&mut self, hand: &InHand, status: String) {
         self.inbox_failures_in_a_row = 0;
-        self.remember(hand, status, (None, None));
+        self.remember(hand, status, None, None);
+    }
+
+    /// Remembers the session in hand as the gap it is, its set-aside untouched: nothing this
+    /// run did counts as a try.
+    fn keep_gap(&mut self, hand: &InHand) {
+        let set_aside = hand.previous_set_aside();
+        self.remember(hand, hand.row.status.clone(), hand.gap_since, set_aside);
     }
 
     /// The session's subject is erased: forget it, and mark it to be left alone.
@@ -494,8 +501,7 @@ impl Run {
         if set_aside.gave_up() && self.settings.alerts {
             if !self.spend(1, false, 1) {
                 // The alert must go out with the give-up: this try is made again next run.
-                let gap = (hand.gap_since, hand.previous_set_aside());
-                self.remember(&hand, hand.row.status.clone(), gap);
+                self.keep_gap(&hand);
                 return;
             }
             let alert = Alert::ReconciliationGaveUp {
@@ -514,8 +520,12 @@ impl Run {
         if set_aside.gave_up() {
             self.counts.gave_up += 1;
         }
-        let gap = (hand.gap_since, Some(set_aside));
-        self.remember(&hand, hand.row.status.clone(), gap);
+        self.remember(
+            &hand,
+            hand.row.status.clone(),
+            hand.gap_since,
+            Some(set_aside),
+        );
         self.after_failure(failure);
     }
 
@@ -660,7 +670,7 @@ impl Run {
                     .unwrap_or(self.secs());
                 hand.gap_since = Some(since);
                 if !self.settled(since) {
-                    self.remember(&hand, hand.row.status.clone(), (Some(since), None));
+                    self.remember(&hand, hand.row.status.clone(), Some(since), None);
                     return;
                 }
                 self.counts.gaps_found += 1;
@@ -668,8 +678,7 @@ impl Run {
                 // stays remembered as settled, so that run asks for it first).
                 let inject_cost = self.inject_cost();
                 if self.decisions_left == 0 || !self.affords(1 + inject_cost, true, 2) {
-                    let gap = (Some(since), hand.previous_set_aside());
-                    self.remember(&hand, hand.row.status.clone(), gap);
+                    self.keep_gap(&hand);
                     self.out_of_budget(true);
                     return;
                 }
@@ -700,8 +709,7 @@ impl Run {
                     // `handle_inbox` made sure this fits.
                     let cost = self.inject_cost();
                     if !self.spend(cost, false, 1) {
-                        let gap = (hand.gap_since, hand.previous_set_aside());
-                        self.remember(&hand, hand.row.status.clone(), gap);
+                        self.keep_gap(&hand);
                         return;
                     }
                     hand.injecting = Some(reconciled.status);
@@ -721,8 +729,7 @@ impl Run {
                 retry_after,
             } => {
                 // Didit's rate limit is the key's, not the session's: no try is counted.
-                let gap = (hand.gap_since, hand.previous_set_aside());
-                self.remember(&hand, hand.row.status.clone(), gap);
+                self.keep_gap(&hand);
                 self.api_failed(ApiError::Unavailable {
                     status: Some(429),
                     retry_after_secs: retry_after
@@ -763,8 +770,7 @@ impl Run {
             Ok(Injected::Duplicate) => self.remember_held(&hand, status),
             Ok(Injected::Erased) => self.mark_erased(&hand),
             Err(InjectFailure::SettingsBroken) => {
-                let gap = (hand.gap_since, hand.previous_set_aside());
-                self.remember(&hand, hand.row.status.clone(), gap);
+                self.keep_gap(&hand);
                 self.note_error(
                     "the delivery settings are broken; missing results wait until they are fixed"
                         .into(),
@@ -803,8 +809,12 @@ impl Run {
                 }
             }
         };
-        let gap = (hand.gap_since, Some(set_aside));
-        self.remember(&hand, hand.row.status.clone(), gap);
+        self.remember(
+            &hand,
+            hand.row.status.clone(),
+            hand.gap_since,
+            Some(set_aside),
+        );
         self.after_failure(set_aside.failure);
     }
 
