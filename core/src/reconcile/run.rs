@@ -106,7 +106,7 @@ struct InHand {
     key: String,
     /// What was remembered of it with the status it has now.
     previous: Option<Seen>,
-    /// When its gap was first seen, once known.
+    /// When its gap was first seen (from what was remembered, until the inbox says more).
     gap_since: Option<UnixSecs>,
     /// When its decision was asked for: the event's time. Didit answered with the status it
     /// had at some moment after, so every transition Didit makes after the answer is dated
@@ -294,8 +294,8 @@ impl Run {
         self.in_hand = Some(InHand {
             row,
             key,
+            gap_since: previous.as_ref().and_then(|seen| seen.gap_since),
             previous,
-            gap_since: None,
             requested_at: UnixSecs(0),
             injecting: None,
             giving_up: None,
@@ -663,11 +663,7 @@ impl Run {
             Ok(Knowledge::Erased) => self.mark_erased(&hand),
             Ok(Knowledge::Missing) => {
                 self.inbox_failures_in_a_row = 0;
-                let since = hand
-                    .previous
-                    .as_ref()
-                    .and_then(|seen| seen.gap_since)
-                    .unwrap_or(self.secs());
+                let since = hand.gap_since.unwrap_or(self.secs());
                 hand.gap_since = Some(since);
                 if !self.settled(since) {
                     self.remember(&hand, hand.row.status.clone(), Some(since), None);

@@ -1083,3 +1083,27 @@ fn a_due_retry_is_asked_after_the_pages_other_sessions() {
     run.handle_injected(Ok(Injected::Accepted), at(0));
     assert_eq!(to_fetch(&mut run, at(0)), "/session/retry/decision/");
 }
+
+#[test]
+fn a_retried_gap_keeps_when_it_was_first_seen_through_an_inbox_failure() {
+    let mut run = first_page(&[row_json("s1", "Approved", NOW)]);
+    run.poll(at(0));
+    let due = Seen {
+        set_aside: Some(SetAside {
+            tries: 1,
+            failure: Failure::InboxUnreachable,
+            retry_at: Some(UnixSecs(NOW.0 - 1)),
+        }),
+        ..gap("Approved", 7)
+    };
+    run.handle_recalled([("s1".to_string(), due)], []);
+    assert!(matches!(run.poll(at(0)), Step::AskInbox { .. }));
+    run.handle_inbox(Err(()), at(0));
+    let (_, seen) = remembered(&mut run).pop().expect("remembered");
+    assert_eq!(
+        seen.gap_since,
+        Some(UnixSecs(7)),
+        "not waiting to settle all over again"
+    );
+    assert_eq!(seen.set_aside.map(|s| s.tries), Some(2));
+}
