@@ -9,7 +9,7 @@ use didit_edge_core::admin::{erasure_request, DeadLetterQuery, MAX_SUBJECT_ID_BY
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
 use didit_edge_core::envelope::Envelope;
-use didit_edge_core::intake::{Delivery, Identified, Intake, Policy};
+use didit_edge_core::intake::{ClassifyPolicy, Delivery, Identified, Intake};
 use didit_edge_core::limits::route;
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
@@ -45,7 +45,7 @@ pub(crate) fn intake(data: &[u8]) {
     let secrets = WebhookSecrets::parse("fuzz-didit-secret").expect("secret");
     let origins = parse_origins(r#"[{"name":"o","url":"https://o.example/"}]"#).expect("origins");
     let rules = RiskRules::default();
-    let policy = Policy {
+    let policy = ClassifyPolicy {
         risk_rules: &rules,
         origins: &origins,
     };

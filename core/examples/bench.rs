@@ -56,7 +56,7 @@ fn main() {
         didit_edge_core::origin::parse_origins(r#"[{"name":"main","url":"https://main"}]"#)
             .expect("origins");
     let rules = didit_edge_core::risk::RiskRules::default();
-    let policy = didit_edge_core::intake::Policy {
+    let policy = didit_edge_core::intake::ClassifyPolicy {
         risk_rules: &rules,
         origins: &origins,
     };

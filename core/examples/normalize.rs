@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use didit_edge_core::intake::{Delivery, Intake, Policy};
+use didit_edge_core::intake::{ClassifyPolicy, Delivery, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
@@ -37,7 +37,7 @@ fn main() -> Result<(), String> {
     };
     let origins = parse_origins(r#"[{"name":"origin","url":"https://origin.example"}]"#)
         .map_err(|e| e.to_string())?;
-    let policy = Policy {
+    let policy = ClassifyPolicy {
         risk_rules: &rules,
         origins: &origins,
     };

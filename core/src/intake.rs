@@ -25,7 +25,6 @@ use alloc::vec::Vec;
 use serde_json::value::RawValue;
 
 use crate::cloudevent::{self, EventParts};
-use crate::config::DeliveryConfig;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::identity::{subject_of, ContentDigest, EventId, Subject};
 use crate::mac::HmacSha256;
@@ -59,21 +58,11 @@ pub struct Intake<'a> {
 
 /// What classification is judged against.
 #[derive(Clone, Copy, Debug)]
-pub struct Policy<'c> {
+pub struct ClassifyPolicy<'c> {
     /// Rules for the risk level.
     pub risk_rules: &'c RiskRules,
     /// Where events can go, for choosing consumers.
     pub origins: &'c [Origin],
-}
-
-impl DeliveryConfig {
-    /// The part of the configuration classification needs.
-    pub fn policy(&self) -> Policy<'_> {
-        Policy {
-            risk_rules: &self.risk_rules,
-            origins: &self.origins,
-        }
-    }
 }
 
 /// An authentic, fresh, well-formed delivery with its stable name; nothing in it depends on
@@ -281,7 +270,7 @@ impl<'a> Identified<'a> {
     }
 
     /// Assesses the risk, picks the consumers and shapes the CloudEvent.
-    pub fn classify(&self, policy: &Policy<'_>) -> Result<Classified, Rejection> {
+    pub fn classify(&self, policy: &ClassifyPolicy<'_>) -> Result<Classified, Rejection> {
         let envelope = &self.envelope;
         let webhook_type = self.webhook_type.as_ref();
         // The body parsed, so the decision is valid JSON; one of an unexpected shape summarizes
@@ -410,7 +399,7 @@ mod tests {
         .expect("origins");
         let rules = RiskRules::default();
         let identified = intake.identify(verified, NOW, 600)?;
-        let classified = identified.classify(&Policy {
+        let classified = identified.classify(&ClassifyPolicy {
             risk_rules: &rules,
             origins: &origins,
         })?;
@@ -509,7 +498,7 @@ mod tests {
             .expect("origins");
         let rules = RiskRules::default();
         let classified = later
-            .classify(&Policy {
+            .classify(&ClassifyPolicy {
                 risk_rules: &rules,
                 origins: &origins,
             })

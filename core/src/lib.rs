@@ -44,6 +44,7 @@ pub mod limits;
 pub mod mac;
 pub mod normalize;
 pub mod origin;
+pub mod receipt;
 pub mod reconcile;
 pub mod rejection;
 pub mod retry;

@@ -3,7 +3,7 @@
 
 use alloc::string::String;
 use core::fmt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// Why a request was refused. Nothing is stored or forwarded for any of these.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -267,33 +267,6 @@ impl fmt::Display for Rejection {
 
 impl core::error::Error for Rejection {}
 
-/// What an accepted delivery gets back, on the wire as `{"status":"accepted"|"duplicate","id":…}`
-/// (the same shape between the inbox and the edge, and from the edge to Didit).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Receipt {
-    /// First time this event was seen: it is stored and will be delivered.
-    Accepted {
-        /// The stable event id.
-        id: String,
-    },
-    /// This event was already taken; nothing more will happen.
-    Duplicate {
-        /// The stable event id of the original.
-        id: String,
-    },
-    /// The subject was erased, and the event was read from Didit's API by reconciliation:
-    /// nothing about the subject is taken from there any more (a webhook still is).
-    Erased,
-}
-
-impl Receipt {
-    /// The response body.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,18 +282,5 @@ mod tests {
         assert_eq!(Rejection::StorageUnavailable.status(), 503);
         assert_eq!(Rejection::StaleTimestamp { age_secs: 1 }.status(), 401);
         assert_eq!(Rejection::MissingField { field: "timestamp" }.status(), 400);
-    }
-
-    #[test]
-    fn receipts_render_status_and_id() {
-        let duplicate = Receipt::Duplicate { id: "evt_1".into() };
-        assert_eq!(
-            duplicate.to_json(),
-            r#"{"status":"duplicate","id":"evt_1"}"#
-        );
-        assert_eq!(
-            serde_json::from_str::<Receipt>(&duplicate.to_json()).ok(),
-            Some(duplicate)
-        );
     }
 }

@@ -5,7 +5,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use didit_edge_core::intake::{Delivery, Intake, Policy};
+use didit_edge_core::intake::{ClassifyPolicy, Delivery, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
@@ -28,7 +28,7 @@ fn event_for(case: &Value, now: i64) -> Value {
     };
     let origins = parse_origins(r#"[{"name":"main","url":"https://main"}]"#).expect("origins");
     let rules = RiskRules::default();
-    let policy = Policy {
+    let policy = ClassifyPolicy {
         risk_rules: &rules,
         origins: &origins,
     };

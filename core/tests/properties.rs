@@ -4,7 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
-use didit_edge_core::intake::{Delivery, Intake, Policy};
+use didit_edge_core::intake::{ClassifyPolicy, Delivery, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::normalize::summarize;
 use didit_edge_core::origin::parse_origins;
@@ -75,7 +75,7 @@ fn admit(body: &[u8]) -> Option<String> {
     let origins =
         parse_origins(r#"[{"name":"o","url":"https://o","risk_levels":["high"]}]"#).ok()?;
     let rules = RiskRules::default();
-    let policy = Policy {
+    let policy = ClassifyPolicy {
         risk_rules: &rules,
         origins: &origins,
     };

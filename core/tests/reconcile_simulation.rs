@@ -44,17 +44,17 @@ use didit_edge_core::attempt::Verdict;
 use didit_edge_core::delivery::Retention;
 use didit_edge_core::identity::Subject;
 use didit_edge_core::inbox::{
-    AfterDeadLetter, Claim, ClaimContent, Classification, Inbox, Outcome, Policy, Source, Work,
+    AfterDeadLetter, Claim, ClaimContent, Classification, Inbox, InboxPolicy, Outcome, Source, Work,
 };
 use didit_edge_core::intake::Identified;
 use didit_edge_core::normalize::status_code;
+use didit_edge_core::receipt::Receipt;
 use didit_edge_core::reconcile::api::{is_result_status, Answer, SessionKind, PAGE_SIZE};
 use didit_edge_core::reconcile::memory::{gap_reference, session_erasure_key};
 use didit_edge_core::reconcile::{
     begin, erasure, Change, GapRetry, InjectFailure, Injected, NotNow, Run, Seen, Settings, State,
     Step, LEASE_SECS, STEP_TIMEOUT_SECS,
 };
-use didit_edge_core::rejection::Receipt;
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::Level;
 use didit_edge_core::time::{
@@ -600,7 +600,7 @@ impl World {
     /// The consumer's origin takes (or fails) every copy that is due, in each inbox.
     fn deliver_due(&mut self) {
         let (schedule, retention) = self.policy();
-        let policy = Policy {
+        let policy = InboxPolicy {
             retry_schedule: &schedule,
             retention,
             after_dead_letter: AfterDeadLetter::Hold,
@@ -691,7 +691,7 @@ impl World {
 
     fn retention(&mut self) {
         let (schedule, retention) = self.policy();
-        let policy = Policy {
+        let policy = InboxPolicy {
             retry_schedule: &schedule,
             retention,
             after_dead_letter: AfterDeadLetter::Hold,

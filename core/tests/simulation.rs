@@ -37,13 +37,15 @@ use didit_edge_core::delivery::{CopyState, Retention};
 use didit_edge_core::health::{report_changes_nothing, Breaker, BreakerPolicy, BreakerState};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
-    Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, IndexEntry,
-    IndexSync, Outcome, Policy, Rejected, ReplayFilter, Seq, Source, StoredContent, Work,
+    Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, InboxPolicy,
+    IndexEntry, IndexSync, Outcome, Rejected, ReplayFilter, Seq, Source, StoredContent, Work,
 };
-use didit_edge_core::intake::{Delivery as Incoming, Identified, Intake, Policy as Classify};
+use didit_edge_core::intake::{
+    ClassifyPolicy as Classify, Delivery as Incoming, Identified, Intake,
+};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::{parse_origins, Origin};
-use didit_edge_core::rejection::Receipt;
+use didit_edge_core::receipt::Receipt;
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::route::origins_for;
@@ -520,7 +522,7 @@ impl World {
         let schedule = self.schedule.clone();
         let retention = self.retention;
         let after_dead_letter = self.after_dead_letter;
-        let policy = Policy {
+        let policy = InboxPolicy {
             retry_schedule: &schedule,
             retention,
             after_dead_letter,

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 
 use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::Identified;
-use didit_edge_core::rejection::Receipt;
+use didit_edge_core::receipt::Receipt;
 use didit_edge_core::risk::Level;
 use didit_edge_core::verify::Verified;
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,8 @@
 //! is the core's `Rejection`).
 
 use didit_edge_core::limits::{self, BodyBudget};
-use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::receipt::Receipt;
+use didit_edge_core::rejection::Rejection;
 use futures_util::StreamExt;
 use worker::{console_error, Headers, Request, Response, Result};
 

@@ -17,13 +17,14 @@ use didit_edge_core::identity::{Subject, SubjectKind};
 use didit_edge_core::inbox::{Knowledge, Source};
 use didit_edge_core::intake::Identified;
 use didit_edge_core::limits::BodyBudget;
+use didit_edge_core::receipt::Receipt;
 use didit_edge_core::reconcile::api::{Answer, MAX_DECISION_BYTES};
 use didit_edge_core::reconcile::memory::gap_reference;
 use didit_edge_core::reconcile::{
     self, erasure, erasure_key, Change, Failure, InjectFailure, Injected, RunEnd, RunReport, Seen,
     SetAside, Step, STEP_TIMEOUT_SECS,
 };
-use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::{to_rfc3339, to_rfc3339_micros, UnixMs, UnixSecs};
 use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
@@ -790,7 +791,9 @@ async fn inject(env: &Env, body: &str) -> std::result::Result<Injected, InjectFa
         InjectFailure::Refused
     };
     let identified = Identified::from_api(body.as_bytes(), now).map_err(refused)?;
-    let classified = identified.classify(&delivery.policy()).map_err(refused)?;
+    let classified = identified
+        .classify(&delivery.classify_policy())
+        .map_err(refused)?;
     let inbox = identified.inbox();
     let content = Content::Classified {
         risk_level: classified.risk_level,

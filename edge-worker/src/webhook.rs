@@ -3,7 +3,8 @@
 
 use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::{Delivery, Intake};
-use didit_edge_core::rejection::{Receipt, Rejection};
+use didit_edge_core::receipt::Receipt;
+use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::StatusUpdate;
 use didit_edge_core::verify::SignatureHeaders;
 use worker::{console_error, Env, Request};
@@ -49,7 +50,7 @@ pub(crate) async fn receive(
     // Classifying needs the delivery settings; while they are broken the event is stored as it
     // came and the inbox classifies it once they are fixed.
     let classified = match settings::delivery(&config) {
-        Some(delivery) => Some(identified.classify(&delivery.policy())?),
+        Some(delivery) => Some(identified.classify(&delivery.classify_policy())?),
         None => None,
     };
     let content = match &classified {

@@ -115,11 +115,19 @@ pub struct DeliveryConfig {
 
 impl DeliveryConfig {
     /// What an inbox decides by.
-    pub fn inbox_policy(&self) -> crate::inbox::Policy<'_> {
-        crate::inbox::Policy {
+    pub fn inbox_policy(&self) -> crate::inbox::InboxPolicy<'_> {
+        crate::inbox::InboxPolicy {
             retry_schedule: &self.retry_schedule,
             retention: self.retention,
             after_dead_letter: self.after_dead_letter,
+        }
+    }
+
+    /// What classification decides by: the risk rules and where events may go.
+    pub fn classify_policy(&self) -> crate::intake::ClassifyPolicy<'_> {
+        crate::intake::ClassifyPolicy {
+            risk_rules: &self.risk_rules,
+            origins: &self.origins,
         }
     }
 

@@ -36,6 +36,7 @@
 //!   the settings in force, so a changed retention applies to every event already kept.
 
 mod record;
+pub mod run;
 mod transition;
 
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -51,7 +52,7 @@ pub use transition::{subject_kind, LogRecord, Transition};
 
 use crate::attempt::{DeadReason, LogEntry, Verdict};
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
-use crate::rejection::Receipt;
+use crate::receipt::Receipt;
 use crate::retry::RetrySchedule;
 use crate::risk::Level;
 use crate::time::{UnixMs, UnixSecs};
@@ -83,7 +84,7 @@ impl AfterDeadLetter {
 
 /// The delivery settings an inbox decides by.
 #[derive(Clone, Copy, Debug)]
-pub struct Policy<'a> {
+pub struct InboxPolicy<'a> {
     /// Waits between attempts.
     pub retry_schedule: &'a RetrySchedule,
     /// How long each part of a finished event is kept.
@@ -706,7 +707,7 @@ impl Inbox {
     /// Under [`AfterDeadLetter::Hold`], ends every pending copy that a later status, already
     /// delivered to its consumer, makes stale: a late webhook, Didit's retry or a reconciled
     /// result of an older transition arrived after the newer one went out.
-    fn supersede(&mut self, policy: &Policy<'_>, now: UnixMs) {
+    fn supersede(&mut self, policy: &InboxPolicy<'_>, now: UnixMs) {
         if policy.after_dead_letter != AfterDeadLetter::Hold {
             return;
         }
@@ -786,7 +787,7 @@ impl Inbox {
     }
 
     /// What to do now: classify what waits for it first, then the earliest due delivery.
-    pub fn poll_work(&self, policy: &Policy<'_>, now: UnixMs) -> Option<Work> {
+    pub fn poll_work(&self, policy: &InboxPolicy<'_>, now: UnixMs) -> Option<Work> {
         if let Some(seq) = self.unclassified().next() {
             return Some(Work::Classify(seq));
         }
@@ -817,13 +818,23 @@ impl Inbox {
         }))
     }
 
+    /// Whether `delivery`'s copy still waits for delivery: an attempt checks before each
+    /// origin, since an erasure (or anything else that settles the copy) may have come while
+    /// the previous origin was tried.
+    pub fn is_pending(&self, delivery: &Delivery) -> bool {
+        self.events
+            .get(&delivery.seq)
+            .and_then(|event| event.copies.get(&delivery.consumer))
+            .is_some_and(|copy| matches!(copy.state, CopyState::Pending { .. }))
+    }
+
     /// Records what an attempt came to (ignored unless the copy is still pending).
     /// `jitter_seed` spreads the next wait.
     pub fn handle_attempt(
         &mut self,
         delivery: &Delivery,
         outcome: Outcome,
-        policy: &Policy<'_>,
+        policy: &InboxPolicy<'_>,
         now: UnixMs,
         jitter_seed: u64,
     ) {
@@ -934,7 +945,7 @@ impl Inbox {
     /// Applies retention at `now`: dead letters past theirs expire (and leave the index),
     /// payloads past theirs are dropped, records past theirs are forgotten (once the index has
     /// heard everything about them).
-    pub fn handle_timeout(&mut self, policy: &Policy<'_>, now: UnixMs) {
+    pub fn handle_timeout(&mut self, policy: &InboxPolicy<'_>, now: UnixMs) {
         self.supersede(policy, now);
         let retention = policy.retention;
         if self
@@ -1159,7 +1170,7 @@ impl Inbox {
 
     /// When the inbox next has something to do: an event to classify, a copy due, a dead
     /// letter or payload to expire, a record to forget, or the index to tell.
-    pub fn poll_timeout(&self, policy: &Policy<'_>, now: UnixMs) -> Option<UnixMs> {
+    pub fn poll_timeout(&self, policy: &InboxPolicy<'_>, now: UnixMs) -> Option<UnixMs> {
         let mut next: Option<UnixMs> = None;
         let mut at = |moment: UnixMs| next = Some(next.map_or(moment, |n| n.min(moment)));
         if self.unclassified().next().is_some() {

@@ -12,8 +12,8 @@ fn schedule() -> RetrySchedule {
         .with_jitter_percent(0)
 }
 
-fn policy(schedule: &RetrySchedule, after_dead_letter: AfterDeadLetter) -> Policy<'_> {
-    Policy {
+fn policy(schedule: &RetrySchedule, after_dead_letter: AfterDeadLetter) -> InboxPolicy<'_> {
+    InboxPolicy {
         retry_schedule: schedule,
         retention: Retention {
             payload_secs: 0,
@@ -61,7 +61,7 @@ fn failed() -> Outcome {
     }
 }
 
-fn next_delivery(inbox: &Inbox, policy: &Policy<'_>, now: i64) -> Option<(String, String)> {
+fn next_delivery(inbox: &Inbox, policy: &InboxPolicy<'_>, now: i64) -> Option<(String, String)> {
     match inbox.poll_work(policy, UnixMs(now)) {
         Some(Work::Deliver(delivery)) => Some((delivery.id, delivery.consumer)),
         Some(Work::Classify(seq)) => panic!("classify {seq:?}"),
@@ -69,7 +69,7 @@ fn next_delivery(inbox: &Inbox, policy: &Policy<'_>, now: i64) -> Option<(String
     }
 }
 
-fn deliver(inbox: &mut Inbox, policy: &Policy<'_>, now: i64, outcome: Outcome) -> Delivery {
+fn deliver(inbox: &mut Inbox, policy: &InboxPolicy<'_>, now: i64, outcome: Outcome) -> Delivery {
     let Some(Work::Deliver(delivery)) = inbox.poll_work(policy, UnixMs(now)) else {
         panic!("nothing to deliver at {now}");
     };
@@ -270,7 +270,7 @@ fn nothing_expires_while_pending_and_retention_follows_the_settings_in_force() {
     deliver(&mut inbox, &short, 10_000_000, delivered("o"));
     // A retention raised after delivery keeps the payload longer, though it was delivered
     // under the old one.
-    let long = Policy {
+    let long = InboxPolicy {
         retention: Retention {
             payload_secs: 60,
             ..short.retention

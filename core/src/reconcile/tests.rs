@@ -987,7 +987,7 @@ fn a_decision_back_in_progress_injects_nothing() {
 
 #[test]
 fn an_event_from_the_api_says_so_and_is_named_like_its_webhook() {
-    use crate::intake::{Identified, Policy};
+    use crate::intake::{ClassifyPolicy, Identified};
     use crate::risk::RiskRules;
     let row = SessionRow {
         session_id: "kyb-1".into(),
@@ -1008,7 +1008,7 @@ fn an_event_from_the_api_says_so_and_is_named_like_its_webhook() {
     let origins =
         crate::origin::parse_origins(r#"[{"name":"main","url":"https://main"}]"#).expect("origins");
     let classified = identified
-        .classify(&Policy {
+        .classify(&ClassifyPolicy {
             risk_rules: &RiskRules::default(),
             origins: &origins,
         })

@@ -16,17 +16,13 @@ mod store;
 
 use std::cell::{Cell, RefCell};
 
-use didit_edge_core::attempt::{AttemptResult, Plan};
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
-use didit_edge_core::config::{Config, DeliveryConfig};
-use didit_edge_core::health::report_changes_nothing;
+use didit_edge_core::inbox::run::{self, Begin, RunError, Step, StoredBody, LISTED_ATTEMPTS};
 use didit_edge_core::inbox::{
-    subject_kind, Claim as MachineClaim, ClaimContent, Classification, Delivery, Inbox as Machine,
-    IndexChange, IndexEntry, LogRecord, Outcome, Rejected, ReplayFilter, Work,
+    subject_kind, Claim as MachineClaim, ClaimContent, Classification, Inbox as Machine,
+    IndexChange, IndexEntry, LogRecord, ReplayFilter,
 };
-use didit_edge_core::intake::Identified;
 use didit_edge_core::rejection::Rejection;
-use didit_edge_core::route::origins_for;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -39,24 +35,6 @@ use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, Entry, Key};
 use crate::objects::InboxCall;
 use crate::{faults, health, http, origin, settings, stream};
-
-/// Most units of work (deliveries, classifications) one alarm run does before handing over to
-/// a fresh run, keeping each run short and bounded.
-const WORK_PER_ALARM: usize = 25;
-/// No new work starts after an alarm has run this long: with slow origins, attempts of up to
-/// four origin timeouts each could otherwise outlast an alarm's 15 minute wall-clock limit.
-const ALARM_TIME_BUDGET_MS: i64 = 60_000;
-/// How soon an alarm looks again while delivery settings are broken: soon enough to notice a
-/// fix, rare enough not to spin.
-const MISCONFIGURED_RETRY_MS: i64 = 60_000;
-/// Most attempts a dead letter's listing shows (the latest); the inbox keeps them all.
-const LISTED_ATTEMPTS: usize = 100;
-/// Subrequests one origin costs an attempt: the POST, and a health report if the outcome
-/// moves the origin's breaker.
-const SUBREQUESTS_PER_ORIGIN: u32 = 2;
-/// Subrequests kept back in every run for the dead-letter index, which must hear of every
-/// dead letter.
-const INDEX_RESERVE: u32 = 1;
 
 /// A replay request from the edge: every dead letter of this inbox, or one event's, or one
 /// consumer's.
@@ -86,15 +64,6 @@ pub(crate) struct KnowsRequest {
 
 fn random_seed() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
-}
-
-/// Why an alarm run stopped.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stopped {
-    /// Nothing is due.
-    Done,
-    /// A budget of this run ran out; the next run goes on at once.
-    Budget,
 }
 
 /// The per-subject inbox: its events, each consumer's copy, and the alarm that delivers them.
@@ -274,130 +243,32 @@ impl Inbox {
         http::json(200, serde_json::to_string(&known)?)
     }
 
-    /// Classifies a stored event from its body, with the settings in force.
-    async fn classify(
-        &self,
-        seq: didit_edge_core::inbox::Seq,
-        config: &Config,
-        delivery: &DeliveryConfig,
-        budget: &mut SubrequestBudget,
-    ) -> Result<Stopped> {
-        let publishes = config.stream.on().is_some();
-        if publishes && !budget.take(2) {
-            return Ok(Stopped::Budget);
-        }
-        let stored = store::stored_body(&self.sql(), seq)?;
-        let classified = Identified::recall(
-            stored.body.as_bytes(),
-            stored.verified,
-            stored.test,
-            stored.received_at.secs().0,
-        )
-        .and_then(|identified| identified.classify(&delivery.policy()))
-        .map_err(|rejection| {
-            worker::Error::from(format!("event {} cannot be classified: {rejection}", seq.0))
-        })?;
-        let now = UnixMs(now_ms());
-        let classification = Classification {
-            risk_level: classified.risk_level,
-            consumers: classified.consumers,
-            payload: classified.cloud_event.get().into(),
-        };
-        self.step(|machine| machine.handle_classified(seq, classification, now))?;
-        if publishes {
-            stream::publish(&self.env, &classified.status_update).await;
-        }
-        Ok(Stopped::Done)
-    }
-
-    /// One attempt to hand a consumer its next event: the core plans it, this sends.
-    async fn deliver(
-        &self,
-        delivery: &Delivery,
-        settings: &DeliveryConfig,
-        budget: &mut SubrequestBudget,
-    ) -> Result<()> {
-        // A fresh draw per attempt spreads traffic over origins of equal priority by weight.
-        let candidates = origins_for(
-            &settings.origins,
-            &delivery.consumer,
-            &delivery.webhook_type,
-            delivery.risk_level,
-            random_seed(),
-        );
-        let health = health::snapshot(&self.env, budget).await;
-        let payload = match delivery.has_payload {
-            true => store::payload(&self.sql(), delivery.seq)?,
-            false => None,
-        };
-        let mut plan = match payload {
-            Some(_) => Plan::new(
-                candidates,
-                &delivery.rejected_by,
-                |name| health.get(name).copied(),
-                now_ms(),
-            ),
-            None => Plan::without_payload(now_ms()),
-        };
-        let payload = payload.unwrap_or_default();
-        let mut rejected_by = Vec::new();
-        while plan.remaining() > 0 {
-            if !budget.take(1) {
-                plan.stop(now_ms());
-                break;
-            }
-            let Some(target) = plan.next_origin(now_ms()) else {
-                break;
-            };
-            let (result, retry_after) = origin::deliver(
-                target,
-                settings.signing_secrets_for(target),
-                &delivery.id,
-                &payload,
-            )
-            .await;
-            let at = now_ms();
-            if let Some(up) = result.health_signal() {
-                let last_seen = health.get(&target.name).copied();
-                if !report_changes_nothing(last_seen, up, at) && budget.take(1) {
-                    health::report(&self.env, &target.name, up, retry_after, at).await;
-                }
-            }
-            if let (true, Some(status)) = (result.is_rejection(), result.status()) {
-                rejected_by.push(Rejected {
-                    origin: target.name.clone(),
-                    status,
-                });
-            }
-            if let AttemptResult::Redirect { status, .. } = &result {
-                console_log!(
-                    "{} answered {} with a redirect {status}",
-                    target.name,
-                    delivery.id
-                );
-            }
-            plan.record(target, result, at);
-        }
-        let (verdict, log) = plan.finish();
-        let outcome = Outcome {
-            verdict,
-            log,
-            rejected_by,
-        };
-        let now = UnixMs(now_ms());
-        let policy = settings.inbox_policy();
-        self.step(|machine| machine.handle_attempt(delivery, outcome, &policy, now, random_seed()))
-    }
-
-    /// Tells the dead-letter index what it has not heard yet. A failure leaves it for later.
+    /// Tells the dead-letter index what it has not heard yet (after a replay or an erasure;
+    /// the alarm run does it through its own step). A failure leaves it for later.
     async fn sync_index(&self) -> Result<()> {
-        let pending = self.peek(Machine::poll_index)?;
-        if pending.is_empty() {
+        let changes = self.peek(Machine::poll_index)?;
+        if changes.is_empty() {
             return Ok(());
         }
         let subject = self.peek(|machine| machine.subject().unwrap_or_default().to_string())?;
+        let pushed = self.push_index(&subject, &changes, LISTED_ATTEMPTS).await?;
+        let now = UnixMs(now_ms());
+        self.step(|machine| match pushed {
+            true => machine.handle_index_synced(&changes),
+            false => machine.handle_index_failed(now),
+        })
+    }
+
+    /// Sends index changes, each listing with its latest attempts; `false` when the index
+    /// could not be reached.
+    async fn push_index(
+        &self,
+        subject: &str,
+        pending: &[IndexChange],
+        listed_attempts: usize,
+    ) -> Result<bool> {
         let mut changes = Changes::default();
-        for IndexChange { seq, key, change } in &pending {
+        for IndexChange { seq, key, change } in pending {
             match change {
                 IndexEntry::Put {
                     webhook_type,
@@ -407,7 +278,7 @@ impl Inbox {
                 } => changes.put.push(Entry {
                     id: key.id.clone(),
                     consumer: key.consumer.clone(),
-                    subject: subject.clone(),
+                    subject: subject.to_string(),
                     webhook_type: webhook_type.clone(),
                     reason: reason.as_str().into(),
                     received_at_ms: received_at.0,
@@ -417,7 +288,7 @@ impl Inbox {
                         &self.sql(),
                         *seq,
                         &key.consumer,
-                        LISTED_ATTEMPTS,
+                        listed_attempts,
                     )?,
                 }),
                 IndexEntry::Remove => changes.remove.push(Key {
@@ -427,81 +298,105 @@ impl Inbox {
             }
         }
         match dead_letters::push(&self.env, &changes).await {
-            Ok(()) => self.step(|machine| machine.handle_index_synced(&pending)),
+            Ok(()) => Ok(true),
             Err(error) => {
                 console_error!("dead-letter index unreachable, will retry: {error}");
-                let now = UnixMs(now_ms());
-                self.step(|machine| machine.handle_index_failed(now))
+                Ok(false)
             }
         }
     }
 
-    /// One alarm run. Errors are the caller's to absorb.
+    /// One alarm run: the core's [`Run`] decides, this performs each step it asks for and
+    /// hands back what came of it, with the time. Errors are the caller's to absorb.
     async fn run_alarm(&self) -> Result<()> {
         faults::alarm_run(&self.state, &self.env)?;
         let config = settings::config(&self.env);
-        let Some(settings) = settings::delivery(&config) else {
-            console_error!(
-                "inbox waits for valid delivery settings ({}); nothing is sent or forgotten meanwhile",
-                config.problems.settings().join(", ")
-            );
-            return self
-                .set_alarm(Some(now_ms() + MISCONFIGURED_RETRY_MS))
-                .await;
+        let settings = settings::delivery(&config);
+        let stream_on = config.stream.on().is_some();
+        let mut run = match run::begin(settings, stream_on, UnixMs(now_ms()), random_seed()) {
+            Begin::Run(run) => run,
+            Begin::SettingsBroken { retry_at } => {
+                console_error!(
+                    "inbox waits for valid delivery settings ({}); nothing is sent or forgotten meanwhile",
+                    config.problems.settings().join(", ")
+                );
+                return self.set_alarm(Some(retry_at.0)).await;
+            }
         };
-        let policy = settings.inbox_policy();
-        let started = now_ms();
-        let mut budget = SubrequestBudget::new(settings.subrequest_limit);
-        budget.take(INDEX_RESERVE);
-        self.step(|machine| machine.handle_timeout(&policy, UnixMs(started)))?;
-        let mut stopped = Stopped::Done;
-        let mut work_done = 0;
-        loop {
-            let now = now_ms();
-            let Some(work) = self.peek(|machine| machine.poll_work(&policy, UnixMs(now)))? else {
-                break;
-            };
-            if work_done == WORK_PER_ALARM
-                || now - started > ALARM_TIME_BUDGET_MS
-                || !budget.allows(SUBREQUESTS_PER_ORIGIN)
-            {
-                stopped = Stopped::Budget;
-                break;
-            }
-            work_done += 1;
-            match work {
-                Work::Classify(seq) => {
-                    if self.classify(seq, &config, settings, &mut budget).await? == Stopped::Budget
-                    {
-                        stopped = Stopped::Budget;
-                        break;
-                    }
+        let finished = loop {
+            let step = self.step(|machine| run.poll(machine, UnixMs(now_ms())))?;
+            match step {
+                Step::ReadBody(seq) => {
+                    let stored = store::stored_body(&self.sql(), seq)?;
+                    let stored = Some(StoredBody {
+                        body: stored.body,
+                        verified: stored.verified,
+                        test: stored.test,
+                        received_at: stored.received_at,
+                    });
+                    self.step(|machine| run.handle_body(machine, stored, UnixMs(now_ms())))?
+                        .map_err(run_failed)?;
                 }
-                Work::Deliver(delivery) => self.deliver(&delivery, settings, &mut budget).await?,
+                Step::ReadHealth { may_fetch } => {
+                    let mut allowance = SubrequestBudget::new(u32::from(may_fetch));
+                    let snapshot = health::snapshot(&self.env, &mut allowance).await;
+                    run.handle_health(&snapshot, allowance.used())
+                        .map_err(run_failed)?;
+                }
+                Step::ReadPayload(seq) => {
+                    let payload = store::payload(&self.sql(), seq)?;
+                    run.handle_payload(payload, UnixMs(now_ms()))
+                        .map_err(run_failed)?;
+                }
+                Step::Post {
+                    origin: target,
+                    secrets,
+                    id,
+                } => {
+                    let (result, retry_after) =
+                        origin::deliver(target, secrets, &id, run.payload()).await;
+                    run.handle_answer(result, retry_after, UnixMs(now_ms()))
+                        .map_err(run_failed)?;
+                }
+                Step::ReportHealth(report) => {
+                    health::report(
+                        &self.env,
+                        &report.origin,
+                        report.up,
+                        report.retry_after_ms,
+                        report.at.0,
+                    )
+                    .await;
+                }
+                Step::Publish(update) => stream::publish(&self.env, &update).await,
+                Step::PushIndex {
+                    subject,
+                    changes,
+                    listed_attempts,
+                } => {
+                    let pushed = self.push_index(&subject, &changes, listed_attempts).await?;
+                    self.step(|machine| {
+                        run.handle_index_pushed(machine, pushed, UnixMs(now_ms()))
+                    })?
+                    .map_err(run_failed)?;
+                }
+                Step::Done(finished) => break finished,
             }
-        }
-        self.sync_index().await?;
-        let now = now_ms();
-        self.step(|machine| machine.handle_timeout(&policy, UnixMs(now)))?;
-        if stopped == Stopped::Budget {
+        };
+        if let Some(handover) = finished.handed_over {
             // Logged when a run hands over, which is when its budget mattered.
             console_log!(
                 "{}",
                 serde_json::json!({
                     "event": "inbox_alarm",
-                    "work": work_done,
-                    "subrequests": budget.used(),
-                    "subrequest_limit": budget.limit(),
+                    "work": handover.work,
+                    "subrequests": handover.subrequests,
+                    "subrequest_limit": handover.subrequest_limit,
                     "handed_over": true,
                 })
             );
         }
-        let next = match stopped {
-            // More is due than one run may do: the next run starts at once, with fresh budgets.
-            Stopped::Budget => Some(UnixMs(now)),
-            Stopped::Done => self.peek(|machine| machine.poll_timeout(&policy, UnixMs(now)))?,
-        };
-        self.set_alarm(next.map(|at| at.0)).await
+        self.set_alarm(finished.wake_at.map(|at| at.0)).await
     }
 
     /// Absorbs a failed alarm run: logs it and re-arms with a backoff, so pending work always
@@ -521,6 +416,11 @@ impl Inbox {
         let wait = i64::try_from(wait).unwrap_or(i64::MAX);
         self.set_alarm(Some(now_ms().saturating_add(wait))).await
     }
+}
+
+/// A run that cannot go on fails, and the inbox backs off ([`Inbox::after_failed_run`]).
+fn run_failed(error: RunError) -> worker::Error {
+    worker::Error::from(error.to_string())
 }
 
 impl DurableObject for Inbox {
