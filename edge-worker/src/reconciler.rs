@@ -809,7 +809,7 @@ async fn inject(env: &Env, body: &str) -> std::result::Result<Injected, InjectFa
         );
         InjectFailure::InboxUnreachable
     })?;
-    let (injected, receipt_name) = match receipt {
+    let (injected, receipt_name) = match &receipt {
         Receipt::Accepted { .. } => (Injected::Accepted, "accepted"),
         Receipt::Duplicate { .. } => (Injected::Duplicate, "duplicate"),
         Receipt::Erased => (Injected::Erased, "erased"),
@@ -824,7 +824,7 @@ async fn inject(env: &Env, body: &str) -> std::result::Result<Injected, InjectFa
     if let Ok(line) = serde_json::to_string(&line) {
         console_log!("{line}");
     }
-    if injected == Injected::Accepted && config.stream.on().is_some() {
+    if receipt.publishes_status(config.stream.on().is_some()) {
         stream::publish(env, &classified.status_update).await;
     }
     Ok(injected)

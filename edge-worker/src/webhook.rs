@@ -77,10 +77,8 @@ pub(crate) async fn receive(
         );
         Rejection::StorageUnavailable
     })?;
-    // Only a new event is news, and only when someone can be watching.
-    let update = match (&receipt, classified, config.stream.on()) {
-        (Receipt::Accepted { .. }, Some(classified), Some(_)) => Some(classified.status_update),
-        _ => None,
-    };
+    let update = classified
+        .filter(|_| receipt.publishes_status(config.stream.on().is_some()))
+        .map(|classified| classified.status_update);
     Ok((receipt, update))
 }
