@@ -1,16 +1,24 @@
 //! A deterministic simulation of the whole delivery path, in the way FoundationDB and
-//! TigerBeetle test theirs: the real inbox machine ([`didit_edge_core::inbox`]), the real intake
-//! (signatures, identity, classification), the real attempt plans, breakers and retry
-//! schedules, over a simulated clock, simulated origins and a simulated store, with faults
-//! injected at every turn:
+//! TigerBeetle test theirs: production's own code (the inbox machine, the alarm run's
+//! conductor [`didit_edge_core::inbox::run`], the intake with signatures, identity and
+//! classification, the attempt plans, breakers and retry schedules) over a simulated clock,
+//! simulated origins, a simulated health object and a simulated store. Nothing of the driver
+//! is copied here: the Durable Object is a switch over the run's steps, and so is this.
+//!
+//! Production awaits at five points of an alarm run (reading health, each POST, a health
+//! report, a publish, the dead-letter index) and at the index push after a replay or an
+//! erasure. At each of them the simulation may leave the run waiting and let anything else
+//! happen first, as FoundationDB interleaves actors at every `wait()`:
 //!
 //! - Didit sends events for many subjects: retries of one event, resends with a fresh
 //!   timestamp, distinct events in the same second, events out of order, duplicates racing;
 //! - origins answer 2xx, 5xx, 4xx, redirects, aborts, `Retry-After`, time out, refuse
 //!   connections, and go through outages that end;
-//! - an inbox crashes between any two changes it writes (its memory is dropped and it is
-//!   restored from what was written), alarm runs fail, settings change (retention, schedule,
-//!   origins added and removed, hold or continue), operators replay dead letters and erase
+//! - an inbox crashes between any two changes it writes (its memory and every await in flight
+//!   are dropped, and it is restored from what was written), a waiting run is cancelled (an
+//!   alarm's wall-clock limit), alarm runs fail or find the settings broken, settings change
+//!   while a run keeps the ones it started with (retention, schedule, origins added and
+//!   removed, hold or continue, the subrequest limit), operators replay dead letters and erase
 //!   subjects.
 //!
 //! After every step the invariants are checked: a delivery answered 200 is stored; no event
@@ -31,25 +39,23 @@ use support::{env_number, panic_message, seeds, Rng};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
-use didit_edge_core::attempt::{AttemptResult, DeadReason, Plan};
-use didit_edge_core::budget::SubrequestBudget;
+use didit_edge_core::attempt::{AttemptResult, DeadReason};
+use didit_edge_core::config::DeliveryConfig;
 use didit_edge_core::delivery::{CopyState, Retention};
-use didit_edge_core::health::{report_changes_nothing, Breaker, BreakerPolicy, BreakerState};
+use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
+use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
-    Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, InboxPolicy,
-    IndexEntry, IndexSync, Outcome, Rejected, ReplayFilter, Seq, Source, StoredContent, Work,
+    Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, IndexChange,
+    IndexEntry, IndexSync, ReplayFilter, Seq, Source, StoredContent,
 };
-use didit_edge_core::intake::{
-    ClassifyPolicy as Classify, Delivery as Incoming, Identified, Intake,
-};
+use didit_edge_core::intake::{Delivery as Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
-use didit_edge_core::origin::{parse_origins, Origin};
+use didit_edge_core::origin::parse_origins;
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::RiskRules;
-use didit_edge_core::route::origins_for;
-use didit_edge_core::secret::WebhookSecrets;
+use didit_edge_core::secret::{SigningSecrets, WebhookSecrets};
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use didit_edge_core::verify::SignatureHeaders;
 
@@ -57,7 +63,6 @@ const SECRET: &str = "sim-didit-secret";
 const SECOND: i64 = 1_000;
 const START: i64 = 1_800_000_000_000;
 
-/// A small, well-mixed generator: every choice of a run comes from it, so a seed is a run.
 /// How an origin answers right now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Behaviour {
@@ -111,13 +116,48 @@ struct Stored {
     erased_at: Option<UnixMs>,
 }
 
-/// One subject's inbox: its store, its machine (absent after a crash), its alarm.
+/// One subject's inbox: its store, its machine (absent after a crash), its alarm, and what is
+/// waiting at an `.await`: an alarm run, and index pushes of replays and erasures.
 #[derive(Default)]
 struct SimInbox {
     store: Stored,
     machine: Option<Inbox>,
     alarm: Option<i64>,
     failures: u32,
+    run: Option<Suspended>,
+    index_pushes: Vec<(Vec<IndexChange>, bool)>,
+}
+
+impl SimInbox {
+    /// The object is evicted: its memory goes, with every await in flight. An alarm run that
+    /// did not finish is run again by the platform.
+    fn crash(&mut self, now: i64) {
+        self.machine = None;
+        self.index_pushes.clear();
+        if self.run.take().is_some() {
+            self.alarm = Some(self.alarm.map_or(now + 1_000, |at| at.min(now + 1_000)));
+        }
+    }
+}
+
+/// An alarm run stopped at an `.await`: the production conductor, the settings it started
+/// with, and the answer it will get when it goes on.
+struct Suspended {
+    run: Box<Run<'static>>,
+    settings: &'static DeliveryConfig,
+    awaiting: Awaiting,
+}
+
+/// What comes back from an `.await` of an alarm run.
+enum Awaiting {
+    /// The breakers it read, and the subrequests that took.
+    Health(BTreeMap<String, BreakerState>, u32),
+    /// An origin's answer.
+    Answer(AttemptResult, Option<u64>),
+    /// A health report or a publish: nothing comes back.
+    Nothing,
+    /// Whether the dead-letter index took the changes.
+    Index(bool),
 }
 
 /// A crash cuts a step short after this many changes were written.
@@ -145,16 +185,18 @@ struct World {
     aborted: BTreeSet<(String, String)>,
     /// Ids of events whose subject an operator erased: never delivered after that.
     erased: BTreeSet<String>,
-    origins: Vec<Origin>,
     behaviours: BTreeMap<String, Behaviour>,
     breakers: BTreeMap<String, Breaker>,
-    schedule: RetrySchedule,
-    retention: Retention,
-    after_dead_letter: AfterDeadLetter,
-    subrequest_limit: u32,
+    /// The isolate's copy of the breakers, and when it was read.
+    health_cache: Option<(i64, BTreeMap<String, BreakerState>)>,
+    /// The delivery settings in force (leaked: a run keeps the settings it started with for
+    /// as long as it runs, as production's does).
+    settings: &'static DeliveryConfig,
+    /// The settings of the run being driven, while one is.
+    running: Option<&'static DeliveryConfig>,
+    stream_on: bool,
     faults: bool,
     next_uid: u64,
-    rules: RiskRules,
     secrets: WebhookSecrets,
     /// Consumers any configuration has had: kept in the last one so nothing ends with no origin.
     consumers_seen: BTreeSet<String>,
@@ -185,9 +227,31 @@ impl World {
     fn new(seed: u64) -> Self {
         let mut rng = Rng(seed);
         let origins = parse_origins(rng.pick::<&str>(&ORIGIN_SETS)).expect("valid origins");
-        let schedule = RetrySchedule::parse(rng.pick::<&str>(&SCHEDULES))
+        let retry_schedule = RetrySchedule::parse(rng.pick::<&str>(&SCHEDULES))
             .expect("valid")
             .with_jitter_percent(20);
+        let settings = DeliveryConfig {
+            origins,
+            signing_secrets: SigningSecrets::parse(
+                "whsec_c2ltLW9yaWdpbi1zZWNyZXQtMzItYnl0ZXMtbG9uZyE=",
+            )
+            .expect("key"),
+            origin_signing_secrets: BTreeMap::new(),
+            risk_rules: RiskRules::default(),
+            retry_schedule,
+            retention: Retention {
+                payload_secs: rng.below(30),
+                dead_letter_secs: 60 + rng.below(600),
+                dedup_ttl_secs: 3_600,
+                freshness_secs: 600,
+            },
+            after_dead_letter: if rng.chance(70) {
+                AfterDeadLetter::Hold
+            } else {
+                AfterDeadLetter::Continue
+            },
+            subrequest_limit: *rng.pick(&[10, 50, 1000]),
+        };
         let mut world = Self {
             now: START,
             trace: VecDeque::new(),
@@ -204,33 +268,30 @@ impl World {
             erased: BTreeSet::new(),
             behaviours: BTreeMap::new(),
             breakers: BTreeMap::new(),
-            schedule,
-            retention: Retention {
-                payload_secs: rng.below(30),
-                dead_letter_secs: 60 + rng.below(600),
-                dedup_ttl_secs: 3_600,
-                freshness_secs: 600,
-            },
-            after_dead_letter: if rng.chance(70) {
-                AfterDeadLetter::Hold
-            } else {
-                AfterDeadLetter::Continue
-            },
-            subrequest_limit: *rng.pick(&[10, 50, 1000]),
+            health_cache: None,
+            settings: Box::leak(Box::new(settings)),
+            running: None,
+            stream_on: rng.chance(50),
             faults: true,
             next_uid: 1,
-            rules: RiskRules::default(),
             secrets: WebhookSecrets::parse(SECRET).expect("secret"),
             consumers_seen: BTreeSet::new(),
-            origins,
             rng,
         };
         world.note_consumers();
         world
     }
 
+    /// New settings, in force from now on; runs under way keep theirs.
+    fn change_settings(&mut self, change: impl FnOnce(&mut DeliveryConfig, &mut Rng)) {
+        let mut settings = self.settings.clone();
+        change(&mut settings, &mut self.rng);
+        self.settings = Box::leak(Box::new(settings));
+        self.note_consumers();
+    }
+
     fn note_consumers(&mut self) {
-        for origin in &self.origins {
+        for origin in &self.settings.origins {
             self.consumers_seen.insert(origin.consumer().to_string());
         }
     }
@@ -308,10 +369,7 @@ impl World {
             }
         } else {
             let classified = identified
-                .classify(&Classify {
-                    risk_rules: &self.rules,
-                    origins: &self.origins,
-                })
+                .classify(&self.settings.classify_policy())
                 .expect("classified");
             ClaimContent::Classified(Classification {
                 risk_level: classified.risk_level,
@@ -394,7 +452,12 @@ impl World {
     /// changes it made one by one, any of which a crash may cut off.
     fn step<T>(&mut self, name: &str, f: impl FnOnce(&mut Inbox) -> T) -> Result<T, Crashed> {
         let crash_after = (self.faults && self.rng.chance(5)).then(|| self.rng.below(4));
-        let retries = self.schedule.retries();
+        let retries = self
+            .running
+            .unwrap_or(self.settings)
+            .retry_schedule
+            .retries();
+        let now = self.now;
         let inbox = self.inboxes.entry(name.to_string()).or_default();
         let machine = inbox.machine.get_or_insert_with(|| {
             Inbox::restore(
@@ -414,14 +477,14 @@ impl World {
         let changes: Vec<Change> = machine.drain_changes().collect();
         for (index, change) in changes.into_iter().enumerate() {
             if crash_after == Some(index as u64) {
-                inbox.machine = None;
+                inbox.crash(now);
                 return Err(Crashed);
             }
             apply(&mut inbox.store, change, retries);
         }
         if crash_after.is_some_and(|after| after as usize >= 1) && self.rng.chance(30) {
             // A crash after everything was written, before anything else happens.
-            inbox.machine = None;
+            inbox.crash(now);
         }
         Ok(result)
     }
@@ -433,7 +496,12 @@ impl World {
         origin: &str,
         id: &str,
         consumer: &str,
+        after_dead_letter: AfterDeadLetter,
     ) -> (AttemptResult, Option<u64>, i64) {
+        assert!(
+            !self.erased.contains(id),
+            "{id} reached {origin} after its subject was erased"
+        );
         let behaviour = self
             .behaviours
             .get(origin)
@@ -442,17 +510,13 @@ impl World {
         let latency = 5 + self.rng.below(50) as i64;
         match behaviour {
             Behaviour::Up => {
-                assert!(
-                    !self.erased.contains(id),
-                    "{id} reached {origin} after its subject was erased"
-                );
                 let uid = self.uid_of.get(id).copied();
                 if let Some(uid) = uid {
                     self.webhook_ids.entry(uid).or_default().insert(id.into());
                 }
                 let key = (id.to_string(), consumer.to_string());
                 if !self.delivered.contains(&key) {
-                    self.check_order_at_delivery(id, consumer);
+                    self.check_order_at_delivery(id, consumer, after_dead_letter);
                     self.delivered.insert(key);
                 }
                 (AttemptResult::Status(204), None, latency)
@@ -479,7 +543,12 @@ impl World {
     }
 
     fn origin_step(&mut self) {
-        let names: Vec<String> = self.origins.iter().map(|o| o.name.clone()).collect();
+        let names: Vec<String> = self
+            .settings
+            .origins
+            .iter()
+            .map(|o| o.name.clone())
+            .collect();
         let name = self.rng.pick(&names).clone();
         let behaviour = if self.rng.chance(50) {
             Behaviour::Up
@@ -490,7 +559,7 @@ impl World {
         self.behaviours.insert(name, behaviour);
     }
 
-    // --- the alarm ------------------------------------------------------------------------
+    // --- the alarm: production's conductor, with anything arriving at every await ----------
 
     fn alarm(&mut self, name: &str) {
         let inbox = self.inboxes.get_mut(name).expect("inbox");
@@ -504,178 +573,174 @@ impl World {
             return;
         }
         inbox.failures = 0;
-        match self.run_alarm(name) {
-            Ok(next) => {
-                let inbox = self.inboxes.get_mut(name).expect("inbox");
-                inbox.alarm = next;
+        // Now and then the settings read at the start of a run are broken.
+        let settings = self.settings;
+        let in_force = (!(self.faults && self.rng.chance(2))).then_some(settings);
+        let seed = self.rng.next();
+        match run::begin(in_force, self.stream_on, UnixMs(self.now), seed) {
+            Begin::SettingsBroken { retry_at } => {
+                self.log(format!("alarm of {name}: settings broken"));
+                self.inboxes.get_mut(name).expect("inbox").alarm = Some(retry_at.0);
             }
+            Begin::Run(run) => self.drive(name, run, settings, None),
+        }
+    }
+
+    /// Drives a run from where it stands, handing it `awaiting` first (the answer to the
+    /// await it stopped at). At every await of production's adapter the run may stop here,
+    /// and anything the world does may happen before it goes on.
+    fn drive(
+        &mut self,
+        name: &str,
+        mut run: Box<Run<'static>>,
+        settings: &'static DeliveryConfig,
+        mut awaiting: Option<Awaiting>,
+    ) {
+        self.running = Some(settings);
+        let ended = self.drive_until_await(name, &mut run, settings, &mut awaiting);
+        self.running = None;
+        match ended {
             Err(Crashed) => {
                 // The platform runs an alarm that did not finish again.
+                let now = self.now;
                 let inbox = self.inboxes.get_mut(name).expect("inbox");
-                inbox.alarm = Some(self.now + 1_000);
+                inbox.alarm = Some(inbox.alarm.map_or(now + 1_000, |at| at.min(now + 1_000)));
                 self.log(format!("alarm of {name} cut short by a crash"));
             }
-        }
-    }
-
-    fn run_alarm(&mut self, name: &str) -> Result<Option<i64>, Crashed> {
-        let schedule = self.schedule.clone();
-        let retention = self.retention;
-        let after_dead_letter = self.after_dead_letter;
-        let policy = InboxPolicy {
-            retry_schedule: &schedule,
-            retention,
-            after_dead_letter,
-        };
-        let mut budget = SubrequestBudget::new(self.subrequest_limit);
-        budget.take(1);
-        let now = UnixMs(self.now);
-        self.step(name, |inbox| inbox.handle_timeout(&policy, now))?;
-        let mut handed_over = false;
-        for _ in 0..25 {
-            let now = UnixMs(self.now);
-            let Some(work) = self.step(name, |inbox| inbox.poll_work(&policy, now))? else {
-                break;
-            };
-            if !budget.allows(2) {
-                handed_over = true;
-                break;
+            Ok(Some(awaiting)) => {
+                self.inboxes.get_mut(name).expect("inbox").run = Some(Suspended {
+                    run,
+                    settings,
+                    awaiting,
+                });
             }
-            match work {
-                Work::Classify(seq) => self.classify(name, seq)?,
-                Work::Deliver(delivery) => {
-                    let outcome = self.attempt(&delivery, &mut budget);
-                    if self.faults && self.rng.chance(3) {
-                        // Crashed after the POSTs, before the outcome was written.
-                        self.inboxes.get_mut(name).expect("inbox").machine = None;
-                        return Err(Crashed);
-                    }
-                    let batches = !outcome.log.is_empty();
-                    let now = UnixMs(self.now);
-                    let seed = self.rng.next();
-                    self.log(format!(
-                        "attempt {} → {} → {:?}",
-                        delivery.id, delivery.consumer, outcome.verdict
-                    ));
-                    self.step(name, |inbox| {
-                        inbox.handle_attempt(&delivery, outcome, &policy, now, seed);
-                    })?;
-                    let _ = batches;
-                }
-            }
+            Ok(None) => {}
         }
-        self.sync_index(name)?;
-        let now = UnixMs(self.now);
-        self.step(name, |inbox| inbox.handle_timeout(&policy, now))?;
-        if handed_over {
-            return Ok(Some(self.now));
-        }
-        let now = UnixMs(self.now);
-        Ok(self
-            .step(name, |inbox| inbox.poll_timeout(&policy, now))?
-            .map(|at| at.0))
     }
 
-    fn classify(&mut self, name: &str, seq: Seq) -> Result<(), Crashed> {
-        let (body, verified, test) = self.inboxes[name].store.bodies[&seq].clone();
-        let received = self.inboxes[name].store.events[&seq].received_at;
-        let classified = Identified::recall(body.as_bytes(), verified, test, received.secs().0)
-            .expect("recalled")
-            .classify(&Classify {
-                risk_rules: &self.rules,
-                origins: &self.origins,
-            })
-            .expect("classified");
-        let classification = Classification {
-            risk_level: classified.risk_level,
-            consumers: classified.consumers,
-            payload: classified.cloud_event.get().into(),
-        };
-        let now = UnixMs(self.now);
-        self.log(format!("classify {seq:?}"));
-        self.step(name, |inbox| {
-            inbox.handle_classified(seq, classification, now);
-        })
-    }
-
-    /// One attempt through the real routing, breakers and plan; time moves with each try.
-    fn attempt(
+    /// `Ok(Some(_))`: stopped at an await; `Ok(None)`: the run is over.
+    fn drive_until_await(
         &mut self,
-        delivery: &didit_edge_core::inbox::Delivery,
-        budget: &mut SubrequestBudget,
-    ) -> Outcome {
-        let origins = self.origins.clone();
-        let seed = self.rng.next();
-        let candidates = origins_for(
-            &origins,
-            &delivery.consumer,
-            &delivery.webhook_type,
-            delivery.risk_level,
-            seed,
-        );
+        name: &str,
+        run: &mut Box<Run<'static>>,
+        settings: &'static DeliveryConfig,
+        awaiting: &mut Option<Awaiting>,
+    ) -> Result<Option<Awaiting>, Crashed> {
+        loop {
+            if let Some(answer) = awaiting.take() {
+                let now = UnixMs(self.now);
+                let handled = match answer {
+                    Awaiting::Health(snapshot, used) => run.handle_health(&snapshot, used),
+                    Awaiting::Answer(result, retry_after) => {
+                        run.handle_answer(result, retry_after, now)
+                    }
+                    Awaiting::Nothing => Ok(()),
+                    Awaiting::Index(pushed) => {
+                        self.step(name, |inbox| run.handle_index_pushed(inbox, pushed, now))?
+                    }
+                };
+                handled.expect("the run asked for this answer");
+            }
+            let now = UnixMs(self.now);
+            let step = self.step(name, |inbox| run.poll(inbox, now))?;
+            let answer = match step {
+                Step::ReadBody(seq) => {
+                    let store = &self.inboxes[name].store;
+                    let stored = store
+                        .bodies
+                        .get(&seq)
+                        .map(|(body, verified, test)| StoredBody {
+                            body: body.clone(),
+                            verified: *verified,
+                            test: *test,
+                            received_at: store.events[&seq].received_at,
+                        });
+                    self.log(format!("classify {seq:?}"));
+                    self.step(name, |inbox| run.handle_body(inbox, stored, now))?
+                        .expect("a stored body classifies");
+                    continue;
+                }
+                Step::ReadPayload(seq) => {
+                    let payload = self.inboxes[name].store.payloads.get(&seq).cloned();
+                    run.handle_payload(payload, now).expect("asked for");
+                    continue;
+                }
+                Step::ReadHealth { may_fetch } => self.read_health(may_fetch),
+                Step::Post { origin, id, .. } => {
+                    let (result, retry_after, took) = self.answer(
+                        &origin.name,
+                        &id,
+                        origin.consumer(),
+                        settings.after_dead_letter,
+                    );
+                    self.now += took;
+                    self.log(format!("POST {id} → {} → {result:?}", origin.name));
+                    Awaiting::Answer(result, retry_after)
+                }
+                Step::ReportHealth(report) => {
+                    let state = {
+                        let breaker = self
+                            .breakers
+                            .entry(report.origin.clone())
+                            .or_insert_with(|| Breaker::new(BreakerPolicy::default()));
+                        breaker.report(report.up, report.retry_after_ms, report.at.0);
+                        breaker.state()
+                    };
+                    if let Some((_, cached)) = self.health_cache.as_mut() {
+                        cached.insert(report.origin, state);
+                    }
+                    Awaiting::Nothing
+                }
+                Step::Publish(_) => Awaiting::Nothing,
+                Step::PushIndex { changes, .. } => {
+                    let pushed = self.push_index(name, &changes);
+                    Awaiting::Index(pushed)
+                }
+                Step::Done(finished) => {
+                    let inbox = self.inboxes.get_mut(name).expect("inbox");
+                    inbox.alarm = finished.wake_at.map(|at| at.0);
+                    return Ok(None);
+                }
+            };
+            if self.faults && self.rng.chance(25) {
+                return Ok(Some(answer));
+            }
+            *awaiting = Some(answer);
+        }
+    }
+
+    /// The breakers as production's health adapter reads them: a copy at most 2 s old, else
+    /// a fresh read when the run's budget allows one (which may fail: then every origin
+    /// counts as available), else whatever copy there is.
+    fn read_health(&mut self, may_fetch: bool) -> Awaiting {
+        if let Some((at, cached)) = &self.health_cache {
+            if self.now - at < 2_000 {
+                return Awaiting::Health(cached.clone(), 0);
+            }
+        }
+        if !may_fetch {
+            let cached = self.health_cache.as_ref().map(|(_, c)| c.clone());
+            return Awaiting::Health(cached.unwrap_or_default(), 0);
+        }
+        if self.faults && self.rng.chance(5) {
+            return Awaiting::Health(BTreeMap::new(), 1);
+        }
         let snapshot: BTreeMap<String, BreakerState> = self
             .breakers
             .iter()
             .map(|(name, breaker)| (name.clone(), breaker.state()))
             .collect();
-        let mut plan = if delivery.has_payload {
-            Plan::new(
-                candidates,
-                &delivery.rejected_by,
-                |name| snapshot.get(name).copied(),
-                self.now,
-            )
-        } else {
-            Plan::without_payload(self.now)
-        };
-        let mut rejected_by = Vec::new();
-        while plan.remaining() > 0 {
-            if !budget.take(1) {
-                plan.stop(self.now);
-                break;
-            }
-            let Some(target) = plan.next_origin(self.now) else {
-                break;
-            };
-            let (result, retry_after, took) =
-                self.answer(&target.name, &delivery.id, &delivery.consumer);
-            self.now += took;
-            if let Some(up) = result.health_signal() {
-                let last_seen = snapshot.get(&target.name).copied();
-                if !report_changes_nothing(last_seen, up, self.now) && budget.take(1) {
-                    self.breakers
-                        .entry(target.name.clone())
-                        .or_insert_with(|| Breaker::new(BreakerPolicy::default()))
-                        .report(up, retry_after, self.now);
-                }
-            }
-            if let (true, Some(status)) = (result.is_rejection(), result.status()) {
-                rejected_by.push(Rejected {
-                    origin: target.name.clone(),
-                    status,
-                });
-            }
-            plan.record(target, result, self.now);
-        }
-        let (verdict, log) = plan.finish();
-        Outcome {
-            verdict,
-            log,
-            rejected_by,
-        }
+        self.health_cache = Some((self.now, snapshot.clone()));
+        Awaiting::Health(snapshot, 1)
     }
 
-    fn sync_index(&mut self, name: &str) -> Result<(), Crashed> {
-        let pending = self.step(name, |inbox| inbox.poll_index())?;
-        if pending.is_empty() {
-            return Ok(());
-        }
+    /// The dead-letter index hears `changes` (or cannot be reached): `true` when it took them.
+    fn push_index(&mut self, name: &str, changes: &[IndexChange]) -> bool {
         if self.faults && self.rng.chance(10) {
-            let now = UnixMs(self.now);
             self.log(format!("index unreachable for {name}"));
-            return self.step(name, |inbox| inbox.handle_index_failed(now));
+            return false;
         }
-        for change in &pending {
+        for change in changes {
             let key = (change.key.id.clone(), change.key.consumer.clone());
             match change.change {
                 IndexEntry::Put { .. } => {
@@ -687,7 +752,78 @@ impl World {
                 }
             }
         }
-        self.step(name, |inbox| inbox.handle_index_synced(&pending))
+        true
+    }
+
+    /// After a replay or an erasure the adapter tells the index at once; that await, too,
+    /// may be overtaken by anything.
+    fn sync_index(&mut self, name: &str) -> Result<(), Crashed> {
+        let changes = self.step(name, |inbox| inbox.poll_index())?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let pushed = self.push_index(name, &changes);
+        if self.faults && self.rng.chance(25) {
+            let inbox = self.inboxes.get_mut(name).expect("inbox");
+            inbox.index_pushes.push((changes, pushed));
+            return Ok(());
+        }
+        self.index_pushed(name, &changes, pushed)
+    }
+
+    fn index_pushed(
+        &mut self,
+        name: &str,
+        changes: &[IndexChange],
+        pushed: bool,
+    ) -> Result<(), Crashed> {
+        let now = UnixMs(self.now);
+        self.step(name, |inbox| match pushed {
+            true => inbox.handle_index_synced(changes),
+            false => inbox.handle_index_failed(now),
+        })
+    }
+
+    /// One await somewhere comes back: a run goes on, or a replay's index push is answered.
+    /// Now and then a run is cancelled instead (an alarm's wall-clock limit): the object keeps
+    /// its memory and the platform runs the alarm again.
+    fn resume_step(&mut self) {
+        let waiting: Vec<String> = self
+            .inboxes
+            .iter()
+            .filter(|(_, inbox)| inbox.run.is_some() || !inbox.index_pushes.is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let name = self.rng.pick(&waiting).clone();
+        let inbox = self.inboxes.get_mut(&name).expect("inbox");
+        if !inbox.index_pushes.is_empty() && (inbox.run.is_none() || self.rng.chance(50)) {
+            let (changes, pushed) = inbox.index_pushes.remove(0);
+            self.log(format!("index push of {name} answered"));
+            let _ = self.index_pushed(&name, &changes, pushed);
+            return;
+        }
+        let Some(suspended) = inbox.run.take() else {
+            return;
+        };
+        if self.faults && self.rng.chance(3) {
+            inbox.alarm = Some(
+                inbox
+                    .alarm
+                    .map_or(self.now + 1_000, |a| a.min(self.now + 1_000)),
+            );
+            self.log(format!("alarm run of {name} cancelled"));
+            return;
+        }
+        self.log(format!("alarm run of {name} goes on"));
+        self.drive(
+            &name,
+            suspended.run,
+            suspended.settings,
+            Some(suspended.awaiting),
+        );
     }
 
     // --- operators and settings -------------------------------------------------------------
@@ -712,8 +848,11 @@ impl World {
         });
         if let Ok(replayed) = result {
             self.log(format!("replay {id}: {} copies", replayed.len()));
+            if !replayed.is_empty() {
+                let _ = self.sync_index(&name);
+            }
             let inbox = self.inboxes.get_mut(&name).expect("inbox");
-            inbox.alarm = Some(self.now);
+            inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
         }
     }
 
@@ -739,7 +878,10 @@ impl World {
                     .extend(inbox.store.events.values().map(|e| e.id.clone()));
                 assert!(inbox.store.payloads.is_empty() && inbox.store.bodies.is_empty());
                 assert_eq!(inbox.store.subject, None);
-                inbox.alarm = Some(self.now);
+                inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
+                if erasure.dead_letters > 0 {
+                    let _ = self.sync_index(&name);
+                }
                 return;
             }
         }
@@ -754,32 +896,35 @@ impl World {
     }
 
     fn settings_step(&mut self) {
-        match self.rng.below(4) {
-            0 => {
-                self.retention.dead_letter_secs = 30 + self.rng.below(900);
-                self.retention.payload_secs = self.rng.below(60);
-            }
-            1 => {
-                self.schedule = RetrySchedule::parse(self.rng.pick::<&str>(&SCHEDULES))
+        match self.rng.below(5) {
+            0 => self.change_settings(|settings, rng| {
+                settings.retention.dead_letter_secs = 30 + rng.below(900);
+                settings.retention.payload_secs = rng.below(60);
+            }),
+            1 => self.change_settings(|settings, rng| {
+                settings.retry_schedule = RetrySchedule::parse(rng.pick::<&str>(&SCHEDULES))
                     .expect("valid")
                     .with_jitter_percent(20);
-            }
-            2 => {
-                self.origins = parse_origins(self.rng.pick::<&str>(&ORIGIN_SETS)).expect("valid");
-                self.note_consumers();
-            }
-            _ => {
-                self.after_dead_letter = match self.after_dead_letter {
+            }),
+            2 => self.change_settings(|settings, rng| {
+                settings.origins = parse_origins(rng.pick::<&str>(&ORIGIN_SETS)).expect("valid");
+            }),
+            3 => self.change_settings(|settings, rng| {
+                settings.subrequest_limit = *rng.pick(&[10, 50, 1000]);
+            }),
+            _ => self.change_settings(|settings, _| {
+                settings.after_dead_letter = match settings.after_dead_letter {
                     AfterDeadLetter::Hold => AfterDeadLetter::Continue,
                     _ => AfterDeadLetter::Hold,
                 };
-            }
+            }),
         }
         self.log(format!(
-            "settings: retention {:?}, hold {:?}, {} origins",
-            self.retention,
-            self.after_dead_letter,
-            self.origins.len()
+            "settings: retention {:?}, hold {:?}, {} origins, {} subrequests",
+            self.settings.retention,
+            self.settings.after_dead_letter,
+            self.settings.origins.len(),
+            self.settings.subrequest_limit,
         ));
     }
 
@@ -787,7 +932,7 @@ impl World {
 
     /// When `id` first reaches `consumer`: every earlier event of its subject that the inbox
     /// holds must be done with for that consumer (delivered, or a dead letter it may pass).
-    fn check_order_at_delivery(&self, id: &str, consumer: &str) {
+    fn check_order_at_delivery(&self, id: &str, consumer: &str, after: AfterDeadLetter) {
         let Some((_, inbox)) = self
             .inboxes
             .iter()
@@ -813,7 +958,7 @@ impl World {
             };
             // Under hold, a pending status that a later one (already delivered to this
             // consumer) supersedes is never sent: it holds nothing up.
-            let superseded = self.after_dead_letter == AfterDeadLetter::Hold
+            let superseded = after == AfterDeadLetter::Hold
                 && earlier.webhook_type.ends_with("status.updated")
                 && store.events.values().any(|later| {
                     later.webhook_type == earlier.webhook_type
@@ -828,7 +973,7 @@ impl World {
                 });
             let passable = match copy.state {
                 CopyState::Delivered { .. } | CopyState::Expired { .. } => true,
-                CopyState::Dead { .. } => self.after_dead_letter == AfterDeadLetter::Continue,
+                CopyState::Dead { .. } => after == AfterDeadLetter::Continue,
                 CopyState::Pending { .. } => superseded,
             };
             assert!(
@@ -903,7 +1048,16 @@ impl World {
                 r#"{{"name":"final-{index}","url":"https://final-{index}.example/","consumer":"{consumer}"}}"#
             ));
         }
-        self.origins = parse_origins(&format!("[{}]", origins.join(","))).expect("valid");
+        let finals = parse_origins(&format!("[{}]", origins.join(","))).expect("valid");
+        self.change_settings(|settings, _| settings.origins = finals);
+        // Every await still open comes back.
+        while self
+            .inboxes
+            .values()
+            .any(|inbox| inbox.run.is_some() || !inbox.index_pushes.is_empty())
+        {
+            self.resume_step();
+        }
         for round in 0..3 {
             let listed: Vec<(String, String)> = self.listed.iter().cloned().collect();
             for (id, consumer) in listed {
@@ -934,9 +1088,12 @@ impl World {
         }
     }
 
+    /// The next alarm due. The platform starts none while the object's previous alarm run is
+    /// still under way.
     fn next_alarm(&self) -> Option<(String, i64)> {
         self.inboxes
             .iter()
+            .filter(|(_, inbox)| inbox.run.is_none())
             .filter_map(|(name, inbox)| inbox.alarm.map(|at| (name.clone(), at)))
             .min_by_key(|(name, at)| (*at, name.clone()))
     }
@@ -987,10 +1144,20 @@ impl World {
                         copy.state,
                         CopyState::Dead { .. } | CopyState::Expired { .. }
                     ) && self.ever_listed.contains(&key));
-                assert!(
-                    ok,
-                    "uid {uid} ({id}) neither reached {consumer} nor was listed: {copy:?}"
-                );
+                if !ok {
+                    let (name, inbox) = self
+                        .inboxes
+                        .iter()
+                        .find(|(_, inbox)| std::ptr::eq(&inbox.store, store))
+                        .expect("its inbox");
+                    panic!(
+                        "uid {uid} ({id}) neither reached {consumer} nor was listed: {copy:?}; \
+                         {name}: alarm {:?}, run {}, events {:?}",
+                        inbox.alarm,
+                        inbox.run.is_some(),
+                        store.copies
+                    );
+                }
             }
         }
     }
@@ -1154,24 +1321,27 @@ fn run(seed: u64, steps: u64) -> Result<World, String> {
         for _ in 0..steps {
             world.steps += 1;
             match world.rng.below(100) {
-                0..=39 => world.didit_step(),
-                40..=69 => {
+                0..=34 => world.didit_step(),
+                35..=59 => {
                     if let Some((name, at)) = world.next_alarm() {
                         world.now = world.now.max(at);
                         world.alarm(&name);
                     }
                 }
-                70..=84 => world.now += world.rng.below(20_000) as i64,
-                85..=91 => world.origin_step(),
-                92..=94 => world.replay_step(),
-                95 => world.erase_step(),
+                60..=71 => world.resume_step(),
+                72..=84 => world.now += world.rng.below(20_000) as i64,
+                85..=90 => world.origin_step(),
+                91..=93 => world.replay_step(),
+                94..=95 => world.erase_step(),
                 96..=97 => world.settings_step(),
                 _ => {
-                    // A crash out of the blue: an inbox loses its memory.
+                    // A crash out of the blue: an inbox loses its memory, and every await it
+                    // had in flight.
                     let names: Vec<String> = world.inboxes.keys().cloned().collect();
                     if !names.is_empty() {
                         let name = world.rng.pick(&names).clone();
-                        world.inboxes.get_mut(&name).expect("inbox").machine = None;
+                        let now = world.now;
+                        world.inboxes.get_mut(&name).expect("inbox").crash(now);
                         world.log(format!("{name} crashed"));
                     }
                 }

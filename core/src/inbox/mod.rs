@@ -163,6 +163,18 @@ pub enum Work {
     Deliver(Delivery),
 }
 
+/// Where the copy of an attempt in progress stands ([`Inbox::standing`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Still its consumer's next copy to send: the attempt goes on.
+    Next,
+    /// Still pending, but an earlier event now comes first (it arrived, or was classified,
+    /// while an origin was tried): the attempt stops, and the earlier one goes first.
+    Overtaken,
+    /// No longer pending (an erasure ended it): nothing more is sent or recorded.
+    Settled,
+}
+
 /// One attempt to make: a consumer's copy of an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Delivery {
@@ -818,14 +830,25 @@ impl Inbox {
         }))
     }
 
-    /// Whether `delivery`'s copy still waits for delivery: an attempt checks before each
-    /// origin, since an erasure (or anything else that settles the copy) may have come while
-    /// the previous origin was tried.
-    pub fn is_pending(&self, delivery: &Delivery) -> bool {
-        self.events
+    /// Where an attempt's copy stands now. An attempt asks before each origin, since while
+    /// the previous origin was tried an erasure may have settled the copy, or an event Didit
+    /// created earlier may have arrived and now comes first.
+    pub fn standing(&self, delivery: &Delivery, policy: &InboxPolicy<'_>) -> Standing {
+        let pending = self
+            .events
             .get(&delivery.seq)
             .and_then(|event| event.copies.get(&delivery.consumer))
-            .is_some_and(|copy| matches!(copy.state, CopyState::Pending { .. }))
+            .is_some_and(|copy| matches!(copy.state, CopyState::Pending { .. }));
+        if !pending {
+            Standing::Settled
+        } else if self
+            .heads(policy.after_dead_letter)
+            .contains(&(delivery.seq, delivery.consumer.as_str()))
+        {
+            Standing::Next
+        } else {
+            Standing::Overtaken
+        }
     }
 
     /// Records what an attempt came to (ignored unless the copy is still pending).

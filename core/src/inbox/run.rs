@@ -16,7 +16,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Classification, Delivery, Inbox, IndexChange, Outcome, Rejected, Seq, Work};
+use super::{Classification, Delivery, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work};
 use crate::attempt::{AttemptResult, Plan};
 use crate::budget::{SubrequestBudget, MISCONFIGURED_RETRY_MS};
 use crate::config::DeliveryConfig;
@@ -310,12 +310,17 @@ impl<'c> Run<'c> {
                                 id: attempt.delivery.id.clone(),
                             };
                         }
-                        if !inbox.is_pending(&attempt.delivery) {
-                            // Erased (or otherwise settled) while an origin was tried: no
-                            // origin gets it any more, and nothing is recorded.
-                            self.payload = String::new();
-                            self.phase = Phase::Next;
-                            continue;
+                        match inbox.standing(&attempt.delivery, &policy) {
+                            Standing::Next => {}
+                            // Settled while an origin was tried (an erasure): no origin gets
+                            // it any more, and nothing is recorded.
+                            Standing::Settled => {
+                                self.payload = String::new();
+                                self.phase = Phase::Next;
+                                continue;
+                            }
+                            // An earlier event came first meanwhile: it goes first.
+                            Standing::Overtaken => plan.stop(now.0),
                         }
                         if plan.remaining() > 0 && !self.budget.take(1) {
                             plan.stop(now.0);
