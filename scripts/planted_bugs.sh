@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Shows that the reconciliation simulation (core/tests/reconcile_simulation.rs) catches the bugs
-# it exists for: each is planted, one at a time, in a throwaway worktree of HEAD, and the
-# simulation must fail on it (it prints the seed and simulated time of the first failure).
+# Shows that the simulations catch the bugs they exist for: each is planted, one at a time, in a
+# throwaway worktree of HEAD, and its simulation must fail on it (it prints the seed of the
+# first failure). The reconciliation simulation (core/tests/reconcile_simulation.rs):
 #
 # 1. one session's failing decision read ends the run without setting the session aside
 #    (every later run stops at it again);
@@ -9,6 +9,13 @@
 #    nothing marks it to be left alone);
 # 3. a webhook matched to a reconciled result does not attach its event_id, so a console resend
 #    after a later status is taken as new.
+#
+# The delivery simulation (core/tests/simulation.rs), through production's alarm-run conductor:
+#
+# 4. an erasure that lands while an origin is being tried does not stop the attempt (the next
+#    origin gets the erased subject's data);
+# 5. an event Didit created earlier, arriving while a later one is being tried, does not stop
+#    the attempt (the later one overtakes it).
 #
 #   scripts/planted_bugs.sh            # 40 seeds each (SEEDS to change)
 set -euo pipefail
@@ -22,7 +29,7 @@ trap 'git worktree remove --force "$worktree"' EXIT
 export CARGO_TARGET_DIR="$repo_root/target/planted"
 
 plant() {
-  local name="$1" file="$2" from="$3" to="$4"
+  local name="$1" file="$2" from="$3" to="$4" simulation="${5:-reconcile_simulation}"
   git -C "$worktree" checkout --quiet -- .
   python3 - "$worktree/$file" "$from" "$to" <<'EOF'
 import sys
@@ -34,7 +41,7 @@ EOF
   echo "== planted: $name"
   local output
   if output="$(cd "$worktree" && SIM_SEEDS="$seeds" cargo test --release -q -p didit-edge-core \
-      --test reconcile_simulation 2>&1)"; then
+      --test "$simulation" 2>&1)"; then
     echo "NOT CAUGHT: the simulation passed with this bug planted" >&2
     return 1
   fi
@@ -54,4 +61,11 @@ plant "a matched resend's event_id is not attached" core/src/inbox/mod.rs \
   "    fn attach_alias(&mut self, original: Seq, claim: &Claim) {" \
   "    fn attach_alias(&mut self, original: Seq, claim: &Claim) {
         return;"
+plant "an erasure during an attempt does not stop it" core/src/inbox/run.rs \
+  "                            Standing::Next => {}" \
+  "                            Standing::Next => {}
+                            Standing::Settled if true => {}" simulation
+plant "an earlier event arriving during an attempt is overtaken" core/src/inbox/run.rs \
+  "                            Standing::Overtaken => plan.stop(now.0)," \
+  "                            Standing::Overtaken => {}" simulation
 echo "== every planted bug was caught"
