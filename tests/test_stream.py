@@ -139,7 +139,7 @@ def test_each_user_sees_only_their_own_and_the_admin_sees_all(stream_edge):
 
 
 def test_a_users_own_events_name_them_by_vendor_data_and_carry_nothing_else(stream_edge):
-    # What README.md says the stream sends: for `user.*` events the subject id is `vendor_data`
+    # What docs/stream.md says the stream sends: for `user.*` events the subject id is `vendor_data`
     # (the user watching, and admins, see it); names, documents and decisions never.
     dave = f"dave-{uuid.uuid4()}"
     with open_stream(stream_edge, token(dave)) as own, \
