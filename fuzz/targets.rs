@@ -9,8 +9,8 @@ use didit_edge_core::admin::{erasure_request, DeadLetterQuery, MAX_SUBJECT_ID_BY
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
 use didit_edge_core::envelope::Envelope;
-use didit_edge_core::intake::{ClassifyPolicy, Delivery, Identified, Intake};
-use didit_edge_core::limits::route;
+use didit_edge_core::intake::{ClassifyPolicy, Incoming, Identified, Intake};
+use didit_edge_core::endpoint::endpoint;
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::retry::{RetrySchedule, MAX_RETRIES};
@@ -50,7 +50,7 @@ pub(crate) fn intake(data: &[u8]) {
         origins: &origins,
     };
     // As sent, with whatever headers the input holds.
-    let as_sent = Delivery {
+    let as_sent = Incoming {
         body,
         headers: SignatureHeaders {
             signature: header(0),
@@ -69,7 +69,7 @@ pub(crate) fn intake(data: &[u8]) {
     }
     // Signed properly: authentic whatever the body says.
     let tag = hex::encode(RustCrypto.tag(SECRET, body));
-    let signed = Delivery {
+    let signed = Incoming {
         body,
         headers: SignatureHeaders {
             signature: Some(&tag),
@@ -242,7 +242,7 @@ pub(crate) fn admin_query(data: &[u8]) {
         }
     }
     let _ = AdminFilters::parse(Some(query));
-    let _ = route("DELETE", query);
+    let _ = endpoint("DELETE", query);
     // The same bytes as an erasure's body: a subject it names is within bounds, and its
     // kind and id survive a round trip through the documented JSON exactly.
     if let Ok(subject) = erasure_request(data) {

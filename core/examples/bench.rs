@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use didit_edge_core::intake::{Delivery, Intake};
+use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::verify::SignatureHeaders;
@@ -76,7 +76,7 @@ fn main() {
             black_box(RustCrypto.tag(SECRET.as_bytes(), black_box(body.as_bytes())));
         });
         let run = |headers: SignatureHeaders<'_>| {
-            let delivery = Delivery {
+            let delivery = Incoming {
                 body: body.as_bytes(),
                 headers,
                 test_header: false,

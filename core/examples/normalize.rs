@@ -6,7 +6,7 @@
 
 use std::io::Read;
 
-use didit_edge_core::intake::{ClassifyPolicy, Delivery, Intake};
+use didit_edge_core::intake::{ClassifyPolicy, Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
@@ -27,7 +27,7 @@ fn main() -> Result<(), String> {
         .and_then(|v| v["timestamp"].as_i64())
         .ok_or("the payload has no numeric timestamp")?;
     let tag = hex::encode(RustCrypto.tag(b"local", &body));
-    let delivery = Delivery {
+    let delivery = Incoming {
         body: &body,
         headers: SignatureHeaders {
             signature: Some(&tag),

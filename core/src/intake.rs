@@ -12,7 +12,7 @@
 //! which classifies it later from the stored body ([`Identified::recall`]).
 //!
 //! ```text
-//! let intake = Intake::new(delivery, allow_simple)?;       // which messages to authenticate
+//! let intake = Intake::new(incoming, allow_simple)?;       // which messages to authenticate
 //! let verified = intake.verify_with(&secrets, &mut mac)?;  // or answer intake.challenges() async
 //! let identified = intake.identify(verified, now, tolerance_secs)?;
 //! let classified = identified.classify(&policy)?;          // or later, from the stored body
@@ -37,9 +37,9 @@ use crate::secret::WebhookSecrets;
 use crate::stream::StatusUpdate;
 use crate::verify::{self, ChallengeTiers, Provenance, SignatureHeaders, Verified, VerifyError};
 
-/// A delivery as received.
+/// A webhook request as received: the body and the headers that sign it.
 #[derive(Clone, Copy, Debug)]
-pub struct Delivery<'a> {
+pub struct Incoming<'a> {
     /// The body bytes exactly as received.
     pub body: &'a [u8],
     /// The signature headers.
@@ -51,7 +51,7 @@ pub struct Delivery<'a> {
 /// A delivery being checked.
 #[derive(Debug)]
 pub struct Intake<'a> {
-    delivery: Delivery<'a>,
+    incoming: Incoming<'a>,
     envelope: Result<Envelope<'a>, EnvelopeError>,
     challenges: ChallengeTiers<'a>,
 }
@@ -111,17 +111,17 @@ pub struct Classified {
 
 impl<'a> Intake<'a> {
     /// Reads the delivery and lists what must be authenticated.
-    pub fn new(delivery: Delivery<'a>, allow_simple: bool) -> Result<Self, Rejection> {
-        let envelope = Envelope::parse(delivery.body);
+    pub fn new(incoming: Incoming<'a>, allow_simple: bool) -> Result<Self, Rejection> {
+        let envelope = Envelope::parse(incoming.body);
         let challenges = verify::challenges(
-            delivery.body,
-            &delivery.headers,
+            incoming.body,
+            &incoming.headers,
             envelope.as_ref().ok(),
             allow_simple,
         )
         .map_err(rejection_of)?;
         Ok(Self {
-            delivery,
+            incoming,
             envelope,
             challenges,
         })
@@ -162,16 +162,16 @@ impl<'a> Intake<'a> {
             .timestamp
             .ok_or(Rejection::MissingField { field: "timestamp" })?;
         check_freshness(timestamp, now, tolerance_secs)?;
-        if let Some(header) = self.delivery.headers.timestamp {
+        if let Some(header) = self.incoming.headers.timestamp {
             let header_ts = header
                 .trim()
                 .parse::<i64>()
                 .map_err(|_| Rejection::InvalidTimestampHeader)?;
             check_freshness(header_ts, now, tolerance_secs)?;
         }
-        let test = self.delivery.test_header;
+        let test = self.incoming.test_header;
         Identified::name(
-            self.delivery.body,
+            self.incoming.body,
             envelope,
             Provenance::Signed(verified),
             test,
@@ -379,7 +379,7 @@ mod tests {
         signature: &'a str,
         x_timestamp: Option<&'a str>,
     ) -> Result<Admission<'a>, Rejection> {
-        let delivery = Delivery {
+        let incoming = Incoming {
             body: body.as_bytes(),
             headers: SignatureHeaders {
                 signature: Some(signature),
@@ -388,7 +388,7 @@ mod tests {
             },
             test_header: false,
         };
-        let intake = Intake::new(delivery, false)?;
+        let intake = Intake::new(incoming, false)?;
         let verified = intake.verify_with(
             &WebhookSecrets::parse("k").expect("secret"),
             &mut RustCrypto,
@@ -565,7 +565,7 @@ mod tests {
             "the envelope alone reads it"
         );
         let tag = hex::encode(RustCrypto.tag(b"k", &body));
-        let delivery = Delivery {
+        let incoming = Incoming {
             body: &body,
             headers: SignatureHeaders {
                 signature: Some(&tag),
@@ -573,7 +573,7 @@ mod tests {
             },
             test_header: false,
         };
-        let intake = Intake::new(delivery, false).expect("a signature header is present");
+        let intake = Intake::new(incoming, false).expect("a signature header is present");
         let verified = intake
             .verify_with(
                 &WebhookSecrets::parse("k").expect("secret"),

@@ -6,13 +6,13 @@
 //! adapter around it, and everything here is tested natively and in wasm.
 //!
 //! The modules, in the order a delivery meets them:
-//! - arriving: [`limits`] (route, media type, size), then [`intake`], which drives [`envelope`],
+//! - arriving: [`endpoint`] (which endpoint), [`limits`] (media type, size), then [`intake`], which drives [`envelope`],
 //!   [`verify`] (with [`canonical`] and [`mac`]), [`identity`], [`normalize`], [`risk`],
 //!   [`route`] and [`cloudevent`];
 //! - kept: [`inbox`], one subject's state machine (claims, order, retries, dead letters,
 //!   replay, retention), with [`delivery`] (a copy's state and retention) and [`retry`];
 //! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers),
-//!   [`origin`] and [`event_type`] (where events go), [`standard_webhooks`] (signing),
+//!   [`origin`] and [`event_type`] (where events go), [`receipt`] (a claim's answer), [`standard_webhooks`] (signing),
 //!   [`budget`] (how much one run may do);
 //! - found again: [`reconcile`] (results whose webhook never came, from Didit's API);
 //! - watched: [`stream_token`] and [`stream`] (who sees which statuses);
@@ -33,6 +33,7 @@ pub mod canonical;
 pub mod cloudevent;
 pub mod config;
 pub mod delivery;
+pub mod endpoint;
 pub mod envelope;
 pub mod event_type;
 pub mod health;

@@ -5,7 +5,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use didit_edge_core::intake::{ClassifyPolicy, Delivery, Intake};
+use didit_edge_core::intake::{ClassifyPolicy, Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::risk::RiskRules;
@@ -18,7 +18,7 @@ const FIXTURES: &str = include_str!("../../tests/fixtures/events.json");
 fn event_for(case: &Value, now: i64) -> Value {
     let body = serde_json::to_string(&case["payload"]).expect("payload serializes");
     let tag = hex::encode(RustCrypto.tag(b"k", body.as_bytes()));
-    let delivery = Delivery {
+    let delivery = Incoming {
         body: body.as_bytes(),
         headers: SignatureHeaders {
             signature: Some(&tag),

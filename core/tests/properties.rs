@@ -4,7 +4,7 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
-use didit_edge_core::intake::{ClassifyPolicy, Delivery, Intake};
+use didit_edge_core::intake::{ClassifyPolicy, Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::normalize::summarize;
 use didit_edge_core::origin::parse_origins;
@@ -63,7 +63,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// The admitted CloudEvent as JSON text.
 fn admit(body: &[u8]) -> Option<String> {
     let tag = hex::encode(RustCrypto.tag(b"k", body));
-    let delivery = Delivery {
+    let delivery = Incoming {
         body,
         headers: SignatureHeaders {
             signature: Some(&tag),

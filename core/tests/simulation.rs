@@ -49,7 +49,7 @@ use didit_edge_core::inbox::{
     Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, IndexChange,
     IndexEntry, IndexSync, ReplayFilter, Seq, Source, StoredContent,
 };
-use didit_edge_core::intake::{Delivery as Incoming, Intake};
+use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::receipt::Receipt;

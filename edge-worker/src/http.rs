@@ -2,6 +2,7 @@
 //! writing the core's verdicts as responses (the mapping of each refusal to a status and code
 //! is the core's `Rejection`).
 
+use didit_edge_core::endpoint::query_of;
 use didit_edge_core::limits::{self, BodyBudget};
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::rejection::Rejection;
@@ -51,7 +52,7 @@ pub(crate) fn answer(result: std::result::Result<Response, EdgeError>) -> Result
 
 /// The request's query string (without `?`), if it has one.
 pub(crate) fn query(request: &Request) -> Option<String> {
-    limits::query_of(&request.inner().url()).map(String::from)
+    query_of(&request.inner().url()).map(String::from)
 }
 
 /// A JSON body of at most `limit` bytes: refused by its headers (media type, declared length)

@@ -1,6 +1,6 @@
 //! didit-edge on Cloudflare Workers: a thin adapter around `didit_edge_core`.
 //!
-//! The fetch handler (`router`) reads a request, lets the core judge it, and hands admitted
+//! The fetch handler (`dispatch`) reads a request, lets the core judge it, and hands admitted
 //! events to the subject's [`Inbox`] Durable Object, which stores them before Didit gets
 //! its answer and delivers them from its alarm. Every decision (what is authentic, what is a
 //! duplicate, where an event goes, when to retry, what to forget) is the core's; this crate
@@ -21,7 +21,7 @@ mod inbox;
 mod objects;
 mod origin;
 mod reconciler;
-mod router;
+mod dispatch;
 mod rows;
 mod settings;
 mod stream;
@@ -40,7 +40,7 @@ use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, Sc
 
 #[event(fetch)]
 async fn fetch(request: Request, env: Env, ctx: Context) -> Result<Response> {
-    router::handle(request, &env, &ctx).await
+    dispatch::handle(request, &env, &ctx).await
 }
 
 /// The cron trigger: reconcile with Didit's API (when `DIDIT_API_KEY` is set), and probe every

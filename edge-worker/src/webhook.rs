@@ -2,7 +2,7 @@
 //! subject's inbox; the answer waits until the inbox has stored the event.
 
 use didit_edge_core::inbox::Source;
-use didit_edge_core::intake::{Delivery, Intake};
+use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::StatusUpdate;
@@ -30,7 +30,7 @@ pub(crate) async fn receive(
         header(request, "x-signature-simple"),
         header(request, "x-timestamp"),
     );
-    let delivery = Delivery {
+    let delivery = Incoming {
         body: &body,
         headers: SignatureHeaders {
             signature: signature.as_deref(),

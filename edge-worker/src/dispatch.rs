@@ -1,6 +1,6 @@
-//! The public fetch handler: routes each request to its front door.
+//! The public fetch handler: hands each request to the front door of its endpoint.
 
-use didit_edge_core::limits::{self, Route};
+use didit_edge_core::endpoint::{endpoint, Endpoint};
 use worker::{Context, Env, Request, Response, Result};
 
 use crate::http::{self, EdgeError};
@@ -10,17 +10,17 @@ use crate::{admin_api, settings, stream, stream_api, webhook};
 pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Result<Response> {
     let method = request.method().to_string();
     let path = request.path();
-    let answer = match limits::route(&method, &path) {
+    let answer = match endpoint(&method, &path) {
         Err(rejection) => Err(EdgeError::from(rejection)),
-        Ok(Route::Health) => return health(env),
-        Ok(Route::AdminOrigins) => admin_api::origins(&request, env).await,
-        Ok(Route::Reconciliation) => admin_api::reconciliation(&request, env).await,
-        Ok(Route::DeadLetters) => admin_api::list_dead_letters(&request, env).await,
-        Ok(Route::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
-        Ok(Route::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,
-        Ok(Route::Erase) => admin_api::erase_subject(&mut request, env).await,
-        Ok(Route::Stream) => stream_api::open(&request, env).await,
-        Ok(Route::DiditWebhook) => match webhook::receive(&mut request, env).await {
+        Ok(Endpoint::Health) => return health(env),
+        Ok(Endpoint::AdminOrigins) => admin_api::origins(&request, env).await,
+        Ok(Endpoint::Reconciliation) => admin_api::reconciliation(&request, env).await,
+        Ok(Endpoint::DeadLetters) => admin_api::list_dead_letters(&request, env).await,
+        Ok(Endpoint::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
+        Ok(Endpoint::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,
+        Ok(Endpoint::Erase) => admin_api::erase_subject(&mut request, env).await,
+        Ok(Endpoint::Stream) => stream_api::open(&request, env).await,
+        Ok(Endpoint::DiditWebhook) => match webhook::receive(&mut request, env).await {
             Ok((receipt, update)) => {
                 if let Some(update) = update {
                     // The status goes out to watchers while Didit gets its answer.
