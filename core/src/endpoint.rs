@@ -89,15 +89,24 @@ mod tests {
 
     #[test]
     fn endpoints_and_methods() {
-        assert_eq!(endpoint("POST", "/webhooks/didit"), Ok(Endpoint::DiditWebhook));
-        assert_eq!(endpoint("POST", "/webhooks/didit/"), Ok(Endpoint::DiditWebhook));
+        assert_eq!(
+            endpoint("POST", "/webhooks/didit"),
+            Ok(Endpoint::DiditWebhook)
+        );
+        assert_eq!(
+            endpoint("POST", "/webhooks/didit/"),
+            Ok(Endpoint::DiditWebhook)
+        );
         assert_eq!(
             endpoint("GET", "/webhooks/didit"),
             Err(Rejection::MethodNotAllowed { allow: "POST" })
         );
         assert_eq!(endpoint("GET", "/healthz"), Ok(Endpoint::Health));
         assert_eq!(endpoint("POST", "/nope"), Err(Rejection::NotFound));
-        assert_eq!(endpoint("GET", "/admin/dead-letters/"), Ok(Endpoint::DeadLetters));
+        assert_eq!(
+            endpoint("GET", "/admin/dead-letters/"),
+            Ok(Endpoint::DeadLetters)
+        );
         assert_eq!(endpoint("GET", "/v1/stream"), Ok(Endpoint::Stream));
         assert_eq!(
             endpoint("GET", "/admin/reconciliation"),

@@ -85,5 +85,4 @@ mod tests {
             Err(Rejection::PayloadTooLarge { limit: 10 })
         );
     }
-
 }

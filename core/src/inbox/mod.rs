@@ -160,7 +160,7 @@ pub enum Work {
     /// Classify a stored event (read its body, classify it, [`Inbox::handle_classified`]).
     Classify(Seq),
     /// Attempt a delivery ([`Inbox::handle_attempt`] with what came of it).
-    Deliver(Delivery),
+    Deliver(DueCopy),
 }
 
 /// Where the copy of an attempt in progress stands ([`Inbox::standing`]).
@@ -175,9 +175,9 @@ pub enum Standing {
     Settled,
 }
 
-/// One attempt to make: a consumer's copy of an event.
+/// A consumer's copy of an event that is due for an attempt: what the attempt needs to know.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Delivery {
+pub struct DueCopy {
     /// The event.
     pub seq: Seq,
     /// Its id: the `webhook-id` of every attempt.
@@ -819,7 +819,7 @@ impl Inbox {
             .map(|(_, seq, consumer)| (seq, consumer))?;
         let event = self.events.get(&seq)?;
         let copy = event.copies.get(consumer)?;
-        Some(Work::Deliver(Delivery {
+        Some(Work::Deliver(DueCopy {
             seq,
             id: event.record.id.clone(),
             consumer: consumer.into(),
@@ -833,7 +833,7 @@ impl Inbox {
     /// Where an attempt's copy stands now. An attempt asks before each origin, since while
     /// the previous origin was tried an erasure may have settled the copy, or an event Didit
     /// created earlier may have arrived and now comes first.
-    pub fn standing(&self, delivery: &Delivery, policy: &InboxPolicy<'_>) -> Standing {
+    pub fn standing(&self, delivery: &DueCopy, policy: &InboxPolicy<'_>) -> Standing {
         let pending = self
             .events
             .get(&delivery.seq)
@@ -855,7 +855,7 @@ impl Inbox {
     /// `jitter_seed` spreads the next wait.
     pub fn handle_attempt(
         &mut self,
-        delivery: &Delivery,
+        delivery: &DueCopy,
         outcome: Outcome,
         policy: &InboxPolicy<'_>,
         now: UnixMs,

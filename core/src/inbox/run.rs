@@ -16,7 +16,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Classification, Delivery, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work};
+use super::{Classification, DueCopy, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work};
 use crate::attempt::{AttemptResult, Plan};
 use crate::budget::{SubrequestBudget, MISCONFIGURED_RETRY_MS};
 use crate::config::DeliveryConfig;
@@ -225,7 +225,7 @@ enum Phase<'c> {
 /// One delivery attempt in progress.
 #[derive(Debug)]
 struct Attempt<'c> {
-    delivery: Delivery,
+    delivery: DueCopy,
     candidates: Vec<&'c Origin>,
     /// The breaker states of the candidates, as last read.
     health: BTreeMap<String, BreakerState>,

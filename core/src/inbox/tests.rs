@@ -69,7 +69,7 @@ fn next_delivery(inbox: &Inbox, policy: &InboxPolicy<'_>, now: i64) -> Option<(S
     }
 }
 
-fn deliver(inbox: &mut Inbox, policy: &InboxPolicy<'_>, now: i64, outcome: Outcome) -> Delivery {
+fn deliver(inbox: &mut Inbox, policy: &InboxPolicy<'_>, now: i64, outcome: Outcome) -> DueCopy {
     let Some(Work::Deliver(delivery)) = inbox.poll_work(policy, UnixMs(now)) else {
         panic!("nothing to deliver at {now}");
     };
