@@ -40,14 +40,17 @@ use support::{env_number, panic_message, seeds, Rng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
-use didit_edge_core::attempt::Verdict;
+use didit_edge_core::attempt::AttemptResult;
+use didit_edge_core::config::DeliveryConfig;
 use didit_edge_core::delivery::Retention;
 use didit_edge_core::identity::Subject;
+use didit_edge_core::inbox::run::{self, Begin};
 use didit_edge_core::inbox::{
-    AfterDeadLetter, Claim, ClaimContent, Classification, Inbox, InboxPolicy, Outcome, Source, Work,
+    AfterDeadLetter, Claim, ClaimContent, Classification, Inbox, InboxPolicy, Source,
 };
 use didit_edge_core::intake::Identified;
 use didit_edge_core::normalize::status_code;
+use didit_edge_core::origin::parse_origins;
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::reconcile::api::{is_result_status, Answer, SessionKind, PAGE_SIZE};
 use didit_edge_core::reconcile::memory::{gap_reference, session_erasure_key};
@@ -57,6 +60,8 @@ use didit_edge_core::reconcile::{
 };
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::Level;
+use didit_edge_core::risk::RiskRules;
+use didit_edge_core::secret::SigningSecrets;
 use didit_edge_core::time::{
     parse_rfc3339, to_rfc3339, to_rfc3339_micros, UnixMicros, UnixMs, UnixSecs,
 };
@@ -597,48 +602,66 @@ impl World {
 
     // --- the edge's side ------------------------------------------------------------------
 
-    /// The consumer's origin takes (or fails) every copy that is due, in each inbox.
+    /// Each inbox's alarm runs, through production's conductor ([`run::Run`]): the
+    /// consumer's one origin takes (or fails) every copy that is due.
     fn deliver_due(&mut self) {
-        let (schedule, retention) = self.policy();
-        let policy = InboxPolicy {
-            retry_schedule: &schedule,
+        let (retry_schedule, retention) = self.policy();
+        let settings = DeliveryConfig {
+            origins: parse_origins(&format!(
+                r#"[{{"name":"origin","url":"https://origin.example/","consumer":"{CONSUMER}"}}]"#
+            ))
+            .expect("valid"),
+            signing_secrets: SigningSecrets::parse(
+                "whsec_c2ltLW9yaWdpbi1zZWNyZXQtMzItYnl0ZXMtbG9uZyE=",
+            )
+            .expect("key"),
+            origin_signing_secrets: BTreeMap::new(),
+            risk_rules: RiskRules::default(),
+            retry_schedule,
             retention,
             after_dead_letter: AfterDeadLetter::Hold,
+            subrequest_limit: 1_000,
         };
         let now = UnixMs(self.now);
         let up = !self.faults || self.rng.chance(85);
         let names: Vec<String> = self.inboxes.keys().cloned().collect();
         for name in names {
-            loop {
+            let mut handed_over = true;
+            while handed_over {
+                let Begin::Run(mut run) = run::begin(Some(&settings), false, now, self.rng.next())
+                else {
+                    unreachable!("the settings are given");
+                };
+                handed_over = loop {
+                    let inbox = self.inboxes.get_mut(&name).expect("inbox");
+                    let step = run.poll(inbox, now);
+                    let handled = match step {
+                        run::Step::ReadBody(seq) => {
+                            panic!("{seq:?}: every claim here is classified")
+                        }
+                        run::Step::ReadHealth { .. } => run.handle_health(&BTreeMap::new(), 0),
+                        run::Step::ReadPayload(_) => run.handle_payload(Some("{}".into()), now),
+                        run::Step::Post { id, .. } => {
+                            let answer = if up {
+                                self.received_by_consumer(&id);
+                                AttemptResult::Status(204)
+                            } else {
+                                AttemptResult::Status(503)
+                            };
+                            run.handle_answer(answer, None, now)
+                        }
+                        run::Step::ReportHealth(_) | run::Step::Publish(_) => Ok(()),
+                        run::Step::PushIndex { .. } => run.handle_index_pushed(inbox, true, now),
+                        run::Step::Done(finished) => break finished.handed_over.is_some(),
+                    };
+                    handled.expect("the run asked for it");
+                    let inbox = self.inboxes.get_mut(&name).expect("inbox");
+                    inbox.drain_changes().for_each(drop);
+                    inbox.drain_transitions().for_each(drop);
+                };
                 let inbox = self.inboxes.get_mut(&name).expect("inbox");
-                let Some(Work::Deliver(delivery)) = inbox.poll_work(&policy, now) else {
-                    break;
-                };
-                let verdict = if up {
-                    Verdict::Delivered {
-                        origin: "origin".into(),
-                    }
-                } else {
-                    Verdict::Failed
-                };
-                inbox.handle_attempt(
-                    &delivery,
-                    Outcome {
-                        verdict: verdict.clone(),
-                        log: vec![],
-                        rejected_by: vec![],
-                    },
-                    &policy,
-                    now,
-                    0,
-                );
                 inbox.drain_changes().for_each(drop);
                 inbox.drain_transitions().for_each(drop);
-                if matches!(verdict, Verdict::Delivered { .. }) {
-                    self.received_by_consumer(&delivery.id);
-                } else {
-                    break;
-                }
             }
         }
     }
