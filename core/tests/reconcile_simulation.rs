@@ -1022,17 +1022,11 @@ impl World {
         // The event stands for the transition Didit had reached when it was read.
         let transition = *self.last_read.get(&index).expect("its decision was read");
         assert_eq!(session.history[transition].1, status);
-        let claim = Claim {
-            id: identified.event_id.as_str().into(),
-            legacy_id: identified.legacy_id.as_str().into(),
-            subject: identified.inbox(),
-            alias: None,
-            webhook_type: identified.webhook_type.to_string(),
-            status: Some(status.clone()),
-            created_at: UnixSecs(identified.created_at),
-            content: content(session, "api"),
-            source: Source::Api,
-        };
+        let claim = Claim::of(&identified, content(session, "api"), Source::Api);
+        assert_eq!(
+            claim.alias, None,
+            "an event written from the API has no event_id"
+        );
         let id = claim.id.clone();
         let line = format!("inject {} {status} (#{transition})", session.id);
         let inbox = self.inboxes.entry(identified.inbox()).or_default();

@@ -46,8 +46,8 @@ use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
 use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
-    Change, Claim, ClaimContent, Classification, CopyRecord, EventRecord, Inbox, IndexChange,
-    IndexEntry, IndexSync, ReplayFilter, Seq, Source, StoredContent,
+    Change, Claim, ClaimContent, CopyRecord, EventRecord, Inbox, IndexChange, IndexEntry,
+    IndexSync, ReplayFilter, Seq, Source, StoredContent,
 };
 use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
@@ -56,7 +56,7 @@ use didit_edge_core::receipt::Receipt;
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::secret::{SigningSecrets, WebhookSecrets};
-use didit_edge_core::time::{UnixMs, UnixSecs};
+use didit_edge_core::time::UnixMs;
 use didit_edge_core::verify::SignatureHeaders;
 
 const SECRET: &str = "sim-didit-secret";
@@ -371,23 +371,9 @@ impl World {
             let classified = identified
                 .classify(&self.settings.classify_policy())
                 .expect("classified");
-            ClaimContent::Classified(Classification {
-                risk_level: classified.risk_level,
-                consumers: classified.consumers,
-                payload: classified.cloud_event.get().into(),
-            })
+            ClaimContent::Classified(classified.into())
         };
-        let claim = Claim {
-            id: identified.event_id.as_str().into(),
-            legacy_id: identified.legacy_id.as_str().into(),
-            subject: identified.inbox(),
-            alias: identified.alias.clone(),
-            webhook_type: identified.webhook_type.to_string(),
-            status: identified.status.as_deref().map(String::from),
-            created_at: UnixSecs(identified.created_at),
-            content,
-            source: Source::Webhook,
-        };
+        let claim = Claim::of(&identified, content, Source::Webhook);
         let inbox_name = claim.subject.clone();
         let now = UnixMs(self.now);
         let receipt = self.step(&inbox_name, |inbox| inbox.handle_claim(claim, now))?;

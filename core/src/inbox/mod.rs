@@ -52,6 +52,7 @@ pub use transition::{subject_kind, LogRecord, Transition};
 
 use crate::attempt::{DeadReason, LogEntry, Verdict};
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
+use crate::intake::{Classified, Identified};
 use crate::receipt::Receipt;
 use crate::retry::RetrySchedule;
 use crate::risk::Level;
@@ -152,6 +153,34 @@ pub struct Classification {
     pub consumers: Vec<String>,
     /// The CloudEvent's JSON text.
     pub payload: String,
+}
+
+impl From<Classified> for Classification {
+    /// What an inbox keeps of a classification: the status update is the stream's, not kept.
+    fn from(classified: Classified) -> Self {
+        Self {
+            risk_level: classified.risk_level,
+            consumers: classified.consumers,
+            payload: classified.cloud_event.get().into(),
+        }
+    }
+}
+
+impl Claim {
+    /// The claim of an identified event, with what the edge made of it.
+    pub fn of(identified: &Identified<'_>, content: ClaimContent, source: Source) -> Self {
+        Self {
+            id: identified.event_id.as_str().into(),
+            legacy_id: identified.legacy_id.as_str().into(),
+            subject: identified.inbox(),
+            alias: identified.alias.clone(),
+            webhook_type: String::from(identified.webhook_type.as_ref()),
+            status: identified.status.as_deref().map(String::from),
+            created_at: UnixSecs(identified.created_at),
+            content,
+            source,
+        }
+    }
 }
 
 /// One thing the inbox wants done now.

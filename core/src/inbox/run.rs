@@ -16,7 +16,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Classification, DueCopy, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work};
+use super::{DueCopy, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work};
 use crate::attempt::{AttemptResult, Plan};
 use crate::budget::{SubrequestBudget, MISCONFIGURED_RETRY_MS};
 use crate::config::DeliveryConfig;
@@ -376,16 +376,9 @@ impl<'c> Run<'c> {
         )
         .and_then(|identified| identified.classify(&self.settings.classify_policy()))
         .map_err(|rejection| RunError::Unclassifiable { seq, rejection })?;
-        let classification = Classification {
-            risk_level: classified.risk_level,
-            consumers: classified.consumers,
-            payload: classified.cloud_event.get().into(),
-        };
-        inbox.handle_classified(seq, classification, now);
-        if self.stream_on {
-            self.queued
-                .push_back(Step::Publish(classified.status_update));
-        }
+        let update = self.stream_on.then(|| classified.status_update.clone());
+        inbox.handle_classified(seq, classified.into(), now);
+        self.queued.extend(update.map(Step::Publish));
         Ok(())
     }
 
