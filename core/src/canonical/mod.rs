@@ -1,0 +1,123 @@
+//! Didit's canonical JSON, the message behind `X-Signature-V2`.
+//!
+//! Didit signs the *parsed* body re-serialized the way Python's
+//! `json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=…)` writes it, after
+//! turning every float with a whole value into an integer. Reproducing that byte for byte is the
+//! whole job, so this module has its own small parser: a general JSON library would round
+//! numbers through `f64` (losing big integers and changing `97.0`), merge or reject duplicate
+//! keys differently, and order keys by its own rules.
+//!
+//! What Python does, and so what this does:
+//! - objects: keys sorted by code point (byte order of UTF-8 is the same order); a key that
+//!   appears twice keeps its last value, as `json.loads` does;
+//! - integers (no `.`, `e`, `E`): Python ints have no size limit, so the digits are kept as
+//!   written, `-0` becoming `0`;
+//! - other numbers are parsed to the nearest `f64`; a whole, finite value is written as the exact
+//!   integer of that `f64` (`97.0` → `97`, `1e20` → `100000000000000000000`); anything else in
+//!   Python's `repr` (shortest round-trip digits, exponent form below `1e-4`: `1e-05`);
+//! - strings: `"` `\` and control characters escaped as Python does; other non-ASCII either
+//!   escaped as `\uXXXX` (surrogate pairs above the BMP, lowercase hex) or left as UTF-8.
+//!
+//! Reading (`parse`) and writing (`write`, with `number` for numbers) meet only at `Node`, the
+//! parsed value that still holds each number's text as written.
+
+mod number;
+mod parse;
+mod write;
+
+use alloc::borrow::Cow;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+/// Nesting deeper than this is refused rather than risking the stack; Didit payloads are a
+/// handful of levels deep and serde_json stops at the same depth.
+pub const MAX_DEPTH: usize = 128;
+
+/// How non-ASCII text is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum NonAscii {
+    /// `\uXXXX` escapes, as `ensure_ascii=True` writes (Didit's current documentation).
+    Escaped,
+    /// Raw UTF-8, as `ensure_ascii=False` writes (Didit's sample code).
+    Utf8,
+}
+
+/// Why a body has no canonical form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CanonicalError {
+    /// The body is not JSON; the byte offset is where parsing stopped.
+    Syntax {
+        /// Offset into the body of the first byte that could not be parsed.
+        offset: usize,
+    },
+    /// The body nests arrays and objects deeper than [`MAX_DEPTH`].
+    TooDeep,
+    /// A string holds a `\u` escape of a lone surrogate, which has no UTF-8 form.
+    LoneSurrogate {
+        /// Offset into the body of the escape.
+        offset: usize,
+    },
+}
+
+impl fmt::Display for CanonicalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Syntax { offset } => write!(f, "invalid JSON at byte {offset}"),
+            Self::TooDeep => write!(f, "JSON nests deeper than {MAX_DEPTH} levels"),
+            Self::LoneSurrogate { offset } => {
+                write!(f, "lone UTF-16 surrogate escape at byte {offset}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for CanonicalError {}
+
+/// A parsed JSON value that still holds numbers as written.
+#[derive(Debug)]
+enum Node<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(Vec<Self>),
+    Object(Vec<(Cow<'a, str>, Self)>),
+}
+
+/// A body parsed once and ready to be written in either canonical form.
+#[derive(Debug)]
+pub struct CanonicalJson<'a> {
+    root: Node<'a>,
+    /// The body's length: the canonical form is about as long, so its buffer is sized once.
+    body_len: usize,
+}
+
+impl<'a> CanonicalJson<'a> {
+    /// Parses `body`, which must be one JSON value with optional surrounding whitespace.
+    pub fn parse(body: &'a [u8]) -> Result<Self, CanonicalError> {
+        Ok(Self {
+            root: parse::document(body)?,
+            body_len: body.len(),
+        })
+    }
+
+    /// Drops every member named `key` from the top-level object; other values are untouched.
+    /// Event identity uses it to leave out the one field Didit may change between attempts.
+    pub fn remove_top_level(&mut self, key: &str) {
+        if let Node::Object(members) = &mut self.root {
+            members.retain(|(name, _)| name != key);
+        }
+    }
+
+    /// Writes the canonical form.
+    pub fn to_string(&self, non_ascii: NonAscii) -> String {
+        let mut out = String::with_capacity(self.body_len);
+        write::write_node(&self.root, non_ascii, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;
