@@ -1,6 +1,13 @@
 use super::*;
 use alloc::format;
+use alloc::string::{String, ToString};
 use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::inbox::AfterDeadLetter;
+use crate::rejection::Rejection;
+use crate::retry::RetrySchedule;
+use crate::secret::SigningSecrets;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 

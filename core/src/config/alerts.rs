@@ -1,0 +1,56 @@
+//! Where operational alerts go and the keys that sign them. Off without `ALERTS_URL`; broken
+//! (and so sending nothing) when its URL or key is unusable, or when its key is also one that
+//! signs events for the origins.
+
+use alloc::string::String;
+
+use super::names;
+use super::problem::Problem;
+use super::reader::Reader;
+use super::Feature;
+use crate::secret::SigningSecrets;
+
+/// Where operational alerts ([`crate::alert`]) go, and the keys they are signed with: their
+/// own, so that an alert receiver (often another team's chat or pager relay) can never sign
+/// an event an origin would take as authentic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlertsConfig {
+    /// The URL alerts are POSTed to.
+    pub url: String,
+    /// `ALERTS_SIGNING_SECRET`: every key signs every alert (rotation as for origins).
+    pub signing_secrets: SigningSecrets,
+}
+
+pub(super) fn read_alerts<F: Fn(&str) -> Option<String>>(
+    reader: &mut Reader<F>,
+) -> Feature<AlertsConfig> {
+    use names::*;
+    let Some(url) = reader.get(ALERTS_URL) else {
+        return Feature::Off;
+    };
+    let mark = reader.mark();
+    let url = String::from(url.trim());
+    if !crate::origin::is_http_url(&url) {
+        reader.fail(ALERTS_URL, Problem::NotAnHttpUrl);
+    }
+    let signing_secrets = reader.required(ALERTS_SIGNING_SECRET).and_then(|text| {
+        SigningSecrets::parse(&text)
+            .map_err(|e| reader.fail(ALERTS_SIGNING_SECRET, Problem::Secret(e)))
+            .ok()
+    });
+    let origin_keys = reader
+        .get(ORIGIN_SIGNING_SECRET)
+        .and_then(|text| SigningSecrets::parse(&text).ok());
+    if let (Some(alerts), Some(origins)) = (&signing_secrets, &origin_keys) {
+        if alerts.shares_a_key_with(origins) {
+            reader.fail(ALERTS_SIGNING_SECRET, Problem::SharesOriginSigningKey);
+        }
+    }
+    match signing_secrets {
+        Some(signing_secrets) if reader.clean_since(mark) => Feature::On(AlertsConfig {
+            url,
+            signing_secrets,
+        }),
+        _ => Feature::Broken,
+    }
+}
