@@ -387,7 +387,6 @@ fn a_jurisdiction_is_one_the_platform_knows_and_a_broken_one_stops_intake() {
 
 #[test]
 fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
-    use crate::reconcile;
     assert_eq!(with(&[]).reconcile, Feature::Off);
     // The other settings alone switch nothing on.
     assert_eq!(
@@ -398,6 +397,28 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
         .reconcile,
         Feature::Off
     );
+    for (setting, value) in [
+        ("DIDIT_API_KEY", "two words"),
+        ("DIDIT_API_BASE_URL", "verification.didit.me/v3"),
+        ("DIDIT_API_BASE_URL", "https://x/v3?a=b"),
+        ("RECONCILE_LOOKBACK_SECS", "60"),
+        ("RECONCILE_INTERVAL_SECS", "9"),
+        ("RECONCILE_RECHECK_SECS", "59"),
+        ("RECONCILE_REQUESTS_PER_RUN", "6"),
+    ] {
+        let mut settings = vec![("DIDIT_API_KEY", "k")];
+        settings.push((setting, value));
+        let broken = with(&settings);
+        assert_eq!(broken.reconcile, Feature::Broken, "{setting}={value}");
+        assert_eq!(broken.problems.settings(), [setting]);
+        assert!(broken.delivery.is_some() && broken.intake.is_some());
+        assert!(!format!("{}", broken.problems).contains("two words"));
+    }
+}
+
+#[test]
+fn reconciliation_reads_its_settings_and_counts_what_its_neighbours_cost() {
+    use crate::reconcile;
     let on = with(&[("DIDIT_API_KEY", " key-123 ")]).reconcile;
     assert_eq!(
         on,
@@ -460,23 +481,6 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
     ]);
     let counted = counted.reconcile.on().expect("on").settings;
     assert_eq!((counted.publishes_per_event, counted.alerts), (2, true));
-    for (setting, value) in [
-        ("DIDIT_API_KEY", "two words"),
-        ("DIDIT_API_BASE_URL", "verification.didit.me/v3"),
-        ("DIDIT_API_BASE_URL", "https://x/v3?a=b"),
-        ("RECONCILE_LOOKBACK_SECS", "60"),
-        ("RECONCILE_INTERVAL_SECS", "9"),
-        ("RECONCILE_RECHECK_SECS", "59"),
-        ("RECONCILE_REQUESTS_PER_RUN", "6"),
-    ] {
-        let mut settings = vec![("DIDIT_API_KEY", "k")];
-        settings.push((setting, value));
-        let broken = with(&settings);
-        assert_eq!(broken.reconcile, Feature::Broken, "{setting}={value}");
-        assert_eq!(broken.problems.settings(), [setting]);
-        assert!(broken.delivery.is_some() && broken.intake.is_some());
-        assert!(!format!("{}", broken.problems).contains("two words"));
-    }
 }
 
 #[test]
