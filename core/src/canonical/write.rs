@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 use super::number::write_number;
 use super::{Node, NonAscii};
 
+/// Appends `node` in the canonical form.
 pub(super) fn write_node(node: &Node<'_>, non_ascii: NonAscii, out: &mut String) {
     match node {
         Node::Null => out.push_str("null"),
