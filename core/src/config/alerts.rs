@@ -1,6 +1,6 @@
 //! Where operational alerts go and the keys that sign them. Off without `ALERTS_URL`; broken
-//! (and so sending nothing) when its URL or key is unusable, or when its key is also one that
-//! signs events for the origins.
+//! (and so sending nothing) when its URL is unusable, its key missing or unusable, or its key
+//! is also one that signs events for the origins.
 
 use alloc::string::String;
 

@@ -1,6 +1,6 @@
 //! The status stream: the key its tokens are signed with, what a token may claim, and how long
 //! the stream remembers each subject's status. Off without `STREAM_TOKEN_SECRET`; broken when
-//! any of its settings is, set or not.
+//! any of its settings is, even while the secret is unset.
 
 use alloc::string::String;
 

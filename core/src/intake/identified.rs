@@ -4,7 +4,7 @@
 //! One naming serves every way an event arrives: a webhook just verified
 //! ([`super::Intake::identify`]), a stored one named again to be classified later
 //! ([`Identified::recall`]), and one reconciliation wrote from Didit's API
-//! ([`Identified::from_api`]). So the same body always gets the same id, however it came.
+//! ([`Identified::from_api`]). The naming rules are written once, whichever way it came.
 
 use alloc::borrow::Cow;
 use alloc::string::String;

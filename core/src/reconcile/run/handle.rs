@@ -1,6 +1,7 @@
 //! What each answer does to a run: one handler per [`Step`], each given the time the answer
-//! came. A handler ignores an answer to a step that is not the one pending, and drops one
-//! about a session whose subject was erased meanwhile.
+//! came, and two for what may happen between steps (an erasure, a storage failure). A handler
+//! ignores an answer to a step that is not the one pending, and drops one about a session
+//! whose subject was erased meanwhile.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
