@@ -2,8 +2,8 @@
 //! text as written, every member of an object in order (duplicates included, so the writer can
 //! keep the last as Python does), and strings with their escapes decoded.
 //!
-//! Invalid JSON, nesting past [`MAX_DEPTH`] and lone surrogate escapes are refused with the
-//! offset where reading stopped.
+//! Invalid JSON, nesting past [`MAX_DEPTH`] and lone surrogate escapes are refused, the first
+//! and the last with the offset where reading stopped.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
