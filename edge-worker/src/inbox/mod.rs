@@ -439,6 +439,8 @@ impl Inbox {
     /// One alarm run. Errors are the caller's to absorb.
     async fn run_alarm(&self) -> Result<()> {
         faults::alarm_run(&self.state, &self.env)?;
+        let unreadable = self.peek(|machine| store::unreadable_alerts(machine, now_ms()))?;
+        store::alert_unreadable(&self.env, &self.sql(), unreadable).await;
         let config = settings::config(&self.env);
         let Some(settings) = settings::delivery(&config) else {
             console_error!(
