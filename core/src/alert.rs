@@ -10,6 +10,9 @@
 //! - `didit-edge.reconciliation.gave_up`: reconciliation tried a missing result's decision (or
 //!   its inbox) on every try of its schedule and stopped; an operator should look at the
 //!   session (`GET /admin/reconciliation` lists it by the same `gap` reference).
+//! - `didit-edge.storage.unreadable`: an inbox holds a stored row with a value this release
+//!   does not know (a corrupted state, say); the row is left as it is and its copy is not sent
+//!   until an operator repairs it. Raised once per row and value, not on every run.
 //!
 //! An alert names events by id and subjects by kind only; identity data never leaves in one.
 //! Each alert's id derives from what it reports, so a retried alert keeps its `webhook-id` and
@@ -85,6 +88,47 @@ pub enum Alert {
         /// When it gave up (Unix ms).
         at_ms: i64,
     },
+    /// An inbox holds a row it cannot read ([`crate::inbox::Unreadable`]) and leaves alone.
+    StorageUnreadable {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The row's key (`event_seq=3 consumer=crm`): numbers and configured names only.
+        row: String,
+        /// What the column should hold ([`crate::inbox::UnknownValue::code`]).
+        expected: &'static str,
+        /// What it holds, cut short (`None`: `NULL`).
+        text: Option<String>,
+        /// The event's id, when its own row could be read.
+        event_id: Option<String>,
+        /// The subject's kind (`session`, `user`, …), never its id.
+        subject_kind: String,
+        /// When it was found (Unix ms); not part of the alert's id, so finding it again is
+        /// the same alert.
+        at_ms: i64,
+    },
+}
+
+impl Alert {
+    /// The alert for a row an inbox of `subject_kind` cannot read.
+    pub fn storage_unreadable(
+        unreadable: &crate::inbox::Unreadable,
+        event_id: Option<&str>,
+        subject_kind: &str,
+        at_ms: i64,
+    ) -> Self {
+        Self::StorageUnreadable {
+            table: unreadable.row.table(),
+            column: unreadable.value.column,
+            row: alloc::string::ToString::to_string(&unreadable.row),
+            expected: unreadable.value.unknown.code(),
+            text: unreadable.value.text.clone(),
+            event_id: event_id.map(Into::into),
+            subject_kind: subject_kind.into(),
+            at_ms,
+        }
+    }
 }
 
 /// What a breaker's change from `before` to `after` is worth telling: its first opening after
@@ -145,6 +189,17 @@ struct GaveUpData<'a> {
 }
 
 #[derive(Serialize)]
+struct UnreadableData<'a> {
+    table: &'a str,
+    column: &'a str,
+    row: &'a str,
+    expected: &'a str,
+    text: Option<&'a str>,
+    event_id: Option<&'a str>,
+    subject_kind: &'a str,
+}
+
+#[derive(Serialize)]
 struct OriginData<'a> {
     origin: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -159,6 +214,7 @@ impl Alert {
             Self::OriginUnhealthy { .. } => "didit-edge.origin.unhealthy",
             Self::OriginRecovered { .. } => "didit-edge.origin.recovered",
             Self::ReconciliationGaveUp { .. } => "didit-edge.reconciliation.gave_up",
+            Self::StorageUnreadable { .. } => "didit-edge.storage.unreadable",
         }
     }
 
@@ -167,14 +223,33 @@ impl Alert {
             Self::DeadLetter { dead_at_ms, .. } => *dead_at_ms,
             Self::OriginUnhealthy { at_ms, .. }
             | Self::OriginRecovered { at_ms, .. }
-            | Self::ReconciliationGaveUp { at_ms, .. } => *at_ms,
+            | Self::ReconciliationGaveUp { at_ms, .. }
+            | Self::StorageUnreadable { at_ms, .. } => *at_ms,
         }
     }
 
-    /// The alert's id (`alr_` and 32 hex digits), the same however often it is sent.
+    /// The alert's id (`alr_` and 32 hex digits), the same however often it is sent. An
+    /// unreadable row's is the same however often it is found: the row and what it holds.
     pub fn id(&self) -> String {
         let mut digest = Sha256::new();
         digest.update(self.event_type().as_bytes());
+        if let Self::StorageUnreadable {
+            table,
+            column,
+            row,
+            text,
+            event_id,
+            ..
+        } = self
+        {
+            let text = text.as_deref().unwrap_or_default();
+            let event_id = event_id.as_deref().unwrap_or_default();
+            for part in [table, column, row.as_str(), text, event_id] {
+                digest.update((part.len() as u64).to_be_bytes());
+                digest.update(part.as_bytes());
+            }
+            return hex_id(digest);
+        }
         let parts: [&str; 2] = match self {
             Self::DeadLetter {
                 event_id, consumer, ..
@@ -185,14 +260,14 @@ impl Alert {
             Self::ReconciliationGaveUp {
                 gap, subject_kind, ..
             } => [gap, subject_kind],
+            Self::StorageUnreadable { .. } => ["", ""],
         };
         for part in parts {
             digest.update((part.len() as u64).to_be_bytes());
             digest.update(part.as_bytes());
         }
         digest.update(self.at_ms().to_be_bytes());
-        let digest = digest.finalize();
-        alloc::format!("alr_{}", hex::encode(digest.get(..16).unwrap_or_default()))
+        hex_id(digest)
     }
 
     /// The alert as a CloudEvent (structured JSON).
@@ -236,6 +311,24 @@ impl Alert {
                 status: *status,
                 tries: *tries,
             }),
+            Self::StorageUnreadable {
+                table,
+                column,
+                row,
+                expected,
+                text,
+                event_id,
+                subject_kind,
+                ..
+            } => self.with_data(UnreadableData {
+                table,
+                column,
+                row,
+                expected,
+                text: text.as_deref(),
+                event_id: event_id.as_deref(),
+                subject_kind,
+            }),
         }
     }
 
@@ -253,6 +346,11 @@ impl Alert {
         // Strings and numbers into a String: serializing cannot fail.
         serde_json::to_string(&event).unwrap_or_default()
     }
+}
+
+fn hex_id(digest: Sha256) -> String {
+    let digest = digest.finalize();
+    alloc::format!("alr_{}", hex::encode(digest.get(..16).unwrap_or_default()))
 }
 
 #[cfg(test)]
@@ -325,6 +423,34 @@ mod tests {
         assert_eq!(breaker_alert("aws", open, half_open, 1), None);
         let recovered = breaker_alert("aws", half_open, closed, 2).expect("closed");
         assert_eq!(recovered.event_type(), "didit-edge.origin.recovered");
+    }
+
+    #[test]
+    fn an_unreadable_row_is_one_alert_however_often_it_is_found() {
+        use crate::inbox::{BadValue, RowKey, Seq, UnknownValue, Unreadable};
+        let unreadable = |text: &str| Unreadable {
+            row: RowKey::Copy {
+                seq: Seq(3),
+                consumer: "crm".into(),
+            },
+            value: BadValue::new("state", UnknownValue::CopyState, Some(text)),
+        };
+        let found = |text: &str, at_ms| {
+            Alert::storage_unreadable(&unreadable(text), Some("evt_1"), "session", at_ms)
+        };
+        let alert = found("deadd", 1_764_000_000_000);
+        assert_eq!(alert.event_type(), "didit-edge.storage.unreadable");
+        assert_eq!(alert.id(), found("deadd", 1_764_999_000_000).id());
+        assert_ne!(alert.id(), found("dea", 1_764_000_000_000).id());
+        let event: serde_json::Value = serde_json::from_str(&alert.to_cloud_event()).expect("JSON");
+        assert_eq!(
+            event["data"],
+            serde_json::json!({
+                "table": "deliveries", "column": "state", "row": "event_seq=3 consumer=crm",
+                "expected": "copy_state", "text": "deadd", "event_id": "evt_1",
+                "subject_kind": "session",
+            })
+        );
     }
 
     #[test]

@@ -33,7 +33,10 @@
 //!   aborts, and stays replayable until its retention ends (and never before the dead-letter
 //!   index has listed it);
 //! - nothing of an event expires while a copy is pending, and its retention is computed from
-//!   the settings in force, so a changed retention applies to every event already kept.
+//!   the settings in force, so a changed retention applies to every event already kept;
+//! - a stored row the adapter cannot read ([`Unreadable`]) is left as it is: never rewritten
+//!   or forgotten, its copy never sent, its consumer held, and its event still a duplicate to
+//!   any resend ([`Inbox::with_unreadable`]).
 
 mod record;
 pub mod run;
@@ -46,7 +49,9 @@ use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
 pub use record::{
-    Change, CopyRecord, EventRecord, IdVersion, IndexSync, Rejected, Seq, StoredContent,
+    flag_from_number, level_from_str, BadValue, Change, CopyRecord, EventRecord, IdVersion,
+    IndexSync, Rejected, RowKey, Seq, StateName, StoredContent, StoredState, UnknownValue,
+    Unreadable, QUOTED_BYTES,
 };
 pub use transition::{subject_kind, LogRecord, Transition};
 
@@ -320,11 +325,40 @@ pub const INDEX_RETRY_MS: u64 = 30_000;
 struct Event {
     record: EventRecord,
     copies: BTreeMap<String, CopyRecord>,
+    /// What of it storage holds but this release cannot read ([`Inbox::with_unreadable`]).
+    held: Held,
+}
+
+/// The rows of an event that are left alone because they cannot be read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Held {
+    /// Its own row: the event is never classified, sent or forgotten.
+    event: bool,
+    /// Consumers whose copy is held out of `copies`: never sent, rewritten or forgotten.
+    copies: BTreeSet<String>,
+}
+
+impl Held {
+    fn any(&self) -> bool {
+        self.event || !self.copies.is_empty()
+    }
 }
 
 impl Event {
+    fn new(record: EventRecord, copies: BTreeMap<String, CopyRecord>) -> Self {
+        Self {
+            record,
+            copies,
+            held: Held::default(),
+        }
+    }
+
     fn expiry(&self, retention: &Retention) -> Option<Expiry> {
         self.record.risk_level?;
+        // A held row is never forgotten: nothing of its event expires.
+        if self.held.any() {
+            return None;
+        }
         expiry(
             self.record.received_at,
             self.record.created_at,
@@ -351,6 +385,8 @@ pub struct Inbox {
     index_retry_at: Option<UnixMs>,
     /// When the subject was erased (until the mark expires).
     erased_at: Option<UnixMs>,
+    /// Stored rows this release cannot read, left alone.
+    unreadable: Vec<Unreadable>,
 }
 
 impl Inbox {
@@ -374,13 +410,9 @@ impl Inbox {
         for record in events {
             inbox.next_seq = inbox.next_seq.max(record.seq.0.saturating_add(1));
             inbox.index(&record);
-            inbox.events.insert(
-                record.seq,
-                Event {
-                    record,
-                    copies: BTreeMap::new(),
-                },
-            );
+            inbox
+                .events
+                .insert(record.seq, Event::new(record, BTreeMap::new()));
         }
         for (seq, consumer, copy) in copies {
             if let Some(event) = inbox.events.get_mut(&seq) {
@@ -402,6 +434,40 @@ impl Inbox {
             }
         }
         self
+    }
+
+    /// The stored rows that could not be read, each left as it is. An unreadable copy (its
+    /// `deliveries` row or one of its `refusals`) is held out of the machine's work: it is
+    /// never sent, replayed, expired, rewritten or forgotten, and its consumer gets nothing
+    /// more of this subject until an operator repairs the row (what it held may have been
+    /// pending, and a later status must not overtake it). An unreadable event row holds the
+    /// event and every copy of it the same way, and the events after it wait as they would for
+    /// an unclassified one. Either way the event keeps its id and aliases, so a resend of it
+    /// is still a duplicate. Pass the event's record when its row was readable enough to build
+    /// one (its id at least); rows of events not restored are only listed.
+    pub fn with_unreadable(mut self, rows: impl IntoIterator<Item = Unreadable>) -> Self {
+        for unreadable in rows {
+            if let Some(event) = self.events.get_mut(&unreadable.row.seq()) {
+                match unreadable.row.consumer() {
+                    None => {
+                        event.held.event = true;
+                        let consumers = core::mem::take(&mut event.copies).into_keys();
+                        event.held.copies.extend(consumers);
+                    }
+                    Some(consumer) => {
+                        event.copies.remove(consumer);
+                        event.held.copies.insert(consumer.into());
+                    }
+                }
+            }
+            self.unreadable.push(unreadable);
+        }
+        self
+    }
+
+    /// The stored rows this inbox could not read and leaves alone, for the log and an alert.
+    pub fn unreadable(&self) -> &[Unreadable] {
+        &self.unreadable
     }
 
     /// The erasure mark as stored ([`Change::MarkErased`]).
@@ -675,10 +741,7 @@ impl Inbox {
         self.index(&record);
         self.events.insert(
             seq,
-            Event {
-                record: record.clone(),
-                copies: copies.iter().cloned().collect(),
-            },
+            Event::new(record.clone(), copies.iter().cloned().collect()),
         );
         self.transitions.push_back(Transition::Accepted {
             event_id: claim.id.clone(),
@@ -697,7 +760,7 @@ impl Inbox {
     pub fn unclassified(&self) -> impl Iterator<Item = Seq> + '_ {
         self.events
             .values()
-            .filter(|event| event.record.risk_level.is_none())
+            .filter(|event| event.record.risk_level.is_none() && !event.held.event)
             .map(|event| event.record.seq)
     }
 
@@ -706,12 +769,14 @@ impl Inbox {
         let Some(event) = self.events.get_mut(&seq) else {
             return;
         };
-        if event.record.risk_level.is_some() {
+        if event.record.risk_level.is_some() || event.held.event {
             return;
         }
+        let held = &event.held.copies;
         let copies: Vec<(String, CopyRecord)> = classification
             .consumers
             .into_iter()
+            .filter(|consumer| !held.contains(consumer))
             .map(|consumer| (consumer, CopyRecord::new(now)))
             .collect();
         let payload = (!copies.is_empty()).then_some(classification.payload);
@@ -795,10 +860,14 @@ impl Inbox {
     fn heads(&self, after_dead_letter: AfterDeadLetter) -> Vec<(Seq, &str)> {
         let mut ordered: Vec<&Event> = self.events.values().collect();
         ordered.sort_by_key(|event| (event.record.created_at, event.record.seq));
-        let mut blocked: BTreeSet<&str> = BTreeSet::new();
+        // A consumer with a held copy gets nothing more (see `with_unreadable`).
+        let mut blocked: BTreeSet<&str> = ordered
+            .iter()
+            .flat_map(|event| event.held.copies.iter().map(String::as_str))
+            .collect();
         let mut heads = Vec::new();
         for event in ordered {
-            if event.record.risk_level.is_none() {
+            if event.record.risk_level.is_none() || event.held.event {
                 break;
             }
             for (consumer, copy) in &event.copies {
@@ -1103,6 +1172,10 @@ impl Inbox {
         for event in self.events.values_mut() {
             let seq = event.record.seq;
             erasure.events += 1;
+            // Its own row is left alone (held copies are not among `copies`).
+            if event.held.event {
+                continue;
+            }
             // Copies first: after a crash between these changes, no copy still pending lacks
             // its payload (an erasure that failed is run again by the operator).
             for (consumer, copy) in &mut event.copies {

@@ -310,6 +310,8 @@ impl Inbox {
     /// hands back what came of it, with the time. Errors are the caller's to absorb.
     async fn run_alarm(&self) -> Result<()> {
         faults::alarm_run(&self.state, &self.env)?;
+        let unreadable = self.peek(|machine| store::unreadable_alerts(machine, now_ms()))?;
+        store::alert_unreadable(&self.env, &self.sql(), unreadable).await;
         let config = settings::config(&self.env);
         let settings = settings::delivery(&config);
         let stream_on = config.stream.on().is_some();

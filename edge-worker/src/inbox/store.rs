@@ -1,16 +1,23 @@
 //! How an inbox is kept in its Durable Object's SQLite: the schema, loading the core's
-//! machine from it, and writing each [`Change`] the machine makes. Nothing here decides
-//! anything; the state names below are the one place they are spelled as text.
+//! machine from it, and writing each [`Change`] the machine makes. The text of every stored
+//! value is spelled in the core (`didit_edge_core::inbox::record`), which also reads it back.
+//!
+//! Loading is strict: a stored value this release does not know (a corrupted state, an id
+//! derivation from a future release) is never read as some default. The row is handed to the
+//! machine as [`Unreadable`], which leaves it as it is and never sends its copy, and it is
+//! logged (`"event":"storage_unreadable"`) and alerted once ([`alert_unreadable`]).
 
-use didit_edge_core::attempt::{DeadReason, LogEntry};
+use didit_edge_core::alert::Alert;
+use didit_edge_core::attempt::LogEntry;
 use didit_edge_core::delivery::CopyState;
 use didit_edge_core::inbox::{
-    Change, CopyRecord, EventRecord, IdVersion, Inbox, IndexSync, Rejected, Seq, StoredContent,
+    flag_from_number, level_from_str, subject_kind, BadValue, Change, CopyRecord, EventRecord,
+    IdVersion, Inbox, IndexSync, Rejected, RowKey, Seq, StoredContent, StoredState, Unreadable,
 };
 use didit_edge_core::risk::Level;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use didit_edge_core::verify::Verified;
-use worker::{Result, SqlStorage, SqlStorageValue};
+use worker::{console_error, Env, Result, SqlStorage, SqlStorageValue};
 
 use crate::dead_letters::LoggedAttempt;
 use crate::rows::{self, Columns};
@@ -53,6 +60,10 @@ CREATE INDEX IF NOT EXISTS attempts_event ON attempts(event_seq, consumer);
 ///    matching aliases, events stored unclassified (`classified` 0, with Didit's `body`, how it
 ///    was `verified`, whether it is a `test`), and where a redirect pointed.
 /// 2. Didit `event_id`s attached to an event after its claim (a resend matched to it).
+/// 3. Columns nothing reads any more go: the first release's retention times
+///    (`payload_expires_at_ms`, `forget_at_ms`; retention is computed from the settings in
+///    force), a copy's `last_error` (the attempt log says it) and a refusal's `at_ms` (always
+///    written as 0).
 const MIGRATIONS: &[&str] = &[
     "
 ALTER TABLE events ADD COLUMN status TEXT;
@@ -68,6 +79,12 @@ CREATE TABLE IF NOT EXISTS aliases (
     event_seq INTEGER NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (event_seq, alias)
 );
 ",
+    "
+ALTER TABLE events DROP COLUMN payload_expires_at_ms;
+ALTER TABLE events DROP COLUMN forget_at_ms;
+ALTER TABLE deliveries DROP COLUMN last_error;
+ALTER TABLE refusals DROP COLUMN at_ms;
+",
 ];
 
 /// The schema as it stands after every migration, for an object that has never stored
@@ -77,20 +94,20 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, alias TEXT,
     received_at_ms INTEGER NOT NULL, webhook_type TEXT NOT NULL, risk_level TEXT NOT NULL,
-    created_at INTEGER NOT NULL, cloud_event TEXT, payload_expires_at_ms INTEGER, forget_at_ms INTEGER,
-    status TEXT, id_version INTEGER NOT NULL DEFAULT 1, classified INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL, cloud_event TEXT, status TEXT,
+    id_version INTEGER NOT NULL DEFAULT 1, classified INTEGER NOT NULL DEFAULT 1,
     body TEXT, verified TEXT, test INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX events_alias ON events(alias) WHERE alias IS NOT NULL;
 CREATE TABLE deliveries (
     event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
     failures INTEGER NOT NULL DEFAULT 0, next_attempt_at_ms INTEGER, delivered_at_ms INTEGER,
-    dead_at_ms INTEGER, dead_reason TEXT, origin TEXT, last_error TEXT, index_sync TEXT,
+    dead_at_ms INTEGER, dead_reason TEXT, origin TEXT, index_sync TEXT,
     PRIMARY KEY (event_seq, consumer)
 );
 CREATE TABLE refusals (
     event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, origin TEXT NOT NULL,
-    status INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (event_seq, consumer, origin)
+    status INTEGER NOT NULL, PRIMARY KEY (event_seq, consumer, origin)
 );
 CREATE TABLE attempts (
     event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, at_ms INTEGER NOT NULL,
@@ -200,37 +217,92 @@ struct RejectionRow {
     status: i64,
 }
 
-fn copy_state(row: &CopyRow) -> CopyState {
-    let reason = || {
-        row.dead_reason
-            .as_deref()
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(DeadReason::RetriesExhausted)
-    };
-    let at = |ms: Option<i64>| UnixMs(ms.unwrap_or_default());
-    match row.state.as_str() {
-        "delivered" => CopyState::Delivered {
-            at: at(row.delivered_at_ms),
-        },
-        "dead" => CopyState::Dead {
-            at: at(row.dead_at_ms),
-            reason: reason(),
-        },
-        "expired" => CopyState::Expired {
-            at: at(row.dead_at_ms),
-            reason: reason(),
-        },
-        _ => CopyState::Pending {
-            failures: u32::try_from(row.failures).unwrap_or(u32::MAX),
-            next_attempt_at: at(row.next_attempt_at_ms),
-        },
+impl EventRow {
+    /// The event's record, and the first value of its row this release does not know. An
+    /// unreadable row's record is only what deduplication looks up (its id, aliases, type,
+    /// status and times): the machine holds the event and never classifies, sends or forgets
+    /// it. Its id derivation, if unknown, is taken as the broadest (legacy: its id and Didit's
+    /// `event_id` for any status find it).
+    fn record(self) -> (EventRecord, Option<BadValue>) {
+        let id_version = IdVersion::from_number(self.id_version)
+            .map_err(|unknown| BadValue::new("id_version", unknown, Some(self.id_version)));
+        let risk_level = match flag_from_number(self.classified) {
+            Ok(true) => level_from_str(&self.risk_level)
+                .map(Some)
+                .map_err(|unknown| BadValue::new("risk_level", unknown, Some(&self.risk_level))),
+            Ok(false) => Ok(None),
+            Err(unknown) => Err(BadValue::new("classified", unknown, Some(self.classified))),
+        };
+        let bad = id_version
+            .as_ref()
+            .err()
+            .or(risk_level.as_ref().err())
+            .cloned();
+        let record = EventRecord {
+            seq: Seq(self.seq),
+            id: self.id,
+            id_version: id_version.unwrap_or(IdVersion::Legacy),
+            alias: self.alias,
+            webhook_type: self.webhook_type,
+            status: self.status,
+            created_at: UnixSecs(self.created_at),
+            received_at: UnixMs(self.received_at_ms),
+            risk_level: risk_level.unwrap_or(None),
+            has_payload: self.has_payload != 0,
+        };
+        (record, bad)
     }
 }
 
-fn index_sync(text: Option<&str>) -> Option<IndexSync> {
-    match text? {
-        "put" => Some(IndexSync::Put),
-        _ => Some(IndexSync::Remove),
+impl CopyRow {
+    fn key(&self) -> RowKey {
+        RowKey::Copy {
+            seq: Seq(self.event_seq),
+            consumer: self.consumer.clone(),
+        }
+    }
+
+    /// The copy's state and its index outbox entry, or the first value this release does not
+    /// know.
+    fn read(&self) -> std::result::Result<(CopyState, Option<IndexSync>), BadValue> {
+        let state = StoredState {
+            state: &self.state,
+            failures: self.failures,
+            next_attempt_at_ms: self.next_attempt_at_ms,
+            delivered_at_ms: self.delivered_at_ms,
+            dead_at_ms: self.dead_at_ms,
+            dead_reason: self.dead_reason.as_deref(),
+        }
+        .read()?;
+        let index = match self.index_sync.as_deref() {
+            None => None,
+            Some(text) => Some(
+                text.parse()
+                    .map_err(|unknown| BadValue::new("index_sync", unknown, Some(text)))?,
+            ),
+        };
+        Ok((state, index))
+    }
+}
+
+impl RejectionRow {
+    fn read(&self) -> std::result::Result<Rejected, Unreadable> {
+        let status = u16::try_from(self.status).map_err(|_| Unreadable {
+            row: RowKey::Refusal {
+                seq: Seq(self.event_seq),
+                consumer: self.consumer.clone(),
+                origin: self.origin.clone(),
+            },
+            value: BadValue::new(
+                "status",
+                didit_edge_core::inbox::UnknownValue::OutOfRange,
+                Some(self.status),
+            ),
+        })?;
+        Ok(Rejected {
+            origin: self.origin.clone(),
+            status,
+        })
     }
 }
 
@@ -297,39 +369,50 @@ pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
             })
         },
     )?;
-    let events = events.into_iter().map(|row| EventRecord {
-        seq: Seq(row.seq),
-        id: row.id,
-        id_version: match row.id_version {
-            3 => IdVersion::Reconciled,
-            2 => IdVersion::ContentDigest,
-            _ => IdVersion::Legacy,
-        },
-        alias: row.alias,
-        webhook_type: row.webhook_type,
-        status: row.status,
-        created_at: UnixSecs(row.created_at),
-        received_at: UnixMs(row.received_at_ms),
-        risk_level: (row.classified != 0).then(|| row.risk_level.parse().unwrap_or(Level::Unknown)),
-        has_payload: row.has_payload != 0,
-    });
-    let copies = copies.into_iter().map(|row| {
-        let rejected_by = rejections
+    let mut unreadable = Vec::new();
+    let events: Vec<EventRecord> = events
+        .into_iter()
+        .map(|row| {
+            let (record, bad) = row.record();
+            unreadable.extend(bad.map(|value| Unreadable {
+                row: RowKey::Event(record.seq),
+                value,
+            }));
+            record
+        })
+        .collect();
+    let mut refused: Vec<(i64, String, Rejected)> = Vec::new();
+    for row in rejections {
+        match row.read() {
+            Ok(rejected) => refused.push((row.event_seq, row.consumer, rejected)),
+            Err(bad) => unreadable.push(bad),
+        }
+    }
+    let mut restored = Vec::new();
+    for row in copies {
+        let (state, index) = match row.read() {
+            Ok(read) => read,
+            Err(value) => {
+                unreadable.push(Unreadable {
+                    row: row.key(),
+                    value,
+                });
+                continue;
+            }
+        };
+        let rejected_by = refused
             .iter()
-            .filter(|r| r.event_seq == row.event_seq && r.consumer == row.consumer)
-            .map(|r| Rejected {
-                origin: r.origin.clone(),
-                status: u16::try_from(r.status).unwrap_or(0),
-            })
+            .filter(|(seq, consumer, _)| *seq == row.event_seq && *consumer == row.consumer)
+            .map(|(_, _, rejected)| rejected.clone())
             .collect();
         let copy = CopyRecord {
-            state: copy_state(&row),
-            delivered_to: row.origin.clone(),
+            state,
+            delivered_to: row.origin,
             rejected_by,
-            index: index_sync(row.index_sync.as_deref()),
+            index,
         };
-        (Seq(row.event_seq), row.consumer, copy)
-    });
+        restored.push((Seq(row.event_seq), row.consumer, copy));
+    }
     let attached = rows::all(
         &sql.exec("SELECT event_seq, alias FROM aliases", None)?,
         |row| Ok((Seq(row.int()?), row.text()?)),
@@ -341,61 +424,94 @@ pub(super) fn load(sql: &SqlStorage) -> Result<Inbox> {
         )?,
         Columns::int,
     )?;
-    Ok(Inbox::restore(subject, events, copies)
+    let inbox = Inbox::restore(subject, events, restored)
         .with_attached_aliases(attached)
-        .with_erasure(erased_at.map(UnixMs)))
+        .with_erasure(erased_at.map(UnixMs))
+        .with_unreadable(unreadable);
+    for unreadable in inbox.unreadable() {
+        console_error!(
+            "{}",
+            unreadable.to_line(
+                event_id(&inbox, unreadable.row.seq()),
+                subject_kind(inbox.subject())
+            )
+        );
+    }
+    Ok(inbox)
 }
 
-/// A copy's row, as (state, failures, next attempt, delivered at, dead at, reason).
-fn copy_columns(state: &CopyState) -> [SqlStorageValue; 6] {
-    let none = || SqlStorageValue::Null;
-    match *state {
-        CopyState::Pending {
-            failures,
-            next_attempt_at,
-        } => [
-            "pending".into(),
-            i64::from(failures).into(),
-            next_attempt_at.0.into(),
-            none(),
-            none(),
-            none(),
-        ],
-        CopyState::Delivered { at } => [
-            "delivered".into(),
-            0i64.into(),
-            none(),
-            at.0.into(),
-            none(),
-            none(),
-        ],
-        CopyState::Dead { at, reason } | CopyState::Expired { at, reason } => [
-            if matches!(state, CopyState::Dead { .. }) {
-                "dead".into()
-            } else {
-                "expired".into()
-            },
-            0i64.into(),
-            none(),
-            none(),
-            at.0.into(),
-            reason.as_str().into(),
-        ],
+fn event_id(inbox: &Inbox, seq: Seq) -> Option<&str> {
+    inbox
+        .events()
+        .find(|(record, _)| record.seq == seq)
+        .map(|(record, _)| record.id.as_str())
+}
+
+/// The alerts for the rows `inbox` cannot read, found at `now_ms`.
+pub(super) fn unreadable_alerts(inbox: &Inbox, now_ms: i64) -> Vec<Alert> {
+    let kind = subject_kind(inbox.subject());
+    inbox
+        .unreadable()
+        .iter()
+        .map(|unreadable| {
+            let event_id = event_id(inbox, unreadable.row.seq());
+            Alert::storage_unreadable(unreadable, event_id, kind, now_ms)
+        })
+        .collect()
+}
+
+/// Where an inbox remembers which unreadable rows it has alerted about (their alert ids).
+const ALERTED: &str = "unreadable_alerted";
+
+/// Raises the `alerts` (about unreadable rows) this inbox has not raised before, so that an
+/// operator hears of each row and value once, not on every run. What was raised is remembered
+/// in `meta` (only while some row is unreadable). A failure is logged and left to the next run:
+/// an alert that cannot go out must not stop the delivery of everything else.
+pub(super) async fn alert_unreadable(env: &Env, sql: &SqlStorage, alerts: Vec<Alert>) {
+    if alerts.is_empty() {
+        return;
+    }
+    let read = sql
+        .exec("SELECT value FROM meta WHERE key = ?", vec![ALERTED.into()])
+        .and_then(|cursor| rows::first(&cursor, Columns::text));
+    let raised = match read {
+        Ok(raised) => raised.unwrap_or_default(),
+        Err(error) => return console_error!("inbox could not read the alerts it raised: {error}"),
+    };
+    let ids: Vec<String> = alerts.iter().map(Alert::id).collect();
+    let new: Vec<Alert> = alerts
+        .into_iter()
+        .zip(&ids)
+        .filter(|(_, id)| !raised.split(' ').any(|known| known == id.as_str()))
+        .map(|(alert, _)| alert)
+        .collect();
+    if let Err(error) = crate::alerts::enqueue(env, &new).await {
+        return console_error!(
+            "inbox could not raise its unreadable-row alerts, will retry: {error}"
+        );
+    }
+    let ids = ids.join(" ");
+    if ids != raised {
+        if let Err(error) = set_meta(sql, ALERTED, &ids) {
+            console_error!("inbox could not remember the alerts it raised: {error}");
+        }
     }
 }
 
 fn put_copy(sql: &SqlStorage, seq: Seq, consumer: &str, copy: &CopyRecord) -> Result<()> {
-    let mut values: Vec<SqlStorageValue> = vec![seq.0.into(), consumer.into()];
-    values.extend(copy_columns(&copy.state));
-    values.push(copy.delivered_to.as_deref().into());
-    values.push(
-        copy.index
-            .map(|sync| match sync {
-                IndexSync::Put => "put",
-                IndexSync::Remove => "remove",
-            })
-            .into(),
-    );
+    let stored = StoredState::of(copy.state);
+    let values: Vec<SqlStorageValue> = vec![
+        seq.0.into(),
+        consumer.into(),
+        stored.state.into(),
+        stored.failures.into(),
+        stored.next_attempt_at_ms.into(),
+        stored.delivered_at_ms.into(),
+        stored.dead_at_ms.into(),
+        stored.dead_reason.into(),
+        copy.delivered_to.as_deref().into(),
+        copy.index.map(IndexSync::as_str).into(),
+    ];
     sql.exec(
         "INSERT INTO deliveries (event_seq, consumer, state, failures, next_attempt_at_ms, delivered_at_ms, \
          dead_at_ms, dead_reason, origin, index_sync) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
@@ -420,7 +536,7 @@ fn set_rejections(
     )?;
     for rejected in rejected_by {
         sql.exec(
-            "INSERT OR REPLACE INTO refusals (event_seq, consumer, origin, status, at_ms) VALUES (?, ?, ?, ?, 0)",
+            "INSERT OR REPLACE INTO refusals (event_seq, consumer, origin, status) VALUES (?, ?, ?, ?)",
             vec![
                 seq.0.into(),
                 consumer.into(),
@@ -471,7 +587,7 @@ pub(super) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
                 vec![
                     event.seq.0.into(),
                     event.id.as_str().into(),
-                    id_version_number(event.id_version).into(),
+                    event.id_version.number().into(),
                     event.alias.as_deref().into(),
                     event.received_at.0.into(),
                     event.webhook_type.as_str().into(),
@@ -642,14 +758,4 @@ pub(super) fn attempt_log(
     )?;
     log.reverse();
     Ok(log)
-}
-
-/// How the `id_version` column writes each derivation (1 is what rows from before the column
-/// default to).
-fn id_version_number(version: IdVersion) -> i64 {
-    match version {
-        IdVersion::Legacy => 1,
-        IdVersion::ContentDigest => 2,
-        IdVersion::Reconciled => 3,
-    }
 }
