@@ -6,10 +6,10 @@ use didit_edge_core::attempt::{DeadReason, Verdict};
 use didit_edge_core::delivery::{CopyState, Retention};
 use didit_edge_core::inbox::{
     AfterDeadLetter, BadValue, Change, Claim, ClaimContent, Classification, CopyRecord,
-    EventRecord, IdVersion, Inbox, Outcome, Policy, ReplayFilter, RowKey, Seq, Source,
+    EventRecord, IdVersion, Inbox, InboxPolicy, Outcome, ReplayFilter, RowKey, Seq, Source,
     UnknownValue, Unreadable, Work,
 };
-use didit_edge_core::rejection::Receipt;
+use didit_edge_core::receipt::Receipt;
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::Level;
 use didit_edge_core::time::{UnixMs, UnixSecs};
@@ -18,8 +18,8 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 const LATER: i64 = 1_000_000_000;
 
-fn policy(schedule: &RetrySchedule, after_dead_letter: AfterDeadLetter) -> Policy<'_> {
-    Policy {
+fn policy(schedule: &RetrySchedule, after_dead_letter: AfterDeadLetter) -> InboxPolicy<'_> {
+    InboxPolicy {
         retry_schedule: schedule,
         retention: Retention {
             payload_secs: 0,
@@ -82,7 +82,7 @@ fn held_copy() -> Unreadable {
 }
 
 /// Sends everything the inbox hands out (each delivered at once), up to `now`.
-fn deliver_all(inbox: &mut Inbox, policy: &Policy<'_>, now: i64) -> Vec<(Seq, String)> {
+fn deliver_all(inbox: &mut Inbox, policy: &InboxPolicy<'_>, now: i64) -> Vec<(Seq, String)> {
     let mut sent = Vec::new();
     while let Some(Work::Deliver(delivery)) = inbox.poll_work(policy, UnixMs(now)) {
         let outcome = Outcome {
