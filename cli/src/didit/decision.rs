@@ -1,253 +1,105 @@
 //! The `decision` object of a session payload: which features a session with this status ran,
 //! which of them fail, and how each payload version writes them.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
+use super::features::{
+    abandoned_features, approved_features, business_features, failing_feature, Feature, Outcome,
+};
 use super::payload::{Failing, PayloadSpec, PayloadVersion};
 use crate::error::{Failure, Result};
-
-/// A warning as Didit writes it.
-fn warning(risk: &str, log_type: &str, node_id: Option<&str>, feature: &str) -> Value {
-    json!({
-        "feature": feature,
-        "risk": risk,
-        "additional_data": null,
-        "log_type": log_type,
-        "short_description": risk.replace('_', " ").to_lowercase(),
-        "long_description": "…",
-        "node_id": node_id,
-    })
-}
-
-/// How a failing feature fails.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Outcome {
-    Declined,
-    InReview,
-}
-
-/// One feature's result: (v3 array key, v2 key, v1 key, the item).
-struct Feature {
-    v3: &'static str,
-    v2: &'static str,
-    v1: Option<&'static str>,
-    item: Value,
-}
 
 /// A failure that was asked for (`--fail`), which a payload version must be able to carry.
 struct Chosen(bool);
 
-fn approved_features() -> Vec<Feature> {
-    // The decision of `tests/didit.py`'s `session_payload`.
-    vec![
-        Feature {
-            v3: "id_verifications",
-            v2: "id_verification",
-            v1: Some("kyc"),
-            item: json!({"node_id": "id-1", "status": "Approved", "first_name": "Zoë",
-                         "last_name": "Ångström-Müller", "document_type": "Passport", "age": 34.0,
-                         "ocr_confidence": 0.98765}),
-        },
-        Feature {
-            v3: "liveness_checks",
-            v2: "liveness",
-            v1: None,
-            item: json!({"node_id": "live-1", "status": "Approved", "score": 99.5}),
-        },
-        Feature {
-            v3: "face_matches",
-            v2: "face_match",
-            v1: Some("face"),
-            item: json!({"node_id": "face-1", "status": "Approved", "score": 97.0}),
-        },
-    ]
-}
-
-fn aml_hits(count: usize) -> Value {
-    Value::Array(
-        (0..count)
-            .map(|i| {
-                json!({"id": format!("Q{i}"), "caption": format!("Person {i} Ångström"),
-                       "match": false, "score": 0.42, "datasets": ["PEP"],
-                       "properties": {"name": [format!("Person {i}")], "country": ["es"]},
-                       "review_status": "Unreviewed"})
-            })
-            .collect(),
-    )
-}
-
-fn failing_feature(failing: Failing, outcome: Outcome) -> Feature {
-    let declined = outcome == Outcome::Declined;
-    let status = if declined { "Declined" } else { "In Review" };
-    let log_type = if declined { "error" } else { "warning" };
-    match failing {
-        Failing::Document => Feature {
-            v3: "id_verifications",
-            v2: "id_verification",
-            v1: Some("kyc"),
-            item: json!({"node_id": "id-1", "status": status, "first_name": "Zoë",
-                         "last_name": "Ångström-Müller", "document_type": "Passport", "age": 34.0,
-                         "expiration_date": "2023-04-11", "ocr_confidence": 0.98765,
-                         "warnings": [warning("DOCUMENT_EXPIRED", log_type, Some("id-1"), "ID_VERIFICATION")]}),
-        },
-        Failing::Liveness => Feature {
-            v3: "liveness_checks",
-            v2: "liveness",
-            v1: None,
-            item: if declined {
-                json!({"node_id": "live-1", "status": "Declined", "method": "PASSIVE", "score": 12.0,
-                       "warnings": [warning("LIVENESS_FACE_ATTACK", "error", Some("live-1"), "LIVENESS")]})
-            } else {
-                json!({"node_id": "live-1", "status": "In Review", "method": "PASSIVE", "score": 55.0,
-                       "warnings": [warning("LOW_LIVENESS_SCORE", "warning", Some("live-1"), "LIVENESS")]})
-            },
-        },
-        Failing::FaceMatch => Feature {
-            v3: "face_matches",
-            v2: "face_match",
-            v1: Some("face"),
-            item: json!({"node_id": "face-1", "status": status,
-                         "score": if declined { 21.0 } else { 62.0 },
-                         "warnings": [warning("LOW_FACE_MATCH_SIMILARITY", log_type, Some("face-1"), "FACEMATCH")]}),
-        },
-        Failing::Aml => Feature {
-            v3: "aml_screenings",
-            v2: "aml",
-            v1: Some("aml"),
-            item: if declined {
-                json!({"node_id": "aml-1", "status": "Declined", "total_hits": 3, "score": 100.0,
-                       "hits": aml_hits(3), "warnings": []})
-            } else {
-                json!({"node_id": "aml-1", "status": "In Review", "total_hits": 1, "score": 88.0,
-                       "hits": aml_hits(1),
-                       "warnings": [warning("POSSIBLE_MATCH_FOUND", "warning", Some("aml-1"), "AML")]})
-            },
-        },
-        Failing::Ip => Feature {
-            v3: "ip_analyses",
-            v2: "ip_analysis",
-            v1: Some("location"),
-            item: json!({"node_id": "ip-1", "status": "Approved", "ip_address": "203.0.113.7",
-                         "ip_country_code": "ES", "is_vpn_or_tor": true, "is_data_center": false,
-                         "warnings": [warning("PRIVATE_NETWORK_DETECTED", "information", Some("ip-1"), "LOCATION")]}),
-        },
-        Failing::Email => Feature {
-            v3: "email_verifications",
-            v2: "email",
-            v1: None,
-            item: json!({"node_id": "email-1", "status": status, "email": "x@mailinator.example",
-                         "is_disposable": true, "warnings": []}),
-        },
-        Failing::Phone => Feature {
-            v3: "phone_verifications",
-            v2: "phone",
-            v1: None,
-            item: json!({"node_id": "phone-1", "status": status, "phone_number": "+15550100",
-                         "is_virtual": true, "warnings": []}),
-        },
-        Failing::Database => Feature {
-            v3: "database_validations",
-            v2: "database_validation",
-            v1: None,
-            item: json!({"node_id": "db-1", "status": status,
-                         "match_type": if declined { "no_match" } else { "partial" },
-                         "warnings": [warning(if declined { "DATABASE_VALIDATION_NO_MATCH" }
-                                              else { "DATABASE_VALIDATION_PARTIAL_MATCH" },
-                                              log_type, Some("db-1"), "DATABASE_VALIDATION")]}),
-        },
-        Failing::Poa => Feature {
-            v3: "poa_verifications",
-            v2: "poa",
-            v1: None,
-            item: json!({"node_id": "poa-1", "status": status, "document_type": "Utility Bill",
-                         "warnings": []}),
-        },
-    }
-}
-
-/// The decision object for a session, in the chosen payload version.
+/// The decision object for a session, in the chosen payload version; `None` for a status that
+/// has none.
 pub(super) fn decision(spec: &PayloadSpec, status: &str) -> Result<Option<Value>> {
-    let outcome = if status == "In Review" {
-        Outcome::InReview
-    } else {
-        Outcome::Declined
+    let Some(ran) = features_run(spec, status) else {
+        return Ok(None);
     };
-    let mut features: Vec<Feature> = match status {
+    let features = with_failures(ran, spec, status);
+    write(features, spec.version).map(Some)
+}
+
+/// What a session with `status` ran, all passed; `None` when it has no decision (it never got
+/// that far, and no failure was asked for).
+fn features_run(spec: &PayloadSpec, status: &str) -> Option<Vec<Feature>> {
+    let features = match status {
         "Approved" | "Declined" | "In Review" => approved_features(),
-        "Abandoned" => vec![
-            Feature {
-                v3: "id_verifications",
-                v2: "id_verification",
-                v1: Some("kyc"),
-                item: json!({"node_id": "id-1", "status": "Not Finished", "document_type": "Passport"}),
-            },
-            Feature {
-                v3: "liveness_checks",
-                v2: "liveness",
-                v1: None,
-                item: json!({"node_id": "live-1", "status": "Not Finished", "score": null}),
-            },
-        ],
-        _ if spec.failing.is_empty() => return Ok(None),
+        "Abandoned" => abandoned_features(),
+        _ if spec.failing.is_empty() => return None,
         _ => Vec::new(),
     };
-    if spec.kyb {
-        features = vec![
-            Feature {
-                v3: "registry_checks",
-                v2: "registry_check",
-                v1: None,
-                item: json!({"node_id": "reg-1", "status": "Approved",
-                             "company_name": "Müller & Söhne GmbH",
-                             "registration_number": "HRB 12345", "warnings": []}),
-            },
-            Feature {
-                v3: "aml_screenings",
-                v2: "aml",
-                v1: Some("aml"),
-                item: json!({"node_id": "aml-1", "status": "Approved", "total_hits": 0,
-                             "score": 0.0, "hits": [], "warnings": []}),
-            },
-        ];
-    }
+    Some(if spec.kyb {
+        business_features()
+    } else {
+        features
+    })
+}
+
+/// The features that fail: those asked for, else the one a KYC session fails on when it is
+/// declined, or waits on when it is in review (it must fail or wait on something).
+fn failures(spec: &PayloadSpec, status: &str) -> Vec<Failing> {
     let mut failing = spec.failing.clone();
     if failing.is_empty() && !spec.kyb {
-        // A declined session fails somewhere; an in-review one waits on something.
         match status {
             "Declined" => failing.push(Failing::Liveness),
             "In Review" => failing.push(Failing::Aml),
             _ => {}
         }
     }
+    failing
+}
+
+/// `ran`, with each failing feature's result in place of its passed one (or added after them),
+/// each marked with whether its failure was asked for.
+fn with_failures(ran: Vec<Feature>, spec: &PayloadSpec, status: &str) -> Vec<(Feature, Chosen)> {
+    let outcome = if status == "In Review" {
+        Outcome::InReview
+    } else {
+        Outcome::Declined
+    };
     let mut features: Vec<(Feature, Chosen)> =
-        features.into_iter().map(|f| (f, Chosen(false))).collect();
-    for failing in failing {
+        ran.into_iter().map(|f| (f, Chosen(false))).collect();
+    for failing in failures(spec, status) {
         let feature = failing_feature(failing, outcome);
         let chosen = Chosen(spec.failing.contains(&failing));
-        match features.iter_mut().find(|(f, _)| f.v3 == feature.v3) {
+        match features
+            .iter_mut()
+            .find(|(f, _)| f.slot.v3 == feature.slot.v3)
+        {
             Some(existing) => *existing = (feature, chosen),
             None => features.push((feature, chosen)),
         }
     }
+    features
+}
+
+/// The decision as `version` writes it. v3 lists each feature's results under a plural key; v2
+/// and v1 hold one result per key, without node ids. v1 leaves out the features it has no key
+/// for, but refuses one whose failure was asked for rather than silently dropping it.
+fn write(features: Vec<(Feature, Chosen)>, version: PayloadVersion) -> Result<Value> {
     let mut decision = Map::new();
     for (feature, Chosen(chosen)) in features {
-        match spec.version {
+        let slot = feature.slot;
+        match version {
             PayloadVersion::V3 => {
                 let list = decision
-                    .entry(feature.v3)
+                    .entry(slot.v3)
                     .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(items) = list {
                     items.push(feature.item);
                 }
             }
             PayloadVersion::V2 | PayloadVersion::V1 => {
-                let key = match (spec.version, feature.v1) {
-                    (PayloadVersion::V2, _) => feature.v2,
+                let key = match (version, slot.v1) {
+                    (PayloadVersion::V2, _) => slot.v2,
                     (_, Some(v1)) => v1,
                     (_, None) if chosen => {
                         return Err(Failure::usage(format!(
                             "payload version v1 has no `{}` (v1 knows kyc, face, aml, location)",
-                            feature.v2
+                            slot.v2
                         )))
                     }
                     (_, None) => continue,
@@ -260,7 +112,7 @@ pub(super) fn decision(spec: &PayloadSpec, status: &str) -> Result<Option<Value>
             }
         }
     }
-    Ok(Some(Value::Object(decision)))
+    Ok(Value::Object(decision))
 }
 
 #[cfg(test)]

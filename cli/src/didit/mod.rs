@@ -6,11 +6,14 @@
 //!
 //! - [`payload`]: what a payload is ([`PayloadSpec`]) and how each `webhook_type` family's
 //!   payload is built;
-//! - [`decision`]: a session payload's `decision` object, feature by feature;
+//! - [`decision`]: a session payload's `decision` object: which features ran and failed, and
+//!   how each payload version writes them;
+//! - [`features`]: each feature's result as Didit reports it, passed or failing;
 //! - [`python_json`]: the bytes of a body, as Python's `json.dumps` writes them;
 //! - [`signatures`]: the headers that sign a body.
 
 mod decision;
+mod features;
 mod payload;
 mod python_json;
 mod signatures;

@@ -123,112 +123,55 @@ fn didit_status(input: &str, family: Family) -> String {
     known.to_owned()
 }
 
+/// What every payload starts from, whatever its family.
+struct Common {
+    family: Family,
+    event_id: String,
+    timestamp: i64,
+    vendor_data: String,
+    /// The status asked for, in Didit's spelling for the family.
+    status: Option<String>,
+}
+
+/// The id given, else a fresh UUID.
+fn given_or_fresh(id: Option<&String>) -> Result<String> {
+    match id {
+        Some(id) => Ok(id.clone()),
+        None => config::uuid4(),
+    }
+}
+
 impl PayloadSpec {
     /// The payload, with fresh ids where none were given.
     pub(crate) fn build(&self, now: i64) -> Result<Value> {
         let family = family(&self.webhook_type);
-        let timestamp = self.timestamp.unwrap_or(now);
-        let event_id = match &self.event_id {
-            Some(id) => id.clone(),
-            None => config::uuid4()?,
+        let common = Common {
+            family,
+            timestamp: self.timestamp.unwrap_or(now),
+            event_id: given_or_fresh(self.event_id.as_ref())?,
+            vendor_data: self.vendor_data.clone().unwrap_or_else(|| "user-42".into()),
+            status: self.status.as_deref().map(|s| didit_status(s, family)),
         };
-        let vendor_data = self.vendor_data.clone().unwrap_or_else(|| "user-42".into());
-        let status = self.status.as_deref().map(|s| didit_status(s, family));
         let mut payload = match family {
-            Family::Session => self.session(timestamp, event_id, vendor_data, status)?,
-            Family::User | Family::Business => {
-                let status_event = self.webhook_type.ends_with(".status.updated");
-                let status = status
-                    .unwrap_or_else(|| if status_event { "FLAGGED" } else { "ACTIVE" }.into());
-                let mut payload = json!({
-                    "event_id": event_id, "webhook_type": self.webhook_type, "timestamp": timestamp,
-                    "application_id": APPLICATION_ID, "environment": "live",
-                });
-                if family == Family::User {
-                    payload["vendor_data"] = json!(vendor_data);
-                    payload["uuid"] = json!(config::uuid4()?);
-                } else {
-                    payload["vendor_business_id"] =
-                        json!(self.business_id.clone().unwrap_or_else(|| "acme-de".into()));
-                }
-                if status_event {
-                    let previous = self.previous_status.as_deref().map_or_else(
-                        || {
-                            if status == "ACTIVE" {
-                                "FLAGGED"
-                            } else {
-                                "ACTIVE"
-                            }
-                            .to_owned()
-                        },
-                        |s| didit_status(s, family),
-                    );
-                    payload["status"] = json!(status);
-                    payload["previous_status"] = json!(previous);
-                } else {
-                    if family == Family::User || self.status.is_some() {
-                        payload["status"] = json!(status);
-                    }
-                    let (field, before, after) = if family == Family::User {
-                        ("full_name", "Jose Nunez", "José Núñez")
-                    } else {
-                        ("legal_name", "Acme", "Acme GmbH")
-                    };
-                    payload["changed_fields"] = json!([field]);
-                    payload["changes"] = json!({field: {"previous": before, "current": after}});
-                }
-                payload
-            }
-            Family::Activity => {
-                let mut payload = json!({
-                    "event_id": event_id, "webhook_type": self.webhook_type, "timestamp": timestamp,
-                    "application_id": APPLICATION_ID, "vendor_data": vendor_data,
-                    "activity": {"type": "note", "text": "called the user"},
-                });
-                if let Some(status) = status {
-                    payload["status"] = json!(status);
-                }
-                payload
-            }
-            Family::Transaction => {
-                let created = self.webhook_type == "transaction.created";
-                let status =
-                    status.unwrap_or_else(|| if created { "Pending" } else { "Approved" }.into());
-                let transaction_id = match &self.transaction_id {
-                    Some(id) => id.clone(),
-                    None => config::uuid4()?,
-                };
-                json!({
-                    "event_id": event_id, "webhook_type": self.webhook_type, "timestamp": timestamp,
-                    "application_id": APPLICATION_ID, "transaction_id": transaction_id,
-                    "vendor_data": vendor_data, "status": status, "amount": 1250.5,
-                    "currency": "EUR",
-                })
-            }
+            Family::Session => self.session(common)?,
+            Family::User | Family::Business => self.entity(common)?,
+            Family::Activity => self.activity(common),
+            Family::Transaction => self.transaction(common)?,
         };
-        if self.test {
-            match payload.get_mut("metadata") {
-                Some(Value::Object(metadata)) => {
-                    metadata.insert("test_webhook".into(), Value::Bool(true));
-                }
-                _ => payload["metadata"] = json!({"test_webhook": true}),
-            }
-        }
-        if let Value::Object(fields) = &mut payload {
-            for (key, value) in &self.set {
-                fields.insert(key.clone(), value.clone());
-            }
-        }
+        self.finish(&mut payload);
         Ok(payload)
     }
 
-    fn session(
-        &self,
-        timestamp: i64,
-        event_id: String,
-        vendor_data: String,
-        status: Option<String>,
-    ) -> Result<Value> {
+    /// A verification session's event: the fields of `tests/didit.py`'s `session_payload`, and
+    /// the decision its status has.
+    fn session(&self, common: Common) -> Result<Value> {
+        let Common {
+            event_id,
+            timestamp,
+            vendor_data,
+            status,
+            ..
+        } = common;
         let status = status.unwrap_or_else(|| {
             if self.failing.is_empty() {
                 "Approved".into()
@@ -236,11 +179,7 @@ impl PayloadSpec {
                 "Declined".into()
             }
         });
-        let session_id = match &self.session_id {
-            Some(id) => id.clone(),
-            None => config::uuid4()?,
-        };
-        // The fields of `tests/didit.py`'s `session_payload`.
+        let session_id = given_or_fresh(self.session_id.as_ref())?;
         let mut payload = json!({
             "event_id": event_id,
             "webhook_type": self.webhook_type,
@@ -258,8 +197,7 @@ impl PayloadSpec {
         if self.kyb {
             payload["session_kind"] = json!("business");
             payload["business_session_id"] = json!(session_id);
-            payload["vendor_business_id"] =
-                json!(self.business_id.clone().unwrap_or_else(|| "acme-de".into()));
+            payload["vendor_business_id"] = json!(self.business_id());
         }
         if status == "Resubmitted" {
             payload["resubmit_info"] = json!({
@@ -271,6 +209,116 @@ impl PayloadSpec {
             payload["decision"] = decision;
         }
         Ok(payload)
+    }
+
+    /// A user's or a business's event: its status moved (`*.status.updated`), or its data
+    /// changed.
+    fn entity(&self, common: Common) -> Result<Value> {
+        let Common {
+            family,
+            event_id,
+            timestamp,
+            vendor_data,
+            status,
+        } = common;
+        let status_event = self.webhook_type.ends_with(".status.updated");
+        let status =
+            status.unwrap_or_else(|| if status_event { "FLAGGED" } else { "ACTIVE" }.into());
+        let mut payload = json!({
+            "event_id": event_id, "webhook_type": self.webhook_type, "timestamp": timestamp,
+            "application_id": APPLICATION_ID, "environment": "live",
+        });
+        if family == Family::User {
+            payload["vendor_data"] = json!(vendor_data);
+            payload["uuid"] = json!(config::uuid4()?);
+        } else {
+            payload["vendor_business_id"] = json!(self.business_id());
+        }
+        if status_event {
+            let previous = self.previous_entity_status(&status, family);
+            payload["status"] = json!(status);
+            payload["previous_status"] = json!(previous);
+        } else {
+            if family == Family::User || self.status.is_some() {
+                payload["status"] = json!(status);
+            }
+            let (field, before, after) = if family == Family::User {
+                ("full_name", "Jose Nunez", "José Núñez")
+            } else {
+                ("legal_name", "Acme", "Acme GmbH")
+            };
+            payload["changed_fields"] = json!([field]);
+            payload["changes"] = json!({field: {"previous": before, "current": after}});
+        }
+        Ok(payload)
+    }
+
+    /// A user's or a business's status before this event: as given, else whichever of
+    /// `ACTIVE` and `FLAGGED` the status is not.
+    fn previous_entity_status(&self, status: &str, family: Family) -> String {
+        self.previous_status.as_deref().map_or_else(
+            || {
+                if status == "ACTIVE" {
+                    "FLAGGED"
+                } else {
+                    "ACTIVE"
+                }
+                .to_owned()
+            },
+            |s| didit_status(s, family),
+        )
+    }
+
+    /// An activity on a user, such as a note from a reviewer.
+    fn activity(&self, common: Common) -> Value {
+        let mut payload = json!({
+            "event_id": common.event_id, "webhook_type": self.webhook_type,
+            "timestamp": common.timestamp, "application_id": APPLICATION_ID,
+            "vendor_data": common.vendor_data,
+            "activity": {"type": "note", "text": "called the user"},
+        });
+        if let Some(status) = common.status {
+            payload["status"] = json!(status);
+        }
+        payload
+    }
+
+    /// A transaction created, or its status changed.
+    fn transaction(&self, common: Common) -> Result<Value> {
+        let created = self.webhook_type == "transaction.created";
+        let status = common
+            .status
+            .unwrap_or_else(|| if created { "Pending" } else { "Approved" }.into());
+        let transaction_id = given_or_fresh(self.transaction_id.as_ref())?;
+        Ok(json!({
+            "event_id": common.event_id, "webhook_type": self.webhook_type,
+            "timestamp": common.timestamp, "application_id": APPLICATION_ID,
+            "transaction_id": transaction_id, "vendor_data": common.vendor_data,
+            "status": status, "amount": 1250.5, "currency": "EUR",
+        }))
+    }
+
+    /// What every family gets last: `metadata.test_webhook` for a test delivery, then the
+    /// fields of `--set`, over whatever was there.
+    fn finish(&self, payload: &mut Value) {
+        if self.test {
+            match payload.get_mut("metadata") {
+                Some(Value::Object(metadata)) => {
+                    metadata.insert("test_webhook".into(), Value::Bool(true));
+                }
+                _ => payload["metadata"] = json!({"test_webhook": true}),
+            }
+        }
+        if let Value::Object(fields) = payload {
+            for (key, value) in &self.set {
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+    }
+
+    /// `vendor_business_id` of business events and KYB sessions.
+    fn business_id(&self) -> String {
+        self.business_id.clone().unwrap_or_else(|| "acme-de".into())
     }
 }
 
