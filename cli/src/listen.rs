@@ -204,94 +204,66 @@ pub(crate) fn event_line(event: &Value, webhook_id: &str, now: i64) -> String {
     line
 }
 
-fn handle(state: &State, mut request: tiny_http::Request) {
-    let now = config::now_secs();
-    let method = request.method().clone();
-    if method == tiny_http::Method::Get || method == tiny_http::Method::Head {
-        // A health probe (`health_url`): failing with --fail, unless only the first few fail.
-        let status = match (state.fail, state.fail_first) {
-            (Some(status), None) => status,
-            _ => 200,
-        };
-        if state.verbose {
-            println!("{}  GET {} → {status}", to_rfc3339(now), request.url());
+/// The Standard Webhooks headers of a request, as sent.
+struct WebhookHeaders {
+    id: Option<String>,
+    timestamp: Option<String>,
+    signature: Option<String>,
+}
+
+impl WebhookHeaders {
+    fn of(request: &tiny_http::Request) -> Self {
+        Self {
+            id: header(request, "webhook-id").map(str::to_owned),
+            timestamp: header(request, "webhook-timestamp").map(str::to_owned),
+            signature: header(request, "webhook-signature").map(str::to_owned),
         }
-        let _ = request.respond(reply(status, "text/plain", b"ok\n".to_vec(), &[]));
-        return;
     }
-    if method != tiny_http::Method::Post {
-        let _ = request.respond(json_reply(
-            405,
-            &json!({"error": "method_not_allowed"}),
-            &[("Allow", "GET, POST")],
-        ));
-        return;
+
+    /// The `webhook-id` as a line shows it.
+    fn shown_id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| "-".into())
     }
-    let mut body = Vec::new();
-    if let Err(error) = request
-        .as_reader()
-        .take(MAX_BODY_BYTES + 1)
-        .read_to_end(&mut body)
-    {
-        eprintln!("didit-edge: could not read a request: {error}");
-        return;
+
+    fn verify(&self, state: &State, body: &[u8], now: i64) -> std::result::Result<(), Refusal> {
+        verify(
+            &state.secrets,
+            self.id.as_deref(),
+            self.timestamp.as_deref(),
+            self.signature.as_deref(),
+            body,
+            now,
+            state.tolerance_secs,
+        )
     }
-    if body.len() as u64 > MAX_BODY_BYTES {
-        let _ = request.respond(json_reply(413, &json!({"error": "payload_too_large"}), &[]));
-        return;
+}
+
+impl State {
+    /// Counts a verified delivery of `webhook_id`: its attempt number, 1 the first time.
+    fn count_attempt(&self, webhook_id: &str) -> u32 {
+        self.attempts.lock().map_or(1, |mut attempts| {
+            let count = attempts.entry(webhook_id.to_owned()).or_insert(0);
+            *count += 1;
+            *count
+        })
     }
-    let id = header(&request, "webhook-id").map(str::to_owned);
-    let timestamp = header(&request, "webhook-timestamp").map(str::to_owned);
-    let signature = header(&request, "webhook-signature").map(str::to_owned);
-    let shown_id = id.clone().unwrap_or_else(|| "-".into());
-    if let Err(refusal) = verify(
-        &state.secrets,
-        id.as_deref(),
-        timestamp.as_deref(),
-        signature.as_deref(),
-        &body,
-        now,
-        state.tolerance_secs,
-    ) {
-        println!(
-            "{}  refused  {}  {}  → 401",
-            to_rfc3339(now),
-            refusal.message(),
-            shown_id
-        );
-        let _ = request.respond(json_reply(
-            401,
-            &json!({"error": refusal.code(), "message": refusal.message()}),
-            &[],
-        ));
-        return;
+
+    /// Counts a verified event, and whether it is failed on purpose (`--fail`, `--fail-first`,
+    /// `--abort`).
+    fn fails_next(&self) -> bool {
+        let number = self.verified.fetch_add(1, Ordering::SeqCst);
+        match (self.fail, self.fail_first) {
+            (_, Some(first)) => number < first,
+            (Some(_), None) => true,
+            (None, None) => self.abort,
+        }
     }
-    let attempt = state.attempts.lock().map_or(1, |mut attempts| {
-        let count = attempts.entry(shown_id.clone()).or_insert(0);
-        *count += 1;
-        *count
-    });
-    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
-        println!(
-            "{}  verified, but not JSON  {shown_id}  → 400",
-            to_rfc3339(now)
-        );
-        let _ = request.respond(json_reply(400, &json!({"error": "not_json"}), &[]));
-        return;
-    };
-    let number = state.verified.fetch_add(1, Ordering::SeqCst);
-    let failing = match (state.fail, state.fail_first) {
-        (_, Some(first)) => number < first,
-        (Some(_), None) => true,
-        (None, None) => state.abort,
-    };
-    if let Some(delay) = state.slow {
-        std::thread::sleep(delay);
-    }
-    let (status, response) = if failing {
-        let status = state.fail.unwrap_or(500);
+
+    /// The answer to an event failed on purpose, with `--abort`'s header if given.
+    fn failing_reply(&self) -> (u16, Reply) {
+        let status = self.fail.unwrap_or(500);
         let mut extra = Vec::new();
-        if state.abort {
+        if self.abort {
             extra.push(("webhook-delivery", "abort-message"));
         }
         let response = json_reply(
@@ -300,41 +272,66 @@ fn handle(state: &State, mut request: tiny_http::Request) {
             &extra,
         );
         (status, response)
-    } else if let Some(forward) = &state.forward {
-        let headers: Vec<(String, String)> = [
-            ("content-type", header(&request, "content-type")),
-            ("webhook-id", id.as_deref()),
-            ("webhook-timestamp", timestamp.as_deref()),
-            ("webhook-signature", signature.as_deref()),
-            // The edge's W3C trace context, so the app's spans join the delivery's trace.
-            ("traceparent", header(&request, "traceparent")),
-            ("tracestate", header(&request, "tracestate")),
-        ]
-        .into_iter()
-        .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
-        .collect();
-        match http::request(&state.agent, Method::Post, forward, &headers, Some(&body)) {
-            Ok(answer) => {
-                let content_type = answer
-                    .content_type
-                    .clone()
-                    .unwrap_or_else(|| "text/plain".into());
-                (
-                    answer.status,
-                    reply(answer.status, &content_type, answer.body, &[]),
-                )
-            }
-            Err(failure) => {
-                eprintln!("didit-edge: forwarding failed: {failure}");
-                (
-                    502,
-                    json_reply(502, &json!({"error": "forward_failed"}), &[]),
-                )
-            }
+    }
+}
+
+/// Answers one request: a health probe, a delivery, or 405.
+fn handle(state: &State, request: tiny_http::Request) {
+    let now = config::now_secs();
+    match request.method() {
+        tiny_http::Method::Get | tiny_http::Method::Head => probe(state, request, now),
+        tiny_http::Method::Post => deliver(state, request, now),
+        _ => {
+            let _ = request.respond(json_reply(
+                405,
+                &json!({"error": "method_not_allowed"}),
+                &[("Allow", "GET, POST")],
+            ));
         }
-    } else {
-        (204, reply(204, "text/plain", Vec::new(), &[]))
+    }
+}
+
+/// A health probe (`health_url`): failing with --fail, unless only the first few fail.
+fn probe(state: &State, request: tiny_http::Request, now: i64) {
+    let status = match (state.fail, state.fail_first) {
+        (Some(status), None) => status,
+        _ => 200,
     };
+    if state.verbose {
+        println!("{}  GET {} → {status}", to_rfc3339(now), request.url());
+    }
+    let _ = request.respond(reply(status, "text/plain", b"ok\n".to_vec(), &[]));
+}
+
+/// A delivery: refused unless it verifies, then answered as the flags say, with its line.
+fn deliver(state: &State, mut request: tiny_http::Request, now: i64) {
+    let body = match read_body(&mut request) {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            let _ = request.respond(json_reply(413, &json!({"error": "payload_too_large"}), &[]));
+            return;
+        }
+        Err(error) => {
+            eprintln!("didit-edge: could not read a request: {error}");
+            return;
+        }
+    };
+    let headers = WebhookHeaders::of(&request);
+    let shown_id = headers.shown_id();
+    if let Err(refusal) = headers.verify(state, &body, now) {
+        refuse(request, &refusal, &shown_id, now);
+        return;
+    }
+    let attempt = state.count_attempt(&shown_id);
+    let Ok(event) = serde_json::from_slice::<Value>(&body) else {
+        println!(
+            "{}  verified, but not JSON  {shown_id}  → 400",
+            to_rfc3339(now)
+        );
+        let _ = request.respond(json_reply(400, &json!({"error": "not_json"}), &[]));
+        return;
+    };
+    let (status, response) = answer(state, &request, &headers, &body);
     let mut line = event_line(&event, &shown_id, now);
     if attempt > 1 {
         line.push_str(&format!("  attempt {attempt}"));
@@ -346,6 +343,94 @@ fn handle(state: &State, mut request: tiny_http::Request) {
         }
     }
     let _ = request.respond(response);
+}
+
+/// The request's body; `None` when it is larger than [`MAX_BODY_BYTES`].
+fn read_body(request: &mut tiny_http::Request) -> std::io::Result<Option<Vec<u8>>> {
+    let mut body = Vec::new();
+    request
+        .as_reader()
+        .take(MAX_BODY_BYTES + 1)
+        .read_to_end(&mut body)?;
+    Ok((body.len() as u64 <= MAX_BODY_BYTES).then_some(body))
+}
+
+/// Prints the refusal's line and answers 401 with its code.
+fn refuse(request: tiny_http::Request, refusal: &Refusal, shown_id: &str, now: i64) {
+    println!(
+        "{}  refused  {}  {}  → 401",
+        to_rfc3339(now),
+        refusal.message(),
+        shown_id
+    );
+    let _ = request.respond(json_reply(
+        401,
+        &json!({"error": refusal.code(), "message": refusal.message()}),
+        &[],
+    ));
+}
+
+/// The answer to a verified event: failed on purpose, the app's answer with `--forward`, or 204;
+/// after `--slow`'s wait.
+fn answer(
+    state: &State,
+    request: &tiny_http::Request,
+    headers: &WebhookHeaders,
+    body: &[u8],
+) -> (u16, Reply) {
+    let failing = state.fails_next();
+    if let Some(delay) = state.slow {
+        std::thread::sleep(delay);
+    }
+    if failing {
+        state.failing_reply()
+    } else if let Some(url) = &state.forward {
+        forward(&state.agent, url, request, headers, body)
+    } else {
+        (204, reply(204, "text/plain", Vec::new(), &[]))
+    }
+}
+
+/// Passes a verified event on to the app at `url` (the same body, the webhook-* headers and the
+/// trace context) and answers with the app's status and body, or 502 when it cannot be reached.
+fn forward(
+    agent: &ureq::Agent,
+    url: &str,
+    request: &tiny_http::Request,
+    sent: &WebhookHeaders,
+    body: &[u8],
+) -> (u16, Reply) {
+    let headers: Vec<(String, String)> = [
+        ("content-type", header(request, "content-type")),
+        ("webhook-id", sent.id.as_deref()),
+        ("webhook-timestamp", sent.timestamp.as_deref()),
+        ("webhook-signature", sent.signature.as_deref()),
+        // The edge's W3C trace context, so the app's spans join the delivery's trace.
+        ("traceparent", header(request, "traceparent")),
+        ("tracestate", header(request, "tracestate")),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value?.to_owned())))
+    .collect();
+    match http::request(agent, Method::Post, url, &headers, Some(body)) {
+        Ok(answer) => {
+            let content_type = answer
+                .content_type
+                .clone()
+                .unwrap_or_else(|| "text/plain".into());
+            (
+                answer.status,
+                reply(answer.status, &content_type, answer.body, &[]),
+            )
+        }
+        Err(failure) => {
+            eprintln!("didit-edge: forwarding failed: {failure}");
+            (
+                502,
+                json_reply(502, &json!({"error": "forward_failed"}), &[]),
+            )
+        }
+    }
 }
 
 pub(crate) fn run(args: &ListenArgs) -> Result<()> {
