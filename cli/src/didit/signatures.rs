@@ -2,7 +2,7 @@
 //! `X-Signature-V2`, `X-Signature-Simple`), its timestamp, and the headers that come with them,
 //! in the order `tests/didit.py` writes them.
 
-use didit_edge_core::canonical::{CanonicalJson, NonAscii};
+use didit_edge_core::canonical::{CanonicalError, CanonicalJson, NonAscii};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use serde_json::Value;
 
@@ -105,21 +105,11 @@ pub(crate) fn sign(
         headers.push(("X-Signature".into(), hmac_hex(secret, body)));
     }
     if kinds.contains(&SignatureKind::V2) {
-        match CanonicalJson::parse(body) {
-            Ok(canonical) => {
-                let non_ascii = match options.v2_form {
-                    V2Form::Escaped => NonAscii::Escaped,
-                    V2Form::Utf8 => NonAscii::Utf8,
-                };
-                let mut message = canonical.to_string(non_ascii);
-                if options.v2_timestamp_prefix {
-                    message = format!("{timestamp}:{message}");
-                }
-                headers.push((
-                    "X-Signature-V2".into(),
-                    hmac_hex(secret, message.as_bytes()),
-                ));
-            }
+        match v2_message(body, options, &timestamp) {
+            Ok(message) => headers.push((
+                "X-Signature-V2".into(),
+                hmac_hex(secret, message.as_bytes()),
+            )),
             Err(error) if explicit => {
                 return Err(Failure::usage(format!(
                     "X-Signature-V2 needs a JSON body ({error})"
@@ -129,30 +119,53 @@ pub(crate) fn sign(
         }
     }
     if kinds.contains(&SignatureKind::Simple) {
-        let field = |name: &str| {
-            parsed
-                .as_ref()
-                .and_then(|p| p.get(name))
-                .and_then(python_str)
-        };
-        match (field("session_id"), field("status"), field("webhook_type")) {
-            (Some(session_id), Some(status), Some(webhook_type)) => {
-                let message = format!("{timestamp}:{session_id}:{status}:{webhook_type}");
-                headers.push((
-                    "X-Signature-Simple".into(),
-                    hmac_hex(secret, message.as_bytes()),
-                ));
-            }
-            _ if explicit => return Err(Failure::usage(
+        match simple_message(parsed.as_ref(), &timestamp) {
+            Some(message) => headers.push((
+                "X-Signature-Simple".into(),
+                hmac_hex(secret, message.as_bytes()),
+            )),
+            None if explicit => return Err(Failure::usage(
                 "X-Signature-Simple needs `session_id`, `status` and `webhook_type` in the body",
             )),
-            _ => {}
+            None => {}
         }
     }
     if options.test_header {
         headers.push((TEST_HEADER.into(), "true".into()));
     }
     Ok(headers)
+}
+
+/// What `X-Signature-V2` signs: the body's canonical JSON in the chosen form, after
+/// `"{X-Timestamp}:"` with `v2_timestamp_prefix`.
+fn v2_message(
+    body: &[u8],
+    options: &SignOptions,
+    timestamp: &str,
+) -> std::result::Result<String, CanonicalError> {
+    let canonical = CanonicalJson::parse(body)?;
+    let non_ascii = match options.v2_form {
+        V2Form::Escaped => NonAscii::Escaped,
+        V2Form::Utf8 => NonAscii::Utf8,
+    };
+    let message = canonical.to_string(non_ascii);
+    Ok(if options.v2_timestamp_prefix {
+        format!("{timestamp}:{message}")
+    } else {
+        message
+    })
+}
+
+/// What `X-Signature-Simple` signs, `"{X-Timestamp}:{session_id}:{status}:{webhook_type}"`;
+/// `None` unless the body has all three as scalars.
+fn simple_message(parsed: Option<&Value>, timestamp: &str) -> Option<String> {
+    let field = |name: &str| parsed.and_then(|p| p.get(name)).and_then(python_str);
+    let (session_id, status, webhook_type) = (
+        field("session_id")?,
+        field("status")?,
+        field("webhook_type")?,
+    );
+    Some(format!("{timestamp}:{session_id}:{status}:{webhook_type}"))
 }
 
 #[cfg(test)]
