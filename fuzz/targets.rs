@@ -10,14 +10,18 @@ use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
 use didit_edge_core::endpoint::endpoint;
 use didit_edge_core::envelope::Envelope;
+use didit_edge_core::inbox::Knowledge;
 use didit_edge_core::intake::{ClassifyPolicy, Identified, Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
+use didit_edge_core::reconcile::api::{self, Answer, SessionKind, SessionRow};
+use didit_edge_core::reconcile::{self, event, Injected, Settings, State, Step};
 use didit_edge_core::retry::{RetrySchedule, MAX_RETRIES};
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::stream::AdminFilters;
 use didit_edge_core::stream_token::{self, Expected, StreamTokenSecret};
+use didit_edge_core::time::{parse_http_date, UnixMs, UnixSecs};
 use didit_edge_core::verify::SignatureHeaders;
 use serde_json::value::RawValue;
 
@@ -263,11 +267,6 @@ pub(crate) fn admin_query(data: &[u8]) {
 /// the decision byte for byte and the decision's status; and a run fed these answers always
 /// ends within its budget.
 pub(crate) fn didit_api(data: &[u8]) {
-    use didit_edge_core::inbox::Knowledge;
-    use didit_edge_core::reconcile::api::{self, Answer, SessionKind, SessionRow};
-    use didit_edge_core::reconcile::{self, event, Injected, Settings, State, Step};
-    use didit_edge_core::time::{parse_http_date, UnixMs, UnixSecs};
-
     let mut pieces = data.split(|&b| b == 0xFF);
     fn text(piece: Option<&[u8]>) -> Option<&str> {
         std::str::from_utf8(piece.unwrap_or_default()).ok()
@@ -277,14 +276,28 @@ pub(crate) fn didit_api(data: &[u8]) {
         text(pieces.next()),
         text(pieces.next()),
     );
-    let now = UnixSecs(NOW);
     if let Some(retry_after) = retry_after {
-        if let Some(secs) = api::retry_after_secs(retry_after, now) {
-            assert!(secs <= api::MAX_RETRY_AFTER_SECS);
-        }
-        let _ = parse_http_date(retry_after);
+        retry_after_is_bounded(retry_after);
     }
     let Some(page) = page else { return };
+    page_rows_add_up(page);
+    let decision = decision.unwrap_or_default();
+    event_from_decision_names_itself(decision);
+    run_ends_within_budget(page, decision);
+}
+
+/// A `Retry-After` (seconds or an HTTP date) never asks for more than the cap.
+fn retry_after_is_bounded(retry_after: &str) {
+    let now = UnixSecs(NOW);
+    if let Some(secs) = api::retry_after_secs(retry_after, now) {
+        assert!(secs <= api::MAX_RETRY_AFTER_SECS);
+    }
+    let _ = parse_http_date(retry_after);
+}
+
+/// A session list page, read as either kind: its rows and unreadable rows add up to its length,
+/// and an empty page has no next one.
+fn page_rows_add_up(page: &str) {
     for kind in [SessionKind::User, SessionKind::Business] {
         if let Ok(parsed) = api::parse_page(page, kind, 0) {
             assert_eq!(
@@ -294,7 +307,12 @@ pub(crate) fn didit_api(data: &[u8]) {
             assert!(parsed.len > 0 || !parsed.has_next);
         }
     }
-    let decision = decision.unwrap_or_default();
+}
+
+/// An event written from a decision keeps the decision byte for byte, and the intake reads it
+/// back as naming itself, with the decision's status, in the session's inbox.
+fn event_from_decision_names_itself(decision: &str) {
+    let now = UnixSecs(NOW);
     let row = SessionRow {
         session_id: "s-1".into(),
         kind: SessionKind::User,
@@ -311,7 +329,11 @@ pub(crate) fn didit_api(data: &[u8]) {
         );
         assert!(identified.inbox().ends_with(":s-1"));
     }
-    // A whole run on these answers: it ends, within its budget.
+}
+
+/// A whole run whose every list answers `page` and every decision `decision`: it ends, within
+/// its budget, and everything it injects is an event the intake reads.
+fn run_ends_within_budget(page: &str, decision: &str) {
     let settings = Settings {
         lookback_secs: 86_400,
         interval_secs: 300,

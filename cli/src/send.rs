@@ -275,12 +275,38 @@ fn millis(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
 }
 
+/// `--repeat`: every delivery sent, `--concurrency` at a time, then the summary; the last body
+/// sent is kept for `--resend`.
 fn repeat(
     args: &SendArgs,
     plan: &Plan,
     agent: &ureq::Agent,
     keep: impl Fn(&[u8]) + Sync,
 ) -> Result<()> {
+    let sent = send_all(args, plan, agent)?;
+    if let Some(body) = &sent.last_body {
+        keep(body);
+    }
+    let summary = Summary::of(&sent);
+    if args.json {
+        summary.print_json(args.concurrency);
+    } else {
+        summary.print_text(&plan.url, args.concurrency);
+    }
+    summary.verdict(&plan.url)
+}
+
+/// What `--repeat` sent.
+struct Sent {
+    /// Each delivery's [`Outcome::key`] and latency.
+    results: Vec<(String, Duration)>,
+    last_body: Option<Vec<u8>>,
+    elapsed: Duration,
+}
+
+/// Sends `args.repeat` deliveries from `args.concurrency` threads. The first error that is not
+/// the receiver's answer or a network failure stops them all, and is the result.
+fn send_all(args: &SendArgs, plan: &Plan, agent: &ureq::Agent) -> Result<Sent> {
     let next = AtomicU32::new(0);
     let results: Mutex<Vec<(String, Duration)>> = Mutex::new(Vec::new());
     let first_error: Mutex<Option<Failure>> = Mutex::new(None);
@@ -315,71 +341,109 @@ fn repeat(
     if let Some(failure) = first_error.into_inner().ok().flatten() {
         return Err(failure);
     }
-    if let Some(body) = last_body.into_inner().ok().flatten() {
-        keep(&body);
+    Ok(Sent {
+        results: results.into_inner().unwrap_or_default(),
+        last_body: last_body.into_inner().ok().flatten(),
+        elapsed,
+    })
+}
+
+/// The `--repeat` summary: how many answers of each kind, the latencies and the rate.
+struct Summary {
+    sent: usize,
+    /// Deliveries per [`Outcome::key`].
+    counts: BTreeMap<String, u32>,
+    p50: Duration,
+    p95: Duration,
+    max: Duration,
+    elapsed: Duration,
+    /// Deliveries per second.
+    rate: f64,
+}
+
+impl Summary {
+    fn of(sent: &Sent) -> Self {
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        for (key, _) in &sent.results {
+            *counts.entry(key.clone()).or_default() += 1;
+        }
+        let mut latencies: Vec<Duration> = sent.results.iter().map(|(_, l)| *l).collect();
+        latencies.sort();
+        #[allow(clippy::cast_precision_loss)]
+        let rate = sent.results.len() as f64 / sent.elapsed.as_secs_f64().max(1e-9);
+        Self {
+            sent: sent.results.len(),
+            counts,
+            p50: percentile(&latencies, 0.50),
+            p95: percentile(&latencies, 0.95),
+            max: latencies.last().copied().unwrap_or_default(),
+            elapsed: sent.elapsed,
+            rate,
+        }
     }
-    let results = results.into_inner().unwrap_or_default();
-    let mut counts: BTreeMap<String, u32> = BTreeMap::new();
-    for (key, _) in &results {
-        *counts.entry(key.clone()).or_default() += 1;
-    }
-    let mut latencies: Vec<Duration> = results.iter().map(|(_, l)| *l).collect();
-    latencies.sort();
-    let (p50, p95, max) = (
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.95),
-        latencies.last().copied().unwrap_or_default(),
-    );
-    #[allow(clippy::cast_precision_loss)]
-    let rate = results.len() as f64 / elapsed.as_secs_f64().max(1e-9);
-    if args.json {
+
+    /// `--json`: one object.
+    fn print_json(&self, concurrency: u32) {
         println!(
             "{}",
             json!({
-                "sent": results.len(), "concurrency": args.concurrency,
-                "seconds": elapsed.as_secs_f64(), "per_second": rate, "counts": counts,
-                "latency_ms": {"p50": millis(p50), "p95": millis(p95), "max": millis(max)},
+                "sent": self.sent, "concurrency": concurrency,
+                "seconds": self.elapsed.as_secs_f64(), "per_second": self.rate,
+                "counts": self.counts,
+                "latency_ms": {
+                    "p50": millis(self.p50), "p95": millis(self.p95), "max": millis(self.max),
+                },
             })
         );
-    } else {
+    }
+
+    /// A line of totals, a line per kind of answer, and a line of latencies.
+    fn print_text(&self, url: &str, concurrency: u32) {
+        let rate = self.rate;
         println!(
             "{} deliveries to {} in {:.2} s ({rate:.1}/s), concurrency {}",
-            results.len(),
-            redact_url(&plan.url),
-            elapsed.as_secs_f64(),
-            args.concurrency
+            self.sent,
+            redact_url(url),
+            self.elapsed.as_secs_f64(),
+            concurrency
         );
-        let width = counts.keys().map(String::len).max().unwrap_or(0);
-        for (key, count) in &counts {
+        let width = self.counts.keys().map(String::len).max().unwrap_or(0);
+        for (key, count) in &self.counts {
             println!("  {key:<width$}  {count}");
         }
         println!(
             "latency  p50 {:.1} ms  p95 {:.1} ms  max {:.1} ms",
-            millis(p50),
-            millis(p95),
-            millis(max)
+            millis(self.p50),
+            millis(self.p95),
+            millis(self.max)
         );
     }
-    let answered_ok = |key: &String| key.starts_with('2');
-    let unreachable = counts.get("network error").copied().unwrap_or(0);
-    let refused: u32 = counts
-        .iter()
-        .filter(|(key, _)| !answered_ok(key) && key.as_str() != "network error")
-        .map(|(_, count)| *count)
-        .sum();
-    if refused > 0 {
-        Err(Failure::remote(format!(
-            "{refused} of {} deliveries were refused",
-            results.len()
-        )))
-    } else if unreachable > 0 {
-        Err(Failure::network(format!(
-            "{unreachable} of {} deliveries could not reach {}",
-            results.len(),
-            redact_url(&plan.url)
-        )))
-    } else {
-        Ok(())
+
+    /// A failure if any delivery was refused (anything but a 2xx answer), else if any could
+    /// not reach the receiver.
+    fn verdict(&self, url: &str) -> Result<()> {
+        let answered_ok = |key: &String| key.starts_with('2');
+        let unreachable = self.counts.get("network error").copied().unwrap_or(0);
+        let refused: u32 = self
+            .counts
+            .iter()
+            .filter(|(key, _)| !answered_ok(key) && key.as_str() != "network error")
+            .map(|(_, count)| *count)
+            .sum();
+        if refused > 0 {
+            Err(Failure::remote(format!(
+                "{refused} of {} deliveries were refused",
+                self.sent
+            )))
+        } else if unreachable > 0 {
+            Err(Failure::network(format!(
+                "{unreachable} of {} deliveries could not reach {}",
+                self.sent,
+                redact_url(url)
+            )))
+        } else {
+            Ok(())
+        }
     }
 }
 
