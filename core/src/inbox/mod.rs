@@ -38,6 +38,9 @@
 //!   or forgotten, its copy never sent, its consumer held, and its event still a duplicate to
 //!   any resend ([`Inbox::with_unreadable`]).
 
+mod dedup;
+mod messages;
+mod order;
 mod record;
 pub mod run;
 mod transition;
@@ -46,8 +49,10 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use serde::{Deserialize, Serialize};
-
+pub use messages::{
+    AfterDeadLetter, Claim, ClaimContent, Classification, CopyKey, DueCopy, Erasure, InboxPolicy,
+    IndexChange, IndexEntry, Knowledge, Outcome, ReplayFilter, Source, Standing, Work,
+};
 pub use record::{
     flag_from_number, level_from_str, BadValue, Change, CopyRecord, EventRecord, IdVersion,
     IndexSync, Rejected, RowKey, Seq, StateName, StoredContent, StoredState, UnknownValue,
@@ -55,261 +60,11 @@ pub use record::{
 };
 pub use transition::{subject_kind, LogRecord, Transition};
 
-use crate::attempt::{DeadReason, LogEntry, Verdict};
+use crate::attempt::{DeadReason, Verdict};
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
-use crate::intake::{Classified, Identified};
 use crate::receipt::Receipt;
-use crate::retry::RetrySchedule;
 use crate::risk::Level;
-use crate::time::{UnixMs, UnixSecs};
-use crate::verify::Verified;
-
-/// What a consumer's later events of the same subject do while an earlier one is a dead letter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum AfterDeadLetter {
-    /// They wait (nothing is sent or counted against their schedule) until the dead letter is
-    /// replayed and delivered, or its retention ends: the origin never sees a subject's events
-    /// out of order. The default, since an out-of-order "approved" after a lost "declined" is
-    /// how a person gets wrongly onboarded.
-    #[default]
-    Hold,
-    /// They are delivered; a replayed dead letter then arrives after newer events, and the
-    /// origin must order by the event's `time`.
-    Continue,
-}
-
-impl AfterDeadLetter {
-    /// The setting's value for this choice.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Hold => "hold",
-            Self::Continue => "continue",
-        }
-    }
-}
-
-/// The delivery settings an inbox decides by.
-#[derive(Clone, Copy, Debug)]
-pub struct InboxPolicy<'a> {
-    /// Waits between attempts.
-    pub retry_schedule: &'a RetrySchedule,
-    /// How long each part of a finished event is kept.
-    pub retention: Retention,
-    /// What a dead letter does to the copies after it.
-    pub after_dead_letter: AfterDeadLetter,
-}
-
-/// A delivery the edge asks the inbox to keep.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    /// The stable event id.
-    pub id: String,
-    /// The id releases before the content digest gave it.
-    pub legacy_id: String,
-    /// The inbox's subject name.
-    pub subject: String,
-    /// Didit's `event_id`.
-    pub alias: Option<String>,
-    /// Didit's `webhook_type`.
-    pub webhook_type: String,
-    /// Didit's `status`.
-    pub status: Option<String>,
-    /// When Didit created it.
-    pub created_at: UnixSecs,
-    /// What the edge made of it.
-    pub content: ClaimContent,
-    /// Where the edge learned of it.
-    pub source: Source,
-}
-
-/// Where the edge learned of an event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// A webhook Didit signed.
-    #[default]
-    Webhook,
-    /// Didit's API, by reconciliation ([`crate::reconcile`]).
-    Api,
-}
-
-/// What the edge could make of a delivery.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClaimContent {
-    /// Classified at the edge.
-    Classified(Classification),
-    /// Stored as received, while the delivery settings are broken.
-    Unclassified {
-        /// Didit's body.
-        body: String,
-        /// How it was authenticated.
-        verified: Verified,
-        /// A console test delivery.
-        test: bool,
-    },
-}
-
-/// Where an event goes and what it says.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Classification {
-    /// Its risk level.
-    pub risk_level: Level,
-    /// The consumers that take it.
-    pub consumers: Vec<String>,
-    /// The CloudEvent's JSON text.
-    pub payload: String,
-}
-
-impl From<Classified> for Classification {
-    /// What an inbox keeps of a classification: the status update is the stream's, not kept.
-    fn from(classified: Classified) -> Self {
-        Self {
-            risk_level: classified.risk_level,
-            consumers: classified.consumers,
-            payload: classified.cloud_event.get().into(),
-        }
-    }
-}
-
-impl Claim {
-    /// The claim of an identified event, with what the edge made of it.
-    pub fn of(identified: &Identified<'_>, content: ClaimContent, source: Source) -> Self {
-        Self {
-            id: identified.event_id.as_str().into(),
-            legacy_id: identified.legacy_id.as_str().into(),
-            subject: identified.inbox(),
-            alias: identified.alias.clone(),
-            webhook_type: String::from(identified.webhook_type.as_ref()),
-            status: identified.status.as_deref().map(String::from),
-            created_at: UnixSecs(identified.created_at),
-            content,
-            source,
-        }
-    }
-}
-
-/// One thing the inbox wants done now.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Work {
-    /// Classify a stored event (read its body, classify it, [`Inbox::handle_classified`]).
-    Classify(Seq),
-    /// Attempt a delivery ([`Inbox::handle_attempt`] with what came of it).
-    Deliver(DueCopy),
-}
-
-/// Where the copy of an attempt in progress stands ([`Inbox::standing`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Standing {
-    /// Still its consumer's next copy to send: the attempt goes on.
-    Next,
-    /// Still pending, but an earlier event now comes first (it arrived, or was classified,
-    /// while an origin was tried): the attempt stops, and the earlier one goes first.
-    Overtaken,
-    /// No longer pending (an erasure ended it): nothing more is sent or recorded.
-    Settled,
-}
-
-/// A consumer's copy of an event that is due for an attempt: what the attempt needs to know.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DueCopy {
-    /// The event.
-    pub seq: Seq,
-    /// Its id: the `webhook-id` of every attempt.
-    pub id: String,
-    /// The consumer.
-    pub consumer: String,
-    /// Didit's `webhook_type`, for choosing origins.
-    pub webhook_type: String,
-    /// The risk level, for choosing origins.
-    pub risk_level: Level,
-    /// Whether the payload is still stored (an attempt without it fails visibly).
-    pub has_payload: bool,
-    /// Origins that answered the last attempt with a 3xx or 4xx.
-    pub rejected_by: Vec<String>,
-}
-
-/// What an attempt came to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
-    /// The plan's verdict.
-    pub verdict: Verdict,
-    /// What happened at each origin.
-    pub log: Vec<LogEntry>,
-    /// Origins that answered with a 3xx or 4xx.
-    pub rejected_by: Vec<Rejected>,
-}
-
-/// Which dead letters a replay covers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ReplayFilter<'a> {
-    /// Only this event (its id or Didit's `event_id`).
-    pub id: Option<&'a str>,
-    /// Only this consumer's copies.
-    pub consumer: Option<&'a str>,
-}
-
-/// A copy, named as the admin API names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CopyKey {
-    /// The event id.
-    pub id: String,
-    /// The consumer.
-    pub consumer: String,
-}
-
-/// A change the dead-letter index is to hear about.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IndexChange {
-    /// The event.
-    pub seq: Seq,
-    /// Which copy.
-    pub key: CopyKey,
-    /// List it (with what the listing shows) or unlist it.
-    pub change: IndexEntry,
-}
-
-/// What the index lists of a dead letter, or that it goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IndexEntry {
-    /// List it.
-    Put {
-        /// Didit's `webhook_type`.
-        webhook_type: String,
-        /// Why it died.
-        reason: DeadReason,
-        /// When the edge received the event.
-        received_at: UnixMs,
-        /// When it died.
-        dead_at: UnixMs,
-    },
-    /// Unlist it.
-    Remove,
-}
-
-/// What an erasure removed from an inbox (also the inbox's answer to the admin API).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Erasure {
-    /// Events of the subject the inbox knew (each keeps only what deduplication needs).
-    pub events: usize,
-    /// Stored payloads and bodies removed.
-    pub payloads: usize,
-    /// Copies that were waiting for delivery and never will be.
-    pub pending_deliveries: usize,
-    /// Dead letters removed (and unlisted).
-    pub dead_letters: usize,
-}
-
-/// What an inbox holds of a transition reconciliation found in Didit's API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Knowledge {
-    /// An event of that transition: nothing is missing.
-    Held,
-    /// None: the result is missing (or its webhook is late).
-    Missing,
-    /// The subject was erased: reconciliation must take nothing more about it.
-    Erased,
-}
+use crate::time::UnixMs;
 
 /// Most of Didit's `event_id`s one event is known by (its own and those of resends matched to
 /// it); more are matched by type and status alone.
@@ -476,57 +231,6 @@ impl Inbox {
         self
     }
 
-    fn index(&mut self, record: &EventRecord) {
-        self.ids.insert(record.id.clone(), record.seq);
-        if let Some(alias) = &record.alias {
-            self.aliases
-                .entry(alias.clone())
-                .or_default()
-                .insert(record.seq);
-        }
-    }
-
-    /// Forgets the event's id and every alias it is known by.
-    fn unindex(&mut self, record: &EventRecord) {
-        self.ids.remove(&record.id);
-        self.aliases.retain(|_, seqs| {
-            seqs.remove(&record.seq);
-            !seqs.is_empty()
-        });
-    }
-
-    /// The aliases `seq` is known by.
-    fn aliases_of(&self, seq: Seq) -> usize {
-        self.aliases
-            .values()
-            .filter(|seqs| seqs.contains(&seq))
-            .count()
-    }
-
-    /// Remembers `claim`'s alias for `original`, which it repeats, so that a later resend of
-    /// it is found by alias whatever happened to the subject in between.
-    fn attach_alias(&mut self, original: Seq, claim: &Claim) {
-        let Some(alias) = &claim.alias else {
-            return;
-        };
-        if self
-            .aliases
-            .get(alias)
-            .is_some_and(|seqs| seqs.contains(&original))
-            || self.aliases_of(original) >= MAX_ALIASES_PER_EVENT
-        {
-            return;
-        }
-        self.aliases
-            .entry(alias.clone())
-            .or_default()
-            .insert(original);
-        self.changes.push_back(Change::AttachAlias {
-            seq: original,
-            alias: alias.clone(),
-        });
-    }
-
     /// The next change to write, oldest first.
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.pop_front()
@@ -545,121 +249,6 @@ impl Inbox {
     /// The subject's name, once a claim has named it.
     pub fn subject(&self) -> Option<&str> {
         self.subject.as_deref()
-    }
-
-    /// The event this claim repeats, if any: the same id; the id an older release gave it; or
-    /// Didit's `event_id` on an event of the same type and status (any status for an event an
-    /// older release stored, which kept none).
-    fn original_of(&self, claim: &Claim) -> Option<&Event> {
-        if let Some(event) = self.ids.get(&claim.id).and_then(|s| self.events.get(s)) {
-            return Some(event);
-        }
-        if let Some(event) = self
-            .ids
-            .get(&claim.legacy_id)
-            .and_then(|s| self.events.get(s))
-            .filter(|e| e.record.id_version == IdVersion::Legacy)
-        {
-            return Some(event);
-        }
-        if let Some(event) = claim.alias.as_ref().and_then(|alias| {
-            self.aliases
-                .get(alias)?
-                .iter()
-                .filter_map(|seq| self.events.get(seq))
-                .find(|event| {
-                    event.record.webhook_type == claim.webhook_type
-                        && (event.record.status == claim.status
-                            || event.record.id_version == IdVersion::Legacy)
-                })
-        }) {
-            return Some(event);
-        }
-        self.same_transition(
-            &claim.webhook_type,
-            claim.status.as_deref()?,
-            claim.created_at,
-            claim.source,
-        )
-    }
-
-    /// The stored event that is the same status transition as one learned from `source`, when
-    /// one side of the pair came from Didit's API. A webhook and the API's view of a session
-    /// share no content, so no id; they are one transition when type and status agree and no
-    /// event of that type with another status lies between them in Didit's order (a session
-    /// that went Approved, Resubmitted, Approved has two transitions to Approved).
-    fn same_transition(
-        &self,
-        webhook_type: &str,
-        status: &str,
-        created_at: UnixSecs,
-        source: Source,
-    ) -> Option<&Event> {
-        let code = crate::normalize::status_code(status);
-        let status_of = |event: &Event| {
-            event
-                .record
-                .status
-                .as_deref()
-                .map(crate::normalize::status_code)
-        };
-        let of_type = || {
-            self.events
-                .values()
-                .filter(move |event| event.record.webhook_type == webhook_type)
-        };
-        of_type()
-            .filter(|event| {
-                source == Source::Api || event.record.id_version == IdVersion::Reconciled
-            })
-            .filter(|event| status_of(event).as_deref() == Some(code.as_str()))
-            .find(|event| {
-                let (low, high) = if event.record.created_at <= created_at {
-                    (event.record.created_at, created_at)
-                } else {
-                    (created_at, event.record.created_at)
-                };
-                !of_type().any(|other| {
-                    other.record.created_at > low
-                        && other.record.created_at < high
-                        && status_of(other).as_deref() != Some(code.as_str())
-                })
-            })
-    }
-
-    /// The statuses of the events of `webhook_type` the inbox holds, in Didit's order (when
-    /// each was created, then arrival).
-    pub fn events_in_order(&self, webhook_type: &str) -> Vec<(UnixSecs, Option<String>)> {
-        let mut events: Vec<(UnixSecs, Seq, Option<String>)> = self
-            .events
-            .values()
-            .filter(|event| event.record.webhook_type == webhook_type)
-            .map(|event| {
-                (
-                    event.record.created_at,
-                    event.record.seq,
-                    event.record.status.clone(),
-                )
-            })
-            .collect();
-        events.sort();
-        events
-            .into_iter()
-            .map(|(created_at, _, status)| (created_at, status))
-            .collect()
-    }
-
-    /// Whether the subject's events already hold the transition to `status` that Didit's API
-    /// reports as of `now`: the question reconciliation asks before fetching a decision. An
-    /// erased subject answers [`Knowledge::Erased`] whatever it holds.
-    pub fn knows_transition(&self, webhook_type: &str, status: &str, now: UnixSecs) -> Knowledge {
-        if self.erased_at.is_some() {
-            return Knowledge::Erased;
-        }
-        match self.same_transition(webhook_type, status, now, Source::Api) {
-            Some(_) => Knowledge::Held,
-            None => Knowledge::Missing,
-        }
     }
 
     /// When the erasure mark expires, if the subject was erased: one dedup TTL after the
@@ -795,160 +384,6 @@ impl Inbox {
         });
     }
 
-    /// Whether a later status of `event`'s subject already reached `consumer`: sending `event`
-    /// after it would leave the consumer at an older status than Didit's. (Events that report
-    /// no status, like `data.updated`, are never stale.)
-    fn superseded(&self, event: &Event, consumer: &str) -> bool {
-        reports_status(&event.record.webhook_type)
-            && self.events.values().any(|later| {
-                later.record.webhook_type == event.record.webhook_type
-                    && later.record.created_at > event.record.created_at
-                    && matches!(
-                        later.copies.get(consumer).map(|copy| copy.state),
-                        Some(CopyState::Delivered { .. })
-                    )
-            })
-    }
-
-    /// Under [`AfterDeadLetter::Hold`], ends every pending copy that a later status, already
-    /// delivered to its consumer, makes stale: a late webhook, Didit's retry or a reconciled
-    /// result of an older transition arrived after the newer one went out.
-    fn supersede(&mut self, policy: &InboxPolicy<'_>, now: UnixMs) {
-        if policy.after_dead_letter != AfterDeadLetter::Hold {
-            return;
-        }
-        let stale: Vec<(Seq, String)> = self
-            .events
-            .values()
-            .flat_map(|event| {
-                event
-                    .copies
-                    .iter()
-                    .filter(|(consumer, copy)| {
-                        copy.state.is_pending() && self.superseded(event, consumer)
-                    })
-                    .map(|(consumer, _)| (event.record.seq, consumer.clone()))
-            })
-            .collect();
-        for (seq, consumer) in stale {
-            let Some(event) = self.events.get_mut(&seq) else {
-                continue;
-            };
-            let Some(copy) = event.copies.get_mut(&consumer) else {
-                continue;
-            };
-            copy.state = CopyState::Expired {
-                at: now,
-                reason: DeadReason::Superseded,
-            };
-            self.transitions.push_back(Transition::Superseded {
-                event_id: event.record.id.clone(),
-                consumer: consumer.clone(),
-            });
-            self.changes.push_back(Change::PutCopy {
-                seq,
-                consumer,
-                copy: copy.clone(),
-            });
-        }
-    }
-
-    /// Each consumer's next copy to send, in the order Didit created the events: the first
-    /// copy still pending, unless an earlier one blocks it (an event waiting to be classified
-    /// blocks every consumer; a dead letter blocks its consumer under `hold`). Under `hold` a
-    /// superseded copy is passed over: it is never sent.
-    fn heads(&self, after_dead_letter: AfterDeadLetter) -> Vec<(Seq, &str)> {
-        let mut ordered: Vec<&Event> = self.events.values().collect();
-        ordered.sort_by_key(|event| (event.record.created_at, event.record.seq));
-        // A consumer with a held copy gets nothing more (see `with_unreadable`).
-        let mut blocked: BTreeSet<&str> = ordered
-            .iter()
-            .flat_map(|event| event.held.copies.iter().map(String::as_str))
-            .collect();
-        let mut heads = Vec::new();
-        for event in ordered {
-            if event.record.risk_level.is_none() || event.held.event {
-                break;
-            }
-            for (consumer, copy) in &event.copies {
-                if blocked.contains(consumer.as_str()) {
-                    continue;
-                }
-                let blocks = match copy.state {
-                    CopyState::Pending { .. }
-                        if after_dead_letter == AfterDeadLetter::Hold
-                            && self.superseded(event, consumer) =>
-                    {
-                        false
-                    }
-                    CopyState::Pending { .. } => {
-                        heads.push((event.record.seq, consumer.as_str()));
-                        true
-                    }
-                    CopyState::Dead { .. } => after_dead_letter == AfterDeadLetter::Hold,
-                    CopyState::Delivered { .. } | CopyState::Expired { .. } => false,
-                };
-                if blocks {
-                    blocked.insert(consumer);
-                }
-            }
-        }
-        heads
-    }
-
-    /// What to do now: classify what waits for it first, then the earliest due delivery.
-    pub fn poll_work(&self, policy: &InboxPolicy<'_>, now: UnixMs) -> Option<Work> {
-        if let Some(seq) = self.unclassified().next() {
-            return Some(Work::Classify(seq));
-        }
-        let (seq, consumer) = self
-            .heads(policy.after_dead_letter)
-            .into_iter()
-            .filter_map(|(seq, consumer)| {
-                let copy = self.events.get(&seq)?.copies.get(consumer)?;
-                match copy.state {
-                    CopyState::Pending {
-                        next_attempt_at, ..
-                    } if next_attempt_at <= now => Some((next_attempt_at, seq, consumer)),
-                    _ => None,
-                }
-            })
-            .min()
-            .map(|(_, seq, consumer)| (seq, consumer))?;
-        let event = self.events.get(&seq)?;
-        let copy = event.copies.get(consumer)?;
-        Some(Work::Deliver(DueCopy {
-            seq,
-            id: event.record.id.clone(),
-            consumer: consumer.into(),
-            webhook_type: event.record.webhook_type.clone(),
-            risk_level: event.record.risk_level.unwrap_or(Level::Unknown),
-            has_payload: event.record.has_payload,
-            rejected_by: copy.rejected_by.iter().map(|r| r.origin.clone()).collect(),
-        }))
-    }
-
-    /// Where an attempt's copy stands now. An attempt asks before each origin, since while
-    /// the previous origin was tried an erasure may have settled the copy, or an event Didit
-    /// created earlier may have arrived and now comes first.
-    pub fn standing(&self, delivery: &DueCopy, policy: &InboxPolicy<'_>) -> Standing {
-        let pending = self
-            .events
-            .get(&delivery.seq)
-            .and_then(|event| event.copies.get(&delivery.consumer))
-            .is_some_and(|copy| matches!(copy.state, CopyState::Pending { .. }));
-        if !pending {
-            Standing::Settled
-        } else if self
-            .heads(policy.after_dead_letter)
-            .contains(&(delivery.seq, delivery.consumer.as_str()))
-        {
-            Standing::Next
-        } else {
-            Standing::Overtaken
-        }
-    }
-
     /// Records what an attempt came to (ignored unless the copy is still pending).
     /// `jitter_seed` spreads the next wait.
     pub fn handle_attempt(
@@ -976,55 +411,17 @@ impl Inbox {
         copy.state =
             copy.state
                 .after_attempt(&outcome.verdict, now, policy.retry_schedule, jitter_seed);
-        let event_id = &delivery.id;
-        let consumer = &delivery.consumer;
         for entry in &outcome.log {
             self.transitions.push_back(Transition::Attempt {
-                event_id: event_id.clone(),
-                consumer: consumer.clone(),
+                event_id: delivery.id.clone(),
+                consumer: delivery.consumer.clone(),
                 origin: entry.origin.clone(),
                 status: entry.status,
                 error: entry.error,
                 latency_ms: entry.latency_ms,
             });
         }
-        let settled = match (copy.state, &outcome.verdict) {
-            (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
-                Some(Transition::Delivered {
-                    event_id: event_id.clone(),
-                    consumer: consumer.clone(),
-                    origin: origin.clone(),
-                    failures: failures_before,
-                })
-            }
-            (CopyState::Dead { reason, .. }, _) => Some(Transition::DeadLetter {
-                event_id: event_id.clone(),
-                consumer: consumer.clone(),
-                reason,
-                failures: failures_before.saturating_add(1),
-            }),
-            (CopyState::Pending { .. }, Verdict::Deferred { until_ms }) => {
-                Some(Transition::Deferred {
-                    event_id: event_id.clone(),
-                    consumer: consumer.clone(),
-                    until_ms: *until_ms,
-                })
-            }
-            (
-                CopyState::Pending {
-                    failures,
-                    next_attempt_at,
-                },
-                _,
-            ) => Some(Transition::RetryScheduled {
-                event_id: event_id.clone(),
-                consumer: consumer.clone(),
-                failures,
-                next_attempt_at_ms: next_attempt_at.0,
-            }),
-            // A pending copy's attempt leads to nothing else.
-            _ => None,
-        };
+        let settled = settled_by(delivery, copy.state, &outcome.verdict, failures_before);
         self.transitions.extend(settled);
         let delivered = match (&copy.state, &outcome.verdict) {
             (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
@@ -1347,6 +744,53 @@ impl Inbox {
         self.events
             .values()
             .map(|event| (&event.record, &event.copies))
+    }
+}
+
+/// What an attempt's copy came to, as the one log line that says so (besides each origin's):
+/// delivered, a dead letter, deferred by the breakers, or a retry scheduled.
+fn settled_by(
+    delivery: &DueCopy,
+    state: CopyState,
+    verdict: &Verdict,
+    failures_before: u32,
+) -> Option<Transition> {
+    let event_id = delivery.id.clone();
+    let consumer = delivery.consumer.clone();
+    match (state, verdict) {
+        (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
+            Some(Transition::Delivered {
+                event_id,
+                consumer,
+                origin: origin.clone(),
+                failures: failures_before,
+            })
+        }
+        (CopyState::Dead { reason, .. }, _) => Some(Transition::DeadLetter {
+            event_id,
+            consumer,
+            reason,
+            failures: failures_before.saturating_add(1),
+        }),
+        (CopyState::Pending { .. }, Verdict::Deferred { until_ms }) => Some(Transition::Deferred {
+            event_id,
+            consumer,
+            until_ms: *until_ms,
+        }),
+        (
+            CopyState::Pending {
+                failures,
+                next_attempt_at,
+            },
+            _,
+        ) => Some(Transition::RetryScheduled {
+            event_id,
+            consumer,
+            failures,
+            next_attempt_at_ms: next_attempt_at.0,
+        }),
+        // A pending copy's attempt leads to nothing else.
+        _ => None,
     }
 }
 

@@ -1,5 +1,8 @@
 use super::*;
-use crate::attempt::DeadReason;
+use crate::attempt::{DeadReason, LogEntry};
+use crate::retry::RetrySchedule;
+use crate::time::UnixSecs;
+use crate::verify::Verified;
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec;
