@@ -27,6 +27,7 @@ extern crate alloc;
 
 pub mod admin;
 pub mod alert;
+pub mod alert_outbox;
 pub mod attempt;
 pub mod budget;
 pub mod canonical;
