@@ -37,6 +37,7 @@ pub mod delivery;
 pub mod envelope;
 pub mod event_type;
 pub mod health;
+pub mod health_record;
 pub mod identity;
 pub mod inbox;
 pub mod intake;
