@@ -31,6 +31,7 @@ pub mod alert_outbox;
 pub mod attempt;
 pub mod budget;
 pub mod canonical;
+pub mod channel;
 pub mod cloudevent;
 pub mod config;
 pub mod delivery;
