@@ -34,6 +34,7 @@ pub mod canonical;
 pub mod channel;
 pub mod cloudevent;
 pub mod config;
+pub mod dead_letter_index;
 pub mod delivery;
 pub mod envelope;
 pub mod event_type;
