@@ -11,11 +11,15 @@
 //!   [`route`] and [`cloudevent`];
 //! - kept: [`inbox`], one subject's state machine (claims, order, retries, dead letters,
 //!   replay, retention), with [`delivery`] (a copy's state and retention) and [`retry`];
-//! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers),
-//!   [`origin`] and [`event_type`] (where events go), [`standard_webhooks`] (signing),
+//! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers, and each
+//!   isolate's snapshot of them) with [`health_record`] (how the shared object records a
+//!   report), [`origin`] and [`event_type`] (where events go), [`standard_webhooks`] (signing),
 //!   [`budget`] (how much one run may do);
+//! - listed: [`dead_letter_index`] (the list of every subject's dead letters);
 //! - found again: [`reconcile`] (results whose webhook never came, from Didit's API);
-//! - watched: [`stream_token`] and [`stream`] (who sees which statuses);
+//! - watched: [`stream_token`] and [`stream`] (who sees which statuses), [`channel`] (what one
+//!   stream channel keeps and does);
+//! - told: [`alert`] (operational alerts) and [`alert_outbox`] (their outbox's run);
 //! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token and
 //!   queries), [`time`], and [`rejection`], which names every refusal with its status and code.
 
