@@ -3,9 +3,10 @@
 //! had. Counting them lets an alarm stop cleanly and hand over to the next one instead of
 //! booking its own limit as an origin's failure.
 
-/// How soon a run that found the delivery settings broken looks again: soon enough to notice
-/// a fix, rare enough not to spin (the inboxes' alarms and the alerts outbox alike).
-pub const MISCONFIGURED_RETRY_MS: i64 = 60_000;
+/// How soon an object whose settings are broken looks again (an inbox's alarm, the alerts
+/// outbox): soon enough to notice a fix, rare enough not to spin. Nothing is sent, and nothing
+/// forgotten, meanwhile.
+pub const MISCONFIGURED_RETRY_MS: u64 = 60_000;
 
 /// Subrequests left to one invocation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,11 +6,16 @@
 //! the origin asked for. Passive signals (delivery outcomes) and active ones (health probes)
 //! feed the same machine, so both are tested here with simulated time and no IO.
 
+use alloc::collections::BTreeMap;
+use alloc::rc::Rc;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::SubrequestBudget;
 use crate::origin::Origin;
+use crate::time::UnixMs;
 
 /// Thresholds of the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,6 +292,154 @@ pub fn retry_after_ms(header: Option<&str>) -> Option<u64> {
     Some(secs.min(86_400).saturating_mul(1000))
 }
 
+/// Every origin's breaker state, by origin name, as the shared health object answers. An
+/// origin it does not list has a closed breaker nobody has reported on.
+pub type Snapshot = BTreeMap<String, BreakerState>;
+
+/// One outcome of one origin, reported to the shared breakers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The origin.
+    pub origin: String,
+    /// A 2xx or a healthy probe.
+    pub up: bool,
+    /// What the origin asked for with `Retry-After`.
+    pub retry_after_ms: Option<u64>,
+    /// When the outcome came.
+    pub at_ms: UnixMs,
+}
+
+/// A breaker as read back from storage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restored {
+    /// Nothing was stored: a closed breaker nobody has reported on.
+    Fresh(Breaker),
+    /// What was stored.
+    Stored(Breaker),
+    /// What was stored cannot be read (written by an unknown release, or damaged). It is
+    /// replaced by a fresh, closed breaker, which the next report overwrites: health only
+    /// orders origins, and a closed breaker sends traffic as if no report had come (the side
+    /// delivery fails safe on). The caller logs it, so the loss of that origin's history shows.
+    Unreadable(Breaker),
+}
+
+impl Restored {
+    /// Reads a stored breaker (`None`: no row).
+    pub fn from_stored(stored: Option<&str>) -> Self {
+        match stored {
+            None => Self::Fresh(Breaker::new(BreakerPolicy::default())),
+            Some(text) => match serde_json::from_str(text) {
+                Ok(breaker) => Self::Stored(breaker),
+                Err(_) => Self::Unreadable(Breaker::new(BreakerPolicy::default())),
+            },
+        }
+    }
+
+    /// The breaker to go on with.
+    pub fn breaker(self) -> Breaker {
+        match self {
+            Self::Fresh(breaker) | Self::Stored(breaker) | Self::Unreadable(breaker) => breaker,
+        }
+    }
+}
+
+/// The snapshot of every stored `(origin, breaker)`, and the origins whose breaker could not
+/// be read. Those are left out, so they count as closed ([`Restored::Unreadable`]): an
+/// unreadable breaker never keeps traffic from an origin. The caller logs them.
+pub fn snapshot_of(stored: impl IntoIterator<Item = (String, String)>) -> (Snapshot, Vec<String>) {
+    let mut snapshot = Snapshot::new();
+    let mut unreadable = Vec::new();
+    for (origin, text) in stored {
+        match Restored::from_stored(Some(&text)) {
+            Restored::Stored(breaker) => {
+                snapshot.insert(origin, breaker.state());
+            }
+            Restored::Fresh(_) | Restored::Unreadable(_) => unreadable.push(origin),
+        }
+    }
+    (snapshot, unreadable)
+}
+
+/// How long an isolate reuses a snapshot: delivery asks no round trip per event, and a change
+/// elsewhere is seen within this.
+pub const SNAPSHOT_CACHE_MS: u64 = 2_000;
+
+/// What [`SnapshotCache::lookup`] says to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Use this snapshot.
+    Use(Rc<Snapshot>),
+    /// Fetch a fresh one (one subrequest, taken) and hand it to
+    /// [`SnapshotCache::handle_fetched`].
+    Fetch,
+}
+
+/// One isolate's last snapshot and when it was fetched. Health only orders origins: whenever
+/// it cannot be had (unreadable, or no subrequest left), every origin counts as available and
+/// delivery goes on (fail open), rather than holding events back on a guess.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotCache {
+    held: Option<(UnixMs, Rc<Snapshot>)>,
+}
+
+impl SnapshotCache {
+    /// Nothing held yet.
+    pub const fn new() -> Self {
+        Self { held: None }
+    }
+
+    /// At `now`: the held snapshot while it is younger than [`SNAPSHOT_CACHE_MS`]; else a
+    /// fetch, if `budget` has a subrequest for it; else the held one however old (or none: every
+    /// origin available).
+    pub fn lookup(&self, now: UnixMs, budget: &mut SubrequestBudget) -> Lookup {
+        if let Some((at, snapshot)) = &self.held {
+            if now.0.saturating_sub(at.0) < SNAPSHOT_CACHE_MS as i64 {
+                return Lookup::Use(snapshot.clone());
+            }
+        }
+        if budget.take(1) {
+            return Lookup::Fetch;
+        }
+        Lookup::Use(
+            self.held
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// A fetch's outcome at `now` (`None`: health could not be read). A snapshot is held from
+    /// then; without one, every origin counts as available for this attempt, and what was held
+    /// stays held.
+    pub fn handle_fetched(&mut self, fetched: Option<Snapshot>, now: UnixMs) -> Rc<Snapshot> {
+        match fetched {
+            Some(snapshot) => {
+                let snapshot = Rc::new(snapshot);
+                self.held = Some((now, snapshot.clone()));
+                snapshot
+            }
+            None => Rc::default(),
+        }
+    }
+
+    /// A report this isolate made: the held snapshot takes the step the shared breaker takes
+    /// (by the same [`BreakerPolicy::default`]), so the next attempt here sees it without
+    /// asking again. An origin the snapshot does not list starts closed.
+    pub fn handle_reported(&mut self, report: &Report) {
+        if let Some((_, snapshot)) = self.held.as_mut() {
+            let state = snapshot
+                .get(&report.origin)
+                .copied()
+                .unwrap_or(BreakerState::Closed {
+                    consecutive_failures: 0,
+                });
+            let mut breaker = Breaker::with_state(BreakerPolicy::default(), state);
+            breaker.report(report.up, report.retry_after_ms, report.at_ms.0);
+            Rc::make_mut(snapshot).insert(report.origin.clone(), breaker.state());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -486,6 +639,112 @@ mod tests {
             !report_changes_nothing(Some(cooled), true, 20),
             "the probe's success counts"
         );
+    }
+
+    fn report(origin: &str, up: bool, at_ms: i64) -> Report {
+        Report {
+            origin: origin.into(),
+            up,
+            retry_after_ms: None,
+            at_ms: UnixMs(at_ms),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_breaker_is_a_fresh_one_and_says_so() {
+        let closed = Breaker::new(BreakerPolicy::default());
+        assert_eq!(Restored::from_stored(None), Restored::Fresh(closed));
+        assert_eq!(
+            Restored::from_stored(Some(r#"{"state":"melted"}"#)),
+            Restored::Unreadable(closed)
+        );
+        let mut open = Breaker::new(policy());
+        open.failed(0, Some(5_000));
+        let text = serde_json::to_string(&open).expect("json");
+        assert_eq!(Restored::from_stored(Some(&text)), Restored::Stored(open));
+        assert_eq!(Restored::from_stored(Some(&text)).breaker(), open);
+
+        let (snapshot, unreadable) = snapshot_of([
+            (String::from("a"), text),
+            (String::from("b"), String::from("not json")),
+        ]);
+        assert_eq!(snapshot.get("a"), Some(&open.state()));
+        assert_eq!(snapshot.get("b"), None, "left out: available");
+        assert_eq!(unreadable, ["b"]);
+    }
+
+    #[test]
+    fn a_snapshot_is_reused_for_two_seconds_then_fetched_if_the_budget_allows() {
+        let mut cache = SnapshotCache::new();
+        let mut budget = SubrequestBudget::new(2);
+        assert_eq!(cache.lookup(UnixMs(0), &mut budget), Lookup::Fetch);
+        assert_eq!(budget.left(), 1, "a fetch takes a subrequest");
+        let mut fetched = Snapshot::new();
+        fetched.insert(
+            "a".into(),
+            BreakerState::Closed {
+                consecutive_failures: 1,
+            },
+        );
+        let held = cache.handle_fetched(Some(fetched.clone()), UnixMs(1_000));
+        assert_eq!(*held, fetched);
+        assert_eq!(
+            cache.lookup(UnixMs(2_999), &mut budget),
+            Lookup::Use(held.clone())
+        );
+        assert_eq!(budget.left(), 1, "a cached snapshot costs nothing");
+        assert_eq!(cache.lookup(UnixMs(3_000), &mut budget), Lookup::Fetch);
+        assert_eq!(
+            cache.lookup(UnixMs(3_000), &mut budget),
+            Lookup::Use(held),
+            "over budget: the stale one"
+        );
+        assert_eq!(
+            SnapshotCache::new().lookup(UnixMs(0), &mut budget),
+            Lookup::Use(Rc::default()),
+            "over budget with nothing held: every origin available"
+        );
+    }
+
+    #[test]
+    fn unreadable_health_fails_open_and_keeps_what_was_held() {
+        let mut cache = SnapshotCache::new();
+        let mut fetched = Snapshot::new();
+        fetched.insert(
+            "a".into(),
+            BreakerState::Open {
+                until_ms: 9_000,
+                cool_down_ms: 9_000,
+            },
+        );
+        cache.handle_fetched(Some(fetched.clone()), UnixMs(0));
+        assert!(cache.handle_fetched(None, UnixMs(5_000)).is_empty());
+        let mut budget = SubrequestBudget::new(0);
+        assert_eq!(
+            cache.lookup(UnixMs(6_000), &mut budget),
+            Lookup::Use(Rc::new(fetched))
+        );
+    }
+
+    #[test]
+    fn the_held_snapshot_takes_each_reported_step() {
+        let mut cache = SnapshotCache::new();
+        cache.handle_reported(&report("a", false, 0));
+        assert_eq!(cache, SnapshotCache::new(), "nothing held, nothing stepped");
+        cache.handle_fetched(Some(Snapshot::new()), UnixMs(0));
+        for at in [0, 1, 2] {
+            cache.handle_reported(&report("a", false, at));
+        }
+        let mut budget = SubrequestBudget::new(0);
+        let Lookup::Use(snapshot) = cache.lookup(UnixMs(3), &mut budget) else {
+            panic!("held")
+        };
+        let mut shared = Breaker::new(BreakerPolicy::default());
+        for at in [0, 1, 2] {
+            shared.report(false, None, at);
+        }
+        assert_eq!(snapshot.get("a"), Some(&shared.state()));
+        assert!(matches!(shared.state(), BreakerState::Open { .. }));
     }
 
     #[test]

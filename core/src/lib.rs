@@ -11,11 +11,16 @@
 //!   [`route`] and [`cloudevent`];
 //! - kept: [`inbox`], one subject's state machine (claims, order, retries, dead letters,
 //!   replay, retention), with [`delivery`] (a copy's state and retention) and [`retry`];
-//! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers),
-//!   [`origin`] and [`event_type`] (where events go), [`receipt`] (a claim's answer), [`standard_webhooks`] (signing),
+//! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers, and each
+//!   isolate's snapshot of them) with [`health_record`] (how the shared object records a
+//!   report), [`origin`] and [`event_type`] (where events go), [`receipt`] (a claim's answer),
+//!   [`standard_webhooks`] (signing),
 //!   [`budget`] (how much one run may do);
+//! - listed: [`dead_letter_index`] (the list of every subject's dead letters);
 //! - found again: [`reconcile`] (results whose webhook never came, from Didit's API);
-//! - watched: [`stream_token`] and [`stream`] (who sees which statuses);
+//! - watched: [`stream_token`] and [`stream`] (who sees which statuses), [`channel`] (what one
+//!   stream channel keeps and does);
+//! - told: [`alert`] (operational alerts) and [`alert_outbox`] (their outbox's run);
 //! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token and
 //!   queries), [`time`], and [`rejection`], which names every refusal with its status and code.
 
@@ -27,16 +32,20 @@ extern crate alloc;
 
 pub mod admin;
 pub mod alert;
+pub mod alert_outbox;
 pub mod attempt;
 pub mod budget;
 pub mod canonical;
+pub mod channel;
 pub mod cloudevent;
 pub mod config;
+pub mod dead_letter_index;
 pub mod delivery;
 pub mod endpoint;
 pub mod envelope;
 pub mod event_type;
 pub mod health;
+pub mod health_record;
 pub mod identity;
 pub mod inbox;
 pub mod intake;

@@ -6,8 +6,10 @@
 //! Producers (the dead-letter index, the health object, the reconciler) enqueue an alert before they record
 //! what it reports; an alert id derives from what it reports, so enqueueing twice keeps one.
 
-use didit_edge_core::alert::{self, Alert};
+use didit_edge_core::alert::Alert;
+use didit_edge_core::alert_outbox::{self, Change, Queued, Run, Step};
 use didit_edge_core::rejection::Rejection;
+use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Request, Response, Result,
@@ -18,13 +20,6 @@ use crate::clock::{alarm_at, now_ms};
 use crate::objects::{self, AlertsCall, GLOBAL};
 use crate::rows::{self, Columns};
 use crate::{http, origin, settings};
-
-/// How long an alert endpoint has to answer.
-const ALERT_TIMEOUT_MS: u32 = 10_000;
-/// Most alerts one alarm run sends, so a run stays short and within its subrequests.
-const ALERTS_PER_RUN: i64 = 20;
-/// How soon the outbox looks again while the settings it needs are broken.
-const MISCONFIGURED_RETRY_MS: i64 = 60_000;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS outbox (
@@ -64,82 +59,84 @@ impl Alerts {
             )?;
         }
         let storage = self.state.storage();
-        if storage.get_alarm().await?.is_none_or(|at| at > now) {
-            storage.set_alarm(alarm_at(now)).await?;
+        let set = storage.get_alarm().await?.map(UnixMs);
+        if let Some(at) = alert_outbox::alarm_after_enqueue(set, UnixMs(now)) {
+            storage.set_alarm(alarm_at(at.0)).await?;
         }
         http::json(200, "{}".into())
     }
 
-    /// Sends what is due; the rest waits for the next run.
-    async fn send_due(&self) -> Result<Option<i64>> {
+    /// Performs one run of the core's [`Run`]: what it sends, writes and logs, and when the
+    /// outbox wakes again.
+    async fn send_due(&self) -> Result<Option<UnixMs>> {
         let config = settings::config(&self.env);
-        let Some(alerts) = config.alerts.on() else {
-            // Unset since these were queued: nobody wants them. Broken: they wait for a fix.
-            if config.alerts == didit_edge_core::config::Feature::Off {
-                self.sql().exec("DELETE FROM outbox", None)?;
-                return Ok(None);
-            }
-            return Ok(Some(now_ms() + MISCONFIGURED_RETRY_MS));
-        };
-        let due = rows::all(
-            &self.sql().exec(
-                "SELECT id, body, failures FROM outbox WHERE next_at_ms <= ? ORDER BY next_at_ms LIMIT ?",
-                vec![now_ms().into(), ALERTS_PER_RUN.into()],
-            )?,
-            |row| Ok((row.text()?, row.text()?, row.int()?)),
-        )?;
-        for (id, body, failures) in due {
-            let (result, _) = origin::post_signed(
-                &alerts.url,
-                ALERT_TIMEOUT_MS,
-                &alerts.signing_secrets,
-                &id,
-                &body,
-            )
-            .await;
-            let failures = u32::try_from(failures)
-                .unwrap_or(u32::MAX)
-                .saturating_add(1);
-            let retry = (!result.is_delivered()).then(|| alert::retry_wait_ms(failures));
-            match retry {
-                None => {
+        let mut run = Run::begin(&config.alerts, UnixMs(now_ms()));
+        loop {
+            match run.poll() {
+                Step::Clear => {
+                    self.sql().exec("DELETE FROM outbox", None)?;
+                    run.handle_cleared();
+                }
+                Step::ReadDue { now, limit } => {
+                    let due = rows::all(
+                        &self.sql().exec(
+                            "SELECT id, body, failures FROM outbox WHERE next_at_ms <= ? ORDER BY next_at_ms LIMIT ?",
+                            vec![now.0.into(), i64::from(limit).into()],
+                        )?,
+                        |row| {
+                            Ok(Queued {
+                                id: row.text()?,
+                                body: row.text()?,
+                                failures: row.int()?,
+                            })
+                        },
+                    )?;
+                    run.handle_due(due);
+                }
+                Step::Send {
+                    to,
+                    id,
+                    body,
+                    timeout_ms,
+                } => {
+                    let (result, _) =
+                        origin::post_signed(&to.url, timeout_ms, &to.signing_secrets, &id, &body)
+                            .await;
+                    run.handle_sent(&result, UnixMs(now_ms()));
+                }
+                Step::Write(Change::Forget { id }) => {
                     self.sql()
                         .exec("DELETE FROM outbox WHERE id = ?", vec![id.as_str().into()])?;
                 }
-                Some(Some(wait_ms)) => {
-                    let wait = i64::try_from(wait_ms).unwrap_or(i64::MAX);
+                Step::Write(Change::Retry {
+                    id,
+                    failures,
+                    next_at,
+                }) => {
                     self.sql().exec(
                         "UPDATE outbox SET failures = ?, next_at_ms = ? WHERE id = ?",
                         vec![
                             i64::from(failures).into(),
-                            now_ms().saturating_add(wait).into(),
+                            next_at.0.into(),
                             id.as_str().into(),
                         ],
                     )?;
                 }
-                Some(None) => {
-                    self.sql()
-                        .exec("DELETE FROM outbox WHERE id = ?", vec![id.as_str().into()])?;
-                    console_error!(
-                        "{}",
-                        serde_json::json!({"event": "alert_dropped", "alert_id": id, "failures": failures})
-                    );
+                Step::Log(note) if note.is_error() => console_error!("{}", note.to_json()),
+                Step::Log(note) => console_log!("{}", note.to_json()),
+                Step::ReadNext => {
+                    let soonest = rows::first(
+                        &self
+                            .sql()
+                            .exec("SELECT MIN(next_at_ms) FROM outbox", None)?,
+                        Columns::opt_int,
+                    )?
+                    .flatten();
+                    run.handle_next(soonest.map(UnixMs));
                 }
-            }
-            if let (Some(_), Some(status)) = (retry, result.status()) {
-                console_log!(
-                    "{}",
-                    serde_json::json!({"event": "alert_failed", "alert_id": id, "status": status})
-                );
+                Step::Done { wake_at } => return Ok(wake_at),
             }
         }
-        rows::first(
-            &self
-                .sql()
-                .exec("SELECT MIN(next_at_ms) FROM outbox", None)?,
-            Columns::opt_int,
-        )
-        .map(Option::flatten)
     }
 }
 
@@ -163,19 +160,19 @@ impl DurableObject for Alerts {
             Ok(next) => next,
             Err(error) => {
                 console_error!("alert outbox run failed, next in a minute: {error}");
-                Some(now_ms() + MISCONFIGURED_RETRY_MS)
+                Some(alert_outbox::wake_after_failure(UnixMs(now_ms())))
             }
         };
         if let Some(at) = next {
-            self.state.storage().set_alarm(alarm_at(at)).await?;
+            self.state.storage().set_alarm(alarm_at(at.0)).await?;
         }
         Response::ok("done")
     }
 }
 
-/// Whether alerts are to be queued: `ALERTS_URL` is set (a broken one holds them until fixed).
+/// Whether alerts are to be queued ([`alert_outbox::queues`]).
 pub(crate) fn wanted(env: &Env) -> bool {
-    settings::config(env).alerts != didit_edge_core::config::Feature::Off
+    alert_outbox::queues(&settings::config(env).alerts)
 }
 
 /// Queues `alerts` when alerts are on (and does nothing otherwise). An error means they were

@@ -7,12 +7,13 @@
 //! that is briefly unreachable only delays the listing; nothing is lost or listed twice.
 
 use didit_edge_core::alert::Alert;
-use didit_edge_core::attempt::DeadReason;
-use didit_edge_core::inbox::subject_kind;
+use didit_edge_core::dead_letter_index::{self, Pushed};
 use didit_edge_core::rejection::Rejection;
+use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{
-    durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue, State,
+    console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue,
+    State,
 };
 
 use crate::objects::{self, DeadLettersCall, GLOBAL};
@@ -138,18 +139,15 @@ impl DeadLetters {
         self.state.storage().sql()
     }
 
-    /// Until when a dead letter that died at `dead_at_ms` stays replayable, by the retention in
-    /// force now (its inbox decides when it expires, by the same rule, and unlists it then).
+    /// Until when a dead letter that died at `dead_at_ms` stays replayable
+    /// ([`dead_letter_index::replayable_until`]).
     fn replayable_until_ms(&self, dead_at_ms: i64) -> i64 {
         let config = crate::settings::config(&self.env);
-        let secs = crate::settings::delivery(&config).map_or(
-            didit_edge_core::config::DEFAULT_DEAD_LETTER_RETENTION_SECS,
-            |delivery| delivery.retention.dead_letter_secs,
-        );
-        didit_edge_core::time::UnixMs(dead_at_ms).plus_secs(secs).0
+        let retention = crate::settings::delivery(&config).map(|delivery| &delivery.retention);
+        dead_letter_index::replayable_until(retention, UnixMs(dead_at_ms)).0
     }
 
-    /// The alerts for what `changes` lists that was not listed yet.
+    /// The alerts for what `changes` lists ([`dead_letter_index::new_dead_letter`]).
     fn new_dead_letters(&self, changes: &Changes) -> Result<Vec<Alert>> {
         let mut alerts = Vec::new();
         for entry in &changes.put {
@@ -160,17 +158,24 @@ impl DeadLetters {
                 )?,
                 Columns::int,
             )?;
-            if listed == Some(entry.dead_at_ms) {
+            let pushed = Pushed {
+                event_id: &entry.id,
+                consumer: &entry.consumer,
+                subject: &entry.subject,
+                webhook_type: &entry.webhook_type,
+                reason: &entry.reason,
+                dead_at: UnixMs(entry.dead_at_ms),
+            };
+            let Some(new) = dead_letter_index::new_dead_letter(&pushed, listed.map(UnixMs)) else {
                 continue;
+            };
+            if let Some(reason) = &new.unknown_reason {
+                console_error!(
+                    "dead letter {} has an unknown reason {reason:?}, alerted as retries_exhausted",
+                    entry.id
+                );
             }
-            alerts.push(Alert::DeadLetter {
-                event_id: entry.id.clone(),
-                consumer: entry.consumer.clone(),
-                reason: entry.reason.parse().unwrap_or(DeadReason::RetriesExhausted),
-                webhook_type: entry.webhook_type.clone(),
-                subject_kind: subject_kind(Some(&entry.subject)).into(),
-                dead_at_ms: entry.dead_at_ms,
-            });
+            alerts.push(new.alert);
         }
         Ok(alerts)
     }
@@ -260,13 +265,18 @@ impl DeadLetters {
                 })
             },
         )?;
-        let next = (rows.len() == query.limit as usize)
-            .then(|| rows.last().map(|r| r.seq))
-            .flatten();
+        let next =
+            dead_letter_index::next_page(rows.len(), query.limit, rows.last().map(|r| r.seq));
         let dead_letters = rows
             .into_iter()
             .map(|row| Entry {
-                attempts: serde_json::from_str(&row.attempts).unwrap_or_default(),
+                attempts: serde_json::from_str(&row.attempts).unwrap_or_else(|error| {
+                    console_error!(
+                        "attempt log of {} is unreadable, listed without it: {error}",
+                        row.id
+                    );
+                    Vec::new()
+                }),
                 id: row.id,
                 consumer: row.consumer,
                 subject: row.subject,
@@ -314,7 +324,7 @@ struct Query {
 impl DurableObject for DeadLetters {
     fn new(state: State, env: Env) -> Self {
         if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
-            worker::console_error!("dead-letter index schema could not be created: {error}");
+            console_error!("dead-letter index schema could not be created: {error}");
         }
         Self { state, env }
     }

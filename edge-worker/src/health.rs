@@ -1,37 +1,27 @@
 //! Origin health shared across the edge: one Durable Object holds every origin's circuit
 //! breaker (the state machine is the core's), inboxes report each outcome to it and read its
 //! snapshot through a short per-isolate cache, so delivery pays no round trip per event to
-//! decide where to go.
+//! decide where to go. What is recorded, what is alerted, when the cache is fresh and what
+//! happens when health cannot be read are the core's ([`health_record::Recording`],
+//! [`SnapshotCache`]); this file reads, writes and fetches.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use didit_edge_core::alert::breaker_alert;
 use didit_edge_core::budget::SubrequestBudget;
-use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
+use didit_edge_core::health::{Lookup, Report, Restored, SnapshotCache};
+use didit_edge_core::health_record::{self, Recording};
 use didit_edge_core::rejection::Rejection;
-use serde::{Deserialize, Serialize};
-use worker::{durable_object, DurableObject, Env, Request, Response, Result, State};
+use didit_edge_core::time::UnixMs;
+use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
 use crate::objects::{self, HealthCall, GLOBAL};
 use crate::rows::{self, Columns};
 use crate::{alerts, http};
 
-/// How long a snapshot is reused inside one isolate.
-const SNAPSHOT_CACHE_MS: i64 = 2_000;
 /// Every origin's breaker state, by origin name.
-pub(crate) type Snapshot = BTreeMap<String, BreakerState>;
-
-/// One outcome, reported by an inbox.
-#[derive(Serialize, Deserialize)]
-struct Report {
-    origin: String,
-    up: bool,
-    retry_after_ms: Option<u64>,
-    at_ms: i64,
-}
+pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 
 /// Every origin's circuit breaker, shared by all inboxes and the cron probe.
 #[durable_object]
@@ -41,55 +31,59 @@ pub struct Health {
 }
 
 impl Health {
-    fn breaker(&self, origin: &str) -> Result<Breaker> {
-        let stored = rows::first(
-            &self.state.storage().sql().exec(
+    fn sql(&self) -> worker::SqlStorage {
+        self.state.storage().sql()
+    }
+
+    fn stored(&self, origin: &str) -> Result<Option<String>> {
+        rows::first(
+            &self.sql().exec(
                 "SELECT breaker FROM breakers WHERE origin = ?",
                 vec![origin.into()],
             )?,
             Columns::text,
-        )?;
-        Ok(stored
-            .and_then(|breaker| serde_json::from_str(&breaker).ok())
-            .unwrap_or_else(|| Breaker::new(BreakerPolicy::default())))
+        )
     }
 
     fn snapshot(&self) -> Result<Snapshot> {
         let stored = rows::all(
             &self
-                .state
-                .storage()
                 .sql()
                 .exec("SELECT origin, breaker FROM breakers", None)?,
             |row| Ok((row.text()?, row.text()?)),
         )?;
-        Ok(stored
-            .into_iter()
-            .filter_map(|(origin, breaker)| {
-                serde_json::from_str::<Breaker>(&breaker)
-                    .ok()
-                    .map(|b| (origin, b.state()))
-            })
-            .collect())
+        let (snapshot, unreadable) = didit_edge_core::health::snapshot_of(stored);
+        for origin in unreadable {
+            console_error!("breaker of {origin} is unreadable, shown as closed");
+        }
+        Ok(snapshot)
     }
 
-    /// Records an outcome. A change of the breaker worth an alert is queued first: if that
-    /// fails, nothing is recorded and the next outcome reports the change again.
-    async fn record(&self, report: &Report) -> Result<()> {
-        let mut breaker = self.breaker(&report.origin)?;
-        let before = breaker.state();
-        breaker.report(report.up, report.retry_after_ms, report.at_ms);
-        if let Some(alert) = breaker_alert(&report.origin, before, breaker.state(), report.at_ms) {
-            alerts::enqueue(&self.env, &[alert]).await?;
-            // Other reports may have come in while this one waited: apply it to what they left.
-            breaker = self.breaker(&report.origin)?;
-            breaker.report(report.up, report.retry_after_ms, report.at_ms);
+    /// Performs the core's [`Recording`] of one outcome.
+    async fn record(&self, report: Report) -> Result<()> {
+        let mut recording = Recording::new(report);
+        loop {
+            match recording.poll() {
+                health_record::Step::Load { origin } => {
+                    let stored = self.stored(&origin)?;
+                    recording.handle_loaded(Restored::from_stored(stored.as_deref()));
+                }
+                health_record::Step::LogUnreadable { origin } => {
+                    console_error!("breaker of {origin} is unreadable, recorded afresh");
+                }
+                health_record::Step::Alert(alert) => {
+                    alerts::enqueue(&self.env, &[alert]).await?;
+                    recording.handle_alerted();
+                }
+                health_record::Step::Store { origin, breaker } => {
+                    self.sql().exec(
+                        "INSERT INTO breakers (origin, breaker) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET breaker = excluded.breaker",
+                        vec![origin.as_str().into(), serde_json::to_string(&breaker)?.into()],
+                    )?;
+                }
+                health_record::Step::Done => return Ok(()),
+            }
         }
-        self.state.storage().sql().exec(
-            "INSERT INTO breakers (origin, breaker) VALUES (?, ?) ON CONFLICT(origin) DO UPDATE SET breaker = excluded.breaker",
-            vec![report.origin.as_str().into(), serde_json::to_string(&breaker)?.into()],
-        )?;
-        Ok(())
     }
 }
 
@@ -99,7 +93,7 @@ impl DurableObject for Health {
             "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)",
             None,
         ) {
-            worker::console_error!("health schema could not be created: {error}");
+            console_error!("health schema could not be created: {error}");
         }
         Self { state, env }
     }
@@ -108,7 +102,7 @@ impl DurableObject for Health {
         match HealthCall::of_path(&request.path()) {
             Some(HealthCall::Report) => {
                 let report: Report = request.json().await?;
-                self.record(&report).await?;
+                self.record(report).await?;
                 http::json(200, "{}".into())
             }
             Some(HealthCall::Snapshot) => {
@@ -120,48 +114,53 @@ impl DurableObject for Health {
 }
 
 thread_local! {
-    static CACHE: RefCell<Option<(i64, Rc<Snapshot>)>> = const { RefCell::new(None) };
+    static CACHE: RefCell<SnapshotCache> = const { RefCell::new(SnapshotCache::new()) };
 }
 
 async fn call(env: &Env, call: HealthCall, body: String) -> Result<Response> {
     objects::post(env, HealthCall::BINDING, GLOBAL, call.path(), body).await
 }
 
-/// The current snapshot, straight from the object.
+/// The current snapshot, straight from the object (and held by this isolate's cache).
 pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
     let snapshot: Snapshot = call(env, HealthCall::Snapshot, String::new())
         .await?
         .json()
         .await?;
-    CACHE.with(|cache| *cache.borrow_mut() = Some((now_ms(), Rc::new(snapshot.clone()))));
+    let now = UnixMs(now_ms());
+    CACHE.with(|cache| {
+        cache
+            .borrow_mut()
+            .handle_fetched(Some(snapshot.clone()), now)
+    });
     Ok(snapshot)
 }
 
-/// A snapshot at most [`SNAPSHOT_CACHE_MS`] old; fetching it takes one subrequest from
-/// `budget`. Health only orders origins: when it cannot be read (or the budget is spent),
-/// every origin counts as available and delivery goes on.
+/// The snapshot the core's [`SnapshotCache`] says to use, fetching it when it says so (one
+/// subrequest, taken from `budget`).
 pub(crate) async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Snapshot> {
-    let cached = CACHE.with(|cache| cache.borrow().clone());
-    if let Some((at, snapshot)) = &cached {
-        if now_ms() - at < SNAPSHOT_CACHE_MS {
-            return snapshot.clone();
-        }
-    }
-    if !budget.take(1) {
-        return cached.map(|(_, snapshot)| snapshot).unwrap_or_default();
-    }
-    match fresh_snapshot(env).await {
-        Ok(snapshot) => Rc::new(snapshot),
-        Err(error) => {
-            worker::console_error!("origin health unavailable, trying every origin: {error}");
-            Rc::new(Snapshot::new())
+    let lookup = CACHE.with(|cache| cache.borrow().lookup(UnixMs(now_ms()), budget));
+    match lookup {
+        Lookup::Use(snapshot) => snapshot,
+        Lookup::Fetch => {
+            let fetched = call(env, HealthCall::Snapshot, String::new()).await;
+            let fetched = match fetched {
+                Ok(mut response) => response.json::<Snapshot>().await,
+                Err(error) => Err(error),
+            };
+            let fetched = fetched
+                .map_err(|error| {
+                    console_error!("origin health unavailable, trying every origin: {error}");
+                })
+                .ok();
+            let now = UnixMs(now_ms());
+            CACHE.with(|cache| cache.borrow_mut().handle_fetched(fetched, now))
         }
     }
 }
 
 /// Reports one outcome at `at_ms`; a failure to report is logged and never fails the delivery.
-/// The isolate's cached snapshot takes the same step the shared breaker takes, so the next
-/// attempt here sees it without asking again.
+/// This isolate's cached snapshot takes the same step ([`SnapshotCache::handle_reported`]).
 pub(crate) async fn report(
     env: &Env,
     origin: &str,
@@ -173,24 +172,14 @@ pub(crate) async fn report(
         origin: origin.into(),
         up,
         retry_after_ms,
-        at_ms,
+        at_ms: UnixMs(at_ms),
     };
     let sent = match serde_json::to_string(&report) {
         Ok(body) => call(env, HealthCall::Report, body).await.map(|_| ()),
         Err(error) => Err(error.into()),
     };
     if let Err(error) = sent {
-        worker::console_error!("could not report health of {origin}: {error}");
+        console_error!("could not report health of {origin}: {error}");
     }
-    CACHE.with(|cache| {
-        if let Some((_, snapshot)) = cache.borrow_mut().as_mut() {
-            let closed = BreakerState::Closed {
-                consecutive_failures: 0,
-            };
-            let state = snapshot.get(origin).copied().unwrap_or(closed);
-            let mut breaker = Breaker::with_state(BreakerPolicy::default(), state);
-            breaker.report(up, retry_after_ms, at_ms);
-            Rc::make_mut(snapshot).insert(origin.into(), breaker.state());
-        }
-    });
+    CACHE.with(|cache| cache.borrow_mut().handle_reported(&report));
 }

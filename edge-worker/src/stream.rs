@@ -6,11 +6,11 @@
 //! messages and rebuilt when the next update or expiry arrives. `ping` is answered by the
 //! runtime's auto-response without waking the object.
 
+use didit_edge_core::channel::{self, Catchup, ChannelErasure, TOKEN_EXPIRED_CLOSE};
 use didit_edge_core::identity::{Subject, SubjectKind};
 use didit_edge_core::rejection::Rejection;
-use didit_edge_core::stream::{
-    next_alarm, user_channel, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL,
-};
+use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
+use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
@@ -22,17 +22,11 @@ use crate::http;
 use crate::objects::{self, StreamCall};
 use crate::rows::{self, Columns};
 
-/// Close code sent when the connection's token expires (an application code, 4000–4999).
-pub(crate) const TOKEN_EXPIRED_CLOSE: u16 = 4001;
 /// Header carrying the verified watch from the edge to the object.
 const WATCH_HEADER: &str = "x-didit-edge-watch";
 /// Header telling the object the client offered [`SUBPROTOCOL`] (and so must get it back; a
 /// client that offered none must get none).
 const SUBPROTOCOL_HEADER: &str = "x-didit-edge-subprotocol";
-/// Most current statuses a connection is sent on connect (the most recent ones it may see).
-const SNAPSHOT_LIMIT: usize = 500;
-/// Most statuses read to find them: a connect must not scan a day of every subject.
-const SNAPSHOT_SCAN_LIMIT: i64 = 20_000;
 
 /// Current status per subject, with what filtering needs; `tokens` the ids of tokens that
 /// have opened a connection, until they expire.
@@ -91,15 +85,17 @@ impl StatusStream {
         self.state.storage().sql()
     }
 
-    /// `STREAM_STATUS_RETENTION_SECS` in ms; with the stream off or broken (when nothing is
-    /// published anyway) the default, so statuses are still forgotten.
+    /// How long statuses are remembered ([`channel::status_retention_ms`]).
     fn retention_ms(&self) -> i64 {
-        let config = crate::settings::config(&self.env);
-        let secs = config.stream.on().map_or(
-            didit_edge_core::config::DEFAULT_STREAM_STATUS_RETENTION_SECS,
-            |stream| stream.status_retention_secs,
-        );
-        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+        channel::status_retention_ms(&crate::settings::config(&self.env).stream)
+    }
+
+    /// Forgets the spent tokens [`channel::forget_tokens_up_to`] names at `now`.
+    fn forget_tokens(&self, now: UnixMs) -> Result<()> {
+        let up_to = channel::forget_tokens_up_to(now);
+        self.sql()
+            .exec("DELETE FROM tokens WHERE exp <= ?", vec![up_to.0.into()])?;
+        Ok(())
     }
 
     /// Accepts a connection the edge has authenticated, once per token.
@@ -116,9 +112,7 @@ impl StatusStream {
             Ok(attachment) => attachment,
             Err(rejection) => return http::rejection(&rejection),
         };
-        let now_secs = now_ms() / 1000;
-        self.sql()
-            .exec("DELETE FROM tokens WHERE exp <= ?", vec![now_secs.into()])?;
+        self.forget_tokens(UnixMs(now_ms()))?;
         let seen = rows::first(
             &self.sql().exec(
                 "SELECT COUNT(*) FROM tokens WHERE jti = ?",
@@ -126,8 +120,8 @@ impl StatusStream {
             )?,
             Columns::int,
         )?;
-        if seen.unwrap_or(0) > 0 {
-            return http::rejection(&Rejection::TokenReused);
+        if let Err(rejection) = channel::admit_token(seen.is_some_and(|count| count > 0)) {
+            return http::rejection(&rejection);
         }
         self.sql().exec(
             "INSERT INTO tokens (jti, exp) VALUES (?, ?)",
@@ -151,30 +145,26 @@ impl StatusStream {
         Ok(response.with_headers(headers))
     }
 
-    /// The most recent statuses this connection may see, oldest first. Filters apply while
-    /// reading, newest first, so a narrow admin filter or a `sessions` list still finds its
-    /// matches behind many newer statuses it may not see; the read stops at
-    /// [`SNAPSHOT_SCAN_LIMIT`] rows so that a connect costs a bounded amount of work.
+    /// The statuses this connection catches up on ([`Catchup`]), read newest first and at most
+    /// [`channel::SNAPSHOT_SCAN_LIMIT`] of them.
     fn snapshot(&self, watch: &Watch) -> Result<Vec<String>> {
         let cursor = self.sql().exec(
             "SELECT message, routing FROM statuses ORDER BY time DESC, event_id DESC LIMIT ?",
-            vec![SNAPSHOT_SCAN_LIMIT.into()],
+            vec![i64::from(channel::SNAPSHOT_SCAN_LIMIT).into()],
         )?;
-        let mut admitted = Vec::new();
+        let mut catchup = Catchup::new(watch);
         for row in cursor.raw() {
             let mut row = Columns::from(row?);
             let (message, routing) = (row.text()?, row.text()?);
-            if serde_json::from_str::<StatusUpdate>(&routing)
-                .is_ok_and(|update| watch.admits(&update))
-            {
-                admitted.push(message);
-                if admitted.len() == SNAPSHOT_LIMIT {
-                    break;
-                }
+            if !catchup.offer(message, &routing) {
+                break;
             }
         }
-        admitted.reverse();
-        Ok(admitted)
+        let (messages, unreadable) = catchup.finish();
+        if unreadable > 0 {
+            console_error!("{unreadable} stored statuses are unreadable and were not sent");
+        }
+        Ok(messages)
     }
 
     /// Records and broadcasts an update, if it is newer than what its subject last showed.
@@ -238,21 +228,16 @@ impl StatusStream {
             |row| row.text(),
         )?;
         sql.exec(&format!("DELETE FROM statuses WHERE {filter}"), values)?;
-        let mut erased = Erased {
-            statuses: routings.len(),
-            vendor_data: Vec::new(),
-        };
-        for routing in routings {
-            let user = serde_json::from_str::<StatusUpdate>(&routing)
-                .ok()
-                .and_then(|update| update.vendor_data)
-                .filter(|user| !user.is_empty());
-            if let Some(user) = user {
-                if !erased.vendor_data.contains(&user) {
-                    erased.vendor_data.push(user);
-                }
-            }
+        let (vendor_data, unreadable) = channel::erased_users(routings.iter().map(String::as_str));
+        if unreadable > 0 {
+            console_error!(
+                "{unreadable} erased statuses had unreadable routing: their users' channels forget them only by retention"
+            );
         }
+        let erased = Erased {
+            statuses: routings.len(),
+            vendor_data,
+        };
         http::json(200, serde_json::to_string(&erased)?)
     }
 
@@ -305,11 +290,11 @@ impl DurableObject for StatusStream {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        let now = now_ms();
+        let now = UnixMs(now_ms());
         let sockets = self.state.get_websockets();
         let mut closed = 0;
         for socket in &sockets {
-            if watch_of(socket).is_none_or(|watch| watch.expired(now)) {
+            if channel::closes(watch_of(socket).as_ref(), now) {
                 let _ = socket.close(Some(TOKEN_EXPIRED_CLOSE), Some("token expired"));
                 closed += 1;
             }
@@ -318,15 +303,12 @@ impl DurableObject for StatusStream {
             "{}",
             serde_json::json!({"event": "stream_alarm", "sockets": sockets.len(), "closed": closed})
         );
-        let retention_ms = self.retention_ms();
+        let forget_up_to = channel::forget_statuses_up_to(now, self.retention_ms());
         self.sql().exec(
-            "DELETE FROM statuses WHERE updated_at_ms + ? <= ?",
-            vec![retention_ms.into(), now.into()],
+            "DELETE FROM statuses WHERE updated_at_ms <= ?",
+            vec![forget_up_to.0.into()],
         )?;
-        self.sql().exec(
-            "DELETE FROM tokens WHERE exp <= ?",
-            vec![(now / 1000).into()],
-        )?;
+        self.forget_tokens(now)?;
         self.schedule().await?;
         Response::ok("done")
     }
@@ -347,12 +329,8 @@ impl DurableObject for StatusStream {
         _reason: String,
         _was_clean: bool,
     ) -> Result<()> {
-        // Complete the closing handshake; 1005/1006 cannot be sent back.
-        let code = u16::try_from(code)
-            .ok()
-            .filter(|c| *c != 1005 && *c != 1006)
-            .unwrap_or(1000);
-        let _ = socket.close(Some(code), Some("closed"));
+        // Complete the closing handshake.
+        let _ = socket.close(Some(channel::close_reply(code)), Some("closed"));
         Ok(())
     }
 
@@ -390,34 +368,26 @@ pub(crate) async fn connect(
 /// them (for a `user` subject, that user's whole channel).
 pub(crate) async fn erase(env: &Env, subject: &Subject<'_>) -> Result<usize> {
     let user = (subject.kind == SubjectKind::User).then(|| subject.id.to_string());
-    let ask = |vendor_data: Option<String>| EraseRequest {
-        subject: subject.inbox_name(),
-        vendor_data,
-    };
-    let admin = erase_in(env, ADMIN_CHANNEL, &ask(user.clone())).await?;
+    let subject = subject.inbox_name();
+    let admin = erase_in(env, &subject, channel::admin_erasure(user.as_deref())).await?;
     let mut statuses = admin.statuses;
-    let mut users = admin.vendor_data;
-    if let Some(user) = &user {
-        if !users.contains(user) {
-            users.push(user.clone());
-        }
-    }
-    for vendor_data in users {
-        let everything = (Some(&vendor_data) == user.as_ref()).then(|| vendor_data.clone());
-        statuses += erase_in(env, &user_channel(&vendor_data), &ask(everything))
-            .await?
-            .statuses;
+    for erasure in channel::user_erasures(user.as_deref(), admin.vendor_data) {
+        statuses += erase_in(env, &subject, erasure).await?.statuses;
     }
     Ok(statuses)
 }
 
-async fn erase_in(env: &Env, channel: &str, ask: &EraseRequest) -> Result<Erased> {
+async fn erase_in(env: &Env, subject: &str, erasure: ChannelErasure) -> Result<Erased> {
+    let ask = EraseRequest {
+        subject: subject.into(),
+        vendor_data: erasure.everything_of,
+    };
     objects::ask(
         env,
         StreamCall::BINDING,
-        channel,
+        &erasure.channel,
         StreamCall::Erase.path(),
-        ask,
+        &ask,
     )
     .await
 }

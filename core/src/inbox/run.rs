@@ -186,7 +186,7 @@ pub fn begin(
 ) -> Begin<'_> {
     let Some(settings) = settings else {
         return Begin::SettingsBroken {
-            retry_at: UnixMs(now.0.saturating_add(MISCONFIGURED_RETRY_MS)),
+            retry_at: now.plus_ms(MISCONFIGURED_RETRY_MS),
         };
     };
     let mut budget = SubrequestBudget::new(settings.subrequest_limit);
