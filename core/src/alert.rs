@@ -19,6 +19,7 @@
 //! a receiver can deduplicate. Alerts wait in an outbox and are retried on [`RETRY_WAITS_SECS`].
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -353,6 +354,22 @@ fn hex_id(digest: Sha256) -> String {
     alloc::format!("alr_{}", hex::encode(digest.get(..16).unwrap_or_default()))
 }
 
+/// Of `alerts` about what an object keeps finding (an unreadable row is found again on every
+/// load), the ones not yet raised, given the ids `raised` before (space-separated, as kept),
+/// and the ids to keep from now on: exactly those found now, so that a repaired row's alert is
+/// forgotten and would be raised again should it break again. An operator hears of each row
+/// and value once, not on every run.
+pub fn not_yet_raised(alerts: Vec<Alert>, raised: &str) -> (Vec<Alert>, String) {
+    let ids: Vec<String> = alerts.iter().map(Alert::id).collect();
+    let new = alerts
+        .into_iter()
+        .zip(&ids)
+        .filter(|(_, id)| !raised.split(' ').any(|known| known == id.as_str()))
+        .map(|(alert, _)| alert)
+        .collect();
+    (new, ids.join(" "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,6 +467,37 @@ mod tests {
                 "expected": "copy_state", "text": "deadd", "event_id": "evt_1",
                 "subject_kind": "session",
             })
+        );
+    }
+
+    #[test]
+    fn a_row_found_again_is_raised_once_and_forgotten_once_repaired() {
+        use crate::inbox::{BadValue, RowKey, Seq, UnknownValue, Unreadable};
+        let found = |seq: i64| {
+            let unreadable = Unreadable {
+                row: RowKey::Event(Seq(seq)),
+                value: BadValue::new("risk_level", UnknownValue::RiskLevel, Some("severe")),
+            };
+            Alert::storage_unreadable(&unreadable, None, "user", 1_764_000_000_000)
+        };
+        let (new, kept) = not_yet_raised(alloc::vec![found(1)], "");
+        assert_eq!((new.len(), kept.clone()), (1, found(1).id()));
+        let (new, kept) = not_yet_raised(alloc::vec![found(1), found(2)], &kept);
+        assert_eq!(
+            new.iter().map(Alert::id).collect::<Vec<_>>(),
+            [found(2).id()]
+        );
+        let (new, kept) = not_yet_raised(alloc::vec![found(2)], &kept);
+        assert!(new.is_empty(), "found again: not raised again");
+        assert_eq!(
+            kept,
+            found(2).id(),
+            "row 1 was repaired: its id is forgotten"
+        );
+        let (new, _) = not_yet_raised(alloc::vec![found(1), found(2)], &kept);
+        assert_eq!(
+            new.iter().map(Alert::id).collect::<Vec<_>>(),
+            [found(1).id()]
         );
     }
 

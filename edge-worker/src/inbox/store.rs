@@ -7,7 +7,7 @@
 //! machine as [`Unreadable`], which leaves it as it is and never sends its copy, and it is
 //! logged (`"event":"storage_unreadable"`) and alerted once ([`alert_unreadable`]).
 
-use didit_edge_core::alert::Alert;
+use didit_edge_core::alert::{not_yet_raised, Alert};
 use didit_edge_core::attempt::LogEntry;
 use didit_edge_core::delivery::CopyState;
 use didit_edge_core::inbox::{
@@ -478,19 +478,12 @@ pub(super) async fn alert_unreadable(env: &Env, sql: &SqlStorage, alerts: Vec<Al
         Ok(raised) => raised.unwrap_or_default(),
         Err(error) => return console_error!("inbox could not read the alerts it raised: {error}"),
     };
-    let ids: Vec<String> = alerts.iter().map(Alert::id).collect();
-    let new: Vec<Alert> = alerts
-        .into_iter()
-        .zip(&ids)
-        .filter(|(_, id)| !raised.split(' ').any(|known| known == id.as_str()))
-        .map(|(alert, _)| alert)
-        .collect();
+    let (new, ids) = not_yet_raised(alerts, &raised);
     if let Err(error) = crate::alerts::enqueue(env, &new).await {
         return console_error!(
             "inbox could not raise its unreadable-row alerts, will retry: {error}"
         );
     }
-    let ids = ids.join(" ");
     if ids != raised {
         if let Err(error) = set_meta(sql, ALERTED, &ids) {
             console_error!("inbox could not remember the alerts it raised: {error}");
