@@ -13,6 +13,11 @@ use subtle::ConstantTimeEq;
 /// Length of an HMAC-SHA256 tag.
 pub const TAG_LEN: usize = 32;
 
+/// Most HMAC keys an isolate keeps imported (a WebCrypto `CryptoKey` per secret): every
+/// configured secret, with room for a rotation, so that importing stays off the hot path
+/// without the cache growing with every secret ever seen.
+pub const MAX_IMPORTED_KEYS: usize = 16;
+
 /// An HMAC-SHA256 tag.
 pub type Tag = [u8; TAG_LEN];
 

@@ -2,7 +2,7 @@
 //! faster than HMAC compiled to wasm). Used to answer the core's challenges; if WebCrypto is
 //! unavailable the pure-Rust provider answers instead, so verification never depends on it.
 
-use didit_edge_core::mac::{HmacSha256, RustCrypto, Tag, TAG_LEN};
+use didit_edge_core::mac::{HmacSha256, RustCrypto, Tag, MAX_IMPORTED_KEYS, TAG_LEN};
 use didit_edge_core::secret::WebhookSecrets;
 use didit_edge_core::verify::{ChallengeTiers, Verified, VerifyError};
 use std::cell::RefCell;
@@ -10,9 +10,6 @@ use std::cell::RefCell;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-
-/// Most imported keys kept: every configured secret, with room for a rotation.
-const MAX_CACHED_KEYS: usize = 16;
 
 thread_local! {
     /// Imported HMAC keys (non-extractable `CryptoKey`s) by the secret they hold.
@@ -53,7 +50,7 @@ impl Subtle {
         let key = self.import(secret).await?;
         KEYS.with(|keys| {
             let mut keys = keys.borrow_mut();
-            if keys.len() == MAX_CACHED_KEYS {
+            if keys.len() == MAX_IMPORTED_KEYS {
                 keys.clear();
             }
             keys.push((secret.to_vec(), key.clone()));
