@@ -1,64 +1,12 @@
-//! Who may use the admin API (`Authorization: Bearer <ADMIN_TOKEN>`, compared in constant
-//! time), and what its paths and queries name.
+//! What the admin API's queries and bodies name: which dead letters a listing or a replay
+//! covers, and which subject an erasure erases.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use core::fmt;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::identity::{Subject, SubjectKind};
 use crate::rejection::Rejection;
-
-/// The admin token. Shorter than this is refused: it guards replay and health data.
-pub const MIN_TOKEN_LEN: usize = 24;
-
-/// The configured admin token; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken(String);
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
-
-impl AdminToken {
-    /// Checks the token's length; the value is never echoed.
-    pub fn parse(text: &str) -> Result<Self, usize> {
-        let text = text.trim();
-        if text.len() < MIN_TOKEN_LEN {
-            return Err(text.len());
-        }
-        Ok(Self(text.into()))
-    }
-}
-
-/// Whether `authorization` (the header's value) carries the token. Both sides are hashed first,
-/// so the comparison takes the same time whatever the presented token's length or content.
-pub fn authorize(authorization: Option<&str>, token: Option<&AdminToken>) -> Result<(), Rejection> {
-    let Some(token) = token else {
-        return Err(Rejection::Unauthorized {
-            reason: "the admin API is off: ADMIN_TOKEN is not set",
-        });
-    };
-    let presented = authorization
-        .and_then(|value| value.trim().strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or(Rejection::Unauthorized {
-            reason: "expected `Authorization: Bearer <ADMIN_TOKEN>`",
-        })?;
-    let expected = Sha256::digest(token.0.as_bytes());
-    let given = Sha256::digest(presented.as_bytes());
-    if bool::from(expected.as_slice().ct_eq(given.as_slice())) {
-        Ok(())
-    } else {
-        Err(Rejection::Unauthorized {
-            reason: "wrong admin token",
-        })
-    }
-}
 
 /// Dead letters listed per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -118,7 +66,19 @@ impl DeadLetterQuery {
         }
         Ok(parsed)
     }
+
+    /// How many subjects one bulk replay visits: at most [`SUBJECTS_PER_REPLAY`], and never
+    /// more than the caller's `limit` (each subject holds at least one of the dead letters the
+    /// caller asked for, so a smaller limit replays fewer).
+    pub fn subjects_to_replay(&self) -> u32 {
+        SUBJECTS_PER_REPLAY.min(self.limit)
+    }
 }
+
+/// Most subjects (inboxes) one replay call visits, each with a subrequest, so one call stays
+/// well inside the platform's subrequest limit; a bulk replay's answer says how many dead
+/// letters remain for the next call.
+pub const SUBJECTS_PER_REPLAY: u32 = 40;
 
 /// Longest subject id an erasure accepts: Didit's ids are UUIDs, but `vendor_data` is the
 /// integrator's own text (a 20 kB id is erased like any other).
@@ -172,37 +132,6 @@ mod tests {
 
     use super::*;
     use alloc::vec::Vec;
-
-    #[test]
-    fn bearer_token_must_match() {
-        let token = AdminToken::parse("a-long-enough-admin-token-123").expect("valid");
-        assert_eq!(
-            authorize(Some("Bearer a-long-enough-admin-token-123"), Some(&token)),
-            Ok(())
-        );
-        for bad in [
-            None,
-            Some(""),
-            Some("Bearer"),
-            Some("Bearer wrong"),
-            Some("Basic a-long-enough-admin-token-123"),
-            Some("Bearer a-long-enough-admin-token-1234"),
-        ] {
-            assert!(
-                matches!(
-                    authorize(bad, Some(&token)),
-                    Err(Rejection::Unauthorized { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            authorize(Some("Bearer x"), None),
-            Err(Rejection::Unauthorized { .. })
-        ));
-        assert_eq!(AdminToken::parse("short"), Err(5));
-        assert_eq!(alloc::format!("{token:?}"), "AdminToken(<redacted>)");
-    }
 
     #[test]
     fn dead_letter_queries() {
@@ -285,5 +214,19 @@ mod tests {
                 ("invalid_subject", 400)
             );
         }
+    }
+
+    #[test]
+    fn a_bulk_replay_visits_at_most_forty_subjects_and_no_more_than_the_limit() {
+        let subjects = |query: &str| {
+            DeadLetterQuery::parse(Some(query))
+                .expect(query)
+                .subjects_to_replay()
+        };
+        assert_eq!(subjects(""), 40, "the default page of 100 is capped");
+        assert_eq!(subjects("limit=500"), 40);
+        assert_eq!(subjects("limit=40"), 40);
+        assert_eq!(subjects("limit=7"), 7, "a smaller limit is kept");
+        assert_eq!(subjects("limit=1"), 1);
     }
 }
