@@ -216,9 +216,8 @@ impl SigningSecrets {
 
     /// Whether any key of `self` is also one of `other`'s (compared in constant time).
     pub fn shares_a_key_with(&self, other: &Self) -> bool {
-        self.iter().any(|mine| {
-            other.iter().any(|theirs| mine == theirs)
-        })
+        self.iter()
+            .any(|mine| other.iter().any(|theirs| mine == theirs))
     }
 }
 
@@ -238,7 +237,10 @@ mod tests {
         assert_ne!(secret, SecretBytes::new(b"hunter2-hunter3".to_vec()));
         assert_ne!(secret, SecretBytes::new(b"hunter2".to_vec()));
         let webhook = WebhookSecrets::parse("hunter2-hunter2").expect("valid");
-        assert_eq!(format!("{webhook:?}"), "WebhookSecrets([WebhookSecret(<redacted>)])");
+        assert_eq!(
+            format!("{webhook:?}"),
+            "WebhookSecrets([WebhookSecret(<redacted>)])"
+        );
     }
 
     #[test]
