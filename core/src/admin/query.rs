@@ -3,7 +3,7 @@
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::identity::{Subject, SubjectKind};
 use crate::rejection::Rejection;
@@ -86,20 +86,23 @@ pub const MAX_SUBJECT_ID_BYTES: usize = 64 * 1024;
 /// Largest body of `POST /admin/erasures`: the longest id, every character escaped.
 pub const MAX_ERASURE_BODY_BYTES: u64 = 512 * 1024;
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/erasures`, as the CLI writes it and [`erasure_request`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ErasureBody<'a> {
+pub struct ErasureRequest<'a> {
+    /// The subject's kind (`session`, `business_session`, `user`, `business`, `transaction`).
     #[serde(borrow)]
-    subject_kind: Cow<'a, str>,
+    pub subject_kind: Cow<'a, str>,
+    /// Its id: the session id, or for a user the `vendor_data` (any text).
     #[serde(borrow)]
-    subject_id: Cow<'a, str>,
+    pub subject_id: Cow<'a, str>,
 }
 
 /// The subject a `POST /admin/erasures` body names: `{"subject_kind": "user", "subject_id":
 /// "…"}`. The id travels in JSON, not in the path, so no URL normalisation (`.`, `..`, `%2F`,
 /// `?`, `#`, whitespace) can change which subject is erased.
 pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
-    let body: ErasureBody<'_> = serde_json::from_slice(body).map_err(|_| Rejection::InvalidSubject {
+    let body: ErasureRequest<'_> = serde_json::from_slice(body).map_err(|_| Rejection::InvalidSubject {
         reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
     })?;
     let kind = SubjectKind::from_name(&body.subject_kind).ok_or(Rejection::InvalidSubject {
@@ -170,8 +173,17 @@ mod tests {
     #[test]
     fn an_erasure_names_its_subject_in_the_body_whatever_the_id_holds() {
         let body = |kind: &str, id: &str| {
-            serde_json::to_vec(&serde_json::json!({"subject_kind": kind, "subject_id": id}))
-                .expect("json")
+            let request = ErasureRequest {
+                subject_kind: kind.into(),
+                subject_id: id.into(),
+            };
+            let body = serde_json::to_vec(&request).expect("json");
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+                serde_json::json!({"subject_kind": kind, "subject_id": id}),
+                "the wire shape"
+            );
+            body
         };
         let long = "é".repeat(10_000);
         for id in [
