@@ -16,8 +16,9 @@
 //!   [`budget`] (how much one run may do);
 //! - found again: [`reconcile`] (results whose webhook never came, from Didit's API);
 //! - watched: [`stream_token`] and [`stream`] (who sees which statuses);
-//! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token and
-//!   queries), [`time`], and [`rejection`], which names every refusal with its status and code.
+//! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token,
+//!   queries, rules and answers, which the worker writes and the CLI reads), [`time`], and
+//!   [`rejection`], which names every refusal with its status and code.
 
 #![no_std]
 #![forbid(unsafe_code)]
