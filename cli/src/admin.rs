@@ -1,15 +1,24 @@
 //! `didit-edge admin`: the worker's admin API (origins and their breakers, dead letters,
-//! replay, erasure of a subject) as readable tables, or as the API's own JSON.
+//! replay, erasure of a subject) as readable tables, or as the API's own JSON. Each answer is
+//! read into the core's type for it (`didit_edge_core::admin`), the one the worker writes.
 
+use std::fmt::Display;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use didit_edge_core::admin::{
+    BulkReplay, DeadLetter, DeadLetterPage, ErasureReport, ErasureRequest, GapView, OriginsView,
+    ReconciliationStatus, Replayed,
+};
+use didit_edge_core::health::BreakerState;
 use didit_edge_core::time::to_rfc3339;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::config::{self, redact_url, Lookup};
 use crate::error::{Failure, Result, EXIT_CODES};
-use crate::http::{self, cell, Answer, Method};
+use crate::http::{self, Answer, Method};
 
 /// The base URL of a local `wrangler dev`.
 pub(crate) const LOCAL_URL: &str = "http://127.0.0.1:8787";
@@ -133,19 +142,22 @@ impl Client {
         })
     }
 
-    /// Calls the API; a non-2xx answer is the remote's error.
-    fn call(&self, method: Method, path: &str) -> Result<Value> {
+    /// Calls the API and reads its answer as a `T`; a non-2xx answer is the remote's error.
+    fn call<T: DeserializeOwned>(&self, method: Method, path: &str) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let answer = http::request(&self.agent, method, &url, &self.headers, None)?;
-        Self::json(&url, &answer)
+        Self::read(&url, &answer)
     }
 
-    /// POSTs `body` as JSON; a non-2xx answer is the remote's error.
-    fn post_json(&self, path: &str, body: &Value) -> Result<Value> {
+    /// POSTs `body` as JSON and reads the answer as a `T`; a non-2xx answer is the remote's
+    /// error.
+    fn post_json<T: DeserializeOwned>(&self, path: &str, body: &impl Serialize) -> Result<T> {
         let url = format!("{}{path}", self.base);
         let mut headers = self.headers.clone();
         headers.push(("Content-Type".into(), "application/json".into()));
-        let body = body.to_string();
+        let body = serde_json::to_string(body).map_err(|error| {
+            Failure::usage(format!("the request could not be written: {error}"))
+        })?;
         let answer = http::request(
             &self.agent,
             Method::Post,
@@ -153,10 +165,10 @@ impl Client {
             &headers,
             Some(body.as_bytes()),
         )?;
-        Self::json(&url, &answer)
+        Self::read(&url, &answer)
     }
 
-    fn json(url: &str, answer: &Answer) -> Result<Value> {
+    fn read<T: DeserializeOwned>(url: &str, answer: &Answer) -> Result<T> {
         if !answer.is_success() {
             return Err(Failure::remote(format!(
                 "{} answered {} {}",
@@ -165,13 +177,43 @@ impl Client {
                 answer.error_summary()
             )));
         }
-        answer.json().ok_or_else(|| {
+        let json = answer.json().ok_or_else(|| {
             Failure::remote(format!(
                 "{} answered {} with something that is not JSON; is this a didit-edge worker?",
                 redact_url(url),
                 answer.status
             ))
+        })?;
+        serde_json::from_value(json).map_err(|error| {
+            Failure::remote(format!(
+                "{} answered {} with JSON this CLI does not read ({error}); are the worker and the CLI the same version?",
+                redact_url(url),
+                answer.status
+            ))
         })
+    }
+}
+
+/// An answer as the API's JSON, on one line.
+fn print_json(view: &impl Serialize) {
+    // Through a `Value`, so keys print in the order they always have (sorted).
+    match serde_json::to_value(view) {
+        Ok(value) => println!("{value}"),
+        Err(error) => eprintln!("the answer could not be printed as JSON: {error}"),
+    }
+}
+
+/// A field as a table cell: `-` for nothing.
+fn cell(value: Option<impl Display>) -> String {
+    value.map_or_else(|| "-".into(), |value| value.to_string())
+}
+
+/// A value's name on the wire (`sweep_done`), as a cell.
+fn wire_name(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(name)) => name,
+        Ok(other) => other.to_string(),
+        Err(_) => "-".into(),
     }
 }
 
@@ -207,110 +249,90 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
-fn ms_time(value: Option<&Value>) -> String {
-    value
-        .and_then(Value::as_i64)
-        .map_or_else(|| "-".into(), |ms| to_rfc3339(ms.div_euclid(1000)))
+/// A moment in Unix ms as RFC 3339.
+fn ms_time(ms: i64) -> String {
+    to_rfc3339(ms.div_euclid(1000))
 }
 
 /// A breaker as a few words.
-pub(crate) fn health(value: Option<&Value>) -> String {
-    let Some(health) = value else {
-        return "-".into();
-    };
-    match health.get("state").and_then(Value::as_str) {
-        Some("closed") => match health.get("consecutive_failures").and_then(Value::as_u64) {
-            Some(0) | None => "closed".into(),
-            Some(1) => "closed (1 failure)".into(),
-            Some(n) => format!("closed ({n} failures)"),
-        },
-        Some("open") => format!("open until {}", ms_time(health.get("until_ms"))),
-        Some("half_open") => "half-open".into(),
-        _ => health.to_string(),
+pub(crate) fn health(breaker: &BreakerState) -> String {
+    match *breaker {
+        BreakerState::Closed {
+            consecutive_failures: 0,
+        } => "closed".into(),
+        BreakerState::Closed {
+            consecutive_failures: 1,
+        } => "closed (1 failure)".into(),
+        BreakerState::Closed {
+            consecutive_failures: n,
+        } => format!("closed ({n} failures)"),
+        BreakerState::Open { until_ms, .. } => format!("open until {}", ms_time(until_ms)),
+        BreakerState::HalfOpen { .. } => "half-open".into(),
     }
 }
 
 fn reconciliation(client: &Client, as_json: bool) -> Result<()> {
-    let answer = client.call(Method::Get, "/admin/reconciliation")?;
+    let answer: ReconciliationStatus = client.call(Method::Get, "/admin/reconciliation")?;
     if as_json {
-        println!("{answer}");
+        print_json(&answer);
         return Ok(());
     }
-    if answer.get("enabled") != Some(&Value::Bool(true)) {
+    let ReconciliationStatus::On(status) = answer else {
         println!("reconciliation is off (DIDIT_API_KEY is not set)");
         return Ok(());
-    }
-    let run = answer.get("last_run").filter(|run| !run.is_null());
-    let field = |value: Option<&Value>, name: &str| cell(value.and_then(|v| v.get(name)));
-    let sweep = answer.get("sweep").filter(|sweep| !sweep.is_null());
+    };
+    let run = status.last_run.as_ref();
     let rows = vec![
-        vec!["checkpoint".into(), cell(answer.get("checkpoint"))],
+        vec!["checkpoint".into(), cell(status.checkpoint.as_ref())],
         vec![
             "sweep".into(),
-            sweep.map_or_else(
+            status.sweep.as_ref().map_or_else(
                 || "none under way".into(),
                 |sweep| {
                     format!(
                         "{} sessions from offset {}, started {}",
-                        field(Some(sweep), "session_kind"),
-                        field(Some(sweep), "offset"),
-                        field(Some(sweep), "started_at")
+                        sweep.session_kind, sweep.offset, sweep.started_at
                     )
                 },
             ),
         ],
-        vec!["last run".into(), field(run, "finished_at")],
+        vec!["last run".into(), cell(run.map(|run| &run.finished_at))],
         vec![
             "  checked".into(),
             format!(
                 "{} sessions on {} pages, {} requests",
-                field(run, "sessions_checked"),
-                field(run, "pages"),
-                field(run, "requests")
+                cell(run.map(|run| run.sessions_checked)),
+                cell(run.map(|run| run.pages)),
+                cell(run.map(|run| run.requests))
             ),
         ],
         vec![
             "  found".into(),
             format!(
                 "{} gaps, {} events injected",
-                field(run, "gaps_found"),
-                field(run, "events_injected")
+                cell(run.map(|run| run.gaps_found)),
+                cell(run.map(|run| run.events_injected))
             ),
         ],
-        vec!["  ended".into(), field(run, "ended")],
+        vec!["  ended".into(), cell(run.map(|run| wire_name(&run.ended)))],
         vec![
             "  errors".into(),
-            run.and_then(|run| run.get("errors"))
-                .and_then(Value::as_array)
+            run.map(|run| &run.errors)
                 .filter(|errors| !errors.is_empty())
-                .map_or_else(
-                    || "none".into(),
-                    |errors| {
-                        errors
-                            .iter()
-                            .map(|e| cell(Some(e)))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    },
-                ),
+                .map_or_else(|| "none".into(), |errors| errors.join("; ")),
         ],
-        vec!["next run".into(), cell(answer.get("next_run_at"))],
-        vec!["gaps waiting".into(), cell(answer.get("gaps_waiting"))],
+        vec!["next run".into(), cell(status.next_run_at.as_ref())],
+        vec!["gaps waiting".into(), status.gaps_waiting.to_string()],
         vec![
             "gaps set aside".into(),
             format!(
                 "{} ({} given up)",
-                cell(answer.get("gaps_set_aside")),
-                cell(answer.get("gaps_given_up"))
+                status.gaps_set_aside, status.gaps_given_up
             ),
         ],
     ];
     println!("{}", table(&["", ""], &rows));
-    let gaps: Vec<Vec<String>> = answer
-        .get("set_aside")
-        .and_then(Value::as_array)
-        .map(|gaps| gaps.iter().map(set_aside_row).collect())
-        .unwrap_or_default();
+    let gaps: Vec<Vec<String>> = status.set_aside.iter().map(set_aside_row).collect();
     if !gaps.is_empty() {
         println!();
         println!(
@@ -325,56 +347,43 @@ fn reconciliation(client: &Client, as_json: bool) -> Result<()> {
 }
 
 /// One set-aside gap as a row: which session, why, and when it is tried again.
-fn set_aside_row(gap: &Value) -> Vec<String> {
-    let field = |name: &str| cell(gap.get(name));
-    let next = gap
-        .get("next_try_at")
-        .filter(|next| !next.is_null())
-        .map_or_else(|| "given up".to_owned(), |next| cell(Some(next)));
+fn set_aside_row(gap: &GapView) -> Vec<String> {
     vec![
-        field("session_id"),
-        field("gap"),
-        field("status"),
-        field("failure"),
-        field("http_status"),
-        field("tries"),
-        next,
+        gap.session_id.clone(),
+        gap.gap.clone(),
+        gap.status.clone(),
+        gap.failure.clone(),
+        cell(gap.http_status),
+        gap.tries.to_string(),
+        gap.next_try_at
+            .clone()
+            .unwrap_or_else(|| "given up".to_owned()),
     ]
 }
 
 fn origins(client: &Client, as_json: bool) -> Result<()> {
-    let answer = client.call(Method::Get, "/admin/origins")?;
+    let answer: OriginsView = client.call(Method::Get, "/admin/origins")?;
     if as_json {
-        println!("{answer}");
+        print_json(&answer);
         return Ok(());
     }
     let rows: Vec<Vec<String>> = answer
-        .get("origins")
-        .and_then(Value::as_array)
-        .map(|list| {
-            list.iter()
-                .map(|o| {
-                    vec![
-                        cell(o.get("name")),
-                        cell(o.get("consumer")),
-                        cell(o.get("priority")),
-                        cell(o.get("weight")),
-                        cell(o.get("region")),
-                        cell(o.get("cloud")),
-                        o.get("timeout_ms")
-                            .and_then(Value::as_u64)
-                            .map_or_else(|| "-".into(), |ms| format!("{ms} ms")),
-                        if o.get("probed") == Some(&Value::Bool(true)) {
-                            "yes".into()
-                        } else {
-                            "no".into()
-                        },
-                        health(o.get("health")),
-                    ]
-                })
-                .collect()
+        .origins
+        .iter()
+        .map(|o| {
+            vec![
+                o.name.clone(),
+                o.consumer.clone(),
+                o.priority.to_string(),
+                o.weight.to_string(),
+                cell(o.region.as_ref()),
+                cell(o.cloud.as_ref()),
+                format!("{} ms", o.timeout_ms),
+                if o.probed { "yes" } else { "no" }.into(),
+                health(&o.health),
+            ]
         })
-        .unwrap_or_default();
+        .collect();
     println!(
         "{}",
         table(
@@ -388,33 +397,32 @@ fn origins(client: &Client, as_json: bool) -> Result<()> {
     Ok(())
 }
 
-fn dead_letter_row(letter: &Value) -> Vec<String> {
-    let attempts = letter.get("attempts").and_then(Value::as_array);
-    let last = attempts.and_then(|a| a.last()).map_or_else(
+fn dead_letter_row(letter: &DeadLetter) -> Vec<String> {
+    let last = letter.attempts.last().map_or_else(
         || "-".into(),
         |a| {
             format!(
                 "{} {} {}",
-                cell(a.get("origin")),
-                cell(a.get("status")),
-                cell(a.get("error"))
+                cell(a.origin.as_ref()),
+                cell(a.status),
+                cell(a.error.as_ref())
             )
         },
     );
     vec![
-        cell(letter.get("id")),
-        cell(letter.get("consumer")),
-        cell(letter.get("subject")),
-        cell(letter.get("webhook_type")),
-        cell(letter.get("reason")),
-        ms_time(letter.get("dead_at_ms")),
-        attempts.map_or(0, Vec::len).to_string(),
+        letter.id.clone(),
+        letter.consumer.clone(),
+        letter.subject.clone(),
+        letter.webhook_type.clone(),
+        letter.reason.clone(),
+        ms_time(letter.dead_at_ms),
+        letter.attempts.len().to_string(),
         last,
     ]
 }
 
 fn dead_letters(client: &Client, args: &DeadLetterArgs, as_json: bool) -> Result<()> {
-    let mut letters: Vec<Value> = Vec::new();
+    let mut letters: Vec<DeadLetter> = Vec::new();
     let mut after = args.after;
     let (next, total) = loop {
         let mut query = format!("limit={}", args.limit);
@@ -424,22 +432,20 @@ fn dead_letters(client: &Client, args: &DeadLetterArgs, as_json: bool) -> Result
         if let Some(after) = after {
             query.push_str(&format!("&after={after}"));
         }
-        let page = client.call(Method::Get, &format!("/admin/dead-letters?{query}"))?;
-        if let Some(list) = page.get("dead_letters").and_then(Value::as_array) {
-            letters.extend(list.iter().cloned());
-        }
-        let total = page.get("total").cloned().unwrap_or(Value::Null);
-        let next = page.get("next").and_then(Value::as_u64);
-        match next {
+        let page: DeadLetterPage =
+            client.call(Method::Get, &format!("/admin/dead-letters?{query}"))?;
+        letters.extend(page.dead_letters);
+        match page.next {
             Some(cursor) if args.all && after != Some(cursor) => after = Some(cursor),
-            _ => break (next, total),
+            next => break (next, page.total),
         }
     };
     if as_json {
-        println!(
-            "{}",
-            json!({"dead_letters": letters, "next": next, "total": total})
-        );
+        print_json(&DeadLetterPage {
+            dead_letters: letters,
+            next,
+            total,
+        });
         return Ok(());
     }
     let rows: Vec<Vec<String>> = letters.iter().map(dead_letter_row).collect();
@@ -461,7 +467,7 @@ fn dead_letters(client: &Client, args: &DeadLetterArgs, as_json: bool) -> Result
             )
         );
     }
-    println!("{} of {} dead letters", rows.len(), cell(Some(&total)));
+    println!("{} of {total} dead letters", rows.len());
     if let Some(cursor) = next {
         println!("more: didit-edge admin dead-letters --after {cursor}  (or --all)");
     }
@@ -470,25 +476,16 @@ fn dead_letters(client: &Client, args: &DeadLetterArgs, as_json: bool) -> Result
 
 fn replay(client: &Client, args: &ReplayArgs, as_json: bool) -> Result<()> {
     if let Some(id) = &args.id {
-        let answer = client.call(
+        let answer: Replayed = client.call(
             Method::Post,
             &format!("/admin/dead-letters/{}/replay", encode(id)),
         )?;
         if as_json {
-            println!("{answer}");
+            print_json(&answer);
             return Ok(());
         }
-        for copy in answer
-            .get("replayed")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            println!(
-                "replayed {} for consumer {}",
-                cell(copy.get("id")),
-                cell(copy.get("consumer"))
-            );
+        for copy in &answer.replayed {
+            println!("replayed {} for consumer {}", copy.id, copy.consumer);
         }
         return Ok(());
     }
@@ -499,12 +496,12 @@ fn replay(client: &Client, args: &ReplayArgs, as_json: bool) -> Result<()> {
         .unwrap_or_default();
     let (mut replayed, mut remaining, mut calls) = (0u64, 0u64, 0u32);
     while calls < MAX_REPLAY_CALLS {
-        let answer = client.call(Method::Post, &format!("/admin/dead-letters/replay{query}"))?;
+        let answer: BulkReplay =
+            client.call(Method::Post, &format!("/admin/dead-letters/replay{query}"))?;
         calls += 1;
-        let this = answer.get("replayed").and_then(Value::as_u64).unwrap_or(0);
-        replayed += this;
-        remaining = answer.get("remaining").and_then(Value::as_u64).unwrap_or(0);
-        if remaining == 0 || this == 0 {
+        replayed += answer.replayed;
+        remaining = answer.remaining;
+        if remaining == 0 || answer.replayed == 0 {
             break;
         }
     }
@@ -527,33 +524,31 @@ fn erase(client: &Client, args: &EraseArgs, as_json: bool) -> Result<()> {
         ));
     }
     // The id rides in the body: no URL normalisation can change which subject is erased.
-    let answer = client.post_json(
+    let answer: ErasureReport = client.post_json(
         "/admin/erasures",
-        &json!({"subject_kind": args.kind, "subject_id": args.id}),
+        &ErasureRequest {
+            subject_kind: args.kind.as_str().into(),
+            subject_id: args.id.as_str().into(),
+        },
     )?;
     if as_json {
-        println!("{answer}");
+        print_json(&answer);
         return Ok(());
     }
-    let erased = answer.get("erased");
-    let count = |key: &str| cell(erased.and_then(|e| e.get(key)));
+    let erased = &answer.erased;
     println!(
         "erased {} events of this {}: {} payloads, {} pending deliveries, {} dead letters, {} stream statuses",
-        count("events"),
-        cell(answer.get("subject_kind")),
-        count("payloads"),
-        count("pending_deliveries"),
-        count("dead_letters"),
-        count("statuses"),
+        erased.events,
+        answer.subject_kind,
+        erased.payloads,
+        erased.pending_deliveries,
+        erased.dead_letters,
+        erased.statuses,
     );
-    if erased
-        .and_then(|e| e.get("reconciliation_sessions"))
-        .and_then(Value::as_u64)
-        .is_some_and(|n| n > 0)
-    {
+    if erased.reconciliation_sessions > 0 {
         println!("reconciliation forgot the session and will not fetch it again");
     }
-    println!("kept: {}", cell(answer.get("kept")));
+    println!("kept: {}", answer.kept);
     Ok(())
 }
 
@@ -584,26 +579,33 @@ mod tests {
         );
     }
 
+    /// `wire` read as the CLI reads an answer.
+    fn read<T: DeserializeOwned>(wire: Value) -> T {
+        serde_json::from_value(wire).expect("the worker's shape")
+    }
+
     #[test]
     fn breakers_read_as_words() {
+        let words = |wire: Value| health(&read(wire));
         assert_eq!(
-            health(Some(&json!({"state": "closed", "consecutive_failures": 0}))),
+            words(json!({"state": "closed", "consecutive_failures": 0})),
             "closed"
         );
         assert_eq!(
-            health(Some(&json!({"state": "closed", "consecutive_failures": 2}))),
+            words(json!({"state": "closed", "consecutive_failures": 1})),
+            "closed (1 failure)"
+        );
+        assert_eq!(
+            words(json!({"state": "closed", "consecutive_failures": 2})),
             "closed (2 failures)"
         );
         assert_eq!(
-            health(Some(
-                &json!({"state": "open", "until_ms": 1_000, "cool_down_ms": 10})
-            )),
+            words(json!({"state": "open", "until_ms": 1_000, "cool_down_ms": 10})),
             "open until 1970-01-01T00:00:01Z"
         );
         assert_eq!(
-            health(Some(
-                &json!({"state": "half_open", "consecutive_successes": 1})
-            )),
+            words(json!({"state": "half_open", "consecutive_successes": 1,
+                         "cool_down_ms": 10, "probe_since_ms": null})),
             "half-open"
         );
     }
@@ -620,7 +622,7 @@ mod tests {
                              "tries": 2, "failure": "decision_unavailable", "http_status": 500,
                              "next_try_at": "2026-12-06T20:00:00Z"});
         assert_eq!(
-            set_aside_row(&waiting),
+            set_aside_row(&read(waiting)),
             [
                 "s-1",
                 "0011223344556677",
@@ -633,18 +635,18 @@ mod tests {
         );
         let given_up = json!({"session_id": "s-2", "gap": "g", "status": "Declined", "tries": 10,
                               "failure": "decision_refused", "http_status": 403, "next_try_at": null});
-        assert_eq!(set_aside_row(&given_up)[6], "given up");
+        assert_eq!(set_aside_row(&read(given_up))[6], "given up");
     }
 
     #[test]
     fn a_dead_letter_row_shows_its_last_attempt() {
         let letter = json!({"id": "evt_1", "consumer": "default", "subject": "session:s",
                             "webhook_type": "status.updated", "reason": "retries_exhausted",
-                            "dead_at_ms": 0, "attempts": [
-                                {"origin": "o", "status": 503, "error": "server_error"},
-                                {"origin": "o", "status": null, "error": "timeout"}]});
+                            "received_at_ms": 0, "dead_at_ms": 0, "attempts": [
+                                {"at_ms": 0, "origin": "o", "status": 503, "error": "server_error"},
+                                {"at_ms": 0, "origin": "o", "status": null, "error": "timeout"}]});
         assert_eq!(
-            dead_letter_row(&letter),
+            dead_letter_row(&read(letter)),
             [
                 "evt_1",
                 "default",

@@ -21,8 +21,9 @@
 //! - watched: [`stream_token`] and [`stream`] (who sees which statuses), [`channel`] (what one
 //!   stream channel keeps and does);
 //! - told: [`alert`] (operational alerts) and [`alert_outbox`] (their outbox's run);
-//! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token and
-//!   queries), [`time`], and [`rejection`], which names every refusal with its status and code.
+//! - around them: [`config`] and [`secret`] (settings), [`admin`] (the admin API's token,
+//!   queries, rules and answers, which the worker writes and the CLI reads), [`time`], and
+//!   [`rejection`], which names every refusal with its status and code.
 
 #![no_std]
 #![forbid(unsafe_code)]

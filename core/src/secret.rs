@@ -5,21 +5,48 @@ use base64::Engine as _;
 use core::fmt;
 use subtle::ConstantTimeEq as _;
 
-/// One Didit webhook secret. Didit keys its HMACs with the secret string's UTF-8 bytes as
-/// they are (not base64-decoded), so that is what is kept.
-#[derive(Clone, PartialEq, Eq)]
-pub struct WebhookSecret(Vec<u8>);
+/// The bytes of a secret (a key, a token), written once for every secret the edge holds:
+/// `Debug` prints `<redacted>`, so a newtype around it that derives `Debug` prints
+/// `Name(<redacted>)` and never the value, and `==` compares in constant time (for equal
+/// lengths), so no comparison leaks a secret's content through its timing.
+#[derive(Clone)]
+pub struct SecretBytes(Vec<u8>);
 
-impl WebhookSecret {
-    /// The HMAC key.
-    pub fn key(&self) -> &[u8] {
+impl SecretBytes {
+    /// Holds `bytes` as a secret.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    /// The secret itself, for the one place that uses it (an HMAC, a hash): never log it.
+    pub fn expose(&self) -> &[u8] {
         &self.0
     }
 }
 
-impl fmt::Debug for WebhookSecret {
+impl fmt::Debug for SecretBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WebhookSecret(<redacted>)")
+        f.write_str("<redacted>")
+    }
+}
+
+impl PartialEq for SecretBytes {
+    fn eq(&self, other: &Self) -> bool {
+        bool::from(self.0.ct_eq(&other.0))
+    }
+}
+
+impl Eq for SecretBytes {}
+
+/// One Didit webhook secret. Didit keys its HMACs with the secret string's UTF-8 bytes as
+/// they are (not base64-decoded), so that is what is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookSecret(SecretBytes);
+
+impl WebhookSecret {
+    /// The HMAC key.
+    pub fn key(&self) -> &[u8] {
+        self.0.expose()
     }
 }
 
@@ -106,7 +133,7 @@ impl WebhookSecrets {
     pub fn parse(list: &str) -> Result<Self, SecretError> {
         Ok(Self(
             entries(list)?
-                .map(|(_, entry)| WebhookSecret(entry.as_bytes().to_vec()))
+                .map(|(_, entry)| WebhookSecret(SecretBytes::new(entry.as_bytes())))
                 .collect(),
         ))
     }
@@ -129,8 +156,8 @@ impl WebhookSecrets {
 
 /// The key that signs what the edge forwards, written `whsec_<base64>` as Standard Webhooks
 /// and Svix write it, so any of their libraries can verify with the same string.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningSecret(Vec<u8>);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningSecret(SecretBytes);
 
 impl SigningSecret {
     /// Parses `whsec_<base64>`.
@@ -145,18 +172,12 @@ impl SigningSecret {
         if !(24..=64).contains(&key.len()) {
             return Err(SigningKeyError::BadKeyLength(key.len()));
         }
-        Ok(Self(key))
+        Ok(Self(SecretBytes::new(key)))
     }
 
     /// The HMAC key.
     pub fn key(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SigningSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SigningSecret(<redacted>)")
+        self.0.expose()
     }
 }
 
@@ -195,11 +216,8 @@ impl SigningSecrets {
 
     /// Whether any key of `self` is also one of `other`'s (compared in constant time).
     pub fn shares_a_key_with(&self, other: &Self) -> bool {
-        self.iter().any(|mine| {
-            other
-                .iter()
-                .any(|theirs| bool::from(mine.key().ct_eq(theirs.key())))
-        })
+        self.iter()
+            .any(|mine| other.iter().any(|theirs| mine == theirs))
     }
 }
 
@@ -209,6 +227,21 @@ mod tests {
     use alloc::format;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn secret_bytes_never_print_and_compare_by_content() {
+        let secret = SecretBytes::new(b"hunter2-hunter2".as_slice());
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(secret.expose(), b"hunter2-hunter2");
+        assert_eq!(secret, SecretBytes::new(b"hunter2-hunter2".to_vec()));
+        assert_ne!(secret, SecretBytes::new(b"hunter2-hunter3".to_vec()));
+        assert_ne!(secret, SecretBytes::new(b"hunter2".to_vec()));
+        let webhook = WebhookSecrets::parse("hunter2-hunter2").expect("valid");
+        assert_eq!(
+            format!("{webhook:?}"),
+            "WebhookSecrets([WebhookSecret(<redacted>)])"
+        );
+    }
 
     #[test]
     fn webhook_secrets_split_on_commas_and_never_print() {

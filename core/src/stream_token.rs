@@ -15,6 +15,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::mac::{tags_equal, HmacSha256, Tag, TAG_LEN};
+use crate::secret::SecretBytes;
 
 /// Shortest accepted `STREAM_TOKEN_SECRET`: HS256 keys shorter than the hash are guessable.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -26,14 +27,8 @@ pub const DEFAULT_MAX_LIFETIME_SECS: u64 = 900;
 pub const CLOCK_SKEW_SECS: i64 = 30;
 
 /// The key that signs stream tokens; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StreamTokenSecret(Vec<u8>);
-
-impl fmt::Debug for StreamTokenSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("StreamTokenSecret(<redacted>)")
-    }
-}
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamTokenSecret(SecretBytes);
 
 impl StreamTokenSecret {
     /// Takes the secret's UTF-8 bytes as the HMAC key (what JWT libraries do with a string
@@ -43,12 +38,12 @@ impl StreamTokenSecret {
         if text.len() < MIN_SECRET_LEN {
             return Err(text.len());
         }
-        Ok(Self(text.as_bytes().to_vec()))
+        Ok(Self(SecretBytes::new(text.as_bytes())))
     }
 
     /// The key bytes, for the HMAC provider.
     pub fn key(&self) -> &[u8] {
-        &self.0
+        self.0.expose()
     }
 }
 
@@ -361,7 +356,7 @@ mod tests {
         let token = "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9\
                      .eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ\
                      .dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        let secret = StreamTokenSecret(key);
+        let secret = StreamTokenSecret(SecretBytes::new(key));
         let at = |now| verify(token, &secret, &expected(now, 900), &mut RustCrypto);
         // The signature holds, so the claims are read: the example has no `sub`.
         assert_eq!(at(1_300_819_000), Err(TokenError::MissingClaim("sub")));

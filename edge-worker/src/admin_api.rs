@@ -3,22 +3,21 @@
 
 use std::rc::Rc;
 
-use didit_edge_core::admin::{DeadLetterQuery, MAX_ERASURE_BODY_BYTES};
+use didit_edge_core::admin::{
+    BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport, OriginView, OriginsView, Replayed,
+    MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
+};
 use didit_edge_core::config::{Config, DeliveryConfig};
-use didit_edge_core::health::BreakerState;
 use didit_edge_core::inbox::Erasure;
 use didit_edge_core::rejection::Rejection;
+use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
-use crate::dead_letters::{self, Key};
+use crate::dead_letters;
 use crate::http::{self, header, ok_json, EdgeError};
-use crate::inbox::{ReplayRequest, Replayed};
+use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
 use crate::{settings, stream};
-
-/// Most subjects one bulk replay visits, so one call stays well inside the platform's
-/// subrequest limits; the answer says how many dead letters remain for the next call.
-const SUBJECTS_PER_BULK_REPLAY: u32 = 40;
 
 /// The configuration, once the request has shown the admin token.
 fn authorized(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, Rejection> {
@@ -56,31 +55,12 @@ pub(crate) async fn origins(
     let snapshot = crate::health::fresh_snapshot(env)
         .await
         .map_err(EdgeError::unavailable("origin health unavailable"))?;
-    let origins: Vec<serde_json::Value> = delivery
+    let origins = delivery
         .origins
         .iter()
-        .map(|origin| {
-            // An origin nobody has reported on has a closed breaker.
-            let breaker = snapshot
-                .get(&origin.name)
-                .copied()
-                .unwrap_or(BreakerState::Closed {
-                    consecutive_failures: 0,
-                });
-            serde_json::json!({
-                "name": origin.name,
-                "consumer": origin.consumer(),
-                "priority": origin.priority,
-                "weight": origin.weight,
-                "region": origin.region,
-                "cloud": origin.cloud,
-                "probed": origin.health_url.is_some(),
-                "timeout_ms": origin.timeout_ms,
-                "health": breaker,
-            })
-        })
+        .map(|origin| OriginView::of(origin, snapshot.get(&origin.name).copied()))
         .collect();
-    ok_json(serde_json::json!({ "origins": origins }).to_string())
+    answer(&OriginsView { origins })
 }
 
 /// `GET /admin/dead-letters`: one page of every subject's dead letters, with their attempts.
@@ -93,7 +73,7 @@ pub(crate) async fn list_dead_letters(
     let page = dead_letters::page(env, query.consumer, query.limit, query.after)
         .await
         .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
-    ok_json(page)
+    answer(&page)
 }
 
 /// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
@@ -103,7 +83,7 @@ pub(crate) async fn replay_one(
     id: &str,
 ) -> std::result::Result<Response, EdgeError> {
     authorized(request, env)?;
-    let found = dead_letters::inboxes(env, Some(id), None, SUBJECTS_PER_BULK_REPLAY)
+    let found = dead_letters::inboxes(env, Some(id), None, SUBJECTS_PER_REPLAY)
         .await
         .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
     let mut replayed = Vec::new();
@@ -118,14 +98,11 @@ pub(crate) async fn replay_one(
                 .map_err(EdgeError::unavailable("inbox unavailable for replay"))?,
         );
     }
-    if replayed.is_empty() {
-        return Err(Rejection::DeadLetterNotFound.into());
-    }
-    ok_json(serde_json::json!({ "replayed": replayed }).to_string())
+    answer(&Replayed { replayed }.of_one_event()?)
 }
 
 /// `POST /admin/dead-letters/replay[?consumer=…]`: the dead letters of up to
-/// [`SUBJECTS_PER_BULK_REPLAY`] subjects go back in line; `remaining` says whether to call again.
+/// [`SUBJECTS_PER_REPLAY`] subjects go back in line; `remaining` says whether to call again.
 pub(crate) async fn replay_all(
     request: &Request,
     env: &Env,
@@ -136,11 +113,11 @@ pub(crate) async fn replay_all(
         env,
         None,
         query.consumer.clone(),
-        SUBJECTS_PER_BULK_REPLAY.min(query.limit),
+        query.subjects_to_replay(),
     )
     .await
     .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
-    let mut replayed = 0;
+    let mut replayed: u64 = 0;
     for inbox in &found.inboxes {
         let ask = ReplayRequest {
             id: None,
@@ -149,16 +126,19 @@ pub(crate) async fn replay_all(
         replayed += replay_in(env, inbox, &ask)
             .await
             .map_err(EdgeError::unavailable("inbox unavailable for replay"))?
-            .len();
+            .len() as u64;
     }
     let remaining = dead_letters::inboxes(env, None, query.consumer, 1)
         .await
         .map_err(EdgeError::unavailable("dead-letter index unavailable"))?
         .total;
-    ok_json(serde_json::json!({ "replayed": replayed, "remaining": remaining }).to_string())
+    answer(&BulkReplay {
+        replayed,
+        remaining,
+    })
 }
 
-async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<Key>> {
+async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<DeadLetterKey>> {
     let replayed: Replayed = objects::ask(
         env,
         InboxCall::BINDING,
@@ -210,21 +190,12 @@ pub(crate) async fn erase_subject(
         serde_json::json!({"event": "subject_erased", "subject_kind": subject.kind.as_str(),
             "events": erased.events, "statuses": statuses})
     );
-    ok_json(
-        serde_json::json!({
-            "subject_kind": subject.kind.as_str(),
-            "erased": {
-                "events": erased.events,
-                "payloads": erased.payloads,
-                "pending_deliveries": erased.pending_deliveries,
-                "dead_letters": erased.dead_letters,
-                "statuses": statuses,
-                "reconciliation_sessions": reconciliation.map_or(0, |forgotten| forgotten.sessions),
-            },
-            "kept": "each event's id, Didit's event_id, type, status and times, for deduplication until DEDUP_TTL_SECS; a mark that keeps reconciliation from fetching the subject again",
-        })
-        .to_string(),
-    )
+    answer(&ErasureReport::new(
+        subject.kind,
+        erased,
+        statuses,
+        reconciliation.map(|forgotten| forgotten.sessions),
+    ))
 }
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next
@@ -240,5 +211,12 @@ pub(crate) async fn reconciliation(
     let status = crate::reconciler::status(env)
         .await
         .map_err(EdgeError::unavailable("reconciliation state unavailable"))?;
-    ok_json(status)
+    answer(&status)
+}
+
+/// A 200 with `view` as its JSON body.
+fn answer(view: &impl Serialize) -> std::result::Result<Response, EdgeError> {
+    let body = serde_json::to_string(view)
+        .map_err(|error| EdgeError::unavailable("response")(worker::Error::from(error)))?;
+    ok_json(body)
 }

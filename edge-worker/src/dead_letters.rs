@@ -20,63 +20,17 @@ use crate::objects::{self, DeadLettersCall, GLOBAL};
 use crate::rows::{self, Columns};
 use crate::{alerts, http};
 
-/// One request or response at one origin, as the attempt log shows it.
-#[derive(Clone, Serialize, Deserialize)]
-pub(crate) struct LoggedAttempt {
-    /// When (Unix ms).
-    pub at_ms: i64,
-    /// The origin, if one was tried.
-    pub origin: Option<String>,
-    /// Its HTTP status, if it answered.
-    pub status: Option<u16>,
-    /// What went wrong, as a stable code (`timeout`, `server_error`, `rejected`, `redirect`, …).
-    pub error: Option<String>,
-    /// Where a redirect pointed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub location: Option<String>,
-}
-
-/// One consumer's dead copy of one event.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Entry {
-    /// The event id (what `webhook-id` carried).
-    pub id: String,
-    /// The consumer that never got it.
-    pub consumer: String,
-    /// The subject's inbox (`session:…`, `user:…`), where the event and its payload live.
-    pub subject: String,
-    /// Didit's `webhook_type`.
-    pub webhook_type: String,
-    /// Why it was given up on (`retries_exhausted`, `aborted_by_origin`).
-    pub reason: String,
-    /// When the edge received it (Unix ms).
-    pub received_at_ms: i64,
-    /// When it became a dead letter (Unix ms).
-    pub dead_at_ms: i64,
-    /// Until when its payload is kept for replay (Unix ms), by the retention in force when it
-    /// is listed (so inboxes do not send it); then its inbox takes it off the list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replayable_until_ms: Option<i64>,
-    /// Every attempt, oldest first.
-    pub attempts: Vec<LoggedAttempt>,
-}
-
-/// Identifies one entry.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Key {
-    /// The event id.
-    pub id: String,
-    /// The consumer.
-    pub consumer: String,
-}
+/// A dead letter as listed (and as inboxes push it), the key that names one, and one attempt
+/// of its log: the admin API's shapes, from the core.
+pub(crate) use didit_edge_core::admin::{DeadLetter, DeadLetterKey, DeadLetterPage, LoggedAttempt};
 
 /// Changes pushed by one inbox.
 #[derive(Serialize, Deserialize, Default)]
 pub(crate) struct Changes {
     /// New or renewed dead letters.
-    pub put: Vec<Entry>,
+    pub put: Vec<DeadLetter>,
     /// Dead letters that were replayed or whose retention ended.
-    pub remove: Vec<Key>,
+    pub remove: Vec<DeadLetterKey>,
 }
 
 /// Where to send replays, and how many dead letters there are in all.
@@ -122,16 +76,6 @@ struct Row {
     received_at_ms: i64,
     dead_at_ms: i64,
     attempts: String,
-}
-
-/// A page of the listing, as `GET /admin/dead-letters` answers.
-#[derive(Serialize)]
-struct Page {
-    dead_letters: Vec<Entry>,
-    /// Pass as `after` for the next page; `null` on the last.
-    next: Option<i64>,
-    /// Matching dead letters in all.
-    total: u64,
 }
 
 impl DeadLetters {
@@ -237,7 +181,7 @@ impl DeadLetters {
         Ok(count.map_or(0, |n| u64::try_from(n).unwrap_or(0)))
     }
 
-    fn page(&self, query: &Query) -> Result<Page> {
+    fn page(&self, query: &Query) -> Result<DeadLetterPage> {
         let (clause, values) = Self::filter(None, query.consumer.clone());
         let total = self.count(&clause, values.clone())?;
         let mut paged = values;
@@ -266,10 +210,11 @@ impl DeadLetters {
             },
         )?;
         let next =
-            dead_letter_index::next_page(rows.len(), query.limit, rows.last().map(|r| r.seq));
+            dead_letter_index::next_page(rows.len(), query.limit, rows.last().map(|r| r.seq))
+                .and_then(|seq| u64::try_from(seq).ok());
         let dead_letters = rows
             .into_iter()
-            .map(|row| Entry {
+            .map(|row| DeadLetter {
                 attempts: serde_json::from_str(&row.attempts).unwrap_or_else(|error| {
                     console_error!(
                         "attempt log of {} is unreadable, listed without it: {error}",
@@ -287,7 +232,7 @@ impl DeadLetters {
                 replayable_until_ms: Some(self.replayable_until_ms(row.dead_at_ms)),
             })
             .collect();
-        Ok(Page {
+        Ok(DeadLetterPage {
             dead_letters,
             next,
             total,
@@ -364,13 +309,13 @@ pub(crate) async fn push(env: &Env, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-/// One page of the listing, as JSON text to answer with.
+/// One page of the listing.
 pub(crate) async fn page(
     env: &Env,
     consumer: Option<String>,
     limit: u32,
     after: u64,
-) -> Result<String> {
+) -> Result<DeadLetterPage> {
     let query = Query {
         id: None,
         consumer,
@@ -379,7 +324,7 @@ pub(crate) async fn page(
     };
     call(env, DeadLettersCall::Page, serde_json::to_string(&query)?)
         .await?
-        .text()
+        .json()
         .await
 }
 

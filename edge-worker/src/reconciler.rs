@@ -11,6 +11,9 @@
 
 use std::cell::RefCell;
 
+use didit_edge_core::admin::{
+    rfc3339, GapView, ReconciliationStatus, Reconciling, RunView, SettingsView, SweepView,
+};
 use didit_edge_core::alert::Alert;
 use didit_edge_core::config::ReconcileConfig;
 use didit_edge_core::identity::{Subject, SubjectKind};
@@ -21,8 +24,8 @@ use didit_edge_core::receipt::Receipt;
 use didit_edge_core::reconcile::api::{Answer, MAX_DECISION_BYTES};
 use didit_edge_core::reconcile::memory::gap_reference;
 use didit_edge_core::reconcile::{
-    self, erasure, erasure_key, Change, Failure, InjectFailure, Injected, RunEnd, RunReport, Seen,
-    SetAside, Step, STEP_TIMEOUT_SECS,
+    self, erasure, erasure_key, Change, Failure, InjectFailure, Injected, Seen, SetAside, Step,
+    STEP_TIMEOUT_SECS,
 };
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::{to_rfc3339, to_rfc3339_micros, UnixMs, UnixSecs};
@@ -41,9 +44,6 @@ use crate::objects::{self, InboxCall, ReconcilerCall, GLOBAL};
 use crate::origin::{fetch_within, Fetched};
 use crate::rows::{self, Columns};
 use crate::{alerts, faults, http, settings, stream};
-
-/// `GET /admin/reconciliation`'s body while `DIDIT_API_KEY` is unset.
-const OFF: &str = r#"{"enabled":false}"#;
 
 /// The longest list page read (a hundred rows with their identity data is far less).
 const MAX_PAGE_BYTES: usize = 4 * 1_048_576;
@@ -475,8 +475,8 @@ impl Reconciler {
         self.wake_at(next).await?;
         let line = RunLine {
             event: "reconcile_run",
-            run: state.last_run.as_ref().map(ReportView::of),
-            next_run_at: Moment(next),
+            run: state.last_run.as_ref().map(RunView::of),
+            next_run_at: rfc3339(next),
         };
         let line = serde_json::to_string(&line)?;
         console_log!("{line}");
@@ -520,7 +520,7 @@ impl Reconciler {
     }
 
     /// Where reconciliation stands, for `GET /admin/reconciliation`.
-    fn status(&self, reconcile: &ReconcileConfig) -> Result<String> {
+    fn status(&self, reconcile: &ReconcileConfig) -> Result<ReconciliationStatus> {
         let state = self.load()?;
         let count = |query: &str| -> Result<i64> {
             Ok(rows::first(&self.sql().exec(query, None)?, Columns::int)?.unwrap_or(0))
@@ -540,32 +540,20 @@ impl Reconciler {
                     tries: row.int()?,
                     failure: row.opt_text()?.unwrap_or_default(),
                     http_status: row.opt_int()?,
-                    next_try_at: row.opt_int()?.map(|at| Moment(UnixSecs(at))),
+                    next_try_at: row.opt_int()?.map(|at| rfc3339(UnixSecs(at))),
                 })
             },
         )?;
         let settings = &reconcile.settings;
-        let view = StatusView {
-            enabled: true,
-            settings: SettingsView {
-                lookback_secs: settings.lookback_secs,
-                interval_secs: settings.interval_secs,
-                settle_secs: settings.settle_secs,
-                recheck_secs: settings.recheck_secs,
-                requests_per_run: settings.requests_per_run,
-            },
+        Ok(ReconciliationStatus::On(Box::new(Reconciling {
+            settings: SettingsView::of(settings),
             activated_at: state.switched_on().map(to_rfc3339_micros),
-            checkpoint: state.checkpoint.map(Moment),
-            sweep: state.sweep.as_ref().map(|sweep| SweepView {
-                started_at: Moment(sweep.started_at),
-                date_from: Moment(sweep.from),
-                session_kind: sweep.kind.as_str(),
-                offset: sweep.offset,
-            }),
-            last_run: state.last_run.as_ref().map(ReportView::of),
+            checkpoint: state.checkpoint.map(rfc3339),
+            sweep: state.sweep.as_ref().map(SweepView::of),
+            last_run: state.last_run.as_ref().map(RunView::of),
             next_run_at: state
                 .switched_on()
-                .map(|_| Moment(state.next_run_at(settings))),
+                .map(|_| rfc3339(state.next_run_at(settings))),
             api_failures_in_a_row: state.failures,
             sessions_remembered: count("SELECT COUNT(*) FROM seen")?,
             gaps_waiting: count("SELECT COUNT(*) FROM seen WHERE gap_since IS NOT NULL")?,
@@ -573,109 +561,7 @@ impl Reconciler {
             gaps_given_up: count("SELECT COUNT(*) FROM seen WHERE tries > 0 AND retry_at IS NULL")?,
             set_aside: gaps,
             erased_subjects: count("SELECT COUNT(*) FROM erased")?,
-        };
-        Ok(serde_json::to_string(&view)?)
-    }
-}
-
-/// A moment as the admin API and the log show it: RFC 3339.
-struct Moment(UnixSecs);
-
-impl Serialize for Moment {
-    fn serialize<S: serde::Serializer>(
-        &self,
-        serializer: S,
-    ) -> std::result::Result<S::Ok, S::Error> {
-        serializer.serialize_str(&to_rfc3339(self.0 .0))
-    }
-}
-
-/// `GET /admin/reconciliation`'s body.
-#[derive(Serialize)]
-struct StatusView<'a> {
-    enabled: bool,
-    settings: SettingsView,
-    /// When it was switched on, to the microsecond (Didit's precision).
-    activated_at: Option<String>,
-    checkpoint: Option<Moment>,
-    sweep: Option<SweepView>,
-    last_run: Option<ReportView<'a>>,
-    next_run_at: Option<Moment>,
-    api_failures_in_a_row: u32,
-    sessions_remembered: i64,
-    gaps_waiting: i64,
-    gaps_set_aside: i64,
-    gaps_given_up: i64,
-    set_aside: Vec<GapView>,
-    erased_subjects: i64,
-}
-
-/// One set-aside gap: which session, why, and when it is tried again (`null`: given up).
-#[derive(Serialize)]
-struct GapView {
-    session_id: String,
-    /// The reference alerts carry.
-    gap: String,
-    status: String,
-    tries: i64,
-    failure: String,
-    http_status: Option<i64>,
-    next_try_at: Option<Moment>,
-}
-
-#[derive(Serialize)]
-struct SettingsView {
-    lookback_secs: u64,
-    interval_secs: u64,
-    settle_secs: u64,
-    recheck_secs: u64,
-    requests_per_run: u32,
-}
-
-#[derive(Serialize)]
-struct SweepView {
-    started_at: Moment,
-    date_from: Moment,
-    session_kind: &'static str,
-    offset: u64,
-}
-
-/// A run as the admin API and the `reconcile_run` log line show it.
-#[derive(Serialize)]
-struct ReportView<'a> {
-    started_at: Moment,
-    finished_at: Moment,
-    pages: u64,
-    sessions_checked: u64,
-    gaps_found: u64,
-    events_injected: u64,
-    set_aside: u64,
-    gave_up: u64,
-    beyond_memory: u64,
-    unreadable_rows: u64,
-    requests: u64,
-    ended: RunEnd,
-    errors: &'a [String],
-}
-
-impl<'a> ReportView<'a> {
-    fn of(report: &'a RunReport) -> Self {
-        let counts = &report.counts;
-        Self {
-            started_at: Moment(report.started_at),
-            finished_at: Moment(report.finished_at),
-            pages: counts.pages,
-            sessions_checked: counts.sessions_checked,
-            gaps_found: counts.gaps_found,
-            events_injected: counts.events_injected,
-            set_aside: counts.set_aside,
-            gave_up: counts.gave_up,
-            beyond_memory: counts.beyond_memory,
-            unreadable_rows: counts.unreadable_rows,
-            requests: counts.requests,
-            ended: report.ended,
-            errors: &report.errors,
-        }
+        })))
     }
 }
 
@@ -691,10 +577,10 @@ struct InjectedLine<'a> {
 
 /// The `reconcile_run` log line.
 #[derive(Serialize)]
-struct RunLine<'a> {
+struct RunLine {
     event: &'static str,
-    run: Option<ReportView<'a>>,
-    next_run_at: Moment,
+    run: Option<RunView>,
+    next_run_at: String,
 }
 
 /// `GET`s `path` under Didit's API base URL with the API key, reading at most `limit` bytes of
@@ -848,10 +734,11 @@ impl DurableObject for Reconciler {
             Some(ReconcilerCall::Forget) => self.forget(request).await,
             Some(ReconcilerCall::Status) => {
                 let config = settings::config(&self.env);
-                match config.reconcile.on() {
-                    Some(reconcile) => http::json(200, self.status(reconcile)?),
-                    None => http::json(200, OFF.into()),
-                }
+                let status = match config.reconcile.on() {
+                    Some(reconcile) => self.status(reconcile)?,
+                    None => ReconciliationStatus::Off,
+                };
+                http::json(200, serde_json::to_string(&status)?)
             }
             None => http::rejection(&Rejection::NotFound),
         }
@@ -885,9 +772,9 @@ pub(crate) async fn tick(env: &Env) {
 }
 
 /// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status.
-pub(crate) async fn status(env: &Env) -> Result<String> {
+pub(crate) async fn status(env: &Env) -> Result<ReconciliationStatus> {
     if settings::config(env).reconcile.on().is_none() {
-        return Ok(OFF.into());
+        return Ok(ReconciliationStatus::Off);
     }
     objects::post(
         env,
@@ -897,7 +784,7 @@ pub(crate) async fn status(env: &Env) -> Result<String> {
         String::new(),
     )
     .await?
-    .text()
+    .json()
     .await
 }
 

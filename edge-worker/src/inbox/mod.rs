@@ -32,7 +32,7 @@ use worker::{
 
 use crate::claim::{Claim, Content};
 use crate::clock::{alarm_at, now_ms};
-use crate::dead_letters::{self, Changes, Entry, Key};
+use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
 use crate::objects::InboxCall;
 use crate::{faults, health, http, origin, settings, stream};
 
@@ -46,12 +46,8 @@ pub(crate) struct ReplayRequest {
     pub consumer: Option<String>,
 }
 
-/// What a replay put back in line.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Replayed {
-    /// The copies, by event id and consumer.
-    pub replayed: Vec<Key>,
-}
+/// What a replay put back in line (also the admin API's answer to a replay of one event).
+pub(crate) use didit_edge_core::admin::Replayed;
 
 /// Reconciliation's question: does the inbox hold the transition to `status`?
 #[derive(Serialize, Deserialize)]
@@ -213,7 +209,7 @@ impl Inbox {
         let replayed = Replayed {
             replayed: replayed
                 .into_iter()
-                .map(|key| Key {
+                .map(|key| DeadLetterKey {
                     id: key.id,
                     consumer: key.consumer,
                 })
@@ -275,7 +271,7 @@ impl Inbox {
                     reason,
                     received_at,
                     dead_at,
-                } => changes.put.push(Entry {
+                } => changes.put.push(DeadLetter {
                     id: key.id.clone(),
                     consumer: key.consumer.clone(),
                     subject: subject.to_string(),
@@ -291,7 +287,7 @@ impl Inbox {
                         listed_attempts,
                     )?,
                 }),
-                IndexEntry::Remove => changes.remove.push(Key {
+                IndexEntry::Remove => changes.remove.push(DeadLetterKey {
                     id: key.id.clone(),
                     consumer: key.consumer.clone(),
                 }),

@@ -1,64 +1,12 @@
-//! Who may use the admin API (`Authorization: Bearer <ADMIN_TOKEN>`, compared in constant
-//! time), and what its paths and queries name.
+//! What the admin API's queries and bodies name: which dead letters a listing or a replay
+//! covers, and which subject an erasure erases.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
-use core::fmt;
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use serde::{Deserialize, Serialize};
 
 use crate::identity::{Subject, SubjectKind};
 use crate::rejection::Rejection;
-
-/// The admin token. Shorter than this is refused: it guards replay and health data.
-pub const MIN_TOKEN_LEN: usize = 24;
-
-/// The configured admin token; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AdminToken(String);
-
-impl fmt::Debug for AdminToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("AdminToken(<redacted>)")
-    }
-}
-
-impl AdminToken {
-    /// Checks the token's length; the value is never echoed.
-    pub fn parse(text: &str) -> Result<Self, usize> {
-        let text = text.trim();
-        if text.len() < MIN_TOKEN_LEN {
-            return Err(text.len());
-        }
-        Ok(Self(text.into()))
-    }
-}
-
-/// Whether `authorization` (the header's value) carries the token. Both sides are hashed first,
-/// so the comparison takes the same time whatever the presented token's length or content.
-pub fn authorize(authorization: Option<&str>, token: Option<&AdminToken>) -> Result<(), Rejection> {
-    let Some(token) = token else {
-        return Err(Rejection::Unauthorized {
-            reason: "the admin API is off: ADMIN_TOKEN is not set",
-        });
-    };
-    let presented = authorization
-        .and_then(|value| value.trim().strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or(Rejection::Unauthorized {
-            reason: "expected `Authorization: Bearer <ADMIN_TOKEN>`",
-        })?;
-    let expected = Sha256::digest(token.0.as_bytes());
-    let given = Sha256::digest(presented.as_bytes());
-    if bool::from(expected.as_slice().ct_eq(given.as_slice())) {
-        Ok(())
-    } else {
-        Err(Rejection::Unauthorized {
-            reason: "wrong admin token",
-        })
-    }
-}
 
 /// Dead letters listed per page when the caller does not say.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -118,7 +66,19 @@ impl DeadLetterQuery {
         }
         Ok(parsed)
     }
+
+    /// How many subjects one bulk replay visits: at most [`SUBJECTS_PER_REPLAY`], and never
+    /// more than the caller's `limit` (each subject holds at least one of the dead letters the
+    /// caller asked for, so a smaller limit replays fewer).
+    pub fn subjects_to_replay(&self) -> u32 {
+        SUBJECTS_PER_REPLAY.min(self.limit)
+    }
 }
+
+/// Most subjects (inboxes) one replay call visits, each with a subrequest, so one call stays
+/// well inside the platform's subrequest limit; a bulk replay's answer says how many dead
+/// letters remain for the next call.
+pub const SUBJECTS_PER_REPLAY: u32 = 40;
 
 /// Longest subject id an erasure accepts: Didit's ids are UUIDs, but `vendor_data` is the
 /// integrator's own text (a 20 kB id is erased like any other).
@@ -126,20 +86,23 @@ pub const MAX_SUBJECT_ID_BYTES: usize = 64 * 1024;
 /// Largest body of `POST /admin/erasures`: the longest id, every character escaped.
 pub const MAX_ERASURE_BODY_BYTES: u64 = 512 * 1024;
 
-#[derive(Deserialize)]
+/// The body of `POST /admin/erasures`, as the CLI writes it and [`erasure_request`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ErasureBody<'a> {
+pub struct ErasureRequest<'a> {
+    /// The subject's kind (`session`, `business_session`, `user`, `business`, `transaction`).
     #[serde(borrow)]
-    subject_kind: Cow<'a, str>,
+    pub subject_kind: Cow<'a, str>,
+    /// Its id: the session id, or for a user the `vendor_data` (any text).
     #[serde(borrow)]
-    subject_id: Cow<'a, str>,
+    pub subject_id: Cow<'a, str>,
 }
 
 /// The subject a `POST /admin/erasures` body names: `{"subject_kind": "user", "subject_id":
 /// "…"}`. The id travels in JSON, not in the path, so no URL normalisation (`.`, `..`, `%2F`,
 /// `?`, `#`, whitespace) can change which subject is erased.
 pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
-    let body: ErasureBody<'_> = serde_json::from_slice(body).map_err(|_| Rejection::InvalidSubject {
+    let body: ErasureRequest<'_> = serde_json::from_slice(body).map_err(|_| Rejection::InvalidSubject {
         reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
     })?;
     let kind = SubjectKind::from_name(&body.subject_kind).ok_or(Rejection::InvalidSubject {
@@ -172,37 +135,6 @@ mod tests {
 
     use super::*;
     use alloc::vec::Vec;
-
-    #[test]
-    fn bearer_token_must_match() {
-        let token = AdminToken::parse("a-long-enough-admin-token-123").expect("valid");
-        assert_eq!(
-            authorize(Some("Bearer a-long-enough-admin-token-123"), Some(&token)),
-            Ok(())
-        );
-        for bad in [
-            None,
-            Some(""),
-            Some("Bearer"),
-            Some("Bearer wrong"),
-            Some("Basic a-long-enough-admin-token-123"),
-            Some("Bearer a-long-enough-admin-token-1234"),
-        ] {
-            assert!(
-                matches!(
-                    authorize(bad, Some(&token)),
-                    Err(Rejection::Unauthorized { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-        assert!(matches!(
-            authorize(Some("Bearer x"), None),
-            Err(Rejection::Unauthorized { .. })
-        ));
-        assert_eq!(AdminToken::parse("short"), Err(5));
-        assert_eq!(alloc::format!("{token:?}"), "AdminToken(<redacted>)");
-    }
 
     #[test]
     fn dead_letter_queries() {
@@ -241,8 +173,17 @@ mod tests {
     #[test]
     fn an_erasure_names_its_subject_in_the_body_whatever_the_id_holds() {
         let body = |kind: &str, id: &str| {
-            serde_json::to_vec(&serde_json::json!({"subject_kind": kind, "subject_id": id}))
-                .expect("json")
+            let request = ErasureRequest {
+                subject_kind: kind.into(),
+                subject_id: id.into(),
+            };
+            let body = serde_json::to_vec(&request).expect("json");
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&body).expect("json"),
+                serde_json::json!({"subject_kind": kind, "subject_id": id}),
+                "the wire shape"
+            );
+            body
         };
         let long = "é".repeat(10_000);
         for id in [
@@ -285,5 +226,19 @@ mod tests {
                 ("invalid_subject", 400)
             );
         }
+    }
+
+    #[test]
+    fn a_bulk_replay_visits_at_most_forty_subjects_and_no_more_than_the_limit() {
+        let subjects = |query: &str| {
+            DeadLetterQuery::parse(Some(query))
+                .expect(query)
+                .subjects_to_replay()
+        };
+        assert_eq!(subjects(""), 40, "the default page of 100 is capped");
+        assert_eq!(subjects("limit=500"), 40);
+        assert_eq!(subjects("limit=40"), 40);
+        assert_eq!(subjects("limit=7"), 7, "a smaller limit is kept");
+        assert_eq!(subjects("limit=1"), 1);
     }
 }
