@@ -17,7 +17,9 @@ mod store;
 use std::cell::{Cell, RefCell};
 
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
-use didit_edge_core::inbox::run::{self, Begin, RunError, Step, StoredBody, LISTED_ATTEMPTS};
+use didit_edge_core::inbox::run::{
+    self, Begin, Finished, Run, RunError, Step, StoredBody, LISTED_ATTEMPTS,
+};
 use didit_edge_core::inbox::{
     subject_kind, Claim as MachineClaim, ClaimContent, Classification, Inbox as Machine,
     IndexChange, IndexEntry, LogRecord, ReplayFilter,
@@ -323,62 +325,8 @@ impl Inbox {
         };
         let finished = loop {
             let step = self.step(|machine| run.poll(machine, UnixMs(now_ms())))?;
-            match step {
-                Step::ReadBody(seq) => {
-                    let stored = store::stored_body(&self.sql(), seq)?;
-                    let stored = Some(StoredBody {
-                        body: stored.body,
-                        verified: stored.verified,
-                        test: stored.test,
-                        received_at: stored.received_at,
-                    });
-                    self.step(|machine| run.handle_body(machine, stored, UnixMs(now_ms())))?
-                        .map_err(run_failed)?;
-                }
-                Step::ReadHealth { may_fetch } => {
-                    let mut allowance = SubrequestBudget::new(u32::from(may_fetch));
-                    let snapshot = health::snapshot(&self.env, &mut allowance).await;
-                    run.handle_health(&snapshot, allowance.used())
-                        .map_err(run_failed)?;
-                }
-                Step::ReadPayload(seq) => {
-                    let payload = store::payload(&self.sql(), seq)?;
-                    run.handle_payload(payload, UnixMs(now_ms()))
-                        .map_err(run_failed)?;
-                }
-                Step::Post {
-                    origin: target,
-                    secrets,
-                    id,
-                } => {
-                    let (result, retry_after) =
-                        origin::deliver(target, secrets, &id, run.payload()).await;
-                    run.handle_answer(result, retry_after, UnixMs(now_ms()))
-                        .map_err(run_failed)?;
-                }
-                Step::ReportHealth(report) => {
-                    health::report(
-                        &self.env,
-                        &report.origin,
-                        report.up,
-                        report.retry_after_ms,
-                        report.at.0,
-                    )
-                    .await;
-                }
-                Step::Publish(update) => stream::publish(&self.env, &update).await,
-                Step::PushIndex {
-                    subject,
-                    changes,
-                    listed_attempts,
-                } => {
-                    let pushed = self.push_index(&subject, &changes, listed_attempts).await?;
-                    self.step(|machine| {
-                        run.handle_index_pushed(machine, pushed, UnixMs(now_ms()))
-                    })?
-                    .map_err(run_failed)?;
-                }
-                Step::Done(finished) => break finished,
+            if let Some(finished) = self.perform(&mut run, step).await? {
+                break finished;
             }
         };
         if let Some(handover) = finished.handed_over {
@@ -395,6 +343,68 @@ impl Inbox {
             );
         }
         self.set_alarm(finished.wake_at.map(|at| at.0)).await
+    }
+
+    /// Performs one step of the run and hands back what came of it, with the time it came;
+    /// `Some` when the run is over.
+    async fn perform(&self, run: &mut Run<'_>, step: Step<'_>) -> Result<Option<Finished>> {
+        match step {
+            Step::ReadBody(seq) => {
+                let stored = store::stored_body(&self.sql(), seq)?;
+                let stored = Some(StoredBody {
+                    body: stored.body,
+                    verified: stored.verified,
+                    test: stored.test,
+                    received_at: stored.received_at,
+                });
+                self.step(|machine| run.handle_body(machine, stored, UnixMs(now_ms())))?
+                    .map_err(run_failed)?;
+            }
+            Step::ReadHealth { may_fetch } => {
+                let mut allowance = SubrequestBudget::new(u32::from(may_fetch));
+                let snapshot = health::snapshot(&self.env, &mut allowance).await;
+                run.handle_health(&snapshot, allowance.used())
+                    .map_err(run_failed)?;
+            }
+            Step::ReadPayload(seq) => {
+                let payload = store::payload(&self.sql(), seq)?;
+                run.handle_payload(payload, UnixMs(now_ms()))
+                    .map_err(run_failed)?;
+            }
+            Step::Post {
+                origin: target,
+                secrets,
+                id,
+            } => {
+                let (result, retry_after) =
+                    origin::deliver(target, secrets, &id, run.payload()).await;
+                run.handle_answer(result, retry_after, UnixMs(now_ms()))
+                    .map_err(run_failed)?;
+            }
+            Step::ReportHealth(report) => {
+                let at = report.at.0;
+                health::report(
+                    &self.env,
+                    &report.origin,
+                    report.up,
+                    report.retry_after_ms,
+                    at,
+                )
+                .await;
+            }
+            Step::Publish(update) => stream::publish(&self.env, &update).await,
+            Step::PushIndex {
+                subject,
+                changes,
+                listed_attempts,
+            } => {
+                let pushed = self.push_index(&subject, &changes, listed_attempts).await?;
+                self.step(|machine| run.handle_index_pushed(machine, pushed, UnixMs(now_ms())))?
+                    .map_err(run_failed)?;
+            }
+            Step::Done(finished) => return Ok(Some(finished)),
+        }
+        Ok(None)
     }
 
     /// Absorbs a failed alarm run: logs it and re-arms with a backoff, so pending work always
