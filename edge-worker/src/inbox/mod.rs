@@ -21,8 +21,8 @@ use didit_edge_core::inbox::run::{
     self, Begin, Finished, Run, RunError, Step, StoredBody, LISTED_ATTEMPTS,
 };
 use didit_edge_core::inbox::{
-    subject_kind, Claim as MachineClaim, ClaimContent, Classification, Inbox as Machine,
-    IndexChange, IndexEntry, LogRecord, ReplayFilter,
+    subject_kind, Claim, ClaimContent, Classification, IndexChange, IndexEntry, LogRecord,
+    ReplayFilter,
 };
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::{UnixMs, UnixSecs};
@@ -32,7 +32,7 @@ use worker::{
     State,
 };
 
-use crate::claim::{Claim, Content};
+use crate::claim::{self, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
 use crate::objects::InboxCall;
@@ -63,6 +63,10 @@ pub(crate) struct KnowsRequest {
 fn random_seed() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
 }
+
+/// The core's machine this object holds and drives (the object itself is the `Inbox` class
+/// `wrangler.toml` binds, so the two cannot share the name).
+type Machine = didit_edge_core::inbox::Inbox;
 
 /// The per-subject inbox: its events, each consumer's copy, and the alarm that delivers them.
 #[durable_object]
@@ -148,7 +152,7 @@ impl Inbox {
     /// Claims the id; stores the event if it is new.
     async fn claim(&self, mut request: Request) -> Result<Response> {
         let text = request.text().await?;
-        let claim: Claim<'_> = serde_json::from_str(&text)?;
+        let claim: claim::Claim<'_> = serde_json::from_str(&text)?;
         let content = match claim.content {
             Content::Classified {
                 risk_level,
@@ -170,7 +174,7 @@ impl Inbox {
                 test,
             },
         };
-        let machine_claim = MachineClaim {
+        let machine_claim = Claim {
             id: claim.id.into_owned(),
             legacy_id: claim.legacy_id.into_owned(),
             subject: claim.inbox.into_owned(),
