@@ -8,7 +8,6 @@
 
 use didit_edge_core::alert::Alert;
 use didit_edge_core::alert_outbox::{self, Change, Queued, Run, Step};
-use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -142,16 +141,14 @@ impl Alerts {
 
 impl DurableObject for Alerts {
     fn new(state: State, env: Env) -> Self {
-        if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
-            console_error!("alerts schema could not be created: {error}");
-        }
+        objects::create_tables(&state, "alerts", SCHEMA);
         Self { state, env }
     }
 
     async fn fetch(&self, request: Request) -> Result<Response> {
         match AlertsCall::of_path(&request.path()) {
             Some(AlertsCall::Enqueue) => self.enqueue(request).await,
-            None => http::rejection(&Rejection::NotFound),
+            None => objects::no_such_call(),
         }
     }
 

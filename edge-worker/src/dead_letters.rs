@@ -8,7 +8,6 @@
 
 use didit_edge_core::alert::Alert;
 use didit_edge_core::dead_letter_index::{self, Pushed};
-use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -268,9 +267,7 @@ struct Query {
 
 impl DurableObject for DeadLetters {
     fn new(state: State, env: Env) -> Self {
-        if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
-            console_error!("dead-letter index schema could not be created: {error}");
-        }
+        objects::create_tables(&state, "dead-letter index", SCHEMA);
         Self { state, env }
     }
 
@@ -294,7 +291,7 @@ impl DurableObject for DeadLetters {
                 let query: Query = request.json().await?;
                 http::json(200, serde_json::to_string(&self.inboxes(&query)?)?)
             }
-            None => http::rejection(&Rejection::NotFound),
+            None => objects::no_such_call(),
         }
     }
 }

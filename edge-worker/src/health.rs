@@ -11,7 +11,6 @@ use std::rc::Rc;
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::health::{Lookup, Report, Restored, SnapshotCache};
 use didit_edge_core::health_record::{self, Recording};
-use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::UnixMs;
 use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
 
@@ -19,6 +18,10 @@ use crate::clock::now_ms;
 use crate::objects::{self, HealthCall, GLOBAL};
 use crate::rows::{self, Columns};
 use crate::{alerts, http};
+
+/// One row per origin: its breaker, as the core writes it.
+const SCHEMA: &str =
+    "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)";
 
 /// Every origin's breaker state, by origin name.
 pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
@@ -89,12 +92,7 @@ impl Health {
 
 impl DurableObject for Health {
     fn new(state: State, env: Env) -> Self {
-        if let Err(error) = state.storage().sql().exec(
-            "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)",
-            None,
-        ) {
-            console_error!("health schema could not be created: {error}");
-        }
+        objects::create_tables(&state, "health", SCHEMA);
         Self { state, env }
     }
 
@@ -108,7 +106,7 @@ impl DurableObject for Health {
             Some(HealthCall::Snapshot) => {
                 http::json(200, serde_json::to_string(&self.snapshot()?)?)
             }
-            None => http::rejection(&Rejection::NotFound),
+            None => objects::no_such_call(),
         }
     }
 }

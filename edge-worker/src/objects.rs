@@ -3,11 +3,17 @@
 //! one: a JSON POST to a named object, anything but a 200 turned into an error that carries
 //! the object's answer.
 
+use didit_edge_core::rejection::Rejection;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, Stub};
+use worker::{
+    console_error, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, State,
+    Stub,
+};
+
+use crate::http;
 
 /// The name of the objects there is one of (`Health`, `DeadLetters`).
 pub(crate) const GLOBAL: &str = "global";
@@ -52,7 +58,7 @@ object_calls! {
         Claim = "/claim",
         /// Replay dead letters (`inbox::ReplayRequest` → `inbox::Replayed`).
         Replay = "/replay",
-        /// Erase the subject's data (→ `inbox::Erased`).
+        /// Erase the subject's data (→ `inbox::Erasure`).
         Erase = "/erase",
         /// What it holds of a transition reconciliation found (`inbox::KnowsRequest` →
         /// `inbox::Knowledge`).
@@ -113,6 +119,20 @@ object_calls! {
         /// Queue alerts (`alerts::Enqueue`).
         Enqueue = "/enqueue",
     }
+}
+
+/// Creates an object's tables as it starts (every statement of `schema` is idempotent). A
+/// failure is logged and the object still answers: its first statement then reports what is
+/// wrong to whoever called, instead of the object failing to start.
+pub(crate) fn create_tables(state: &State, object: &str, schema: &str) {
+    if let Err(error) = state.storage().sql().exec(schema, None) {
+        console_error!("{object} schema could not be created: {error}");
+    }
+}
+
+/// Every object's answer to a path that names none of its calls.
+pub(crate) fn no_such_call() -> Result<Response> {
+    http::rejection(&Rejection::NotFound)
 }
 
 /// The stub of the object `name` of `binding`.

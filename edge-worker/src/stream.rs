@@ -270,9 +270,7 @@ impl StatusStream {
 
 impl DurableObject for StatusStream {
     fn new(state: State, env: Env) -> Self {
-        if let Err(error) = state.storage().sql().exec(SCHEMA, None) {
-            console_error!("stream schema could not be created: {error}");
-        }
+        objects::create_tables(&state, "stream", SCHEMA);
         match worker::worker_sys::WebSocketRequestResponsePair::new("ping", "pong") {
             Ok(pair) => state.set_websocket_auto_response(&pair),
             Err(_) => console_error!("stream ping auto-response unavailable"),
@@ -285,7 +283,7 @@ impl DurableObject for StatusStream {
             Some(StreamCall::Connect) => self.open(request).await,
             Some(StreamCall::Publish) => self.publish(request).await,
             Some(StreamCall::Erase) => self.erase(request).await,
-            None => http::rejection(&Rejection::NotFound),
+            None => objects::no_such_call(),
         }
     }
 

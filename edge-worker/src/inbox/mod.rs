@@ -24,7 +24,6 @@ use didit_edge_core::inbox::{
     subject_kind, Claim, ClaimContent, Classification, IndexChange, IndexEntry, LogRecord,
     ReplayFilter,
 };
-use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use serde::{Deserialize, Serialize};
 use worker::{
@@ -35,7 +34,7 @@ use worker::{
 use crate::claim::{self, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
-use crate::objects::InboxCall;
+use crate::objects::{self, InboxCall};
 use crate::{faults, health, http, origin, settings, stream};
 
 /// A replay request from the edge: every dead letter of this inbox, or one event's, or one
@@ -459,7 +458,7 @@ impl DurableObject for Inbox {
             Some(InboxCall::Replay) => self.replay(request).await,
             Some(InboxCall::Erase) => self.erase().await,
             Some(InboxCall::Knows) => self.knows(request).await,
-            None => http::rejection(&Rejection::NotFound),
+            None => objects::no_such_call(),
         }
     }
 
