@@ -48,7 +48,7 @@ EOF
   grep -m1 -E '^SIM_SEED=' <<<"$output" || { echo "$output" | tail -20 >&2; return 1; }
 }
 
-plant "a failing session stalls the sweep" core/src/reconcile/run.rs \
+plant "a failing session stalls the sweep" core/src/reconcile/run/handle.rs \
   "        self.failed(hand, failure);" \
   "        self.api_failed(ApiError::Unavailable { status: failure.status(), retry_after_secs: None });"
 plant "an erasure does not reach reconciliation" core/src/reconcile/memory.rs \
@@ -57,9 +57,9 @@ plant "an erasure does not reach reconciliation" core/src/reconcile/memory.rs \
         SubjectKind::Session | SubjectKind::BusinessSession
     ) {" \
   "    if true {"
-plant "a matched resend's event_id is not attached" core/src/inbox/mod.rs \
-  "    fn attach_alias(&mut self, original: Seq, claim: &Claim) {" \
-  "    fn attach_alias(&mut self, original: Seq, claim: &Claim) {
+plant "a matched resend's event_id is not attached" core/src/inbox/dedup.rs \
+  "    pub(super) fn attach_alias(&mut self, original: Seq, claim: &Claim) {" \
+  "    pub(super) fn attach_alias(&mut self, original: Seq, claim: &Claim) {
         return;"
 plant "an erasure during an attempt does not stop it" core/src/inbox/run.rs \
   "                            Standing::Next => {}" \
