@@ -14,7 +14,7 @@ use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters;
-use crate::http::{self, header, ok_json, EdgeError};
+use crate::http::{self, header, ok_json, EdgeError, EdgeResult};
 use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
 use crate::{settings, stream};
@@ -46,10 +46,7 @@ fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
 
 /// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.
 /// URLs are left out: they may carry credentials.
-pub(crate) async fn origins(
-    request: &Request,
-    env: &Env,
-) -> std::result::Result<Response, EdgeError> {
+pub(crate) async fn origins(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = authorized(request, env)?;
     let delivery = delivery_settings(&config)?;
     let snapshot = crate::health::fresh_snapshot(env)
@@ -64,10 +61,7 @@ pub(crate) async fn origins(
 }
 
 /// `GET /admin/dead-letters`: one page of every subject's dead letters, with their attempts.
-pub(crate) async fn list_dead_letters(
-    request: &Request,
-    env: &Env,
-) -> std::result::Result<Response, EdgeError> {
+pub(crate) async fn list_dead_letters(request: &Request, env: &Env) -> EdgeResult<Response> {
     authorized(request, env)?;
     let query = query(request)?;
     let page = dead_letters::page(env, query.consumer, query.limit, query.after)
@@ -77,11 +71,7 @@ pub(crate) async fn list_dead_letters(
 }
 
 /// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
-pub(crate) async fn replay_one(
-    request: &Request,
-    env: &Env,
-    id: &str,
-) -> std::result::Result<Response, EdgeError> {
+pub(crate) async fn replay_one(request: &Request, env: &Env, id: &str) -> EdgeResult<Response> {
     authorized(request, env)?;
     let found = dead_letters::inboxes(env, Some(id), None, SUBJECTS_PER_REPLAY)
         .await
@@ -103,10 +93,7 @@ pub(crate) async fn replay_one(
 
 /// `POST /admin/dead-letters/replay[?consumer=…]`: the dead letters of up to
 /// [`SUBJECTS_PER_REPLAY`] subjects go back in line; `remaining` says whether to call again.
-pub(crate) async fn replay_all(
-    request: &Request,
-    env: &Env,
-) -> std::result::Result<Response, EdgeError> {
+pub(crate) async fn replay_all(request: &Request, env: &Env) -> EdgeResult<Response> {
     authorized(request, env)?;
     let query = query(request)?;
     let found = dead_letters::inboxes(
@@ -157,10 +144,7 @@ async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<De
 /// `duplicate` and never delivered again, and an erasure mark, so reconciliation never takes
 /// anything about it from Didit's API again. The id rides in the body, so no URL
 /// normalisation can change which subject is erased.
-pub(crate) async fn erase_subject(
-    request: &mut Request,
-    env: &Env,
-) -> std::result::Result<Response, EdgeError> {
+pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResult<Response> {
     authorized(request, env)?;
     let body = http::read_json_body(request, MAX_ERASURE_BODY_BYTES).await?;
     let subject = didit_edge_core::admin::erasure_request(&body)?;
@@ -200,10 +184,7 @@ pub(crate) async fn erase_subject(
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next
 /// (`{"enabled": false}` while `DIDIT_API_KEY` is unset).
-pub(crate) async fn reconciliation(
-    request: &Request,
-    env: &Env,
-) -> std::result::Result<Response, EdgeError> {
+pub(crate) async fn reconciliation(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = authorized(request, env)?;
     if config.reconcile == didit_edge_core::config::Feature::Broken {
         return Err(settings::misconfigured(&config).into());
@@ -215,7 +196,7 @@ pub(crate) async fn reconciliation(
 }
 
 /// A 200 with `view` as its JSON body.
-fn answer(view: &impl Serialize) -> std::result::Result<Response, EdgeError> {
+fn answer(view: &impl Serialize) -> EdgeResult<Response> {
     let body = serde_json::to_string(view)
         .map_err(|error| EdgeError::unavailable("response")(worker::Error::from(error)))?;
     ok_json(body)

@@ -24,6 +24,9 @@ pub(crate) enum EdgeError {
     },
 }
 
+/// What a front door's handler comes to: an answer, or the error that `answer` maps to one.
+pub(crate) type EdgeResult<T> = std::result::Result<T, EdgeError>;
+
 impl From<Rejection> for EdgeError {
     fn from(rejection: Rejection) -> Self {
         Self::Refused(rejection)
@@ -39,7 +42,7 @@ impl EdgeError {
 
 /// Answers with `result`: the response, the refusal, or a logged 503. The one place a public
 /// request's failure becomes HTTP.
-pub(crate) fn answer(result: std::result::Result<Response, EdgeError>) -> Result<Response> {
+pub(crate) fn answer(result: EdgeResult<Response>) -> Result<Response> {
     match result {
         Ok(response) => Ok(response),
         Err(EdgeError::Refused(refusal)) => rejection(&refusal),
@@ -109,6 +112,6 @@ pub(crate) fn receipt(receipt: &Receipt) -> Result<Response> {
 }
 
 /// A JSON body, answered 200, or a 503 if it cannot be written.
-pub(crate) fn ok_json(body: String) -> std::result::Result<Response, EdgeError> {
+pub(crate) fn ok_json(body: String) -> EdgeResult<Response> {
     json(200, body).map_err(EdgeError::unavailable("response"))
 }

@@ -9,11 +9,11 @@ use didit_edge_core::stream_token::{self, Expected};
 use worker::{Env, Request, Response};
 
 use crate::clock::now_secs;
-use crate::http::{self, header, EdgeError};
+use crate::http::{self, header, EdgeError, EdgeResult};
 use crate::{settings, stream};
 
 /// Opens a stream connection, or refuses it.
-pub(crate) async fn open(request: &Request, env: &Env) -> Result<Response, EdgeError> {
+pub(crate) async fn open(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = settings::config(env);
     let stream = settings::feature(&config, &config.stream, Rejection::StreamOff)?;
     if !header(request, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {

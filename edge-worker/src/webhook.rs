@@ -11,7 +11,7 @@ use worker::{console_error, Env, Request};
 
 use crate::claim::{Claim, Content};
 use crate::clock::now_secs;
-use crate::http::{header, read_json_body, EdgeError};
+use crate::http::{header, read_json_body, EdgeResult};
 use crate::{settings, webcrypto};
 
 /// Receives one delivery: its receipt, and the status to publish when it is news someone
@@ -19,7 +19,7 @@ use crate::{settings, webcrypto};
 pub(crate) async fn receive(
     request: &mut Request,
     env: &Env,
-) -> Result<(Receipt, Option<StatusUpdate>), EdgeError> {
+) -> EdgeResult<(Receipt, Option<StatusUpdate>)> {
     let config = settings::config(env);
     let intake_settings = settings::intake(&config)?;
     intake_settings.admits_source(header(request, "cf-connecting-ip").as_deref())?;
