@@ -22,8 +22,7 @@ use crate::{settings, stream};
 /// The configuration, once the request has shown the admin token.
 fn authorized(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, Rejection> {
     let config = settings::config(env);
-    let token = settings::feature(
-        &config,
+    let token = config.required(
         &config.admin,
         Rejection::Unauthorized {
             reason: "the admin API is off: ADMIN_TOKEN is not set",
@@ -35,9 +34,7 @@ fn authorized(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, R
 
 /// The delivery settings, which describing origins needs.
 fn delivery_settings(config: &Config) -> std::result::Result<&DeliveryConfig, Rejection> {
-    settings::delivery(config).ok_or_else(|| Rejection::Misconfigured {
-        settings: config.problems.settings().join(", "),
-    })
+    config.delivery_or_refusal()
 }
 
 fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
@@ -186,9 +183,7 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
 /// (`{"enabled": false}` while `DIDIT_API_KEY` is unset).
 pub(crate) async fn reconciliation(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = authorized(request, env)?;
-    if config.reconcile == didit_edge_core::config::Feature::Broken {
-        return Err(settings::misconfigured(&config).into());
-    }
+    config.unless_broken(&config.reconcile)?;
     let status = crate::reconciler::status(env)
         .await
         .map_err(EdgeError::unavailable("reconciliation state unavailable"))?;

@@ -4,8 +4,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use didit_edge_core::config::{Config, DeliveryConfig, Feature, IntakeConfig};
-use didit_edge_core::rejection::Rejection;
+use didit_edge_core::config::{Config, DeliveryConfig};
 use worker::{console_error, Env};
 
 thread_local! {
@@ -38,33 +37,7 @@ pub(crate) fn config(env: &Env) -> Rc<Config> {
     })
 }
 
-pub(crate) fn misconfigured(config: &Config) -> Rejection {
-    Rejection::Misconfigured {
-        settings: config.problems.settings().join(", "),
-    }
-}
-
-/// What admits deliveries, or the 503 that answers every delivery while no Didit secret is
-/// usable (Didit retries; nothing unverified is ever stored).
-pub(crate) fn intake(config: &Config) -> Result<&IntakeConfig, Rejection> {
-    config.intake.as_ref().ok_or_else(|| misconfigured(config))
-}
-
 /// What classifies and delivers events, while it is valid.
 pub(crate) fn delivery(config: &Config) -> Option<&DeliveryConfig> {
     config.delivery.as_ref()
-}
-
-/// An optional feature's configuration: `off` when it is not set, 503 naming the broken
-/// settings when it is set but invalid.
-pub(crate) fn feature<'c, T>(
-    config: &'c Config,
-    feature: &'c Feature<T>,
-    off: Rejection,
-) -> Result<&'c T, Rejection> {
-    match feature {
-        Feature::On(value) => Ok(value),
-        Feature::Off => Err(off),
-        Feature::Broken => Err(misconfigured(config)),
-    }
 }

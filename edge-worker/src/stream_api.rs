@@ -15,7 +15,7 @@ use crate::{settings, stream};
 /// Opens a stream connection, or refuses it.
 pub(crate) async fn open(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = settings::config(env);
-    let stream = settings::feature(&config, &config.stream, Rejection::StreamOff)?;
+    let stream = config.required(&config.stream, Rejection::StreamOff)?;
     if !header(request, "upgrade").is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket")) {
         return Err(Rejection::UpgradeRequired.into());
     }

@@ -21,7 +21,7 @@ pub(crate) async fn receive(
     env: &Env,
 ) -> EdgeResult<(Receipt, Option<StatusUpdate>)> {
     let config = settings::config(env);
-    let intake_settings = settings::intake(&config)?;
+    let intake_settings = config.intake_or_refusal()?;
     intake_settings.admits_source(header(request, "cf-connecting-ip").as_deref())?;
     let body = read_json_body(request, intake_settings.max_body_bytes).await?;
     let (signature, signature_v2, signature_simple, timestamp) = (

@@ -58,6 +58,7 @@ use reconcile::{read_reconcile, Neighbours};
 use stream::read_stream;
 
 use crate::admin::AdminToken;
+use crate::rejection::Rejection;
 
 /// An optional part of the receiver.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +105,52 @@ pub struct Config {
 }
 
 impl Config {
+    /// The refusal while settings a request needs are broken: 503 naming them (never their
+    /// values), so the operator knows what to fix and the sender retries.
+    pub fn misconfigured(&self) -> Rejection {
+        Rejection::Misconfigured {
+            settings: self.problems.settings().join(", "),
+        }
+    }
+
+    /// What admits deliveries, or the 503 that answers every delivery while no Didit secret is
+    /// usable (Didit retries; nothing unverified is ever stored).
+    pub fn intake_or_refusal(&self) -> Result<&IntakeConfig, Rejection> {
+        self.intake.as_ref().ok_or_else(|| self.misconfigured())
+    }
+
+    /// What classifies and delivers events, or the 503 for a request that needs them.
+    pub fn delivery_or_refusal(&self) -> Result<&DeliveryConfig, Rejection> {
+        self.delivery.as_ref().ok_or_else(|| self.misconfigured())
+    }
+
+    /// An optional feature's configuration for a request that needs it: `off` when it is not
+    /// set, 503 naming the broken settings when it is set but invalid.
+    pub fn required<'c, T>(
+        &'c self,
+        feature: &'c Feature<T>,
+        off: Rejection,
+    ) -> Result<&'c T, Rejection> {
+        match feature {
+            Feature::On(value) => Ok(value),
+            Feature::Off => Err(off),
+            Feature::Broken => Err(self.misconfigured()),
+        }
+    }
+
+    /// An optional feature for a request that can also answer while it is off (`None`), but not
+    /// while it is set and broken (503).
+    pub fn unless_broken<'c, T>(
+        &'c self,
+        feature: &'c Feature<T>,
+    ) -> Result<Option<&'c T>, Rejection> {
+        match feature {
+            Feature::Broken => Err(self.misconfigured()),
+            Feature::On(value) => Ok(Some(value)),
+            Feature::Off => Ok(None),
+        }
+    }
+
     /// Reads and checks every setting through `lookup` (which returns a var's or secret's value).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let mut reader = Reader::new(lookup);

@@ -169,6 +169,37 @@ fn optional_features_fail_alone() {
 }
 
 #[test]
+fn a_request_needing_a_feature_is_refused_as_off_or_as_misconfigured() {
+    let off = || crate::rejection::Rejection::StreamOff;
+    let config = with(&[("ADMIN_TOKEN", "short")]);
+    let broken = config.required(&config.admin, off()).expect_err("broken");
+    assert_eq!(
+        (broken.status(), broken.code()),
+        (503, "configuration_error")
+    );
+    assert!(broken.to_string().contains("ADMIN_TOKEN"), "{broken}");
+    assert!(!broken.to_string().contains("short"), "never the value");
+    assert_eq!(config.required(&config.stream, off()).err(), Some(off()));
+    assert!(matches!(config.unless_broken(&config.stream), Ok(None)));
+    assert_eq!(config.unless_broken(&config.admin), Err(broken));
+    assert!(config.intake_or_refusal().is_ok() && config.delivery_or_refusal().is_ok());
+    let no_origins = with(&[("ORIGINS", "[]")]);
+    let refused = no_origins.delivery_or_refusal().expect_err("no origins");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (503, "configuration_error")
+    );
+    let no_secret = Config::from_lookup(lookup(&[]));
+    assert_eq!(
+        no_secret
+            .intake_or_refusal()
+            .map(|_| ())
+            .map_err(|r| r.status()),
+        Err(503)
+    );
+}
+
+#[test]
 fn stream_secret_lifetime_and_audience_are_bounded() {
     let config = with(&[
         (
