@@ -19,7 +19,8 @@
 //!   alarm's wall-clock limit), alarm runs fail or find the settings broken, settings change
 //!   while a run keeps the ones it started with (retention, schedule, origins added and
 //!   removed, hold or continue, the subrequest limit), operators replay dead letters and erase
-//!   subjects.
+//!   subjects, and reconciliation claims results it read from Didit's API (matched to the
+//!   webhooks of the same transition, whichever comes first).
 //!
 //! After every step the invariants are checked: a delivery answered 200 is stored; no event
 //! reaches an origin under two webhook-ids; each consumer gets a subject's events in the order
@@ -49,14 +50,17 @@ use didit_edge_core::inbox::{
     Change, Claim, ClaimContent, CopyRecord, EventRecord, Inbox, IndexChange, IndexEntry,
     IndexSync, ReplayFilter, Seq, Source, StoredContent,
 };
+use didit_edge_core::intake::Identified;
 use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::parse_origins;
 use didit_edge_core::receipt::Receipt;
+use didit_edge_core::reconcile::api::{SessionKind, SessionRow};
+use didit_edge_core::reconcile::event::from_decision;
 use didit_edge_core::retry::RetrySchedule;
 use didit_edge_core::risk::RiskRules;
 use didit_edge_core::secret::{SigningSecrets, WebhookSecrets};
-use didit_edge_core::time::UnixMs;
+use didit_edge_core::time::{UnixMicros, UnixMs, UnixSecs};
 use didit_edge_core::verify::SignatureHeaders;
 
 const SECRET: &str = "sim-didit-secret";
@@ -192,6 +196,9 @@ struct World {
     /// The delivery settings in force (leaked: a run keeps the settings it started with for
     /// as long as it runs, as production's does).
     settings: &'static DeliveryConfig,
+    /// What happened at the awaits: runs left waiting, and reconciled results taken.
+    suspended_runs: u64,
+    reconciled_accepted: u64,
     /// The settings of the run being driven, while one is.
     running: Option<&'static DeliveryConfig>,
     stream_on: bool,
@@ -271,6 +278,8 @@ impl World {
             health_cache: None,
             settings: Box::leak(Box::new(settings)),
             running: None,
+            suspended_runs: 0,
+            reconciled_accepted: 0,
             stream_on: rng.chance(50),
             faults: true,
             next_uid: 1,
@@ -429,6 +438,64 @@ impl World {
             if self.send(&event, &payload).is_err() {
                 self.log(format!("claim uid {} cut short by a crash", event.uid));
             }
+        }
+    }
+
+    /// Reconciliation reads a session's status from Didit's API and claims it as an event of
+    /// its own (`source: api`), through the same intake: at any moment, so also while the
+    /// session's inbox is in the middle of an alarm run. The inbox matches it to a webhook of
+    /// the same transition (either may come first), and takes nothing from the API about an
+    /// erased subject.
+    fn reconcile_step(&mut self) {
+        let sessions: Vec<(String, String)> = self
+            .didit
+            .iter()
+            .rev()
+            .filter(|event| self.now - event.sent_at < 600 * SECOND)
+            .filter_map(|event| {
+                let session = event.payload["session_id"].as_str()?;
+                let status = event.payload["status"].as_str()?;
+                Some((session.to_string(), status.to_string()))
+            })
+            .collect();
+        if sessions.is_empty() {
+            return;
+        }
+        let (session, status) = self.rng.pick(&sessions).clone();
+        let decision = serde_json::json!({
+            "session_id": session, "status": status, "vendor_data": "u",
+        })
+        .to_string();
+        let row = SessionRow {
+            session_id: session.clone(),
+            kind: SessionKind::User,
+            status: status.clone(),
+            created_at: UnixMicros((self.now - 3_600 * SECOND) * 1_000),
+        };
+        let now_secs = self.now / SECOND;
+        let written = from_decision(&decision, &row, UnixSecs(now_secs)).expect("written");
+        let identified =
+            Identified::from_api(written.body.as_bytes(), now_secs).expect("names itself");
+        let classified = identified
+            .classify(&self.settings.classify_policy())
+            .expect("classified");
+        let claim = Claim::of(
+            &identified,
+            ClaimContent::Classified(classified.into()),
+            Source::Api,
+        );
+        let name = claim.subject.clone();
+        let now = UnixMs(self.now);
+        match self.step(&name, |inbox| inbox.handle_claim(claim, now)) {
+            Ok(receipt) => {
+                self.log(format!("reconciled {session} {status} → {receipt:?}"));
+                if let Receipt::Accepted { .. } = receipt {
+                    self.reconciled_accepted += 1;
+                    let inbox = self.inboxes.get_mut(&name).expect("inbox");
+                    inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
+                }
+            }
+            Err(Crashed) => self.log(format!("reconciled {session} cut short by a crash")),
         }
     }
 
@@ -594,6 +661,7 @@ impl World {
                 self.log(format!("alarm of {name} cut short by a crash"));
             }
             Ok(Some(awaiting)) => {
+                self.suspended_runs += 1;
                 self.inboxes.get_mut(name).expect("inbox").run = Some(Suspended {
                     run,
                     settings,
@@ -1318,7 +1386,8 @@ fn run(seed: u64, steps: u64) -> Result<World, String> {
                 72..=84 => world.now += world.rng.below(20_000) as i64,
                 85..=90 => world.origin_step(),
                 91..=93 => world.replay_step(),
-                94..=95 => world.erase_step(),
+                94 => world.erase_step(),
+                95 => world.reconcile_step(),
                 96..=97 => world.settings_step(),
                 _ => {
                     // A crash out of the blue: an inbox loses its memory, and every await it
@@ -1361,6 +1430,8 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     let mut delivered = 0;
     let mut dead = 0;
     let mut total_steps = 0;
+    let mut suspended = 0;
+    let mut reconciled = 0;
     let runs = seeds.len();
     for seed in seeds {
         match run(seed, steps) {
@@ -1369,6 +1440,8 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
                 delivered += world.delivered.len();
                 dead += world.ever_listed.len();
                 total_steps += world.steps;
+                suspended += world.suspended_runs;
+                reconciled += world.reconciled_accepted;
             }
             Err(report) => panic!("{report}"),
         }
@@ -1376,11 +1449,13 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     // The runs did real work: events were accepted and delivered, and (over enough runs) dead
     // letters listed.
     assert!(
-        events > 0 && delivered > 0 && (runs < 10 || dead > 0),
-        "{events} events, {delivered} deliveries, {dead} dead letters"
+        events > 0 && delivered > 0 && (runs < 10 || (dead > 0 && suspended > 0 && reconciled > 0)),
+        "{events} events, {delivered} deliveries, {dead} dead letters, {suspended} runs left \
+         waiting at an await, {reconciled} reconciled results taken"
     );
     eprintln!(
         "simulation: {runs} runs, {total_steps} steps: {events} events accepted, \
-         {delivered} copies delivered, {dead} dead letters listed; every invariant held"
+         {delivered} copies delivered, {dead} dead letters listed, {suspended} runs left waiting \
+         at an await, {reconciled} reconciled results taken; every invariant held"
     );
 }
