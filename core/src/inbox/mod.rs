@@ -39,6 +39,7 @@
 //!   any resend ([`Inbox::with_unreadable`]).
 
 mod dedup;
+mod index;
 mod messages;
 mod order;
 mod record;
@@ -51,6 +52,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub use index::{INDEX_BATCH, INDEX_RETRY_MS};
 pub use messages::{
     AfterDeadLetter, Claim, ClaimContent, Classification, CopyKey, DueCopy, Erasure, InboxPolicy,
     IndexChange, IndexEntry, Knowledge, Outcome, ReplayFilter, Source, Standing, Work,
@@ -70,11 +72,6 @@ use crate::time::UnixMs;
 /// Most of Didit's `event_id`s one event is known by (its own and those of resends matched to
 /// it); more are matched by type and status alone.
 pub const MAX_ALIASES_PER_EVENT: usize = 8;
-
-/// Most index changes one push carries.
-pub const INDEX_BATCH: usize = 100;
-/// How long an unreachable dead-letter index waits before the next push.
-pub const INDEX_RETRY_MS: u64 = 30_000;
 
 /// An event in memory: its record and its copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -373,118 +370,6 @@ impl Inbox {
         if delivered {
             self.supersede(policy, now);
         }
-    }
-
-    /// An operator's replay: matching dead letters start over with a fresh schedule, due now,
-    /// their past rejections forgotten (the operator replays because the origin was fixed).
-    pub fn handle_replay(&mut self, filter: ReplayFilter<'_>, now: UnixMs) -> Vec<CopyKey> {
-        let mut replayed = Vec::new();
-        for event in self.events.values_mut() {
-            let named = filter.id.is_none_or(|id| {
-                event.record.id == id || event.record.alias.as_deref() == Some(id)
-            });
-            if !named {
-                continue;
-            }
-            for (consumer, copy) in &mut event.copies {
-                if filter.consumer.is_some_and(|c| c != consumer)
-                    || !matches!(copy.state, CopyState::Dead { .. })
-                {
-                    continue;
-                }
-                copy.state = copy.state.replayed(now);
-                copy.index = Some(IndexSync::Remove);
-                if !copy.rejected_by.is_empty() {
-                    copy.rejected_by.clear();
-                    self.changes.push_back(Change::SetRejections {
-                        seq: event.record.seq,
-                        consumer: consumer.clone(),
-                        rejected_by: Vec::new(),
-                    });
-                }
-                self.changes.push_back(Change::PutCopy {
-                    seq: event.record.seq,
-                    consumer: consumer.clone(),
-                    copy: copy.clone(),
-                });
-                self.transitions.push_back(Transition::Replayed {
-                    event_id: event.record.id.clone(),
-                    consumer: consumer.clone(),
-                });
-                replayed.push(CopyKey {
-                    id: event.record.id.clone(),
-                    consumer: consumer.clone(),
-                });
-            }
-        }
-        replayed
-    }
-
-    /// What the dead-letter index has yet to hear, at most [`INDEX_BATCH`] at a time.
-    pub fn poll_index(&self) -> Vec<IndexChange> {
-        let mut changes = Vec::new();
-        for event in self.events.values() {
-            for (consumer, copy) in &event.copies {
-                let change = match (copy.index, copy.state) {
-                    (Some(IndexSync::Put), CopyState::Dead { at, reason }) => IndexEntry::Put {
-                        webhook_type: event.record.webhook_type.clone(),
-                        reason,
-                        received_at: event.record.received_at,
-                        dead_at: at,
-                    },
-                    (Some(_), _) => IndexEntry::Remove,
-                    (None, _) => continue,
-                };
-                changes.push(IndexChange {
-                    seq: event.record.seq,
-                    key: CopyKey {
-                        id: event.record.id.clone(),
-                        consumer: consumer.clone(),
-                    },
-                    change,
-                });
-                if changes.len() == INDEX_BATCH {
-                    return changes;
-                }
-            }
-        }
-        changes
-    }
-
-    /// The index took `synced`: their outbox entries clear, unless the copy changed since.
-    pub fn handle_index_synced(&mut self, synced: &[IndexChange]) {
-        self.index_retry_at = None;
-        for change in synced {
-            let Some(copy) = self
-                .events
-                .get_mut(&change.seq)
-                .and_then(|event| event.copies.get_mut(&change.key.consumer))
-            else {
-                continue;
-            };
-            let same = match (&change.change, copy.index, copy.state) {
-                (
-                    IndexEntry::Put { dead_at, .. },
-                    Some(IndexSync::Put),
-                    CopyState::Dead { at, .. },
-                ) => *dead_at == at,
-                (IndexEntry::Remove, Some(IndexSync::Remove), _) => true,
-                _ => false,
-            };
-            if same {
-                copy.index = None;
-                self.changes.push_back(Change::PutCopy {
-                    seq: change.seq,
-                    consumer: change.key.consumer.clone(),
-                    copy: copy.clone(),
-                });
-            }
-        }
-    }
-
-    /// The index could not be reached at `now`: try again later.
-    pub fn handle_index_failed(&mut self, now: UnixMs) {
-        self.index_retry_at = Some(now.plus_ms(INDEX_RETRY_MS));
     }
 
     /// When the inbox next has something to do: an event to classify, a copy due, a dead
