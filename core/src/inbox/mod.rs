@@ -67,6 +67,7 @@ pub use transition::{subject_kind, LogRecord, Transition};
 use crate::attempt::Verdict;
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
 use crate::receipt::Receipt;
+use crate::risk::Level;
 use crate::time::UnixMs;
 
 /// Most of Didit's `event_id`s one event is known by (its own and those of resends matched to
@@ -175,14 +176,8 @@ impl Inbox {
     /// original's id); an event from Didit's API about an erased subject is not taken
     /// (`erased`). Needs no delivery settings.
     pub fn handle_claim(&mut self, claim: Claim, now: UnixMs) -> Receipt {
-        if let Some(original) = self.original_of(&claim) {
-            let id = original.record.id.clone();
-            let seq = original.record.seq;
-            self.attach_alias(seq, &claim);
-            self.transitions.push_back(Transition::Duplicate {
-                event_id: id.clone(),
-            });
-            return Receipt::Duplicate { id };
+        if let Some(duplicate) = self.claim_duplicate(&claim) {
+            return duplicate;
         }
         if claim.source == Source::Api && self.erased_at.is_some() {
             self.transitions
@@ -195,35 +190,7 @@ impl Inbox {
         }
         let seq = Seq(self.next_seq);
         self.next_seq = self.next_seq.saturating_add(1);
-        let (risk_level, content, copies) = match claim.content {
-            ClaimContent::Classified(classification) => {
-                let copies: Vec<(String, CopyRecord)> = classification
-                    .consumers
-                    .into_iter()
-                    .map(|consumer| (consumer, CopyRecord::new(now)))
-                    .collect();
-                // An event no consumer takes is remembered for deduplication only.
-                let payload = (!copies.is_empty()).then_some(classification.payload);
-                (
-                    Some(classification.risk_level),
-                    StoredContent::Classified { payload },
-                    copies,
-                )
-            }
-            ClaimContent::Unclassified {
-                body,
-                verified,
-                test,
-            } => (
-                None,
-                StoredContent::Unclassified {
-                    body,
-                    verified,
-                    test,
-                },
-                Vec::new(),
-            ),
-        };
+        let (risk_level, content, copies) = stored_content(claim.content, now);
         let record = EventRecord {
             seq,
             id: claim.id.clone(),
@@ -239,22 +206,46 @@ impl Inbox {
             risk_level,
             has_payload: matches!(content, StoredContent::Classified { payload: Some(_) }),
         };
+        self.accept(record, content, copies);
+        Receipt::Accepted { id: claim.id }
+    }
+
+    /// A claim of an event already held: the claim lends it its alias, and is answered with
+    /// the original's id.
+    fn claim_duplicate(&mut self, claim: &Claim) -> Option<Receipt> {
+        let original = self.original_of(claim)?;
+        let id = original.record.id.clone();
+        let seq = original.record.seq;
+        self.attach_alias(seq, claim);
+        self.transitions.push_back(Transition::Duplicate {
+            event_id: id.clone(),
+        });
+        Some(Receipt::Duplicate { id })
+    }
+
+    /// Takes a new event in: known by its id and aliases from now, and queued to be stored
+    /// with its copies in one change.
+    fn accept(
+        &mut self,
+        record: EventRecord,
+        content: StoredContent,
+        copies: Vec<(String, CopyRecord)>,
+    ) {
         self.index(&record);
         self.events.insert(
-            seq,
+            record.seq,
             Event::new(record.clone(), copies.iter().cloned().collect()),
         );
         self.transitions.push_back(Transition::Accepted {
-            event_id: claim.id.clone(),
+            event_id: record.id.clone(),
             webhook_type: record.webhook_type.clone(),
-            classified: risk_level.is_some(),
+            classified: record.risk_level.is_some(),
         });
         self.changes.push_back(Change::InsertEvent {
             event: record,
             content,
             copies,
         });
-        Receipt::Accepted { id: claim.id }
     }
 
     /// The stored events still waiting to be classified, oldest first.
@@ -426,6 +417,43 @@ impl Inbox {
         self.events
             .values()
             .map(|event| (&event.record, &event.copies))
+    }
+}
+
+/// What a claim's content is stored as: its risk level once classified, what is kept of it,
+/// and a copy pending for each consumer that takes it.
+fn stored_content(
+    content: ClaimContent,
+    now: UnixMs,
+) -> (Option<Level>, StoredContent, Vec<(String, CopyRecord)>) {
+    match content {
+        ClaimContent::Classified(classification) => {
+            let copies: Vec<(String, CopyRecord)> = classification
+                .consumers
+                .into_iter()
+                .map(|consumer| (consumer, CopyRecord::new(now)))
+                .collect();
+            // An event no consumer takes is remembered for deduplication only.
+            let payload = (!copies.is_empty()).then_some(classification.payload);
+            (
+                Some(classification.risk_level),
+                StoredContent::Classified { payload },
+                copies,
+            )
+        }
+        ClaimContent::Unclassified {
+            body,
+            verified,
+            test,
+        } => (
+            None,
+            StoredContent::Unclassified {
+                body,
+                verified,
+                test,
+            },
+            Vec::new(),
+        ),
     }
 }
 
