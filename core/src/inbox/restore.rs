@@ -33,7 +33,7 @@ impl Inbox {
         inbox
     }
 
-    /// The aliases stored apart from their events ([`Change::AttachAlias`]); those of events
+    /// The aliases stored apart from their events ([`Change::AttachAlias`](super::Change::AttachAlias)); those of events
     /// not restored are ignored.
     pub fn with_attached_aliases(
         mut self,
@@ -81,7 +81,7 @@ impl Inbox {
         &self.unreadable
     }
 
-    /// The erasure mark as stored ([`Change::MarkErased`]).
+    /// The erasure mark as stored ([`Change::MarkErased`](super::Change::MarkErased)).
     pub fn with_erasure(mut self, erased_at: Option<UnixMs>) -> Self {
         self.erased_at = erased_at;
         self
