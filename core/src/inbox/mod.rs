@@ -39,9 +39,12 @@
 //!   any resend ([`Inbox::with_unreadable`]).
 
 mod dedup;
+mod index;
 mod messages;
 mod order;
 mod record;
+mod restore;
+mod retention;
 pub mod run;
 mod transition;
 
@@ -49,6 +52,7 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub use index::{INDEX_BATCH, INDEX_RETRY_MS};
 pub use messages::{
     AfterDeadLetter, Claim, ClaimContent, Classification, CopyKey, DueCopy, Erasure, InboxPolicy,
     IndexChange, IndexEntry, Knowledge, Outcome, ReplayFilter, Source, Standing, Work,
@@ -60,7 +64,7 @@ pub use record::{
 };
 pub use transition::{subject_kind, LogRecord, Transition};
 
-use crate::attempt::{DeadReason, Verdict};
+use crate::attempt::Verdict;
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
 use crate::receipt::Receipt;
 use crate::risk::Level;
@@ -69,11 +73,6 @@ use crate::time::UnixMs;
 /// Most of Didit's `event_id`s one event is known by (its own and those of resends matched to
 /// it); more are matched by type and status alone.
 pub const MAX_ALIASES_PER_EVENT: usize = 8;
-
-/// Most index changes one push carries.
-pub const INDEX_BATCH: usize = 100;
-/// How long an unreachable dead-letter index waits before the next push.
-pub const INDEX_RETRY_MS: u64 = 30_000;
 
 /// An event in memory: its record and its copies.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,84 +152,6 @@ impl Inbox {
         }
     }
 
-    /// The inbox as stored: its subject, its events and their copies. Copies of an event that
-    /// is not among `events` are ignored.
-    pub fn restore(
-        subject: Option<String>,
-        events: impl IntoIterator<Item = EventRecord>,
-        copies: impl IntoIterator<Item = (Seq, String, CopyRecord)>,
-    ) -> Self {
-        let mut inbox = Self::new();
-        inbox.subject = subject;
-        for record in events {
-            inbox.next_seq = inbox.next_seq.max(record.seq.0.saturating_add(1));
-            inbox.index(&record);
-            inbox
-                .events
-                .insert(record.seq, Event::new(record, BTreeMap::new()));
-        }
-        for (seq, consumer, copy) in copies {
-            if let Some(event) = inbox.events.get_mut(&seq) {
-                event.copies.insert(consumer, copy);
-            }
-        }
-        inbox
-    }
-
-    /// The aliases stored apart from their events ([`Change::AttachAlias`]); those of events
-    /// not restored are ignored.
-    pub fn with_attached_aliases(
-        mut self,
-        aliases: impl IntoIterator<Item = (Seq, String)>,
-    ) -> Self {
-        for (seq, alias) in aliases {
-            if self.events.contains_key(&seq) {
-                self.aliases.entry(alias).or_default().insert(seq);
-            }
-        }
-        self
-    }
-
-    /// The stored rows that could not be read, each left as it is. An unreadable copy (its
-    /// `deliveries` row or one of its `refusals`) is held out of the machine's work: it is
-    /// never sent, replayed, expired, rewritten or forgotten, and its consumer gets nothing
-    /// more of this subject until an operator repairs the row (what it held may have been
-    /// pending, and a later status must not overtake it). An unreadable event row holds the
-    /// event and every copy of it the same way, and the events after it wait as they would for
-    /// an unclassified one. Either way the event keeps its id and aliases, so a resend of it
-    /// is still a duplicate. Pass the event's record when its row was readable enough to build
-    /// one (its id at least); rows of events not restored are only listed.
-    pub fn with_unreadable(mut self, rows: impl IntoIterator<Item = Unreadable>) -> Self {
-        for unreadable in rows {
-            if let Some(event) = self.events.get_mut(&unreadable.row.seq()) {
-                match unreadable.row.consumer() {
-                    None => {
-                        event.held.event = true;
-                        let consumers = core::mem::take(&mut event.copies).into_keys();
-                        event.held.copies.extend(consumers);
-                    }
-                    Some(consumer) => {
-                        event.copies.remove(consumer);
-                        event.held.copies.insert(consumer.into());
-                    }
-                }
-            }
-            self.unreadable.push(unreadable);
-        }
-        self
-    }
-
-    /// The stored rows this inbox could not read and leaves alone, for the log and an alert.
-    pub fn unreadable(&self) -> &[Unreadable] {
-        &self.unreadable
-    }
-
-    /// The erasure mark as stored ([`Change::MarkErased`]).
-    pub fn with_erasure(mut self, erased_at: Option<UnixMs>) -> Self {
-        self.erased_at = erased_at;
-        self
-    }
-
     /// The next change to write, oldest first.
     pub fn poll_change(&mut self) -> Option<Change> {
         self.changes.pop_front()
@@ -251,26 +172,12 @@ impl Inbox {
         self.subject.as_deref()
     }
 
-    /// When the erasure mark expires, if the subject was erased: one dedup TTL after the
-    /// erasure, by when reconciliation no longer looks at a session that existed then
-    /// ([`crate::reconcile`] never asks about a session older than the TTL).
-    pub fn erased_until(&self, retention: &Retention) -> Option<UnixMs> {
-        self.erased_at
-            .map(|at| at.plus_secs(retention.dedup_ttl_secs))
-    }
-
     /// Claims an event: `accepted` (it is new and queued to be stored) or `duplicate` (with the
     /// original's id); an event from Didit's API about an erased subject is not taken
     /// (`erased`). Needs no delivery settings.
     pub fn handle_claim(&mut self, claim: Claim, now: UnixMs) -> Receipt {
-        if let Some(original) = self.original_of(&claim) {
-            let id = original.record.id.clone();
-            let seq = original.record.seq;
-            self.attach_alias(seq, &claim);
-            self.transitions.push_back(Transition::Duplicate {
-                event_id: id.clone(),
-            });
-            return Receipt::Duplicate { id };
+        if let Some(duplicate) = self.claim_duplicate(&claim) {
+            return duplicate;
         }
         if claim.source == Source::Api && self.erased_at.is_some() {
             self.transitions
@@ -283,35 +190,7 @@ impl Inbox {
         }
         let seq = Seq(self.next_seq);
         self.next_seq = self.next_seq.saturating_add(1);
-        let (risk_level, content, copies) = match claim.content {
-            ClaimContent::Classified(classification) => {
-                let copies: Vec<(String, CopyRecord)> = classification
-                    .consumers
-                    .into_iter()
-                    .map(|consumer| (consumer, CopyRecord::new(now)))
-                    .collect();
-                // An event no consumer takes is remembered for deduplication only.
-                let payload = (!copies.is_empty()).then_some(classification.payload);
-                (
-                    Some(classification.risk_level),
-                    StoredContent::Classified { payload },
-                    copies,
-                )
-            }
-            ClaimContent::Unclassified {
-                body,
-                verified,
-                test,
-            } => (
-                None,
-                StoredContent::Unclassified {
-                    body,
-                    verified,
-                    test,
-                },
-                Vec::new(),
-            ),
-        };
+        let (risk_level, content, copies) = stored_content(claim.content, now);
         let record = EventRecord {
             seq,
             id: claim.id.clone(),
@@ -327,22 +206,46 @@ impl Inbox {
             risk_level,
             has_payload: matches!(content, StoredContent::Classified { payload: Some(_) }),
         };
+        self.accept(record, content, copies);
+        Receipt::Accepted { id: claim.id }
+    }
+
+    /// A claim of an event already held: the claim lends it its alias, and is answered with
+    /// the original's id.
+    fn claim_duplicate(&mut self, claim: &Claim) -> Option<Receipt> {
+        let original = self.original_of(claim)?;
+        let id = original.record.id.clone();
+        let seq = original.record.seq;
+        self.attach_alias(seq, claim);
+        self.transitions.push_back(Transition::Duplicate {
+            event_id: id.clone(),
+        });
+        Some(Receipt::Duplicate { id })
+    }
+
+    /// Takes a new event in: known by its id and aliases from now, and queued to be stored
+    /// with its copies in one change.
+    fn accept(
+        &mut self,
+        record: EventRecord,
+        content: StoredContent,
+        copies: Vec<(String, CopyRecord)>,
+    ) {
         self.index(&record);
         self.events.insert(
-            seq,
+            record.seq,
             Event::new(record.clone(), copies.iter().cloned().collect()),
         );
         self.transitions.push_back(Transition::Accepted {
-            event_id: claim.id.clone(),
+            event_id: record.id.clone(),
             webhook_type: record.webhook_type.clone(),
-            classified: risk_level.is_some(),
+            classified: record.risk_level.is_some(),
         });
         self.changes.push_back(Change::InsertEvent {
             event: record,
             content,
             copies,
         });
-        Receipt::Accepted { id: claim.id }
     }
 
     /// The stored events still waiting to be classified, oldest first.
@@ -460,236 +363,6 @@ impl Inbox {
         }
     }
 
-    /// Applies retention at `now`: dead letters past theirs expire (and leave the index),
-    /// payloads past theirs are dropped, records past theirs are forgotten (once the index has
-    /// heard everything about them).
-    pub fn handle_timeout(&mut self, policy: &InboxPolicy<'_>, now: UnixMs) {
-        self.supersede(policy, now);
-        let retention = policy.retention;
-        if self
-            .erased_until(&retention)
-            .is_some_and(|until| until <= now)
-        {
-            self.erased_at = None;
-            self.changes.push_back(Change::ForgetErasure);
-        }
-        let mut forgotten = Vec::new();
-        for event in self.events.values_mut() {
-            for (consumer, copy) in &mut event.copies {
-                if let CopyState::Dead { at, reason } = copy.state {
-                    // Not before the index has listed it: a dead letter nobody could see would
-                    // be gone silently.
-                    if retention.dead_letter_until(at) <= now && copy.index.is_none() {
-                        copy.state = CopyState::Expired { at, reason };
-                        copy.index = Some(IndexSync::Remove);
-                        self.transitions.push_back(Transition::DeadLetterExpired {
-                            event_id: event.record.id.clone(),
-                            consumer: consumer.clone(),
-                        });
-                        self.changes.push_back(Change::PutCopy {
-                            seq: event.record.seq,
-                            consumer: consumer.clone(),
-                            copy: copy.clone(),
-                        });
-                    }
-                }
-            }
-            let Some(expiry) = event.expiry(&retention) else {
-                continue;
-            };
-            if event.record.has_payload && expiry.payload_at <= now {
-                event.record.has_payload = false;
-                self.changes
-                    .push_back(Change::DropPayload(event.record.seq));
-            }
-            if expiry.record_at <= now && !event.index_pending() {
-                forgotten.push(event.record.seq);
-            }
-        }
-        for seq in forgotten {
-            if let Some(event) = self.events.remove(&seq) {
-                self.unindex(&event.record);
-                self.changes.push_back(Change::ForgetEvent(seq));
-            }
-        }
-    }
-
-    /// An operator's replay: matching dead letters start over with a fresh schedule, due now,
-    /// their past rejections forgotten (the operator replays because the origin was fixed).
-    pub fn handle_replay(&mut self, filter: ReplayFilter<'_>, now: UnixMs) -> Vec<CopyKey> {
-        let mut replayed = Vec::new();
-        for event in self.events.values_mut() {
-            let named = filter.id.is_none_or(|id| {
-                event.record.id == id || event.record.alias.as_deref() == Some(id)
-            });
-            if !named {
-                continue;
-            }
-            for (consumer, copy) in &mut event.copies {
-                if filter.consumer.is_some_and(|c| c != consumer)
-                    || !matches!(copy.state, CopyState::Dead { .. })
-                {
-                    continue;
-                }
-                copy.state = copy.state.replayed(now);
-                copy.index = Some(IndexSync::Remove);
-                if !copy.rejected_by.is_empty() {
-                    copy.rejected_by.clear();
-                    self.changes.push_back(Change::SetRejections {
-                        seq: event.record.seq,
-                        consumer: consumer.clone(),
-                        rejected_by: Vec::new(),
-                    });
-                }
-                self.changes.push_back(Change::PutCopy {
-                    seq: event.record.seq,
-                    consumer: consumer.clone(),
-                    copy: copy.clone(),
-                });
-                self.transitions.push_back(Transition::Replayed {
-                    event_id: event.record.id.clone(),
-                    consumer: consumer.clone(),
-                });
-                replayed.push(CopyKey {
-                    id: event.record.id.clone(),
-                    consumer: consumer.clone(),
-                });
-            }
-        }
-        replayed
-    }
-
-    /// An operator's erasure of the subject (a data-subject request), at `now`: every payload
-    /// and stored body goes; copies still pending or dead end as [`DeadReason::Erased`]-expired
-    /// (never sent, never replayable, unlisted); the subject's name goes. What deduplication
-    /// needs stays (ids, Didit's `event_id`, type, status, times), so a retry or resend of an
-    /// erased event is still a duplicate and is not delivered again.
-    pub fn handle_erase(&mut self, now: UnixMs) -> Erasure {
-        let mut erasure = Erasure::default();
-        for event in self.events.values_mut() {
-            let seq = event.record.seq;
-            erasure.events += 1;
-            // Its own row is left alone (held copies are not among `copies`).
-            if event.held.event {
-                continue;
-            }
-            // Copies first: after a crash between these changes, no copy still pending lacks
-            // its payload (an erasure that failed is run again by the operator).
-            for (consumer, copy) in &mut event.copies {
-                let (at, reason) = match copy.state {
-                    CopyState::Pending { .. } => {
-                        erasure.pending_deliveries += 1;
-                        (now, DeadReason::Erased)
-                    }
-                    CopyState::Dead { at, reason } => {
-                        erasure.dead_letters += 1;
-                        copy.index = Some(IndexSync::Remove);
-                        (at, reason)
-                    }
-                    CopyState::Delivered { .. } | CopyState::Expired { .. } => continue,
-                };
-                copy.state = CopyState::Expired { at, reason };
-                self.changes.push_back(Change::PutCopy {
-                    seq,
-                    consumer: consumer.clone(),
-                    copy: copy.clone(),
-                });
-            }
-            if event.record.risk_level.is_none() {
-                // Its body is all it has, and erasure takes it: it will never be classified.
-                event.record.risk_level = Some(Level::Unknown);
-                event.record.has_payload = false;
-                erasure.payloads += 1;
-                self.changes.push_back(Change::Classify {
-                    seq,
-                    risk_level: Level::Unknown,
-                    payload: None,
-                    copies: Vec::new(),
-                });
-            } else if event.record.has_payload {
-                event.record.has_payload = false;
-                erasure.payloads += 1;
-                self.changes.push_back(Change::DropPayload(seq));
-            }
-            self.transitions.push_back(Transition::Erased {
-                event_id: event.record.id.clone(),
-            });
-        }
-        if self.subject.take().is_some() {
-            self.changes.push_back(Change::ForgetSubject);
-        }
-        self.erased_at = Some(now);
-        self.changes.push_back(Change::MarkErased(now));
-        erasure
-    }
-
-    /// What the dead-letter index has yet to hear, at most [`INDEX_BATCH`] at a time.
-    pub fn poll_index(&self) -> Vec<IndexChange> {
-        let mut changes = Vec::new();
-        for event in self.events.values() {
-            for (consumer, copy) in &event.copies {
-                let change = match (copy.index, copy.state) {
-                    (Some(IndexSync::Put), CopyState::Dead { at, reason }) => IndexEntry::Put {
-                        webhook_type: event.record.webhook_type.clone(),
-                        reason,
-                        received_at: event.record.received_at,
-                        dead_at: at,
-                    },
-                    (Some(_), _) => IndexEntry::Remove,
-                    (None, _) => continue,
-                };
-                changes.push(IndexChange {
-                    seq: event.record.seq,
-                    key: CopyKey {
-                        id: event.record.id.clone(),
-                        consumer: consumer.clone(),
-                    },
-                    change,
-                });
-                if changes.len() == INDEX_BATCH {
-                    return changes;
-                }
-            }
-        }
-        changes
-    }
-
-    /// The index took `synced`: their outbox entries clear, unless the copy changed since.
-    pub fn handle_index_synced(&mut self, synced: &[IndexChange]) {
-        self.index_retry_at = None;
-        for change in synced {
-            let Some(copy) = self
-                .events
-                .get_mut(&change.seq)
-                .and_then(|event| event.copies.get_mut(&change.key.consumer))
-            else {
-                continue;
-            };
-            let same = match (&change.change, copy.index, copy.state) {
-                (
-                    IndexEntry::Put { dead_at, .. },
-                    Some(IndexSync::Put),
-                    CopyState::Dead { at, .. },
-                ) => *dead_at == at,
-                (IndexEntry::Remove, Some(IndexSync::Remove), _) => true,
-                _ => false,
-            };
-            if same {
-                copy.index = None;
-                self.changes.push_back(Change::PutCopy {
-                    seq: change.seq,
-                    consumer: change.key.consumer.clone(),
-                    copy: copy.clone(),
-                });
-            }
-        }
-    }
-
-    /// The index could not be reached at `now`: try again later.
-    pub fn handle_index_failed(&mut self, now: UnixMs) {
-        self.index_retry_at = Some(now.plus_ms(INDEX_RETRY_MS));
-    }
-
     /// When the inbox next has something to do: an event to classify, a copy due, a dead
     /// letter or payload to expire, a record to forget, or the index to tell.
     pub fn poll_timeout(&self, policy: &InboxPolicy<'_>, now: UnixMs) -> Option<UnixMs> {
@@ -744,6 +417,43 @@ impl Inbox {
         self.events
             .values()
             .map(|event| (&event.record, &event.copies))
+    }
+}
+
+/// What a claim's content is stored as: its risk level once classified, what is kept of it,
+/// and a copy pending for each consumer that takes it.
+fn stored_content(
+    content: ClaimContent,
+    now: UnixMs,
+) -> (Option<Level>, StoredContent, Vec<(String, CopyRecord)>) {
+    match content {
+        ClaimContent::Classified(classification) => {
+            let copies: Vec<(String, CopyRecord)> = classification
+                .consumers
+                .into_iter()
+                .map(|consumer| (consumer, CopyRecord::new(now)))
+                .collect();
+            // An event no consumer takes is remembered for deduplication only.
+            let payload = (!copies.is_empty()).then_some(classification.payload);
+            (
+                Some(classification.risk_level),
+                StoredContent::Classified { payload },
+                copies,
+            )
+        }
+        ClaimContent::Unclassified {
+            body,
+            verified,
+            test,
+        } => (
+            None,
+            StoredContent::Unclassified {
+                body,
+                verified,
+                test,
+            },
+            Vec::new(),
+        ),
     }
 }
 

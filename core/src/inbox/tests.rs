@@ -1,6 +1,7 @@
 use super::*;
 use crate::attempt::{DeadReason, LogEntry};
 use crate::retry::RetrySchedule;
+use crate::risk::Level;
 use crate::time::UnixSecs;
 use crate::verify::Verified;
 use alloc::format;
