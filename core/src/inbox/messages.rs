@@ -143,13 +143,13 @@ impl Claim {
 /// One thing the inbox wants done now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Work {
-    /// Classify a stored event (read its body, classify it, [`Inbox::handle_classified`]).
+    /// Classify a stored event (read its body, classify it, [`Inbox::handle_classified`](super::Inbox::handle_classified)).
     Classify(Seq),
-    /// Attempt a delivery ([`Inbox::handle_attempt`] with what came of it).
+    /// Attempt a delivery ([`Inbox::handle_attempt`](super::Inbox::handle_attempt) with what came of it).
     Deliver(DueCopy),
 }
 
-/// Where the copy of an attempt in progress stands ([`Inbox::standing`]).
+/// Where the copy of an attempt in progress stands ([`Inbox::standing`](super::Inbox::standing)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Standing {
     /// Still its consumer's next copy to send: the attempt goes on.
