@@ -1,0 +1,140 @@
+//! The inbox's tables and how an object's storage gets to them: one statement list for a new
+//! object, the first schema plus each migration in order for one an older release created.
+//! Kept apart from the reads and writes so that the whole history of the schema is in one
+//! place, next to the statement list it must add up to.
+
+use worker::{Result, SqlStorage};
+
+use super::meta::{meta_number, set_meta};
+use crate::rows::{self, Columns};
+
+/// The schema the first release created; [`MIGRATIONS`] brings it up to date.
+///
+/// `events` holds each event once (its payload while a consumer may still need it, then only
+/// what deduplication needs); `deliveries` one row per event and consumer; `refusals` the
+/// origins that answered a copy's last attempt with a 3xx or 4xx; `attempts` every request
+/// made, the dead-letter attempt log.
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, alias TEXT,
+    received_at_ms INTEGER NOT NULL, webhook_type TEXT NOT NULL, risk_level TEXT NOT NULL,
+    created_at INTEGER NOT NULL, cloud_event TEXT, payload_expires_at_ms INTEGER, forget_at_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS events_alias ON events(alias) WHERE alias IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    failures INTEGER NOT NULL DEFAULT 0, next_attempt_at_ms INTEGER, delivered_at_ms INTEGER,
+    dead_at_ms INTEGER, dead_reason TEXT, origin TEXT, last_error TEXT, index_sync TEXT,
+    PRIMARY KEY (event_seq, consumer)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, origin TEXT NOT NULL,
+    status INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (event_seq, consumer, origin)
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    origin TEXT, status INTEGER, error TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_event ON attempts(event_seq, consumer);
+";
+
+/// Schema changes after the first release, in order; `meta.schema_version` counts how many an
+/// object has applied.
+///
+/// 1. Event ids with the content digest (`id_version` 2; older rows are 1), the status for
+///    matching aliases, events stored unclassified (`classified` 0, with Didit's `body`, how it
+///    was `verified`, whether it is a `test`), and where a redirect pointed.
+/// 2. Didit `event_id`s attached to an event after its claim (a resend matched to it).
+/// 3. Columns nothing reads any more go: the first release's retention times
+///    (`payload_expires_at_ms`, `forget_at_ms`; retention is computed from the settings in
+///    force), a copy's `last_error` (the attempt log says it) and a refusal's `at_ms` (always
+///    written as 0).
+const MIGRATIONS: &[&str] = &[
+    "
+ALTER TABLE events ADD COLUMN status TEXT;
+ALTER TABLE events ADD COLUMN id_version INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN classified INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE events ADD COLUMN body TEXT;
+ALTER TABLE events ADD COLUMN verified TEXT;
+ALTER TABLE events ADD COLUMN test INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE attempts ADD COLUMN location TEXT;
+",
+    "
+CREATE TABLE IF NOT EXISTS aliases (
+    event_seq INTEGER NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (event_seq, alias)
+);
+",
+    "
+ALTER TABLE events DROP COLUMN payload_expires_at_ms;
+ALTER TABLE events DROP COLUMN forget_at_ms;
+ALTER TABLE deliveries DROP COLUMN last_error;
+ALTER TABLE refusals DROP COLUMN at_ms;
+",
+];
+
+/// The schema as it stands after every migration, for an object that has never stored
+/// anything: one statement list instead of the first schema and each change to it.
+const SCHEMA_CURRENT: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, alias TEXT,
+    received_at_ms INTEGER NOT NULL, webhook_type TEXT NOT NULL, risk_level TEXT NOT NULL,
+    created_at INTEGER NOT NULL, cloud_event TEXT, status TEXT,
+    id_version INTEGER NOT NULL DEFAULT 1, classified INTEGER NOT NULL DEFAULT 1,
+    body TEXT, verified TEXT, test INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX events_alias ON events(alias) WHERE alias IS NOT NULL;
+CREATE TABLE deliveries (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    failures INTEGER NOT NULL DEFAULT 0, next_attempt_at_ms INTEGER, delivered_at_ms INTEGER,
+    dead_at_ms INTEGER, dead_reason TEXT, origin TEXT, index_sync TEXT,
+    PRIMARY KEY (event_seq, consumer)
+);
+CREATE TABLE refusals (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, origin TEXT NOT NULL,
+    status INTEGER NOT NULL, PRIMARY KEY (event_seq, consumer, origin)
+);
+CREATE TABLE attempts (
+    event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, at_ms INTEGER NOT NULL,
+    origin TEXT, status INTEGER, error TEXT, location TEXT
+);
+CREATE INDEX attempts_event ON attempts(event_seq, consumer);
+CREATE TABLE aliases (
+    event_seq INTEGER NOT NULL, alias TEXT NOT NULL, PRIMARY KEY (event_seq, alias)
+);
+";
+
+/// Whether an object's storage held anything before.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(in crate::inbox) enum Storage {
+    /// Never used: the current schema was just created, and there is nothing to load.
+    Fresh,
+    /// Created before (by this release or an older one, now brought up to date).
+    Existing,
+}
+
+/// Creates the schema, or brings an older one up to date.
+pub(in crate::inbox) fn migrate(sql: &SqlStorage) -> Result<Storage> {
+    let existing = rows::first(
+        &sql.exec(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            None,
+        )?,
+        Columns::int,
+    )?;
+    if existing.unwrap_or(0) == 0 {
+        sql.exec(SCHEMA_CURRENT, None)?;
+        set_meta(sql, "schema_version", &MIGRATIONS.len().to_string())?;
+        return Ok(Storage::Fresh);
+    }
+    // Created by an older release: the first schema is there (these are no-ops), and the
+    // changes since are applied in order.
+    sql.exec(SCHEMA_V1, None)?;
+    let applied = usize::try_from(meta_number(sql, "schema_version")?).unwrap_or(0);
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        sql.exec(migration, None)?;
+        set_meta(sql, "schema_version", &(index + 1).to_string())?;
+    }
+    Ok(Storage::Existing)
+}
