@@ -10,6 +10,8 @@ use worker::{console_error, Env, SqlStorage};
 use super::meta::set_meta;
 use crate::rows::{self, Columns};
 
+/// The id of the event `seq`, when its own row could be read; unreadable rows are logged
+/// and alerted by it.
 pub(super) fn event_id(inbox: &Inbox, seq: Seq) -> Option<&str> {
     inbox
         .events()

@@ -138,6 +138,7 @@ fn log_unreadable(inbox: &Inbox) {
     }
 }
 
+/// One row of `events` as stored, before any of its values is read.
 struct EventRow {
     seq: i64,
     id: String,
@@ -152,6 +153,7 @@ struct EventRow {
     has_payload: i64,
 }
 
+/// One row of `deliveries` (a consumer's copy) as stored, before any of its values is read.
 struct CopyRow {
     event_seq: i64,
     consumer: String,
@@ -165,6 +167,7 @@ struct CopyRow {
     index_sync: Option<String>,
 }
 
+/// One row of `refusals` (an origin that refused a copy) as stored.
 struct RejectionRow {
     event_seq: i64,
     consumer: String,
