@@ -1,12 +1,42 @@
-//! The inbox's tables and how an object's storage gets to them: one statement list for a new
-//! object, the first schema plus each migration in order for one an older release created.
-//! Kept apart from the reads and writes so that the whole history of the schema is in one
-//! place, next to the statement list it must add up to.
+//! How an inbox is kept in its Durable Object's SQLite: the schema, loading the core's
+//! machine from it, and writing each [`Change`] the machine makes. The text of every stored
+//! value is spelled in the core (`didit_edge_core::inbox::record`), which also reads it back.
+//!
+//! Loading is strict: a stored value this release does not know (a corrupted state, an id
+//! derivation from a future release) is never read as some default. The row is handed to the
+//! machine as [`Unreadable`], which leaves it as it is and never sends its copy, and it is
+//! logged (`"event":"storage_unreadable"`) and alerted once ([`alert_unreadable`]).
+//!
+//! This file is the store's root and holds its schema: the tables, and the migrations that
+//! bring an older object's storage to them, in one place next to the statement list they
+//! must add up to (`tests/test_schema.py` reads these constants from here and checks that a
+//! fresh object and a migrated one end up with the same tables). The rest is one module per
+//! seam:
+//! - `meta`: single values kept by key, which several of the others read or write;
+//! - `load`: the machine from storage, one reader per table;
+//! - `write`: each [`Change`] as SQL, one writer per change, grouped by table;
+//! - `read`: the values read only when the machine asks (payload, stored body, attempt log);
+//! - `alerts`: raising, once each, the alerts about rows that could not be read.
+//!
+//! [`Change`]: didit_edge_core::inbox::Change
+//! [`Unreadable`]: didit_edge_core::inbox::Unreadable
+
+mod alerts;
+mod load;
+mod meta;
+mod read;
+mod write;
+
+pub(super) use alerts::{alert_unreadable, unreadable_alerts};
+pub(super) use load::load;
+pub(super) use meta::{meta_number, set_meta_number};
+pub(super) use read::{attempt_log, payload, stored_body};
+pub(super) use write::apply;
 
 use worker::{Result, SqlStorage};
 
-use super::meta::{meta_number, set_meta};
 use crate::rows::{self, Columns};
+use meta::set_meta;
 
 /// The schema the first release created; [`MIGRATIONS`] brings it up to date.
 ///
@@ -107,7 +137,7 @@ CREATE TABLE aliases (
 
 /// Whether an object's storage held anything before.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(in crate::inbox) enum Storage {
+pub(super) enum Storage {
     /// Never used: the current schema was just created, and there is nothing to load.
     Fresh,
     /// Created before (by this release or an older one, now brought up to date).
@@ -115,7 +145,7 @@ pub(in crate::inbox) enum Storage {
 }
 
 /// Creates the schema, or brings an older one up to date.
-pub(in crate::inbox) fn migrate(sql: &SqlStorage) -> Result<Storage> {
+pub(super) fn migrate(sql: &SqlStorage) -> Result<Storage> {
     let existing = rows::first(
         &sql.exec(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'events'",
