@@ -55,6 +55,11 @@ impl TryFrom<Wire> for ReconciliationStatus {
     }
 }
 
+/// Set-aside gaps [`Reconciling::set_aside`] lists at most (the given-up first, then by next
+/// try): enough to act on, and the answer stays small however many are set aside (the counts
+/// beside it say how many in all).
+pub const LISTED_GAPS: u32 = 50;
+
 /// Where reconciliation stands: the checkpoint, the sweep under way, the last run and the next.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reconciling {

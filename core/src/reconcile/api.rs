@@ -22,6 +22,10 @@ pub const PAGE_SIZE: u32 = 100;
 /// The largest decision read: the event written from it must fit the stored row an inbox
 /// keeps (as a webhook's body must, see `MAX_BODY_BYTES`). A larger one is set aside.
 pub const MAX_DECISION_BYTES: usize = 1_048_576;
+/// The largest list page read: a page of [`PAGE_SIZE`] rows with their identity data is far
+/// less, and a body past this is not Didit's list (it is read no further and counts as an
+/// unreadable page).
+pub const MAX_PAGE_BYTES: usize = 4 * 1_048_576;
 /// The longest `Retry-After` honoured; a longer one is read as this (the SDK caps at 60 s; a
 /// background sweep can afford to wait longer, not forever).
 pub const MAX_RETRY_AFTER_SECS: u64 = 3_600;

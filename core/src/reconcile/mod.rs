@@ -87,6 +87,8 @@ pub const LEASE_SECS: u64 = 300;
 /// The longest one step's IO may take (the adapter's timeout for every request it makes for
 /// a run): a run hands out no step that could still be under way when its lease ends.
 pub const STEP_TIMEOUT_SECS: i64 = 15;
+/// [`STEP_TIMEOUT_SECS`] in milliseconds, as the adapter's timers take it.
+pub const STEP_TIMEOUT_MS: u64 = STEP_TIMEOUT_SECS.unsigned_abs() * 1_000;
 /// How long before its lease ends a run has stored its last step and let go.
 pub const LEASE_MARGIN_SECS: i64 = 10;
 /// How much of the inboxes' memory (`DEDUP_TTL_SECS`) a session must still have ahead of it
@@ -98,6 +100,10 @@ pub const MAX_REPORTED_ERRORS: usize = 5;
 /// Inbox failures in a row (of different sessions) that end a run: the Durable Objects
 /// themselves are likely failing, and the next run tries again.
 pub const INBOX_FAILURES_PER_RUN: u32 = 3;
+/// Keys one storage lookup binds at most (a page holds up to [`api::PAGE_SIZE`] sessions, and
+/// the Durable Object's SQLite takes up to 100 bound values in one statement): a longer list
+/// is looked up in chunks of this many.
+pub const LOOKUP_CHUNK: usize = 50;
 const BACKOFF_BASE_SECS: u64 = 30;
 const BACKOFF_MAX_SECS: u64 = 1_800;
 

@@ -1,0 +1,80 @@
+//! `didit-edge admin`: the worker's admin API (origins and their breakers, dead letters,
+//! replay, erasure of a subject) as readable tables, or as the API's own JSON. Each answer is
+//! read into the core's type for it (`didit_edge_core::admin`), the one the worker writes.
+//!
+//! One file per command group ([`origins`], [`dead_letters`] with replay, [`reconciliation`],
+//! [`erase`]), the API [`client`] they share, and the [`print`]ing of cells and tables.
+
+mod client;
+mod dead_letters;
+mod erase;
+mod origins;
+mod print;
+mod reconciliation;
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use crate::config;
+use crate::error::{Result, EXIT_CODES};
+pub(crate) use dead_letters::{DeadLetterArgs, ReplayArgs};
+pub(crate) use erase::EraseArgs;
+
+use client::Client;
+
+/// The base URL of a local `wrangler dev`.
+pub(crate) const LOCAL_URL: &str = "http://127.0.0.1:8787";
+
+#[derive(Args, Debug)]
+pub(crate) struct AdminArgs {
+    /// The worker's base URL [default: $DIDIT_EDGE_URL, else http://127.0.0.1:8787]. The token
+    /// comes from $ADMIN_TOKEN, else ADMIN_TOKEN in ./.dev.vars
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) url: Option<String>,
+    /// Print the API's JSON instead of a table
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+    /// Give up on a call after this long
+    #[arg(long, global = true, default_value = "30s", value_parser = config::parse_duration, value_name = "DURATION")]
+    pub(crate) timeout: Duration,
+    #[command(subcommand)]
+    pub(crate) command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum AdminCommand {
+    /// Every origin with its consumer, failover priority, weight and circuit breaker
+    #[command(after_help = EXIT_CODES)]
+    Origins,
+    /// Dead letters of every subject, oldest first, with their last attempt
+    #[command(after_help = EXIT_CODES)]
+    DeadLetters(DeadLetterArgs),
+    /// Where reconciliation with Didit's API stands: checkpoint, last run, next run
+    #[command(after_help = EXIT_CODES)]
+    Reconciliation,
+    /// Put dead letters back in line: one event's (ID), or all of them (--all)
+    #[command(after_help = EXIT_CODES)]
+    Replay(ReplayArgs),
+    /// Erase what is stored about one subject (a data-subject request): payloads, pending
+    /// deliveries, dead letters, stream statuses. Ids stay for deduplication
+    #[command(after_help = EXIT_CODES)]
+    Erase(EraseArgs),
+}
+
+pub(crate) fn run(args: &AdminArgs) -> Result<()> {
+    let client = Client::new(args)?;
+    match &args.command {
+        AdminCommand::Origins => origins::origins(&client, args.json),
+        AdminCommand::DeadLetters(list) => dead_letters::dead_letters(&client, list, args.json),
+        AdminCommand::Reconciliation => reconciliation::reconciliation(&client, args.json),
+        AdminCommand::Replay(replay_args) => dead_letters::replay(&client, replay_args, args.json),
+        AdminCommand::Erase(erase_args) => erase::erase(&client, erase_args, args.json),
+    }
+}
+
+/// `wire` read as the CLI reads an answer.
+#[cfg(test)]
+fn read<T: serde::de::DeserializeOwned>(wire: serde_json::Value) -> T {
+    serde_json::from_value(wire).expect("the worker's shape")
+}

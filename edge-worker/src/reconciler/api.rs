@@ -1,0 +1,117 @@
+//! Didit's API, as a run's steps call it: a capped `GET` with the API key, within the step's
+//! timeout.
+
+use didit_edge_core::config::ReconcileConfig;
+use didit_edge_core::limits::BodyBudget;
+use didit_edge_core::reconcile::api::Answer;
+use didit_edge_core::reconcile::STEP_TIMEOUT_MS;
+use futures_util::StreamExt;
+use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
+
+use crate::clock::{now_ms, within};
+use crate::origin::{fetch_within, Fetched};
+
+/// What an API call returned, owned until the core reads it.
+pub(super) enum ApiResponse {
+    Status {
+        status: u16,
+        body: String,
+        retry_after: Option<String>,
+    },
+    TooLarge,
+    Unreachable,
+}
+
+impl ApiResponse {
+    pub(super) fn answer(&self) -> Answer<'_> {
+        match self {
+            Self::Status { status, body, .. } if (200..300).contains(status) => Answer::Ok(body),
+            Self::Status {
+                status,
+                retry_after,
+                ..
+            } => Answer::Status {
+                status: *status,
+                retry_after: retry_after.as_deref(),
+            },
+            Self::TooLarge => Answer::TooLarge,
+            Self::Unreachable => Answer::Unreachable,
+        }
+    }
+}
+
+/// `GET`s `path` under Didit's API base URL with the API key, reading at most `limit` bytes of
+/// its body, all within the step's timeout. Redirects are not followed (the key would go
+/// wherever they point).
+pub(super) async fn api_get(reconcile: &ReconcileConfig, path: &str, limit: usize) -> ApiResponse {
+    let request = || -> Result<Request> {
+        let headers = Headers::new();
+        headers.set("x-api-key", &reconcile.api_key)?;
+        headers.set("accept", "application/json")?;
+        headers.set(
+            "user-agent",
+            concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " reconciliation"),
+        )?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Get)
+            .with_headers(headers)
+            .with_redirect(RequestRedirect::Manual);
+        Request::new_with_init(&format!("{}{path}", reconcile.base_url), &init)
+    };
+    let Ok(request) = request() else {
+        return ApiResponse::Unreachable;
+    };
+    let started = now_ms();
+    let timeout = u32::try_from(STEP_TIMEOUT_MS).unwrap_or(u32::MAX);
+    let mut response = match fetch_within(timeout, Fetch::Request(request)).await {
+        Fetched::Answered(response) => response,
+        Fetched::Failed | Fetched::TimedOut => return ApiResponse::Unreachable,
+    };
+    let status = response.status_code();
+    let retry_after = response.headers().get("retry-after").ok().flatten();
+    let declared = response
+        .headers()
+        .get("content-length")
+        .ok()
+        .flatten()
+        .and_then(|length| length.trim().parse::<usize>().ok());
+    if (200..300).contains(&status) && declared.is_some_and(|length| length > limit) {
+        return ApiResponse::TooLarge;
+    }
+    let left = STEP_TIMEOUT_MS.saturating_sub(u64::try_from(now_ms() - started).unwrap_or(0));
+    match within(left, read_capped(&mut response, limit)).await {
+        Some(Ok(Some(body))) => ApiResponse::Status {
+            status,
+            body,
+            retry_after,
+        },
+        Some(Ok(None)) if (200..300).contains(&status) => ApiResponse::TooLarge,
+        // An error body past the limit says nothing more than its status.
+        Some(Ok(None)) => ApiResponse::Status {
+            status,
+            body: String::new(),
+            retry_after,
+        },
+        Some(Err(())) | None => ApiResponse::Unreachable,
+    }
+}
+
+/// A response's body as text, or `Ok(None)` once it passes `limit` bytes (read no further).
+async fn read_capped(
+    response: &mut Response,
+    limit: usize,
+) -> std::result::Result<Option<String>, ()> {
+    let mut stream = response.stream().map_err(drop)?;
+    let mut budget = BodyBudget::new(u64::try_from(limit).unwrap_or(u64::MAX));
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(drop)?;
+        if budget.take(chunk.len()).is_err() {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    String::from_utf8(body)
+        .map(Some)
+        .or(Ok(Some(String::new())))
+}
