@@ -196,6 +196,8 @@ struct World {
     /// The delivery settings in force (leaked: a run keeps the settings it started with for
     /// as long as it runs, as production's does).
     settings: &'static DeliveryConfig,
+    /// Each session's status now, as Didit's API reports it.
+    session_status: BTreeMap<String, &'static str>,
     /// What happened at the awaits: runs left waiting, and reconciled results taken.
     suspended_runs: u64,
     reconciled_accepted: u64,
@@ -278,6 +280,7 @@ impl World {
             health_cache: None,
             settings: Box::leak(Box::new(settings)),
             running: None,
+            session_status: BTreeMap::new(),
             suspended_runs: 0,
             reconciled_accepted: 0,
             stream_on: rng.chance(50),
@@ -306,7 +309,7 @@ impl World {
     }
 
     fn log(&mut self, line: String) {
-        if self.trace.len() == 60 {
+        if self.trace.len() == env_number("SIM_TRACE", 60) as usize {
             self.trace.pop_front();
         }
         self.trace
@@ -329,7 +332,16 @@ impl World {
                 "changes": {"sim_uid": uid},
             })
         } else {
-            let status = *self.rng.pick(&STATUSES);
+            // A transition changes the status: Didit never sends a session the status it is
+            // already in as a new event.
+            let last = self.session_status.get(&subject).copied();
+            let choices: Vec<&'static str> = STATUSES
+                .iter()
+                .copied()
+                .filter(|status| Some(*status) != last)
+                .collect();
+            let status = *self.rng.pick(&choices);
+            self.session_status.insert(subject.clone(), status);
             let mut payload = serde_json::json!({
                 "webhook_type": "status.updated", "session_id": subject, "vendor_data": "u",
                 "timestamp": created, "status": status, "event_id": format!("e{uid}"),
@@ -398,7 +410,13 @@ impl World {
             .any(|record| record.id == id);
         assert!(stored, "answered {receipt:?} but not stored");
         if let Some(previous) = self.answered.insert(event.uid, id.clone()) {
-            assert_eq!(previous, id, "one event answered with two ids");
+            assert_eq!(
+                previous,
+                id,
+                "uid {} answered with two ids (in {inbox_name}): {receipt:?} for {}",
+                event.uid,
+                payload_summary(payload)
+            );
         }
         self.uid_of.insert(id, event.uid);
         self.log(format!("claim uid {} → {receipt:?}", event.uid));
@@ -441,22 +459,16 @@ impl World {
         }
     }
 
-    /// Reconciliation reads a session's status from Didit's API and claims it as an event of
-    /// its own (`source: api`), through the same intake: at any moment, so also while the
+    /// Reconciliation reads a session's status now from Didit's API and claims it as an event
+    /// of its own (`source: api`), through the same intake: at any moment, so also while the
     /// session's inbox is in the middle of an alarm run. The inbox matches it to a webhook of
     /// the same transition (either may come first), and takes nothing from the API about an
     /// erased subject.
     fn reconcile_step(&mut self) {
         let sessions: Vec<(String, String)> = self
-            .didit
+            .session_status
             .iter()
-            .rev()
-            .filter(|event| self.now - event.sent_at < 600 * SECOND)
-            .filter_map(|event| {
-                let session = event.payload["session_id"].as_str()?;
-                let status = event.payload["status"].as_str()?;
-                Some((session.to_string(), status.to_string()))
-            })
+            .map(|(session, status)| (session.clone(), status.to_string()))
             .collect();
         if sessions.is_empty() {
             return;
@@ -1367,6 +1379,14 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
         Change::MarkErased(at) => store.erased_at = Some(at),
         Change::ForgetErasure => store.erased_at = None,
     }
+}
+
+/// What a trace needs of a body: its identity fields, not its content.
+fn payload_summary(payload: &serde_json::Value) -> String {
+    format!(
+        "{} {} event_id {} timestamp {}",
+        payload["webhook_type"], payload["status"], payload["event_id"], payload["timestamp"]
+    )
 }
 
 fn run(seed: u64, steps: u64) -> Result<World, String> {

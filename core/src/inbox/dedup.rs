@@ -40,34 +40,50 @@ impl Inbox {
     }
 
     /// Remembers `claim`'s alias for `original`, which it repeats, so that a later resend of
-    /// it is found by alias whatever happened to the subject in between.
+    /// it is found by alias whatever happened to the subject in between; and, when its own id
+    /// differs (it was matched as the same transition, not by content), that id too, so that a
+    /// retry under a fresh `event_id` is found even after an event arriving late has closed
+    /// the window in which the transitions matched.
     pub(super) fn attach_alias(&mut self, original: Seq, claim: &Claim) {
-        let Some(alias) = &claim.alias else {
-            return;
-        };
-        if self
-            .aliases
-            .get(alias)
-            .is_some_and(|seqs| seqs.contains(&original))
-            || self.aliases_of(original) >= MAX_ALIASES_PER_EVENT
-        {
-            return;
+        let own_id = self
+            .events
+            .get(&original)
+            .is_some_and(|event| event.record.id != claim.id)
+            .then_some(&claim.id);
+        for alias in claim.alias.iter().chain(own_id) {
+            if self
+                .aliases
+                .get(alias)
+                .is_some_and(|seqs| seqs.contains(&original))
+                || self.aliases_of(original) >= MAX_ALIASES_PER_EVENT
+            {
+                continue;
+            }
+            self.aliases
+                .entry(alias.clone())
+                .or_default()
+                .insert(original);
+            self.changes.push_back(Change::AttachAlias {
+                seq: original,
+                alias: alias.clone(),
+            });
         }
-        self.aliases
-            .entry(alias.clone())
-            .or_default()
-            .insert(original);
-        self.changes.push_back(Change::AttachAlias {
-            seq: original,
-            alias: alias.clone(),
-        });
     }
 
-    /// The event this claim repeats, if any: the same id; the id an older release gave it; or
-    /// Didit's `event_id` on an event of the same type and status (any status for an event an
-    /// older release stored, which kept none).
+    /// The event this claim repeats, if any: the same id, or an id that was matched to it
+    /// before (a webhook taken as the same transition as a result read from the API: its
+    /// retries, whatever their `event_id`, carry the same content and so the same id); the id
+    /// an older release gave it; or Didit's `event_id` on an event of the same type and status
+    /// (any status for an event an older release stored, which kept none).
     pub(super) fn original_of(&self, claim: &Claim) -> Option<&Event> {
         if let Some(event) = self.ids.get(&claim.id).and_then(|s| self.events.get(s)) {
+            return Some(event);
+        }
+        if let Some(event) = self
+            .aliases
+            .get(&claim.id)
+            .and_then(|seqs| seqs.iter().find_map(|seq| self.events.get(seq)))
+        {
             return Some(event);
         }
         if let Some(event) = self

@@ -110,10 +110,12 @@ fn an_alias_matches_only_the_same_type_and_status() {
         inbox.handle_claim(resend.clone(), UnixMs(0)),
         Receipt::Duplicate { id: "evt_a".into() }
     );
+    // Another status is other content, so another id (the id covers the status).
+    resend.id = "evt_c".into();
     resend.status = Some("Declined".into());
     assert_eq!(
         inbox.handle_claim(resend, UnixMs(0)),
-        Receipt::Accepted { id: "evt_b".into() },
+        Receipt::Accepted { id: "evt_c".into() },
         "Didit's event_id reused for another transition is not a duplicate"
     );
 }
@@ -729,12 +731,20 @@ fn a_resend_of_a_transition_first_learned_from_the_api_stays_a_duplicate_after_l
         Receipt::Duplicate { id: "a1".into() }
     );
     changes.extend(inbox.drain_changes());
+    // Its own id too: matched by transition, not by content, so a retry of it must not
+    // depend on the transitions still matching.
     assert_eq!(
         changes,
-        [Change::AttachAlias {
-            seq: Seq(1),
-            alias: "alias-w-late".into()
-        }]
+        [
+            Change::AttachAlias {
+                seq: Seq(1),
+                alias: "alias-w-late".into()
+            },
+            Change::AttachAlias {
+                seq: Seq(1),
+                alias: "w-late".into()
+            }
+        ]
     );
     receipt_of(
         &mut inbox,
@@ -761,6 +771,32 @@ fn a_resend_of_a_transition_first_learned_from_the_api_stays_a_duplicate_after_l
     assert_eq!(
         receipt_of(&mut restored, resend),
         Receipt::Duplicate { id: "a1".into() }
+    );
+}
+
+#[test]
+fn a_retry_of_a_webhook_matched_to_the_api_stays_a_duplicate_when_a_late_event_closes_the_match() {
+    let mut inbox = Inbox::new();
+    receipt_of(&mut inbox, transition("a1", "Approved", 900, Source::Api));
+    let webhook = transition("w1", "Approved", 1000, Source::Webhook);
+    assert_eq!(
+        receipt_of(&mut inbox, webhook.clone()),
+        Receipt::Duplicate { id: "a1".into() }
+    );
+    // An event Didit created in between arrives late: the two no longer match by transition.
+    receipt_of(
+        &mut inbox,
+        transition("w-review", "In Review", 950, Source::Webhook),
+    );
+    // Didit retries the webhook under a fresh event_id: the same content, the same id.
+    let retry = Claim {
+        alias: Some("a-fresh-event-id".into()),
+        ..webhook
+    };
+    assert_eq!(
+        receipt_of(&mut inbox, retry),
+        Receipt::Duplicate { id: "a1".into() },
+        "found by the id attached when it was first matched"
     );
 }
 
