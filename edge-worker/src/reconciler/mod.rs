@@ -25,7 +25,6 @@ use std::cell::RefCell;
 
 use didit_edge_core::admin::ReconciliationStatus;
 use didit_edge_core::identity::Subject;
-use didit_edge_core::rejection::Rejection;
 use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
@@ -88,7 +87,7 @@ impl DurableObject for Reconciler {
                 };
                 http::json(200, serde_json::to_string(&status)?)
             }
-            None => http::rejection(&Rejection::NotFound),
+            None => objects::no_such_call(),
         }
     }
 
