@@ -196,6 +196,10 @@ struct World {
     /// The delivery settings in force (leaked: a run keeps the settings it started with for
     /// as long as it runs, as production's does).
     settings: &'static DeliveryConfig,
+    /// Ids of events claimed from the API, and how often a webhook matched to one was taken
+    /// anew once that event was forgotten.
+    api_ids: BTreeSet<String>,
+    rematched: u64,
     /// Each session's status now, as Didit's API reports it.
     session_status: BTreeMap<String, &'static str>,
     /// What happened at the awaits: runs left waiting, and reconciled results taken.
@@ -280,6 +284,8 @@ impl World {
             health_cache: None,
             settings: Box::leak(Box::new(settings)),
             running: None,
+            api_ids: BTreeSet::new(),
+            rematched: 0,
             session_status: BTreeMap::new(),
             suspended_runs: 0,
             reconciled_accepted: 0,
@@ -410,15 +416,34 @@ impl World {
             .any(|record| record.id == id);
         assert!(stored, "answered {receipt:?} but not stored");
         if let Some(previous) = self.answered.insert(event.uid, id.clone()) {
-            assert_eq!(
-                previous,
-                id,
-                "uid {} answered with two ids (in {inbox_name}): {receipt:?} for {}",
-                event.uid,
-                payload_summary(payload)
-            );
+            // The one way an event's answer may change: it was matched by transition to a
+            // result read from the API (no content in common), and that result has since been
+            // forgotten. A transition to the same status whose webhook in between was lost
+            // looks like the same transition; once the API's event is gone, the webhook is
+            // taken as what it is. Nothing reaches a consumer twice under one event for it.
+            let rematched = previous != id
+                && self.api_ids.contains(&previous)
+                && !self.inboxes[&inbox_name]
+                    .store
+                    .events
+                    .values()
+                    .any(|record| record.id == previous);
+            if rematched {
+                self.rematched += 1;
+            } else {
+                assert_eq!(
+                    previous,
+                    id,
+                    "uid {} answered with two ids (in {inbox_name}): {receipt:?} for {}",
+                    event.uid,
+                    payload_summary(payload)
+                );
+            }
         }
-        self.uid_of.insert(id, event.uid);
+        // An event read from the API stands for a transition, not for this webhook.
+        if !self.api_ids.contains(&id) {
+            self.uid_of.insert(id, event.uid);
+        }
         self.log(format!("claim uid {} → {receipt:?}", event.uid));
         let inbox = self.inboxes.get_mut(&inbox_name).expect("inbox");
         inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
@@ -501,7 +526,8 @@ impl World {
         match self.step(&name, |inbox| inbox.handle_claim(claim, now)) {
             Ok(receipt) => {
                 self.log(format!("reconciled {session} {status} → {receipt:?}"));
-                if let Receipt::Accepted { .. } = receipt {
+                if let Receipt::Accepted { id } = &receipt {
+                    self.api_ids.insert(id.clone());
                     self.reconciled_accepted += 1;
                     let inbox = self.inboxes.get_mut(&name).expect("inbox");
                     inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
@@ -1452,6 +1478,7 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     let mut total_steps = 0;
     let mut suspended = 0;
     let mut reconciled = 0;
+    let mut rematched = 0;
     let runs = seeds.len();
     for seed in seeds {
         match run(seed, steps) {
@@ -1462,6 +1489,7 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
                 total_steps += world.steps;
                 suspended += world.suspended_runs;
                 reconciled += world.reconciled_accepted;
+                rematched += world.rematched;
             }
             Err(report) => panic!("{report}"),
         }
@@ -1476,6 +1504,7 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     eprintln!(
         "simulation: {runs} runs, {total_steps} steps: {events} events accepted, \
          {delivered} copies delivered, {dead} dead letters listed, {suspended} runs left waiting \
-         at an await, {reconciled} reconciled results taken; every invariant held"
+         at an await, {reconciled} reconciled results taken ({rematched} webhooks taken anew \
+         after the result they matched was forgotten); every invariant held"
     );
 }
