@@ -1,7 +1,9 @@
-//! One Durable Object per subject, holding the core's [`Inbox`] machine: this adapter loads it
-//! from SQLite, feeds it claims, alarms and replays with the time, writes the changes it makes
-//! before answering or awaiting anything, and performs the IO it asks for (classifying a
-//! stored body, POSTing to origins, telling the dead-letter index, publishing a status).
+//! One Durable Object per subject, holding the core's inbox machine: this adapter loads it
+//! from SQLite, feeds it claims, replays and erasures with the time, writes the changes it
+//! makes before answering or awaiting anything, and on each alarm performs the steps the core's
+//! run conductor (`didit_edge_core::inbox::run::Run`) hands out: reading a stored body or
+//! payload, reading origin health, POSTing to an origin, reporting health, publishing a
+//! status, telling the dead-letter index. It decides none of them.
 //!
 //! The object is single-threaded and SQLite calls are synchronous, so a claim's duplicate
 //! check and its insert run with no `.await` between them: any number of concurrent identical
