@@ -41,9 +41,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 
 use didit_edge_core::attempt::{AttemptResult, DeadReason};
+use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::config::DeliveryConfig;
 use didit_edge_core::delivery::{CopyState, Retention};
-use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState};
+use didit_edge_core::health::{
+    Breaker, BreakerPolicy, BreakerState, Lookup, Report, SnapshotCache,
+};
 use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
@@ -192,7 +195,7 @@ struct World {
     behaviours: BTreeMap<String, Behaviour>,
     breakers: BTreeMap<String, Breaker>,
     /// The isolate's copy of the breakers, and when it was read.
-    health_cache: Option<(i64, BTreeMap<String, BreakerState>)>,
+    health_cache: SnapshotCache,
     /// The delivery settings in force (leaked: a run keeps the settings it started with for
     /// as long as it runs, as production's does).
     settings: &'static DeliveryConfig,
@@ -281,7 +284,7 @@ impl World {
             erased: BTreeSet::new(),
             behaviours: BTreeMap::new(),
             breakers: BTreeMap::new(),
-            health_cache: None,
+            health_cache: SnapshotCache::new(),
             settings: Box::leak(Box::new(settings)),
             running: None,
             api_ids: BTreeSet::new(),
@@ -770,17 +773,17 @@ impl World {
                     Awaiting::Answer(result, retry_after)
                 }
                 Step::ReportHealth(report) => {
-                    let state = {
-                        let breaker = self
-                            .breakers
-                            .entry(report.origin.clone())
-                            .or_insert_with(|| Breaker::new(BreakerPolicy::default()));
-                        breaker.report(report.up, report.retry_after_ms, report.at.0);
-                        breaker.state()
-                    };
-                    if let Some((_, cached)) = self.health_cache.as_mut() {
-                        cached.insert(report.origin, state);
-                    }
+                    // The shared breaker takes the report, and so does this isolate's copy.
+                    self.breakers
+                        .entry(report.origin.clone())
+                        .or_insert_with(|| Breaker::new(BreakerPolicy::default()))
+                        .report(report.up, report.retry_after_ms, report.at.0);
+                    self.health_cache.handle_reported(&Report {
+                        origin: report.origin,
+                        up: report.up,
+                        retry_after_ms: report.retry_after_ms,
+                        at_ms: report.at,
+                    });
                     Awaiting::Nothing
                 }
                 Step::Publish(_) => Awaiting::Nothing,
@@ -801,29 +804,26 @@ impl World {
         }
     }
 
-    /// The breakers as production's health adapter reads them: a copy at most 2 s old, else
-    /// a fresh read when the run's budget allows one (which may fail: then every origin
-    /// counts as available), else whatever copy there is.
+    /// The breakers as production's health adapter reads them, through the core's isolate
+    /// cache ([`SnapshotCache`]): a recent copy, else a fresh read when the run's budget
+    /// allows one (which may fail: then every origin counts as available), else whatever copy
+    /// there is.
     fn read_health(&mut self, may_fetch: bool) -> Awaiting {
-        if let Some((at, cached)) = &self.health_cache {
-            if self.now - at < 2_000 {
-                return Awaiting::Health(cached.clone(), 0);
+        let mut allowance = SubrequestBudget::new(u32::from(may_fetch));
+        let now = UnixMs(self.now);
+        let snapshot = match self.health_cache.lookup(now, &mut allowance) {
+            Lookup::Use(snapshot) => snapshot,
+            Lookup::Fetch => {
+                let fetched = (!(self.faults && self.rng.chance(5))).then(|| {
+                    self.breakers
+                        .iter()
+                        .map(|(name, breaker)| (name.clone(), breaker.state()))
+                        .collect()
+                });
+                self.health_cache.handle_fetched(fetched, now)
             }
-        }
-        if !may_fetch {
-            let cached = self.health_cache.as_ref().map(|(_, c)| c.clone());
-            return Awaiting::Health(cached.unwrap_or_default(), 0);
-        }
-        if self.faults && self.rng.chance(5) {
-            return Awaiting::Health(BTreeMap::new(), 1);
-        }
-        let snapshot: BTreeMap<String, BreakerState> = self
-            .breakers
-            .iter()
-            .map(|(name, breaker)| (name.clone(), breaker.state()))
-            .collect();
-        self.health_cache = Some((self.now, snapshot.clone()));
-        Awaiting::Health(snapshot, 1)
+        };
+        Awaiting::Health((*snapshot).clone(), allowance.used())
     }
 
     /// The dead-letter index hears `changes` (or cannot be reached): `true` when it took them.
