@@ -19,9 +19,7 @@ mod store;
 use std::cell::{Cell, RefCell};
 
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
-use didit_edge_core::inbox::run::{
-    self, Begin, Finished, Run, RunError, Step, StoredBody, LISTED_ATTEMPTS,
-};
+use didit_edge_core::inbox::run::{self, Begin, Finished, Run, RunError, Step, LISTED_ATTEMPTS};
 use didit_edge_core::inbox::{
     subject_kind, Claim, ClaimContent, Classification, IndexChange, IndexEntry, LogRecord,
     ReplayFilter,
@@ -355,13 +353,7 @@ impl Inbox {
     async fn perform(&self, run: &mut Run<'_>, step: Step<'_>) -> Result<Option<Finished>> {
         match step {
             Step::ReadBody(seq) => {
-                let stored = store::stored_body(&self.sql(), seq)?;
-                let stored = Some(StoredBody {
-                    body: stored.body,
-                    verified: stored.verified,
-                    test: stored.test,
-                    received_at: stored.received_at,
-                });
+                let stored = Some(store::stored_body(&self.sql(), seq)?);
                 self.step(|machine| run.handle_body(machine, stored, UnixMs(now_ms())))?
                     .map_err(run_failed)?;
             }

@@ -3,9 +3,9 @@
 //! it) and a copy's latest attempts (only to list a dead letter). Loading leaves them out so
 //! that restoring an inbox costs what deduplication and ordering need, not its payloads.
 
+use didit_edge_core::inbox::run::StoredBody;
 use didit_edge_core::inbox::Seq;
 use didit_edge_core::time::UnixMs;
-use didit_edge_core::verify::Verified;
 use worker::{Result, SqlStorage};
 
 use crate::dead_letters::LoggedAttempt;
@@ -21,19 +21,6 @@ pub(in crate::inbox) fn payload(sql: &SqlStorage, seq: Seq) -> Result<Option<Str
         Columns::opt_text,
     )?;
     Ok(payload.flatten())
-}
-
-/// What an unclassified event was stored with: Didit's body, how it was verified, the test
-/// flag, and when it was received.
-pub(in crate::inbox) struct StoredBody {
-    /// Didit's body.
-    pub body: String,
-    /// How it was authenticated.
-    pub verified: Verified,
-    /// A console test delivery.
-    pub test: bool,
-    /// When the edge received it.
-    pub received_at: UnixMs,
 }
 
 /// Reads an unclassified event's body.
