@@ -62,11 +62,13 @@ pub fn origins_for<'o>(
     ordered
 }
 
-/// A small, well-mixed generator for the weighted draw (not for anything secret).
-struct SplitMix64(u64);
+/// A small, well-mixed generator for the weighted draw and an alarm run's draws (not for
+/// anything secret): one seed, one sequence, so a simulated run replays exactly.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SplitMix64(pub(crate) u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

@@ -44,9 +44,7 @@ use didit_edge_core::attempt::{AttemptResult, DeadReason};
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::config::DeliveryConfig;
 use didit_edge_core::delivery::{CopyState, Retention};
-use didit_edge_core::health::{
-    Breaker, BreakerPolicy, BreakerState, Lookup, Report, SnapshotCache,
-};
+use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState, Lookup, SnapshotCache};
 use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
@@ -777,13 +775,8 @@ impl World {
                     self.breakers
                         .entry(report.origin.clone())
                         .or_insert_with(|| Breaker::new(BreakerPolicy::default()))
-                        .report(report.up, report.retry_after_ms, report.at.0);
-                    self.health_cache.handle_reported(&Report {
-                        origin: report.origin,
-                        up: report.up,
-                        retry_after_ms: report.retry_after_ms,
-                        at_ms: report.at,
-                    });
+                        .report(report.up, report.retry_after_ms, report.at_ms.0);
+                    self.health_cache.handle_reported(&report);
                     Awaiting::Nothing
                 }
                 Step::Publish(_) => Awaiting::Nothing,

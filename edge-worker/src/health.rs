@@ -159,25 +159,13 @@ pub(crate) async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Sna
 
 /// Reports one outcome at `at_ms`; a failure to report is logged and never fails the delivery.
 /// This isolate's cached snapshot takes the same step ([`SnapshotCache::handle_reported`]).
-pub(crate) async fn report(
-    env: &Env,
-    origin: &str,
-    up: bool,
-    retry_after_ms: Option<u64>,
-    at_ms: i64,
-) {
-    let report = Report {
-        origin: origin.into(),
-        up,
-        retry_after_ms,
-        at_ms: UnixMs(at_ms),
-    };
-    let sent = match serde_json::to_string(&report) {
+pub(crate) async fn report(env: &Env, report: &Report) {
+    let sent = match serde_json::to_string(report) {
         Ok(body) => call(env, HealthCall::Report, body).await.map(|_| ()),
         Err(error) => Err(error.into()),
     };
     if let Err(error) = sent {
-        console_error!("could not report health of {origin}: {error}");
+        console_error!("could not report health of {}: {error}", report.origin);
     }
-    CACHE.with(|cache| cache.borrow_mut().handle_reported(&report));
+    CACHE.with(|cache| cache.borrow_mut().handle_reported(report));
 }

@@ -36,6 +36,8 @@ pub use inbox::Inbox;
 pub use reconciler::Reconciler;
 pub use stream::StatusStream;
 
+use didit_edge_core::health::Report;
+use didit_edge_core::time::UnixMs;
 use worker::{event, Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent};
 
 #[event(fetch)]
@@ -55,7 +57,13 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     for target in &delivery.origins {
         if let Some((outcome, retry_after)) = origin::probe(target).await {
             let up = outcome.probe_signal();
-            health::report(&env, &target.name, up, retry_after, clock::now_ms()).await;
+            let report = Report {
+                origin: target.name.clone(),
+                up,
+                retry_after_ms: retry_after,
+                at_ms: UnixMs(clock::now_ms()),
+            };
+            health::report(&env, &report).await;
             worker::console_log!("probed {}: {outcome:?}", target.name);
         }
     }

@@ -20,11 +20,11 @@ use super::{DueCopy, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work}
 use crate::attempt::{AttemptResult, Plan};
 use crate::budget::{SubrequestBudget, MISCONFIGURED_RETRY_MS};
 use crate::config::DeliveryConfig;
-use crate::health::{report_changes_nothing, BreakerState};
+use crate::health::{report_changes_nothing, BreakerState, Report};
 use crate::intake::Identified;
 use crate::origin::Origin;
 use crate::rejection::Rejection;
-use crate::route::origins_for;
+use crate::route::{origins_for, SplitMix64};
 use crate::secret::SigningSecrets;
 use crate::stream::{StatusUpdate, CHANNELS_PER_UPDATE};
 use crate::time::UnixMs;
@@ -56,19 +56,6 @@ pub struct StoredBody {
     pub test: bool,
     /// When the edge received it.
     pub received_at: UnixMs,
-}
-
-/// One outcome worth telling the shared breakers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HealthReport {
-    /// The origin.
-    pub origin: String,
-    /// Up or in trouble.
-    pub up: bool,
-    /// The origin's `Retry-After`, if it sent one.
-    pub retry_after_ms: Option<u64>,
-    /// When the answer came.
-    pub at: UnixMs,
 }
 
 /// Why a run stops going on at once and hands over to the next.
@@ -116,7 +103,7 @@ pub enum Step<'c> {
         id: String,
     },
     /// Tell the shared breakers (no answer needed: a report that fails is only logged).
-    ReportHealth(HealthReport),
+    ReportHealth(Report),
     /// Publish a status (no answer needed: a publish that fails is only logged).
     Publish(StatusUpdate),
     /// Tell the dead-letter index these changes, each listed with at most
@@ -198,7 +185,7 @@ pub fn begin(
         budget,
         work_done: 0,
         handed_over: false,
-        random: seed,
+        random: SplitMix64(seed),
         phase: Phase::Start,
         queued: VecDeque::new(),
         payload: String::new(),
@@ -256,8 +243,8 @@ pub struct Run<'c> {
     budget: SubrequestBudget,
     work_done: usize,
     handed_over: bool,
-    /// SplitMix64 state.
-    random: u64,
+    /// The run's draws.
+    random: SplitMix64,
     phase: Phase<'c>,
     /// Fire-and-forget steps to hand out before going on.
     queued: VecDeque<Step<'c>>,
@@ -458,11 +445,11 @@ impl<'c> Run<'c> {
             // Only a report that moves the breaker is worth a subrequest, and only while the
             // budget has one.
             if !report_changes_nothing(last_seen, up, now.0) && self.budget.take(1) {
-                self.queued.push_back(Step::ReportHealth(HealthReport {
+                self.queued.push_back(Step::ReportHealth(Report {
                     origin: origin.name.clone(),
                     up,
                     retry_after_ms,
-                    at: now,
+                    at_ms: now,
                 }));
             }
         }
@@ -520,7 +507,7 @@ impl<'c> Run<'c> {
             Work::Deliver(delivery) => {
                 // A fresh draw per attempt spreads traffic over origins of equal priority by
                 // weight.
-                let seed = self.draw();
+                let seed = self.random.next();
                 let candidates = origins_for(
                     &self.settings.origins,
                     &delivery.consumer,
@@ -559,7 +546,7 @@ impl<'c> Run<'c> {
             rejected_by: attempt.rejected_by,
         };
         self.payload = String::new();
-        let jitter = self.draw();
+        let jitter = self.random.next();
         let policy = self.settings.inbox_policy();
         inbox.handle_attempt(&attempt.delivery, outcome, &policy, now, jitter);
     }
@@ -585,14 +572,5 @@ impl<'c> Run<'c> {
             }
         };
         Step::Done(finished)
-    }
-
-    /// SplitMix64: a well-mixed draw from the run's seed, so one seed is one run.
-    fn draw(&mut self) -> u64 {
-        self.random = self.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.random;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
     }
 }

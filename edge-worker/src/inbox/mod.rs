@@ -378,17 +378,7 @@ impl Inbox {
                 run.handle_answer(result, retry_after, UnixMs(now_ms()))
                     .map_err(run_failed)?;
             }
-            Step::ReportHealth(report) => {
-                let at = report.at.0;
-                health::report(
-                    &self.env,
-                    &report.origin,
-                    report.up,
-                    report.retry_after_ms,
-                    at,
-                )
-                .await;
-            }
+            Step::ReportHealth(report) => health::report(&self.env, &report).await,
             Step::Publish(update) => stream::publish(&self.env, &update).await,
             Step::PushIndex {
                 subject,
