@@ -7,6 +7,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -203,9 +204,11 @@ class WranglerDev:
         return self.log_path.read_text(errors="replace").splitlines()
 
     def log_events(self, event):
-        """The worker's structured log lines (one JSON object per line) of one `event` kind."""
+        """The worker's structured log lines (one JSON object per line) of one `event` kind,
+        error lines included (wrangler colours those)."""
         found = []
         for line in self.log_lines():
+            line = re.sub(r"\x1b\[[0-9;]*m", "", line)
             start = line.find("{")
             if start < 0:
                 continue

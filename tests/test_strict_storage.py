@@ -6,7 +6,6 @@ The same restart also brings an inbox of the previous schema up to date (its dea
 
 import json
 import pathlib
-import re
 import sqlite3
 import time
 import uuid
@@ -18,21 +17,6 @@ from test_operations import ALERTS_SECRET, alerts_of
 
 DEAD_COLUMNS = {"events": ["payload_expires_at_ms", "forget_at_ms"], "deliveries": ["last_error"],
                 "refusals": ["at_ms"]}
-
-
-def error_events(edge, kind):
-    """The worker's structured lines of one kind, error lines included (wrangler colours those)."""
-    found = []
-    for line in edge.log_lines():
-        line = re.sub(r"\x1b\[[0-9;]*m", "", line)
-        start = line.find("{")
-        try:
-            record = json.loads(line[start:]) if start >= 0 else None
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("event") == kind:
-            found.append(record)
-    return found
 
 
 def inbox_file(persist_dir, event_id):
@@ -106,8 +90,8 @@ def test_a_corrupted_dead_letter_is_left_alone_not_resent_and_its_event_stays_a_
     assert (status, reply["error"]["code"]) == (404, "dead_letter_not_found")
 
     # The log names table, column, row and text; one alert says the same.
-    assert wait_until(lambda: error_events(edge, "storage_unreadable"), timeout=10)
-    [line] = error_events(edge, "storage_unreadable")
+    assert wait_until(lambda: edge.log_events("storage_unreadable"), timeout=10)
+    [line] = edge.log_events("storage_unreadable")
     assert line == {"event": "storage_unreadable", "table": "deliveries", "column": "state",
                     "row": f"event_seq={seq} consumer=default", "expected": "copy_state", "text": "deadd",
                     "event_id": event, "subject_kind": "session"}
@@ -131,7 +115,7 @@ def test_a_corrupted_dead_letter_is_left_alone_not_resent_and_its_event_stays_a_
     edge.start()
     status, reply = send_payload(edge, payload)
     assert (status, reply["status"]) == (200, "duplicate")
-    assert wait_until(lambda: error_events(edge, "storage_unreadable"), timeout=10)
+    assert wait_until(lambda: edge.log_events("storage_unreadable"), timeout=10)
     time.sleep(6)
     assert len(alerts_of(receiver, "didit-edge.storage.unreadable")) == 1
     assert len(origin.received) == tried
