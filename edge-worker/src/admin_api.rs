@@ -7,7 +7,7 @@ use didit_edge_core::admin::{
     BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport, OriginView, OriginsView, Replayed,
     MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
-use didit_edge_core::config::{Config, DeliveryConfig};
+use didit_edge_core::config::Config;
 use didit_edge_core::inbox::Erasure;
 use didit_edge_core::rejection::Rejection;
 use serde::Serialize;
@@ -32,11 +32,6 @@ fn authorized(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, R
     Ok(config.clone())
 }
 
-/// The delivery settings, which describing origins needs.
-fn delivery_settings(config: &Config) -> std::result::Result<&DeliveryConfig, Rejection> {
-    config.delivery_or_refusal()
-}
-
 fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
     DeadLetterQuery::parse(http::query(request).as_deref())
 }
@@ -45,7 +40,7 @@ fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
 /// URLs are left out: they may carry credentials.
 pub(crate) async fn origins(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = authorized(request, env)?;
-    let delivery = delivery_settings(&config)?;
+    let delivery = config.delivery_or_refusal()?;
     let snapshot = crate::health::fresh_snapshot(env)
         .await
         .map_err(EdgeError::unavailable("origin health unavailable"))?;
