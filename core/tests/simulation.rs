@@ -5,10 +5,14 @@
 //! simulated origins, a simulated health object and a simulated store. Nothing of the driver
 //! is copied here: the Durable Object is a switch over the run's steps, and so is this.
 //!
-//! Production awaits at five points of an alarm run (reading health, each POST, a health
-//! report, a publish, the dead-letter index) and at the index push after a replay or an
-//! erasure. At each of them the simulation may leave the run waiting and let anything else
-//! happen first, as FoundationDB interleaves actors at every `wait()`:
+//! A run starts either from a claim, right after it is stored and answered, or from the
+//! object's alarm, through production's one-run-at-a-time gate
+//! ([`didit_edge_core::inbox::gate`]); an alarm that fires while a claim's run is going on
+//! finds the gate held, and a crash empties the gate along with the rest of the object's memory.
+//! Production awaits at five points of a run (reading health, each POST, a health report, a
+//! publish, the dead-letter index) and at the index push after a replay or an erasure. At each
+//! of them the simulation may leave the run waiting and let anything else happen first, as
+//! FoundationDB interleaves actors at every `wait()`:
 //!
 //! - Didit sends events for many subjects: retries of one event, resends with a fresh
 //!   timestamp, distinct events in the same second, events out of order, duplicates racing;
@@ -23,7 +27,9 @@
 //!   webhooks of the same transition, whichever comes first).
 //!
 //! After every step the invariants are checked: a delivery answered 200 is stored; no event
-//! reaches an origin under two webhook-ids; each consumer gets a subject's events in the order
+//! reaches an origin under two webhook-ids; no copy an origin took (2xx) is sent again unless
+//! the object lost the run's memory in between (a crash, a cancelled run, a run taken over) or
+//! an operator replayed it, so runs never overlap; each consumer gets a subject's events in the order
 //! Didit created them (with the hold rule); no payload is dropped while a consumer may still
 //! need it; a dead letter appears only once the schedule is used up or an origin aborted. At
 //! the end, with the faults stopped, every accepted event reaches each of its consumers or is
@@ -45,6 +51,7 @@ use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::config::DeliveryConfig;
 use didit_edge_core::delivery::{CopyState, Retention};
 use didit_edge_core::health::{Breaker, BreakerPolicy, BreakerState, Lookup, SnapshotCache};
+use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
@@ -121,36 +128,47 @@ struct Stored {
     erased_at: Option<UnixMs>,
 }
 
-/// One subject's inbox: its store, its machine (absent after a crash), its alarm, and what is
-/// waiting at an `.await`: an alarm run, and index pushes of replays and erasures.
+/// One subject's inbox: its store, its machine (absent after a crash), its alarm, its run gate,
+/// and what is waiting at an `.await`: a run, and index pushes of replays and erasures.
 #[derive(Default)]
 struct SimInbox {
     store: Stored,
     machine: Option<Inbox>,
     alarm: Option<i64>,
     failures: u32,
+    /// Production's one-run-at-a-time gate, in the object's memory.
+    gate: RunGate,
     run: Option<Suspended>,
     index_pushes: Vec<(Vec<IndexChange>, bool)>,
+    /// Counts the times the object lost a run's memory (a crash, a cancelled or a taken-over
+    /// run): an origin may be sent a copy again only across one of them.
+    epoch: u64,
 }
 
 impl SimInbox {
-    /// The object is evicted: its memory goes, with every await in flight. An alarm run that
-    /// did not finish is run again by the platform.
+    /// The object is evicted: its memory goes, with every await in flight (the run gate too).
+    /// An alarm run that did not finish is run again by the platform; a run a claim started
+    /// has its backstop alarm.
     fn crash(&mut self, now: i64) {
         self.machine = None;
         self.index_pushes.clear();
-        if self.run.take().is_some() {
+        self.gate = RunGate::default();
+        self.epoch += 1;
+        if self.run.take().is_some_and(|run| run.from_alarm) {
             self.alarm = Some(self.alarm.map_or(now + 1_000, |at| at.min(now + 1_000)));
         }
     }
 }
 
-/// An alarm run stopped at an `.await`: the production conductor, the settings it started
-/// with, and the answer it will get when it goes on.
+/// A run stopped at an `.await`: the production conductor, the settings it started with, the
+/// answer it will get when it goes on, its ticket, and whether an alarm handler awaits it (else
+/// a claim started it, after answering).
 struct Suspended {
     run: Box<Run<'static>>,
     settings: &'static DeliveryConfig,
     awaiting: Awaiting,
+    ticket: Ticket,
+    from_alarm: bool,
 }
 
 /// What comes back from an `.await` of an alarm run.
@@ -183,6 +201,13 @@ struct World {
     webhook_ids: BTreeMap<u64, BTreeSet<String>>,
     /// (id, consumer) first delivered.
     delivered: BTreeSet<(String, String)>,
+    /// (id, consumer) → the inbox epoch an origin last answered it 2xx in.
+    delivered_in_epoch: BTreeMap<(String, String), u64>,
+    /// Copies an origin got again after a 2xx, across a crash, cancellation or take-over.
+    redelivered: u64,
+    /// Runs claims started, and alarms that found a run going on.
+    claim_runs: u64,
+    busy_alarms: u64,
     /// (id, consumer) the dead-letter index lists, and every one it ever listed.
     listed: BTreeSet<(String, String)>,
     ever_listed: BTreeSet<(String, String)>,
@@ -276,6 +301,10 @@ impl World {
             uid_of: BTreeMap::new(),
             webhook_ids: BTreeMap::new(),
             delivered: BTreeSet::new(),
+            delivered_in_epoch: BTreeMap::new(),
+            redelivered: 0,
+            claim_runs: 0,
+            busy_alarms: 0,
             listed: BTreeSet::new(),
             ever_listed: BTreeSet::new(),
             aborted: BTreeSet::new(),
@@ -404,7 +433,11 @@ impl World {
         let claim = Claim::of(&identified, content, Source::Webhook);
         let inbox_name = claim.subject.clone();
         let now = UnixMs(self.now);
-        let receipt = self.step(&inbox_name, |inbox| inbox.handle_claim(claim, now))?;
+        let settings = self.settings;
+        let (receipt, next_due) = self.step(&inbox_name, |inbox| {
+            let receipt = inbox.handle_claim(claim, now);
+            (receipt, gate::next_due(inbox, Some(settings), now))
+        })?;
         let id = match &receipt {
             Receipt::Accepted { id } | Receipt::Duplicate { id } => id.clone(),
             Receipt::Erased => panic!("a webhook is always taken: {receipt:?}"),
@@ -446,9 +479,24 @@ impl World {
             self.uid_of.insert(id, event.uid);
         }
         self.log(format!("claim uid {} → {receipt:?}", event.uid));
-        let inbox = self.inboxes.get_mut(&inbox_name).expect("inbox");
-        inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
+        self.after_claim(&inbox_name, next_due);
         Ok(())
+    }
+
+    /// What production's claim does once the claim is stored and answered: holds the alarm
+    /// its gate asks for, and starts a run right away when one is due and none is going on.
+    fn after_claim(&mut self, name: &str, next_due: Option<UnixMs>) {
+        let now = UnixMs(self.now);
+        let inbox = self.inboxes.get_mut(name).expect("inbox");
+        let after = inbox.gate.after_claim(next_due, now);
+        if let Some(by) = after.alarm_by {
+            inbox.alarm = Some(inbox.alarm.map_or(by.0, |a| a.min(by.0)));
+        }
+        if let Some(ticket) = after.run {
+            self.claim_runs += 1;
+            self.log(format!("{name}: run started by a claim"));
+            self.start_run(name, ticket, false);
+        }
     }
 
     fn didit_step(&mut self) {
@@ -524,15 +572,18 @@ impl World {
         );
         let name = claim.subject.clone();
         let now = UnixMs(self.now);
-        match self.step(&name, |inbox| inbox.handle_claim(claim, now)) {
-            Ok(receipt) => {
+        let settings = self.settings;
+        match self.step(&name, |inbox| {
+            let receipt = inbox.handle_claim(claim, now);
+            (receipt, gate::next_due(inbox, Some(settings), now))
+        }) {
+            Ok((receipt, next_due)) => {
                 self.log(format!("reconciled {session} {status} → {receipt:?}"));
                 if let Receipt::Accepted { id } = &receipt {
                     self.api_ids.insert(id.clone());
                     self.reconciled_accepted += 1;
-                    let inbox = self.inboxes.get_mut(&name).expect("inbox");
-                    inbox.alarm = Some(inbox.alarm.map_or(self.now, |a| a.min(self.now)));
                 }
+                self.after_claim(&name, next_due);
             }
             Err(Crashed) => self.log(format!("reconciled {session} cut short by a crash")),
         }
@@ -579,6 +630,21 @@ impl World {
             inbox.crash(now);
         }
         Ok(result)
+    }
+
+    /// A step of a run: as [`Self::step`], and a crash that let the step's writes through
+    /// still ends the run, whose memory went with the object's.
+    fn run_step<T>(
+        &mut self,
+        name: &str,
+        ticket: Ticket,
+        f: impl FnOnce(&mut Inbox) -> T,
+    ) -> Result<T, Crashed> {
+        let result = self.step(name, f)?;
+        match self.inboxes[name].gate.holds(ticket) {
+            true => Ok(result),
+            false => Err(Crashed),
+        }
     }
 
     // --- origins and health ---------------------------------------------------------------
@@ -654,14 +720,35 @@ impl World {
     // --- the alarm: production's conductor, with anything arriving at every await ----------
 
     fn alarm(&mut self, name: &str) {
+        let now = UnixMs(self.now);
         let inbox = self.inboxes.get_mut(name).expect("inbox");
         inbox.alarm = None;
+        match inbox.gate.on_alarm(now) {
+            OnAlarm::Busy { alarm_at } => {
+                inbox.alarm = Some(alarm_at.0);
+                self.busy_alarms += 1;
+                self.log(format!("alarm of {name}: a run is going on"));
+            }
+            OnAlarm::Run(ticket) => self.start_run(name, ticket, true),
+            OnAlarm::TakeOver(ticket) => {
+                inbox.epoch += 1;
+                self.log(format!("alarm of {name} takes over a lost run"));
+                self.start_run(name, ticket, true);
+            }
+        }
+    }
+
+    /// Starts a run under `ticket`, as production's `run_alarm` does, whether an alarm or a
+    /// claim admitted it.
+    fn start_run(&mut self, name: &str, ticket: Ticket, from_alarm: bool) {
+        let inbox = self.inboxes.get_mut(name).expect("inbox");
         if self.faults && self.rng.chance(3) {
             inbox.failures += 1;
             let failures = inbox.failures;
             let wait = didit_edge_core::budget::alarm_backoff_ms(failures, 1_000);
             inbox.alarm = Some(self.now + wait as i64);
-            self.log(format!("alarm of {name} failed ({failures} in a row)"));
+            self.log(format!("run of {name} failed ({failures} in a row)"));
+            self.run_ended(name, ticket, from_alarm, true);
             return;
         }
         inbox.failures = 0;
@@ -671,10 +758,21 @@ impl World {
         let seed = self.rng.next();
         match run::begin(in_force, self.stream_on, UnixMs(self.now), seed) {
             Begin::SettingsBroken { retry_at } => {
-                self.log(format!("alarm of {name}: settings broken"));
+                self.log(format!("run of {name}: settings broken"));
                 self.inboxes.get_mut(name).expect("inbox").alarm = Some(retry_at.0);
+                self.run_ended(name, ticket, from_alarm, false);
             }
-            Begin::Run(run) => self.drive(name, run, settings, None),
+            Begin::Run(run) => self.drive(name, run, settings, None, ticket, from_alarm),
+        }
+    }
+
+    /// A run ended: it goes again if work arrived while it ran.
+    fn run_ended(&mut self, name: &str, ticket: Ticket, from_alarm: bool, failed: bool) {
+        let now = UnixMs(self.now);
+        let inbox = self.inboxes.get_mut(name).expect("inbox");
+        if let AfterRun::Again(ticket) = inbox.gate.finished(ticket, failed, now) {
+            self.log(format!("run of {name} goes again"));
+            self.start_run(name, ticket, from_alarm);
         }
     }
 
@@ -687,17 +785,22 @@ impl World {
         mut run: Box<Run<'static>>,
         settings: &'static DeliveryConfig,
         mut awaiting: Option<Awaiting>,
+        ticket: Ticket,
+        from_alarm: bool,
     ) {
         self.running = Some(settings);
-        let ended = self.drive_until_await(name, &mut run, settings, &mut awaiting);
+        let ended = self.drive_until_await(name, &mut run, settings, &mut awaiting, ticket);
         self.running = None;
         match ended {
             Err(Crashed) => {
-                // The platform runs an alarm that did not finish again.
-                let now = self.now;
-                let inbox = self.inboxes.get_mut(name).expect("inbox");
-                inbox.alarm = Some(inbox.alarm.map_or(now + 1_000, |at| at.min(now + 1_000)));
-                self.log(format!("alarm of {name} cut short by a crash"));
+                // The platform runs an alarm that did not finish again; a run a claim
+                // started has its backstop alarm.
+                if from_alarm {
+                    let now = self.now;
+                    let inbox = self.inboxes.get_mut(name).expect("inbox");
+                    inbox.alarm = Some(inbox.alarm.map_or(now + 1_000, |at| at.min(now + 1_000)));
+                }
+                self.log(format!("run of {name} cut short"));
             }
             Ok(Some(awaiting)) => {
                 self.suspended_runs += 1;
@@ -705,9 +808,11 @@ impl World {
                     run,
                     settings,
                     awaiting,
+                    ticket,
+                    from_alarm,
                 });
             }
-            Ok(None) => {}
+            Ok(None) => self.run_ended(name, ticket, from_alarm, false),
         }
     }
 
@@ -718,6 +823,7 @@ impl World {
         run: &mut Box<Run<'static>>,
         settings: &'static DeliveryConfig,
         awaiting: &mut Option<Awaiting>,
+        ticket: Ticket,
     ) -> Result<Option<Awaiting>, Crashed> {
         loop {
             if let Some(answer) = awaiting.take() {
@@ -728,14 +834,19 @@ impl World {
                         run.handle_answer(result, retry_after, now)
                     }
                     Awaiting::Nothing => Ok(()),
-                    Awaiting::Index(pushed) => {
-                        self.step(name, |inbox| run.handle_index_pushed(inbox, pushed, now))?
-                    }
+                    Awaiting::Index(pushed) => self.run_step(name, ticket, |inbox| {
+                        run.handle_index_pushed(inbox, pushed, now)
+                    })?,
                 };
                 handled.expect("the run asked for this answer");
             }
+            // Production's loop asks the gate before every step: a run whose object lost its
+            // memory (a crash) or that was taken over stops here.
+            if !self.inboxes[name].gate.holds(ticket) {
+                return Err(Crashed);
+            }
             let now = UnixMs(self.now);
-            let step = self.step(name, |inbox| run.poll(inbox, now))?;
+            let step = self.run_step(name, ticket, |inbox| run.poll(inbox, now))?;
             let answer = match step {
                 Step::ReadBody(seq) => {
                     let store = &self.inboxes[name].store;
@@ -749,7 +860,7 @@ impl World {
                             received_at: store.events[&seq].received_at,
                         });
                     self.log(format!("classify {seq:?}"));
-                    self.step(name, |inbox| run.handle_body(inbox, stored, now))?
+                    self.run_step(name, ticket, |inbox| run.handle_body(inbox, stored, now))?
                         .expect("a stored body classifies");
                     continue;
                 }
@@ -768,6 +879,9 @@ impl World {
                     );
                     self.now += took;
                     self.log(format!("POST {id} → {} → {result:?}", origin.name));
+                    if matches!(result, AttemptResult::Status(204)) {
+                        self.note_delivered(name, &id, origin.consumer());
+                    }
                     Awaiting::Answer(result, retry_after)
                 }
                 Step::ReportHealth(report) => {
@@ -894,20 +1008,27 @@ impl World {
             return;
         };
         if self.faults && self.rng.chance(3) {
-            inbox.alarm = Some(
-                inbox
-                    .alarm
-                    .map_or(self.now + 1_000, |a| a.min(self.now + 1_000)),
-            );
-            self.log(format!("alarm run of {name} cancelled"));
+            // The platform drops the run's promise; the object keeps its memory, the gate
+            // still held by the run (taken over once no run could still be going).
+            inbox.epoch += 1;
+            if suspended.from_alarm {
+                inbox.alarm = Some(
+                    inbox
+                        .alarm
+                        .map_or(self.now + 1_000, |a| a.min(self.now + 1_000)),
+                );
+            }
+            self.log(format!("run of {name} cancelled"));
             return;
         }
-        self.log(format!("alarm run of {name} goes on"));
+        self.log(format!("run of {name} goes on"));
         self.drive(
             &name,
             suspended.run,
             suspended.settings,
             Some(suspended.awaiting),
+            suspended.ticket,
+            suspended.from_alarm,
         );
     }
 
@@ -933,6 +1054,10 @@ impl World {
         });
         if let Ok(replayed) = result {
             self.log(format!("replay {id}: {} copies", replayed.len()));
+            for key in &replayed {
+                self.delivered_in_epoch
+                    .remove(&(key.id.clone(), key.consumer.clone()));
+            }
             if !replayed.is_empty() {
                 let _ = self.sync_index(&name);
             }
@@ -1017,6 +1142,20 @@ impl World {
 
     /// When `id` first reaches `consumer`: every earlier event of its subject that the inbox
     /// holds must be done with for that consumer (delivered, or a dead letter it may pass).
+    /// An origin answered 2xx to a copy: it must not have done so before in the same memory of
+    /// its inbox (no crash, cancelled or taken-over run since), unless an operator replayed it.
+    fn note_delivered(&mut self, name: &str, id: &str, consumer: &str) {
+        let epoch = self.inboxes[name].epoch;
+        let key = (id.to_string(), consumer.to_string());
+        if let Some(before) = self.delivered_in_epoch.insert(key, epoch) {
+            assert_ne!(
+                before, epoch,
+                "{id} reached {consumer} twice with no crash, cancellation or take-over between"
+            );
+            self.redelivered += 1;
+        }
+    }
+
     fn check_order_at_delivery(&self, id: &str, consumer: &str, after: AfterDeadLetter) {
         let Some((_, inbox)) = self
             .inboxes
@@ -1157,6 +1296,8 @@ impl World {
                             now,
                         )
                     });
+                    self.delivered_in_epoch
+                        .remove(&(id.clone(), consumer.clone()));
                     self.inboxes.get_mut(&name).expect("inbox").alarm = Some(self.now);
                 }
             }
@@ -1173,12 +1314,12 @@ impl World {
         }
     }
 
-    /// The next alarm due. The platform starts none while the object's previous alarm run is
-    /// still under way.
+    /// The next alarm due. The platform starts none while the object's alarm handler is still
+    /// under way (a run a claim started does not hold it back).
     fn next_alarm(&self) -> Option<(String, i64)> {
         self.inboxes
             .iter()
-            .filter(|(_, inbox)| inbox.run.is_none())
+            .filter(|(_, inbox)| !inbox.run.as_ref().is_some_and(|run| run.from_alarm))
             .filter_map(|(name, inbox)| inbox.alarm.map(|at| (name.clone(), at)))
             .min_by_key(|(name, at)| (*at, name.clone()))
     }
@@ -1472,6 +1613,9 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     let mut suspended = 0;
     let mut reconciled = 0;
     let mut rematched = 0;
+    let mut redelivered = 0;
+    let mut claim_runs = 0;
+    let mut busy_alarms = 0;
     let runs = seeds.len();
     for seed in seeds {
         match run(seed, steps) {
@@ -1483,6 +1627,9 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
                 suspended += world.suspended_runs;
                 reconciled += world.reconciled_accepted;
                 rematched += world.rematched;
+                redelivered += world.redelivered;
+                claim_runs += world.claim_runs;
+                busy_alarms += world.busy_alarms;
             }
             Err(report) => panic!("{report}"),
         }
@@ -1490,14 +1637,20 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     // The runs did real work: events were accepted and delivered, and (over enough runs) dead
     // letters listed.
     assert!(
-        events > 0 && delivered > 0 && (runs < 10 || (dead > 0 && suspended > 0 && reconciled > 0)),
+        events > 0
+            && delivered > 0
+            && claim_runs > 0
+            && (runs < 10 || (dead > 0 && suspended > 0 && reconciled > 0 && busy_alarms > 0)),
         "{events} events, {delivered} deliveries, {dead} dead letters, {suspended} runs left \
-         waiting at an await, {reconciled} reconciled results taken"
+         waiting at an await, {reconciled} reconciled results taken, {claim_runs} runs started \
+         by claims, {busy_alarms} alarms finding a run going on"
     );
     eprintln!(
         "simulation: {runs} runs, {total_steps} steps: {events} events accepted, \
          {delivered} copies delivered, {dead} dead letters listed, {suspended} runs left waiting \
          at an await, {reconciled} reconciled results taken ({rematched} webhooks taken anew \
-         after the result they matched was forgotten); every invariant held"
+         after the result they matched was forgotten), {claim_runs} runs started by claims, \
+         {busy_alarms} alarms finding a run going on, {redelivered} copies sent again after a \
+         crash, cancellation or take-over; every invariant held"
     );
 }

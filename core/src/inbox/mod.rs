@@ -39,6 +39,7 @@
 //!   any resend ([`Inbox::with_unreadable`]).
 
 mod dedup;
+pub mod gate;
 mod index;
 mod messages;
 mod order;

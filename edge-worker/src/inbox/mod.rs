@@ -1,9 +1,13 @@
 //! One Durable Object per subject, holding the core's inbox machine: this adapter loads it
 //! from SQLite, feeds it claims, replays and erasures with the time, writes the changes it
-//! makes before answering or awaiting anything, and on each alarm performs the steps the core's
+//! makes before answering or awaiting anything, and in each run performs the steps the core's
 //! run conductor (`didit_edge_core::inbox::run::Run`) hands out: reading a stored body or
 //! payload, reading origin health, POSTing to an origin, reporting health, publishing a
 //! status, telling the dead-letter index. It decides none of them.
+//!
+//! A run starts right after a claim is answered (in `waitUntil`), so a new event's first
+//! attempt does not wait for an alarm, or from the alarm, which stays the backstop; the core's
+//! run gate (`didit_edge_core::inbox::gate`) says which, and that no two runs overlap.
 //!
 //! The object is single-threaded and SQLite calls are synchronous, so a claim's duplicate
 //! check and its insert run with no `.await` between them: any number of concurrent identical
@@ -17,8 +21,10 @@
 mod store;
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
+use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Finished, Run, RunError, Step, LISTED_ATTEMPTS};
 use didit_edge_core::inbox::{
     subject_kind, Claim, ClaimContent, Classification, IndexChange, IndexEntry, LogRecord,
@@ -67,9 +73,15 @@ fn random_seed() -> u64 {
 /// `wrangler.toml` binds, so the two cannot share the name).
 type Machine = didit_edge_core::inbox::Inbox;
 
-/// The per-subject inbox: its events, each consumer's copy, and the alarm that delivers them.
+/// The per-subject inbox: its events, each consumer's copy, and the runs that deliver them.
 #[durable_object]
 pub struct Inbox {
+    /// Shared with the run a claim starts, which goes on after the claim's answer.
+    object: Rc<Object>,
+}
+
+/// What the object holds in memory.
+struct Object {
     state: State,
     env: Env,
     /// The machine, loaded from storage on first use; dropped when a write fails, so that it
@@ -78,11 +90,13 @@ pub struct Inbox {
     /// The alarm as this object last set or read it (`None`: not known yet), so a claim does
     /// not read it from storage every time.
     alarm: Cell<Option<Option<i64>>>,
-    /// Whether a count of failed alarm runs may be stored (unknown after a restart).
+    /// Whether a count of failed runs may be stored (unknown after a restart).
     failures_recorded: Cell<bool>,
+    /// One run at a time, whether a claim or the alarm started it.
+    gate: RefCell<RunGate>,
 }
 
-impl Inbox {
+impl Object {
     fn sql(&self) -> worker::SqlStorage {
         self.state.storage().sql()
     }
@@ -136,8 +150,12 @@ impl Inbox {
         }
     }
 
-    /// Sets (or, with `None`, deletes) the alarm, remembering it.
+    /// Sets (or, with `None`, deletes) the alarm, remembering it; an alarm already known to
+    /// be so is not written again (each write is a billed row).
     async fn set_alarm(&self, at_ms: Option<i64>) -> Result<()> {
+        if self.alarm.get() == Some(at_ms) {
+            return Ok(());
+        }
         self.alarm.set(None);
         let storage = self.state.storage();
         match at_ms {
@@ -148,8 +166,9 @@ impl Inbox {
         Ok(())
     }
 
-    /// Claims the id; stores the event if it is new.
-    async fn claim(&self, mut request: Request) -> Result<Response> {
+    /// Claims the id; stores the event if it is new. Answers with the run to start once the
+    /// answer is on its way, if the gate admitted one.
+    async fn claim(&self, mut request: Request) -> Result<(Response, Option<Ticket>)> {
         let text = request.text().await?;
         let claim: claim::Claim<'_> = serde_json::from_str(&text)?;
         let content = match claim.content {
@@ -184,12 +203,25 @@ impl Inbox {
             content,
             source: claim.source,
         };
-        let now = now_ms();
-        let receipt = self.step(|machine| machine.handle_claim(machine_claim, UnixMs(now)))?;
-        // A duplicate re-arms too: it heals a claim that stored the event but failed to set
-        // the alarm (Didit then retries, and lands here).
-        self.wake_by(now).await?;
-        http::receipt(&receipt)
+        let now = UnixMs(now_ms());
+        let config = settings::config(&self.env);
+        let settings = settings::delivery(&config);
+        let (receipt, next_due) = self.step(|machine| {
+            let receipt = machine.handle_claim(machine_claim, now);
+            (receipt, gate::next_due(machine, settings, now))
+        })?;
+        // A duplicate asks too: it heals a claim that stored the event but failed to set the
+        // alarm (Didit then retries, and lands here).
+        let after = self.gate.borrow_mut().after_claim(next_due, now);
+        if let Some(by) = after.alarm_by {
+            if let Err(error) = self.wake_by(by.0).await {
+                if let Some(ticket) = after.run {
+                    self.gate.borrow_mut().finished(ticket, true, now);
+                }
+                return Err(error);
+            }
+        }
+        Ok((http::receipt(&receipt)?, after.run))
     }
 
     /// Puts dead letters back in line with a fresh schedule.
@@ -307,9 +339,53 @@ impl Inbox {
         }
     }
 
-    /// One alarm run: the core's [`Run`] decides, this performs each step it asks for and
-    /// hands back what came of it, with the time. Errors are the caller's to absorb.
-    async fn run_alarm(&self) -> Result<()> {
+    /// Runs under `ticket` until the gate is free: each run, then another if work arrived
+    /// while it went. A failed run is absorbed ([`Self::after_failed_run`]); only a failure to
+    /// set its backoff alarm is returned.
+    async fn runs(&self, mut ticket: Ticket) -> Result<()> {
+        loop {
+            let (failed, backoff) = match self.run(ticket).await {
+                Ok(()) => {
+                    self.forget_failures();
+                    (false, Ok(()))
+                }
+                Err(error) => (true, self.after_failed_run(error).await),
+            };
+            match self
+                .gate
+                .borrow_mut()
+                .finished(ticket, failed, UnixMs(now_ms()))
+            {
+                AfterRun::Again(next) => ticket = next,
+                AfterRun::Idle => return backoff,
+            }
+        }
+    }
+
+    /// The run a claim started, after its answer: nothing awaits it, so a failure to set the
+    /// backoff alarm is logged (the claim's backstop alarm is still set).
+    async fn runs_after_claim(self: Rc<Self>, ticket: Ticket) {
+        if let Err(error) = self.runs(ticket).await {
+            console_error!("inbox could not set its alarm after a failed run: {error}");
+        }
+    }
+
+    /// Resets the count of failed runs once one succeeds.
+    fn forget_failures(&self) {
+        if !self.failures_recorded.get() {
+            return;
+        }
+        // Only the backoff's count; if it stays, the next failure waits a little longer.
+        match store::set_meta_number(&self.sql(), "alarm_failures", None) {
+            Ok(()) => self.failures_recorded.set(false),
+            Err(error) => console_error!("inbox could not reset its run failure count: {error}"),
+        }
+    }
+
+    /// One run: the core's [`Run`] decides, this performs each step it asks for and hands
+    /// back what came of it, with the time. It stops before any step once the gate no longer
+    /// holds its ticket (taken over). Errors are the caller's to absorb.
+    async fn run(&self, ticket: Ticket) -> Result<()> {
         faults::alarm_run(&self.state, &self.env)?;
         let unreadable = self.peek(|machine| store::unreadable_alerts(machine, now_ms()))?;
         store::alert_unreadable(&self.env, &self.sql(), unreadable).await;
@@ -327,6 +403,9 @@ impl Inbox {
             }
         };
         let finished = loop {
+            if !self.gate.borrow().holds(ticket) {
+                return Ok(());
+            }
             let step = self.step(|machine| run.poll(machine, UnixMs(now_ms())))?;
             if let Some(finished) = self.perform(&mut run, step).await? {
                 break finished;
@@ -394,8 +473,8 @@ impl Inbox {
         Ok(None)
     }
 
-    /// Absorbs a failed alarm run: logs it and re-arms with a backoff, so pending work always
-    /// has an alarm. Only a failure to set the alarm itself is left to the platform's retries.
+    /// Absorbs a failed run: logs it and re-arms with a backoff, so pending work always has an
+    /// alarm. Only a failure to set the alarm itself is left to the platform's retries.
     async fn after_failed_run(&self, error: worker::Error) -> Result<()> {
         let sql = self.sql();
         let failures = store::meta_number(&sql, "alarm_failures").unwrap_or(0) + 1;
@@ -405,9 +484,7 @@ impl Inbox {
         }
         let failures = u32::try_from(failures).unwrap_or(u32::MAX);
         let wait = alarm_backoff_ms(failures, faults::alarm_backoff_base_ms(&self.env));
-        console_error!(
-            "inbox alarm run failed ({failures} in a row), next run in {wait} ms: {error}"
-        );
+        console_error!("inbox run failed ({failures} in a row), next run in {wait} ms: {error}");
         let wait = i64::try_from(wait).unwrap_or(i64::MAX);
         self.set_alarm(Some(now_ms().saturating_add(wait))).await
     }
@@ -427,40 +504,52 @@ impl DurableObject for Inbox {
         // A fresh object has nothing to load, no alarm and no failures: it asks storage none
         // of that (most objects get one event, so this is most of their work).
         let fresh = storage == store::Storage::Fresh;
-        Self {
+        let object = Object {
             state,
             env,
             machine: RefCell::new(fresh.then(Machine::new)),
             alarm: Cell::new(fresh.then_some(None)),
             failures_recorded: Cell::new(!fresh),
+            gate: RefCell::new(RunGate::default()),
+        };
+        Self {
+            object: Rc::new(object),
         }
     }
 
     async fn fetch(&self, request: Request) -> Result<Response> {
+        let object = &self.object;
         match InboxCall::of_path(&request.path()) {
-            Some(InboxCall::Claim) => self.claim(request).await,
-            Some(InboxCall::Replay) => self.replay(request).await,
-            Some(InboxCall::Erase) => self.erase().await,
-            Some(InboxCall::Knows) => self.knows(request).await,
+            Some(InboxCall::Claim) => {
+                let (answer, run) = object.claim(request).await?;
+                if let Some(ticket) = run {
+                    let run = Rc::clone(object).runs_after_claim(ticket);
+                    object.state.wait_until(run);
+                }
+                Ok(answer)
+            }
+            Some(InboxCall::Replay) => object.replay(request).await,
+            Some(InboxCall::Erase) => object.erase().await,
+            Some(InboxCall::Knows) => object.knows(request).await,
             None => objects::no_such_call(),
         }
     }
 
     async fn alarm(&self) -> Result<Response> {
-        // The alarm that woke this run is spent: until the run sets the next one, none is set.
-        self.alarm.set(Some(None));
-        match self.run_alarm().await {
-            Ok(()) if self.failures_recorded.get() => {
-                // Only the backoff's count; if it stays, the next failure waits a little longer.
-                match store::set_meta_number(&self.sql(), "alarm_failures", None) {
-                    Ok(()) => self.failures_recorded.set(false),
-                    Err(error) => {
-                        console_error!("inbox could not reset its alarm failure count: {error}");
-                    }
-                }
+        let object = &self.object;
+        // The alarm that woke this object is spent: until a run sets the next one, none is set.
+        object.alarm.set(Some(None));
+        let now = UnixMs(now_ms());
+        let on_alarm = object.gate.borrow_mut().on_alarm(now);
+        match on_alarm {
+            OnAlarm::Busy { alarm_at } => object.set_alarm(Some(alarm_at.0)).await?,
+            OnAlarm::Run(ticket) => object.runs(ticket).await?,
+            OnAlarm::TakeOver(ticket) => {
+                console_error!(
+                    "inbox run never ended; the alarm takes over (a copy it was sending may be sent again)"
+                );
+                object.runs(ticket).await?;
             }
-            Ok(()) => {}
-            Err(error) => self.after_failed_run(error).await?,
         }
         Response::ok("done")
     }
