@@ -25,6 +25,13 @@ Targets and request kinds alternate, so a noisy minute on this shared machine la
 It prints p50/p90 for both targets and the Rust/JS ratios of the medians.
 
     .tools/venv/bin/python scripts/bench_cold_start.py [--reps 15] [--mode reload|restart]
+
+With --check-startup N it runs `wrangler check startup` N times per Worker instead (on the bundle
+`wrangler deploy --dry-run --outfile` makes, built once), which profiles the evaluation of the
+main module in workerd (the glue's top level, wasm instantiation, the start function) and
+prints, per Worker, the median active time and the profiles' self time summed by function.
+
+    .tools/venv/bin/python scripts/bench_cold_start.py --check-startup 10
 """
 
 import argparse
@@ -204,13 +211,80 @@ class Target:
         return figures
 
 
+def profile_self_time(profile):
+    """Self time per (where, function) of one .cpuprofile, in microseconds, attributing each
+    sample's time delta to its node (as `wrangler check startup` does for its summary)."""
+    nodes = {node["id"]: node["callFrame"] for node in profile["nodes"]}
+    totals = {}
+    for node_id, delta in zip(profile.get("samples", []), profile.get("timeDeltas", [])):
+        frame = nodes[node_id]
+        url = frame.get("url") or ""
+        where = "wasm" if url.startswith("wasm://") else ("js" if url else "")
+        function = frame.get("functionName") or "(top level)"
+        if where == "js":  # the glue is minified: its names say little without the line
+            function += f" {pathlib.PurePosixPath(url).name}:{frame.get('lineNumber', -1) + 1}"
+        key = (where, function)
+        totals[key] = totals.get(key, 0) + delta
+    return totals
+
+
+def check_startup(runs):
+    """`wrangler check startup`, `runs` times per Worker, alternating."""
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="didit-edge-startup-"))
+    wrangler = str(ROOT / "node_modules" / ".bin" / "wrangler")
+    configs = {"rust": ROOT / "wrangler.toml", "js": ROOT / "bench" / "js-baseline" / "wrangler.toml"}
+    found = {}
+    try:
+        for key, config in configs.items():
+            bundle = scratch / f"{key}.bundle"
+            subprocess.run([wrangler, "deploy", "--dry-run", "--config", str(config), "--outfile", str(bundle)],
+                           cwd=ROOT, env=tool_env(), check=True, capture_output=True)
+        for run in range(runs):
+            for key in (configs if run % 2 == 0 else list(configs)[::-1]):
+                outfile = scratch / f"{key}-{run}.cpuprofile"
+                done = subprocess.run([wrangler, "check", "startup", "--worker", str(scratch / f"{key}.bundle"),
+                                       "--outfile", str(outfile)], cwd=ROOT, env=tool_env(), capture_output=True, text=True)
+                if done.returncode != 0:
+                    raise SystemExit(f"wrangler check startup failed for {key}:\n{done.stdout}{done.stderr}")
+                figures = dict(re.findall(r"(Profile window|Sampled time|Active|Idle): ([0-9.]+) ms", done.stdout))
+                bundle_size = re.search(r"Bundle: .*", done.stdout).group(0)
+                found.setdefault(key, []).append((figures, profile_self_time(json.loads(outfile.read_text())), bundle_size))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    names = {"rust": "didit-edge (Rust)", "js": "JS Worker"}
+    print(f"wrangler check startup, {runs} runs per Worker; medians")
+    summary = {}
+    for key, results in found.items():
+        row = {name: statistics.median(float(f[name]) for f, _, _ in results)
+               for name in ("Profile window", "Sampled time", "Active", "Idle")}
+        summary[key] = row
+        print(f"\n{names[key]}: {results[0][2]}")
+        print("  " + ", ".join(f"{name} {value:.1f} ms" for name, value in row.items()))
+        totals = {}
+        for _, self_time, _ in results:
+            for frame, micros in self_time.items():
+                totals[frame] = totals.get(frame, 0) + micros
+        everything = sum(totals.values()) or 1
+        print(f"  self time summed over the {runs} profiles ({everything / 1000:.1f} ms):")
+        for (where, function), micros in sorted(totals.items(), key=lambda item: -item[1])[:12]:
+            print(f"    {micros / 1000:8.1f} ms {100 * micros / everything:5.1f}%  {where or '-':4} {function}")
+    if len(summary) == 2:
+        print(f"\nRust / JS, median active: {summary['rust']['Active']:.1f} / {summary['js']['Active']:.1f} ms")
+    print("\n" + json.dumps(summary))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=15, help="fresh isolates per target and request kind")
     parser.add_argument("--mode", choices=("reload", "restart"), default="reload")
     parser.add_argument("--kinds", default="webhook,healthz", help="first requests to time, comma-separated")
     parser.add_argument("--only", choices=("rust", "js"))
+    parser.add_argument("--check-startup", type=int, metavar="N",
+                        help="run `wrangler check startup` N times per Worker instead")
     args = parser.parse_args()
+    if args.check_startup:
+        check_startup(args.check_startup)
+        return
     if not (ROOT / "edge-worker" / "build" / "index.js").exists():
         raise SystemExit("build the worker first: bash scripts/build.sh")
     kinds = args.kinds.split(",")
