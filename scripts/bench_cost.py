@@ -237,7 +237,7 @@ def totals(costs):
         for key in ("rows_read", "rows_written", "set_alarm", "delete_alarm", "active_ms", "statements"):
             t[key] += c[key]
         if c.get("database_size") is not None:
-            sizes[(c["class"], c["object"])] = c["database_size"]
+            sizes[f'{c["class"]}:{c["object"]}'] = c["database_size"]
     t["sizes"] = sizes
     return t
 
@@ -251,7 +251,7 @@ def priced(p):
     m = 1e6
     return {
         "Worker requests": p["worker_invocations"] * WORKER_REQUEST * m,
-        "Worker CPU": p.get("cpu_ms", 0.0) * CPU_MS * m,
+        "Worker CPU": (p.get("cpu_ms") or 0.0) * CPU_MS * m,
         "DO requests": p["do_requests"] * DO_REQUEST * m,
         "DO duration": p["active_ms"] / 1000 * DO_GB * GB_S * m,
         "rows read": p["rows_read"] * ROW_READ * m,
@@ -290,9 +290,8 @@ def measured(edge, instrumented, events, run):
     cpu = workerd_cpu_ms(edge.process.pid) - cpu_before
     wall = time.time() - started
     quiet(edge, instrumented)
-    edge.log_offset, costs, others = log_records(edge, edge.log_offset)
-    return {"events": events, "totals": totals(costs), "cpu_ms": cpu, "wall_s": wall, "delivered": delivered,
-            "others": others}
+    edge.log_offset, costs, _ = log_records(edge, edge.log_offset)
+    return {"events": events, "totals": totals(costs), "cpu_ms": cpu, "wall_s": wall, "delivered": delivered}
 
 
 def scenario_normal(edge, origin, n, paths=("a",)):
@@ -488,11 +487,11 @@ def storage_terms(results):
         result = results.get(("normal", target))
         if not result:
             continue
-        inbox = [size for (cls, _), size in result["totals"]["sizes"].items() if cls == "Inbox"]
+        inbox = [size for key, size in result["totals"]["sizes"].items() if key.startswith("Inbox:")]
         kept = sum(inbox) / len(inbox) if inbox else 0
         if target == "rust":
             forgotten = results.get(("retention end", "rust"))
-            sizes = [s for (cls, _), s in forgotten["totals"]["sizes"].items() if cls == "Inbox"] if forgotten else []
+            sizes = [s for key, s in forgotten["totals"]["sizes"].items() if key.startswith("Inbox:")] if forgotten else []
             residual = sum(sizes) / len(sizes) if sizes else kept
             days_kept = DEDUP_TTL_DAYS
         else:
@@ -549,38 +548,51 @@ def report(results, cpu, order, args):
             print("  NOT every event was delivered")
         summary.append((name, pa, pb, ta, tb))
         print()
-    print("== storage at the default retention (from the 'normal' scenario's inboxes)")
-    for target, s in storage.items():
-        print(f"{TARGET_LABEL[target]:12} keeps {s['kept_bytes'] / 1024:.1f} KiB per event for {s['kept_days']:g} days, "
-              f"then {s['residual_bytes'] / 1024:.1f} KiB for as long as the object exists; "
-              f"first 30 days: {s['usd_first_30_days'] * 1e6:.4f} $/M events, then "
-              f"{s['usd_per_month_after'] * 1e6:.4f} $/M events per month")
-        if target == "rust" and ("retention end", "rust") in results:
-            p = results[("retention end", "rust")]["per_event"]
-            print(f"{'':12} the record's end, {DEDUP_TTL_DAYS:g} days later: {p['do_requests']:.2f} DO requests, "
-                  f"{p['rows_written']:.1f} rows written, {p['set_alarm']:.2f} setAlarm, {p['active_ms']:.1f} ms active per event: "
-                  f"{sum(v for k, v in priced(p).items() if k != 'storage'):.4f} $/M events")
-    per_day = {t: s["kept_bytes"] * 1e6 * s["kept_days"] / 1e9 for t, s in storage.items()}
-    if per_day:
-        print("at 1 M events a day, steady state during retention: "
-              + ", ".join(f"{TARGET_LABEL[t]} {gb:.1f} GB ({gb * GB_MONTH:.2f} $/month)" for t, gb in per_day.items()))
-    print("\n== summary: $ per million events (storage: first 30 days at the default retention)")
-    print(f"{'scenario':22} {'didit-edge':>11} {'JS baseline':>12} {'ratio':>7}  dominant term (didit-edge / JS)")
+    print("== storage at the default retention (databaseSize of the 'normal' scenario's inboxes, one per event)")
+    for target, st in storage.items():
+        if target == "rust":
+            print(f"didit-edge   {st['kept_bytes'] / 1024:.1f} KiB per event while its record is kept ({DEDUP_TTL_DAYS:g} days, "
+                  f"DEDUP_TTL_SECS), {st['residual_bytes'] / 1024:.1f} KiB after it is forgotten, for as long as the object "
+                  f"exists (its storage is never deleted)")
+        else:
+            print(f"JS baseline  {st['kept_bytes'] / 1024:.1f} KiB per event, for ever (nothing is ever removed)")
+        print(f"{'':12} first 30 days: {st['usd_first_30_days'] * 1e6:.4f} $/M events; then "
+              f"{st['usd_per_month_after'] * 1e6:.4f} $/M events every month; at 1 M events a day the stored data grows by "
+              f"{st['residual_bytes'] * 1e6 / 1e9:.1f} GB a day")
+    if ("retention end", "rust") in results:
+        pe = results[("retention end", "rust")]["per_event"]
+        print(f"didit-edge   the record's end, {DEDUP_TTL_DAYS:g} days later, per event: {pe['do_requests']:.2f} DO requests, "
+              f"{pe['rows_read']:.1f} rows read, {pe['rows_written']:.1f} rows written, {pe['set_alarm']:.2f} setAlarm, "
+              f"{pe['delete_alarm']:.2f} deleteAlarm, {pe['active_ms']:.1f} ms active: "
+              f"{sum(v for k, v in priced(pe).items() if k != 'storage'):.4f} $/M events")
+    print("\n== summary: $ per million events (sweeps: per million sessions swept)")
+    print("   normal, two consumers, retried, duplicate: with the first 30 days of storage and, for didit-edge, the record's end")
+    print(f"{'scenario':16} {'didit-edge':>11} {'JS baseline':>12} {'ratio':>7}  dominant term: didit-edge / JS")
+    delivered = ("normal", "two consumers", "retried", "duplicate")
+    end_terms = {}
+    if ("retention end", "rust") in results:
+        end_terms = priced(results[("retention end", "rust")]["per_event"])
     for name, pa, pb, ta, tb in summary:
-        sa = storage.get("rust", {}).get("usd_first_30_days", 0) * 1e6 if name in ("normal", "two consumers", "retried") and pa else 0
-        sb = storage.get("js", {}).get("usd_first_30_days", 0) * 1e6 if name in ("normal", "two consumers", "retried") and pb else 0
-        end = 0.0
-        if name in ("normal", "two consumers", "retried") and ("retention end", "rust") in results and pa:
-            pe = results[("retention end", "rust")]["per_event"]
-            end = sum(v for k, v in priced(pe).items() if k != "storage")
-        a = ta + sa + end if ta is not None else None
-        b = tb + sb if tb is not None else None
-        dom_a = max(pa, key=pa.get) if pa else "n/a"
-        dom_b = max(pb, key=pb.get) if pb else "n/a"
+        terms = []
+        for target, p in (("rust", pa), ("js", pb)):
+            if p is None:
+                terms.append(None)
+                continue
+            p = dict(p)
+            if name in delivered:
+                p["storage"] = storage.get(target, {}).get("usd_first_30_days", 0.0) * 1e6
+                if target == "rust":
+                    for k, v in end_terms.items():
+                        p[k] = p.get(k, 0.0) + v
+            terms.append(p)
+        a = sum(terms[0].values()) if terms[0] else None
+        b = sum(terms[1].values()) if terms[1] else None
+        dom = [max(t, key=t.get) + f" ({t[max(t, key=t.get)] / sum(t.values()):.0%})" if t and sum(t.values()) else "n/a"
+               for t in terms]
         ratio = f"{a / b:6.2f}x" if a is not None and b else "   n/a"
-        print(f"{name:22} {fmt(a, 4):>11} {fmt(b, 4):>12} {ratio:>7}  {dom_a} / {dom_b}")
-    print("(normal, two consumers, retried: with storage and, for didit-edge, the record's end 7 days later)")
-    print("\n" + json.dumps({f"{k[0]}:{k[1]}": r["per_event"] | {"sizes": None} for k, r in results.items()}, default=str))
+        print(f"{name:16} {fmt(a, 4):>11} {fmt(b, 4):>12} {ratio:>7}  {dom[0]} / {dom[1]}")
+    print("\n" + json.dumps({f"{k[0]}:{k[1]}": {m: v for m, v in r["per_event"].items() if m != "sizes"}
+                            for k, r in results.items()}))
 
 
 def check(results, order):
@@ -604,14 +616,21 @@ def check(results, order):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100, help="events per scenario")
-    parser.add_argument("--retried", type=int, default=40, help="events of the retry scenario (each waits a retry)")
+    parser.add_argument("--retried", type=int, default=20, help="events of the retry scenario (each waits a retry)")
     parser.add_argument("--sessions", type=int, default=1000, help="sessions of the reconciliation sweep")
     parser.add_argument("--expiring", type=int, default=20, help="events whose record end is counted")
     parser.add_argument("--warmup", type=int, default=30, help="deliveries before measuring, per Worker")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke check (few events, 50 sessions, no CPU pass); fails if counting breaks")
     parser.add_argument("--no-cpu", action="store_true", help="skip the uninstrumented CPU pass")
+    parser.add_argument("--report", metavar="JSON", help="print the report of an earlier run's saved counts again")
     args = parser.parse_args()
+    if args.report:
+        saved = json.loads(pathlib.Path(args.report).read_text())
+        unkey = lambda d: {tuple(k.split("|")): v for k, v in d.items()}  # noqa: E731
+        results, cpu = unkey(saved["results"]), unkey(saved["cpu"])
+        report(results, cpu, saved["order"], args)
+        return
     if args.quick:
         args.events, args.retried, args.sessions, args.expiring, args.warmup, args.no_cpu = 6, 2, 50, 3, 3, True
     started = time.time()
@@ -629,8 +648,12 @@ def main():
             main_instance(target, False, args, cpu, [])
             two_consumers(target, False, args, cpu, [])
         reconciliation(False, args, cpu)
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    saved = GENERATED / ("last-quick.json" if args.quick else "last.json")
+    key = lambda d: {"|".join(k): v for k, v in d.items()}  # noqa: E731
+    saved.write_text(json.dumps({"results": key(results), "cpu": key(cpu), "order": order}))
     report(results, cpu, order, args)
-    print(f"\n({time.time() - started:.0f} s)")
+    print(f"\n({time.time() - started:.0f} s; counts saved in {saved.relative_to(ROOT)})")
     problems = check(results, order)
     if problems:
         print("\nCOUNTING BROKE:\n  " + "\n  ".join(problems))
