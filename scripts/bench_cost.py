@@ -409,28 +409,51 @@ def reconciliation(instrumented, args, results):
         if not wait_delivered(origin, ids, ("a",)):
             raise SystemExit("reconciliation: the sessions' webhooks were not all delivered")
         quiet(edge, instrumented)
-        before = len(sweeps_done())
-        first = {}
+
+        def wait_runs(since, sessions, timeout=300):
+            """Until the runs after the `since`-th have checked `sessions` sessions and the last
+            ended its sweep; returns how many runs there are then."""
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                runs = [line.get("run") or {} for line in edge.log_events("reconcile_run")]
+                after = runs[since:]
+                if (after and after[-1].get("ended") == "sweep_done"
+                        and sum(r.get("sessions_checked", 0) for r in after) >= sessions):
+                    return len(runs)
+                time.sleep(0.2)
+            raise SystemExit("reconciliation: no sweep finished in time")
+
+        runs_before = len(edge.log_events("reconcile_run"))
+        marks = {}
 
         def run_first():
             for s in sessions:
                 api.add_session(s, "Approved")
-            first["report"] = wait_sweep(before)
+            marks["first"] = wait_runs(runs_before, args.sessions)
             return True
 
         results[("sweep", "rust")] = measured(edge, instrumented, args.sessions, run_first)
-        results[("sweep", "rust")]["report"] = first["report"]["run"]
+        results[("sweep", "rust")]["report"] = summed_runs(edge.log_events("reconcile_run")[runs_before:marks["first"]])
 
         def run_next():
-            first["next"] = wait_sweep(before + 1)
+            marks["next"] = wait_runs(marks["first"], args.sessions)
             return True
 
         results[("next sweep", "rust")] = measured(edge, instrumented, args.sessions, run_next)
-        results[("next sweep", "rust")]["report"] = first["next"]["run"]
+        results[("next sweep", "rust")]["report"] = summed_runs(
+            edge.log_events("reconcile_run")[marks["first"]:marks["next"]])
     finally:
         stop(edge)
         origin.stop()
         api.stop()
+
+
+def summed_runs(lines):
+    """The reconciler's runs of one sweep (a sweep over its budget continues in a later run)."""
+    runs = [line["run"] for line in lines if line.get("run")]
+    summed = {key: sum(run[key] for run in runs) for key in ("pages", "sessions_checked", "requests", "gaps_found")}
+    summed["runs"] = len(runs)
+    return summed
 
 
 def retention_end(args, results):
@@ -541,9 +564,9 @@ def report(results, cpu, order, args):
             print("  the JS baseline has no such feature: n/a")
         if "report" in (rust or {}):
             rep = rust["report"]
-            print(f"  the sweep: {rep['sessions_checked']} sessions checked, {rep['pages']} pages, "
-                  f"{rep['requests']} requests; per sweep: {ta * rust['events'] / 1e6:.6f} $ "
-                  f"(per session: the column above / 1e6)")
+            print(f"  {rust['events']} sessions: {rep.get('runs', 1)} runs, {rep['sessions_checked']} sessions checked, "
+                  f"{rep['pages']} list pages, {rep['requests']} requests; per sweep: {ta * rust['events'] / 1e6:.6f} $ "
+                  f"(the column above is per million sessions)")
         if not (rust or {}).get("delivered", True) or not (js or {}).get("delivered", True):
             print("  NOT every event was delivered")
         summary.append((name, pa, pb, ta, tb))
@@ -623,6 +646,8 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="a smoke check (few events, 50 sessions, no CPU pass); fails if counting breaks")
     parser.add_argument("--no-cpu", action="store_true", help="skip the uninstrumented CPU pass")
+    parser.add_argument("--only-reconcile", action="store_true",
+                        help="measure only the sweeps and merge them into the saved counts of the last full run")
     parser.add_argument("--report", metavar="JSON", help="print the report of an earlier run's saved counts again")
     args = parser.parse_args()
     if args.report:
@@ -635,21 +660,27 @@ def main():
         args.events, args.retried, args.sessions, args.expiring, args.warmup, args.no_cpu = 6, 2, 50, 3, 3, True
     started = time.time()
     results, cpu, order = {}, {}, []
-    for target in ("rust", "js"):
-        main_instance(target, True, args, results, order)
-        two_consumers(target, True, args, results, order)
-    order.insert(1, "two consumers")
-    order = list(dict.fromkeys(order))
-    reconciliation(True, args, results)
-    order += ["sweep", "next sweep"]
-    retention_end(args, results)
-    if not args.no_cpu:
+    saved = GENERATED / ("last-quick.json" if args.quick else "last.json")
+    unkey = lambda d: {tuple(k.split("|")): v for k, v in d.items()}  # noqa: E731
+    if args.only_reconcile:
+        previous = json.loads(saved.read_text())
+        results, cpu, order = unkey(previous["results"]), unkey(previous["cpu"]), previous["order"]
+    else:
         for target in ("rust", "js"):
-            main_instance(target, False, args, cpu, [])
-            two_consumers(target, False, args, cpu, [])
+            main_instance(target, True, args, results, order)
+            two_consumers(target, True, args, results, order)
+        order.insert(1, "two consumers")
+        order = list(dict.fromkeys(order)) + ["sweep", "next sweep"]
+    reconciliation(True, args, results)
+    if not args.only_reconcile:
+        retention_end(args, results)
+    if not args.no_cpu:
+        if not args.only_reconcile:
+            for target in ("rust", "js"):
+                main_instance(target, False, args, cpu, [])
+                two_consumers(target, False, args, cpu, [])
         reconciliation(False, args, cpu)
     GENERATED.mkdir(parents=True, exist_ok=True)
-    saved = GENERATED / ("last-quick.json" if args.quick else "last.json")
     key = lambda d: {"|".join(k): v for k, v in d.items()}  # noqa: E731
     saved.write_text(json.dumps({"results": key(results), "cpu": key(cpu), "order": order}))
     report(results, cpu, order, args)
