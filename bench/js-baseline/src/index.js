@@ -2,7 +2,8 @@
 // honest as a yardstick (scripts/bench_compare.py): verify Didit's X-Signature with WebCrypto,
 // claim and store the event in one SQLite Durable Object per subject before answering, and
 // deliver it from the object's alarm, signed per Standard Webhooks. Vars: DIDIT_WEBHOOK_SECRET,
-// ORIGIN_SIGNING_SECRET (whsec_…), ORIGIN_URL.
+// ORIGIN_SIGNING_SECRET (whsec_…), ORIGIN_URL, or ORIGIN_URLS (comma-separated: every event goes
+// to each; an origin that took it is noted, so a retry goes only to those that did not).
 
 const encoder = new TextEncoder();
 
@@ -82,7 +83,7 @@ export class Inbox {
     this.env = env;
     this.sql = state.storage.sql;
     this.sql.exec(
-      "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, event TEXT, delivered INTEGER NOT NULL DEFAULT 0)",
+      "CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE, event TEXT, delivered INTEGER NOT NULL DEFAULT 0, done TEXT)",
     );
   }
 
@@ -101,32 +102,39 @@ export class Inbox {
       c.charCodeAt(0),
     );
     const key = await hmacKey(secret);
-    for (const row of this.sql.exec("SELECT id, event FROM events WHERE delivered = 0 ORDER BY seq").toArray()) {
-      const timestamp = Math.floor(Date.now() / 1000);
-      const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${row.id}.${timestamp}.${row.event}`));
-      const signature = btoa(String.fromCharCode(...new Uint8Array(mac)));
-      let delivered = false;
-      try {
-        const answer = await fetch(this.env.ORIGIN_URL, {
-          method: "POST",
-          redirect: "manual",
-          headers: {
-            "content-type": "application/cloudevents+json",
-            "webhook-id": row.id,
-            "webhook-timestamp": String(timestamp),
-            "webhook-signature": `v1,${signature}`,
-          },
-          body: row.event,
-        });
-        delivered = answer.status >= 200 && answer.status < 300;
-      } catch {
-        delivered = false;
+    const origins = (this.env.ORIGIN_URLS || this.env.ORIGIN_URL).split(",").map((url) => url.trim());
+    for (const row of this.sql.exec("SELECT id, event, done FROM events WHERE delivered = 0 ORDER BY seq").toArray()) {
+      const done = row.done ? JSON.parse(row.done) : [];
+      const before = done.length;
+      for (const url of origins) {
+        if (done.includes(url)) continue;
+        const timestamp = Math.floor(Date.now() / 1000);
+        const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${row.id}.${timestamp}.${row.event}`));
+        const signature = btoa(String.fromCharCode(...new Uint8Array(mac)));
+        try {
+          const answer = await fetch(url, {
+            method: "POST",
+            redirect: "manual",
+            headers: {
+              "content-type": "application/cloudevents+json",
+              "webhook-id": row.id,
+              "webhook-timestamp": String(timestamp),
+              "webhook-signature": `v1,${signature}`,
+            },
+            body: row.event,
+          });
+          if (answer.status >= 200 && answer.status < 300) done.push(url);
+        } catch {
+          // not delivered: retried below
+        }
       }
-      if (!delivered) {
+      if (done.length < origins.length) {
+        // Who has it already is noted, so the retry goes only to the others.
+        if (done.length > before) this.sql.exec("UPDATE events SET done = ? WHERE id = ?", JSON.stringify(done), row.id);
         await this.state.storage.setAlarm(Date.now() + 5000);
         return;
       }
-      this.sql.exec("UPDATE events SET delivered = 1, event = NULL WHERE id = ?", row.id);
+      this.sql.exec("UPDATE events SET delivered = 1, event = NULL, done = NULL WHERE id = ?", row.id);
     }
   }
 }
