@@ -102,8 +102,9 @@ class ObjectRecord {
           if (statements.length > 1) {
             let cursor = null;
             for (const statement of statements) {
+              // Run to its end before the next one starts; the last is left to the caller.
+              if (cursor) cursor.toArray();
               cursor = sql.exec(statement);
-              cursor.toArray();
               record.statements += 1;
               record.cursors.push(cursor);
             }
