@@ -233,9 +233,10 @@ def inbox_rows(persist_dir, event_id):
         try:
             rows += connection.execute(
                 """SELECT e.cloud_event IS NOT NULL,
-                          CASE WHEN EXISTS (SELECT 1 FROM deliveries d
-                                            WHERE d.event_seq = e.seq AND d.delivered_at_ms IS NULL) THEN NULL
-                               ELSE (SELECT MAX(d.delivered_at_ms) FROM deliveries d WHERE d.event_seq = e.seq) END
+                          CASE WHEN EXISTS (SELECT 1 FROM json_each(e.copies) c
+                                            WHERE json_extract(c.value, '$.delivered_at_ms') IS NULL) THEN NULL
+                               ELSE (SELECT MAX(json_extract(c.value, '$.delivered_at_ms'))
+                                     FROM json_each(e.copies) c) END
                    FROM events e WHERE e.id = ?""",
                 (event_id,)).fetchall()
         except sqlite3.OperationalError:

@@ -112,11 +112,8 @@ impl Object {
             return Err("inbox machine missing".into());
         };
         let result = step(machine);
-        let written: Result<()> = machine
-            .drain_changes()
-            .collect::<Vec<_>>()
-            .iter()
-            .try_for_each(|change| store::apply(&sql, change));
+        let changes: Vec<_> = machine.drain_changes().collect();
+        let written = store::apply(&sql, &changes, machine.subject());
         if let Err(error) = written {
             *slot = None;
             return Err(error);
