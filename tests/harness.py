@@ -246,6 +246,25 @@ def inbox_rows(persist_dir, event_id):
     return rows
 
 
+def inbox_tables(persist_dir):
+    """The tables every Inbox object keeps in its own SQLite file (not the platform's own)."""
+    import sqlite3
+
+    tables = []
+    for path in (pathlib.Path(persist_dir) / "v3" / "do").glob("*-Inbox/*.sqlite"):
+        if path.name == "metadata.sqlite":
+            continue
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            tables += [t for (t,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                       if not t.startswith(("_cf", "sqlite_", "__miniflare"))]
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            connection.close()
+    return tables
+
+
 def cells_containing(persist_dir, needle, kind):
     """(file, table) of every stored cell of one kind of Durable Object holding `needle`."""
     import sqlite3

@@ -97,6 +97,8 @@ fn apply_one(
         }
         // Absorbed by the row patch.
         Change::PutCopy { .. } | Change::DropPayload(_) => Ok(()),
+        // Storage is released whole once the step is written (`Inbox::release_if_vacated`).
+        Change::Vacate => Ok(()),
     }
 }
 
