@@ -408,7 +408,11 @@ impl Object {
     /// back what came of it, with the time. It stops before any step once the gate no longer
     /// holds its ticket (taken over). Errors are the caller's to absorb.
     async fn run(&self, ticket: Ticket) -> Result<()> {
-        faults::alarm_run(&self.state, &self.env)?;
+        faults::alarm_run(
+            &self.env,
+            || store::meta_number(&self.sql(), "fault_alarm_runs"),
+            |runs| store::set_meta_number(&self.sql(), "fault_alarm_runs", Some(runs)),
+        )?;
         let unreadable = self.peek(|machine| store::unreadable_alerts(machine, now_ms()))?;
         store::alert_unreadable(&self.env, &self.sql(), unreadable).await;
         let config = settings::config(&self.env);

@@ -253,24 +253,24 @@ pub(super) enum Storage {
     Existing,
 }
 
-/// Creates the schema, or brings an older one up to date. An object this release created has
-/// `events` and, until something needs it, no `meta`: it is up to date. One an older release
-/// created always has `meta`, and its `schema_version` says which migrations it lacks.
+/// Creates the schema, or brings an older one up to date. Every object an older release
+/// created has `deliveries` (the first schema made it, and only migration 4 drops it), and its
+/// `meta.schema_version` says which migrations it lacks; an object without `deliveries` is up
+/// to date, whatever its later tables hold.
 pub(super) fn migrate(sql: &SqlStorage) -> Result<Storage> {
     let tables = Tables::of(sql)?;
-    if !tables.0.iter().any(|name| name == "events") {
+    let has = |name: &str| tables.0.iter().any(|table| table == name);
+    if !has("events") {
         sql.exec(SCHEMA_CURRENT, None)?;
         return Ok(Storage::Fresh);
     }
-    if !tables.has(Later::Meta) {
+    if !has("deliveries") {
         return Ok(Storage::Existing);
     }
     // Created by an older release: the first schema is there (these are no-ops), and the
     // changes since are applied in order.
     let applied = usize::try_from(meta_number(sql, "schema_version")?).unwrap_or(0);
-    if applied < MIGRATIONS.len() {
-        sql.exec(SCHEMA_V1, None)?;
-    }
+    sql.exec(SCHEMA_V1, None)?;
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
         sql.exec(migration, None)?;
         set_meta(sql, "schema_version", &(index + 1).to_string())?;
