@@ -32,8 +32,11 @@ pub(in crate::inbox) fn apply(
         if patch.absorbs(change) {
             continue;
         }
+        // A change to another row, or to no row: the patch so far is written first.
         patch.write(sql)?;
-        apply_one(sql, change, subject, &mut tables)?;
+        if !patch.absorbs(change) {
+            apply_one(sql, change, subject, &mut tables)?;
+        }
     }
     patch.write(sql)
 }
@@ -95,7 +98,7 @@ fn apply_one(
             later_tables(sql, tables)?.ensure(sql, Later::Attempts)?;
             append_attempts(sql, *seq, consumer, entries)
         }
-        // Absorbed by the row patch.
+        // Always absorbed by the row patch (`RowPatch::absorbs`).
         Change::PutCopy { .. } | Change::DropPayload(_) => Ok(()),
         // Storage is released whole once the step is written (`Inbox::release_if_vacated`).
         Change::Vacate => Ok(()),
