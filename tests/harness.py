@@ -233,9 +233,10 @@ def inbox_rows(persist_dir, event_id):
         try:
             rows += connection.execute(
                 """SELECT e.cloud_event IS NOT NULL,
-                          CASE WHEN EXISTS (SELECT 1 FROM deliveries d
-                                            WHERE d.event_seq = e.seq AND d.delivered_at_ms IS NULL) THEN NULL
-                               ELSE (SELECT MAX(d.delivered_at_ms) FROM deliveries d WHERE d.event_seq = e.seq) END
+                          CASE WHEN EXISTS (SELECT 1 FROM json_each(e.copies) c
+                                            WHERE json_extract(c.value, '$.delivered_at_ms') IS NULL) THEN NULL
+                               ELSE (SELECT MAX(json_extract(c.value, '$.delivered_at_ms'))
+                                     FROM json_each(e.copies) c) END
                    FROM events e WHERE e.id = ?""",
                 (event_id,)).fetchall()
         except sqlite3.OperationalError:
@@ -243,6 +244,25 @@ def inbox_rows(persist_dir, event_id):
         finally:
             connection.close()
     return rows
+
+
+def inbox_tables(persist_dir):
+    """The tables every Inbox object keeps in its own SQLite file (not the platform's own)."""
+    import sqlite3
+
+    tables = []
+    for path in (pathlib.Path(persist_dir) / "v3" / "do").glob("*-Inbox/*.sqlite"):
+        if path.name == "metadata.sqlite":
+            continue
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            tables += [t for (t,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                       if not t.startswith(("_cf", "sqlite_", "__miniflare"))]
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            connection.close()
+    return tables
 
 
 def cells_containing(persist_dir, needle, kind):

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 import didit
-from harness import DIDIT_SECRET, OLD_DIDIT_SECRET, base_config, inbox_rows
+from harness import DIDIT_SECRET, OLD_DIDIT_SECRET, base_config, inbox_rows, inbox_tables
 
 
 def signed(payload, secret=DIDIT_SECRET, kinds=("raw",), **options):
@@ -371,8 +371,15 @@ def test_delivered_payload_is_dropped_and_the_id_forgotten_after_the_ttl(make_ed
     assert wait_until(lambda: [row[1] is not None for row in inbox_rows(edge.persist_dir, reply["id"])] == [True], 5)
     [(payload_stored, _)] = inbox_rows(edge.persist_dir, reply["id"])
     assert payload_stored == 0
-    # After DEDUP_TTL_SECS the alarm forgets the record altogether.
+    # After DEDUP_TTL_SECS the alarm forgets the record altogether, and with its last event the
+    # inbox releases its storage: not even an empty table is left to be billed.
     assert wait_until(lambda: inbox_rows(edge.persist_dir, reply["id"]) == [], 15)
+    assert wait_until(lambda: inbox_tables(edge.persist_dir) == [], 10), inbox_tables(edge.persist_dir)
+    # The object starts afresh with the next event of the subject.
+    later = didit.session_payload(session_id=payload["session_id"], status="Declined")
+    status, reply = edge.post_webhook(*signed(later))
+    assert (status, reply["status"]) == (200, "accepted")
+    assert len(wait_for_event(origin, payload["session_id"], count=2)) == 2
 
 
 def test_events_go_out_in_the_order_didit_created_them(make_edge, make_origin):

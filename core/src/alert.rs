@@ -463,7 +463,7 @@ mod tests {
         assert_eq!(
             event["data"],
             serde_json::json!({
-                "table": "deliveries", "column": "state", "row": "event_seq=3 consumer=crm",
+                "table": "events.copies", "column": "state", "row": "seq=3 consumer=crm",
                 "expected": "copy_state", "text": "deadd", "event_id": "evt_1",
                 "subject_kind": "session",
             })

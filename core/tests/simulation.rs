@@ -208,6 +208,8 @@ struct World {
     /// Runs claims started, and alarms that found a run going on.
     claim_runs: u64,
     busy_alarms: u64,
+    /// Inboxes whose storage was released whole once they held nothing.
+    vacated: u64,
     /// (id, consumer) the dead-letter index lists, and every one it ever listed.
     listed: BTreeSet<(String, String)>,
     ever_listed: BTreeSet<(String, String)>,
@@ -305,6 +307,7 @@ impl World {
             redelivered: 0,
             claim_runs: 0,
             busy_alarms: 0,
+            vacated: 0,
             listed: BTreeSet::new(),
             ever_listed: BTreeSet::new(),
             aborted: BTreeSet::new(),
@@ -618,6 +621,7 @@ impl World {
         let result = f(machine);
         machine.drain_transitions().for_each(drop);
         let changes: Vec<Change> = machine.drain_changes().collect();
+        let vacates = changes.iter().filter(|c| **c == Change::Vacate).count() as u64;
         for (index, change) in changes.into_iter().enumerate() {
             if crash_after == Some(index as u64) {
                 inbox.crash(now);
@@ -625,6 +629,7 @@ impl World {
             }
             apply(&mut inbox.store, change, retries);
         }
+        self.vacated += vacates;
         if crash_after.is_some_and(|after| after as usize >= 1) && self.rng.chance(30) {
             // A crash after everything was written, before anything else happens.
             inbox.crash(now);
@@ -1538,6 +1543,17 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
         }
         Change::MarkErased(at) => store.erased_at = Some(at),
         Change::ForgetErasure => store.erased_at = None,
+        Change::Vacate => {
+            // Released whole: only what nothing needs may go with it.
+            assert!(
+                store.events.is_empty()
+                    && store.copies.is_empty()
+                    && store.erased_at.is_none()
+                    && store.subject.is_none(),
+                "storage released while it held something"
+            );
+            *store = Stored::default();
+        }
     }
 }
 
@@ -1616,6 +1632,7 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     let mut redelivered = 0;
     let mut claim_runs = 0;
     let mut busy_alarms = 0;
+    let mut vacated = 0;
     let runs = seeds.len();
     for seed in seeds {
         match run(seed, steps) {
@@ -1630,6 +1647,7 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
                 redelivered += world.redelivered;
                 claim_runs += world.claim_runs;
                 busy_alarms += world.busy_alarms;
+                vacated += world.vacated;
             }
             Err(report) => panic!("{report}"),
         }
@@ -1640,7 +1658,8 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
         events > 0
             && delivered > 0
             && claim_runs > 0
-            && (runs < 10 || (dead > 0 && suspended > 0 && reconciled > 0 && busy_alarms > 0)),
+            && (runs < 10
+                || (dead > 0 && suspended > 0 && reconciled > 0 && busy_alarms > 0 && vacated > 0)),
         "{events} events, {delivered} deliveries, {dead} dead letters, {suspended} runs left \
          waiting at an await, {reconciled} reconciled results taken, {claim_runs} runs started \
          by claims, {busy_alarms} alarms finding a run going on"
@@ -1651,6 +1670,7 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
          at an await, {reconciled} reconciled results taken ({rematched} webhooks taken anew \
          after the result they matched was forgotten), {claim_runs} runs started by claims, \
          {busy_alarms} alarms finding a run going on, {redelivered} copies sent again after a \
-         crash, cancellation or take-over; every invariant held"
+         crash, cancellation or take-over, {vacated} inboxes released their storage; every \
+         invariant held"
     );
 }

@@ -2,7 +2,7 @@
 //! platform rarely does. Only the `fault-injection` build (the tests' own) has them; in the
 //! build that is deployed every function here is a no-op that reads nothing.
 
-use worker::{Env, Result, State};
+use worker::{Env, Result};
 
 /// The base of the inbox's alarm backoff: a second, or in the test build
 /// `FAULT_ALARM_BACKOFF_MS`, so a test can watch many failed runs in a few seconds.
@@ -49,29 +49,23 @@ pub(crate) fn reconcile_gap_retry(
 }
 
 /// In the test build, fails the first `FAULT_ALARM_FAILURES` alarm runs of each inbox, as a
-/// storage error would.
-pub(crate) fn alarm_run(state: &State, env: &Env) -> Result<()> {
+/// storage error would; the runs so far are counted in the inbox's own storage, through
+/// `runs_so_far` and `count_run`.
+pub(crate) fn alarm_run(
+    env: &Env,
+    runs_so_far: impl FnOnce() -> Result<i64>,
+    count_run: impl FnOnce(i64) -> Result<()>,
+) -> Result<()> {
     #[cfg(feature = "fault-injection")]
     if let Some(failures) = var(env, "FAULT_ALARM_FAILURES") {
-        let sql = state.storage().sql();
-        let runs = crate::rows::first(
-            &sql.exec(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'fault_alarm_runs'",
-                None,
-            )?,
-            crate::rows::Columns::int,
-        )?
-        .unwrap_or(0);
+        let runs = runs_so_far()?;
         if u64::try_from(runs).unwrap_or(u64::MAX) < failures {
-            sql.exec(
-                "INSERT INTO meta (key, value) VALUES ('fault_alarm_runs', ?) \
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                vec![(runs + 1).to_string().into()],
-            )?;
+            count_run(runs + 1)?;
             return Err("injected alarm failure (FAULT_ALARM_FAILURES)".into());
         }
     }
-    let _ = (state, env);
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = (env, runs_so_far, count_run);
     Ok(())
 }
 

@@ -48,7 +48,7 @@ impl Inbox {
     }
 
     /// The stored rows that could not be read, each left as it is. An unreadable copy (its
-    /// `deliveries` row or one of its `refusals`) is held out of the machine's work: it is
+    /// entry of `events.copies` or one of its `refusals`) is held out of the machine's work: it is
     /// never sent, replayed, expired, rewritten or forgotten, and its consumer gets nothing
     /// more of this subject until an operator repairs the row (what it held may have been
     /// pending, and a later status must not overtake it). An unreadable event row holds the

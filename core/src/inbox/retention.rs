@@ -25,12 +25,14 @@ impl Inbox {
     pub fn handle_timeout(&mut self, policy: &InboxPolicy<'_>, now: UnixMs) {
         self.supersede(policy, now);
         let retention = policy.retention;
+        let mut let_go = false;
         if self
             .erased_until(&retention)
             .is_some_and(|until| until <= now)
         {
             self.erased_at = None;
             self.changes.push_back(Change::ForgetErasure);
+            let_go = true;
         }
         let mut forgotten = Vec::new();
         for event in self.events.values_mut() {
@@ -69,8 +71,21 @@ impl Inbox {
             if let Some(event) = self.events.remove(&seq) {
                 self.unindex(&event.record);
                 self.changes.push_back(Change::ForgetEvent(seq));
+                let_go = true;
             }
         }
+        if let_go && self.holds_nothing() {
+            // The subject's name goes with the last of its events.
+            if self.subject.take().is_some() {
+                self.changes.push_back(Change::ForgetSubject);
+            }
+            self.changes.push_back(Change::Vacate);
+        }
+    }
+
+    /// Whether nothing of the subject is kept: no event, no erasure mark, no unreadable row.
+    fn holds_nothing(&self) -> bool {
+        self.events.is_empty() && self.erased_at.is_none() && self.unreadable.is_empty()
     }
 
     /// An operator's erasure of the subject (a data-subject request), at `now`: every payload

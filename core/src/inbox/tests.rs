@@ -966,3 +966,66 @@ fn an_erased_subject_takes_nothing_more_from_the_api_until_its_mark_expires() {
         Knowledge::Erased
     );
 }
+
+#[test]
+fn an_inbox_whose_last_event_is_forgotten_vacates_its_storage_and_not_before() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("first", 0, &["a"]), UnixMs(0));
+    deliver(&mut inbox, &policy, 0, delivered("o"));
+    inbox.handle_claim(claim("second", 10, &["a"]), UnixMs(500_000));
+    deliver(&mut inbox, &policy, 500_000, delivered("o"));
+    drop(inbox.drain_changes().collect::<Vec<_>>());
+    // Retention runs as the alarm would, until nothing is due.
+    let mut now = UnixMs(500_000);
+    let mut written = Vec::new();
+    while let Some(next) = inbox.poll_timeout(&policy, now) {
+        now = next.max(now);
+        inbox.handle_timeout(&policy, now);
+        written.extend(inbox.drain_changes());
+    }
+    let forgotten = |seq| written.iter().position(|c| *c == Change::ForgetEvent(seq));
+    let (first, second) = (forgotten(Seq(1)), forgotten(Seq(2)));
+    let vacated = written.iter().position(|c| *c == Change::Vacate);
+    assert!(first.is_some() && second.is_some(), "{written:?}");
+    assert_eq!(
+        written.iter().filter(|c| **c == Change::Vacate).count(),
+        1,
+        "{written:?}"
+    );
+    assert!(vacated > first && vacated > second, "{written:?}");
+    assert_eq!(
+        written.get(vacated.unwrap_or(0).saturating_sub(1)),
+        Some(&Change::ForgetSubject)
+    );
+    assert_eq!(inbox.subject(), None);
+}
+
+#[test]
+fn an_erased_inbox_keeps_its_storage_while_the_erasure_mark_lasts() {
+    let schedule = schedule();
+    let hold = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    receipt_of(
+        &mut inbox,
+        transition("w1", "Approved", 100, Source::Webhook),
+    );
+    inbox.handle_erase(UnixMs(10_000));
+    drop(inbox.drain_changes().collect::<Vec<_>>());
+    let mut now = UnixMs(10_000);
+    let mut vacated_at = None;
+    while let Some(next) = inbox.poll_timeout(&hold, now) {
+        now = next.max(now);
+        inbox.handle_timeout(&hold, now);
+        if inbox.drain_changes().any(|change| change == Change::Vacate) {
+            vacated_at = Some(now);
+        }
+        if vacated_at.is_some() {
+            break;
+        }
+    }
+    let until = inbox.erased_until(&hold.retention);
+    assert_eq!(until, None, "the mark went");
+    assert_eq!(vacated_at, Some(UnixMs(10_000).plus_secs(1_000)));
+}

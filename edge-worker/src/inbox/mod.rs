@@ -27,7 +27,7 @@ use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
 use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Finished, Run, RunError, Step, LISTED_ATTEMPTS};
 use didit_edge_core::inbox::{
-    subject_kind, Claim, ClaimContent, Classification, IndexChange, IndexEntry, LogRecord,
+    subject_kind, Change, Claim, ClaimContent, Classification, IndexChange, IndexEntry, LogRecord,
     ReplayFilter,
 };
 use didit_edge_core::time::{UnixMs, UnixSecs};
@@ -94,6 +94,10 @@ struct Object {
     failures_recorded: Cell<bool>,
     /// One run at a time, whether a claim or the alarm started it.
     gate: RefCell<RunGate>,
+    /// The machine let go of everything ([`Change::Vacate`]): storage is to be released.
+    vacated: Cell<bool>,
+    /// Storage was released: the schema is created again before the next write.
+    released: Cell<bool>,
 }
 
 impl Object {
@@ -104,6 +108,10 @@ impl Object {
     /// Runs `step` on the machine and writes the changes it makes, all with no `.await`.
     fn step<T>(&self, step: impl FnOnce(&mut Machine) -> T) -> Result<T> {
         let sql = self.sql();
+        if self.released.get() {
+            store::migrate(&sql)?;
+            self.released.set(false);
+        }
         let mut slot = self.machine.borrow_mut();
         if slot.is_none() {
             *slot = Some(store::load(&sql)?);
@@ -112,11 +120,11 @@ impl Object {
             return Err("inbox machine missing".into());
         };
         let result = step(machine);
-        let written: Result<()> = machine
-            .drain_changes()
-            .collect::<Vec<_>>()
-            .iter()
-            .try_for_each(|change| store::apply(&sql, change));
+        let changes: Vec<_> = machine.drain_changes().collect();
+        let written = store::apply(&sql, &changes, machine.subject());
+        if changes.contains(&Change::Vacate) {
+            self.vacated.set(true);
+        }
         if let Err(error) = written {
             *slot = None;
             return Err(error);
@@ -370,6 +378,20 @@ impl Object {
         }
     }
 
+    /// Releases the object's storage once the machine has let go of everything
+    /// ([`Change::Vacate`]); an object that served its subject then costs nothing to keep.
+    async fn release_if_vacated(&self) -> Result<()> {
+        if !self.vacated.replace(false) {
+            return Ok(());
+        }
+        self.state.storage().delete_all().await?;
+        self.released.set(true);
+        // Whether the alarm went with the data is the platform's to say: read it again.
+        self.alarm.set(None);
+        self.failures_recorded.set(false);
+        Ok(())
+    }
+
     /// Resets the count of failed runs once one succeeds.
     fn forget_failures(&self) {
         if !self.failures_recorded.get() {
@@ -386,7 +408,11 @@ impl Object {
     /// back what came of it, with the time. It stops before any step once the gate no longer
     /// holds its ticket (taken over). Errors are the caller's to absorb.
     async fn run(&self, ticket: Ticket) -> Result<()> {
-        faults::alarm_run(&self.state, &self.env)?;
+        faults::alarm_run(
+            &self.env,
+            || store::meta_number(&self.sql(), "fault_alarm_runs"),
+            |runs| store::set_meta_number(&self.sql(), "fault_alarm_runs", Some(runs)),
+        )?;
         let unreadable = self.peek(|machine| store::unreadable_alerts(machine, now_ms()))?;
         store::alert_unreadable(&self.env, &self.sql(), unreadable).await;
         let config = settings::config(&self.env);
@@ -407,6 +433,7 @@ impl Object {
                 return Ok(());
             }
             let step = self.step(|machine| run.poll(machine, UnixMs(now_ms())))?;
+            self.release_if_vacated().await?;
             if let Some(finished) = self.perform(&mut run, step).await? {
                 break finished;
             }
@@ -511,6 +538,8 @@ impl DurableObject for Inbox {
             alarm: Cell::new(fresh.then_some(None)),
             failures_recorded: Cell::new(!fresh),
             gate: RefCell::new(RunGate::default()),
+            vacated: Cell::new(false),
+            released: Cell::new(false),
         };
         Self {
             object: Rc::new(object),

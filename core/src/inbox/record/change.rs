@@ -71,6 +71,10 @@ pub enum Change {
     DropPayload(Seq),
     /// The event is forgotten, id and attempt log included (its attached aliases too).
     ForgetEvent(Seq),
+    /// Nothing is left: no event, no erasure mark, no row this release cannot read. The
+    /// object's storage is released whole (Durable Objects bill an object's storage, even an
+    /// empty table's, until it is deleted), and starts afresh with the next claim.
+    Vacate,
     /// Another of Didit's `event_id`s names this event: a later resend carrying it (with a
     /// fresh timestamp, after the subject moved on) is the same event.
     AttachAlias {

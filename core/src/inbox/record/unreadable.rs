@@ -32,6 +32,8 @@ pub enum UnknownValue {
     OutOfRange,
     /// Nothing (`NULL`), where the state needs a value (a dead letter's time or reason).
     Missing,
+    /// Not in the shape this release writes (an event's list of copies that is not one).
+    Malformed,
 }
 
 impl UnknownValue {
@@ -46,6 +48,7 @@ impl UnknownValue {
             Self::Flag => "flag",
             Self::OutOfRange => "out_of_range",
             Self::Missing => "missing",
+            Self::Malformed => "malformed",
         }
     }
 }
@@ -61,6 +64,7 @@ impl fmt::Display for UnknownValue {
             Self::Flag => "not 0 or 1",
             Self::OutOfRange => "out of range",
             Self::Missing => "missing",
+            Self::Malformed => "not in the shape this release writes",
         })
     }
 }
@@ -118,7 +122,7 @@ fn cut(text: &str, max: usize) -> &str {
 pub enum RowKey {
     /// A row of `events`.
     Event(Seq),
-    /// A row of `deliveries`: one consumer's copy.
+    /// An entry of an event's list of copies (`events.copies`): one consumer's copy.
     Copy {
         /// The event.
         seq: Seq,
@@ -141,7 +145,7 @@ impl RowKey {
     pub fn table(&self) -> &'static str {
         match self {
             Self::Event(_) => "events",
-            Self::Copy { .. } => "deliveries",
+            Self::Copy { .. } => "events.copies",
             Self::Refusal { .. } => "refusals",
         }
     }
@@ -166,7 +170,7 @@ impl fmt::Display for RowKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Event(seq) => write!(f, "seq={}", seq.0),
-            Self::Copy { seq, consumer } => write!(f, "event_seq={} consumer={consumer}", seq.0),
+            Self::Copy { seq, consumer } => write!(f, "seq={} consumer={consumer}", seq.0),
             Self::Refusal {
                 seq,
                 consumer,
@@ -247,16 +251,16 @@ mod tests {
         let line: serde_json::Value =
             serde_json::from_str(&unreadable.to_line(Some("evt_1"), "session")).expect("JSON");
         assert_eq!(line["event"], "storage_unreadable");
-        assert_eq!(line["table"], "deliveries");
+        assert_eq!(line["table"], "events.copies");
         assert_eq!(line["column"], "state");
-        assert_eq!(line["row"], "event_seq=3 consumer=crm");
+        assert_eq!(line["row"], "seq=3 consumer=crm");
         assert_eq!(line["expected"], "copy_state");
         assert_eq!(line["event_id"], "evt_1");
         assert_eq!(line["subject_kind"], "session");
         assert_eq!(
             alloc::format!("{unreadable}"),
             alloc::format!(
-                "deliveries row event_seq=3 consumer=crm: state {text:?} is not a known copy state"
+                "events.copies row seq=3 consumer=crm: state {text:?} is not a known copy state"
             )
         );
     }

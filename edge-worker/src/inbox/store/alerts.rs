@@ -7,8 +7,7 @@ use didit_edge_core::alert::{not_yet_raised, Alert};
 use didit_edge_core::inbox::{subject_kind, Inbox, Seq};
 use worker::{console_error, Env, SqlStorage};
 
-use super::meta::set_meta;
-use crate::rows::{self, Columns};
+use super::meta::{meta_text, set_meta_text};
 
 /// The id of the event `seq`, when its own row could be read; unreadable rows are logged
 /// and alerted by it.
@@ -43,10 +42,7 @@ pub(in crate::inbox) async fn alert_unreadable(env: &Env, sql: &SqlStorage, aler
     if alerts.is_empty() {
         return;
     }
-    let read = sql
-        .exec("SELECT value FROM meta WHERE key = ?", vec![ALERTED.into()])
-        .and_then(|cursor| rows::first(&cursor, Columns::text));
-    let raised = match read {
+    let raised = match meta_text(sql, ALERTED) {
         Ok(raised) => raised.unwrap_or_default(),
         Err(error) => return console_error!("inbox could not read the alerts it raised: {error}"),
     };
@@ -57,7 +53,7 @@ pub(in crate::inbox) async fn alert_unreadable(env: &Env, sql: &SqlStorage, aler
         );
     }
     if ids != raised {
-        if let Err(error) = set_meta(sql, ALERTED, &ids) {
+        if let Err(error) = set_meta_text(sql, ALERTED, &ids) {
             console_error!("inbox could not remember the alerts it raised: {error}");
         }
     }

@@ -1,7 +1,8 @@
-//! Loading the core's machine from storage, strictly: one reader per table, each row turned
-//! into the core's record or, when it holds a value this release does not know, into an
-//! [`Unreadable`] that the machine leaves alone. Payloads, stored bodies and attempt logs are
-//! not loaded ([`super::read`]).
+//! Loading the core's machine from storage, strictly: one reader per table, each row (and
+//! each entry of an event's list of copies) turned into the core's record or, when it holds a
+//! value this release does not know, into an [`Unreadable`] that the machine leaves alone.
+//! Payloads, stored bodies and attempt logs are not loaded ([`super::read`]); the later tables
+//! are read only if the object has them.
 
 use didit_edge_core::delivery::CopyState;
 use didit_edge_core::inbox::{
@@ -12,20 +13,30 @@ use didit_edge_core::time::{UnixMs, UnixSecs};
 use worker::{console_error, Result, SqlStorage};
 
 use super::alerts::event_id;
+use super::meta::meta_text;
+use super::write::StoredCopy;
+use super::{Later, Tables};
 use crate::rows::{self, Columns};
 
 /// Loads the machine from storage: the subject, every event (without payloads) and copy.
 pub(in crate::inbox) fn load(sql: &SqlStorage) -> Result<Inbox> {
+    let tables = Tables::of(sql)?;
     let subject = subject(sql)?;
     let events = EventRow::load_all(sql)?;
-    let copies = CopyRow::load_all(sql)?;
-    let rejections = RejectionRow::load_all(sql)?;
+    let rejections = match tables.has(Later::Refusals) {
+        true => RejectionRow::load_all(sql)?,
+        false => Vec::new(),
+    };
     let mut unreadable = Vec::new();
+    let copies = copy_rows(&events, &mut unreadable);
     let events = event_records(events, &mut unreadable);
     let refused = refusals(rejections, &mut unreadable);
     let restored = copy_records(copies, &refused, &mut unreadable);
-    let attached = attached_aliases(sql)?;
-    let erased_at = erased_at(sql)?;
+    let attached = match tables.has(Later::Aliases) {
+        true => attached_aliases(sql)?,
+        false => Vec::new(),
+    };
+    let erased_at = meta_text(sql, "erased_at_ms")?.and_then(|at| at.parse::<i64>().ok());
     let inbox = Inbox::restore(subject, events, restored)
         .with_attached_aliases(attached)
         .with_erasure(erased_at.map(UnixMs))
@@ -34,10 +45,13 @@ pub(in crate::inbox) fn load(sql: &SqlStorage) -> Result<Inbox> {
     Ok(inbox)
 }
 
-/// The subject's name, once a claim has named it (`meta.subject`).
+/// The subject's name, once a claim has named it (every event row keeps it).
 fn subject(sql: &SqlStorage) -> Result<Option<String>> {
     rows::first(
-        &sql.exec("SELECT value FROM meta WHERE key = 'subject'", None)?,
+        &sql.exec(
+            "SELECT subject FROM events WHERE subject IS NOT NULL LIMIT 1",
+            None,
+        )?,
         Columns::text,
     )
 }
@@ -50,15 +64,27 @@ fn attached_aliases(sql: &SqlStorage) -> Result<Vec<(Seq, String)>> {
     )
 }
 
-/// When the subject was erased, while the mark lasts (`meta.erased_at_ms`).
-fn erased_at(sql: &SqlStorage) -> Result<Option<i64>> {
-    rows::first(
-        &sql.exec(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'erased_at_ms'",
-            None,
-        )?,
-        Columns::int,
-    )
+/// Every entry of every event's list of copies; a list that is not one makes its event
+/// unreadable.
+fn copy_rows(events: &[EventRow], unreadable: &mut Vec<Unreadable>) -> Vec<CopyRow> {
+    let mut copies = Vec::new();
+    for event in events {
+        match serde_json::from_str::<Vec<StoredCopy>>(&event.copies) {
+            Ok(stored) => copies.extend(stored.into_iter().map(|copy| CopyRow {
+                event_seq: event.seq,
+                copy,
+            })),
+            Err(_) => unreadable.push(Unreadable {
+                row: RowKey::Event(Seq(event.seq)),
+                value: BadValue::new(
+                    "copies",
+                    didit_edge_core::inbox::UnknownValue::Malformed,
+                    Some(&event.copies),
+                ),
+            }),
+        }
+    }
+    copies
 }
 
 /// Every event's record; the first unknown value of each row that has one goes to
@@ -111,16 +137,16 @@ fn copy_records(
         };
         let rejected_by = refused
             .iter()
-            .filter(|(seq, consumer, _)| *seq == row.event_seq && *consumer == row.consumer)
+            .filter(|(seq, consumer, _)| *seq == row.event_seq && *consumer == row.copy.consumer)
             .map(|(_, _, rejected)| rejected.clone())
             .collect();
         let copy = CopyRecord {
             state,
-            delivered_to: row.origin,
+            delivered_to: row.copy.origin,
             rejected_by,
             index,
         };
-        restored.push((Seq(row.event_seq), row.consumer, copy));
+        restored.push((Seq(row.event_seq), row.copy.consumer, copy));
     }
     restored
 }
@@ -151,20 +177,14 @@ struct EventRow {
     risk_level: String,
     classified: i64,
     has_payload: i64,
+    copies: String,
 }
 
-/// One row of `deliveries` (a consumer's copy) as stored, before any of its values is read.
+/// One entry of an event's list of copies (a consumer's copy) as stored, before any of its
+/// values is read.
 struct CopyRow {
     event_seq: i64,
-    consumer: String,
-    state: String,
-    failures: i64,
-    next_attempt_at_ms: Option<i64>,
-    delivered_at_ms: Option<i64>,
-    dead_at_ms: Option<i64>,
-    dead_reason: Option<String>,
-    origin: Option<String>,
-    index_sync: Option<String>,
+    copy: StoredCopy,
 }
 
 /// One row of `refusals` (an origin that refused a copy) as stored.
@@ -181,7 +201,7 @@ impl EventRow {
         rows::all(
             &sql.exec(
                 "SELECT seq, id, id_version, alias, webhook_type, status, created_at, received_at_ms, \
-                 risk_level, classified, cloud_event IS NOT NULL FROM events",
+                 risk_level, classified, cloud_event IS NOT NULL, copies FROM events",
                 None,
             )?,
             |row| {
@@ -197,6 +217,7 @@ impl EventRow {
                     risk_level: row.text()?,
                     classified: row.int()?,
                     has_payload: row.int()?,
+                    copies: row.text()?,
                 })
             },
         )
@@ -239,51 +260,27 @@ impl EventRow {
 }
 
 impl CopyRow {
-    /// Every row of `deliveries`, as stored.
-    fn load_all(sql: &SqlStorage) -> Result<Vec<Self>> {
-        rows::all(
-            &sql.exec(
-                "SELECT event_seq, consumer, state, failures, next_attempt_at_ms, delivered_at_ms, \
-                 dead_at_ms, dead_reason, origin, index_sync FROM deliveries",
-                None,
-            )?,
-            |row| {
-                Ok(Self {
-                    event_seq: row.int()?,
-                    consumer: row.text()?,
-                    state: row.text()?,
-                    failures: row.int()?,
-                    next_attempt_at_ms: row.opt_int()?,
-                    delivered_at_ms: row.opt_int()?,
-                    dead_at_ms: row.opt_int()?,
-                    dead_reason: row.opt_text()?,
-                    origin: row.opt_text()?,
-                    index_sync: row.opt_text()?,
-                })
-            },
-        )
-    }
-
     fn key(&self) -> RowKey {
         RowKey::Copy {
             seq: Seq(self.event_seq),
-            consumer: self.consumer.clone(),
+            consumer: self.copy.consumer.clone(),
         }
     }
 
     /// The copy's state and its index outbox entry, or the first value this release does not
     /// know.
     fn read(&self) -> std::result::Result<(CopyState, Option<IndexSync>), BadValue> {
+        let copy = &self.copy;
         let state = StoredState {
-            state: &self.state,
-            failures: self.failures,
-            next_attempt_at_ms: self.next_attempt_at_ms,
-            delivered_at_ms: self.delivered_at_ms,
-            dead_at_ms: self.dead_at_ms,
-            dead_reason: self.dead_reason.as_deref(),
+            state: &copy.state,
+            failures: copy.failures,
+            next_attempt_at_ms: copy.next_attempt_at_ms,
+            delivered_at_ms: copy.delivered_at_ms,
+            dead_at_ms: copy.dead_at_ms,
+            dead_reason: copy.dead_reason.as_deref(),
         }
         .read()?;
-        let index = match self.index_sync.as_deref() {
+        let index = match copy.index_sync.as_deref() {
             None => None,
             Some(text) => Some(
                 text.parse()

@@ -8,6 +8,7 @@ use didit_edge_core::inbox::Seq;
 use didit_edge_core::time::UnixMs;
 use worker::{Result, SqlStorage};
 
+use super::{Later, Tables};
 use crate::dead_letters::LoggedAttempt;
 use crate::rows::{self, Columns};
 
@@ -49,6 +50,9 @@ pub(in crate::inbox) fn attempt_log(
     consumer: &str,
     limit: usize,
 ) -> Result<Vec<LoggedAttempt>> {
+    if !Tables::of(sql)?.has(Later::Attempts) {
+        return Ok(Vec::new());
+    }
     let mut log = rows::all(
         &sql.exec(
             "SELECT at_ms, origin, status, error, location FROM attempts WHERE event_seq = ? AND consumer = ? \

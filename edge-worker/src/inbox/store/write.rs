@@ -1,90 +1,135 @@
-//! Writing the core's [`Change`]s: [`apply`] dispatches each to one writer, and the writers
-//! are grouped by the table they write (a change that spans tables, like forgetting an event,
-//! sits with the table it is about). Every writer runs its statements with no `.await` between
-//! them, so the runtime commits a change as one write.
+//! Writing the core's [`Change`]s: [`apply`] writes one step's changes in order, each by one
+//! writer, grouped by the table they write (a change that spans tables, like forgetting an
+//! event, sits with the table it is about). A step's changes are written with no `.await`
+//! between them, so the runtime commits them as one write.
+//!
+//! Each row written is billed, so changes to one event's row that follow each other (a
+//! copy's outcomes, its payload dropped once every consumer has it) are written as one
+//! update of that row ([`RowPatch`]).
 
 use didit_edge_core::attempt::LogEntry;
 use didit_edge_core::inbox::{
     Change, CopyRecord, EventRecord, IndexSync, Rejected, Seq, StoredContent, StoredState,
 };
 use didit_edge_core::risk::Level;
-use didit_edge_core::time::UnixMs;
+use serde::{Deserialize, Serialize};
 use worker::{Result, SqlStorage, SqlStorageValue};
 
-use super::meta::set_meta;
+use super::meta::{delete_meta, set_meta_text};
+use super::{Later, Tables};
+use crate::rows::{self, Columns};
 
-/// Writes one change. Its statements run with no `.await` between them, so the runtime
-/// commits them together.
-pub(in crate::inbox) fn apply(sql: &SqlStorage, change: &Change) -> Result<()> {
+/// Writes one step's `changes`, in order; `subject` is the subject's name once they are made
+/// (every event row keeps it).
+pub(in crate::inbox) fn apply(
+    sql: &SqlStorage,
+    changes: &[Change],
+    subject: Option<&str>,
+) -> Result<()> {
+    let mut tables: Option<Tables> = None;
+    let mut patch = RowPatch::default();
+    for change in changes {
+        if patch.absorbs(change) {
+            continue;
+        }
+        // A change to another row, or to no row: the patch so far is written first.
+        patch.write(sql)?;
+        if !patch.absorbs(change) {
+            apply_one(sql, change, subject, &mut tables)?;
+        }
+    }
+    patch.write(sql)
+}
+
+/// The object's later tables, read when a change first needs them.
+fn later_tables<'t>(sql: &SqlStorage, tables: &'t mut Option<Tables>) -> Result<&'t mut Tables> {
+    if tables.is_none() {
+        *tables = Some(Tables::of(sql)?);
+    }
+    tables
+        .as_mut()
+        .ok_or_else(|| worker::Error::from("the object's tables were not read"))
+}
+
+fn apply_one(
+    sql: &SqlStorage,
+    change: &Change,
+    subject: Option<&str>,
+    tables: &mut Option<Tables>,
+) -> Result<()> {
     match change {
-        Change::Subject(subject) => set_subject(sql, subject),
-        Change::ForgetSubject => forget_subject(sql),
-        Change::MarkErased(at) => mark_erased(sql, *at),
-        Change::ForgetErasure => forget_erasure(sql),
+        Change::Subject(subject) => set_subject(sql, Some(subject)),
+        Change::ForgetSubject => set_subject(sql, None),
+        Change::MarkErased(at) => set_meta_text(sql, "erased_at_ms", &at.0.to_string()),
+        Change::ForgetErasure => delete_meta(sql, "erased_at_ms"),
         Change::InsertEvent {
             event,
             content,
             copies,
-        } => insert_event(sql, event, content, copies),
+        } => insert_event(sql, event, content, copies, subject),
         Change::Classify {
             seq,
             risk_level,
             payload,
             copies,
         } => classify(sql, *seq, *risk_level, payload.as_deref(), copies),
-        Change::DropPayload(seq) => drop_payload(sql, *seq),
-        Change::ForgetEvent(seq) => forget_event(sql, *seq),
-        Change::AttachAlias { seq, alias } => attach_alias(sql, *seq, alias),
-        Change::PutCopy {
-            seq,
-            consumer,
-            copy,
-        } => put_copy(sql, *seq, consumer, copy),
+        Change::ForgetEvent(seq) => forget_event(sql, *seq, later_tables(sql, tables)?),
+        Change::AttachAlias { seq, alias } => {
+            later_tables(sql, tables)?.ensure(sql, Later::Aliases)?;
+            attach_alias(sql, *seq, alias)
+        }
         Change::SetRejections {
             seq,
             consumer,
             rejected_by,
-        } => set_rejections(sql, *seq, consumer, rejected_by),
+        } => {
+            let tables = later_tables(sql, tables)?;
+            if rejected_by.is_empty() && !tables.has(Later::Refusals) {
+                return Ok(());
+            }
+            tables.ensure(sql, Later::Refusals)?;
+            set_rejections(sql, *seq, consumer, rejected_by)
+        }
         Change::AppendAttempts {
             seq,
             consumer,
             entries,
-        } => append_attempts(sql, *seq, consumer, entries),
+        } => {
+            later_tables(sql, tables)?.ensure(sql, Later::Attempts)?;
+            append_attempts(sql, *seq, consumer, entries)
+        }
+        // Always absorbed by the row patch (`RowPatch::absorbs`).
+        Change::PutCopy { .. } | Change::DropPayload(_) => Ok(()),
+        // Storage is released whole once the step is written (`Inbox::release_if_vacated`).
+        Change::Vacate => Ok(()),
     }
 }
 
-// `meta`: the subject's name and the erasure mark.
+// `events`: an event's row, its copies and the subject's name, from its claim until it is
+// forgotten.
 
-fn set_subject(sql: &SqlStorage, subject: &str) -> Result<()> {
-    sql.exec(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('subject', ?)",
-        vec![subject.into()],
-    )?;
+/// The subject's name on every event row (`None`: forgotten, as an erasure does).
+fn set_subject(sql: &SqlStorage, subject: Option<&str>) -> Result<()> {
+    match subject {
+        Some(subject) => sql.exec(
+            "UPDATE events SET subject = ? WHERE subject IS NOT ?",
+            vec![subject.into(), subject.into()],
+        )?,
+        None => sql.exec(
+            "UPDATE events SET subject = NULL WHERE subject IS NOT NULL",
+            None,
+        )?,
+    };
     Ok(())
 }
 
-fn forget_subject(sql: &SqlStorage) -> Result<()> {
-    sql.exec("DELETE FROM meta WHERE key = 'subject'", None)?;
-    Ok(())
-}
-
-fn mark_erased(sql: &SqlStorage, at: UnixMs) -> Result<()> {
-    set_meta(sql, "erased_at_ms", &at.0.to_string())
-}
-
-fn forget_erasure(sql: &SqlStorage) -> Result<()> {
-    sql.exec("DELETE FROM meta WHERE key = 'erased_at_ms'", None)?;
-    Ok(())
-}
-
-// `events` (and `aliases`): an event's row from its claim until it is forgotten.
-
-/// A new event's row, then its copies.
+/// A new event's row, with its copies.
 fn insert_event(
     sql: &SqlStorage,
     event: &EventRecord,
     content: &StoredContent,
     copies: &[(String, CopyRecord)],
+    subject: Option<&str>,
 ) -> Result<()> {
     let (classified, payload, body, verified, test) = match content {
         StoredContent::Classified { payload } => (1, payload.as_deref(), None, None, false),
@@ -100,10 +145,15 @@ fn insert_event(
             *test,
         ),
     };
+    let copies = copies_text(
+        copies
+            .iter()
+            .map(|(consumer, copy)| (consumer.as_str(), copy)),
+    )?;
     sql.exec(
         "INSERT INTO events (seq, id, id_version, alias, received_at_ms, webhook_type, status, risk_level, \
-         created_at, classified, cloud_event, body, verified, test) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         created_at, classified, cloud_event, body, verified, test, subject, copies) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         vec![
             event.seq.0.into(),
             event.id.as_str().into(),
@@ -119,15 +169,14 @@ fn insert_event(
             body.into(),
             verified.into(),
             i64::from(test).into(),
+            subject.into(),
+            copies.into(),
         ],
     )?;
-    for (consumer, copy) in copies {
-        put_copy(sql, event.seq, consumer, copy)?;
-    }
     Ok(())
 }
 
-/// A stored event's classification (its body goes), then its copies.
+/// A stored event's classification (its body goes), with its copies.
 fn classify(
     sql: &SqlStorage,
     seq: Seq,
@@ -135,32 +184,33 @@ fn classify(
     payload: Option<&str>,
     copies: &[(String, CopyRecord)],
 ) -> Result<()> {
-    sql.exec(
-        "UPDATE events SET classified = 1, body = NULL, verified = NULL, risk_level = ?, cloud_event = ? \
-         WHERE seq = ?",
-        vec![risk_level.as_str().into(), payload.into(), seq.0.into()],
+    let copies = copies_text(
+        copies
+            .iter()
+            .map(|(consumer, copy)| (consumer.as_str(), copy)),
     )?;
-    for (consumer, copy) in copies {
-        put_copy(sql, seq, consumer, copy)?;
-    }
+    sql.exec(
+        "UPDATE events SET classified = 1, body = NULL, verified = NULL, risk_level = ?, cloud_event = ?, \
+         copies = ? WHERE seq = ?",
+        vec![
+            risk_level.as_str().into(),
+            payload.into(),
+            copies.into(),
+            seq.0.into(),
+        ],
+    )?;
     Ok(())
 }
 
-fn drop_payload(sql: &SqlStorage, seq: Seq) -> Result<()> {
-    sql.exec(
-        "UPDATE events SET cloud_event = NULL WHERE seq = ?",
-        vec![seq.0.into()],
-    )?;
-    Ok(())
-}
-
-/// Everything of an event: the rows that name it in every table, then its own.
-fn forget_event(sql: &SqlStorage, seq: Seq) -> Result<()> {
-    for table in ["deliveries", "refusals", "attempts", "aliases"] {
-        sql.exec(
-            &format!("DELETE FROM {table} WHERE event_seq = ?"),
-            vec![seq.0.into()],
-        )?;
+/// Everything of an event: the rows that name it in the later tables it has, then its own.
+fn forget_event(sql: &SqlStorage, seq: Seq, tables: &Tables) -> Result<()> {
+    for table in [Later::Refusals, Later::Attempts, Later::Aliases] {
+        if tables.has(table) {
+            sql.exec(
+                &format!("DELETE FROM {} WHERE event_seq = ?", table.name()),
+                vec![seq.0.into()],
+            )?;
+        }
     }
     sql.exec("DELETE FROM events WHERE seq = ?", vec![seq.0.into()])?;
     Ok(())
@@ -174,33 +224,118 @@ fn attach_alias(sql: &SqlStorage, seq: Seq, alias: &str) -> Result<()> {
     Ok(())
 }
 
-// `deliveries`, `refusals` and `attempts`: one consumer's copy.
-
-fn put_copy(sql: &SqlStorage, seq: Seq, consumer: &str, copy: &CopyRecord) -> Result<()> {
-    let stored = StoredState::of(copy.state);
-    let values: Vec<SqlStorageValue> = vec![
-        seq.0.into(),
-        consumer.into(),
-        stored.state.into(),
-        stored.failures.into(),
-        stored.next_attempt_at_ms.into(),
-        stored.delivered_at_ms.into(),
-        stored.dead_at_ms.into(),
-        stored.dead_reason.into(),
-        copy.delivered_to.as_deref().into(),
-        copy.index.map(IndexSync::as_str).into(),
-    ];
-    sql.exec(
-        "INSERT INTO deliveries (event_seq, consumer, state, failures, next_attempt_at_ms, delivered_at_ms, \
-         dead_at_ms, dead_reason, origin, index_sync) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (event_seq, consumer) DO UPDATE SET state = excluded.state, failures = excluded.failures, \
-         next_attempt_at_ms = excluded.next_attempt_at_ms, delivered_at_ms = excluded.delivered_at_ms, \
-         dead_at_ms = excluded.dead_at_ms, dead_reason = excluded.dead_reason, origin = excluded.origin, \
-         index_sync = excluded.index_sync",
-        values,
-    )?;
-    Ok(())
+/// One consumer's copy as kept in its event's `copies` list (the names are the columns of the
+/// `deliveries` table it replaced, so that migration 4 writes the same shape).
+#[derive(Serialize, Deserialize)]
+pub(super) struct StoredCopy {
+    pub(super) consumer: String,
+    pub(super) state: String,
+    pub(super) failures: i64,
+    pub(super) next_attempt_at_ms: Option<i64>,
+    pub(super) delivered_at_ms: Option<i64>,
+    pub(super) dead_at_ms: Option<i64>,
+    pub(super) dead_reason: Option<String>,
+    pub(super) origin: Option<String>,
+    pub(super) index_sync: Option<String>,
 }
+
+impl StoredCopy {
+    fn of(consumer: &str, copy: &CopyRecord) -> Self {
+        let stored = StoredState::of(copy.state);
+        Self {
+            consumer: consumer.to_string(),
+            state: stored.state.to_string(),
+            failures: stored.failures,
+            next_attempt_at_ms: stored.next_attempt_at_ms,
+            delivered_at_ms: stored.delivered_at_ms,
+            dead_at_ms: stored.dead_at_ms,
+            dead_reason: stored.dead_reason.map(str::to_string),
+            origin: copy.delivered_to.clone(),
+            index_sync: copy.index.map(IndexSync::as_str).map(str::to_string),
+        }
+    }
+}
+
+/// An event's `copies` list.
+fn copies_text<'c>(copies: impl Iterator<Item = (&'c str, &'c CopyRecord)>) -> Result<String> {
+    let stored: Vec<StoredCopy> = copies
+        .map(|(consumer, copy)| StoredCopy::of(consumer, copy))
+        .collect();
+    Ok(serde_json::to_string(&stored)?)
+}
+
+/// Changes to one event's row that follow each other in a step, written as one update: its
+/// copies' new states, and whether its payload goes.
+#[derive(Default)]
+struct RowPatch<'c> {
+    seq: Option<Seq>,
+    copies: Vec<(&'c str, &'c CopyRecord)>,
+    drop_payload: bool,
+}
+
+impl<'c> RowPatch<'c> {
+    /// Takes `change` if it is a change to the row being patched (or starts a patch); a change
+    /// it does not take must be written after the patch.
+    fn absorbs(&mut self, change: &'c Change) -> bool {
+        let seq = match change {
+            Change::PutCopy { seq, .. } | Change::DropPayload(seq) => *seq,
+            _ => return false,
+        };
+        if self.seq.is_some_and(|patched| patched != seq) {
+            return false;
+        }
+        self.seq = Some(seq);
+        match change {
+            Change::PutCopy { consumer, copy, .. } => {
+                self.copies.retain(|(other, _)| *other != consumer.as_str());
+                self.copies.push((consumer.as_str(), copy));
+            }
+            _ => self.drop_payload = true,
+        }
+        true
+    }
+
+    /// Writes the patch, if any, and starts afresh. The copies it does not change are kept as
+    /// stored, whatever they hold (an entry this release cannot read is never rewritten).
+    fn write(&mut self, sql: &SqlStorage) -> Result<()> {
+        let patch = core::mem::take(self);
+        let Some(seq) = patch.seq else {
+            return Ok(());
+        };
+        let mut copies = Vec::new();
+        if !patch.copies.is_empty() {
+            let stored = rows::first(
+                &sql.exec(
+                    "SELECT copies FROM events WHERE seq = ?",
+                    vec![seq.0.into()],
+                )?,
+                Columns::text,
+            )?;
+            let Some(stored) = stored else {
+                return Ok(());
+            };
+            copies = serde_json::from_str::<Vec<serde_json::Value>>(&stored)?;
+            for (consumer, copy) in &patch.copies {
+                copies.retain(|entry| {
+                    entry.get("consumer").and_then(serde_json::Value::as_str) != Some(consumer)
+                });
+                copies.push(serde_json::to_value(StoredCopy::of(consumer, copy))?);
+            }
+        }
+        let copies: SqlStorageValue = match patch.copies.is_empty() {
+            true => None::<String>.into(),
+            false => serde_json::to_string(&copies)?.into(),
+        };
+        sql.exec(
+            "UPDATE events SET copies = COALESCE(?, copies), \
+             cloud_event = CASE WHEN ? THEN NULL ELSE cloud_event END WHERE seq = ?",
+            vec![copies, i64::from(patch.drop_payload).into(), seq.0.into()],
+        )?;
+        Ok(())
+    }
+}
+
+// `refusals` and `attempts`: one consumer's copy.
 
 fn set_rejections(
     sql: &SqlStorage,
@@ -228,24 +363,19 @@ fn set_rejections(
 
 fn append_attempts(sql: &SqlStorage, seq: Seq, consumer: &str, entries: &[LogEntry]) -> Result<()> {
     for entry in entries {
-        append_attempt(sql, seq, consumer, entry)?;
+        sql.exec(
+            "INSERT INTO attempts (event_seq, consumer, at_ms, origin, status, error, location) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            vec![
+                seq.0.into(),
+                consumer.into(),
+                entry.at_ms.into(),
+                entry.origin.as_deref().into(),
+                entry.status.map(i64::from).into(),
+                entry.error.into(),
+                entry.location.as_deref().into(),
+            ],
+        )?;
     }
-    Ok(())
-}
-
-fn append_attempt(sql: &SqlStorage, seq: Seq, consumer: &str, entry: &LogEntry) -> Result<()> {
-    sql.exec(
-        "INSERT INTO attempts (event_seq, consumer, at_ms, origin, status, error, location) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-        vec![
-            seq.0.into(),
-            consumer.into(),
-            entry.at_ms.into(),
-            entry.origin.as_deref().into(),
-            entry.status.map(i64::from).into(),
-            entry.error.into(),
-            entry.location.as_deref().into(),
-        ],
-    )?;
     Ok(())
 }
