@@ -49,7 +49,7 @@ impl Alerts {
     }
 
     async fn enqueue(&self, mut request: Request) -> Result<Response> {
-        let queued: Enqueue = request.json().await?;
+        let queued: Enqueue = objects::message(&mut request).await?;
         let now = now_ms();
         for (id, body) in &queued.alerts {
             self.sql().exec(

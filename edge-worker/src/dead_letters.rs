@@ -274,7 +274,7 @@ impl DurableObject for DeadLetters {
     async fn fetch(&self, mut request: Request) -> Result<Response> {
         match DeadLettersCall::of_path(&request.path()) {
             Some(DeadLettersCall::Sync) => {
-                let changes: Changes = request.json().await?;
+                let changes: Changes = objects::message(&mut request).await?;
                 // Alerted before listed: if queueing fails, the inbox pushes again and the
                 // dead letters are still new then.
                 if alerts::wanted(&self.env) {
@@ -284,11 +284,11 @@ impl DurableObject for DeadLetters {
                 http::json(200, "{}".into())
             }
             Some(DeadLettersCall::Page) => {
-                let query: Query = request.json().await?;
+                let query: Query = objects::message(&mut request).await?;
                 http::json(200, serde_json::to_string(&self.page(&query)?)?)
             }
             Some(DeadLettersCall::Inboxes) => {
-                let query: Query = request.json().await?;
+                let query: Query = objects::message(&mut request).await?;
                 http::json(200, serde_json::to_string(&self.inboxes(&query)?)?)
             }
             None => objects::no_such_call(),

@@ -99,7 +99,7 @@ impl DurableObject for Health {
     async fn fetch(&self, mut request: Request) -> Result<Response> {
         match HealthCall::of_path(&request.path()) {
             Some(HealthCall::Report) => {
-                let report: Report = request.json().await?;
+                let report: Report = objects::message(&mut request).await?;
                 self.record(report).await?;
                 http::json(200, "{}".into())
             }

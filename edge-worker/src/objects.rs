@@ -4,6 +4,7 @@
 //! the object's answer.
 
 use didit_edge_core::rejection::Rejection;
+use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -205,8 +206,28 @@ pub(crate) async fn ask<T: DeserializeOwned>(
     path: &str,
     message: &impl Serialize,
 ) -> Result<T> {
-    post(env, binding, name, path, serde_json::to_string(message)?)
-        .await?
-        .json()
-        .await
+    let body = serde_json::to_string(message)?;
+    let answer = ask_text(env, binding, name, path, body).await?;
+    Ok(serde_json::from_str(&answer)?)
+}
+
+/// `ask`'s round trip, as text. Boxed behind `dyn Future` so that each answer type's `ask`
+/// awaits this one future instead of inlining a copy of the fetch into its own (the upload
+/// pays for every copy: docs/performance.md).
+fn ask_text<'a>(
+    env: &'a Env,
+    binding: &'a str,
+    name: &'a str,
+    path: &'a str,
+    body: String,
+) -> LocalBoxFuture<'a, Result<String>> {
+    Box::pin(async move { post(env, binding, name, path, body).await?.text().await })
+}
+
+/// Reads the JSON message a call carries with serde_json, the way `ask` reads answers:
+/// `Request::json` would read it through serde-wasm-bindgen, a second deserializer for each
+/// message type.
+pub(crate) async fn message<T: DeserializeOwned>(request: &mut Request) -> Result<T> {
+    let text = request.text().await?;
+    Ok(serde_json::from_str(&text)?)
 }

@@ -169,7 +169,7 @@ impl StatusStream {
 
     /// Records and broadcasts an update, if it is newer than what its subject last showed.
     async fn publish(&self, mut request: Request) -> Result<Response> {
-        let update: StatusUpdate = request.json().await?;
+        let update: StatusUpdate = objects::message(&mut request).await?;
         let message = update.to_message();
         let subject = update.subject_key();
         let latest = rows::first(
@@ -210,7 +210,7 @@ impl StatusStream {
 
     /// Forgets the statuses an erasure names, saying whose channels may hold them too.
     async fn erase(&self, mut request: Request) -> Result<Response> {
-        let ask: EraseRequest = request.json().await?;
+        let ask: EraseRequest = objects::message(&mut request).await?;
         let sql = self.sql();
         let by_user = "json_extract(routing, '$.vendor_data') = ?";
         let (filter, values): (String, Vec<worker::SqlStorageValue>) = match &ask.vendor_data {

@@ -194,7 +194,7 @@ impl Inbox {
 
     /// Puts dead letters back in line with a fresh schedule.
     async fn replay(&self, mut request: Request) -> Result<Response> {
-        let ask: ReplayRequest = request.json().await?;
+        let ask: ReplayRequest = objects::message(&mut request).await?;
         let now = now_ms();
         let replayed = self.step(|machine| {
             machine.handle_replay(
@@ -237,7 +237,7 @@ impl Inbox {
 
     /// Whether the inbox holds the transition to a status Didit's API reports now.
     async fn knows(&self, mut request: Request) -> Result<Response> {
-        let ask: KnowsRequest = request.json().await?;
+        let ask: KnowsRequest = objects::message(&mut request).await?;
         let now = UnixMs(now_ms()).secs();
         let known =
             self.peek(|machine| machine.knows_transition(&ask.webhook_type, &ask.status, now))?;
