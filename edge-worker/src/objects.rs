@@ -9,10 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{
-    console_error, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, State,
-    Stub,
-};
+use worker::{console_error, Env, Method, ObjectNamespace, Request, Response, Result, State, Stub};
 
 use crate::http;
 
@@ -180,9 +177,8 @@ pub(crate) async fn post(
     path: &str,
     body: String,
 ) -> Result<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let request = Request::new_with_init(&format!("https://object{path}"), &init)?;
+    let url = format!("https://object{path}");
+    let request = http::outgoing(&url, Method::Post, None, Some(&body), true)?;
     let mut response = stub(env, binding, name)?
         .fetch_with_request(request)
         .await?;

@@ -14,7 +14,7 @@ use didit_edge_core::time::UnixMs;
 use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
-    RequestInit, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::clock::{alarm_at, now_ms};
@@ -351,12 +351,8 @@ pub(crate) async fn connect(
         headers.set(SUBPROTOCOL_HEADER, "1")?;
     }
     headers.set(WATCH_HEADER, &serde_json::to_string(watch)?)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let request = Request::new_with_init(
-        &format!("https://stream{}", StreamCall::Connect.path()),
-        &init,
-    )?;
+    let url = format!("https://stream{}", StreamCall::Connect.path());
+    let request = http::outgoing(&url, Method::Get, Some(&headers), None, true)?;
     objects::stub(env, StreamCall::BINDING, &watch.channel())?
         .fetch_with_request(request)
         .await
