@@ -89,6 +89,15 @@ impl Inbox {
 
     /// Runs `step` on the machine and writes the changes it makes, all with no `.await`.
     fn step<T>(&self, step: impl FnOnce(&mut Machine) -> T) -> Result<T> {
+        let mut step = Some(step);
+        let mut result = None;
+        self.step_dyn(&mut |machine| result = step.take().map(|step| step(machine)))?;
+        result.ok_or_else(|| "inbox step did not run".into())
+    }
+
+    /// `step`'s body, behind `dyn` so that loading, writing and logging are compiled once
+    /// rather than once per step (the upload pays for every copy: docs/performance.md).
+    fn step_dyn(&self, step: &mut dyn FnMut(&mut Machine)) -> Result<()> {
         let sql = self.sql();
         let mut slot = self.machine.borrow_mut();
         if slot.is_none() {
@@ -97,7 +106,7 @@ impl Inbox {
         let Some(machine) = slot.as_mut() else {
             return Err("inbox machine missing".into());
         };
-        let result = step(machine);
+        step(machine);
         let written: Result<()> = machine
             .drain_changes()
             .collect::<Vec<_>>()
@@ -115,7 +124,7 @@ impl Inbox {
             };
             console_log!("{}", record.to_line());
         }
-        Ok(result)
+        Ok(())
     }
 
     /// Reads the machine without changing it.
