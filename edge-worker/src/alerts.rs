@@ -37,7 +37,8 @@ pub(crate) struct Enqueue {
 }
 
 /// The alert outbox ([`GLOBAL`]).
-#[durable_object]
+// `fetch` and `alarm` only: each handler the macro exports is a future the upload carries.
+#[durable_object(alarm)]
 pub struct Alerts {
     state: State,
     env: Env,

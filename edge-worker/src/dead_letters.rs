@@ -59,7 +59,8 @@ CREATE INDEX IF NOT EXISTS letters_subject ON letters(subject);
 ";
 
 /// The list of every subject's dead letters, kept up to date by the inboxes.
-#[durable_object]
+// `fetch` only: each handler the macro exports is a future the upload carries.
+#[durable_object(fetch)]
 pub struct DeadLetters {
     state: State,
     env: Env,

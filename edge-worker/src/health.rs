@@ -27,7 +27,8 @@ const SCHEMA: &str =
 pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 
 /// Every origin's circuit breaker, shared by all inboxes and the cron probe.
-#[durable_object]
+// `fetch` only: each handler the macro exports is a future the upload carries.
+#[durable_object(fetch)]
 pub struct Health {
     state: State,
     env: Env,

@@ -68,7 +68,8 @@ fn random_seed() -> u64 {
 type Machine = didit_edge_core::inbox::Inbox;
 
 /// The per-subject inbox: its events, each consumer's copy, and the alarm that delivers them.
-#[durable_object]
+// `fetch` and `alarm` only: each handler the macro exports is a future the upload carries.
+#[durable_object(alarm)]
 pub struct Inbox {
     state: State,
     env: Env,

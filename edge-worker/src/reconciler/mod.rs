@@ -35,7 +35,8 @@ use crate::{http, settings};
 use schema::migrate;
 
 /// The reconciler ([`GLOBAL`]).
-#[durable_object]
+// `fetch` and `alarm` only: each handler the macro exports is a future the upload carries.
+#[durable_object(alarm)]
 pub struct Reconciler {
     state: State,
     env: Env,
