@@ -56,10 +56,10 @@ pub(crate) async fn origins(request: &Request, env: &Env) -> EdgeResult<Response
 pub(crate) async fn list_dead_letters(request: &Request, env: &Env) -> EdgeResult<Response> {
     authorized(request, env)?;
     let query = query(request)?;
-    let page = dead_letters::page(env, query.consumer, query.limit, query.after)
+    let page = dead_letters::page_json(env, query.consumer, query.limit, query.after)
         .await
         .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
-    answer(&page)
+    ok_json(page)
 }
 
 /// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
@@ -179,10 +179,10 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
 pub(crate) async fn reconciliation(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = authorized(request, env)?;
     config.unless_broken(&config.reconcile)?;
-    let status = crate::reconciler::status(env)
+    let status = crate::reconciler::status_json(env)
         .await
         .map_err(EdgeError::unavailable("reconciliation state unavailable"))?;
-    answer(&status)
+    ok_json(status)
 }
 
 /// A 200 with `view` as its JSON body.

@@ -307,13 +307,14 @@ pub(crate) async fn push(env: &Env, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-/// One page of the listing.
-pub(crate) async fn page(
+/// One page of the listing, as the index wrote it (`DeadLetterPage`): passed on as text, as
+/// reading it only to write it again would compile its deserializer into the upload.
+pub(crate) async fn page_json(
     env: &Env,
     consumer: Option<String>,
     limit: u32,
     after: u64,
-) -> Result<DeadLetterPage> {
+) -> Result<String> {
     let query = Query {
         id: None,
         consumer,
@@ -322,7 +323,7 @@ pub(crate) async fn page(
     };
     call(env, DeadLettersCall::Page, serde_json::to_string(&query)?)
         .await?
-        .json()
+        .text()
         .await
 }
 

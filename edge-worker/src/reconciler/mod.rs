@@ -119,10 +119,12 @@ pub(crate) async fn tick(env: &Env) {
     }
 }
 
-/// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status.
-pub(crate) async fn status(env: &Env) -> Result<ReconciliationStatus> {
+/// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status
+/// as the object wrote it. Passed on as text: reading it only to write it again would compile
+/// the whole view's deserializer into the upload.
+pub(crate) async fn status_json(env: &Env) -> Result<String> {
     if settings::config(env).reconcile.on().is_none() {
-        return Ok(ReconciliationStatus::Off);
+        return Ok(serde_json::to_string(&ReconciliationStatus::Off)?);
     }
     objects::post(
         env,
@@ -132,7 +134,7 @@ pub(crate) async fn status(env: &Env) -> Result<ReconciliationStatus> {
         String::new(),
     )
     .await?
-    .json()
+    .text()
     .await
 }
 
