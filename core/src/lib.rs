@@ -62,6 +62,7 @@ pub mod retry;
 pub mod risk;
 pub mod route;
 pub mod secret;
+mod sorted;
 pub mod standard_webhooks;
 pub mod stream;
 pub mod stream_token;

@@ -82,7 +82,9 @@ impl Inbox {
     /// superseded copy is passed over: it is never sent.
     pub(super) fn heads(&self, after_dead_letter: AfterDeadLetter) -> Vec<(Seq, &str)> {
         let mut ordered: Vec<&Event> = self.events.values().collect();
-        ordered.sort_by_key(|event| (event.record.created_at, event.record.seq));
+        crate::sorted::sort_by_key(&mut ordered, |event| {
+            (event.record.created_at, event.record.seq)
+        });
         // A consumer with a held copy gets nothing more (see `with_unreadable`).
         let mut blocked: BTreeSet<&str> = ordered
             .iter()
