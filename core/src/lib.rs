@@ -53,6 +53,7 @@ pub mod intake;
 mod lenient;
 pub mod limits;
 pub mod mac;
+mod named;
 pub mod normalize;
 pub mod origin;
 pub mod receipt;

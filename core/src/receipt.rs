@@ -34,13 +34,17 @@ struct WireReceipt {
 }
 
 /// The `status` tag.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
 enum Status {
     Accepted,
     Duplicate,
     Erased,
 }
+
+crate::named::by_name!(Status {
+    Accepted = "accepted",
+    Duplicate = "duplicate",
+    Erased = "erased",
+});
 
 impl<'de> Deserialize<'de> for Receipt {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -64,8 +64,7 @@ pub const JUDGED_STATUSES: &[&str] = &[
 ];
 
 /// How risky an event looks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Nothing to judge: no decision and no telling status (a session in progress, a transaction).
     Unknown,
@@ -76,6 +75,13 @@ pub enum Level {
     /// Something to act on.
     High,
 }
+
+crate::named::by_name!(Level {
+    Unknown = "unknown",
+    Low = "low",
+    Medium = "medium",
+    High = "high",
+});
 
 impl core::str::FromStr for Level {
     type Err = ();

@@ -48,15 +48,18 @@ impl StreamTokenSecret {
 }
 
 /// What a token lets its holder see.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Only events whose `vendor_data` is the token's `sub` (`"self"`).
-    #[serde(rename = "self")]
     OwnEvents,
     /// Every event (`"admin"`).
-    #[serde(rename = "admin")]
     Admin,
 }
+
+crate::named::by_name!(Scope {
+    OwnEvents = "self",
+    Admin = "admin",
+});
 
 /// A verified token's grant.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

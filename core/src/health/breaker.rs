@@ -70,13 +70,17 @@ struct StoredState {
 }
 
 /// The `state` tag.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
 enum StateName {
     Closed,
     Open,
     HalfOpen,
 }
+
+crate::named::by_name!(StateName {
+    Closed = "closed",
+    Open = "open",
+    HalfOpen = "half_open",
+});
 
 impl<'de> Deserialize<'de> for BreakerState {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
