@@ -1,12 +1,15 @@
-//! Stable sorting through one compiled sort.
+//! Stable sorting through one compiled sort, and B-tree maps and sets built without one.
 //!
 //! The standard library's stable sort is generic over the element and the comparison, so
 //! every call site with its own element type or closure compiles another copy of it (some
 //! 3 KiB of WebAssembly each, paid by every isolate that loads the worker). Here the sort runs
 //! once, over positions, with the comparison behind `dyn`; the elements are then moved into
 //! place. The inputs are small (an object's members, an inbox's events, a consumer's origins),
-//! so the extra allocation costs nothing measurable.
+//! so the extra allocation costs nothing measurable. `collect` into a `BTreeMap` or `BTreeSet`
+//! sorts its items first, with another copy of the sort per type: [`map_of`] and [`set_of`]
+//! insert them one by one instead.
 
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
@@ -31,6 +34,23 @@ pub(crate) fn sort_by<T>(items: &mut Vec<T>, compare: impl Fn(&T, &T) -> Orderin
 /// `slice::sort_by_key`).
 pub(crate) fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, key: impl Fn(&T) -> K) {
     sort_by(items, |a, b| key(a).cmp(&key(b)));
+}
+
+/// The map of `pairs`, a later pair replacing an earlier one with the same key (as `collect`
+/// does).
+pub(crate) fn map_of<K: Ord, V>(pairs: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, V> {
+    let mut map = BTreeMap::new();
+    for (key, value) in pairs {
+        map.insert(key, value);
+    }
+    map
+}
+
+/// The set of `items` (as `collect` makes it).
+pub(crate) fn set_of<T: Ord>(items: impl IntoIterator<Item = T>) -> BTreeSet<T> {
+    let mut set = BTreeSet::new();
+    set.extend(items);
+    set
 }
 
 /// The positions `0..len` in the order `compare` puts them, ties in position order. The one
@@ -59,6 +79,20 @@ mod tests {
         assert_eq!(
             ours,
             [(0, 'f'), (1, 'b'), (1, 'e'), (2, 'd'), (3, 'a'), (3, 'c')]
+        );
+    }
+
+    #[test]
+    fn maps_and_sets_are_what_collect_makes() {
+        let pairs = vec![("b", 1), ("a", 2), ("b", 3)];
+        assert_eq!(
+            map_of(pairs.clone()),
+            pairs.into_iter().collect::<BTreeMap<_, _>>()
+        );
+        let items = vec!["b", "a", "b"];
+        assert_eq!(
+            set_of(items.clone()),
+            items.into_iter().collect::<BTreeSet<_>>()
         );
     }
 

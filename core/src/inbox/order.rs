@@ -86,10 +86,11 @@ impl Inbox {
             (event.record.created_at, event.record.seq)
         });
         // A consumer with a held copy gets nothing more (see `with_unreadable`).
-        let mut blocked: BTreeSet<&str> = ordered
-            .iter()
-            .flat_map(|event| event.held.copies.iter().map(String::as_str))
-            .collect();
+        let mut blocked: BTreeSet<&str> = crate::sorted::set_of(
+            ordered
+                .iter()
+                .flat_map(|event| event.held.copies.iter().map(String::as_str)),
+        );
         let mut heads = Vec::new();
         for event in ordered {
             if event.record.risk_level.is_none() || event.held.event {

@@ -72,7 +72,7 @@ impl Run {
         if !self.take_pending(|step| matches!(step, Step::Recall { .. })) {
             return;
         }
-        self.recalled = seen.into_iter().collect();
+        self.recalled = crate::sorted::map_of(seen);
         self.erased.extend(erased);
         self.phase = Phase::Rows;
     }
