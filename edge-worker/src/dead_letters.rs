@@ -33,7 +33,7 @@ pub(crate) struct Changes {
 }
 
 /// Where to send replays, and how many dead letters there are in all.
-#[derive(Serialize, Deserialize)]
+/// Written as `crate::fields` says.
 pub(crate) struct Inboxes {
     /// Distinct inboxes holding matching dead letters.
     pub inboxes: Vec<String>,
@@ -257,13 +257,16 @@ impl DeadLetters {
     }
 }
 
-/// A listing or lookup, as the edge sends it.
-#[derive(Serialize, Deserialize)]
-struct Query {
-    id: Option<String>,
-    consumer: Option<String>,
-    limit: u32,
-    after: i64,
+/// A listing or lookup, as the edge sends it (written as `crate::fields` says).
+pub(crate) struct Query {
+    /// Only this event's dead letters.
+    pub id: Option<String>,
+    /// Only this consumer's.
+    pub consumer: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// After this cursor.
+    pub after: i64,
 }
 
 impl DurableObject for DeadLetters {

@@ -11,7 +11,6 @@ use didit_edge_core::identity::{Subject, SubjectKind};
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
     Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
@@ -46,8 +45,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 ";
 
 /// Which statuses an erasure takes from a channel: its subject's, and with `vendor_data` every
-/// status routed to that user.
-#[derive(Serialize, Deserialize)]
+/// status routed to that user (written as `crate::fields` says).
 pub(crate) struct EraseRequest {
     /// The subject's key (`kind:id`).
     pub subject: String,
@@ -55,8 +53,8 @@ pub(crate) struct EraseRequest {
     pub vendor_data: Option<String>,
 }
 
-/// What an erasure took from a channel.
-#[derive(Serialize, Deserialize, Default)]
+/// What an erasure took from a channel (written as `crate::fields` says).
+#[derive(Default)]
 pub(crate) struct Erased {
     /// Statuses removed.
     pub statuses: usize,

@@ -25,7 +25,6 @@ use didit_edge_core::inbox::{
     ReplayFilter,
 };
 use didit_edge_core::time::{UnixMs, UnixSecs};
-use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Request, Response, Result,
     State,
@@ -38,8 +37,7 @@ use crate::objects::{self, InboxCall};
 use crate::{faults, health, http, origin, settings, stream};
 
 /// A replay request from the edge: every dead letter of this inbox, or one event's, or one
-/// consumer's.
-#[derive(Serialize, Deserialize)]
+/// consumer's (written as `crate::fields` says).
 pub(crate) struct ReplayRequest {
     /// Only this event (its id or Didit's `event_id`).
     pub id: Option<String>,
@@ -51,7 +49,7 @@ pub(crate) struct ReplayRequest {
 pub(crate) use didit_edge_core::admin::Replayed;
 
 /// Reconciliation's question: does the inbox hold the transition to `status`?
-#[derive(Serialize, Deserialize)]
+/// Written as `crate::fields` says.
 pub(crate) struct KnowsRequest {
     /// The `webhook_type`.
     pub webhook_type: String,

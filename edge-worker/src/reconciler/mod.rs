@@ -26,7 +26,6 @@ use std::cell::RefCell;
 use didit_edge_core::admin::ReconciliationStatus;
 use didit_edge_core::identity::Subject;
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
 use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
@@ -45,7 +44,7 @@ pub struct Reconciler {
 }
 
 /// An operator's erasure, for the reconciler to forget (`ReconcilerCall::Forget`).
-#[derive(Serialize, Deserialize)]
+/// Written as `crate::fields` says.
 pub(crate) struct ForgetRequest {
     /// The subject's kind.
     pub subject_kind: String,
@@ -53,8 +52,7 @@ pub(crate) struct ForgetRequest {
     pub subject_id: String,
 }
 
-/// What the reconciler forgot of an erased subject.
-#[derive(Serialize, Deserialize)]
+/// What the reconciler forgot of an erased subject (written as `crate::fields` says).
 pub(crate) struct Forgotten {
     /// Sessions it remembered (0 or 1).
     pub sessions: usize,
