@@ -11,6 +11,8 @@ use didit_edge_core::identity::{Subject, SubjectKind};
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
 use didit_edge_core::time::UnixMs;
+use wasm_bindgen::JsValue;
+use worker::worker_sys::ext::WebSocketExt;
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
     Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
@@ -69,13 +71,13 @@ pub struct StatusStream {
     env: Env,
 }
 
-/// The watch a socket carries: JSON text (what [`Watch::encode`] writes), or the object that
-/// releases before it attached.
+/// The watch a socket carries: JSON text (what [`Watch::encode`] writes). Read as the raw
+/// attachment rather than through `WebSocket::deserialize_attachment`, whose serde-wasm-bindgen
+/// reader would be one more deserializer in the upload. (Releases before issue 10 attached the
+/// watch as an object; a deploy disconnects every socket, so none of those is still open.)
 fn watch_of(socket: &WebSocket) -> Option<Watch> {
-    match socket.deserialize_attachment::<String>() {
-        Ok(Some(text)) => Watch::decode(&text),
-        _ => socket.deserialize_attachment::<Watch>().ok().flatten(),
-    }
+    let attachment = socket.as_ref().deserialize_attachment().ok()?;
+    Watch::decode(&attachment.as_string()?)
 }
 
 impl StatusStream {
@@ -127,7 +129,9 @@ impl StatusStream {
         )?;
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(&attachment)?;
+        pair.server
+            .as_ref()
+            .serialize_attachment(JsValue::from_str(&attachment))?;
         // A page opened late still shows the answer: the current status of everything this
         // connection may see, before any live update.
         for message in self.snapshot(&watch)? {
