@@ -7,7 +7,6 @@
 //! rebuild, and is checked as strictly as code would be (unknown keys, empty lists and
 //! contradictory conditions are refused).
 
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -295,8 +294,7 @@ impl RiskRules {
         status_code: Option<&str>,
         decision: Option<&DecisionSummary>,
     ) -> Risk {
-        let mut seen = BTreeSet::new();
-        let mut signals = Vec::new();
+        let mut signals: Vec<Signal> = Vec::new();
         let mut level = None;
         let features = decision.map(|d| d.features.as_slice()).unwrap_or(&[]);
         for rule in &self.0 {
@@ -320,7 +318,8 @@ impl RiskRules {
                     code: rule.code.clone(),
                     source,
                 };
-                if seen.insert(signal.clone()) {
+                // A list search rather than a set: a rule set raises a handful of signals.
+                if !signals.contains(&signal) {
                     signals.push(signal);
                 }
             }

@@ -1,15 +1,15 @@
-//! Stable sorting through one compiled sort, and B-tree maps and sets built without one.
+//! Stable sorting through one compiled sort, and B-tree maps built without one.
 //!
 //! The standard library's stable sort is generic over the element and the comparison, so
 //! every call site with its own element type or closure compiles another copy of it (some
 //! 3 KiB of WebAssembly each, paid by every isolate that loads the worker). Here the sort runs
 //! once, over positions, with the comparison behind `dyn`; the elements are then moved into
 //! place. The inputs are small (an object's members, an inbox's events, a consumer's origins),
-//! so the extra allocation costs nothing measurable. `collect` into a `BTreeMap` or `BTreeSet`
-//! sorts its items first, with another copy of the sort per type: [`map_of`] and [`set_of`]
-//! insert them one by one instead.
+//! so the extra allocation costs nothing measurable. `collect` into a `BTreeMap` sorts its
+//! items first, with another copy of the sort (and of the bulk build) per key and value type:
+//! [`map_of`] inserts them one by one instead.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
@@ -46,13 +46,6 @@ pub(crate) fn map_of<K: Ord, V>(pairs: impl IntoIterator<Item = (K, V)>) -> BTre
     map
 }
 
-/// The set of `items` (as `collect` makes it).
-pub(crate) fn set_of<T: Ord>(items: impl IntoIterator<Item = T>) -> BTreeSet<T> {
-    let mut set = BTreeSet::new();
-    set.extend(items);
-    set
-}
-
 /// The positions `0..len` in the order `compare` puts them, ties in position order. The one
 /// instantiation of the standard library's sort.
 fn positions_in_order(len: usize, compare: &dyn Fn(usize, usize) -> Ordering) -> Vec<usize> {
@@ -83,16 +76,11 @@ mod tests {
     }
 
     #[test]
-    fn maps_and_sets_are_what_collect_makes() {
+    fn maps_are_what_collect_makes() {
         let pairs = vec![("b", 1), ("a", 2), ("b", 3)];
         assert_eq!(
             map_of(pairs.clone()),
             pairs.into_iter().collect::<BTreeMap<_, _>>()
-        );
-        let items = vec!["b", "a", "b"];
-        assert_eq!(
-            set_of(items.clone()),
-            items.into_iter().collect::<BTreeSet<_>>()
         );
     }
 
