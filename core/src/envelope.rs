@@ -115,12 +115,12 @@ impl<'a> Envelope<'a> {
         // serde would read an array as the struct's fields in order, and lenient text fields
         // would take its numbers: an array is never an envelope.
         if body.trim_ascii_start().starts_with('[') {
-            return Err(match serde_json::from_str::<IgnoredAny>(body) {
+            return Err(match crate::json::from_str::<IgnoredAny>(body) {
                 Err(error) => EnvelopeError::Malformed(error),
                 Ok(_) => EnvelopeError::Invalid(de::Error::custom("expected a JSON object")),
             });
         }
-        serde_json::from_str(body).map_err(|error| match error.classify() {
+        crate::json::from_str(body).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => EnvelopeError::Invalid(error),
             _ => EnvelopeError::Malformed(error),
         })

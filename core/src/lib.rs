@@ -50,6 +50,7 @@ pub mod health_record;
 pub mod identity;
 pub mod inbox;
 pub mod intake;
+pub mod json;
 mod lenient;
 pub mod limits;
 pub mod mac;

@@ -241,7 +241,7 @@ impl RiskRules {
     /// Parses and checks a rule set in the [`DEFAULT_RULES`] format.
     pub fn parse(json: &str) -> Result<Self, RulesError> {
         let rules: Vec<Rule> =
-            serde_json::from_str(json).map_err(|e| RulesError::Json(format!("{e}")))?;
+            crate::json::from_str(json).map_err(|e| RulesError::Json(format!("{e}")))?;
         for (index, rule) in rules.iter().enumerate() {
             let at = index + 1;
             let code_ok = !rule.code.is_empty()

@@ -220,7 +220,7 @@ pub fn verify(
     };
     let header_json = decode(header_b64)?;
     let header: Header<'_> = json_text(&header_json)
-        .and_then(|text| serde_json::from_str(text).ok())
+        .and_then(|text| crate::json::from_str(text).ok())
         .ok_or(TokenError::Malformed)?;
     if header.alg != "HS256"
         || header.crit.is_some()
@@ -244,7 +244,7 @@ pub fn verify(
         return Err(TokenError::Malformed);
     }
     let claims: Claims = json_text(&claims_json)
-        .and_then(|text| serde_json::from_str(text).ok())
+        .and_then(|text| crate::json::from_str(text).ok())
         .ok_or(TokenError::Malformed)?;
     let sub = non_empty(claims.sub, "sub")?;
     let jti = non_empty(claims.jti, "jti")?;

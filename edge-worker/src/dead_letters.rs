@@ -215,7 +215,7 @@ impl DeadLetters {
         let dead_letters = rows
             .into_iter()
             .map(|row| DeadLetter {
-                attempts: serde_json::from_str(&row.attempts).unwrap_or_else(|error| {
+                attempts: didit_edge_core::json::from_str(&row.attempts).unwrap_or_else(|error| {
                     console_error!(
                         "attempt log of {} is unreadable, listed without it: {error}",
                         row.id
@@ -343,12 +343,13 @@ pub(crate) async fn inboxes(
         limit,
         after: 0,
     };
-    call(
+    let text = call(
         env,
         DeadLettersCall::Inboxes,
         serde_json::to_string(&query)?,
     )
     .await?
-    .json()
-    .await
+    .text()
+    .await?;
+    Ok(didit_edge_core::json::from_str(&text)?)
 }

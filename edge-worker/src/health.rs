@@ -122,10 +122,11 @@ async fn call(env: &Env, call: HealthCall, body: String) -> Result<Response> {
 
 /// The current snapshot, straight from the object (and held by this isolate's cache).
 pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
-    let snapshot: Snapshot = call(env, HealthCall::Snapshot, String::new())
+    let text = call(env, HealthCall::Snapshot, String::new())
         .await?
-        .json()
+        .text()
         .await?;
+    let snapshot: Snapshot = didit_edge_core::json::from_str(&text)?;
     let now = UnixMs(now_ms());
     CACHE.with(|cache| {
         cache

@@ -204,7 +204,7 @@ pub(crate) async fn ask<T: DeserializeOwned>(
 ) -> Result<T> {
     let body = serde_json::to_string(message)?;
     let answer = ask_text(env, binding, name, path, body).await?;
-    Ok(serde_json::from_str(&answer)?)
+    Ok(didit_edge_core::json::from_str(&answer)?)
 }
 
 /// `ask`'s round trip, as text. Boxed behind `dyn Future` so that each answer type's `ask`
@@ -225,5 +225,5 @@ fn ask_text<'a>(
 /// message type.
 pub(crate) async fn message<T: DeserializeOwned>(request: &mut Request) -> Result<T> {
     let text = request.text().await?;
-    Ok(serde_json::from_str(&text)?)
+    Ok(didit_edge_core::json::from_str(&text)?)
 }

@@ -105,7 +105,7 @@ pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
     // Read as text (JSON is UTF-8): one copy of serde_json's parser serves every input.
     let body: ErasureRequest<'_> = core::str::from_utf8(body)
         .ok()
-        .and_then(|text| serde_json::from_str(text).ok())
+        .and_then(|text| crate::json::from_str(text).ok())
         .ok_or(Rejection::InvalidSubject {
             reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
         })?;

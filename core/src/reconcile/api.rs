@@ -268,7 +268,7 @@ impl Moment<'_> {
 /// kind, with the inconsistency named: the SDK raises there, but a sweep that stopped for good
 /// would find nothing again, and the next sweep lists everything anew.
 pub fn parse_page(body: &str, kind: SessionKind, offset: u64) -> Result<Page, ApiError> {
-    let raw: RawPage<'_> = serde_json::from_str(body).map_err(|_| ApiError::Unreadable {
+    let raw: RawPage<'_> = crate::json::from_str(body).map_err(|_| ApiError::Unreadable {
         reason: "a session list that is not the documented JSON".into(),
     })?;
     let len = raw.results.len() as u64;

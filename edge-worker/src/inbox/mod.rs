@@ -159,7 +159,7 @@ impl Inbox {
     /// Claims the id; stores the event if it is new.
     async fn claim(&self, mut request: Request) -> Result<Response> {
         let text = request.text().await?;
-        let claim: claim::Claim<'_> = serde_json::from_str(&text)?;
+        let claim: claim::Claim<'_> = didit_edge_core::json::from_str(&text)?;
         let content = match claim.content {
             Content::Classified {
                 risk_level,
