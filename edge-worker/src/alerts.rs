@@ -9,7 +9,6 @@
 use didit_edge_core::alert::Alert;
 use didit_edge_core::alert_outbox::{self, Change, Queued, Run, Step};
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Request, Response, Result,
     State,
@@ -29,8 +28,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 ";
 
-/// Alerts to queue, each as its id and CloudEvent.
-#[derive(Serialize, Deserialize, Default)]
+/// Alerts to queue, each as its id and CloudEvent (written as `crate::fields` says).
+#[derive(Default)]
 pub(crate) struct Enqueue {
     /// `(id, CloudEvent JSON)`.
     pub alerts: Vec<(String, String)>,

@@ -14,6 +14,7 @@ use std::vec;
 use serde::de::{self, Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
 
+use crate::alerts::Enqueue;
 use crate::dead_letters::{Inboxes, Query};
 use crate::inbox::{KnowsRequest, ReplayRequest};
 use crate::reconciler::{ForgetRequest, Forgotten};
@@ -211,6 +212,28 @@ impl<'de> Deserialize<'de> for Inboxes {
     }
 }
 
+impl Serialize for Enqueue {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields: Vec<Option<String>> = self
+            .alerts
+            .iter()
+            .flat_map(|(id, body)| [Some(id.clone()), Some(body.clone())])
+            .collect();
+        write(&fields, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Enqueue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::deserialize(deserializer)?;
+        let mut alerts = Vec::new();
+        while let Some(id) = fields.optional() {
+            alerts.push((id, fields.text()?));
+        }
+        Ok(Self { alerts })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +269,17 @@ mod tests {
             (read.id, read.consumer, read.limit, read.after),
             (query.id, None, 50, -1)
         );
+    }
+
+    #[test]
+    fn alerts_travel_as_id_and_body_pairs() {
+        let queued = Enqueue {
+            alerts: vec![("a1".into(), "{}".into()), ("a2".into(), "[]".into())],
+        };
+        let read: Enqueue =
+            serde_json::from_str(&serde_json::to_string(&queued).expect("json")).expect("reads");
+        assert_eq!(read.alerts, queued.alerts);
+        assert!(serde_json::from_str::<Enqueue>(r#"["a1"]"#).is_err());
     }
 
     #[test]
