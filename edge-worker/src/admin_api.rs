@@ -8,12 +8,12 @@ use didit_edge_core::admin::{
     MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
 use didit_edge_core::config::Config;
-use didit_edge_core::inbox::Erasure;
 use didit_edge_core::rejection::Rejection;
 use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters;
+use crate::fields::{InboxErasure, Replays};
 use crate::http::{self, header, ok_json, EdgeError, EdgeResult};
 use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
@@ -118,7 +118,7 @@ pub(crate) async fn replay_all(request: &Request, env: &Env) -> EdgeResult<Respo
 }
 
 async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<DeadLetterKey>> {
-    let replayed: Replayed = objects::ask(
+    let Replays(replayed) = objects::ask(
         env,
         InboxCall::BINDING,
         inbox,
@@ -126,7 +126,7 @@ async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<De
         ask,
     )
     .await?;
-    Ok(replayed.replayed)
+    Ok(replayed)
 }
 
 /// `POST /admin/erasures` (`{"subject_kind": …, "subject_id": …}`): erases what is stored
@@ -140,7 +140,7 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
     authorized(request, env)?;
     let body = http::read_json_body(request, MAX_ERASURE_BODY_BYTES).await?;
     let subject = didit_edge_core::admin::erasure_request(&body)?;
-    let erased: Erasure = objects::ask(
+    let InboxErasure(erased) = objects::ask(
         env,
         InboxCall::BINDING,
         &subject.inbox_name(),

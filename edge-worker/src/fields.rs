@@ -6,16 +6,22 @@
 //! loads. Here every message is read by one deserializer (`Vec<Option<String>>`) and written
 //! by one serializer, and each type only says which field goes where. The worker and its
 //! objects are one deploy, so both sides always agree on the order; a message that does not
-//! fit its type is refused like malformed JSON.
+//! fit its type is refused like malformed JSON. Core types that travel this way (a health
+//! report, an inbox's erasure and replay answers) ride in a newtype of this module.
 
 use std::str::FromStr;
 use std::vec;
 
+use didit_edge_core::admin::DeadLetterKey;
+use didit_edge_core::health::Report;
+use didit_edge_core::inbox::Erasure;
+use didit_edge_core::time::UnixMs;
 use serde::de::{self, Deserialize, Deserializer};
 use serde::ser::{Serialize, Serializer};
 
 use crate::alerts::Enqueue;
 use crate::dead_letters::{Inboxes, Query};
+use crate::health::Reported;
 use crate::inbox::{KnowsRequest, ReplayRequest};
 use crate::reconciler::{ForgetRequest, Forgotten};
 use crate::stream::{EraseRequest, Erased};
@@ -45,6 +51,14 @@ impl Fields {
     fn number<T: FromStr, E: de::Error>(&mut self) -> Result<T, E> {
         self.text::<E>()?
             .parse()
+            .map_err(|_| E::custom("a message field is not a number"))
+    }
+
+    /// The next field, a number that may be absent.
+    fn optional_number<T: FromStr, E: de::Error>(&mut self) -> Result<Option<T>, E> {
+        self.optional()
+            .map(|text| text.parse())
+            .transpose()
             .map_err(|_| E::custom("a message field is not a number"))
     }
 
@@ -212,6 +226,91 @@ impl<'de> Deserialize<'de> for Inboxes {
     }
 }
 
+/// What a replay put back in line, as an inbox answers it: each key's id and consumer.
+pub(crate) struct Replays(pub Vec<DeadLetterKey>);
+
+impl Serialize for Replays {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields: Vec<Option<String>> = self
+            .0
+            .iter()
+            .flat_map(|key| [Some(key.id.clone()), Some(key.consumer.clone())])
+            .collect();
+        write(&fields, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Replays {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::deserialize(deserializer)?;
+        let mut keys = Vec::new();
+        while let Some(id) = fields.optional() {
+            keys.push(DeadLetterKey {
+                id,
+                consumer: fields.text()?,
+            });
+        }
+        Ok(Self(keys))
+    }
+}
+
+/// What an erasure removed from an inbox, as the inbox answers it.
+pub(crate) struct InboxErasure(pub Erasure);
+
+impl Serialize for InboxErasure {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self(erasure) = self;
+        write(
+            &[
+                Some(erasure.events.to_string()),
+                Some(erasure.payloads.to_string()),
+                Some(erasure.pending_deliveries.to_string()),
+                Some(erasure.dead_letters.to_string()),
+            ],
+            serializer,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for InboxErasure {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::deserialize(deserializer)?;
+        Ok(Self(Erasure {
+            events: fields.number()?,
+            payloads: fields.number()?,
+            pending_deliveries: fields.number()?,
+            dead_letters: fields.number()?,
+        }))
+    }
+}
+
+impl Serialize for Reported {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Self(report) = self;
+        write(
+            &[
+                Some(report.origin.clone()),
+                Some(report.up.to_string()),
+                report.retry_after_ms.map(|ms| ms.to_string()),
+                Some(report.at_ms.0.to_string()),
+            ],
+            serializer,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for Reported {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::deserialize(deserializer)?;
+        Ok(Self(Report {
+            origin: fields.text()?,
+            up: fields.number()?,
+            retry_after_ms: fields.optional_number()?,
+            at_ms: UnixMs(fields.number()?),
+        }))
+    }
+}
+
 impl Serialize for Enqueue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let fields: Vec<Option<String>> = self
@@ -280,6 +379,37 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&queued).expect("json")).expect("reads");
         assert_eq!(read.alerts, queued.alerts);
         assert!(serde_json::from_str::<Enqueue>(r#"["a1"]"#).is_err());
+    }
+
+    #[test]
+    fn answers_and_reports_read_back_what_they_wrote() {
+        let report = Report {
+            origin: "crm".into(),
+            up: false,
+            retry_after_ms: Some(30_000),
+            at_ms: UnixMs(1_700_000_000_000),
+        };
+        let text = serde_json::to_string(&Reported(report.clone())).expect("json");
+        let Reported(read) = serde_json::from_str(&text).expect("reads");
+        assert_eq!(read, report);
+
+        let keys = vec![DeadLetterKey {
+            id: "evt_1".into(),
+            consumer: "crm".into(),
+        }];
+        let text = serde_json::to_string(&Replays(keys.clone())).expect("json");
+        let Replays(read) = serde_json::from_str(&text).expect("reads");
+        assert_eq!(read, keys);
+
+        let erasure = Erasure {
+            events: 3,
+            payloads: 2,
+            pending_deliveries: 1,
+            dead_letters: 0,
+        };
+        let text = serde_json::to_string(&InboxErasure(erasure)).expect("json");
+        let InboxErasure(read) = serde_json::from_str(&text).expect("reads");
+        assert_eq!(read, erasure);
     }
 
     #[test]

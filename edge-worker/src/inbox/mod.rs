@@ -33,6 +33,7 @@ use worker::{
 use crate::claim::{self, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
+use crate::fields::{InboxErasure, Replays};
 use crate::objects::{self, InboxCall};
 use crate::{faults, health, http, origin, settings, stream};
 
@@ -228,7 +229,7 @@ impl Inbox {
                 })
                 .collect(),
         };
-        http::json(200, serde_json::to_string(&replayed)?)
+        http::json(200, serde_json::to_string(&Replays(replayed.replayed))?)
     }
 
     /// Erases the subject's data, then tells the dead-letter index (or leaves that to the
@@ -240,7 +241,7 @@ impl Inbox {
             self.sync_index().await?;
         }
         self.wake_by(now).await?;
-        http::json(200, serde_json::to_string(&erasure)?)
+        http::json(200, serde_json::to_string(&InboxErasure(erasure))?)
     }
 
     /// Whether the inbox holds the transition to a status Didit's API reports now.
