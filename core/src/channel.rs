@@ -92,7 +92,7 @@ impl<'w> Catchup<'w> {
     /// it cannot be checked, and is counted ([`Catchup::finish`]). Returns whether more are
     /// wanted.
     pub fn offer(&mut self, message: String, routing: &str) -> bool {
-        match serde_json::from_str::<StatusUpdate>(routing) {
+        match crate::json::from_str::<StatusUpdate>(routing) {
             Ok(update) if self.watch.admits(&update) => self.admitted.push(message),
             Ok(_) => {}
             Err(_) => self.unreadable = self.unreadable.saturating_add(1),
@@ -115,7 +115,7 @@ pub fn erased_users<'a>(routings: impl IntoIterator<Item = &'a str>) -> (Vec<Str
     let mut users = Vec::new();
     let mut unreadable = 0u32;
     for routing in routings {
-        match serde_json::from_str::<StatusUpdate>(routing) {
+        match crate::json::from_str::<StatusUpdate>(routing) {
             Ok(update) => {
                 if let Some(user) = update.vendor_data.filter(|user| !user.is_empty()) {
                     if !users.contains(&user) {

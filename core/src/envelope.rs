@@ -88,6 +88,8 @@ pub struct MetadataFlags {
 pub enum EnvelopeError {
     /// The body is not well-formed JSON.
     Malformed(serde_json::Error),
+    /// The body is not UTF-8, so not JSON at all.
+    NotUtf8,
     /// The body is JSON, but not an object, or a known field has the wrong type.
     Invalid(serde_json::Error),
 }
@@ -96,6 +98,7 @@ impl fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Malformed(error) => write!(f, "body is not valid JSON: {error}"),
+            Self::NotUtf8 => f.write_str("body is not valid JSON: it is not UTF-8"),
             Self::Invalid(error) => write!(f, "body is not a Didit webhook object: {error}"),
         }
     }
@@ -106,15 +109,18 @@ impl core::error::Error for EnvelopeError {}
 impl<'a> Envelope<'a> {
     /// Reads the envelope; the body must be exactly one JSON object.
     pub fn parse(body: &'a [u8]) -> Result<Self, EnvelopeError> {
+        // JSON is UTF-8 (RFC 8259); read as text, every JSON the edge parses goes through one
+        // copy of serde_json's parser (its `StrRead`) instead of one per input type.
+        let body = core::str::from_utf8(body).map_err(|_| EnvelopeError::NotUtf8)?;
         // serde would read an array as the struct's fields in order, and lenient text fields
         // would take its numbers: an array is never an envelope.
-        if body.trim_ascii_start().first() == Some(&b'[') {
-            return Err(match serde_json::from_slice::<IgnoredAny>(body) {
+        if body.trim_ascii_start().starts_with('[') {
+            return Err(match crate::json::from_str::<IgnoredAny>(body) {
                 Err(error) => EnvelopeError::Malformed(error),
                 Ok(_) => EnvelopeError::Invalid(de::Error::custom("expected a JSON object")),
             });
         }
-        serde_json::from_slice(body).map_err(|error| match error.classify() {
+        crate::json::from_str(body).map_err(|error| match error.classify() {
             serde_json::error::Category::Data => EnvelopeError::Invalid(error),
             _ => EnvelopeError::Malformed(error),
         })

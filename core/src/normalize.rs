@@ -221,7 +221,7 @@ impl<'de> Deserialize<'de> for Decision {
                 let keys: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
                 let version = version_of(&keys);
                 // Results in a fixed feature order; `aml` belongs to whichever of v1/v2 the rest is.
-                found.sort_by_key(|(index, _)| *index);
+                crate::sorted::sort_by_key(&mut found, |(index, _)| *index);
                 let mut features = Vec::new();
                 for (index, items) in found {
                     let Some((key, feature, key_version)) = FEATURE_KEYS.get(index) else {

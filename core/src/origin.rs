@@ -277,7 +277,7 @@ fn check(origin: &Origin, position: usize) -> Result<(), OriginError> {
 
 /// Parses and checks an origin list (the `ORIGINS` setting).
 pub fn parse_origins(json: &str) -> Result<Vec<Origin>, OriginError> {
-    let origins: Vec<Origin> = serde_json::from_str(json).map_err(|error| {
+    let origins: Vec<Origin> = crate::json::from_str(json).map_err(|error| {
         let (line, column) = (error.line(), error.column());
         match error.classify() {
             serde_json::error::Category::Data => OriginError::Shape {

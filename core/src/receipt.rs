@@ -2,11 +2,11 @@
 
 use alloc::string::String;
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 
 /// What an accepted delivery gets back, on the wire as `{"status":"accepted"|"duplicate","id":…}`
 /// (the same shape between the inbox and the edge, and from the edge to Didit).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum Receipt {
     /// First time this event was seen: it is stored and will be delivered.
@@ -22,6 +22,40 @@ pub enum Receipt {
     /// The subject was erased, and the event was read from Didit's API by reconciliation:
     /// nothing about the subject is taken from there any more (a webhook still is).
     Erased,
+}
+
+/// The wire shape of a [`Receipt`], read flat rather than as serde's internally tagged enum
+/// (which buffers the whole object first and costs the upload several KiB); what it accepts
+/// is the same.
+#[derive(Deserialize)]
+struct WireReceipt {
+    status: Status,
+    id: Option<String>,
+}
+
+/// The `status` tag.
+enum Status {
+    Accepted,
+    Duplicate,
+    Erased,
+}
+
+crate::named::by_name!(Status {
+    Accepted = "accepted",
+    Duplicate = "duplicate",
+    Erased = "erased",
+});
+
+impl<'de> Deserialize<'de> for Receipt {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let WireReceipt { status, id } = WireReceipt::deserialize(deserializer)?;
+        let id = id.ok_or_else(|| de::Error::missing_field("id"));
+        Ok(match status {
+            Status::Accepted => Self::Accepted { id: id? },
+            Status::Duplicate => Self::Duplicate { id: id? },
+            Status::Erased => Self::Erased,
+        })
+    }
 }
 
 impl Receipt {
@@ -57,6 +91,11 @@ mod tests {
             serde_json::from_str::<Receipt>(&duplicate.to_json()).ok(),
             Some(duplicate)
         );
+        for receipt in [Receipt::Accepted { id: "evt_2".into() }, Receipt::Erased] {
+            assert_eq!(serde_json::from_str(&receipt.to_json()).ok(), Some(receipt));
+        }
+        assert!(serde_json::from_str::<Receipt>(r#"{"status":"accepted"}"#).is_err());
+        assert!(serde_json::from_str::<Receipt>(r#"{"status":"taken","id":"e"}"#).is_err());
     }
 
     #[test]

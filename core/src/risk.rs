@@ -7,7 +7,6 @@
 //! rebuild, and is checked as strictly as code would be (unknown keys, empty lists and
 //! contradictory conditions are refused).
 
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -64,8 +63,7 @@ pub const JUDGED_STATUSES: &[&str] = &[
 ];
 
 /// How risky an event looks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     /// Nothing to judge: no decision and no telling status (a session in progress, a transaction).
     Unknown,
@@ -76,6 +74,13 @@ pub enum Level {
     /// Something to act on.
     High,
 }
+
+crate::named::by_name!(Level {
+    Unknown = "unknown",
+    Low = "low",
+    Medium = "medium",
+    High = "high",
+});
 
 impl core::str::FromStr for Level {
     type Err = ();
@@ -236,7 +241,7 @@ impl RiskRules {
     /// Parses and checks a rule set in the [`DEFAULT_RULES`] format.
     pub fn parse(json: &str) -> Result<Self, RulesError> {
         let rules: Vec<Rule> =
-            serde_json::from_str(json).map_err(|e| RulesError::Json(format!("{e}")))?;
+            crate::json::from_str(json).map_err(|e| RulesError::Json(format!("{e}")))?;
         for (index, rule) in rules.iter().enumerate() {
             let at = index + 1;
             let code_ok = !rule.code.is_empty()
@@ -289,8 +294,7 @@ impl RiskRules {
         status_code: Option<&str>,
         decision: Option<&DecisionSummary>,
     ) -> Risk {
-        let mut seen = BTreeSet::new();
-        let mut signals = Vec::new();
+        let mut signals: Vec<Signal> = Vec::new();
         let mut level = None;
         let features = decision.map(|d| d.features.as_slice()).unwrap_or(&[]);
         for rule in &self.0 {
@@ -314,7 +318,8 @@ impl RiskRules {
                     code: rule.code.clone(),
                     source,
                 };
-                if seen.insert(signal.clone()) {
+                // A list search rather than a set: a rule set raises a handful of signals.
+                if !signals.contains(&signal) {
                     signals.push(signal);
                 }
             }

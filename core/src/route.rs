@@ -36,7 +36,7 @@ pub fn origins_for<'o>(
         .iter()
         .filter(|o| o.consumer() == consumer && o.accepts(webhook_type, level))
         .collect();
-    pool.sort_by_key(|o| o.priority);
+    crate::sorted::sort_by_key(&mut pool, |o| o.priority);
     let mut rng = SplitMix64(seed);
     let mut ordered = Vec::with_capacity(pool.len());
     while let Some(first) = pool.first() {

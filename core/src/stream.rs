@@ -294,7 +294,7 @@ impl Watch {
 
     /// Reads a watch written by [`Watch::encode`].
     pub fn decode(text: &str) -> Option<Self> {
-        serde_json::from_str(text).ok()
+        crate::json::from_str(text).ok()
     }
 
     /// Whether the connection's token has expired at `now_ms` (it is then closed).

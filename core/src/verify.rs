@@ -35,7 +35,7 @@ pub struct SignatureHeaders<'a> {
 pub const MAX_CANONICAL_FALLBACK_BYTES: usize = 64 * 1024;
 
 /// Which header a verified signature came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SignatureHeader {
     /// `X-Signature`.
     Raw,
@@ -44,6 +44,12 @@ pub enum SignatureHeader {
     /// `X-Signature-Simple`.
     Simple,
 }
+
+crate::named::by_name!(SignatureHeader {
+    Raw = "Raw",
+    Canonical = "Canonical",
+    Simple = "Simple",
+});
 
 impl SignatureHeader {
     /// The header's name as Didit sends it.

@@ -615,7 +615,7 @@ impl World {
                 "whsec_c2ltLW9yaWdpbi1zZWNyZXQtMzItYnl0ZXMtbG9uZyE=",
             )
             .expect("key"),
-            origin_signing_secrets: BTreeMap::new(),
+            origin_signing_secrets: Vec::new(),
             risk_rules: RiskRules::default(),
             retry_schedule,
             retention,

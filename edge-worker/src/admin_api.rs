@@ -8,12 +8,12 @@ use didit_edge_core::admin::{
     MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
 use didit_edge_core::config::Config;
-use didit_edge_core::inbox::Erasure;
 use didit_edge_core::rejection::Rejection;
 use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters;
+use crate::fields::{InboxErasure, Replays};
 use crate::http::{self, header, ok_json, EdgeError, EdgeResult};
 use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
@@ -56,10 +56,10 @@ pub(crate) async fn origins(request: &Request, env: &Env) -> EdgeResult<Response
 pub(crate) async fn list_dead_letters(request: &Request, env: &Env) -> EdgeResult<Response> {
     authorized(request, env)?;
     let query = query(request)?;
-    let page = dead_letters::page(env, query.consumer, query.limit, query.after)
+    let page = dead_letters::page_json(env, query.consumer, query.limit, query.after)
         .await
         .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
-    answer(&page)
+    ok_json(page)
 }
 
 /// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
@@ -118,7 +118,7 @@ pub(crate) async fn replay_all(request: &Request, env: &Env) -> EdgeResult<Respo
 }
 
 async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<DeadLetterKey>> {
-    let replayed: Replayed = objects::ask(
+    let Replays(replayed) = objects::ask(
         env,
         InboxCall::BINDING,
         inbox,
@@ -126,7 +126,7 @@ async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<De
         ask,
     )
     .await?;
-    Ok(replayed.replayed)
+    Ok(replayed)
 }
 
 /// `POST /admin/erasures` (`{"subject_kind": …, "subject_id": …}`): erases what is stored
@@ -140,7 +140,7 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
     authorized(request, env)?;
     let body = http::read_json_body(request, MAX_ERASURE_BODY_BYTES).await?;
     let subject = didit_edge_core::admin::erasure_request(&body)?;
-    let erased: Erasure = objects::ask(
+    let InboxErasure(erased) = objects::ask(
         env,
         InboxCall::BINDING,
         &subject.inbox_name(),
@@ -179,10 +179,10 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
 pub(crate) async fn reconciliation(request: &Request, env: &Env) -> EdgeResult<Response> {
     let config = authorized(request, env)?;
     config.unless_broken(&config.reconcile)?;
-    let status = crate::reconciler::status(env)
+    let status = crate::reconciler::status_json(env)
         .await
         .map_err(EdgeError::unavailable("reconciliation state unavailable"))?;
-    answer(&status)
+    ok_json(status)
 }
 
 /// A 200 with `view` as its JSON body.

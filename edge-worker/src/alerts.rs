@@ -9,7 +9,6 @@
 use didit_edge_core::alert::Alert;
 use didit_edge_core::alert_outbox::{self, Change, Queued, Run, Step};
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Request, Response, Result,
     State,
@@ -29,15 +28,16 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 ";
 
-/// Alerts to queue, each as its id and CloudEvent.
-#[derive(Serialize, Deserialize, Default)]
+/// Alerts to queue, each as its id and CloudEvent (written as `crate::fields` says).
+#[derive(Default)]
 pub(crate) struct Enqueue {
     /// `(id, CloudEvent JSON)`.
     pub alerts: Vec<(String, String)>,
 }
 
 /// The alert outbox ([`GLOBAL`]).
-#[durable_object]
+// `fetch` and `alarm` only: each handler the macro exports is a future the upload carries.
+#[durable_object(alarm)]
 pub struct Alerts {
     state: State,
     env: Env,
@@ -49,7 +49,7 @@ impl Alerts {
     }
 
     async fn enqueue(&self, mut request: Request) -> Result<Response> {
-        let queued: Enqueue = request.json().await?;
+        let queued: Enqueue = objects::message(&mut request).await?;
         let now = now_ms();
         for (id, body) in &queued.alerts {
             self.sql().exec(

@@ -33,7 +33,7 @@ pub(crate) struct Changes {
 }
 
 /// Where to send replays, and how many dead letters there are in all.
-#[derive(Serialize, Deserialize)]
+/// Written as `crate::fields` says.
 pub(crate) struct Inboxes {
     /// Distinct inboxes holding matching dead letters.
     pub inboxes: Vec<String>,
@@ -59,7 +59,8 @@ CREATE INDEX IF NOT EXISTS letters_subject ON letters(subject);
 ";
 
 /// The list of every subject's dead letters, kept up to date by the inboxes.
-#[durable_object]
+// `fetch` only: each handler the macro exports is a future the upload carries.
+#[durable_object(fetch)]
 pub struct DeadLetters {
     state: State,
     env: Env,
@@ -214,7 +215,7 @@ impl DeadLetters {
         let dead_letters = rows
             .into_iter()
             .map(|row| DeadLetter {
-                attempts: serde_json::from_str(&row.attempts).unwrap_or_else(|error| {
+                attempts: didit_edge_core::json::from_str(&row.attempts).unwrap_or_else(|error| {
                     console_error!(
                         "attempt log of {} is unreadable, listed without it: {error}",
                         row.id
@@ -256,13 +257,16 @@ impl DeadLetters {
     }
 }
 
-/// A listing or lookup, as the edge sends it.
-#[derive(Serialize, Deserialize)]
-struct Query {
-    id: Option<String>,
-    consumer: Option<String>,
-    limit: u32,
-    after: i64,
+/// A listing or lookup, as the edge sends it (written as `crate::fields` says).
+pub(crate) struct Query {
+    /// Only this event's dead letters.
+    pub id: Option<String>,
+    /// Only this consumer's.
+    pub consumer: Option<String>,
+    /// At most this many.
+    pub limit: u32,
+    /// After this cursor.
+    pub after: i64,
 }
 
 impl DurableObject for DeadLetters {
@@ -274,7 +278,7 @@ impl DurableObject for DeadLetters {
     async fn fetch(&self, mut request: Request) -> Result<Response> {
         match DeadLettersCall::of_path(&request.path()) {
             Some(DeadLettersCall::Sync) => {
-                let changes: Changes = request.json().await?;
+                let changes: Changes = objects::message(&mut request).await?;
                 // Alerted before listed: if queueing fails, the inbox pushes again and the
                 // dead letters are still new then.
                 if alerts::wanted(&self.env) {
@@ -284,11 +288,11 @@ impl DurableObject for DeadLetters {
                 http::json(200, "{}".into())
             }
             Some(DeadLettersCall::Page) => {
-                let query: Query = request.json().await?;
+                let query: Query = objects::message(&mut request).await?;
                 http::json(200, serde_json::to_string(&self.page(&query)?)?)
             }
             Some(DeadLettersCall::Inboxes) => {
-                let query: Query = request.json().await?;
+                let query: Query = objects::message(&mut request).await?;
                 http::json(200, serde_json::to_string(&self.inboxes(&query)?)?)
             }
             None => objects::no_such_call(),
@@ -306,13 +310,14 @@ pub(crate) async fn push(env: &Env, changes: &Changes) -> Result<()> {
     Ok(())
 }
 
-/// One page of the listing.
-pub(crate) async fn page(
+/// One page of the listing, as the index wrote it (`DeadLetterPage`): passed on as text, as
+/// reading it only to write it again would compile its deserializer into the upload.
+pub(crate) async fn page_json(
     env: &Env,
     consumer: Option<String>,
     limit: u32,
     after: u64,
-) -> Result<DeadLetterPage> {
+) -> Result<String> {
     let query = Query {
         id: None,
         consumer,
@@ -321,7 +326,7 @@ pub(crate) async fn page(
     };
     call(env, DeadLettersCall::Page, serde_json::to_string(&query)?)
         .await?
-        .json()
+        .text()
         .await
 }
 
@@ -338,12 +343,13 @@ pub(crate) async fn inboxes(
         limit,
         after: 0,
     };
-    call(
+    let text = call(
         env,
         DeadLettersCall::Inboxes,
         serde_json::to_string(&query)?,
     )
     .await?
-    .json()
-    .await
+    .text()
+    .await?;
+    Ok(didit_edge_core::json::from_str(&text)?)
 }

@@ -27,7 +27,8 @@ const SCHEMA: &str =
 pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 
 /// Every origin's circuit breaker, shared by all inboxes and the cron probe.
-#[durable_object]
+// `fetch` only: each handler the macro exports is a future the upload carries.
+#[durable_object(fetch)]
 pub struct Health {
     state: State,
     env: Env,
@@ -99,7 +100,7 @@ impl DurableObject for Health {
     async fn fetch(&self, mut request: Request) -> Result<Response> {
         match HealthCall::of_path(&request.path()) {
             Some(HealthCall::Report) => {
-                let report: Report = request.json().await?;
+                let Reported(report) = objects::message(&mut request).await?;
                 self.record(report).await?;
                 http::json(200, "{}".into())
             }
@@ -119,12 +120,16 @@ async fn call(env: &Env, call: HealthCall, body: String) -> Result<Response> {
     objects::post(env, HealthCall::BINDING, GLOBAL, call.path(), body).await
 }
 
+/// One outcome as the `Report` call carries it (written as `crate::fields` says).
+pub(crate) struct Reported(pub Report);
+
 /// The current snapshot, straight from the object (and held by this isolate's cache).
 pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
-    let snapshot: Snapshot = call(env, HealthCall::Snapshot, String::new())
+    let text = call(env, HealthCall::Snapshot, String::new())
         .await?
-        .json()
+        .text()
         .await?;
+    let snapshot: Snapshot = didit_edge_core::json::from_str(&text)?;
     let now = UnixMs(now_ms());
     CACHE.with(|cache| {
         cache
@@ -160,7 +165,7 @@ pub(crate) async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Sna
 /// Reports one outcome at `at_ms`; a failure to report is logged and never fails the delivery.
 /// This isolate's cached snapshot takes the same step ([`SnapshotCache::handle_reported`]).
 pub(crate) async fn report(env: &Env, report: &Report) {
-    let sent = match serde_json::to_string(report) {
+    let sent = match serde_json::to_string(&Reported(report.clone())) {
         Ok(body) => call(env, HealthCall::Report, body).await.map(|_| ()),
         Err(error) => Err(error.into()),
     };

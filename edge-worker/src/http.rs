@@ -7,7 +7,8 @@ use didit_edge_core::limits::{self, BodyBudget};
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::rejection::Rejection;
 use futures_util::StreamExt;
-use worker::{console_error, Headers, Request, Response, Result};
+use wasm_bindgen::JsValue;
+use worker::{console_error, web_sys, Headers, Method, Request, Response, Result};
 
 /// Why a public request was not answered as asked.
 #[derive(Debug)]
@@ -80,6 +81,31 @@ pub(crate) async fn read_json_body(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// An outgoing request (to an origin, Didit's API or a Durable Object). Built on
+/// `web_sys::RequestInit` rather than `worker::RequestInit`, whose conversion carries the code
+/// of every `cf` property (image resizing, Polish, minification) though this worker sets none;
+/// the request is the same. `follow_redirects: false` answers a redirect as it is.
+pub(crate) fn outgoing(
+    url: &str,
+    method: Method,
+    headers: Option<&Headers>,
+    body: Option<&str>,
+    follow_redirects: bool,
+) -> Result<Request> {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method.as_ref());
+    if let Some(headers) = headers {
+        init.set_headers(headers.as_ref());
+    }
+    if !follow_redirects {
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+    }
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(body));
+    }
+    Ok(web_sys::Request::new_with_str_and_init(url, &init)?.into())
 }
 
 /// A request header's value, if present.

@@ -16,6 +16,7 @@ mod clock;
 mod dead_letters;
 mod dispatch;
 mod faults;
+mod fields;
 mod health;
 mod http;
 mod inbox;

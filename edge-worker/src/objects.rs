@@ -4,14 +4,12 @@
 //! the object's answer.
 
 use didit_edge_core::rejection::Rejection;
+use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{
-    console_error, Env, Method, ObjectNamespace, Request, RequestInit, Response, Result, State,
-    Stub,
-};
+use worker::{console_error, Env, Method, ObjectNamespace, Request, Response, Result, State, Stub};
 
 use crate::http;
 
@@ -179,9 +177,8 @@ pub(crate) async fn post(
     path: &str,
     body: String,
 ) -> Result<Response> {
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let request = Request::new_with_init(&format!("https://object{path}"), &init)?;
+    let url = format!("https://object{path}");
+    let request = http::outgoing(&url, Method::Post, None, Some(&body), true)?;
     let mut response = stub(env, binding, name)?
         .fetch_with_request(request)
         .await?;
@@ -205,8 +202,28 @@ pub(crate) async fn ask<T: DeserializeOwned>(
     path: &str,
     message: &impl Serialize,
 ) -> Result<T> {
-    post(env, binding, name, path, serde_json::to_string(message)?)
-        .await?
-        .json()
-        .await
+    let body = serde_json::to_string(message)?;
+    let answer = ask_text(env, binding, name, path, body).await?;
+    Ok(didit_edge_core::json::from_str(&answer)?)
+}
+
+/// `ask`'s round trip, as text. Boxed behind `dyn Future` so that each answer type's `ask`
+/// awaits this one future instead of inlining a copy of the fetch into its own (the upload
+/// pays for every copy: docs/performance.md).
+fn ask_text<'a>(
+    env: &'a Env,
+    binding: &'a str,
+    name: &'a str,
+    path: &'a str,
+    body: String,
+) -> LocalBoxFuture<'a, Result<String>> {
+    Box::pin(async move { post(env, binding, name, path, body).await?.text().await })
+}
+
+/// Reads the JSON message a call carries with serde_json, the way `ask` reads answers:
+/// `Request::json` would read it through serde-wasm-bindgen, a second deserializer for each
+/// message type.
+pub(crate) async fn message<T: DeserializeOwned>(request: &mut Request) -> Result<T> {
+    let text = request.text().await?;
+    Ok(didit_edge_core::json::from_str(&text)?)
 }

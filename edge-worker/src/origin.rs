@@ -8,12 +8,10 @@ use didit_edge_core::origin::Origin;
 use didit_edge_core::secret::SigningSecrets;
 use didit_edge_core::standard_webhooks;
 use didit_edge_core::trace;
-use worker::{
-    AbortController, Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response,
-};
+use worker::{AbortController, Fetch, Headers, Method, Response};
 
 use crate::clock::{now_secs, within};
-use crate::webcrypto;
+use crate::{http, webcrypto};
 
 /// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`, once
 /// per signing secret (during a rotation the origin may verify with either key). Returns the
@@ -63,12 +61,7 @@ async fn send(
     headers.set("webhook-timestamp", &signed.timestamp)?;
     headers.set("webhook-signature", &signed.signature)?;
     headers.set("traceparent", &trace::traceparent(&signed.id))?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_headers(headers)
-        .with_redirect(RequestRedirect::Manual)
-        .with_body(Some(body.into()));
-    let request = Request::new_with_init(url, &init)?;
+    let request = http::outgoing(url, Method::Post, Some(&headers), Some(body), false)?;
     race(timeout_ms, Fetch::Request(request)).await
 }
 
@@ -125,11 +118,7 @@ pub(crate) async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>
             "user-agent",
             concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " health-probe"),
         )?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get)
-            .with_headers(headers)
-            .with_redirect(RequestRedirect::Manual);
-        let request = Request::new_with_init(url, &init)?;
+        let request = http::outgoing(url, Method::Get, Some(&headers), None, false)?;
         race(origin.timeout_ms, Fetch::Request(request)).await
     }
     .await;

@@ -76,10 +76,21 @@ pub(crate) fn all<T>(
     cursor: &SqlCursor,
     mut read: impl FnMut(&mut Columns) -> Result<T>,
 ) -> Result<Vec<T>> {
-    cursor
-        .raw()
-        .map(|row| read(&mut Columns::from(row?)))
-        .collect()
+    let mut rows = Vec::new();
+    each(cursor, &mut |row| {
+        rows.push(read(row)?);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Hands every row of `cursor` to `read`. Behind `dyn`, so the walk over the cursor is
+/// compiled once rather than once per query's row type (the upload pays for every copy).
+fn each(cursor: &SqlCursor, read: &mut dyn FnMut(&mut Columns) -> Result<()>) -> Result<()> {
+    for row in cursor.raw() {
+        read(&mut Columns::from(row?))?;
+    }
+    Ok(())
 }
 
 /// The first row of `cursor`, if there is one; the cursor is not read further.

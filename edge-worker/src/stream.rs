@@ -11,10 +11,11 @@ use didit_edge_core::identity::{Subject, SubjectKind};
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream::{next_alarm, StatusUpdate, Watch, ADMIN_CHANNEL, SUBPROTOCOL};
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
+use wasm_bindgen::JsValue;
+use worker::worker_sys::ext::WebSocketExt;
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Headers, Method, Request,
-    RequestInit, Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
+    Response, Result, State, WebSocket, WebSocketIncomingMessage, WebSocketPair,
 };
 
 use crate::clock::{alarm_at, now_ms};
@@ -46,8 +47,7 @@ CREATE TABLE IF NOT EXISTS tokens (
 ";
 
 /// Which statuses an erasure takes from a channel: its subject's, and with `vendor_data` every
-/// status routed to that user.
-#[derive(Serialize, Deserialize)]
+/// status routed to that user (written as `crate::fields` says).
 pub(crate) struct EraseRequest {
     /// The subject's key (`kind:id`).
     pub subject: String,
@@ -55,8 +55,8 @@ pub(crate) struct EraseRequest {
     pub vendor_data: Option<String>,
 }
 
-/// What an erasure took from a channel.
-#[derive(Serialize, Deserialize, Default)]
+/// What an erasure took from a channel (written as `crate::fields` says).
+#[derive(Default)]
 pub(crate) struct Erased {
     /// Statuses removed.
     pub statuses: usize,
@@ -71,13 +71,13 @@ pub struct StatusStream {
     env: Env,
 }
 
-/// The watch a socket carries: JSON text (what [`Watch::encode`] writes), or the object that
-/// releases before it attached.
+/// The watch a socket carries: JSON text (what [`Watch::encode`] writes). Read as the raw
+/// attachment rather than through `WebSocket::deserialize_attachment`, whose serde-wasm-bindgen
+/// reader would be one more deserializer in the upload. (Releases before issue 10 attached the
+/// watch as an object; a deploy disconnects every socket, so none of those is still open.)
 fn watch_of(socket: &WebSocket) -> Option<Watch> {
-    match socket.deserialize_attachment::<String>() {
-        Ok(Some(text)) => Watch::decode(&text),
-        _ => socket.deserialize_attachment::<Watch>().ok().flatten(),
-    }
+    let attachment = socket.as_ref().deserialize_attachment().ok()?;
+    Watch::decode(&attachment.as_string()?)
 }
 
 impl StatusStream {
@@ -129,7 +129,9 @@ impl StatusStream {
         )?;
         let pair = WebSocketPair::new()?;
         self.state.accept_web_socket(&pair.server);
-        pair.server.serialize_attachment(&attachment)?;
+        pair.server
+            .as_ref()
+            .serialize_attachment(JsValue::from_str(&attachment))?;
         // A page opened late still shows the answer: the current status of everything this
         // connection may see, before any live update.
         for message in self.snapshot(&watch)? {
@@ -169,7 +171,7 @@ impl StatusStream {
 
     /// Records and broadcasts an update, if it is newer than what its subject last showed.
     async fn publish(&self, mut request: Request) -> Result<Response> {
-        let update: StatusUpdate = request.json().await?;
+        let update: StatusUpdate = objects::message(&mut request).await?;
         let message = update.to_message();
         let subject = update.subject_key();
         let latest = rows::first(
@@ -210,7 +212,7 @@ impl StatusStream {
 
     /// Forgets the statuses an erasure names, saying whose channels may hold them too.
     async fn erase(&self, mut request: Request) -> Result<Response> {
-        let ask: EraseRequest = request.json().await?;
+        let ask: EraseRequest = objects::message(&mut request).await?;
         let sql = self.sql();
         let by_user = "json_extract(routing, '$.vendor_data') = ?";
         let (filter, values): (String, Vec<worker::SqlStorageValue>) = match &ask.vendor_data {
@@ -351,12 +353,8 @@ pub(crate) async fn connect(
         headers.set(SUBPROTOCOL_HEADER, "1")?;
     }
     headers.set(WATCH_HEADER, &serde_json::to_string(watch)?)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let request = Request::new_with_init(
-        &format!("https://stream{}", StreamCall::Connect.path()),
-        &init,
-    )?;
+    let url = format!("https://stream{}", StreamCall::Connect.path());
+    let request = http::outgoing(&url, Method::Get, Some(&headers), None, true)?;
     objects::stub(env, StreamCall::BINDING, &watch.channel())?
         .fetch_with_request(request)
         .await

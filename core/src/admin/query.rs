@@ -102,9 +102,13 @@ pub struct ErasureRequest<'a> {
 /// "…"}`. The id travels in JSON, not in the path, so no URL normalisation (`.`, `..`, `%2F`,
 /// `?`, `#`, whitespace) can change which subject is erased.
 pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
-    let body: ErasureRequest<'_> = serde_json::from_slice(body).map_err(|_| Rejection::InvalidSubject {
-        reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
-    })?;
+    // Read as text (JSON is UTF-8): one copy of serde_json's parser serves every input.
+    let body: ErasureRequest<'_> = core::str::from_utf8(body)
+        .ok()
+        .and_then(|text| crate::json::from_str(text).ok())
+        .ok_or(Rejection::InvalidSubject {
+            reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
+        })?;
     let kind = SubjectKind::from_name(&body.subject_kind).ok_or(Rejection::InvalidSubject {
         reason:
             "unknown subject kind; use session, business_session, user, business or transaction",

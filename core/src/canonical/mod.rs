@@ -35,13 +35,18 @@ use core::fmt;
 pub const MAX_DEPTH: usize = 128;
 
 /// How non-ASCII text is written.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NonAscii {
     /// `\uXXXX` escapes, as `ensure_ascii=True` writes (Didit's current documentation).
     Escaped,
     /// Raw UTF-8, as `ensure_ascii=False` writes (Didit's sample code).
     Utf8,
 }
+
+crate::named::by_name!(NonAscii {
+    Escaped = "Escaped",
+    Utf8 = "Utf8",
+});
 
 /// Why a body has no canonical form.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -30,7 +30,7 @@ pub(super) fn write_node(node: &Node<'_>, non_ascii: NonAscii, out: &mut String)
         Node::Object(members) => {
             let mut sorted: Vec<&(Cow<'_, str>, Node<'_>)> = members.iter().collect();
             // Stable, so among equal keys the last one written stays last.
-            sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            crate::sorted::sort_by(&mut sorted, |a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
             out.push('{');
             let mut first = true;
             for (index, (key, value)) in sorted.iter().map(|m| (&m.0, &m.1)).enumerate() {

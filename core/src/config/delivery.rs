@@ -6,7 +6,6 @@
 //! [`DeliveryConfig`], and events are stored and wait rather than being delivered by half a
 //! configuration. Every setting is still read, so that every problem is named at once.
 
-use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -38,8 +37,9 @@ pub struct DeliveryConfig {
     pub origins: Vec<Origin>,
     /// Signs forwarded events (several during a rotation: each signature is sent).
     pub signing_secrets: SigningSecrets,
-    /// Signing secrets of origins that name their own, by origin name.
-    pub origin_signing_secrets: BTreeMap<String, SigningSecrets>,
+    /// Signing secrets of origins that name their own, by origin name (each name once, as
+    /// origin names are; a list rather than a map, which would be more code in the upload).
+    pub origin_signing_secrets: Vec<(String, SigningSecrets)>,
     /// The rules that turn a decision into a risk level and signals.
     pub risk_rules: RiskRules,
     /// Waits between delivery attempts, jitter included; when they run out, a dead letter.
@@ -73,17 +73,18 @@ impl DeliveryConfig {
     /// The keys that sign what `origin` receives.
     pub fn signing_secrets_for(&self, origin: &Origin) -> &SigningSecrets {
         self.origin_signing_secrets
-            .get(&origin.name)
-            .unwrap_or(&self.signing_secrets)
+            .iter()
+            .find(|(name, _)| *name == origin.name)
+            .map_or(&self.signing_secrets, |(_, secrets)| secrets)
     }
 }
 
 pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
     origins: &[Origin],
-) -> (Option<SigningSecrets>, BTreeMap<String, SigningSecrets>) {
+) -> (Option<SigningSecrets>, Vec<(String, SigningSecrets)>) {
     use names::*;
-    let mut per_origin = BTreeMap::new();
+    let mut per_origin = Vec::new();
     for origin in origins {
         let Some(secret) = origin.signing_secret.as_deref().map(str::trim) else {
             continue;
@@ -101,7 +102,7 @@ pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
         };
         match parsed {
             Ok(secrets) => {
-                per_origin.insert(origin.name.clone(), secrets);
+                per_origin.push((origin.name.clone(), secrets));
             }
             Err(problem) => reader.fail(ORIGINS, problem),
         }

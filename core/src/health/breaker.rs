@@ -3,7 +3,7 @@
 //! whole machine runs under simulated time.
 
 use core::fmt;
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize};
 
 /// Thresholds of the breaker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +29,8 @@ impl Default for BreakerPolicy {
     }
 }
 
-/// Where a breaker stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a breaker stands. Stored as `{"state": "closed"|"open"|"half_open", …its fields}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum BreakerState {
     /// Traffic flows; counts failures in a row.
@@ -54,6 +54,60 @@ pub enum BreakerState {
         /// A probe is out and not yet answered (Unix ms when it was let through).
         probe_since_ms: Option<i64>,
     },
+}
+
+/// The stored shape of a [`BreakerState`], every variant's fields side by side. Read flat
+/// rather than as serde's internally tagged enum, which buffers the whole object first and
+/// costs the upload several KiB; what it accepts is the same.
+#[derive(Deserialize)]
+struct StoredState {
+    state: StateName,
+    consecutive_failures: Option<u32>,
+    until_ms: Option<i64>,
+    cool_down_ms: Option<u64>,
+    consecutive_successes: Option<u32>,
+    probe_since_ms: Option<i64>,
+}
+
+/// The `state` tag.
+enum StateName {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+crate::named::by_name!(StateName {
+    Closed = "closed",
+    Open = "open",
+    HalfOpen = "half_open",
+});
+
+impl<'de> Deserialize<'de> for BreakerState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let stored = StoredState::deserialize(deserializer)?;
+        Ok(match stored.state {
+            StateName::Closed => Self::Closed {
+                consecutive_failures: needed(stored.consecutive_failures, "consecutive_failures")?,
+            },
+            StateName::Open => Self::Open {
+                until_ms: needed(stored.until_ms, "until_ms")?,
+                cool_down_ms: needed(stored.cool_down_ms, "cool_down_ms")?,
+            },
+            StateName::HalfOpen => Self::HalfOpen {
+                consecutive_successes: needed(
+                    stored.consecutive_successes,
+                    "consecutive_successes",
+                )?,
+                cool_down_ms: needed(stored.cool_down_ms, "cool_down_ms")?,
+                probe_since_ms: stored.probe_since_ms,
+            },
+        })
+    }
+}
+
+/// A field the stored state's variant requires.
+fn needed<T, E: de::Error>(field: Option<T>, name: &'static str) -> Result<T, E> {
+    field.ok_or_else(|| E::missing_field(name))
 }
 
 /// One origin's breaker.

@@ -25,7 +25,7 @@ impl Restored {
     pub fn from_stored(stored: Option<&str>) -> Self {
         match stored {
             None => Self::Fresh(Breaker::new(BreakerPolicy::default())),
-            Some(text) => match serde_json::from_str(text) {
+            Some(text) => match crate::json::from_str(text) {
                 Ok(breaker) => Self::Stored(breaker),
                 Err(_) => Self::Unreadable(Breaker::new(BreakerPolicy::default())),
             },

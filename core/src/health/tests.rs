@@ -328,3 +328,52 @@ fn a_report_is_what_the_shared_object_and_a_local_copy_both_apply() {
         "opened after three failures, closed by two successes after the cool-down"
     );
 }
+
+#[test]
+fn stored_states_read_back_and_a_missing_field_is_refused() {
+    let states = [
+        BreakerState::Closed {
+            consecutive_failures: 2,
+        },
+        BreakerState::Open {
+            until_ms: 5,
+            cool_down_ms: 10_000,
+        },
+        BreakerState::HalfOpen {
+            consecutive_successes: 1,
+            cool_down_ms: 20_000,
+            probe_since_ms: None,
+        },
+        BreakerState::HalfOpen {
+            consecutive_successes: 0,
+            cool_down_ms: 20_000,
+            probe_since_ms: Some(7),
+        },
+    ];
+    for state in states {
+        let stored = serde_json::to_string(&state).expect("json");
+        assert_eq!(
+            serde_json::from_str::<BreakerState>(&stored).ok(),
+            Some(state)
+        );
+    }
+    let tag_last = r#"{"until_ms":5,"cool_down_ms":10,"state":"open"}"#;
+    assert_eq!(
+        serde_json::from_str::<BreakerState>(tag_last).ok(),
+        Some(BreakerState::Open {
+            until_ms: 5,
+            cool_down_ms: 10
+        })
+    );
+    for broken in [
+        r#"{"state":"open","until_ms":5}"#,
+        r#"{"state":"closed"}"#,
+        r#"{"state":"ajar","consecutive_failures":0}"#,
+        r#"{"consecutive_failures":0}"#,
+    ] {
+        assert!(
+            serde_json::from_str::<BreakerState>(broken).is_err(),
+            "{broken}"
+        );
+    }
+}

@@ -174,7 +174,7 @@ impl Inbox {
                 )
             })
             .collect();
-        events.sort();
+        crate::sorted::sort_by(&mut events, Ord::cmp);
         events
             .into_iter()
             .map(|(created_at, _, status)| (created_at, status))

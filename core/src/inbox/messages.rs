@@ -75,8 +75,7 @@ pub struct Claim {
 }
 
 /// Where the edge learned of an event.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Source {
     /// A webhook Didit signed.
     #[default]
@@ -84,6 +83,11 @@ pub enum Source {
     /// Didit's API, by reconciliation ([`crate::reconcile`]).
     Api,
 }
+
+crate::named::by_name!(Source {
+    Webhook = "webhook",
+    Api = "api",
+});
 
 /// What the edge could make of a delivery.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -252,8 +256,7 @@ pub struct Erasure {
 }
 
 /// What an inbox holds of a transition reconciliation found in Didit's API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Knowledge {
     /// An event of that transition: nothing is missing.
     Held,
@@ -262,3 +265,9 @@ pub enum Knowledge {
     /// The subject was erased: reconciliation must take nothing more about it.
     Erased,
 }
+
+crate::named::by_name!(Knowledge {
+    Held = "held",
+    Missing = "missing",
+    Erased = "erased",
+});

@@ -235,7 +235,10 @@ impl Inbox {
         self.index(&record);
         self.events.insert(
             record.seq,
-            Event::new(record.clone(), copies.iter().cloned().collect()),
+            Event::new(
+                record.clone(),
+                crate::sorted::map_of(copies.iter().cloned()),
+            ),
         );
         self.transitions.push_back(Transition::Accepted {
             event_id: record.id.clone(),
@@ -275,7 +278,7 @@ impl Inbox {
         let payload = (!copies.is_empty()).then_some(classification.payload);
         event.record.risk_level = Some(classification.risk_level);
         event.record.has_payload = payload.is_some();
-        event.copies = copies.iter().cloned().collect();
+        event.copies = crate::sorted::map_of(copies.iter().cloned());
         self.transitions.push_back(Transition::Classified {
             event_id: event.record.id.clone(),
             consumers: copies.len(),

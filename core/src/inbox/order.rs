@@ -4,7 +4,6 @@
 //! superseded, never sent. The attempt in progress asks again before each origin
 //! ([`Inbox::standing`]), since an earlier event may arrive meanwhile.
 
-use alloc::collections::BTreeSet;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -82,19 +81,24 @@ impl Inbox {
     /// superseded copy is passed over: it is never sent.
     pub(super) fn heads(&self, after_dead_letter: AfterDeadLetter) -> Vec<(Seq, &str)> {
         let mut ordered: Vec<&Event> = self.events.values().collect();
-        ordered.sort_by_key(|event| (event.record.created_at, event.record.seq));
-        // A consumer with a held copy gets nothing more (see `with_unreadable`).
-        let mut blocked: BTreeSet<&str> = ordered
-            .iter()
-            .flat_map(|event| event.held.copies.iter().map(String::as_str))
-            .collect();
+        crate::sorted::sort_by_key(&mut ordered, |event| {
+            (event.record.created_at, event.record.seq)
+        });
+        // A consumer with a held copy gets nothing more (see `with_unreadable`). A list, not a
+        // set: there are a handful of consumers, and a set type is more code in the upload.
+        let mut blocked: Vec<&str> = Vec::new();
+        for consumer in ordered.iter().flat_map(|event| event.held.copies.iter()) {
+            if !blocked.contains(&consumer.as_str()) {
+                blocked.push(consumer);
+            }
+        }
         let mut heads = Vec::new();
         for event in ordered {
             if event.record.risk_level.is_none() || event.held.event {
                 break;
             }
             for (consumer, copy) in &event.copies {
-                if blocked.contains(consumer.as_str()) {
+                if blocked.contains(&consumer.as_str()) {
                     continue;
                 }
                 let blocks = match copy.state {
@@ -112,7 +116,7 @@ impl Inbox {
                     CopyState::Delivered { .. } | CopyState::Expired { .. } => false,
                 };
                 if blocks {
-                    blocked.insert(consumer);
+                    blocked.push(consumer);
                 }
             }
         }

@@ -384,15 +384,11 @@ impl<'c> Run<'c> {
         let Stage::Health = attempt.stage else {
             return Err(RunError::OutOfStep);
         };
-        attempt.health = attempt
-            .candidates
-            .iter()
-            .filter_map(|origin| {
-                snapshot
-                    .get(&origin.name)
-                    .map(|state| (origin.name.clone(), *state))
-            })
-            .collect();
+        attempt.health = crate::sorted::map_of(attempt.candidates.iter().filter_map(|origin| {
+            snapshot
+                .get(&origin.name)
+                .map(|state| (origin.name.clone(), *state))
+        }));
         attempt.stage = Stage::Payload;
         Ok(())
     }

@@ -50,7 +50,7 @@ impl Identified<'_> {
         // to nothing and the payload still carries it whole.
         let decision = envelope
             .decision
-            .and_then(|raw| serde_json::from_str::<Decision>(raw.get()).ok());
+            .and_then(|raw| crate::json::from_str::<Decision>(raw.get()).ok());
         let summary = decision.as_ref().map(|d| d.summary.clone());
         let status = self.status.as_deref().map(Status::of);
         let risk = policy.risk_rules.assess(

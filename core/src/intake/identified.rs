@@ -96,7 +96,7 @@ impl<'a> Identified<'a> {
             field: "session_id (or the entity or transaction id its webhook_type carries)",
         })?;
         let text = core::str::from_utf8(body).map_err(|_| Rejection::MalformedJson)?;
-        let body: &RawValue = serde_json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
+        let body: &RawValue = crate::json::from_str(text).map_err(|_| Rejection::MalformedJson)?;
         let status = envelope.status.clone();
         // An event from the API has no body Didit wrote to digest; it is matched to the
         // webhook of the same transition by type and status instead (see `crate::inbox`).

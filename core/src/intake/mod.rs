@@ -98,7 +98,9 @@ impl<'a> Intake<'a> {
     ) -> Result<Identified<'a>, Rejection> {
         let envelope = match self.envelope {
             Ok(envelope) => envelope,
-            Err(EnvelopeError::Malformed(_)) => return Err(Rejection::MalformedJson),
+            Err(EnvelopeError::Malformed(_) | EnvelopeError::NotUtf8) => {
+                return Err(Rejection::MalformedJson)
+            }
             Err(EnvelopeError::Invalid(error)) => {
                 return Err(Rejection::InvalidPayload {
                     reason: error.to_string(),

@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::time::{parse_http_date, parse_rfc3339_micros, to_rfc3339, UnixMicros, UnixSecs};
 
@@ -31,14 +31,18 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1_048_576;
 pub const MAX_RETRY_AFTER_SECS: u64 = 3_600;
 
 /// Which kind of session a list covers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionKind {
     /// User Verification (KYC).
     User,
     /// Business Verification (KYB).
     Business,
 }
+
+crate::named::by_name!(SessionKind {
+    User = "user",
+    Business = "business",
+});
 
 impl SessionKind {
     /// The value of the list's `session_kind` parameter.
@@ -264,7 +268,7 @@ impl Moment<'_> {
 /// kind, with the inconsistency named: the SDK raises there, but a sweep that stopped for good
 /// would find nothing again, and the next sweep lists everything anew.
 pub fn parse_page(body: &str, kind: SessionKind, offset: u64) -> Result<Page, ApiError> {
-    let raw: RawPage<'_> = serde_json::from_str(body).map_err(|_| ApiError::Unreadable {
+    let raw: RawPage<'_> = crate::json::from_str(body).map_err(|_| ApiError::Unreadable {
         reason: "a session list that is not the documented JSON".into(),
     })?;
     let len = raw.results.len() as u64;

@@ -75,8 +75,8 @@ pub fn from_decision(
         reason: reason.into(),
     };
     let whole: &RawValue =
-        serde_json::from_str(decision).map_err(|_| unreadable("a decision that is not JSON"))?;
-    let fields: DecisionFields<'_> = serde_json::from_str(whole.get())
+        crate::json::from_str(decision).map_err(|_| unreadable("a decision that is not JSON"))?;
+    let fields: DecisionFields<'_> = crate::json::from_str(whole.get())
         .map_err(|_| unreadable("a decision that is not the documented object"))?;
     if fields
         .session_id

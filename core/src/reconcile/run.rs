@@ -20,7 +20,7 @@ mod pacing;
 mod session;
 mod step;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -102,10 +102,35 @@ pub struct Run {
     retries: VecDeque<SessionRow>,
     in_hand: Option<InHand>,
     page: PageEnd,
-    recalled: BTreeMap<String, Seen>,
+    recalled: Recalled,
     erased: BTreeSet<String>,
     changes: VecDeque<Change>,
     ended: Option<RunEnd>,
+}
+
+/// What storage remembers of the page's sessions, by session id. A list, not a map: a page
+/// holds at most [`api::PAGE_SIZE`] sessions, and a map type of its own would be more code in
+/// the upload than the searches cost.
+#[derive(Debug, Default)]
+struct Recalled(Vec<(String, Seen)>);
+
+impl Recalled {
+    fn get(&self, session_id: &str) -> Option<&Seen> {
+        self.0
+            .iter()
+            .find(|(id, _)| id == session_id)
+            .map(|(_, seen)| seen)
+    }
+
+    /// Remembers `seen` for `session_id`, in place of what was remembered.
+    fn insert(&mut self, session_id: String, seen: Seen) {
+        self.remove(&session_id);
+        self.0.push((session_id, seen));
+    }
+
+    fn remove(&mut self, session_id: &str) {
+        self.0.retain(|(id, _)| id != session_id);
+    }
 }
 
 impl Run {
@@ -132,7 +157,7 @@ impl Run {
                 len: 0,
                 has_next: false,
             },
-            recalled: BTreeMap::new(),
+            recalled: Recalled::default(),
             erased: BTreeSet::new(),
             changes: VecDeque::new(),
             ended: None,

@@ -31,7 +31,6 @@ use didit_edge_core::inbox::{
     ReplayFilter,
 };
 use didit_edge_core::time::{UnixMs, UnixSecs};
-use serde::{Deserialize, Serialize};
 use worker::{
     console_error, console_log, durable_object, DurableObject, Env, Request, Response, Result,
     State,
@@ -40,12 +39,12 @@ use worker::{
 use crate::claim::{self, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
+use crate::fields::{InboxErasure, Replays};
 use crate::objects::{self, InboxCall};
 use crate::{faults, health, http, origin, settings, stream};
 
 /// A replay request from the edge: every dead letter of this inbox, or one event's, or one
-/// consumer's.
-#[derive(Serialize, Deserialize)]
+/// consumer's (written as `crate::fields` says).
 pub(crate) struct ReplayRequest {
     /// Only this event (its id or Didit's `event_id`).
     pub id: Option<String>,
@@ -57,7 +56,7 @@ pub(crate) struct ReplayRequest {
 pub(crate) use didit_edge_core::admin::Replayed;
 
 /// Reconciliation's question: does the inbox hold the transition to `status`?
-#[derive(Serialize, Deserialize)]
+/// Written as `crate::fields` says.
 pub(crate) struct KnowsRequest {
     /// The `webhook_type`.
     pub webhook_type: String,
@@ -74,7 +73,8 @@ fn random_seed() -> u64 {
 type Machine = didit_edge_core::inbox::Inbox;
 
 /// The per-subject inbox: its events, each consumer's copy, and the runs that deliver them.
-#[durable_object]
+// `fetch` and `alarm` only: each handler the macro exports is a future the upload carries.
+#[durable_object(alarm)]
 pub struct Inbox {
     /// Shared with the run a claim starts, which goes on after the claim's answer.
     object: Rc<Object>,
@@ -107,6 +107,15 @@ impl Object {
 
     /// Runs `step` on the machine and writes the changes it makes, all with no `.await`.
     fn step<T>(&self, step: impl FnOnce(&mut Machine) -> T) -> Result<T> {
+        let mut step = Some(step);
+        let mut result = None;
+        self.step_dyn(&mut |machine| result = step.take().map(|step| step(machine)))?;
+        result.ok_or_else(|| "inbox step did not run".into())
+    }
+
+    /// `step`'s body, behind `dyn` so that loading, writing and logging are compiled once
+    /// rather than once per step (the upload pays for every copy: docs/performance.md).
+    fn step_dyn(&self, step: &mut dyn FnMut(&mut Machine)) -> Result<()> {
         let sql = self.sql();
         if self.released.get() {
             store::migrate(&sql)?;
@@ -119,7 +128,7 @@ impl Object {
         let Some(machine) = slot.as_mut() else {
             return Err("inbox machine missing".into());
         };
-        let result = step(machine);
+        step(machine);
         let changes: Vec<_> = machine.drain_changes().collect();
         let written = store::apply(&sql, &changes, machine.subject());
         if changes.contains(&Change::Vacate) {
@@ -137,7 +146,7 @@ impl Object {
             };
             console_log!("{}", record.to_line());
         }
-        Ok(result)
+        Ok(())
     }
 
     /// Reads the machine without changing it.
@@ -178,7 +187,7 @@ impl Object {
     /// answer is on its way, if the gate admitted one.
     async fn claim(&self, mut request: Request) -> Result<(Response, Option<Ticket>)> {
         let text = request.text().await?;
-        let claim: claim::Claim<'_> = serde_json::from_str(&text)?;
+        let claim: claim::Claim<'_> = didit_edge_core::json::from_str(&text)?;
         let content = match claim.content {
             Content::Classified {
                 risk_level,
@@ -234,7 +243,7 @@ impl Object {
 
     /// Puts dead letters back in line with a fresh schedule.
     async fn replay(&self, mut request: Request) -> Result<Response> {
-        let ask: ReplayRequest = request.json().await?;
+        let ask: ReplayRequest = objects::message(&mut request).await?;
         let now = now_ms();
         let replayed = self.step(|machine| {
             machine.handle_replay(
@@ -260,7 +269,7 @@ impl Object {
                 })
                 .collect(),
         };
-        http::json(200, serde_json::to_string(&replayed)?)
+        http::json(200, serde_json::to_string(&Replays(replayed.replayed))?)
     }
 
     /// Erases the subject's data, then tells the dead-letter index (or leaves that to the
@@ -272,12 +281,12 @@ impl Object {
             self.sync_index().await?;
         }
         self.wake_by(now).await?;
-        http::json(200, serde_json::to_string(&erasure)?)
+        http::json(200, serde_json::to_string(&InboxErasure(erasure))?)
     }
 
     /// Whether the inbox holds the transition to a status Didit's API reports now.
     async fn knows(&self, mut request: Request) -> Result<Response> {
-        let ask: KnowsRequest = request.json().await?;
+        let ask: KnowsRequest = objects::message(&mut request).await?;
         let now = UnixMs(now_ms()).secs();
         let known =
             self.peek(|machine| machine.knows_transition(&ask.webhook_type, &ask.status, now))?;

@@ -14,14 +14,14 @@ use didit_edge_core::time::{to_rfc3339_micros, UnixSecs};
 use worker::{Request, Response, Result};
 
 use super::{now, ForgetRequest, Forgotten, Reconciler};
-use crate::http;
 use crate::rows::{self, Columns};
+use crate::{http, objects};
 
 impl Reconciler {
     /// An operator erased a subject: its session is forgotten and marked to be left alone,
     /// and a run under way hears of it at its next step.
     pub(super) async fn forget(&self, mut request: Request) -> Result<Response> {
-        let ask: ForgetRequest = request.json().await?;
+        let ask: ForgetRequest = objects::message(&mut request).await?;
         let Some(kind) = SubjectKind::from_name(&ask.subject_kind) else {
             return http::rejection(&Rejection::InvalidSubject {
                 reason: "unknown subject kind",

@@ -6,9 +6,10 @@ use didit_edge_core::limits::BodyBudget;
 use didit_edge_core::reconcile::api::Answer;
 use didit_edge_core::reconcile::STEP_TIMEOUT_MS;
 use futures_util::StreamExt;
-use worker::{Fetch, Headers, Method, Request, RequestInit, RequestRedirect, Response, Result};
+use worker::{Fetch, Headers, Method, Request, Response, Result};
 
 use crate::clock::{now_ms, within};
+use crate::http;
 use crate::origin::{fetch_within, Fetched};
 
 /// What an API call returned, owned until the core reads it.
@@ -52,11 +53,8 @@ pub(super) async fn api_get(reconcile: &ReconcileConfig, path: &str, limit: usiz
             "user-agent",
             concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " reconciliation"),
         )?;
-        let mut init = RequestInit::new();
-        init.with_method(Method::Get)
-            .with_headers(headers)
-            .with_redirect(RequestRedirect::Manual);
-        Request::new_with_init(&format!("{}{path}", reconcile.base_url), &init)
+        let url = format!("{}{path}", reconcile.base_url);
+        http::outgoing(&url, Method::Get, Some(&headers), None, false)
     };
     let Ok(request) = request() else {
         return ApiResponse::Unreachable;

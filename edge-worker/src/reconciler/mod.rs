@@ -26,7 +26,6 @@ use std::cell::RefCell;
 use didit_edge_core::admin::ReconciliationStatus;
 use didit_edge_core::identity::Subject;
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
 use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
@@ -35,7 +34,8 @@ use crate::{http, settings};
 use schema::migrate;
 
 /// The reconciler ([`GLOBAL`]).
-#[durable_object]
+// `fetch` and `alarm` only: each handler the macro exports is a future the upload carries.
+#[durable_object(alarm)]
 pub struct Reconciler {
     state: State,
     env: Env,
@@ -44,7 +44,7 @@ pub struct Reconciler {
 }
 
 /// An operator's erasure, for the reconciler to forget (`ReconcilerCall::Forget`).
-#[derive(Serialize, Deserialize)]
+/// Written as `crate::fields` says.
 pub(crate) struct ForgetRequest {
     /// The subject's kind.
     pub subject_kind: String,
@@ -52,8 +52,7 @@ pub(crate) struct ForgetRequest {
     pub subject_id: String,
 }
 
-/// What the reconciler forgot of an erased subject.
-#[derive(Serialize, Deserialize)]
+/// What the reconciler forgot of an erased subject (written as `crate::fields` says).
 pub(crate) struct Forgotten {
     /// Sessions it remembered (0 or 1).
     pub sessions: usize,
@@ -118,10 +117,12 @@ pub(crate) async fn tick(env: &Env) {
     }
 }
 
-/// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status.
-pub(crate) async fn status(env: &Env) -> Result<ReconciliationStatus> {
+/// `GET /admin/reconciliation`'s body: off (no object is called), or the reconciler's status
+/// as the object wrote it. Passed on as text: reading it only to write it again would compile
+/// the whole view's deserializer into the upload.
+pub(crate) async fn status_json(env: &Env) -> Result<String> {
     if settings::config(env).reconcile.on().is_none() {
-        return Ok(ReconciliationStatus::Off);
+        return Ok(serde_json::to_string(&ReconciliationStatus::Off)?);
     }
     objects::post(
         env,
@@ -131,7 +132,7 @@ pub(crate) async fn status(env: &Env) -> Result<ReconciliationStatus> {
         String::new(),
     )
     .await?
-    .json()
+    .text()
     .await
 }
 

@@ -64,7 +64,7 @@ impl Reconciler {
             Columns::text,
         )?;
         match stored {
-            Some(text) => Ok(serde_json::from_str(&text)?),
+            Some(text) => Ok(didit_edge_core::json::from_str(&text)?),
             None => Ok(reconcile::State::default()),
         }
     }

@@ -12,7 +12,7 @@ use crate::reconcile::memory::{session_erasure_key, Failure, Seen, SetAside};
 use crate::reconcile::{event, RunEnd};
 use crate::time::UnixMs;
 
-use super::{InjectFailure, Injected, PageEnd, Phase, Run, Step};
+use super::{InjectFailure, Injected, PageEnd, Phase, Recalled, Run, Step};
 
 impl Run {
     /// What the list request came to at `now`. Ignored unless a list request is pending.
@@ -72,7 +72,10 @@ impl Run {
         if !self.take_pending(|step| matches!(step, Step::Recall { .. })) {
             return;
         }
-        self.recalled = seen.into_iter().collect();
+        self.recalled = Recalled::default();
+        for (session_id, seen) in seen {
+            self.recalled.insert(session_id, seen);
+        }
         self.erased.extend(erased);
         self.phase = Phase::Rows;
     }

@@ -34,7 +34,7 @@ pub(in crate::inbox) fn stored_body(sql: &SqlStorage, seq: Seq) -> Result<Stored
         |row| {
             Ok(StoredBody {
                 body: row.opt_text()?.unwrap_or_default(),
-                verified: serde_json::from_str(&row.opt_text()?.unwrap_or_default())?,
+                verified: didit_edge_core::json::from_str(&row.opt_text()?.unwrap_or_default())?,
                 test: row.int()? != 0,
                 received_at: UnixMs(row.int()?),
             })
