@@ -69,7 +69,7 @@ fn attached_aliases(sql: &SqlStorage) -> Result<Vec<(Seq, String)>> {
 fn copy_rows(events: &[EventRow], unreadable: &mut Vec<Unreadable>) -> Vec<CopyRow> {
     let mut copies = Vec::new();
     for event in events {
-        match serde_json::from_str::<Vec<StoredCopy>>(&event.copies) {
+        match didit_edge_core::json::from_str::<Vec<StoredCopy>>(&event.copies) {
             Ok(stored) => copies.extend(stored.into_iter().map(|copy| CopyRow {
                 event_seq: event.seq,
                 copy,

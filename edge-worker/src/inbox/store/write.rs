@@ -13,6 +13,7 @@ use didit_edge_core::inbox::{
 };
 use didit_edge_core::risk::Level;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
 use super::meta::{delete_meta, set_meta_text};
@@ -302,29 +303,21 @@ impl<'c> RowPatch<'c> {
         let Some(seq) = patch.seq else {
             return Ok(());
         };
-        let mut copies = Vec::new();
-        if !patch.copies.is_empty() {
-            let stored = rows::first(
-                &sql.exec(
-                    "SELECT copies FROM events WHERE seq = ?",
-                    vec![seq.0.into()],
-                )?,
-                Columns::text,
-            )?;
-            let Some(stored) = stored else {
-                return Ok(());
-            };
-            copies = serde_json::from_str::<Vec<serde_json::Value>>(&stored)?;
-            for (consumer, copy) in &patch.copies {
-                copies.retain(|entry| {
-                    entry.get("consumer").and_then(serde_json::Value::as_str) != Some(consumer)
-                });
-                copies.push(serde_json::to_value(StoredCopy::of(consumer, copy))?);
-            }
-        }
         let copies: SqlStorageValue = match patch.copies.is_empty() {
             true => None::<String>.into(),
-            false => serde_json::to_string(&copies)?.into(),
+            false => {
+                let stored = rows::first(
+                    &sql.exec(
+                        "SELECT copies FROM events WHERE seq = ?",
+                        vec![seq.0.into()],
+                    )?,
+                    Columns::text,
+                )?;
+                let Some(stored) = stored else {
+                    return Ok(());
+                };
+                patched_copies(&stored, &patch.copies)?.into()
+            }
         };
         sql.exec(
             "UPDATE events SET copies = COALESCE(?, copies), \
@@ -333,6 +326,35 @@ impl<'c> RowPatch<'c> {
         )?;
         Ok(())
     }
+}
+
+/// An event's `copies` list with `changed` put in place of their consumers' entries. Every
+/// other entry is kept as its text stands, read only as far as its consumer.
+fn patched_copies(stored: &str, changed: &[(&str, &CopyRecord)]) -> Result<String> {
+    /// Just the consumer of an entry.
+    #[derive(Deserialize)]
+    struct EntryOf {
+        consumer: String,
+    }
+    let entries: Vec<&RawValue> = serde_json::from_str(stored)?;
+    let mut list = String::from("[");
+    for entry in entries {
+        let of: EntryOf = didit_edge_core::json::from_str(entry.get())?;
+        if changed.iter().all(|(consumer, _)| *consumer != of.consumer) {
+            if list.len() > 1 {
+                list.push(',');
+            }
+            list.push_str(entry.get());
+        }
+    }
+    for (consumer, copy) in changed {
+        if list.len() > 1 {
+            list.push(',');
+        }
+        list.push_str(&serde_json::to_string(&StoredCopy::of(consumer, copy))?);
+    }
+    list.push(']');
+    Ok(list)
 }
 
 // `refusals` and `attempts`: one consumer's copy.
