@@ -13,7 +13,6 @@ use didit_edge_core::inbox::{
 };
 use didit_edge_core::risk::Level;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
 use super::meta::{delete_meta, set_meta_text};
@@ -329,32 +328,21 @@ impl<'c> RowPatch<'c> {
 }
 
 /// An event's `copies` list with `changed` put in place of their consumers' entries. Every
-/// other entry is kept as its text stands, read only as far as its consumer.
+/// other entry is written back value for value, whatever it holds (a state this release does
+/// not know stays as it was).
 fn patched_copies(stored: &str, changed: &[(&str, &CopyRecord)]) -> Result<String> {
-    /// Just the consumer of an entry.
-    #[derive(Deserialize)]
-    struct EntryOf {
-        consumer: String,
-    }
-    let entries: Vec<&RawValue> = serde_json::from_str(stored)?;
-    let mut list = String::from("[");
-    for entry in entries {
-        let of: EntryOf = didit_edge_core::json::from_str(entry.get())?;
-        if changed.iter().all(|(consumer, _)| *consumer != of.consumer) {
-            if list.len() > 1 {
-                list.push(',');
-            }
-            list.push_str(entry.get());
-        }
-    }
-    for (consumer, copy) in changed {
-        if list.len() > 1 {
-            list.push(',');
-        }
-        list.push_str(&serde_json::to_string(&StoredCopy::of(consumer, copy))?);
-    }
-    list.push(']');
-    Ok(list)
+    let mut entries: Vec<StoredCopy> = didit_edge_core::json::from_str(stored)?;
+    entries.retain(|entry| {
+        changed
+            .iter()
+            .all(|(consumer, _)| *consumer != entry.consumer)
+    });
+    entries.extend(
+        changed
+            .iter()
+            .map(|(consumer, copy)| StoredCopy::of(consumer, copy)),
+    );
+    Ok(serde_json::to_string(&entries)?)
 }
 
 // `refusals` and `attempts`: one consumer's copy.
