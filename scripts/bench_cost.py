@@ -221,7 +221,7 @@ def quiet(edge, instrumented, timeout=60):
 
 def totals(costs):
     t = {"worker_invocations": 0, "do_requests": 0.0, "do_fetches": 0, "alarms": 0, "ws_messages": 0,
-         "rows_read": 0, "rows_written": 0, "set_alarm": 0, "delete_alarm": 0, "subrequests": 0,
+         "rows_read": 0, "rows_written": 0, "set_alarm": 0, "delete_alarm": 0, "delete_all": 0, "subrequests": 0,
          "active_ms": 0, "statements": 0}
     sizes = {}
     for c in costs:
@@ -234,7 +234,7 @@ def totals(costs):
         t["alarms"] += r["alarm"]
         t["ws_messages"] += r["ws_message"]
         t["do_requests"] += r["fetch"] + r["alarm"] + r["ws_message"] / 20
-        for key in ("rows_read", "rows_written", "set_alarm", "delete_alarm", "active_ms", "statements"):
+        for key in ("rows_read", "rows_written", "set_alarm", "delete_alarm", "delete_all", "active_ms", "statements"):
             t[key] += c[key]
         if c.get("database_size") is not None:
             sizes[f'{c["class"]}:{c["object"]}'] = c["database_size"]
@@ -492,7 +492,8 @@ def retention_end(args, results):
 COUNT_ROWS = [("Worker invocations", "worker_invocations"), ("DO requests", "do_requests"),
               ("  of which fetches (stub calls)", "do_fetches"), ("  of which alarms", "alarms"),
               ("rows read", "rows_read"), ("rows written", "rows_written"), ("setAlarm()", "set_alarm"),
-              ("deleteAlarm()", "delete_alarm"), ("subrequests (not billed)", "subrequests"),
+              ("deleteAlarm()", "delete_alarm"), ("deleteAll()", "delete_all"),
+              ("subrequests (not billed)", "subrequests"),
               ("DO active ms", "active_ms"), ("CPU ms (uninstrumented)", "cpu_ms")]
 TARGET_LABEL = {"rust": "didit-edge", "js": "JS baseline"}
 
@@ -516,11 +517,20 @@ def storage_terms(results):
             forgotten = results.get(("retention end", "rust"))
             sizes = [s for key, s in forgotten["totals"]["sizes"].items() if key.startswith("Inbox:")] if forgotten else []
             residual = sum(sizes) / len(sizes) if sizes else kept
+            # An object whose data was all removed with deleteAll() is not billed for storage any
+            # more, whatever workerd reports locally for its (empty) database file.
+            released = bool(forgotten) and forgotten["totals"].get("delete_all", 0) >= forgotten["events"]
+            out_local = residual
+            if released:
+                residual = 0
             days_kept = DEDUP_TTL_DAYS
         else:
             residual, days_kept = kept, 30  # nothing is ever removed
         gb_months = (kept * days_kept + residual * (30 - days_kept)) / 1e9 / MONTH_DAYS
+        if target == "js":
+            released, out_local = False, residual
         out[target] = {"kept_bytes": kept, "kept_days": days_kept, "residual_bytes": residual,
+                       "released": released, "local_residual_bytes": out_local,
                        "usd_first_30_days": gb_months * GB_MONTH,
                        "usd_per_month_after": residual / 1e9 * GB_MONTH}
     return out
@@ -574,9 +584,15 @@ def report(results, cpu, order, args):
     print("== storage at the default retention (databaseSize of the 'normal' scenario's inboxes, one per event)")
     for target, st in storage.items():
         if target == "rust":
+            if st["released"]:
+                after = (f"then nothing: the inbox releases its storage with deleteAll() once its last record is "
+                         f"forgotten (workerd still reports {st['local_residual_bytes'] / 1024:.1f} KiB for the empty "
+                         f"file locally; Cloudflare bills no data once it is removed)")
+            else:
+                after = (f"{st['residual_bytes'] / 1024:.1f} KiB after it is forgotten, for as long as the object "
+                         f"exists (its storage is never deleted)")
             print(f"didit-edge   {st['kept_bytes'] / 1024:.1f} KiB per event while its record is kept ({DEDUP_TTL_DAYS:g} days, "
-                  f"DEDUP_TTL_SECS), {st['residual_bytes'] / 1024:.1f} KiB after it is forgotten, for as long as the object "
-                  f"exists (its storage is never deleted)")
+                  f"DEDUP_TTL_SECS), {after}")
         else:
             print(f"JS baseline  {st['kept_bytes'] / 1024:.1f} KiB per event, for ever (nothing is ever removed)")
         print(f"{'':12} first 30 days: {st['usd_first_30_days'] * 1e6:.4f} $/M events; then "
@@ -586,7 +602,7 @@ def report(results, cpu, order, args):
         pe = results[("retention end", "rust")]["per_event"]
         print(f"didit-edge   the record's end, {DEDUP_TTL_DAYS:g} days later, per event: {pe['do_requests']:.2f} DO requests, "
               f"{pe['rows_read']:.1f} rows read, {pe['rows_written']:.1f} rows written, {pe['set_alarm']:.2f} setAlarm, "
-              f"{pe['delete_alarm']:.2f} deleteAlarm, {pe['active_ms']:.1f} ms active: "
+              f"{pe['delete_alarm']:.2f} deleteAlarm, {pe.get('delete_all', 0):.2f} deleteAll, {pe['active_ms']:.1f} ms active: "
               f"{sum(v for k, v in priced(pe).items() if k != 'storage'):.4f} $/M events")
     print("\n== summary: $ per million events (sweeps: per million sessions swept)")
     print("   normal, two consumers, retried, duplicate: with the first 30 days of storage and, for didit-edge, the record's end")

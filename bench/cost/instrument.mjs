@@ -14,7 +14,8 @@
 //   `storage` is a Proxy whose `sql` is a Proxy whose `exec` keeps each cursor); the cursors
 //   are summed when the object goes idle (Rust and JS both consume a cursor synchronously,
 //   right after `exec`);
-// - `storage.setAlarm()` (billed as one row written each) and `storage.deleteAlarm()`;
+// - `storage.setAlarm()` (billed as one row written each), `storage.deleteAlarm()` and
+//   `storage.deleteAll()` (after which Cloudflare bills no stored data for the object);
 // - subrequests: every `globalThis.fetch` (stub calls are not fetches; they are counted as the
 //   Durable Object requests they become);
 // - Durable Object active wall time (billed duration): per object, the time during which at
@@ -79,6 +80,7 @@ class ObjectRecord {
     this.counts = { fetch: 0, alarm: 0, ws_message: 0, ws_close: 0, ws_error: 0 };
     this.setAlarm = 0;
     this.deleteAlarm = 0;
+    this.deleteAll = 0;
     this.statements = 0;
     this.active = 0;
     this.activeSince = 0;
@@ -130,6 +132,11 @@ class ObjectRecord {
         function deleteAlarm(...args) {
           record.deleteAlarm += 1;
           return storage.deleteAlarm(...args);
+        },
+      deleteAll: (storage) =>
+        function deleteAll(...args) {
+          record.deleteAll += 1;
+          return storage.deleteAll(...args);
         },
     };
     this.stateProxy = proxied(state, {
@@ -183,6 +190,7 @@ class ObjectRecord {
       statements: this.statements,
       set_alarm: this.setAlarm,
       delete_alarm: this.deleteAlarm,
+      delete_all: this.deleteAll,
       active_ms: this.activeMs,
       intervals: this.intervals,
       subrequests: takeSubrequests(),
@@ -192,6 +200,7 @@ class ObjectRecord {
     this.counts = { fetch: 0, alarm: 0, ws_message: 0, ws_close: 0, ws_error: 0 };
     this.setAlarm = 0;
     this.deleteAlarm = 0;
+    this.deleteAll = 0;
     this.statements = 0;
     this.activeMs = 0;
     this.intervals = [];
