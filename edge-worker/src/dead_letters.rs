@@ -9,7 +9,6 @@
 use didit_edge_core::alert::Alert;
 use didit_edge_core::dead_letter_index::{self, Pushed};
 use didit_edge_core::time::UnixMs;
-use serde::{Deserialize, Serialize};
 use worker::{
     console_error, durable_object, DurableObject, Env, Request, Response, Result, SqlStorageValue,
     State,
@@ -23,8 +22,8 @@ use crate::{alerts, http};
 /// of its log: the admin API's shapes, from the core.
 pub(crate) use didit_edge_core::admin::{DeadLetter, DeadLetterKey, DeadLetterPage, LoggedAttempt};
 
-/// Changes pushed by one inbox.
-#[derive(Serialize, Deserialize, Default)]
+/// Changes pushed by one inbox (written as `crate::fields` says).
+#[derive(Default)]
 pub(crate) struct Changes {
     /// New or renewed dead letters.
     pub put: Vec<DeadLetter>,

@@ -17,10 +17,10 @@ use didit_edge_core::health::Report;
 use didit_edge_core::inbox::Erasure;
 use didit_edge_core::time::UnixMs;
 use serde::de::{self, Deserialize, Deserializer};
-use serde::ser::{Serialize, Serializer};
+use serde::ser::{self, Serialize, Serializer};
 
 use crate::alerts::Enqueue;
-use crate::dead_letters::{Inboxes, Query};
+use crate::dead_letters::{Changes, DeadLetter, Inboxes, Query};
 use crate::health::Reported;
 use crate::inbox::{KnowsRequest, ReplayRequest};
 use crate::reconciler::{ForgetRequest, Forgotten};
@@ -284,6 +284,61 @@ impl<'de> Deserialize<'de> for InboxErasure {
     }
 }
 
+impl Serialize for Changes {
+    /// The count of new dead letters, each dead letter's fields (its attempts as one JSON
+    /// text, read as the index stores it), then the keys to unlist.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut fields = vec![Some(self.put.len().to_string())];
+        for letter in &self.put {
+            let attempts = serde_json::to_string(&letter.attempts).map_err(ser::Error::custom)?;
+            fields.extend([
+                Some(letter.id.clone()),
+                Some(letter.consumer.clone()),
+                Some(letter.subject.clone()),
+                Some(letter.webhook_type.clone()),
+                Some(letter.reason.clone()),
+                Some(letter.received_at_ms.to_string()),
+                Some(letter.dead_at_ms.to_string()),
+                letter.replayable_until_ms.map(|ms| ms.to_string()),
+                Some(attempts),
+            ]);
+        }
+        for key in &self.remove {
+            fields.extend([Some(key.id.clone()), Some(key.consumer.clone())]);
+        }
+        write(&fields, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Changes {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::deserialize(deserializer)?;
+        let count: usize = fields.number()?;
+        let mut changes = Self::default();
+        for _ in 0..count {
+            changes.put.push(DeadLetter {
+                id: fields.text()?,
+                consumer: fields.text()?,
+                subject: fields.text()?,
+                webhook_type: fields.text()?,
+                reason: fields.text()?,
+                received_at_ms: fields.number()?,
+                dead_at_ms: fields.number()?,
+                replayable_until_ms: fields.optional_number()?,
+                attempts: didit_edge_core::json::from_str(&fields.text::<D::Error>()?)
+                    .map_err(de::Error::custom)?,
+            });
+        }
+        while let Some(id) = fields.optional() {
+            changes.remove.push(DeadLetterKey {
+                id,
+                consumer: fields.text()?,
+            });
+        }
+        Ok(changes)
+    }
+}
+
 impl Serialize for Reported {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let Self(report) = self;
@@ -368,6 +423,31 @@ mod tests {
             (read.id, read.consumer, read.limit, read.after),
             (query.id, None, 50, -1)
         );
+    }
+
+    #[test]
+    fn index_changes_read_back_what_they_wrote() {
+        let letter = DeadLetter {
+            id: "evt_1".into(),
+            consumer: "crm".into(),
+            subject: "session:s1".into(),
+            webhook_type: "status.updated".into(),
+            reason: "retries_exhausted".into(),
+            received_at_ms: 1,
+            dead_at_ms: 2,
+            replayable_until_ms: None,
+            attempts: Vec::new(),
+        };
+        let changes = Changes {
+            put: vec![letter],
+            remove: vec![DeadLetterKey {
+                id: "evt_0".into(),
+                consumer: "crm".into(),
+            }],
+        };
+        let text = serde_json::to_string(&changes).expect("json");
+        let read: Changes = serde_json::from_str(&text).expect("reads");
+        assert_eq!((read.put, read.remove), (changes.put, changes.remove));
     }
 
     #[test]
