@@ -15,7 +15,9 @@
 # 4. an erasure that lands while an origin is being tried does not stop the attempt (the next
 #    origin gets the erased subject's data);
 # 5. an event Didit created earlier, arriving while a later one is being tried, does not stop
-#    the attempt (the later one overtakes it).
+#    the attempt (the later one overtakes it);
+# 6. a claim starts a run while one is going on (two runs send the same copy);
+# 7. an inbox releases its storage while it still holds an event.
 #
 #   scripts/planted_bugs.sh            # 40 seeds each (SEEDS to change)
 set -euo pipefail
@@ -68,4 +70,16 @@ plant "an erasure during an attempt does not stop it" core/src/inbox/run.rs \
 plant "an earlier event arriving during an attempt is overtaken" core/src/inbox/run.rs \
   "                            Standing::Overtaken => plan.stop(now.0)," \
   "                            Standing::Overtaken => {}" simulation
+plant "a claim starts a second run while one is going on" core/src/inbox/gate.rs \
+  "        if self.held.is_some() {
+            self.again = true;
+            return None;
+        }" \
+  "        if self.held.is_some() && false {
+            self.again = true;
+            return None;
+        }" simulation
+plant "an inbox releases its storage while it holds an event" core/src/inbox/retention.rs \
+  "        self.events.is_empty() && self.erased_at.is_none() && self.unreadable.is_empty()" \
+  "        self.events.len() <= 1 && self.erased_at.is_none() && self.unreadable.is_empty()" simulation
 echo "== every planted bug was caught"
