@@ -21,6 +21,7 @@
 //! Reading (`parse`) and writing (`write`, with `number` for numbers) meet only at `Node`, the
 //! parsed value that still holds each number's text as written.
 
+mod float;
 mod number;
 mod parse;
 mod write;

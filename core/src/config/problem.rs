@@ -154,7 +154,10 @@ impl fmt::Display for ConfigError {
                 dedup_ttl_secs,
             } => write!(
                 f,
-                "with DEDUP_TTL_SECS {dedup_ttl_secs}, reconciliation would look at sessions the inboxes                  have forgotten and deliver their results again: DEDUP_TTL_SECS must be at least                  RECONCILE_LOOKBACK_SECS + RECONCILE_SETTLE_SECS + RECONCILE_RECHECK_SECS +                  TIMESTAMP_TOLERANCE_SECS ({needed_secs}), or the lookback shorter"
+                "with DEDUP_TTL_SECS {dedup_ttl_secs}, reconciliation would look at sessions the \
+                 inboxes have forgotten and deliver their results again: DEDUP_TTL_SECS must be at \
+                 least RECONCILE_LOOKBACK_SECS + RECONCILE_SETTLE_SECS + RECONCILE_RECHECK_SECS + \
+                 TIMESTAMP_TOLERANCE_SECS ({needed_secs}), or the lookback shorter"
             ),
         }
     }
@@ -197,3 +200,25 @@ impl fmt::Display for ConfigErrors {
 }
 
 impl core::error::Error for ConfigErrors {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    /// The text is one sentence, without the runs of spaces a broken line continuation leaves.
+    #[test]
+    fn outlives_dedup_ttl_reads_as_one_sentence() {
+        let text = ConfigError {
+            setting: "DEDUP_TTL_SECS",
+            problem: Problem::OutlivesDedupTtl {
+                needed_secs: 90,
+                dedup_ttl_secs: 60,
+            },
+        }
+        .to_string();
+        assert!(!text.contains("  "), "{text}");
+        assert!(text.contains("the inboxes have forgotten"), "{text}");
+        assert!(text.contains("at least RECONCILE_LOOKBACK_SECS"), "{text}");
+    }
+}
