@@ -977,14 +977,10 @@ fn an_inbox_whose_last_event_is_forgotten_vacates_its_storage_and_not_before() {
     inbox.handle_claim(claim("second", 10, &["a"]), UnixMs(500_000));
     deliver(&mut inbox, &policy, 500_000, delivered("o"));
     drop(inbox.drain_changes().collect::<Vec<_>>());
-    // Retention runs as the alarm would, until nothing is due.
-    let mut now = UnixMs(500_000);
-    let mut written = Vec::new();
-    while let Some(next) = inbox.poll_timeout(&policy, now) {
-        now = next.max(now);
-        inbox.handle_timeout(&policy, now);
-        written.extend(inbox.drain_changes());
-    }
+    let written: Vec<Change> = retention_until_idle(&mut inbox, &policy, UnixMs(500_000))
+        .into_iter()
+        .map(|(_, change)| change)
+        .collect();
     let forgotten = |seq| written.iter().position(|c| *c == Change::ForgetEvent(seq));
     let (first, second) = (forgotten(Seq(1)), forgotten(Seq(2)));
     let vacated = written.iter().position(|c| *c == Change::Vacate);
@@ -1013,19 +1009,30 @@ fn an_erased_inbox_keeps_its_storage_while_the_erasure_mark_lasts() {
     );
     inbox.handle_erase(UnixMs(10_000));
     drop(inbox.drain_changes().collect::<Vec<_>>());
-    let mut now = UnixMs(10_000);
-    let mut vacated_at = None;
-    while let Some(next) = inbox.poll_timeout(&hold, now) {
-        now = next.max(now);
-        inbox.handle_timeout(&hold, now);
-        if inbox.drain_changes().any(|change| change == Change::Vacate) {
-            vacated_at = Some(now);
-        }
-        if vacated_at.is_some() {
-            break;
-        }
-    }
+    let written = retention_until_idle(&mut inbox, &hold, UnixMs(10_000));
+    let vacated_at: Vec<UnixMs> = written
+        .iter()
+        .filter(|(_, change)| *change == Change::Vacate)
+        .map(|(at, _)| *at)
+        .collect();
     let until = inbox.erased_until(&hold.retention);
     assert_eq!(until, None, "the mark went");
-    assert_eq!(vacated_at, Some(UnixMs(10_000).plus_secs(1_000)));
+    assert_eq!(vacated_at, [UnixMs(10_000).plus_secs(1_000)]);
+}
+
+/// Retention run as the alarm would run it, from `from` until nothing is due: every change
+/// written, with the time it was written.
+fn retention_until_idle(
+    inbox: &mut Inbox,
+    policy: &InboxPolicy<'_>,
+    from: UnixMs,
+) -> Vec<(UnixMs, Change)> {
+    let mut now = from;
+    let mut written = Vec::new();
+    while let Some(next) = inbox.poll_timeout(policy, now) {
+        now = next.max(now);
+        inbox.handle_timeout(policy, now);
+        written.extend(inbox.drain_changes().map(|change| (now, change)));
+    }
+    written
 }
