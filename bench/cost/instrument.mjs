@@ -76,16 +76,9 @@ class ObjectRecord {
     this.className = className;
     this.state = state;
     this.id = state.id.toString();
-    this.cursors = [];
-    this.counts = { fetch: 0, alarm: 0, ws_message: 0, ws_close: 0, ws_error: 0 };
-    this.setAlarm = 0;
-    this.deleteAlarm = 0;
-    this.deleteAll = 0;
-    this.statements = 0;
+    this.resetCounts();
     this.active = 0;
     this.activeSince = 0;
-    this.activeMs = 0;
-    this.intervals = [];
     const record = this;
     let sqlProxy = null;
     let storageProxy = null;
@@ -196,6 +189,11 @@ class ObjectRecord {
       subrequests: takeSubrequests(),
       database_size: databaseSize,
     });
+    this.resetCounts();
+  }
+
+  // What a line reports: everything counted since the previous line about this object.
+  resetCounts() {
     this.cursors = [];
     this.counts = { fetch: 0, alarm: 0, ws_message: 0, ws_close: 0, ws_error: 0 };
     this.setAlarm = 0;
