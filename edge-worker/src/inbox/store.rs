@@ -227,7 +227,12 @@ impl Tables {
 
     /// Whether the object has `table`.
     pub(super) fn has(&self, table: Later) -> bool {
-        self.0.iter().any(|name| name == table.name())
+        self.has_named(table.name())
+    }
+
+    /// Whether the object has a table of that name.
+    fn has_named(&self, name: &str) -> bool {
+        self.0.iter().any(|table| table == name)
     }
 
     /// Creates `table` if the object does not have it yet (`meta` with the schema version).
@@ -259,12 +264,11 @@ pub(super) enum Storage {
 /// to date, whatever its later tables hold.
 pub(super) fn migrate(sql: &SqlStorage) -> Result<Storage> {
     let tables = Tables::of(sql)?;
-    let has = |name: &str| tables.0.iter().any(|table| table == name);
-    if !has("events") {
+    if !tables.has_named("events") {
         sql.exec(SCHEMA_CURRENT, None)?;
         return Ok(Storage::Fresh);
     }
-    if !has("deliveries") {
+    if !tables.has_named("deliveries") {
         return Ok(Storage::Existing);
     }
     // Created by an older release: the first schema is there (these are no-ops), and the
