@@ -65,7 +65,7 @@ pub use record::{
 };
 pub use transition::{subject_kind, LogRecord, Transition};
 
-use crate::attempt::Verdict;
+use crate::attempt::{LogEntry, Verdict};
 use crate::delivery::{expiry, CopyState, Expiry, Retention};
 use crate::receipt::Receipt;
 use crate::risk::Level;
@@ -318,7 +318,19 @@ impl Inbox {
         copy.state =
             copy.state
                 .after_attempt(&outcome.verdict, now, policy.retry_schedule, jitter_seed);
-        for entry in &outcome.log {
+        // The request that delivered is told by the `delivered` line itself: every log line
+        // is a billed log event, and a copy delivered at once would otherwise take two.
+        let took = match (&copy.state, &outcome.verdict) {
+            (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => outcome
+                .log
+                .iter()
+                .rposition(|entry| entry.error.is_none() && entry.origin.as_ref() == Some(origin)),
+            _ => None,
+        };
+        for (index, entry) in outcome.log.iter().enumerate() {
+            if Some(index) == took {
+                continue;
+            }
             self.transitions.push_back(Transition::Attempt {
                 event_id: delivery.id.clone(),
                 consumer: delivery.consumer.clone(),
@@ -328,7 +340,14 @@ impl Inbox {
                 latency_ms: entry.latency_ms,
             });
         }
-        let settled = settled_by(delivery, copy.state, &outcome.verdict, failures_before);
+        let took = took.and_then(|index| outcome.log.get(index));
+        let settled = settled_by(
+            delivery,
+            copy.state,
+            &outcome.verdict,
+            failures_before,
+            took,
+        );
         self.transitions.extend(settled);
         let delivered = match (&copy.state, &outcome.verdict) {
             (CopyState::Delivered { .. }, Verdict::Delivered { origin }) => {
@@ -461,13 +480,15 @@ fn stored_content(
     }
 }
 
-/// What an attempt's copy came to, as the one log line that says so (besides each origin's):
-/// delivered, a dead letter, deferred by the breakers, or a retry scheduled.
+/// What an attempt's copy came to, as the one log line that says so (besides each failed
+/// origin's): delivered (with `took`, the request that delivered), a dead letter, deferred by
+/// the breakers, or a retry scheduled.
 fn settled_by(
     delivery: &DueCopy,
     state: CopyState,
     verdict: &Verdict,
     failures_before: u32,
+    took: Option<&LogEntry>,
 ) -> Option<Transition> {
     let event_id = delivery.id.clone();
     let consumer = delivery.consumer.clone();
@@ -478,6 +499,8 @@ fn settled_by(
                 consumer,
                 origin: origin.clone(),
                 failures: failures_before,
+                status: took.and_then(|entry| entry.status),
+                latency_ms: took.and_then(|entry| entry.latency_ms),
             })
         }
         (CopyState::Dead { reason, .. }, _) => Some(Transition::DeadLetter {

@@ -430,7 +430,30 @@ fn every_step_of_an_event_is_a_transition_for_the_log() {
         })
     );
     inbox.handle_replay(ReplayFilter::default(), UnixMs(7_000));
-    deliver(&mut inbox, &policy, 7_000, delivered("gcp"));
+    // Failed over within the attempt: the failed request is an `attempt` line, the one that
+    // delivered is told by the `delivered` line alone.
+    let failed_over = Outcome {
+        log: vec![
+            LogEntry {
+                at_ms: 7_020,
+                origin: Some("aws".into()),
+                status: Some(503),
+                error: Some("server_error"),
+                location: None,
+                latency_ms: Some(20),
+            },
+            LogEntry {
+                at_ms: 7_032,
+                origin: Some("gcp".into()),
+                status: Some(204),
+                error: None,
+                location: None,
+                latency_ms: Some(12),
+            },
+        ],
+        ..delivered("gcp")
+    };
+    deliver(&mut inbox, &policy, 7_000, failed_over);
     assert_eq!(
         transitions(&mut inbox),
         [
@@ -438,11 +461,21 @@ fn every_step_of_an_event_is_a_transition_for_the_log() {
                 event_id: "e".into(),
                 consumer: "a".into(),
             },
+            Transition::Attempt {
+                event_id: "e".into(),
+                consumer: "a".into(),
+                origin: Some("aws".into()),
+                status: Some(503),
+                error: Some("server_error"),
+                latency_ms: Some(20),
+            },
             Transition::Delivered {
                 event_id: "e".into(),
                 consumer: "a".into(),
                 origin: "gcp".into(),
                 failures: 0,
+                status: Some(204),
+                latency_ms: Some(12),
             },
         ]
     );

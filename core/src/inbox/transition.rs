@@ -63,6 +63,10 @@ pub enum Transition {
         origin: String,
         /// Failed attempts before this one.
         failures: u32,
+        /// The origin's 2xx status.
+        status: Option<u16>,
+        /// From sending the request that delivered to its answer.
+        latency_ms: Option<u64>,
     },
     /// Every origin failed; the copy waits for its next attempt.
     RetryScheduled {
@@ -251,9 +255,16 @@ impl Transition {
                     .optional_number("latency_ms", *latency_ms);
             }
             Self::Delivered {
-                origin, failures, ..
+                origin,
+                failures,
+                status,
+                latency_ms,
+                ..
             } => {
-                line.text("origin", origin).number("failures", *failures);
+                line.text("origin", origin)
+                    .number("failures", *failures)
+                    .optional_number("status", *status)
+                    .optional_number("latency_ms", *latency_ms);
             }
             Self::RetryScheduled {
                 failures,
