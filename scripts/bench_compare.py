@@ -191,14 +191,15 @@ def forged(args):
     print("\n" + json.dumps({"genuine": genuine, "forged_v2_only": v2_only, "forged_all_three": all_three}))
 
 
-def start(name, origin, js, warmup):
+def start(name, origin, js, warmup, wrangler_config=None):
     if js:
         config = {"DIDIT_WEBHOOK_SECRET": DIDIT_SECRET, "ORIGIN_SIGNING_SECRET": SIGNING_SECRET, "ORIGIN_URL": origin.url}
         edge = WranglerDev(name, config, wrangler_config=ROOT / "bench" / "js-baseline" / "wrangler.toml")
     else:
         # The JS Worker waits for its origin as long as it takes; so does this, within reason.
         origins = json.dumps([{"name": "origin", "url": origin.url, "timeout_ms": 30000}])
-        edge = WranglerDev(name, base_config(origin.url, MAX_BODY_BYTES="1048576", ORIGINS=origins))
+        edge = WranglerDev(name, base_config(origin.url, MAX_BODY_BYTES="1048576", ORIGINS=origins),
+                           wrangler_config=wrangler_config)
     edge.start()
     # Warm-up: isolates, code paths (wasm is compiled, then optimized, as it runs), connections.
     for _ in range(warmup):

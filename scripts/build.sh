@@ -5,15 +5,24 @@
 #
 #   scripts/build.sh            the worker that is deployed, into edge-worker/build
 #   scripts/build.sh --faults   the tests' build with fault injection, into edge-worker/build-faults
+#   scripts/build.sh --names    the deployed build keeping its function names (for profiles:
+#                               scripts/profile_worker.py --names), into edge-worker/build-names
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$repo_root"
 out_dir=build
 cargo_options=()
-if [ "${1:-}" = "--faults" ]; then
-  out_dir=build-faults
-  cargo_options=(--features fault-injection)
-fi
+strip=(--strip-debug)
+case "${1:-}" in
+  --faults)
+    out_dir=build-faults
+    cargo_options=(--features fault-injection)
+    ;;
+  --names)
+    out_dir=build-names
+    strip=(--debuginfo)
+    ;;
+esac
 out="edge-worker/$out_dir/index.js"
 if [ -f "$out" ] && [ -z "$(find core edge-worker/src edge-worker/Cargo.toml core/Cargo.toml Cargo.toml Cargo.lock -newer "$out" -type f 2>/dev/null | head -n 1)" ]; then
   echo "build: edge-worker/$out_dir is up to date"
@@ -29,7 +38,7 @@ worker-build --release --out-dir "$out_dir" "${cargo_options[@]}"
 # gzip): an address below 1 KiB is only reached by such a sum wrapping around, which Rust's
 # in-bounds pointer arithmetic never does (the stack is laid out first, from 1 MiB down; data
 # above it).
-wasm-opt "$out_dir/index_bg.wasm" -o "$out_dir/index_bg.wasm" --strip-debug --strip-producers \
+wasm-opt "$out_dir/index_bg.wasm" -o "$out_dir/index_bg.wasm" "${strip[@]}" --strip-producers \
   --low-memory-unused -Oz --converge \
   --enable-mutable-globals --enable-sign-ext --enable-nontrapping-float-to-int --enable-bulk-memory \
   --enable-multivalue --enable-reference-types --enable-exception-handling

@@ -120,8 +120,9 @@ class WranglerDev:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.starts += 1
         self.log_path = LOG_DIR / f"{self.name}-{self.starts}.log"
+        self.inspector_port = free_port()
         command = [str(ROOT / "node_modules" / ".bin" / "wrangler"), "dev", "--ip", "127.0.0.1",
-                   "--port", str(self.port), "--inspector-port", str(free_port()),
+                   "--port", str(self.port), "--inspector-port", str(self.inspector_port),
                    "--persist-to", self.persist_dir, "--show-interactive-dev-session=false",
                    "--test-scheduled"]
         command += ["--config", str(self.wrangler_config or test_wrangler_config(self.faults))]
