@@ -41,6 +41,9 @@ pub struct Reconciler {
     env: Env,
     /// Erasure keys learned while a run waits on a step, for that run to hear of.
     erased_meanwhile: RefCell<Vec<String>>,
+    /// The sweep's state as last read or written, so that a step that left it as it was
+    /// writes nothing (each write is a billed row, and a run saves after every step).
+    stored_state: RefCell<Option<String>>,
 }
 
 /// An operator's erasure, for the reconciler to forget (`ReconcilerCall::Forget`).
@@ -71,6 +74,7 @@ impl DurableObject for Reconciler {
             state,
             env,
             erased_meanwhile: RefCell::new(Vec::new()),
+            stored_state: RefCell::new(None),
         }
     }
 

@@ -63,18 +63,26 @@ impl Reconciler {
                 .exec("SELECT state FROM sweep_state WHERE id = 1", None)?,
             Columns::text,
         )?;
-        match stored {
-            Some(text) => Ok(didit_edge_core::json::from_str(&text)?),
-            None => Ok(reconcile::State::default()),
-        }
+        let state = match &stored {
+            Some(text) => didit_edge_core::json::from_str(text)?,
+            None => reconcile::State::default(),
+        };
+        *self.stored_state.borrow_mut() = stored;
+        Ok(state)
     }
 
     pub(super) fn save(&self, state: &reconcile::State) -> Result<()> {
+        let text = serde_json::to_string(state)?;
+        if self.stored_state.borrow().as_deref() == Some(text.as_str()) {
+            return Ok(());
+        }
+        self.stored_state.borrow_mut().take();
         self.sql().exec(
             "INSERT INTO sweep_state (id, state) VALUES (1, ?) \
              ON CONFLICT (id) DO UPDATE SET state = excluded.state",
-            vec![serde_json::to_string(state)?.into()],
+            vec![text.clone().into()],
         )?;
+        *self.stored_state.borrow_mut() = Some(text);
         Ok(())
     }
 
@@ -87,14 +95,16 @@ impl Reconciler {
                 seen,
             } => {
                 let set_aside = seen.set_aside;
+                // Each indexed column an update sets is one more row written, and a session in
+                // the lookback is confirmed every RECONCILE_RECHECK_SECS: a session's creation
+                // time never changes, so the update leaves `created_at` (and its index) alone.
                 sql.exec(
                     "INSERT INTO seen (session_id, status, gap_since, checked_at, created_at, tries, \
                      failure, failure_status, retry_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                      ON CONFLICT (session_id) DO UPDATE SET status = excluded.status, \
                      gap_since = excluded.gap_since, checked_at = excluded.checked_at, \
-                     created_at = excluded.created_at, tries = excluded.tries, \
-                     failure = excluded.failure, failure_status = excluded.failure_status, \
-                     retry_at = excluded.retry_at",
+                     tries = excluded.tries, failure = excluded.failure, \
+                     failure_status = excluded.failure_status, retry_at = excluded.retry_at",
                     vec![
                         session_id.into(),
                         seen.status.into(),
