@@ -299,7 +299,7 @@ impl DurableObject for DeadLetters {
     }
 }
 
-async fn call(env: &Env, call: DeadLettersCall, body: String) -> Result<Response> {
+async fn call(env: &Env, call: DeadLettersCall, body: String) -> Result<objects::Answer> {
     objects::post(env, DeadLettersCall::BINDING, GLOBAL, call.path(), body).await
 }
 

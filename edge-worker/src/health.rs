@@ -116,7 +116,7 @@ thread_local! {
     static CACHE: RefCell<SnapshotCache> = const { RefCell::new(SnapshotCache::new()) };
 }
 
-async fn call(env: &Env, call: HealthCall, body: String) -> Result<Response> {
+async fn call(env: &Env, call: HealthCall, body: String) -> Result<objects::Answer> {
     objects::post(env, HealthCall::BINDING, GLOBAL, call.path(), body).await
 }
 
@@ -148,7 +148,9 @@ pub(crate) async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Sna
         Lookup::Fetch => {
             let fetched = call(env, HealthCall::Snapshot, String::new()).await;
             let fetched = match fetched {
-                Ok(mut response) => response.json::<Snapshot>().await,
+                Ok(answer) => answer.text().await.and_then(|text| {
+                    didit_edge_core::json::from_str::<Snapshot>(&text).map_err(Into::into)
+                }),
                 Err(error) => Err(error),
             };
             let fetched = fetched

@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use worker::{console_error, Env, Method, ObjectNamespace, Request, Response, Result, State, Stub};
+use wasm_bindgen_futures::JsFuture;
+use worker::{
+    console_error, web_sys, Env, Method, ObjectNamespace, Request, Response, Result, State, Stub,
+};
 
 use crate::http;
 
@@ -169,6 +172,33 @@ extern "C" {
     ) -> std::result::Result<JsValue, JsValue>;
 }
 
+#[wasm_bindgen]
+extern "C" {
+    /// A Durable Object stub as the runtime has it.
+    #[wasm_bindgen(extends = js_sys::Object)]
+    type RawStub;
+
+    #[wasm_bindgen(method, catch)]
+    fn fetch(
+        this: &RawStub,
+        request: &web_sys::Request,
+    ) -> std::result::Result<js_sys::Promise, JsValue>;
+}
+
+/// An object's 200 answer, as the runtime's `Response`: read whole with one `text()`, where
+/// workers-rs' `Response` would read it through a stream reader, a promise and a copy across
+/// the wasm boundary per chunk (scripts/profile_worker.py showed that on every event's claim).
+pub(crate) struct Answer(web_sys::Response);
+
+impl Answer {
+    /// The answer's body.
+    pub(crate) async fn text(self) -> Result<String> {
+        let text = JsFuture::from(self.0.text()?).await?;
+        text.as_string()
+            .ok_or_else(|| "an object's answer is not text".into())
+    }
+}
+
 /// POSTs `body` to the call at `path` of the object `name` of `binding`.
 pub(crate) async fn post(
     env: &Env,
@@ -176,19 +206,16 @@ pub(crate) async fn post(
     name: &str,
     path: &str,
     body: String,
-) -> Result<Response> {
+) -> Result<Answer> {
     let url = format!("https://object{path}");
     let request = http::outgoing(&url, Method::Post, None, Some(&body), true)?;
-    let mut response = stub(env, binding, name)?
-        .fetch_with_request(request)
-        .await?;
-    if response.status_code() != 200 {
-        return Err(format!(
-            "{binding} object answered {}: {}",
-            response.status_code(),
-            response.text().await.unwrap_or_default()
-        )
-        .into());
+    let stub = stub(env, binding, name)?.into_rpc::<RawStub>();
+    let answered = JsFuture::from(stub.fetch(request.inner())?).await?;
+    let response = Answer(answered.dyn_into::<web_sys::Response>()?);
+    let status = response.0.status();
+    if status != 200 {
+        let text = response.text().await.unwrap_or_default();
+        return Err(format!("{binding} object answered {status}: {text}").into());
     }
     Ok(response)
 }
