@@ -52,6 +52,7 @@ DO_GB = 128 / 1024  # duration is billed at 128 MB per object
 ROW_READ = 0.001 / 1e6
 ROW_WRITTEN = 1.00 / 1e6  # each setAlarm() is billed as one row written
 GB_MONTH = 0.20  # $ per GB-month stored
+LOG_EVENT = 0.60 / 1e6  # Workers Logs: each invocation's log and each custom log line is one event
 MONTH_DAYS = 30.44
 
 # Default retention (wrangler.toml [vars], docs/configuration.md): a delivered event's payload
@@ -61,6 +62,7 @@ BODY_BYTES = 3000
 QUIET_SECS = 1.5
 JS_RETRY_MS = 5000  # the JS baseline's fixed retry wait
 RUST_RETRY_SCHEDULE = "5x20"  # the same wait for didit-edge, no jitter
+RECHECK_SECS = 90  # RECONCILE_RECHECK_SECS of the reconciliation scenario (default 3600)
 
 
 class Origin:
@@ -222,10 +224,11 @@ def quiet(edge, instrumented, timeout=60):
 def totals(costs):
     t = {"worker_invocations": 0, "do_requests": 0.0, "do_fetches": 0, "alarms": 0, "ws_messages": 0,
          "rows_read": 0, "rows_written": 0, "set_alarm": 0, "delete_alarm": 0, "delete_all": 0, "subrequests": 0,
-         "active_ms": 0, "statements": 0}
+         "active_ms": 0, "statements": 0, "log_lines": 0}
     sizes = {}
     for c in costs:
         t["subrequests"] += c.get("subrequests", 0)
+        t["log_lines"] += c.get("log_lines", 0)
         if c["kind"] == "worker":
             t["worker_invocations"] += 1
             continue
@@ -246,6 +249,13 @@ def per_event(t, events):
     return {k: (v / events if isinstance(v, (int, float)) else v) for k, v in t.items()}
 
 
+def log_events(p):
+    """Workers Logs' events: an invocation log per Worker invocation, Durable Object request and
+    alarm (observability on, as wrangler.toml has it and new Workers have by default), plus each
+    custom log line."""
+    return p["worker_invocations"] + p["do_fetches"] + p["alarms"] + p.get("log_lines", 0)
+
+
 def priced(p):
     """$ per million events of each term, from per-event counts `p`."""
     m = 1e6
@@ -256,6 +266,7 @@ def priced(p):
         "DO duration": p["active_ms"] / 1000 * DO_GB * GB_S * m,
         "rows read": p["rows_read"] * ROW_READ * m,
         "rows written": (p["rows_written"] + p["set_alarm"]) * ROW_WRITTEN * m,
+        "log events": log_events(p) * LOG_EVENT * m,
         "storage": p.get("storage_usd", 0.0) * m,
     }
 
@@ -376,7 +387,9 @@ def two_consumers(target, instrumented, args, results, order):
 
 def reconciliation(instrumented, args, results):
     """didit-edge only: a sweep over `args.sessions` sessions whose webhooks all came, then the
-    next sweep (nothing changed: nothing is asked again within RECONCILE_RECHECK_SECS)."""
+    next sweep (nothing changed: nothing is asked again within RECONCILE_RECHECK_SECS), then
+    (not with --quick) the recheck: RECONCILE_RECHECK_SECS later every session is asked again,
+    which with the defaults happens every hour for each session in the 3-day lookback."""
     from fake_didit_api import FakeDiditApi
 
     api_key = "didit-api-key-for-the-bench"
@@ -384,7 +397,8 @@ def reconciliation(instrumented, args, results):
     origin = Origin()
     config = settings("rust", origin, ("a",), ADMIN_TOKEN=ADMIN_TOKEN, DIDIT_API_KEY=api_key,
                       DIDIT_API_BASE_URL=api.base_url, RECONCILE_SETTLE_SECS="0",
-                      RECONCILE_INTERVAL_SECS="10", RECONCILE_REQUESTS_PER_RUN="1000")
+                      RECONCILE_INTERVAL_SECS="10", RECONCILE_REQUESTS_PER_RUN="1000",
+                      RECONCILE_RECHECK_SECS=str(RECHECK_SECS))
     edge = start("reconcile", "rust", instrumented, config)
 
     def sweeps_done():
@@ -442,6 +456,38 @@ def reconciliation(instrumented, args, results):
         results[("next sweep", "rust")] = measured(edge, instrumented, args.sessions, run_next)
         results[("next sweep", "rust")]["report"] = summed_runs(
             edge.log_events("reconcile_run")[marks["first"]:marks["next"]])
+        if args.quick:
+            return
+
+        def asks(runs):
+            return sum(run.get("requests", 0) - run.get("pages", 0) for run in runs)
+
+        def run_recheck(timeout=RECHECK_SECS + 300):
+            """Until every session was asked again and the sweep that asked the last ended."""
+            deadline = time.time() + timeout
+            while time.time() < deadline:
+                runs = [line.get("run") or {} for line in edge.log_events("reconcile_run")]
+                after = runs[marks["next"]:]
+                if after and after[-1].get("ended") == "sweep_done" and asks(after) >= args.sessions:
+                    marks["recheck"] = len(runs)
+                    return True
+                time.sleep(0.2)
+            raise SystemExit("reconciliation: the sessions were not asked again in time")
+
+        # The window holds the sweeps that asked nothing while the recheck was not yet due;
+        # each is priced as the next sweep measured above and taken off.
+        recheck = measured(edge, instrumented, args.sessions, run_recheck)
+        lines = edge.log_events("reconcile_run")[marks["next"]:marks["recheck"]]
+        recheck["report"] = summed_runs(lines)
+        sweeps = [line["run"] for line in lines if (line.get("run") or {}).get("ended") == "sweep_done"]
+        idle = sum(1 for run in sweeps if asks([run]) == 0)
+        empty = results[("next sweep", "rust")]["totals"]
+        for key, value in empty.items():
+            if isinstance(value, (int, float)):
+                recheck["totals"][key] -= idle * value
+        recheck["cpu_ms"] -= idle * results[("next sweep", "rust")]["cpu_ms"]
+        recheck["report"]["idle_sweeps_taken_off"] = idle
+        results[("recheck", "rust")] = recheck
     finally:
         stop(edge)
         origin.stop()
@@ -493,7 +539,7 @@ COUNT_ROWS = [("Worker invocations", "worker_invocations"), ("DO requests", "do_
               ("  of which fetches (stub calls)", "do_fetches"), ("  of which alarms", "alarms"),
               ("rows read", "rows_read"), ("rows written", "rows_written"), ("setAlarm()", "set_alarm"),
               ("deleteAlarm()", "delete_alarm"), ("deleteAll()", "delete_all"),
-              ("subrequests (not billed)", "subrequests"),
+              ("subrequests (not billed)", "subrequests"), ("custom log lines", "log_lines"),
               ("DO active ms", "active_ms"), ("CPU ms (uninstrumented)", "cpu_ms")]
 TARGET_LABEL = {"rust": "didit-edge", "js": "JS baseline"}
 
@@ -577,6 +623,9 @@ def report(results, cpu, order, args):
             print(f"  {rust['events']} sessions: {rep.get('runs', 1)} runs, {rep['sessions_checked']} sessions checked, "
                   f"{rep['pages']} list pages, {rep['requests']} requests; per sweep: {ta * rust['events'] / 1e6:.6f} $ "
                   f"(the column above is per million sessions)")
+            if "idle_sweeps_taken_off" in rep:
+                print(f"  {rep['idle_sweeps_taken_off']} sweeps in the window asked nothing (the recheck was not due "
+                      f"yet); each is priced as the next sweep's and taken off")
         if not (rust or {}).get("delivered", True) or not (js or {}).get("delivered", True):
             print("  NOT every event was delivered")
         summary.append((name, pa, pb, ta, tb))
@@ -681,12 +730,13 @@ def main():
     if args.only_reconcile:
         previous = json.loads(saved.read_text())
         results, cpu, order = unkey(previous["results"]), unkey(previous["cpu"]), previous["order"]
+        order = [name for name in order if name != "recheck"] + ["recheck"]
     else:
         for target in ("rust", "js"):
             main_instance(target, True, args, results, order)
             two_consumers(target, True, args, results, order)
         order.insert(1, "two consumers")
-        order = list(dict.fromkeys(order)) + ["sweep", "next sweep"]
+        order = list(dict.fromkeys(order)) + ["sweep", "next sweep"] + ([] if args.quick else ["recheck"])
     reconciliation(True, args, results)
     if not args.only_reconcile:
         retention_end(args, results)

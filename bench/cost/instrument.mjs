@@ -21,7 +21,9 @@
 // - Durable Object active wall time (billed duration): per object, the time during which at
 //   least one handler runs or one `state.waitUntil` promise is pending, i.e. the union of the
 //   intervals of concurrent requests;
-// - bytes kept: `storage.sql.databaseSize` of the object when it goes idle.
+// - bytes kept: `storage.sql.databaseSize` of the object when it goes idle;
+// - custom log lines: each `console.log`/`info`/`warn`/`error`/`debug` call of the Worker's
+//   code (Workers Logs bills each as a log event, besides each invocation's own log).
 //
 // Every function of `state`, `storage` and `sql` other than those is the real one, bound to
 // the real target (native methods refuse a Proxy as `this`).
@@ -48,8 +50,25 @@ function takeSubrequests() {
   return delta;
 }
 
+let logLines = 0;
+let logLinesLogged = 0;
+const realLog = console.log.bind(console);
+for (const level of ["log", "info", "warn", "error", "debug"]) {
+  const real = console[level].bind(console);
+  console[level] = function (...args) {
+    logLines += 1;
+    return real(...args);
+  };
+}
+
+function takeLogLines() {
+  const delta = logLines - logLinesLogged;
+  logLinesLogged = logLines;
+  return delta;
+}
+
 function emit(record) {
-  console.log(JSON.stringify({ cost: record }));
+  realLog(JSON.stringify({ cost: { ...record, log_lines: takeLogLines() } }));
 }
 
 // A Proxy of a native object whose methods are the real ones bound to it, except `overrides`
