@@ -286,22 +286,28 @@ pub fn verify(
     })
 }
 
-/// The signed part (`header.claims`) of the admin-scope token the console watches the stream
+/// The signed part (`header.claims`), and when it expires, of the admin-scope token the console watches the stream
 /// with: issued by the edge itself to a signed-in caller (`POST /admin/stream-token`), for
 /// `lifetime_secs` (the stream's longest), named `jti` so it opens one connection. The
 /// adapter signs it ([`finish`]), so no console ever holds `STREAM_TOKEN_SECRET`.
-pub fn console_token(audience: &str, now_secs: i64, lifetime_secs: u64, jti: &str) -> String {
+pub fn console_token(
+    audience: &str,
+    now_secs: i64,
+    lifetime_secs: u64,
+    jti: &str,
+) -> (String, i64) {
     let exp = now_secs.saturating_add(i64::try_from(lifetime_secs).unwrap_or(i64::MAX));
     // Written by hand, not by a derived serializer (docs/performance.md): the audience is a
     // checked name and the id a UUID, neither needs escaping.
     let claims = alloc::format!(
         r#"{{"sub":"console","scope":"admin","aud":"{audience}","iat":{now_secs},"exp":{exp},"jti":"{jti}"}}"#
     );
-    alloc::format!(
+    let signed = alloc::format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#),
         URL_SAFE_NO_PAD.encode(claims)
-    )
+    );
+    (signed, exp)
 }
 
 /// A token from its signed part and the HMAC-SHA256 tag of it under the stream secret.
@@ -324,7 +330,8 @@ mod tests {
     #[test]
     fn the_consoles_token_opens_the_admin_stream_for_its_lifetime() {
         let secret = StreamTokenSecret::parse(SECRET).expect("long");
-        let signed = console_token("didit-edge", NOW, 900, "jti-1");
+        let (signed, exp) = console_token("didit-edge", NOW, 900, "jti-1");
+        assert_eq!(exp, NOW + 900);
         let token = finish(&signed, &RustCrypto.tag(secret.key(), signed.as_bytes()));
         let expected = Expected {
             audience: "didit-edge",

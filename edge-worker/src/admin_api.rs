@@ -100,13 +100,14 @@ async fn stream_token(config: &Config) -> EdgeResult<Response> {
         error: worker::Error::from(error),
     })?;
     let now = crate::clock::now_secs();
-    let signed = stream_token::console_token(&stream.audience, now, stream.max_lifetime_secs, &jti);
+    let (signed, expires_at) =
+        stream_token::console_token(&stream.audience, now, stream.max_lifetime_secs, &jti);
     let tag = crate::webcrypto::tag(stream.secret.key(), signed.as_bytes()).await;
     // A token is base64url and dots, and the time a number: nothing to escape.
     ok_json(format!(
         "{{\"token\":\"{}\",\"expires_at\":{}}}",
         stream_token::finish(&signed, &tag),
-        now.saturating_add(i64::try_from(stream.max_lifetime_secs).unwrap_or(0))
+        expires_at
     ))
 }
 
