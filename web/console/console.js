@@ -458,7 +458,6 @@ async function erase(event) {
       facts(Object.entries(erased).map(([name, count]) => [name.replaceAll("_", " "), count ?? "—"])),
     );
     $("er-id").value = "";
-    say(`Erased the ${report.subject_kind}.`);
     result.focus();
   } catch (error) {
     failed(error);
