@@ -97,6 +97,17 @@ def main():
     for page, decision, retry_after in zip(pages + pages[:1], decisions, retry_afters):
         put("didit_api", json.dumps(page).encode() + SEP + json.dumps(decision).encode() + SEP + retry_after)
 
+    access = {"iss": "https://team.cloudflareaccess.com", "aud": ["aud-1"], "exp": now + 300,
+              "iat": now - 5, "nbf": now - 5, "email": "ops@example.com", "type": "app"}
+    rs256 = {"alg": "RS256", "kid": "k1", "typ": "JWT"}
+    put("access", token(access, header=rs256))
+    put("access", token(dict(access, aud="aud-1", email="reader@example.com"), header=rs256))
+    put("access", token(dict(access, aud=["other"]), header=rs256))
+    put("access", token({k: v for k, v in access.items() if k != "email"} | {"common_name": "svc.access"}, header=rs256))
+    put("access", token(access, header={"alg": "HS256", "kid": "k1"}))
+    put("access", json.dumps({"keys": [{"kid": "k1", "kty": "RSA", "alg": "RS256", "use": "sig", "n": "sXch", "e": "AQAB"},
+                                        {"kid": "e1", "kty": "EC", "crv": "P-256", "x": "a", "y": "b"}]}).encode())
+
 
 if __name__ == "__main__":
     main()

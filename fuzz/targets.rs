@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use didit_edge_core::access::{AccessConfig, Assertion, Jwks};
 use didit_edge_core::admin::{erasure_request, DeadLetterQuery, MAX_SUBJECT_ID_BYTES};
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
@@ -373,4 +374,46 @@ fn run_ends_within_budget(page: &str, decision: &str) {
     let (state, _) = run.finish(now);
     let report = state.last_run.expect("a report");
     assert!(report.counts.requests <= 12);
+}
+
+/// A Cloudflare Access assertion, and the same bytes as the team's keys: neither parser
+/// panics, and an assertion judged good (as if its signature verified) is this team's, for
+/// this application, unexpired.
+pub(crate) fn access(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let config = AccessConfig {
+        issuer: "https://team.cloudflareaccess.com".into(),
+        jwks_url: "https://team.cloudflareaccess.com/cdn-cgi/access/certs".into(),
+        audience: "aud-1".into(),
+        operators: vec!["ops@example.com".into()],
+        readers: Some(vec!["reader@example.com".into()]),
+    };
+    if let Ok(assertion) = Assertion::parse(text) {
+        assert!(!assertion.kid.is_empty());
+        assert!(text
+            .trim()
+            .starts_with(std::str::from_utf8(assertion.signed()).expect("utf-8")));
+        if let Ok(identity) = assertion.identity(true, &config, NOW) {
+            let claims = text.trim().split('.').nth(1).expect("claims part");
+            use base64::Engine as _;
+            let claims: serde_json::Value = serde_json::from_slice(
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(claims)
+                    .expect("base64url"),
+            )
+            .expect("json");
+            assert_eq!(claims["iss"], "https://team.cloudflareaccess.com");
+            assert!(claims["exp"].as_i64().expect("exp") + 60 > NOW);
+            assert!(!identity.name.is_empty());
+            let _ = config.role_of(&identity);
+        }
+        assert!(assertion.identity(false, &config, NOW).is_err());
+    }
+    if let Ok(jwks) = Jwks::parse(text) {
+        for key in &jwks.keys {
+            assert_eq!(jwks.key(&key.kid).map(|k| &k.kid), Some(&key.kid));
+        }
+    }
 }

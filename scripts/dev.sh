@@ -17,4 +17,5 @@ cargo build --quiet -p didit-edge-cli
 target/debug/didit-edge listen --port 8788 &
 origin_pid=$!
 trap 'kill "$origin_pid" 2>/dev/null || true' EXIT
+echo "operator console: http://127.0.0.1:8787/console/ (sign in with ADMIN_TOKEN from .dev.vars; docs/console.md)"
 npx wrangler dev --ip 127.0.0.1 --port 8787 --persist-to .wrangler/state "$@"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs every pinned tool the build and tests need, from package registries only
-# (crates.io, npm, PyPI). Idempotent: each step is skipped when the right version is present.
+# (crates.io, npm, PyPI, and Debian's archive for the browser tests' chromium). Idempotent:
+# each step is skipped when the right version is present.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$repo_root"
@@ -67,6 +68,22 @@ if ! cmp -s tests/requirements.txt "$venv/.requirements.txt"; then
   fi
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt "$venv/.requirements.txt"
+fi
+
+step "chromium and chromedriver for the console's browser tests (Debian packages)"
+# The browser comes from Debian, never from a download of its own (none reaches these
+# machines). Skipped at once when both are present; installed when this runs as root (CI) or
+# with password-less sudo; otherwise said, and only tests/test_console.py will fail.
+if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+  :
+elif command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }; then
+  as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver
+else
+  echo "setup: chromium and chromedriver are missing (Debian: apt-get install chromium chromium-driver);" \
+    "tests/test_console.py needs them" >&2
 fi
 
 step "done"

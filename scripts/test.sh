@@ -34,5 +34,5 @@ bash scripts/build.sh --faults
 step "CLI build"
 cargo build -p didit-edge-cli
 cargo test -p didit-edge-cli
-step "integration tests (wrangler dev + real origins)"
+step "integration tests (wrangler dev + real origins; tests/test_console.py in headless chromium)"
 .tools/venv/bin/python -m pytest tests -q -p no:cacheprovider

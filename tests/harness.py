@@ -80,6 +80,7 @@ def test_wrangler_config(faults=False):
         'main = "edge-worker/build/index.js"': f'main = "../edge-worker/{build}/index.js"',
         'command = "bash scripts/build.sh"': f'command = "bash {ROOT / "scripts" / "build.sh"}{flag}"',
         'watch_dir = ["edge-worker/src", "core/src"]': 'watch_dir = ["../edge-worker/src", "../core/src"]',
+        'directory = "web"': 'directory = "../web"',
     }
     for old, new in replacements.items():
         assert old in text, f"wrangler.toml no longer has {old!r}"

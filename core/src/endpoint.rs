@@ -24,6 +24,10 @@ pub enum Endpoint<'p> {
     Stream,
     /// `GET /admin/reconciliation`: where reconciliation with Didit's API stands.
     Reconciliation,
+    /// `GET /admin/session`: the caller's role, for the console's sign-in.
+    AdminSession,
+    /// `POST /admin/stream-token`: a short-lived admin-scope token for the console's live feed.
+    ConsoleStreamToken,
     /// `POST /admin/erasures`: erase what is stored about the subject its body names
     /// ([`crate::admin::erasure_request`]).
     Erase,
@@ -50,6 +54,10 @@ pub fn endpoint<'p>(method: &str, path: &'p str) -> Result<Endpoint<'p>, Rejecti
         "/admin/dead-letters" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters/replay" if method == "POST" => Ok(Endpoint::ReplayDeadLetters),
         "/admin/dead-letters/replay" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+        "/admin/session" if method == "GET" => Ok(Endpoint::AdminSession),
+        "/admin/session" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/admin/stream-token" if method == "POST" => Ok(Endpoint::ConsoleStreamToken),
+        "/admin/stream-token" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         "/admin/erasures" if method == "POST" => Ok(Endpoint::Erase),
         "/admin/erasures" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         _ => {
@@ -137,6 +145,18 @@ mod tests {
         }
         assert_eq!(endpoint("POST", "/"), Err(Rejection::NotFound));
         assert_eq!(endpoint("POST", "/admin/erasures"), Ok(Endpoint::Erase));
+        assert_eq!(
+            endpoint("GET", "/admin/session"),
+            Ok(Endpoint::AdminSession)
+        );
+        assert_eq!(
+            endpoint("GET", "/admin/stream-token"),
+            Err(Rejection::MethodNotAllowed { allow: "POST" })
+        );
+        assert_eq!(
+            endpoint("POST", "/admin/stream-token"),
+            Ok(Endpoint::ConsoleStreamToken)
+        );
         assert_eq!(
             endpoint("DELETE", "/admin/erasures"),
             Err(Rejection::MethodNotAllowed { allow: "POST" })

@@ -31,6 +31,7 @@
 
 extern crate alloc;
 
+pub mod access;
 pub mod admin;
 pub mod alert;
 pub mod alert_outbox;

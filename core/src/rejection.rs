@@ -65,6 +65,14 @@ pub enum Rejection {
         /// Which part was wrong (never the token).
         reason: &'static str,
     },
+    /// A read-only caller (`ADMIN_READ_TOKEN`, or an Access identity that is no operator)
+    /// asked for what only an operator may do (replay, erasure).
+    OperatorRequired,
+    /// A state-changing call authenticated by Cloudflare Access without the console's header
+    /// or from another site: the Access cookie rides along on cross-site requests.
+    CrossSite,
+    /// The Cloudflare Access assertion was refused.
+    Access(crate::access::AccessError),
     /// `GET /v1/stream` without a token (in `Sec-WebSocket-Protocol` or `access_token`).
     MissingToken,
     /// The stream token was refused.
@@ -134,9 +142,13 @@ impl Rejection {
             | Self::InvalidSubject { .. }
             | Self::WatchTooLarge { .. } => 400,
             Self::Forbidden { .. }
+            | Self::OperatorRequired
+            | Self::CrossSite
+            | Self::Access(crate::access::AccessError::NotListed)
             | Self::ForbiddenSource
             | Self::Token(crate::stream_token::TokenError::UnknownScope) => 403,
-            Self::MissingToken | Self::Token(_) | Self::TokenReused => 401,
+            Self::Access(crate::access::AccessError::Keys) => 503,
+            Self::MissingToken | Self::Token(_) | Self::TokenReused | Self::Access(_) => 401,
             Self::UpgradeRequired => 426,
             Self::StreamOff => 404,
             Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
@@ -165,6 +177,10 @@ impl Rejection {
             Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
                 "insufficient_scope"
             }
+            Self::OperatorRequired => "operator_required",
+            Self::CrossSite => "cross_site_request",
+            Self::Access(crate::access::AccessError::NotListed) => "access_not_allowed",
+            Self::Access(_) => "invalid_access_assertion",
             Self::MissingToken => "missing_token",
             Self::Token(crate::stream_token::TokenError::Expired) => "token_expired",
             Self::Token(_) => "invalid_token",
@@ -242,6 +258,13 @@ impl fmt::Display for Rejection {
             }
             Self::Unauthorized { reason } => f.write_str(reason),
             Self::Forbidden { reason } => f.write_str(reason),
+            Self::OperatorRequired => {
+                f.write_str("only an operator may do this; this sign-in is read-only")
+            }
+            Self::CrossSite => f.write_str(
+                "a change signed in through Cloudflare Access must come from the console (same origin, with its header)",
+            ),
+            Self::Access(error) => write!(f, "{error}"),
             Self::ForbiddenSource => f.write_str(
                 "deliveries are accepted only from the addresses in DIDIT_SOURCE_IPS",
             ),

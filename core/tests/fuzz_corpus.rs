@@ -66,3 +66,8 @@ fn admin_query_corpus() {
 fn didit_api_corpus() {
     replay("didit_api", targets::didit_api);
 }
+
+#[test]
+fn access_corpus() {
+    replay("access", targets::access);
+}

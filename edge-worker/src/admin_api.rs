@@ -1,14 +1,18 @@
-//! The admin API (`/admin/…`, Bearer `ADMIN_TOKEN`): origins and their health, the dead
+//! The admin API (`/admin/…`: a Bearer token, `ADMIN_TOKEN` or `ADMIN_READ_TOKEN`, or a
+//! Cloudflare Access sign-in): who is signed in, origins and their health, the dead
 //! letters of every subject, listed and replayed, and the erasure of one subject's data.
 
 use std::rc::Rc;
 
+use didit_edge_core::admin::{self, AdminSession, Credential, Provenance, Via};
 use didit_edge_core::admin::{
     BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport, OriginView, OriginsView, Replayed,
     MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
 use didit_edge_core::config::Config;
+use didit_edge_core::endpoint::Endpoint;
 use didit_edge_core::rejection::Rejection;
+use didit_edge_core::stream_token;
 use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
@@ -19,17 +23,92 @@ use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
 use crate::{settings, stream};
 
-/// The configuration, once the request has shown the admin token.
-fn authorized(request: &Request, env: &Env) -> std::result::Result<Rc<Config>, Rejection> {
+/// The configuration and the caller, once the request has shown a credential whose role may
+/// call `endpoint` (`didit_edge_core::admin::needs`, `permit`).
+async fn authorized(
+    request: &Request,
+    env: &Env,
+    endpoint: &Endpoint<'_>,
+) -> EdgeResult<(Rc<Config>, AdminSession)> {
     let config = settings::config(env);
-    let token = config.required(
+    let auth = config.required(
         &config.admin,
         Rejection::Unauthorized {
-            reason: "the admin API is off: ADMIN_TOKEN is not set",
+            reason: "the admin API is off: set ADMIN_TOKEN, ADMIN_READ_TOKEN or ACCESS_TEAM_DOMAIN",
         },
     )?;
-    didit_edge_core::admin::authorize(header(request, "authorization").as_deref(), Some(token))?;
-    Ok(config.clone())
+    let authorization = header(request, "authorization");
+    let assertion = header(request, "cf-access-jwt-assertion");
+    let session = match admin::credential(authorization.as_deref(), assertion.as_deref())? {
+        Credential::Bearer(token) => AdminSession {
+            role: admin::bearer_role(token, auth)?,
+            via: Via::Token,
+            identity: None,
+        },
+        Credential::Access(text) => {
+            let access = auth.access.as_ref().ok_or(Rejection::Unauthorized {
+                reason: "Cloudflare Access sign-in is not set up here (ACCESS_TEAM_DOMAIN)",
+            })?;
+            let identity = crate::access::identity(text, access).await?;
+            AdminSession {
+                role: access.role_of(&identity).map_err(Rejection::Access)?,
+                via: Via::Access,
+                identity: Some(identity.name),
+            }
+        }
+    };
+    let site = header(request, "sec-fetch-site");
+    let provenance = Provenance {
+        sec_fetch_site: site.as_deref(),
+        console_header: header(request, admin::CONSOLE_HEADER).is_some(),
+    };
+    admin::permit(
+        session.role,
+        session.via,
+        admin::needs(endpoint),
+        provenance,
+    )?;
+    Ok((config.clone(), session))
+}
+
+/// Answers an admin endpoint for a caller allowed to call it.
+pub(crate) async fn serve(
+    endpoint: Endpoint<'_>,
+    request: &mut Request,
+    env: &Env,
+) -> EdgeResult<Response> {
+    let (config, session) = authorized(request, env, &endpoint).await?;
+    match endpoint {
+        Endpoint::AdminOrigins => origins(&config, env).await,
+        Endpoint::Reconciliation => reconciliation(&config, env).await,
+        Endpoint::DeadLetters => list_dead_letters(request, env).await,
+        Endpoint::ReplayDeadLetter { id } => replay_one(env, id).await,
+        Endpoint::ReplayDeadLetters => replay_all(request, env).await,
+        Endpoint::Erase => erase_subject(request, env).await,
+        Endpoint::AdminSession => answer(&session),
+        Endpoint::ConsoleStreamToken => stream_token(&config).await,
+        _ => Err(Rejection::NotFound.into()),
+    }
+}
+
+/// `POST /admin/stream-token`: an admin-scope stream token for the console's live feed, signed
+/// here so the console never holds `STREAM_TOKEN_SECRET`; it opens one connection.
+async fn stream_token(config: &Config) -> EdgeResult<Response> {
+    let stream = config.required(&config.stream, Rejection::StreamOff)?;
+    let jti = crate::access::random_id().map_err(|error| EdgeError::Unavailable {
+        what: "random token id",
+        error: worker::Error::from(error),
+    })?;
+    let now = crate::clock::now_secs();
+    let (signed, expires_at) =
+        stream_token::console_token(&stream.audience, now, stream.max_lifetime_secs, &jti);
+    let tag = crate::webcrypto::tag(stream.secret.key(), signed.as_bytes()).await;
+    // A token is base64url and dots, and the time a number: nothing to escape.
+    ok_json(format!(
+        "{{\"token\":\"{}\",\"expires_at\":{}}}",
+        stream_token::finish(&signed, &tag),
+        expires_at
+    ))
 }
 
 fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
@@ -38,8 +117,7 @@ fn query(request: &Request) -> std::result::Result<DeadLetterQuery, Rejection> {
 
 /// `GET /admin/origins`: every origin with its consumer, failover priority and breaker state.
 /// URLs are left out: they may carry credentials.
-pub(crate) async fn origins(request: &Request, env: &Env) -> EdgeResult<Response> {
-    let config = authorized(request, env)?;
+async fn origins(config: &Config, env: &Env) -> EdgeResult<Response> {
     let delivery = config.delivery_or_refusal()?;
     let snapshot = crate::health::fresh_snapshot(env)
         .await
@@ -53,8 +131,7 @@ pub(crate) async fn origins(request: &Request, env: &Env) -> EdgeResult<Response
 }
 
 /// `GET /admin/dead-letters`: one page of every subject's dead letters, with their attempts.
-pub(crate) async fn list_dead_letters(request: &Request, env: &Env) -> EdgeResult<Response> {
-    authorized(request, env)?;
+async fn list_dead_letters(request: &Request, env: &Env) -> EdgeResult<Response> {
     let query = query(request)?;
     let page = dead_letters::page_json(env, query.consumer, query.limit, query.after)
         .await
@@ -63,8 +140,7 @@ pub(crate) async fn list_dead_letters(request: &Request, env: &Env) -> EdgeResul
 }
 
 /// `POST /admin/dead-letters/{id}/replay`: every dead copy of one event goes back in line.
-pub(crate) async fn replay_one(request: &Request, env: &Env, id: &str) -> EdgeResult<Response> {
-    authorized(request, env)?;
+async fn replay_one(env: &Env, id: &str) -> EdgeResult<Response> {
     let found = dead_letters::inboxes(env, Some(id), None, SUBJECTS_PER_REPLAY)
         .await
         .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
@@ -85,8 +161,7 @@ pub(crate) async fn replay_one(request: &Request, env: &Env, id: &str) -> EdgeRe
 
 /// `POST /admin/dead-letters/replay[?consumer=…]`: the dead letters of up to
 /// [`SUBJECTS_PER_REPLAY`] subjects go back in line; `remaining` says whether to call again.
-pub(crate) async fn replay_all(request: &Request, env: &Env) -> EdgeResult<Response> {
-    authorized(request, env)?;
+async fn replay_all(request: &Request, env: &Env) -> EdgeResult<Response> {
     let query = query(request)?;
     let found = dead_letters::inboxes(
         env,
@@ -136,10 +211,9 @@ async fn replay_in(env: &Env, inbox: &str, ask: &ReplayRequest) -> Result<Vec<De
 /// `duplicate` and never delivered again, and an erasure mark, so reconciliation never takes
 /// anything about it from Didit's API again. The id rides in the body, so no URL
 /// normalisation can change which subject is erased.
-pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResult<Response> {
-    authorized(request, env)?;
+async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResult<Response> {
     let body = http::read_json_body(request, MAX_ERASURE_BODY_BYTES).await?;
-    let subject = didit_edge_core::admin::erasure_request(&body)?;
+    let subject = admin::erasure_request(&body)?;
     let InboxErasure(erased) = objects::ask(
         env,
         InboxCall::BINDING,
@@ -179,8 +253,7 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next
 /// (`{"enabled": false}` while `DIDIT_API_KEY` is unset).
-pub(crate) async fn reconciliation(request: &Request, env: &Env) -> EdgeResult<Response> {
-    let config = authorized(request, env)?;
+async fn reconciliation(config: &Config, env: &Env) -> EdgeResult<Response> {
     config.unless_broken(&config.reconcile)?;
     let status = crate::reconciler::status_json(env)
         .await

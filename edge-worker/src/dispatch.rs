@@ -13,12 +13,16 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
     let answer = match endpoint(&method, &path) {
         Err(rejection) => Err(EdgeError::from(rejection)),
         Ok(Endpoint::Health) => return health(env),
-        Ok(Endpoint::AdminOrigins) => admin_api::origins(&request, env).await,
-        Ok(Endpoint::Reconciliation) => admin_api::reconciliation(&request, env).await,
-        Ok(Endpoint::DeadLetters) => admin_api::list_dead_letters(&request, env).await,
-        Ok(Endpoint::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
-        Ok(Endpoint::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,
-        Ok(Endpoint::Erase) => admin_api::erase_subject(&mut request, env).await,
+        Ok(
+            admin @ (Endpoint::AdminOrigins
+            | Endpoint::Reconciliation
+            | Endpoint::DeadLetters
+            | Endpoint::ReplayDeadLetter { .. }
+            | Endpoint::ReplayDeadLetters
+            | Endpoint::Erase
+            | Endpoint::AdminSession
+            | Endpoint::ConsoleStreamToken),
+        ) => admin_api::serve(admin, &mut request, env).await,
         Ok(Endpoint::Stream) => stream_api::open(&request, env).await,
         Ok(Endpoint::DiditWebhook) => match webhook::receive(&mut request, env).await {
             Ok((receipt, update)) => {

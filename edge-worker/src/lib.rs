@@ -9,6 +9,7 @@
 //! Front doors: `webhook` (Didit), `admin_api`, `stream_api`; the Durable Objects: `inbox`,
 //! `dead_letters`, `health`, `stream`, `alerts`, `reconciler`, whose calls `objects` declares.
 
+mod access;
 mod admin_api;
 mod alerts;
 mod claim;

@@ -25,6 +25,7 @@
 //! Values come from a lookup function (the adapter reads `wrangler.toml` vars and secrets), so
 //! the rules live here and are tested here. Problems never quote a secret's value.
 
+mod admin;
 mod alerts;
 mod delivery;
 mod intake;
@@ -50,6 +51,7 @@ pub use stream::{
     StreamConfig, DEFAULT_STREAM_STATUS_RETENTION_SECS, DEFAULT_STREAM_TOKEN_AUDIENCE,
 };
 
+use admin::read_admin;
 use alerts::read_alerts;
 use delivery::read_delivery;
 use intake::{read_intake, read_tolerance};
@@ -57,7 +59,7 @@ use reader::Reader;
 use reconcile::{read_reconcile, Neighbours};
 use stream::read_stream;
 
-use crate::admin::AdminToken;
+use crate::admin::AdminAuth;
 use crate::rejection::Rejection;
 
 /// An optional part of the receiver.
@@ -88,8 +90,8 @@ pub struct Config {
     pub intake: Option<IntakeConfig>,
     /// `None` while a setting delivery needs is broken: events are stored and wait.
     pub delivery: Option<DeliveryConfig>,
-    /// The admin API's token.
-    pub admin: Feature<AdminToken>,
+    /// Who may sign in to the admin API and the console, and as what.
+    pub admin: Feature<AdminAuth>,
     /// The status stream.
     pub stream: Feature<StreamConfig>,
     /// Where operational alerts go.
@@ -202,25 +204,6 @@ fn read_jurisdiction<F: Fn(&str) -> Option<String>>(
                 Problem::NotOneOf(JURISDICTIONS),
             );
             Err(())
-        }
-    }
-}
-
-fn read_admin<F: Fn(&str) -> Option<String>>(reader: &mut Reader<F>) -> Feature<AdminToken> {
-    let Some(text) = reader.get(names::ADMIN_TOKEN) else {
-        return Feature::Off;
-    };
-    match AdminToken::parse(&text) {
-        Ok(token) => Feature::On(token),
-        Err(len) => {
-            reader.fail(
-                names::ADMIN_TOKEN,
-                Problem::TooShort {
-                    len,
-                    min: crate::admin::MIN_TOKEN_LEN,
-                },
-            );
-            Feature::Broken
         }
     }
 }

@@ -20,6 +20,18 @@ pub const ALLOW_SIMPLE_SIGNATURE: &str = "ALLOW_SIMPLE_SIGNATURE";
 pub const RISK_RULES: &str = "RISK_RULES";
 /// Bearer token of the admin API (optional; the API is off without it).
 pub const ADMIN_TOKEN: &str = "ADMIN_TOKEN";
+/// Bearer token of the admin API's read-only role (optional).
+pub const ADMIN_READ_TOKEN: &str = "ADMIN_READ_TOKEN";
+/// The Cloudflare Access team (`<team>.cloudflareaccess.com`): switches Access sign-in on.
+pub const ACCESS_TEAM_DOMAIN: &str = "ACCESS_TEAM_DOMAIN";
+/// The Access application's audience tag.
+pub const ACCESS_AUD: &str = "ACCESS_AUD";
+/// Where the team's signing keys are published (tests point it at a local server).
+pub const ACCESS_JWKS_URL: &str = "ACCESS_JWKS_URL";
+/// Access identities that are operators.
+pub const ACCESS_OPERATORS: &str = "ACCESS_OPERATORS";
+/// Access identities that may read (unset: every identity Access lets through).
+pub const ACCESS_READERS: &str = "ACCESS_READERS";
 /// How long a delivered event's payload is kept.
 pub const PAYLOAD_RETENTION_SECS: &str = "PAYLOAD_RETENTION_SECS";
 /// How far each retry wait is spread, in percent either way.

@@ -75,6 +75,12 @@ pub enum Problem {
     },
     /// Not an absolute `http://` or `https://` URL.
     NotAnHttpUrl,
+    /// Not a bare host name such as `myteam.cloudflareaccess.com`.
+    NotAHostName,
+    /// A comma-separated list with a blank entry.
+    NotAList,
+    /// `ADMIN_READ_TOKEN` is `ADMIN_TOKEN`: one token cannot carry two roles.
+    SameAsAdminToken,
     /// A value sent as an HTTP header holds whitespace or control characters.
     NotAHeaderValue,
     /// A key is also one of `ORIGIN_SIGNING_SECRET`'s: whoever holds it could sign events.
@@ -140,6 +146,11 @@ impl fmt::Display for ConfigError {
                 f,
                 "entry {position} is not an IPv4 or IPv6 address; use addresses separated by commas"
             ),
+            Problem::NotAHostName => {
+                f.write_str("must be a host name such as `myteam.cloudflareaccess.com`")
+            }
+            Problem::NotAList => f.write_str("must be a comma-separated list without blank entries"),
+            Problem::SameAsAdminToken => f.write_str("must differ from ADMIN_TOKEN"),
             Problem::NotAnHttpUrl => {
                 f.write_str("must be an absolute http:// or https:// URL with a host")
             }

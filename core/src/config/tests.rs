@@ -554,3 +554,80 @@ fn the_inboxes_remember_longer_than_reconciliation_looks_back() {
     assert!(small.problems.is_empty(), "{}", small.problems);
     assert!(small.reconcile.on().is_some());
 }
+
+#[test]
+fn the_admin_api_signs_in_by_either_token_or_access_and_refuses_half_set_ups() {
+    const OPERATOR: &str = "operator-token-0123456789abcdef";
+    let both = with(&[
+        ("ADMIN_TOKEN", OPERATOR),
+        ("ADMIN_READ_TOKEN", "reader-token-0123456789abcdefgh"),
+    ]);
+    let auth = both.admin.on().expect("on");
+    assert!(auth.operator.is_some() && auth.read_only.is_some() && auth.access.is_none());
+    let reader_only = with(&[("ADMIN_READ_TOKEN", "reader-token-0123456789abcdefgh")]);
+    assert!(reader_only.admin.on().is_some_and(|a| a.operator.is_none()));
+    let same = with(&[("ADMIN_TOKEN", OPERATOR), ("ADMIN_READ_TOKEN", OPERATOR)]);
+    assert_eq!(same.admin, Feature::Broken);
+    assert_eq!(
+        format!("{}", same.problems),
+        "ADMIN_READ_TOKEN: must differ from ADMIN_TOKEN"
+    );
+
+    let access = with(&[
+        ("ACCESS_TEAM_DOMAIN", "team.cloudflareaccess.com"),
+        ("ACCESS_AUD", "app-aud"),
+        ("ACCESS_OPERATORS", "Ops@Example.com, lead@example.com"),
+    ]);
+    let set_up = access
+        .admin
+        .on()
+        .and_then(|a| a.access.clone())
+        .expect("on");
+    assert_eq!(set_up.issuer, "https://team.cloudflareaccess.com");
+    assert_eq!(
+        set_up.jwks_url,
+        "https://team.cloudflareaccess.com/cdn-cgi/access/certs"
+    );
+    assert_eq!(set_up.operators, ["ops@example.com", "lead@example.com"]);
+    assert_eq!(set_up.readers, None);
+    let local_keys = with(&[
+        ("ACCESS_TEAM_DOMAIN", "team.cloudflareaccess.com"),
+        ("ACCESS_AUD", "app-aud"),
+        ("ACCESS_JWKS_URL", "http://127.0.0.1:9999/certs"),
+        ("ACCESS_READERS", "a@example.com"),
+    ]);
+    let set_up = local_keys
+        .admin
+        .on()
+        .and_then(|a| a.access.clone())
+        .expect("on");
+    assert_eq!(set_up.jwks_url, "http://127.0.0.1:9999/certs");
+    assert_eq!(set_up.readers, Some(vec!["a@example.com".to_string()]));
+
+    for (broken, named) in [
+        (
+            vec![("ACCESS_AUD", "app-aud")],
+            "ACCESS_TEAM_DOMAIN: is not set",
+        ),
+        (
+            vec![("ACCESS_TEAM_DOMAIN", "team.cloudflareaccess.com")],
+            "ACCESS_AUD: is not set",
+        ),
+        (
+            vec![("ACCESS_TEAM_DOMAIN", "team"), ("ACCESS_AUD", "a")],
+            "ACCESS_TEAM_DOMAIN: must be a host name such as `myteam.cloudflareaccess.com`",
+        ),
+        (
+            vec![
+                ("ACCESS_TEAM_DOMAIN", "team.cloudflareaccess.com"),
+                ("ACCESS_AUD", "a"),
+                ("ACCESS_OPERATORS", "a@b.c,,"),
+            ],
+            "ACCESS_OPERATORS: must be a comma-separated list without blank entries",
+        ),
+    ] {
+        let config = with(&broken);
+        assert_eq!(config.admin, Feature::Broken, "{named}");
+        assert_eq!(format!("{}", config.problems), named);
+    }
+}

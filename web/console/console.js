@@ -1,0 +1,551 @@
+// The operator console: views over the admin API (docs/operations.md), no build step.
+//
+// Security rules (docs/console.md): the admin token is kept in this module's memory, and in
+// sessionStorage only when the user asks; it is sent only in the Authorization header, never
+// in a URL, a cookie or a log. Everything the API returns is written with textContent, never
+// parsed as HTML. Every state-changing call carries the console header, which the edge
+// requires of callers signed in through Cloudflare Access (a cross-site page cannot send it).
+
+const STORAGE_KEY = "didit-edge-console-token";
+const CONSOLE_HEADER = "x-didit-edge-console";
+
+let token = sessionStorage.getItem(STORAGE_KEY);
+let session = null;
+let refreshTimer = null;
+
+const $ = (id) => document.getElementById(id);
+
+/** An element with attributes and children (strings become text nodes, never HTML). */
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** Calls the admin API; answers its JSON, or throws an ApiError with the stable code. */
+async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (method !== "GET") headers[CONSOLE_HEADER] = "1";
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    cache: "no-store",
+    redirect: "error",
+  });
+  let answer = null;
+  try {
+    answer = await response.json();
+  } catch {
+    answer = null;
+  }
+  if (!response.ok) {
+    const error = answer && answer.error ? answer.error : { code: "http_" + response.status, message: response.statusText };
+    throw new ApiError(response.status, error.code, error.message);
+  }
+  return answer;
+}
+
+function say(text, bad = false) {
+  const status = $("status");
+  status.textContent = text;
+  status.classList.toggle("bad", bad);
+}
+
+function failed(error) {
+  if (error instanceof ApiError && error.status === 401 && token) {
+    signOut("Your sign-in was refused; sign in again.");
+    return;
+  }
+  const code = error instanceof ApiError ? ` (${error.code})` : "";
+  say(`${error.message}${code}`, true);
+}
+
+const time = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC") : "—");
+
+function ago(ms) {
+  const secs = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (secs < 120) return `${secs} s`;
+  if (secs < 7200) return `${Math.round(secs / 60)} min`;
+  if (secs < 172800) return `${Math.round(secs / 3600)} h`;
+  return `${Math.round(secs / 86400)} days`;
+}
+
+/** Asks the user to confirm; with `word`, only typing it enables the button. */
+function confirmAction(text, word) {
+  const dialog = $("confirm");
+  const input = $("confirm-input");
+  const ok = $("confirm-ok");
+  $("confirm-text").textContent = text;
+  $("confirm-typed").hidden = !word;
+  $("confirm-word").textContent = word || "";
+  input.value = "";
+  ok.disabled = Boolean(word);
+  input.oninput = () => {
+    ok.disabled = input.value !== word;
+  };
+  dialog.returnValue = "";
+  dialog.showModal();
+  (word ? input : ok).focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+  });
+}
+
+// ---- sign-in ---------------------------------------------------------------------------------
+
+async function start() {
+  try {
+    session = await api("GET", "/admin/session");
+  } catch (error) {
+    session = null;
+    if (token) {
+      token = null;
+      sessionStorage.removeItem(STORAGE_KEY);
+    }
+  }
+  session ? enter() : showSignIn("");
+}
+
+function showSignIn(message) {
+  $("app").hidden = true;
+  $("sign-in").hidden = false;
+  $("who").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in-error").textContent = message;
+  $("token").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const typed = $("token").value.trim();
+  if (!typed) {
+    $("sign-in-error").textContent = "Enter a token.";
+    return;
+  }
+  token = typed;
+  try {
+    session = await api("GET", "/admin/session");
+  } catch (error) {
+    token = null;
+    $("sign-in-error").textContent =
+      error instanceof ApiError && error.status === 401 ? "That token was refused." : `Sign-in failed: ${error.message}`;
+    $("token").select();
+    return;
+  }
+  if ($("remember").checked) sessionStorage.setItem(STORAGE_KEY, token);
+  $("token").value = "";
+  enter();
+}
+
+function signOut(message = "") {
+  token = null;
+  session = null;
+  sessionStorage.removeItem(STORAGE_KEY);
+  live.stop();
+  clearInterval(refreshTimer);
+  showSignIn(message);
+}
+
+const isOperator = () => session && session.role === "operator";
+
+function enter() {
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  const who = session.identity ? `${session.identity}, ` : "";
+  $("who").textContent = `Signed in: ${who}${isOperator() ? "operator" : "read-only"} (${session.via === "access" ? "Cloudflare Access" : "token"})`;
+  $("who").hidden = false;
+  // Signed in through Access, signing out is Access's own logout.
+  $("sign-out").hidden = session.via !== "token";
+  for (const node of document.querySelectorAll("[data-operator]")) node.hidden = !isOperator();
+  route();
+  $("main").focus();
+}
+
+// ---- views -----------------------------------------------------------------------------------
+
+const views = {
+  "dead-letters": { show: () => deadLetters.load(true) },
+  origins: { show: loadOrigins, every: 5000 },
+  reconciliation: { show: loadReconciliation, every: 15000 },
+  erasure: { show: () => {}, operator: true },
+  live: { show: () => {} },
+};
+
+function route() {
+  let name = location.hash.slice(1);
+  if (!views[name] || (views[name].operator && !isOperator())) name = "dead-letters";
+  for (const link of document.querySelectorAll("#nav a")) {
+    if (link.dataset.view === name) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
+  say("");
+  clearInterval(refreshTimer);
+  const view = views[name];
+  view.show();
+  if (view.every) refreshTimer = setInterval(view.show, view.every);
+}
+
+// Dead letters: the API filters by consumer and pages; origin, type and age filter what is
+// loaded, here.
+const deadLetters = {
+  rows: [],
+  next: null,
+  total: 0,
+  filters() {
+    const form = new FormData($("dl-filters"));
+    return {
+      consumer: form.get("consumer").trim(),
+      origin: form.get("origin").trim(),
+      type: form.get("type").trim(),
+      age: Number(form.get("age")),
+    };
+  },
+  shown() {
+    const { origin, type, age } = this.filters();
+    return this.rows.filter(
+      (row) =>
+        (!origin || row.attempts.some((attempt) => attempt.origin === origin)) &&
+        (!type || row.webhook_type === type) &&
+        (!age || Date.now() - row.dead_at_ms >= age),
+    );
+  },
+  async load(fresh) {
+    const { consumer } = this.filters();
+    const query = new URLSearchParams({ limit: "200" });
+    if (consumer) query.set("consumer", consumer);
+    if (!fresh && this.next !== null) query.set("after", String(this.next));
+    try {
+      const page = await api("GET", `/admin/dead-letters?${query}`);
+      this.rows = fresh ? page.dead_letters : this.rows.concat(page.dead_letters);
+      this.next = page.next;
+      this.total = page.total;
+      this.render();
+    } catch (error) {
+      failed(error);
+    }
+  },
+  render() {
+    const shown = this.shown();
+    const body = $("dl-table").tBodies[0];
+    body.replaceChildren(
+      ...shown.map((row) => {
+        const last = row.attempts[row.attempts.length - 1];
+        const lastText = last
+          ? `${last.origin || "no origin"}: ${last.status ?? ""} ${last.error || ""}`.replace(/\s+/g, " ")
+          : "none";
+        const replay = el(
+          "button",
+          { type: "button", class: "link", "data-replay": row.id, "aria-label": `Replay ${row.id}` },
+          "Replay",
+        );
+        replay.addEventListener("click", () => this.replayOne(row.id));
+        return el(
+          "tr",
+          { "data-id": row.id },
+          el("td", { "data-label": "Event" }, el("code", {}, row.id)),
+          el("td", { "data-label": "Consumer" }, row.consumer),
+          el("td", { "data-label": "Subject" }, row.subject.split(":")[0]),
+          el("td", { "data-label": "Type" }, row.webhook_type),
+          el("td", { "data-label": "Reason" }, row.reason),
+          el("td", { "data-label": "Dead since" }, el("time", { datetime: new Date(row.dead_at_ms).toISOString(), title: time(row.dead_at_ms) }, ago(row.dead_at_ms))),
+          el("td", { "data-label": "Last attempt" }, `${lastText} (${row.attempts.length} listed)`),
+          el("td", {}, isOperator() ? replay : null),
+        );
+      }),
+    );
+    const filtered = shown.length !== this.rows.length;
+    $("dl-summary").textContent =
+      `${this.total} dead letter${this.total === 1 ? "" : "s"} in all; ${this.rows.length} loaded` +
+      (filtered ? `, ${shown.length} match the filters.` : ".");
+    $("dl-more").hidden = this.next === null;
+    $("dl-replay-all").disabled = shown.length === 0;
+  },
+  async replayOne(id) {
+    try {
+      const answer = await api("POST", `/admin/dead-letters/${encodeURIComponent(id)}/replay`);
+      say(`Replayed ${id}: ${answer.replayed.map((copy) => copy.consumer).join(", ")} back in line.`);
+      await this.load(true);
+    } catch (error) {
+      failed(error);
+    }
+  },
+  async replayShown() {
+    const shown = this.shown();
+    const { consumer, origin, type, age } = this.filters();
+    const local = Boolean(origin || type || age);
+    // Without filters of its own the API's bulk replay covers them all (every page, not only
+    // the loaded ones): the count is the API's total.
+    const count = local ? new Set(shown.map((row) => row.id)).size : this.total;
+    const scope = consumer ? ` of consumer ${consumer}` : "";
+    const ok = await confirmAction(`Replay ${count} dead letter${count === 1 ? "" : "s"}${scope}? Each starts over with a fresh retry schedule.`);
+    if (!ok) return;
+    let replayed = 0;
+    try {
+      if (local) {
+        for (const id of new Set(shown.map((row) => row.id))) {
+          const answer = await api("POST", `/admin/dead-letters/${encodeURIComponent(id)}/replay`);
+          replayed += answer.replayed.length;
+        }
+      } else {
+        const query = consumer ? `?${new URLSearchParams({ consumer })}` : "";
+        for (let round = 0; round < 100; round++) {
+          const answer = await api("POST", `/admin/dead-letters/replay${query}`);
+          replayed += answer.replayed;
+          if (answer.remaining === 0) break;
+        }
+      }
+      say(`Replayed ${replayed} dead letter${replayed === 1 ? "" : "s"}.`);
+    } catch (error) {
+      failed(error);
+    }
+    await this.load(true);
+  },
+};
+
+function breaker(health) {
+  switch (health.state) {
+    case "closed":
+      return `closed (${health.consecutive_failures} failure${health.consecutive_failures === 1 ? "" : "s"} in a row)`;
+    case "open":
+      return `open until ${time(health.until_ms)} (cool-down ${Math.round(health.cool_down_ms / 1000)} s)`;
+    case "half_open":
+      return `half open: probing (${health.consecutive_successes} success${health.consecutive_successes === 1 ? "" : "es"})`;
+    default:
+      return health.state;
+  }
+}
+
+async function loadOrigins() {
+  try {
+    const { origins } = await api("GET", "/admin/origins");
+    $("or-table").tBodies[0].replaceChildren(
+      ...origins.map((origin) =>
+        el(
+          "tr",
+          { "data-origin": origin.name },
+          el("td", { "data-label": "Origin" }, el("strong", {}, origin.name)),
+          el("td", { "data-label": "Consumer" }, origin.consumer),
+          el("td", { "data-label": "Priority / weight" }, `${origin.priority} / ${origin.weight}`),
+          el("td", { "data-label": "Where" }, [origin.region, origin.cloud].filter(Boolean).join(", ") || "—"),
+          el("td", { "data-label": "Probed" }, origin.probed ? "yes" : "no"),
+          el("td", { "data-label": "Timeout" }, `${origin.timeout_ms} ms`),
+          el(
+            "td",
+            { "data-label": "Breaker" },
+            el("span", { class: `state state-${origin.health.state}`, "data-state": origin.health.state }, breaker(origin.health)),
+          ),
+        ),
+      ),
+    );
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function facts(pairs) {
+  return el("dl", { class: "facts" }, pairs.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value ?? "—")]));
+}
+
+async function loadReconciliation() {
+  const body = $("rc-body");
+  try {
+    const status = await api("GET", "/admin/reconciliation");
+    if (!status.enabled) {
+      body.replaceChildren(
+        el("p", { "data-reconciliation": "off" }, "Reconciliation is off: set the DIDIT_API_KEY secret to find results whose webhook never came (docs/reconciliation.md)."),
+      );
+      return;
+    }
+    const run = status.last_run;
+    const parts = [
+      el("p", { "data-reconciliation": "on" }, "Reconciliation is on."),
+      facts([
+        ["Active since", status.activated_at],
+        ["Checkpoint", status.checkpoint],
+        ["Sweep under way", status.sweep ? `since ${status.sweep.started_at}, offset ${status.sweep.offset}` : "none"],
+        ["Next run", status.next_run_at],
+        ["API failures in a row", status.api_failures_in_a_row],
+        ["Sessions remembered", status.sessions_remembered],
+        ["Gaps waiting / set aside / given up", `${status.gaps_waiting} / ${status.gaps_set_aside} / ${status.gaps_given_up}`],
+      ]),
+      el("h3", {}, "Last run"),
+      run
+        ? facts([
+            ["Started / finished", `${run.started_at} / ${run.finished_at}`],
+            ["Ended", run.ended],
+            ["Sessions checked", run.sessions_checked],
+            ["Gaps found / injected", `${run.gaps_found} / ${run.events_injected}`],
+            ["Set aside / gave up", `${run.set_aside} / ${run.gave_up}`],
+            ["Requests", run.requests],
+            ["Errors", run.errors.length ? run.errors.join("; ") : "none"],
+          ])
+        : el("p", {}, "No run has finished yet."),
+      el("h3", {}, "Gaps set aside"),
+    ];
+    if (status.set_aside.length === 0) {
+      parts.push(el("p", {}, "None."));
+    } else {
+      parts.push(
+        el(
+          "div",
+          { class: "table-wrap" },
+          el(
+            "table",
+            {},
+            el("thead", {}, el("tr", {}, ["Session", "Gap", "Status", "Why", "Tries", "Next try"].map((h) => el("th", { scope: "col" }, h)))),
+            el(
+              "tbody",
+              {},
+              status.set_aside.map((gap) =>
+                el(
+                  "tr",
+                  {},
+                  el("td", { "data-label": "Session" }, el("code", {}, gap.session_id)),
+                  el("td", { "data-label": "Gap" }, el("code", {}, gap.gap)),
+                  el("td", { "data-label": "Status" }, gap.status),
+                  el("td", { "data-label": "Why" }, gap.failure + (gap.http_status ? ` (HTTP ${gap.http_status})` : "")),
+                  el("td", { "data-label": "Tries" }, gap.tries),
+                  el("td", { "data-label": "Next try" }, gap.next_try_at ?? "given up"),
+                ),
+              ),
+            ),
+          ),
+        ),
+      );
+    }
+    body.replaceChildren(...parts);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function erase(event) {
+  event.preventDefault();
+  const kind = $("er-kind").value;
+  const id = $("er-id").value;
+  if (!id.trim()) {
+    say("Enter the subject's id.", true);
+    return;
+  }
+  const ok = await confirmAction(`Erase everything stored about ${kind} “${id}”? This cannot be undone.`, "erase");
+  if (!ok) return;
+  try {
+    const report = await api("POST", "/admin/erasures", { subject_kind: kind, subject_id: id });
+    const erased = report.erased;
+    const result = $("er-result");
+    result.replaceChildren(
+      el("p", { "data-erased": report.subject_kind }, `Erased the ${report.subject_kind}.`),
+      facts(Object.entries(erased).map(([name, count]) => [name.replaceAll("_", " "), count ?? "—"])),
+    );
+    $("er-id").value = "";
+    result.focus();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+// The live feed: a stream token minted by the edge for this sign-in (POST /admin/stream-token),
+// sent as the WebSocket subprotocol, never in the URL. A token lives for the stream's longest
+// lifetime; when the edge closes the socket for it, a new one is minted.
+const live = {
+  socket: null,
+  wanted: false,
+  async start() {
+    this.wanted = true;
+    $("lv-toggle").textContent = "Disconnect";
+    $("lv-state").textContent = "Connecting…";
+    let minted;
+    try {
+      minted = await api("POST", "/admin/stream-token");
+    } catch (error) {
+      this.wanted = false;
+      $("lv-toggle").textContent = "Connect";
+      $("lv-state").textContent =
+        error instanceof ApiError && error.code === "stream_off"
+          ? "The status stream is off: set STREAM_TOKEN_SECRET (docs/stream.md)."
+          : `Could not connect: ${error.message}`;
+      return;
+    }
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const socket = new WebSocket(`${scheme}//${location.host}/v1/stream`, ["didit-edge.v1", minted.token]);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      $("lv-state").textContent = "Connected: statuses appear below as they arrive.";
+    });
+    socket.addEventListener("message", (message) => this.show(message.data));
+    socket.addEventListener("close", (closed) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (this.wanted && (closed.code === 4001 || closed.code === 1006)) {
+        setTimeout(() => this.wanted && this.start(), 1000);
+        $("lv-state").textContent = "Reconnecting…";
+      } else {
+        this.stop();
+      }
+    });
+  },
+  show(data) {
+    let status;
+    try {
+      status = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (status.type !== "status") return;
+    const item = el(
+      "li",
+      { "data-event": status.event_id },
+      el("strong", {}, status.status_code),
+      ` ${status.subject_kind} `,
+      el("code", {}, status.subject_id),
+      `, risk ${status.risk_level ?? "—"}, ${new Date(status.time * 1000).toISOString()}`,
+      status.test ? " (test)" : "",
+      " ",
+      el("code", { class: "muted" }, status.event_id),
+    );
+    const feed = $("lv-feed");
+    feed.prepend(item);
+    while (feed.children.length > 200) feed.lastElementChild.remove();
+  },
+  stop() {
+    this.wanted = false;
+    const socket = this.socket;
+    this.socket = null;
+    if (socket) socket.close();
+    $("lv-toggle").textContent = "Connect";
+    $("lv-state").textContent = "Not connected.";
+  },
+};
+
+$("sign-in-form").addEventListener("submit", signIn);
+$("sign-out").addEventListener("click", () => signOut(""));
+$("dl-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  deadLetters.load(true);
+});
+$("dl-more").addEventListener("click", () => deadLetters.load(false));
+$("dl-replay-all").addEventListener("click", () => deadLetters.replayShown());
+$("er-form").addEventListener("submit", erase);
+$("lv-toggle").addEventListener("click", () => (live.wanted ? live.stop() : live.start()));
+addEventListener("hashchange", () => session && route());
+start();
