@@ -54,6 +54,7 @@ class AccessKeys:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.kid = "test-kid-1"
         self.fetches = 0
+        self.status = 200  # anything else: the keys URL is down
         keys = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -62,6 +63,11 @@ class AccessKeys:
 
             def do_GET(self):
                 keys.fetches += 1
+                if keys.status != 200:
+                    self.send_response(keys.status)
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 numbers = keys.key.public_key().public_numbers()
                 body = json.dumps({"keys": [{"kid": keys.kid, "kty": "RSA", "alg": "RS256", "use": "sig",
                                              "e": int_b64(numbers.e), "n": int_b64(numbers.n)}]}).encode()
@@ -425,3 +431,31 @@ def test_access_signs_in_an_operator_and_refuses_other_audiences_and_keys(world,
     for _ in range(3):
         session_with(keys.assertion(key=other_key, kid=f"forged-{uuid.uuid4()}"))
     assert keys.fetches - before <= 1
+
+
+def test_a_keys_url_that_is_down_is_not_asked_at_every_request():
+    """Without keys held and with the team's keys URL down, each request with an assertion
+    (forged or not) is a 503, and the URL is asked again only after a pause."""
+    keys = AccessKeys()
+    keys.status = 500
+    edge = WranglerDev("console-keys-down", base_config(
+        "http://127.0.0.1:9/unused", ADMIN_TOKEN=ADMIN_TOKEN, ACCESS_TEAM_DOMAIN=TEAM, ACCESS_AUD=AUD,
+        ACCESS_JWKS_URL=keys.url, ACCESS_OPERATORS=OPERATOR_EMAIL))
+    try:
+        edge.start()
+        answers = []
+        for _ in range(4):
+            status, _, raw = edge.request("GET", "/admin/session",
+                                          headers={"Cf-Access-Jwt-Assertion": keys.assertion()})
+            answers.append((status, json.loads(raw)["error"]["code"]))
+        assert answers == [(503, "access_keys_unavailable")] * 4, answers
+        assert keys.fetches == 1
+        # Once the URL is back, the assertion signs in (after the pause, so not within it).
+        keys.status = 200
+        status, _, raw = edge.request("GET", "/admin/session",
+                                      headers={"Cf-Access-Jwt-Assertion": keys.assertion()})
+        assert status == 503 and keys.fetches == 1
+    finally:
+        edge.stop()
+        shutil.rmtree(edge.persist_dir, ignore_errors=True)
+        keys.stop()

@@ -60,6 +60,9 @@ pub enum Rejection {
     },
     /// Durable storage could not take the event, so it must not be acknowledged.
     StorageUnavailable,
+    /// No key of the Access team is held and its keys URL did not answer (or did moments
+    /// ago): an Access sign-in cannot be checked for now.
+    AccessKeysUnavailable,
     /// The admin API was called without the right `Authorization: Bearer` token.
     Unauthorized {
         /// Which part was wrong (never the token).
@@ -151,7 +154,9 @@ impl Rejection {
             Self::MissingToken | Self::Token(_) | Self::TokenReused | Self::Access(_) => 401,
             Self::UpgradeRequired => 426,
             Self::StreamOff => 404,
-            Self::Misconfigured { .. } | Self::StorageUnavailable => 503,
+            Self::Misconfigured { .. } | Self::StorageUnavailable | Self::AccessKeysUnavailable => {
+                503
+            }
         }
     }
 
@@ -173,6 +178,7 @@ impl Rejection {
             Self::MissingField { .. } => "missing_field",
             Self::Misconfigured { .. } => "configuration_error",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::AccessKeysUnavailable => "access_keys_unavailable",
             Self::Unauthorized { .. } => "unauthorized",
             Self::Forbidden { .. } | Self::Token(crate::stream_token::TokenError::UnknownScope) => {
                 "insufficient_scope"
@@ -256,6 +262,9 @@ impl fmt::Display for Rejection {
             Self::StorageUnavailable => {
                 f.write_str("durable storage is unavailable; the delivery was not stored")
             }
+            Self::AccessKeysUnavailable => f.write_str(
+                "the Access team's keys could not be fetched; sign-in through Access works again once they can",
+            ),
             Self::Unauthorized { reason } => f.write_str(reason),
             Self::Forbidden { reason } => f.write_str(reason),
             Self::OperatorRequired => {

@@ -9,7 +9,7 @@ use didit_edge_core::rejection::Rejection;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use worker::{Fetch, Method};
+use worker::{console_error, Fetch, Method};
 
 use crate::clock::now_secs;
 use crate::http::{self, EdgeError, EdgeResult};
@@ -18,34 +18,54 @@ use crate::origin::{fetch_within, Fetched};
 /// How long a fetch of the team's keys may take: a sign-in waits on it.
 const KEYS_TIMEOUT_MS: u32 = 5_000;
 
+/// The team's keys as this isolate holds them.
+struct HeldKeys {
+    /// The keys and when they were fetched (Unix seconds).
+    keys: Option<(i64, Jwks)>,
+    /// When a fetch was last tried, whether it worked or not.
+    tried_at: Option<i64>,
+}
+
 thread_local! {
-    /// The team's keys and when they were fetched (Unix seconds), for this isolate.
-    static KEYS: RefCell<Option<(i64, Jwks)>> = const { RefCell::new(None) };
+    static KEYS: RefCell<HeldKeys> = const { RefCell::new(HeldKeys { keys: None, tried_at: None }) };
 }
 
 /// Who a request's Access assertion names, once its signature and claims are checked.
 pub(crate) async fn identity(text: &str, config: &AccessConfig) -> EdgeResult<Identity> {
     let assertion = Assertion::parse(text).map_err(Rejection::Access)?;
     let now = now_secs();
-    let (fetched_at, known) = KEYS.with(|keys| match &*keys.borrow() {
-        Some((at, jwks)) => (Some(*at), jwks.key(&assertion.kid).is_some()),
-        None => (None, false),
+    let (fetched_at, tried_at, known) = KEYS.with(|held| {
+        let held = held.borrow();
+        match &held.keys {
+            Some((at, jwks)) => (Some(*at), held.tried_at, jwks.key(&assertion.kid).is_some()),
+            None => (None, held.tried_at, false),
+        }
     });
-    if access::fetch_keys(fetched_at, known, now) {
+    if access::fetch_keys(fetched_at, tried_at, known, now) {
+        KEYS.with(|held| held.borrow_mut().tried_at = Some(now));
         match fetch_keys(&config.jwks_url).await {
-            Ok(jwks) => KEYS.with(|keys| *keys.borrow_mut() = Some((now, jwks))),
+            Ok(jwks) => KEYS.with(|held| held.borrow_mut().keys = Some((now, jwks))),
             // Keys already held still serve; without any, no one can sign in for now.
-            Err(error) if fetched_at.is_none() => return Err(error),
-            Err(_) => {}
+            Err(EdgeError::Unavailable { what, error }) => console_error!("{what}: {error}"),
+            Err(EdgeError::Refused(refusal)) => console_error!("Access keys refused: {refusal}"),
         }
     }
-    let key = KEYS
-        .with(|keys| {
-            keys.borrow()
-                .as_ref()
-                .and_then(|(_, jwks)| jwks.key(&assertion.kid).cloned())
-        })
-        .ok_or(Rejection::Access(AccessError::UnknownKey))?;
+    let (key, any_held) = KEYS.with(|held| {
+        let held = held.borrow();
+        let key = held
+            .keys
+            .as_ref()
+            .and_then(|(_, jwks)| jwks.key(&assertion.kid).cloned());
+        (key, held.keys.is_some())
+    });
+    let Some(key) = key else {
+        // None held: the fetch failed now, or less than REFETCH_AFTER_SECS ago.
+        return Err(match any_held {
+            true => Rejection::Access(AccessError::UnknownKey),
+            false => Rejection::AccessKeysUnavailable,
+        }
+        .into());
+    };
     let verified = verify(&key, assertion.signed(), assertion.signature())
         .await
         .map_err(|error| EdgeError::Unavailable {

@@ -199,12 +199,22 @@ fn the_teams_keys_are_its_rsa_signing_keys() {
 
 #[test]
 fn keys_are_fetched_when_missing_old_or_unknown_but_not_on_every_forged_kid() {
-    assert!(fetch_keys(None, false, NOW));
-    assert!(!fetch_keys(Some(NOW - 5), true, NOW));
-    assert!(!fetch_keys(Some(NOW - REFETCH_AFTER_SECS + 1), false, NOW));
-    assert!(fetch_keys(Some(NOW - REFETCH_AFTER_SECS), false, NOW));
-    assert!(!fetch_keys(Some(NOW - KEYS_FRESH_SECS + 1), true, NOW));
-    assert!(fetch_keys(Some(NOW - KEYS_FRESH_SECS), true, NOW));
+    let fetched = |at: i64| (Some(at), Some(at));
+    let check = |(fetched_at, tried_at): (Option<i64>, Option<i64>), known| {
+        fetch_keys(fetched_at, tried_at, known, NOW)
+    };
+    assert!(check((None, None), false));
+    assert!(!check(fetched(NOW - 5), true));
+    assert!(!check(fetched(NOW - REFETCH_AFTER_SECS + 1), false));
+    assert!(check(fetched(NOW - REFETCH_AFTER_SECS), false));
+    assert!(!check(fetched(NOW - KEYS_FRESH_SECS + 1), true));
+    assert!(check(fetched(NOW - KEYS_FRESH_SECS), true));
+    // A failed fetch waits as long as a successful one, with keys held or without.
+    assert!(!check((None, Some(NOW - REFETCH_AFTER_SECS + 1)), false));
+    assert!(check((None, Some(NOW - REFETCH_AFTER_SECS)), false));
+    let stale = Some(NOW - KEYS_FRESH_SECS);
+    assert!(!check((stale, Some(NOW - 1)), true));
+    assert!(check((stale, Some(NOW - REFETCH_AFTER_SECS)), true));
 }
 
 #[test]
