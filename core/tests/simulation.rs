@@ -1410,7 +1410,7 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
             let seq = event.seq;
             assert!(!store.events.contains_key(&seq), "{seq:?} inserted twice");
             match content {
-                StoredContent::Classified { payload } => {
+                StoredContent::Classified { payload, .. } => {
                     if let Some(payload) = payload {
                         store.payloads.insert(seq, payload);
                     }
@@ -1461,6 +1461,13 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
                     store.attempt_batches.remove(&key);
                 }
             }
+            // Each attempt is recorded in the copy's own history, written with its state.
+            let attempts_before = store.copies.get(&key).map_or(0, |old| old.history.attempts);
+            if let Some(added) = copy.history.attempts.checked_sub(attempts_before) {
+                if added > 0 {
+                    *store.attempt_batches.entry(key.clone()).or_default() += added;
+                }
+            }
             if copy.index == Some(IndexSync::Put) {
                 assert!(matches!(copy.state, CopyState::Dead { .. }));
             }
@@ -1500,9 +1507,6 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
             if let Some(copy) = store.copies.get_mut(&(seq, consumer)) {
                 copy.rejected_by = rejected_by;
             }
-        }
-        Change::AppendAttempts { seq, consumer, .. } => {
-            *store.attempt_batches.entry((seq, consumer)).or_default() += 1;
         }
         Change::DropPayload(seq) => {
             store.payloads.remove(&seq);

@@ -1,11 +1,13 @@
 //! The admin API (`/admin/…`, Bearer `ADMIN_TOKEN`): origins and their health, the dead
-//! letters of every subject, listed and replayed, and the erasure of one subject's data.
+//! letters of every subject, listed and replayed, the erasure of one subject's data, and the
+//! lookup of what happened to a subject's events.
 
 use std::rc::Rc;
 
 use didit_edge_core::admin::{
-    BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport, OriginView, OriginsView, Replayed,
-    MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
+    lookup_request, subject_of_inbox, BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport,
+    Lookup, LookupAsk, LookupMiss, LookupTarget, OriginView, OriginsView, Replayed,
+    MAX_ERASURE_BODY_BYTES, MAX_LOOKUP_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
 use didit_edge_core::config::Config;
 use didit_edge_core::rejection::Rejection;
@@ -175,6 +177,44 @@ pub(crate) async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResul
         statuses,
         reconciliation.map(|forgotten| forgotten.sessions),
     ))
+}
+
+/// `POST /admin/lookup` (`{"subject_kind", "subject_id"}`, with or without `"event_id"`, or
+/// `{"event_id"}` alone): what happened to a subject's events, one timeline each, read from its
+/// inbox and changing nothing. An event id alone is found through the dead-letter index, the
+/// one place that maps event ids to subjects, so only while the event is a dead letter: the
+/// event's path writes no global index (a row for every event, for a rare question).
+pub(crate) async fn lookup(request: &mut Request, env: &Env) -> EdgeResult<Response> {
+    authorized(request, env)?;
+    let body = http::read_json_body(request, MAX_LOOKUP_BODY_BYTES).await?;
+    let (subject, event_id) = match lookup_request(&body)? {
+        LookupTarget::Subject { subject, event_id } => (subject, event_id),
+        LookupTarget::Event(id) => {
+            let found = dead_letters::inboxes(env, Some(&id), None, 1)
+                .await
+                .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
+            let subject = found
+                .inboxes
+                .first()
+                .and_then(|inbox| subject_of_inbox(inbox))
+                .ok_or(Rejection::EventNotFound)?;
+            (subject, Some(id))
+        }
+    };
+    let ask = LookupAsk {
+        subject_kind: subject.kind.as_str().into(),
+        event_id,
+    };
+    let found: std::result::Result<Lookup, LookupMiss> = objects::ask(
+        env,
+        InboxCall::BINDING,
+        &subject.inbox_name(),
+        InboxCall::Lookup.path(),
+        &ask,
+    )
+    .await
+    .map_err(EdgeError::unavailable("inbox unavailable for lookup"))?;
+    answer(&found.map_err(Rejection::from)?)
 }
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next

@@ -19,6 +19,7 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
         Ok(Endpoint::ReplayDeadLetter { id }) => admin_api::replay_one(&request, env, id).await,
         Ok(Endpoint::ReplayDeadLetters) => admin_api::replay_all(&request, env).await,
         Ok(Endpoint::Erase) => admin_api::erase_subject(&mut request, env).await,
+        Ok(Endpoint::Lookup) => admin_api::lookup(&mut request, env).await,
         Ok(Endpoint::Stream) => stream_api::open(&request, env).await,
         Ok(Endpoint::DiditWebhook) => match webhook::receive(&mut request, env).await {
             Ok((receipt, update)) => {

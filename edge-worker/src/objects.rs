@@ -61,6 +61,9 @@ object_calls! {
         /// What it holds of a transition reconciliation found (`inbox::KnowsRequest` →
         /// `inbox::Knowledge`).
         Knows = "/knows",
+        /// Its events' timelines, changing nothing (`admin::LookupAsk` →
+        /// `Result<admin::Lookup, admin::LookupMiss>`).
+        Lookup = "/lookup",
     }
 }
 

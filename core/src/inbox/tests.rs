@@ -44,6 +44,7 @@ fn claim(id: &str, created_at: i64, consumers: &[&str]) -> Claim {
             payload: format!("{{\"id\":\"{id}\"}}"),
         }),
         source: Source::Webhook,
+        verified: None,
     }
 }
 

@@ -23,6 +23,7 @@ mod store;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use didit_edge_core::admin::LookupAsk;
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
 use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Finished, Run, RunError, Step, LISTED_ATTEMPTS};
@@ -219,6 +220,7 @@ impl Object {
             created_at: UnixSecs(claim.created_at),
             content,
             source: claim.source,
+            verified: claim.verified,
         };
         let now = UnixMs(now_ms());
         let config = settings::config(&self.env);
@@ -284,6 +286,21 @@ impl Object {
         http::json(200, serde_json::to_string(&InboxErasure(erasure))?)
     }
 
+    /// The admin API's lookup: the timelines of the subject's events, changing nothing. An
+    /// object that holds nothing (most often one the lookup itself created) releases its
+    /// storage again, so looking up an unknown subject leaves nothing billed behind.
+    async fn lookup(&self, mut request: Request) -> Result<Response> {
+        let ask: LookupAsk = objects::message(&mut request).await?;
+        let facts = store::lookup_facts(&self.sql())?;
+        let (found, empty) =
+            self.peek(|machine| (machine.lookup(&ask, &facts), machine.holds_nothing()))?;
+        if empty {
+            self.vacated.set(true);
+            self.release_if_vacated().await?;
+        }
+        http::json(200, serde_json::to_string(&found)?)
+    }
+
     /// Whether the inbox holds the transition to a status Didit's API reports now.
     async fn knows(&self, mut request: Request) -> Result<Response> {
         let ask: KnowsRequest = objects::message(&mut request).await?;
@@ -339,6 +356,12 @@ impl Object {
                         *seq,
                         &key.consumer,
                         listed_attempts,
+                        self.peek(|machine| {
+                            machine
+                                .history(*seq, &key.consumer)
+                                .map(|history| history.latest.clone())
+                                .unwrap_or_default()
+                        })?,
                     )?,
                 }),
                 IndexEntry::Remove => changes.remove.push(DeadLetterKey {
@@ -567,6 +590,7 @@ impl DurableObject for Inbox {
             Some(InboxCall::Replay) => object.replay(request).await,
             Some(InboxCall::Erase) => object.erase().await,
             Some(InboxCall::Knows) => object.knows(request).await,
+            Some(InboxCall::Lookup) => object.lookup(request).await,
             None => objects::no_such_call(),
         }
     }

@@ -36,7 +36,7 @@ mod write;
 pub(super) use alerts::{alert_unreadable, unreadable_alerts};
 pub(super) use load::load;
 pub(super) use meta::{meta_number, set_meta_number};
-pub(super) use read::{attempt_log, payload, stored_body};
+pub(super) use read::{attempt_log, lookup_facts, payload, stored_body};
 pub(super) use write::apply;
 
 use worker::{Result, SqlStorage};
