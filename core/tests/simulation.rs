@@ -56,7 +56,7 @@ use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
     Change, Claim, ClaimContent, CopyRecord, EventRecord, Inbox, IndexChange, IndexEntry,
-    IndexSync, ReplayFilter, Seq, Source, StoredContent,
+    IndexSync, ReplayFilter, Seq, Source, StoredContent, HISTORY_ATTEMPTS,
 };
 use didit_edge_core::intake::Identified;
 use didit_edge_core::intake::{Incoming, Intake};
@@ -205,6 +205,9 @@ struct World {
     delivered_in_epoch: BTreeMap<(String, String), u64>,
     /// Copies an origin got again after a 2xx, across a crash, cancellation or take-over.
     redelivered: u64,
+    /// (id, consumer) → every request an origin answered (or did not), in order: what each
+    /// copy's recorded history must be drawn from.
+    requests_seen: BTreeMap<(String, String), Vec<(String, Option<u16>)>>,
     /// Runs claims started, and alarms that found a run going on.
     claim_runs: u64,
     busy_alarms: u64,
@@ -304,6 +307,7 @@ impl World {
             webhook_ids: BTreeMap::new(),
             delivered: BTreeSet::new(),
             delivered_in_epoch: BTreeMap::new(),
+            requests_seen: BTreeMap::new(),
             redelivered: 0,
             claim_runs: 0,
             busy_alarms: 0,
@@ -884,6 +888,10 @@ impl World {
                     );
                     self.now += took;
                     self.log(format!("POST {id} → {} → {result:?}", origin.name));
+                    self.requests_seen
+                        .entry((id.clone(), origin.consumer().to_string()))
+                        .or_default()
+                        .push((origin.name.clone(), result.status()));
                     if matches!(result, AttemptResult::Status(204)) {
                         self.note_delivered(name, &id, origin.consumer());
                     }
@@ -1213,12 +1221,45 @@ impl World {
         }
     }
 
+    /// A copy's stored history is what origins saw of it: its requests are, in order, among
+    /// those made for the copy (a crash may lose a request's record, never invent one), and it
+    /// keeps no more than its bound, counting the rest.
+    fn check_history(&self, name: &str, id: &str, consumer: &str, copy: &CopyRecord) {
+        let history = &copy.history;
+        assert!(
+            history.latest.len() <= HISTORY_ATTEMPTS,
+            "{name}: {id}/{consumer} keeps {} requests",
+            history.latest.len()
+        );
+        assert!(
+            history.requests as usize >= history.latest.len(),
+            "{name}: {id}/{consumer} counts fewer requests than it keeps"
+        );
+        let seen = self
+            .requests_seen
+            .get(&(id.to_string(), consumer.to_string()))
+            .map_or(&[][..], Vec::as_slice);
+        let mut rest = seen.iter();
+        for entry in history.latest.iter().filter(|entry| entry.origin.is_some()) {
+            let recorded = (entry.origin.clone().unwrap_or_default(), entry.status);
+            assert!(
+                rest.any(|request| *request == recorded),
+                "{name}: {id}/{consumer} records {recorded:?}, which no origin saw in that order: {seen:?}"
+            );
+        }
+    }
+
     fn check(&self) {
         for (uid, ids) in &self.webhook_ids {
             assert!(ids.len() <= 1, "uid {uid} reached origins as {ids:?}");
         }
         for (name, inbox) in &self.inboxes {
             let store = &inbox.store;
+            for ((seq, consumer), copy) in &store.copies {
+                if let Some(record) = store.events.get(seq) {
+                    self.check_history(name, &record.id, consumer, copy);
+                }
+            }
             for (seq, record) in &store.events {
                 let copies: Vec<&CopyRecord> = store
                     .copies
