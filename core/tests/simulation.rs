@@ -99,6 +99,9 @@ const BEHAVIOURS: [Behaviour; 8] = [
     Behaviour::Refusing,
 ];
 
+/// One request an origin got: its name, and the status it answered (none: no answer).
+type SeenRequest = (String, Option<u16>);
+
 /// One logical Didit event: what it says, and how Didit has sent it.
 #[derive(Clone, Debug)]
 struct DiditEvent {
@@ -207,7 +210,7 @@ struct World {
     redelivered: u64,
     /// (id, consumer) → every request an origin answered (or did not), in order: what each
     /// copy's recorded history must be drawn from.
-    requests_seen: BTreeMap<(String, String), Vec<(String, Option<u16>)>>,
+    requests_seen: BTreeMap<(String, String), Vec<SeenRequest>>,
     /// Runs claims started, and alarms that found a run going on.
     claim_runs: u64,
     busy_alarms: u64,

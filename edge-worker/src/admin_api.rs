@@ -5,8 +5,8 @@
 use std::rc::Rc;
 
 use didit_edge_core::admin::{
-    lookup_request, subject_of_inbox, BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport,
-    Lookup, LookupAsk, LookupMiss, LookupTarget, OriginView, OriginsView, Replayed,
+    lookup_answer, lookup_request, subject_of_inbox, BulkReplay, DeadLetterKey, DeadLetterQuery,
+    ErasureReport, LookupAsk, LookupTarget, OriginView, OriginsView, Replayed,
     MAX_ERASURE_BODY_BYTES, MAX_LOOKUP_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
 use didit_edge_core::config::Config;
@@ -15,7 +15,7 @@ use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters;
-use crate::fields::{InboxErasure, Replays};
+use crate::fields::{InboxErasure, LookupCall, Replays};
 use crate::http::{self, header, ok_json, EdgeError, EdgeResult};
 use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
@@ -205,16 +205,19 @@ pub(crate) async fn lookup(request: &mut Request, env: &Env) -> EdgeResult<Respo
         subject_kind: subject.kind.as_str().into(),
         event_id,
     };
-    let found: std::result::Result<Lookup, LookupMiss> = objects::ask(
+    let ask = serde_json::to_string(&LookupCall(ask))
+        .map_err(|error| EdgeError::unavailable("lookup")(worker::Error::from(error)))?;
+    let found = objects::ask_text(
         env,
         InboxCall::BINDING,
         &subject.inbox_name(),
         InboxCall::Lookup.path(),
-        &ask,
+        ask,
     )
     .await
     .map_err(EdgeError::unavailable("inbox unavailable for lookup"))?;
-    answer(&found.map_err(Rejection::from)?)
+    lookup_answer(&found)?;
+    ok_json(found)
 }
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next

@@ -213,7 +213,7 @@ pub(crate) async fn ask<T: DeserializeOwned>(
 /// `ask`'s round trip, as text. Boxed behind `dyn Future` so that each answer type's `ask`
 /// awaits this one future instead of inlining a copy of the fetch into its own (the upload
 /// pays for every copy: docs/performance.md).
-fn ask_text<'a>(
+pub(crate) fn ask_text<'a>(
     env: &'a Env,
     binding: &'a str,
     name: &'a str,

@@ -108,7 +108,7 @@ pub fn subject_of_inbox(inbox: &str) -> Option<Subject<'static>> {
 }
 
 /// What the admin API asks an inbox: its events' timelines, or one event's.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupAsk {
     /// The subject's kind, for the answer (the inbox forgets its name on an erasure).
     pub subject_kind: String,
@@ -116,14 +116,33 @@ pub struct LookupAsk {
     pub event_id: Option<String>,
 }
 
-/// Why an inbox found nothing to show; its answer to a lookup is `Result<Lookup, LookupMiss>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// Why an inbox found nothing to show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LookupMiss {
     /// The inbox keeps nothing: no event, no erasure mark.
     Subject,
     /// The inbox keeps events, but not the one named.
     Event,
+}
+
+impl LookupMiss {
+    /// The inbox's answer for this miss: the refusal's code, which no [`Lookup`]'s JSON is.
+    pub fn as_str(self) -> &'static str {
+        Rejection::from(self).code()
+    }
+}
+
+/// Reads an inbox's answer to a lookup: a [`Lookup`]'s JSON text, passed on as it is (the
+/// admin API never reads the views back, which would compile a reader for each), or a
+/// [`LookupMiss`] by its name; anything else is an inbox that could not answer.
+pub fn lookup_answer(answer: &str) -> Result<&str, Rejection> {
+    if answer.starts_with('{') {
+        return Ok(answer);
+    }
+    Err([LookupMiss::Subject, LookupMiss::Event]
+        .into_iter()
+        .find(|miss| miss.as_str() == answer)
+        .map_or(Rejection::StorageUnavailable, Rejection::from))
 }
 
 impl From<LookupMiss> for Rejection {
@@ -290,6 +309,20 @@ mod tests {
                 "{body:?}: {refused:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_inbox_answer_is_passed_on_or_read_as_a_miss() {
+        assert_eq!(lookup_answer("{\"events\":[]}"), Ok("{\"events\":[]}"));
+        assert_eq!(
+            lookup_answer(LookupMiss::Subject.as_str()),
+            Err(Rejection::SubjectNotFound)
+        );
+        assert_eq!(
+            lookup_answer(LookupMiss::Event.as_str()),
+            Err(Rejection::EventNotFound)
+        );
+        assert_eq!(lookup_answer("garbled"), Err(Rejection::StorageUnavailable));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! whatever an origin does: the latest [`HISTORY_ATTEMPTS`] requests, and counters for the
 //! rest.
 
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
+use super::UnknownValue;
 use crate::admin::LoggedAttempt;
 use crate::attempt::LogEntry;
 use crate::time::UnixMs;
@@ -15,6 +17,9 @@ use crate::time::UnixMs;
 /// Requests a copy keeps: as many as a dead letter's listing shows, so the listing shows what
 /// it showed when every request had its own row.
 pub const HISTORY_ATTEMPTS: usize = 100;
+
+/// Texts per request in a stored log ([`History::log_fields`]).
+const LOG_FIELDS: usize = 6;
 
 /// One copy's delivery history.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +63,52 @@ impl History {
     pub fn dropped(&self) -> u32 {
         let kept = u32::try_from(self.latest.len()).unwrap_or(u32::MAX);
         self.requests.saturating_sub(kept)
+    }
+
+    /// The kept requests as stored in the copy's entry: six texts each (`at_ms`, origin, status,
+    /// error, location, latency ms, `None` for what a request lacks) in one flat list, so that
+    /// storage reads them with the one reader of text lists the worker already carries instead
+    /// of a struct reader of their own (docs/performance.md).
+    pub fn log_fields(&self) -> Vec<Option<String>> {
+        let mut fields = Vec::with_capacity(self.latest.len() * LOG_FIELDS);
+        for entry in &self.latest {
+            fields.push(Some(entry.at_ms.to_string()));
+            fields.push(entry.origin.clone());
+            fields.push(entry.status.map(|status| status.to_string()));
+            fields.push(entry.error.clone());
+            fields.push(entry.location.clone());
+            fields.push(entry.latency_ms.map(|ms| ms.to_string()));
+        }
+        fields
+    }
+
+    /// Reads [`History::log_fields`] back: a list that is not six texts per request, or a number
+    /// that is not one, is [`UnknownValue::Malformed`].
+    pub fn log_from_fields(
+        fields: Vec<Option<String>>,
+    ) -> Result<Vec<LoggedAttempt>, UnknownValue> {
+        if !fields.len().is_multiple_of(LOG_FIELDS) {
+            return Err(UnknownValue::Malformed);
+        }
+        fn number<T: core::str::FromStr>(field: Option<String>) -> Result<Option<T>, UnknownValue> {
+            field
+                .map(|text| text.parse().map_err(|_| UnknownValue::Malformed))
+                .transpose()
+        }
+        let mut log = Vec::with_capacity(fields.len() / LOG_FIELDS);
+        let mut fields = fields.into_iter();
+        while let Some(at_ms) = fields.next() {
+            let mut next = || fields.next().flatten();
+            log.push(LoggedAttempt {
+                at_ms: number(at_ms)?.ok_or(UnknownValue::Malformed)?,
+                origin: next(),
+                status: number(next())?,
+                error: next(),
+                location: next(),
+                latency_ms: number(next())?,
+            });
+        }
+        Ok(log)
     }
 
     /// Forgets where redirects pointed: a `Location` is the origin's text, and may name the
@@ -120,6 +171,27 @@ mod tests {
             history.latest.last().map(|e| e.at_ms),
             Some(HISTORY_ATTEMPTS as i64 + 4)
         );
+    }
+
+    #[test]
+    fn the_stored_log_reads_back_as_written_and_a_broken_one_is_refused() {
+        let mut history = History::default();
+        let mut redirect = entry(1, 307);
+        redirect.location = Some(String::from("https://a.example/x?y=1,2"));
+        let mut unsent = entry(2, 0);
+        (unsent.origin, unsent.status, unsent.latency_ms) = (None, None, None);
+        unsent.error = Some("no_origin");
+        history.record_attempt(&[redirect, unsent, entry(3, 204)]);
+        let fields = history.log_fields();
+        assert_eq!(fields.len(), 18);
+        assert_eq!(History::log_from_fields(fields.clone()), Ok(history.latest));
+        assert_eq!(
+            History::log_from_fields(fields[..17].to_vec()),
+            Err(UnknownValue::Malformed)
+        );
+        let mut bad = fields;
+        bad[2] = Some(String::from("two hundred"));
+        assert_eq!(History::log_from_fields(bad), Err(UnknownValue::Malformed));
     }
 
     #[test]

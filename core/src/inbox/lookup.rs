@@ -4,7 +4,6 @@
 //! nothing, and shows nothing the machine no longer keeps: no payload, no subject name, and
 //! only what retention has left.
 
-use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -16,14 +15,15 @@ use crate::admin::{
 use crate::delivery::CopyState;
 use crate::verify::Verified;
 
-/// What storage keeps beside the machine, read only for a lookup.
+/// What storage keeps beside the machine, read only for a lookup. Lists rather than maps: a
+/// lookup is rare, and each map type is code every isolate loads (docs/performance.md).
 #[derive(Clone, Debug, Default)]
 pub struct LookupFacts {
     /// Which signature verified each event (events stored before this was kept have none).
-    pub verified: BTreeMap<Seq, Verified>,
-    /// Requests older releases logged in their `attempts` table, by event and consumer, oldest
-    /// first: they come before those the copy's history holds.
-    pub legacy_attempts: BTreeMap<(Seq, String), Vec<LoggedAttempt>>,
+    pub verified: Vec<(Seq, Verified)>,
+    /// Requests older releases logged in their `attempts` table, with their event and consumer,
+    /// oldest first: they come before those the copy's history holds.
+    pub legacy_attempts: Vec<(Seq, String, LoggedAttempt)>,
 }
 
 impl Inbox {
@@ -70,8 +70,9 @@ fn timeline(event: &Event, facts: &LookupFacts) -> EventTimeline {
     };
     let signature = facts
         .verified
-        .get(&record.seq)
-        .map(|verified| SignatureView {
+        .iter()
+        .find(|(seq, _)| *seq == record.seq)
+        .map(|(_, verified)| SignatureView {
             header: verified.header.header_name().into(),
             secret_index: verified.secret_index,
         });
@@ -99,17 +100,19 @@ fn timeline(event: &Event, facts: &LookupFacts) -> EventTimeline {
             .copies
             .iter()
             .map(|(consumer, copy)| {
-                let legacy = facts
+                let legacy: Vec<&LoggedAttempt> = facts
                     .legacy_attempts
-                    .get(&(record.seq, consumer.clone()))
-                    .map_or(&[][..], Vec::as_slice);
-                copy_timeline(consumer, copy, legacy)
+                    .iter()
+                    .filter(|(seq, of, _)| *seq == record.seq && of == consumer)
+                    .map(|(_, _, attempt)| attempt)
+                    .collect();
+                copy_timeline(consumer, copy, &legacy)
             })
             .collect(),
     }
 }
 
-fn copy_timeline(consumer: &str, copy: &CopyRecord, legacy: &[LoggedAttempt]) -> CopyTimeline {
+fn copy_timeline(consumer: &str, copy: &CopyRecord, legacy: &[&LoggedAttempt]) -> CopyTimeline {
     let (state, failures, next_attempt_at_ms, at_ms, reason) = match copy.state {
         CopyState::Pending {
             failures,
@@ -126,7 +129,12 @@ fn copy_timeline(consumer: &str, copy: &CopyRecord, legacy: &[LoggedAttempt]) ->
         CopyState::Expired { at, reason } => ("expired", None, None, Some(at.0), Some(reason)),
     };
     let history = &copy.history;
-    let mut log: Vec<LoggedAttempt> = legacy.iter().chain(&history.latest).cloned().collect();
+    let mut log: Vec<LoggedAttempt> = legacy
+        .iter()
+        .copied()
+        .chain(&history.latest)
+        .cloned()
+        .collect();
     let excess = log.len().saturating_sub(HISTORY_ATTEMPTS);
     log.drain(..excess);
     let legacy_count = u32::try_from(legacy.len()).unwrap_or(u32::MAX);

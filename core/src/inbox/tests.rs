@@ -1135,14 +1135,14 @@ fn a_retried_event_keeps_both_requests_in_its_own_row() {
     assert_eq!((history.attempts, history.requests), (2, 2));
 
     let mut facts = LookupFacts::default();
-    facts.verified.insert(
+    facts.verified.push((
         delivery.seq,
         Verified {
             header: crate::verify::SignatureHeader::Canonical,
             form: crate::verify::SignedMessage::RawBody,
             secret_index: 1,
         },
-    );
+    ));
     let lookup = inbox.lookup(&lookup_ask(None), &facts).expect("found");
     assert_eq!(lookup.erased_at_ms, None);
     let [event] = &lookup.events[..] else {
@@ -1228,17 +1228,18 @@ fn a_dead_letter_lists_an_older_releases_log_first_then_its_history() {
     }
     let seq = seq.expect("attempted");
     let mut facts = LookupFacts::default();
-    facts.legacy_attempts.insert(
-        (seq, "default".into()),
-        vec![crate::admin::LoggedAttempt {
+    facts.legacy_attempts.push((
+        seq,
+        "default".into(),
+        crate::admin::LoggedAttempt {
             at_ms: -5,
             origin: Some("old".into()),
             status: Some(502),
             error: Some("server_error".into()),
             location: None,
             latency_ms: None,
-        }],
-    );
+        },
+    ));
     let lookup = inbox.lookup(&lookup_ask(None), &facts).expect("found");
     let copy = &lookup.events[0].copies[0];
     assert_eq!(copy.state, "dead");

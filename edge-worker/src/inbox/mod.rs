@@ -23,7 +23,6 @@ mod store;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use didit_edge_core::admin::LookupAsk;
 use didit_edge_core::budget::{alarm_backoff_ms, SubrequestBudget};
 use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Finished, Run, RunError, Step, LISTED_ATTEMPTS};
@@ -40,7 +39,7 @@ use worker::{
 use crate::claim::{self, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
-use crate::fields::{InboxErasure, Replays};
+use crate::fields::{InboxErasure, LookupCall, Replays};
 use crate::objects::{self, InboxCall};
 use crate::{faults, health, http, origin, settings, stream};
 
@@ -290,7 +289,7 @@ impl Object {
     /// object that holds nothing (most often one the lookup itself created) releases its
     /// storage again, so looking up an unknown subject leaves nothing billed behind.
     async fn lookup(&self, mut request: Request) -> Result<Response> {
-        let ask: LookupAsk = objects::message(&mut request).await?;
+        let LookupCall(ask) = objects::message(&mut request).await?;
         let facts = store::lookup_facts(&self.sql())?;
         let (found, empty) =
             self.peek(|machine| (machine.lookup(&ask, &facts), machine.holds_nothing()))?;
@@ -298,7 +297,11 @@ impl Object {
             self.vacated.set(true);
             self.release_if_vacated().await?;
         }
-        http::json(200, serde_json::to_string(&found)?)
+        let answer = match found {
+            Ok(lookup) => serde_json::to_string(&lookup)?,
+            Err(miss) => miss.as_str().into(),
+        };
+        http::json(200, answer)
     }
 
     /// Whether the inbox holds the transition to a status Didit's API reports now.

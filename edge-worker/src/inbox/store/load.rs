@@ -140,10 +140,21 @@ fn copy_records(
             .filter(|(seq, consumer, _)| *seq == row.event_seq && *consumer == row.copy.consumer)
             .map(|(_, _, rejected)| rejected.clone())
             .collect();
+        let key = row.key();
+        let latest = match History::log_from_fields(row.copy.log) {
+            Ok(latest) => latest,
+            Err(value) => {
+                unreadable.push(Unreadable {
+                    row: key,
+                    value: BadValue::new("copies", value, None::<&str>),
+                });
+                continue;
+            }
+        };
         let history = History {
             attempts: row.copy.attempts,
             requests: row.copy.requests,
-            latest: row.copy.log,
+            latest,
             replays: row.copy.replays,
             replayed_at: row.copy.replayed_at_ms.map(UnixMs),
         };

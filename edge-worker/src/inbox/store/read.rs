@@ -92,21 +92,18 @@ pub(in crate::inbox) fn lookup_facts(sql: &SqlStorage) -> Result<LookupFacts> {
     )?;
     for (seq, text) in verified {
         if let Ok(verified) = didit_edge_core::json::from_str::<Verified>(&text) {
-            facts.verified.insert(seq, verified);
+            facts.verified.push((seq, verified));
         }
     }
     if Tables::of(sql)?.has(Later::Attempts) {
-        let legacy = rows::all(
+        facts.legacy_attempts = rows::all(
             &sql.exec(
                 "SELECT event_seq, consumer, at_ms, origin, status, error, location FROM attempts \
                  ORDER BY rowid",
                 None,
             )?,
-            |row| Ok(((Seq(row.int()?), row.text()?), logged_attempt(row)?)),
+            |row| Ok((Seq(row.int()?), row.text()?, logged_attempt(row)?)),
         )?;
-        for (key, attempt) in legacy {
-            facts.legacy_attempts.entry(key).or_default().push(attempt);
-        }
     }
     Ok(facts)
 }

@@ -7,7 +7,6 @@
 //! copy's outcomes, its payload dropped once every consumer has it) are written as one
 //! update of that row ([`RowPatch`]).
 
-use didit_edge_core::admin::LoggedAttempt;
 use didit_edge_core::inbox::{
     Change, CopyRecord, EventRecord, IndexSync, Rejected, Seq, StoredContent, StoredState,
 };
@@ -241,7 +240,7 @@ pub(super) struct StoredCopy {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(super) requests: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub(super) log: Vec<LoggedAttempt>,
+    pub(super) log: Vec<Option<String>>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub(super) replays: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,7 +266,7 @@ impl StoredCopy {
             index_sync: copy.index.map(IndexSync::as_str).map(str::to_string),
             attempts: copy.history.attempts,
             requests: copy.history.requests,
-            log: copy.history.latest.clone(),
+            log: copy.history.log_fields(),
             replays: copy.history.replays,
             replayed_at_ms: copy.history.replayed_at.map(|at| at.0),
         }
