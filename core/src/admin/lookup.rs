@@ -13,7 +13,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use serde::{Deserialize, Serialize};
 
-use super::{LoggedAttempt, MAX_SUBJECT_ID_BYTES};
+use super::LoggedAttempt;
 use crate::identity::{Subject, SubjectKind};
 use crate::rejection::Rejection;
 
@@ -58,10 +58,7 @@ pub enum LookupTarget {
 /// without an `event_id`, or an `event_id` alone. Ids ride in the body, as an erasure's do, so
 /// no URL normalisation changes what is looked up.
 pub fn lookup_request(body: &[u8]) -> Result<LookupTarget, Rejection> {
-    let body: LookupRequest<'_> = core::str::from_utf8(body)
-        .ok()
-        .and_then(|text| crate::json::from_str(text).ok())
-        .ok_or(Rejection::InvalidSubject {
+    let body = read_lookup_body(body).ok_or(Rejection::InvalidSubject {
             reason: "the body must be {\"subject_kind\", \"subject_id\"}, {\"event_id\"} or all three, and nothing else",
         })?;
     let event_id = match body.event_id {
@@ -74,27 +71,22 @@ pub fn lookup_request(body: &[u8]) -> Result<LookupTarget, Rejection> {
     };
     match (body.subject_kind, body.subject_id, event_id) {
         (None, None, Some(event_id)) => Ok(LookupTarget::Event(event_id)),
-        (Some(kind), Some(id), event_id) => {
-            let kind = SubjectKind::from_name(&kind).ok_or(Rejection::InvalidSubject {
-                reason: "unknown subject kind; use session, business_session, user, business or transaction",
-            })?;
-            if id.trim().is_empty() || id.len() > MAX_SUBJECT_ID_BYTES {
-                return Err(Rejection::InvalidSubject {
-                    reason: "the subject id must be 1 to 65536 bytes and not blank",
-                });
-            }
-            Ok(LookupTarget::Subject {
-                subject: Subject {
-                    kind,
-                    id: Cow::Owned(id.into_owned()),
-                },
-                event_id,
-            })
-        }
+        (Some(kind), Some(id), event_id) => Ok(LookupTarget::Subject {
+            subject: super::query::subject_named(&kind, id)?,
+            event_id,
+        }),
         _ => Err(Rejection::InvalidSubject {
             reason: "name a subject (subject_kind and subject_id), an event_id, or both",
         }),
     }
+}
+
+/// A body with a lookup's fields (an erasure's are two of them), read as text (JSON is UTF-8:
+/// one copy of serde_json's parser serves every input); `None` when it is not one.
+pub(super) fn read_lookup_body(body: &[u8]) -> Option<LookupRequest<'_>> {
+    core::str::from_utf8(body)
+        .ok()
+        .and_then(|text| crate::json::from_str(text).ok())
 }
 
 /// The subject kind of an inbox's name (`session:…` → `session`), as the dead-letter index
