@@ -290,9 +290,10 @@ impl Object {
     /// storage again, so looking up an unknown subject leaves nothing billed behind.
     async fn lookup(&self, mut request: Request) -> Result<Response> {
         let LookupCall(ask) = objects::message(&mut request).await?;
+        // Loading first: storage released by an earlier lookup has its schema again to be read.
+        let empty = self.peek(Machine::holds_nothing)?;
         let facts = store::lookup_facts(&self.sql())?;
-        let (found, empty) =
-            self.peek(|machine| (machine.lookup(&ask, &facts), machine.holds_nothing()))?;
+        let found = self.peek(|machine| machine.lookup(&ask, &facts))?;
         if empty {
             self.vacated.set(true);
             self.release_if_vacated().await?;
