@@ -4,11 +4,14 @@ signature that verified an event and how fresh it was, each request with its sta
 latency, a retry, a redirect, a dead letter found by its id alone, an erasure, and the clear
 404s and 401s."""
 
+import sqlite3
 import time
 import uuid
 
 import didit
+import test_schema
 from harness import ADMIN_TOKEN, DIDIT_SECRET, OLD_DIDIT_SECRET, base_config, cells_containing, inbox_tables
+from test_strict_storage import inbox_file
 
 
 def send(edge, payload, kinds=("raw",), secret=DIDIT_SECRET):
@@ -170,3 +173,38 @@ def test_a_dead_letter_is_found_by_its_id_alone_and_an_erasure_leaves_only_its_m
     # Erased, it is no longer a dead letter: its id alone finds nothing.
     status, reply = lookup(edge, event_id=event_id)
     assert (status, reply["error"]["code"]) == (404, "event_not_found")
+
+
+def test_an_older_releases_attempt_log_is_read_before_the_copys_own_history(make_edge, make_origin):
+    origin = make_origin()
+    origin.status, origin.extra_headers = 500, {"webhook-delivery": "abort-message"}
+    edge = make_edge("lookup-legacy", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN))
+    event_id = send(edge, didit.session_payload())
+    assert wait_until(lambda: lookup(edge, event_id=event_id)[0] == 200)
+
+    # Stopped, the inbox gets the `attempts` table an older release logged failed requests in,
+    # with one request of that release (no latency: it was never stored).
+    edge.stop()
+    path, seq = inbox_file(edge.persist_dir, event_id)
+    connection = sqlite3.connect(path, timeout=5)
+    with connection:
+        connection.executescript(test_schema.constant("ATTEMPTS_TABLE"))
+        connection.execute("INSERT INTO attempts (event_seq, consumer, at_ms, origin, status, error) "
+                           "VALUES (?, 'default', 1, 'old-origin', 502, 'server_error')", (seq,))
+    connection.close()
+    edge.start()
+
+    _, copy = only_copy(found(edge, event_id=event_id))
+    assert [(r["origin"], r["status"], "latency_ms" in r) for r in copy["log"]] == \
+        [("old-origin", 502, False), ("test-origin", 500, True)]
+    assert (copy["attempts"], copy["requests"]) == (1, 2), "the old release's request is counted too"
+    # The dead letter's listing, written again on a replay's return, shows both as well.
+    status, _ = edge.admin("POST", f"/admin/dead-letters/{event_id}/replay")
+    assert status == 200
+
+    def listed():
+        status, page = edge.admin("GET", "/admin/dead-letters")
+        return [d for d in page["dead_letters"] if d["id"] == event_id] if status == 200 else []
+
+    assert wait_until(lambda: len(listed()) == 1 and len(listed()[0]["attempts"]) == 3)
+    assert [a["origin"] for a in listed()[0]["attempts"]] == ["old-origin", "test-origin", "test-origin"]
