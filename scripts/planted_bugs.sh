@@ -18,6 +18,8 @@
 #    the attempt (the later one overtakes it);
 # 6. a claim starts a run while one is going on (two runs send the same copy);
 # 7. an inbox releases its storage while it still holds an event.
+# 8. a copy's history records a request with a status no origin answered (what the lookup
+#    and a dead letter's listing show would not be what happened).
 #
 #   scripts/planted_bugs.sh            # 40 seeds each (SEEDS to change)
 set -euo pipefail
@@ -82,4 +84,7 @@ plant "a claim starts a second run while one is going on" core/src/inbox/gate.rs
 plant "an inbox releases its storage while it holds an event" core/src/inbox/retention.rs \
   "        self.events.is_empty() && self.erased_at.is_none() && self.unreadable.is_empty()" \
   "        self.events.len() <= 1 && self.erased_at.is_none() && self.unreadable.is_empty()" simulation
+plant "a copy's history records a request no origin saw" core/src/admin/view.rs \
+  "            status: entry.status," \
+  "            status: entry.status.map(|status| status ^ 1)," simulation
 echo "== every planted bug was caught"

@@ -553,6 +553,36 @@ def test_admin_erase_removes_a_subject_only_when_confirmed(cli_binary, workdir, 
     assert bad_kind.returncode == 2
 
 
+def test_admin_lookup_prints_each_attempt_of_a_subjects_events(cli_binary, workdir, origin_edge):
+    person = f"person/{uuid.uuid4()} é"
+    event = send_event(cli_binary, workdir, origin_edge, "--type", "user.status.updated", "--vendor-data", person)
+    assert origin_edge.listeners["backup"].wait_for(lambda line: event in line)
+
+    def delivered():
+        result = admin(cli_binary, workdir, origin_edge, "lookup", "--vendor-data", person, "--json")
+        return result.returncode == 0 and json.loads(result.stdout)["events"][0]["copies"][0]["state"] == "delivered"
+
+    assert _wait(delivered)
+    answer = json.loads(admin(cli_binary, workdir, origin_edge, "lookup", "--vendor-data", person, "--json").stdout)
+    assert answer["subject_kind"] == "user" and [e["id"] for e in answer["events"]] == [event]
+    printed = admin(cli_binary, workdir, origin_edge, "lookup", "--vendor-data", person, "--event", event)
+    assert printed.returncode == 0, printed.stderr
+    lines = printed.stdout.splitlines()
+    assert lines[0] == "user subject"
+    assert any(line.startswith(event) and "user.status.updated" in line for line in lines)
+    assert any("received" in line and "X-Signature" in line and "verified" in line for line in lines)
+    # Its backup took it, after the failing origin's 500 (unless earlier tests left that
+    # origin's breaker open, when it is skipped and sent nothing).
+    backup = next(i for i, line in enumerate(lines) if "attempt" in line and "backup 204" in line)
+    failing = [i for i, line in enumerate(lines) if "attempt" in line and "failing" in line]
+    assert all(i < backup and "failing 500 server_error" in lines[i] for i in failing), lines
+    assert any("delivered" in line and "to backup" in line for line in lines[backup:])
+    assert person not in printed.stdout, "the lookup prints nothing personal"
+    missing = admin(cli_binary, workdir, origin_edge, "lookup", "--session", f"never-{uuid.uuid4()}")
+    assert_error_line(missing, 1, "404", "subject_not_found")
+    assert_error_line(admin(cli_binary, workdir, origin_edge, "lookup"), 2, "--event")
+
+
 def _wait(predicate, timeout=30):
     deadline = time.time() + timeout
     while time.time() < deadline:

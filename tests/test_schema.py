@@ -35,6 +35,9 @@ def indexes(connection):
     return sorted(row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
 
 
+# ATTEMPTS_TABLE is what an object of an older release has (this release reads it and empties it
+# as events are forgotten, and never creates it): a fresh object that had it would match a
+# migrated one, so the code that reads it sees the same shape either way.
 LATER_TABLES = ("META_TABLE", "REFUSALS_TABLE", "ATTEMPTS_TABLE", "ALIASES_TABLE")
 
 

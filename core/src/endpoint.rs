@@ -31,6 +31,9 @@ pub enum Endpoint<'p> {
     /// `POST /admin/erasures`: erase what is stored about the subject its body names
     /// ([`crate::admin::erasure_request`]).
     Erase,
+    /// `POST /admin/lookup`: the timelines of the events of the subject (or the event) its body
+    /// names ([`crate::admin::lookup_request`]); reads only.
+    Lookup,
 }
 
 /// Maps a method and path to an endpoint, or the rejection for it.
@@ -60,6 +63,8 @@ pub fn endpoint<'p>(method: &str, path: &'p str) -> Result<Endpoint<'p>, Rejecti
         "/admin/stream-token" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         "/admin/erasures" if method == "POST" => Ok(Endpoint::Erase),
         "/admin/erasures" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+        "/admin/lookup" if method == "POST" => Ok(Endpoint::Lookup),
+        "/admin/lookup" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         _ => {
             // The path form could not name every id (URLs drop `..` and rewrite `%2F`).
             if path.starts_with("/admin/subjects/") {

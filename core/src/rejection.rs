@@ -115,6 +115,12 @@ pub enum Rejection {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A lookup's subject has nothing in its inbox: never seen, or everything about it has
+    /// reached the end of its retention (an erasure leaves a mark, which is found).
+    SubjectNotFound,
+    /// A lookup's event is not among its subject's, or (by id alone) not a dead letter: only
+    /// the dead-letter index maps an event id to its subject.
+    EventNotFound,
     /// A route that moved: the message says where.
     Moved {
         /// The route to use instead.
@@ -126,7 +132,10 @@ impl Rejection {
     /// The HTTP status. 5xx only where a retry by Didit can succeed.
     pub fn status(&self) -> u16 {
         match self {
-            Self::NotFound | Self::DeadLetterNotFound => 404,
+            Self::NotFound
+            | Self::DeadLetterNotFound
+            | Self::SubjectNotFound
+            | Self::EventNotFound => 404,
             Self::Moved { .. } => 410,
             Self::MethodNotAllowed { .. } => 405,
             Self::UnsupportedMediaType => 415,
@@ -197,6 +206,8 @@ impl Rejection {
             Self::DeadLetterNotFound => "dead_letter_not_found",
             Self::InvalidQuery { .. } => "invalid_query",
             Self::InvalidSubject { .. } => "invalid_subject",
+            Self::SubjectNotFound => "subject_not_found",
+            Self::EventNotFound => "event_not_found",
             Self::Moved { .. } => "route_moved",
             Self::ForbiddenSource => "forbidden_source",
         }
@@ -292,6 +303,12 @@ impl fmt::Display for Rejection {
                 "no dead letter has this id (never dead, already replayed, or past its retention)",
             ),
             Self::InvalidQuery { reason } | Self::InvalidSubject { reason } => f.write_str(reason),
+            Self::SubjectNotFound => f.write_str(
+                "nothing is kept about this subject (never seen, or past its retention)",
+            ),
+            Self::EventNotFound => f.write_str(
+                "no such event: not among the subject's events, or, looked up by id alone, not a dead letter (give the subject too)",
+            ),
             Self::Moved { to } => write!(f, "this route has moved: use {to}"),
         }
     }

@@ -437,6 +437,7 @@ impl World {
             created_at: UnixSecs(post.timestamp),
             content: content(session, &tag),
             source: Source::Webhook,
+            verified: None,
         };
         let later_status = session
             .transition_at(post.at)

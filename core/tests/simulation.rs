@@ -56,7 +56,7 @@ use didit_edge_core::inbox::run::{self, Begin, Run, Step, StoredBody};
 use didit_edge_core::inbox::AfterDeadLetter;
 use didit_edge_core::inbox::{
     Change, Claim, ClaimContent, CopyRecord, EventRecord, Inbox, IndexChange, IndexEntry,
-    IndexSync, ReplayFilter, Seq, Source, StoredContent,
+    IndexSync, ReplayFilter, Seq, Source, StoredContent, HISTORY_ATTEMPTS,
 };
 use didit_edge_core::intake::Identified;
 use didit_edge_core::intake::{Incoming, Intake};
@@ -98,6 +98,9 @@ const BEHAVIOURS: [Behaviour; 8] = [
     Behaviour::TimingOut,
     Behaviour::Refusing,
 ];
+
+/// One request an origin got: its name, and the status it answered (none: no answer).
+type SeenRequest = (String, Option<u16>);
 
 /// One logical Didit event: what it says, and how Didit has sent it.
 #[derive(Clone, Debug)]
@@ -205,6 +208,9 @@ struct World {
     delivered_in_epoch: BTreeMap<(String, String), u64>,
     /// Copies an origin got again after a 2xx, across a crash, cancellation or take-over.
     redelivered: u64,
+    /// (id, consumer) → every request an origin answered (or did not), in order: what each
+    /// copy's recorded history must be drawn from.
+    requests_seen: BTreeMap<(String, String), Vec<SeenRequest>>,
     /// Runs claims started, and alarms that found a run going on.
     claim_runs: u64,
     busy_alarms: u64,
@@ -304,6 +310,7 @@ impl World {
             webhook_ids: BTreeMap::new(),
             delivered: BTreeSet::new(),
             delivered_in_epoch: BTreeMap::new(),
+            requests_seen: BTreeMap::new(),
             redelivered: 0,
             claim_runs: 0,
             busy_alarms: 0,
@@ -884,6 +891,10 @@ impl World {
                     );
                     self.now += took;
                     self.log(format!("POST {id} → {} → {result:?}", origin.name));
+                    self.requests_seen
+                        .entry((id.clone(), origin.consumer().to_string()))
+                        .or_default()
+                        .push((origin.name.clone(), result.status()));
                     if matches!(result, AttemptResult::Status(204)) {
                         self.note_delivered(name, &id, origin.consumer());
                     }
@@ -1213,12 +1224,45 @@ impl World {
         }
     }
 
+    /// A copy's stored history is what origins saw of it: its requests are, in order, among
+    /// those made for the copy (a crash may lose a request's record, never invent one), and it
+    /// keeps no more than its bound, counting the rest.
+    fn check_history(&self, name: &str, id: &str, consumer: &str, copy: &CopyRecord) {
+        let history = &copy.history;
+        assert!(
+            history.latest.len() <= HISTORY_ATTEMPTS,
+            "{name}: {id}/{consumer} keeps {} requests",
+            history.latest.len()
+        );
+        assert!(
+            history.requests as usize >= history.latest.len(),
+            "{name}: {id}/{consumer} counts fewer requests than it keeps"
+        );
+        let seen = self
+            .requests_seen
+            .get(&(id.to_string(), consumer.to_string()))
+            .map_or(&[][..], Vec::as_slice);
+        let mut rest = seen.iter();
+        for entry in history.latest.iter().filter(|entry| entry.origin.is_some()) {
+            let recorded = (entry.origin.clone().unwrap_or_default(), entry.status);
+            assert!(
+                rest.any(|request| *request == recorded),
+                "{name}: {id}/{consumer} records {recorded:?}, which no origin saw in that order: {seen:?}"
+            );
+        }
+    }
+
     fn check(&self) {
         for (uid, ids) in &self.webhook_ids {
             assert!(ids.len() <= 1, "uid {uid} reached origins as {ids:?}");
         }
         for (name, inbox) in &self.inboxes {
             let store = &inbox.store;
+            for ((seq, consumer), copy) in &store.copies {
+                if let Some(record) = store.events.get(seq) {
+                    self.check_history(name, &record.id, consumer, copy);
+                }
+            }
             for (seq, record) in &store.events {
                 let copies: Vec<&CopyRecord> = store
                     .copies
@@ -1410,7 +1454,7 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
             let seq = event.seq;
             assert!(!store.events.contains_key(&seq), "{seq:?} inserted twice");
             match content {
-                StoredContent::Classified { payload } => {
+                StoredContent::Classified { payload, .. } => {
                     if let Some(payload) = payload {
                         store.payloads.insert(seq, payload);
                     }
@@ -1461,6 +1505,13 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
                     store.attempt_batches.remove(&key);
                 }
             }
+            // Each attempt is recorded in the copy's own history, written with its state.
+            let attempts_before = store.copies.get(&key).map_or(0, |old| old.history.attempts);
+            if let Some(added) = copy.history.attempts.checked_sub(attempts_before) {
+                if added > 0 {
+                    *store.attempt_batches.entry(key.clone()).or_default() += added;
+                }
+            }
             if copy.index == Some(IndexSync::Put) {
                 assert!(matches!(copy.state, CopyState::Dead { .. }));
             }
@@ -1500,9 +1551,6 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
             if let Some(copy) = store.copies.get_mut(&(seq, consumer)) {
                 copy.rejected_by = rejected_by;
             }
-        }
-        Change::AppendAttempts { seq, consumer, .. } => {
-            *store.attempt_batches.entry((seq, consumer)).or_default() += 1;
         }
         Change::DropPayload(seq) => {
             store.payloads.remove(&seq);

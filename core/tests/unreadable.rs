@@ -68,6 +68,7 @@ fn resend(id: &str, alias: &str) -> Claim {
             payload: "{}".into(),
         }),
         source: Source::Webhook,
+        verified: None,
     }
 }
 
@@ -106,11 +107,6 @@ fn touches(change: &Change, seq: Seq, consumer: Option<&str>) -> bool {
             ..
         }
         | Change::SetRejections {
-            seq: s,
-            consumer: c,
-            ..
-        }
-        | Change::AppendAttempts {
             seq: s,
             consumer: c,
             ..

@@ -1,13 +1,15 @@
 //! The admin API (`/admin/…`: a Bearer token, `ADMIN_TOKEN` or `ADMIN_READ_TOKEN`, or a
-//! Cloudflare Access sign-in): who is signed in, origins and their health, the dead
-//! letters of every subject, listed and replayed, and the erasure of one subject's data.
+//! Cloudflare Access sign-in): who is signed in, origins and their health, the dead letters of
+//! every subject, listed and replayed, the erasure of one subject's data, and the lookup of
+//! what happened to a subject's events.
 
 use std::rc::Rc;
 
 use didit_edge_core::admin::{self, AdminSession, Credential, Provenance, Via};
 use didit_edge_core::admin::{
-    BulkReplay, DeadLetterKey, DeadLetterQuery, ErasureReport, OriginView, OriginsView, Replayed,
-    MAX_ERASURE_BODY_BYTES, SUBJECTS_PER_REPLAY,
+    lookup_answer, lookup_request, subject_of_inbox, BulkReplay, DeadLetterKey, DeadLetterQuery,
+    ErasureReport, LookupAsk, LookupTarget, OriginView, OriginsView, Replayed,
+    MAX_ERASURE_BODY_BYTES, MAX_LOOKUP_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
 use didit_edge_core::config::Config;
 use didit_edge_core::endpoint::Endpoint;
@@ -17,7 +19,7 @@ use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
 use crate::dead_letters;
-use crate::fields::{InboxErasure, Replays};
+use crate::fields::{InboxErasure, LookupCall, Replays};
 use crate::http::{self, header, ok_json, EdgeError, EdgeResult};
 use crate::inbox::ReplayRequest;
 use crate::objects::{self, InboxCall};
@@ -85,6 +87,7 @@ pub(crate) async fn serve(
         Endpoint::ReplayDeadLetter { id } => replay_one(env, id).await,
         Endpoint::ReplayDeadLetters => replay_all(request, env).await,
         Endpoint::Erase => erase_subject(request, env).await,
+        Endpoint::Lookup => lookup(request, env).await,
         Endpoint::AdminSession => answer(&session),
         Endpoint::ConsoleStreamToken => stream_token(&config).await,
         _ => Err(Rejection::NotFound.into()),
@@ -249,6 +252,46 @@ async fn erase_subject(request: &mut Request, env: &Env) -> EdgeResult<Response>
         statuses,
         reconciliation.map(|forgotten| forgotten.sessions),
     ))
+}
+
+/// `POST /admin/lookup` (`{"subject_kind", "subject_id"}`, with or without `"event_id"`, or
+/// `{"event_id"}` alone): what happened to a subject's events, one timeline each, read from its
+/// inbox and changing nothing. An event id alone is found through the dead-letter index, the
+/// one place that maps event ids to subjects, so only while the event is a dead letter: the
+/// event's path writes no global index (a row for every event, for a rare question).
+async fn lookup(request: &mut Request, env: &Env) -> EdgeResult<Response> {
+    let body = http::read_json_body(request, MAX_LOOKUP_BODY_BYTES).await?;
+    let (subject, event_id) = match lookup_request(&body)? {
+        LookupTarget::Subject { subject, event_id } => (subject, event_id),
+        LookupTarget::Event(id) => {
+            let found = dead_letters::inboxes(env, Some(&id), None, 1)
+                .await
+                .map_err(EdgeError::unavailable("dead-letter index unavailable"))?;
+            let subject = found
+                .inboxes
+                .first()
+                .and_then(|inbox| subject_of_inbox(inbox))
+                .ok_or(Rejection::EventNotFound)?;
+            (subject, Some(id))
+        }
+    };
+    let ask = LookupAsk {
+        subject_kind: subject.kind.as_str().into(),
+        event_id,
+    };
+    let ask = serde_json::to_string(&LookupCall(ask))
+        .map_err(|error| EdgeError::unavailable("lookup")(worker::Error::from(error)))?;
+    let found = objects::ask_text(
+        env,
+        InboxCall::BINDING,
+        &subject.inbox_name(),
+        InboxCall::Lookup.path(),
+        ask,
+    )
+    .await
+    .map_err(EdgeError::unavailable("inbox unavailable for lookup"))?;
+    lookup_answer(&found)?;
+    ok_json(found)
 }
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next

@@ -9,7 +9,7 @@ use didit_edge_core::inbox::Source;
 use didit_edge_core::intake::Identified;
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::risk::Level;
-use didit_edge_core::verify::Verified;
+use didit_edge_core::verify::{Provenance, Verified};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use worker::Env;
@@ -46,6 +46,9 @@ pub(crate) struct Claim<'a> {
     /// Where the edge learned of it (a webhook, or Didit's API by reconciliation).
     #[serde(default)]
     pub source: Source,
+    /// Which signature verified it, for the admin lookup's timeline (none from the API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
 }
 
 impl<'a> Claim<'a> {
@@ -66,6 +69,10 @@ impl<'a> Claim<'a> {
             created_at: identified.created_at,
             content,
             source,
+            verified: match identified.provenance {
+                Provenance::Signed(verified) => Some(verified),
+                Provenance::Api => None,
+            },
         }
     }
 

@@ -20,6 +20,7 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
             | Endpoint::ReplayDeadLetter { .. }
             | Endpoint::ReplayDeadLetters
             | Endpoint::Erase
+            | Endpoint::Lookup
             | Endpoint::AdminSession
             | Endpoint::ConsoleStreamToken),
         ) => admin_api::serve(admin, &mut request, env).await,

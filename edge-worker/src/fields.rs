@@ -12,7 +12,7 @@
 use std::str::FromStr;
 use std::vec;
 
-use didit_edge_core::admin::DeadLetterKey;
+use didit_edge_core::admin::{DeadLetterKey, LookupAsk};
 use didit_edge_core::health::Report;
 use didit_edge_core::inbox::Erasure;
 use didit_edge_core::time::UnixMs;
@@ -86,6 +86,28 @@ impl<'de> Deserialize<'de> for ReplayRequest {
             id: fields.optional(),
             consumer: fields.optional(),
         })
+    }
+}
+
+/// A lookup's question to an inbox.
+pub(crate) struct LookupCall(pub LookupAsk);
+
+impl Serialize for LookupCall {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        write(
+            &[Some(self.0.subject_kind.clone()), self.0.event_id.clone()],
+            serializer,
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for LookupCall {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut fields = Fields::deserialize(deserializer)?;
+        Ok(Self(LookupAsk {
+            subject_kind: fields.text()?,
+            event_id: fields.optional(),
+        }))
     }
 }
 

@@ -64,6 +64,9 @@ object_calls! {
         /// What it holds of a transition reconciliation found (`inbox::KnowsRequest` →
         /// `inbox::Knowledge`).
         Knows = "/knows",
+        /// Its events' timelines, changing nothing (`admin::LookupAsk` →
+        /// `Result<admin::Lookup, admin::LookupMiss>`).
+        Lookup = "/lookup",
     }
 }
 
@@ -237,7 +240,7 @@ pub(crate) async fn ask<T: DeserializeOwned>(
 /// `ask`'s round trip, as text. Boxed behind `dyn Future` so that each answer type's `ask`
 /// awaits this one future instead of inlining a copy of the fetch into its own (the upload
 /// pays for every copy: docs/performance.md).
-fn ask_text<'a>(
+pub(crate) fn ask_text<'a>(
     env: &'a Env,
     binding: &'a str,
     name: &'a str,

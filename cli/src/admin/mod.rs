@@ -1,13 +1,14 @@
 //! `didit-edge admin`: the worker's admin API (origins and their breakers, dead letters,
-//! replay, erasure of a subject) as readable tables, or as the API's own JSON. Each answer is
+//! replay, erasure of a subject, the lookup of a subject's events) as readable tables, or as the API's own JSON. Each answer is
 //! read into the core's type for it (`didit_edge_core::admin`), the one the worker writes.
 //!
 //! One file per command group ([`origins`], [`dead_letters`] with replay, [`reconciliation`],
-//! [`erase`]), the API [`client`] they share, and the [`print`]ing of cells and tables.
+//! [`erase`], [`lookup`]), the API [`client`] they share, and the [`print`]ing of cells and tables.
 
 mod client;
 mod dead_letters;
 mod erase;
+mod lookup;
 mod origins;
 mod print;
 mod reconciliation;
@@ -20,6 +21,7 @@ use crate::config;
 use crate::error::{Result, EXIT_CODES};
 pub(crate) use dead_letters::{DeadLetterArgs, ReplayArgs};
 pub(crate) use erase::EraseArgs;
+pub(crate) use lookup::LookupArgs;
 
 use client::Client;
 
@@ -60,6 +62,10 @@ pub(crate) enum AdminCommand {
     /// deliveries, dead letters, stream statuses. Ids stay for deduplication
     #[command(after_help = EXIT_CODES)]
     Erase(EraseArgs),
+    /// What happened to a subject's events (or one event): a timeline each, from receipt to
+    /// every attempt and where each copy stands. Reads only
+    #[command(after_help = EXIT_CODES)]
+    Lookup(LookupArgs),
 }
 
 pub(crate) fn run(args: &AdminArgs) -> Result<()> {
@@ -70,6 +76,7 @@ pub(crate) fn run(args: &AdminArgs) -> Result<()> {
         AdminCommand::Reconciliation => reconciliation::reconciliation(&client, args.json),
         AdminCommand::Replay(replay_args) => dead_letters::replay(&client, replay_args, args.json),
         AdminCommand::Erase(erase_args) => erase::erase(&client, erase_args, args.json),
+        AdminCommand::Lookup(lookup_args) => lookup::lookup(&client, lookup_args, args.json),
     }
 }
 

@@ -2,13 +2,15 @@
 //! compared in constant time, or a Cloudflare Access assertion: [`role`]), what its paths and queries name ([`DeadLetterQuery`],
 //! [`erasure_request`]), the rules its answers follow, and the shape of every answer, which
 //! the worker writes and the CLI reads ([`OriginsView`], [`DeadLetterPage`], [`Replayed`],
-//! [`BulkReplay`], [`ErasureReport`], [`ReconciliationStatus`]).
+//! [`BulkReplay`], [`ErasureReport`], [`ReconciliationStatus`], [`Lookup`]).
 
+mod lookup;
 mod query;
 mod reconciliation;
 mod role;
 mod view;
 
+pub use lookup::*;
 pub use query::*;
 pub use reconciliation::*;
 pub use role::*;

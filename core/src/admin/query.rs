@@ -5,6 +5,7 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use serde::{Deserialize, Serialize};
 
+use super::LookupRequest;
 use crate::identity::{Subject, SubjectKind};
 use crate::rejection::Rejection;
 
@@ -102,18 +103,28 @@ pub struct ErasureRequest<'a> {
 /// "…"}`. The id travels in JSON, not in the path, so no URL normalisation (`.`, `..`, `%2F`,
 /// `?`, `#`, whitespace) can change which subject is erased.
 pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
-    // Read as text (JSON is UTF-8): one copy of serde_json's parser serves every input.
-    let body: ErasureRequest<'_> = core::str::from_utf8(body)
-        .ok()
-        .and_then(|text| crate::json::from_str(text).ok())
-        .ok_or(Rejection::InvalidSubject {
-            reason: "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
-        })?;
-    let kind = SubjectKind::from_name(&body.subject_kind).ok_or(Rejection::InvalidSubject {
+    // Read with the lookup's body reader (its fields, all optional), then held to exactly the
+    // two an erasure takes: one struct reader in the upload instead of two.
+    let body = super::read_lookup_body(body);
+    match body {
+        Some(LookupRequest {
+            subject_kind: Some(kind),
+            subject_id: Some(id),
+            event_id: None,
+        }) => subject_named(&kind, id),
+        _ => Err(Rejection::InvalidSubject {
+            reason:
+                "the body must be {\"subject_kind\": \"…\", \"subject_id\": \"…\"} and nothing else",
+        }),
+    }
+}
+
+/// The subject `kind` and `id` name, if the kind is known and the id neither blank nor too long.
+pub(super) fn subject_named(kind: &str, id: Cow<'_, str>) -> Result<Subject<'static>, Rejection> {
+    let kind = SubjectKind::from_name(kind).ok_or(Rejection::InvalidSubject {
         reason:
             "unknown subject kind; use session, business_session, user, business or transaction",
     })?;
-    let id = body.subject_id.into_owned();
     if id.trim().is_empty() || id.len() > MAX_SUBJECT_ID_BYTES {
         return Err(Rejection::InvalidSubject {
             reason: "the subject id must be 1 to 65536 bytes and not blank",
@@ -121,7 +132,7 @@ pub fn erasure_request(body: &[u8]) -> Result<Subject<'static>, Rejection> {
     }
     Ok(Subject {
         kind,
-        id: Cow::Owned(id),
+        id: Cow::Owned(id.into_owned()),
     })
 }
 
@@ -220,6 +231,7 @@ mod tests {
             body("user", &too_long),
             br#"{"subject_kind":"user"}"#.to_vec(),
             br#"{"subject_kind":"user","subject_id":"a","extra":1}"#.to_vec(),
+            br#"{"subject_kind":"user","subject_id":"a","event_id":"evt_1"}"#.to_vec(),
             br#"{"subject_kind":"user","subject_id":7}"#.to_vec(),
             b"user/alice".to_vec(),
             Vec::new(),

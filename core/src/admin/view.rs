@@ -119,6 +119,23 @@ pub struct LoggedAttempt {
     /// Where a redirect pointed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// From sending the request to its end; absent from what older releases logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+}
+
+impl LoggedAttempt {
+    /// One request of an attempt's log, as kept and listed.
+    pub fn of(entry: &crate::attempt::LogEntry) -> Self {
+        Self {
+            at_ms: entry.at_ms,
+            origin: entry.origin.clone(),
+            status: entry.status,
+            error: entry.error.map(String::from),
+            location: entry.location.clone(),
+            latency_ms: entry.latency_ms,
+        }
+    }
 }
 
 /// One consumer's copy of one event: what a replay names.

@@ -100,6 +100,7 @@ impl Inbox {
                 }
                 copy.state = copy.state.replayed(now);
                 copy.index = Some(IndexSync::Remove);
+                copy.history.record_replay(now);
                 if !copy.rejected_by.is_empty() {
                     copy.rejected_by.clear();
                     self.changes.push_back(Change::SetRejections {

@@ -14,7 +14,7 @@ use crate::intake::{Classified, Identified};
 use crate::retry::RetrySchedule;
 use crate::risk::Level;
 use crate::time::{UnixMs, UnixSecs};
-use crate::verify::Verified;
+use crate::verify::{Provenance, Verified};
 
 /// What a consumer's later events of the same subject do while an earlier one is a dead letter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -72,6 +72,8 @@ pub struct Claim {
     pub content: ClaimContent,
     /// Where the edge learned of it.
     pub source: Source,
+    /// Which signature verified it (`None` from Didit's API): kept for the lookup's timeline.
+    pub verified: Option<Verified>,
 }
 
 /// Where the edge learned of an event.
@@ -140,6 +142,10 @@ impl Claim {
             created_at: UnixSecs(identified.created_at),
             content,
             source,
+            verified: match identified.provenance {
+                Provenance::Signed(verified) => Some(verified),
+                Provenance::Api => None,
+            },
         }
     }
 }

@@ -40,7 +40,9 @@
 
 mod dedup;
 pub mod gate;
+mod history;
 mod index;
+mod lookup;
 mod messages;
 mod order;
 mod record;
@@ -53,7 +55,9 @@ use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
+pub use history::{History, HISTORY_ATTEMPTS};
 pub use index::{INDEX_BATCH, INDEX_RETRY_MS};
+pub use lookup::LookupFacts;
 pub use messages::{
     AfterDeadLetter, Claim, ClaimContent, Classification, CopyKey, DueCopy, Erasure, InboxPolicy,
     IndexChange, IndexEntry, Knowledge, Outcome, ReplayFilter, Source, Standing, Work,
@@ -70,6 +74,7 @@ use crate::delivery::{expiry, CopyState, Expiry, Retention};
 use crate::receipt::Receipt;
 use crate::risk::Level;
 use crate::time::UnixMs;
+use crate::verify::Verified;
 
 /// Most of Didit's `event_id`s one event is known by (its own and those of resends matched to
 /// it); more are matched by type and status alone.
@@ -191,7 +196,7 @@ impl Inbox {
         }
         let seq = Seq(self.next_seq);
         self.next_seq = self.next_seq.saturating_add(1);
-        let (risk_level, content, copies) = stored_content(claim.content, now);
+        let (risk_level, content, copies) = stored_content(claim.content, claim.verified, now);
         let record = EventRecord {
             seq,
             id: claim.id.clone(),
@@ -205,7 +210,13 @@ impl Inbox {
             created_at: claim.created_at,
             received_at: now,
             risk_level,
-            has_payload: matches!(content, StoredContent::Classified { payload: Some(_) }),
+            has_payload: matches!(
+                content,
+                StoredContent::Classified {
+                    payload: Some(_),
+                    ..
+                }
+            ),
         };
         self.accept(record, content, copies);
         Receipt::Accepted { id: claim.id }
@@ -340,6 +351,7 @@ impl Inbox {
                 latency_ms: entry.latency_ms,
             });
         }
+        copy.history.record_attempt(&outcome.log);
         let took = took.and_then(|index| outcome.log.get(index));
         let settled = settled_by(
             delivery,
@@ -360,14 +372,6 @@ impl Inbox {
             }
             _ => false,
         };
-        // The log is what a dead letter's listing shows: a delivered copy never needs it.
-        if !outcome.log.is_empty() && !delivered {
-            self.changes.push_back(Change::AppendAttempts {
-                seq: delivery.seq,
-                consumer: delivery.consumer.clone(),
-                entries: outcome.log,
-            });
-        }
         if copy.rejected_by != outcome.rejected_by {
             copy.rejected_by = outcome.rejected_by;
             self.changes.push_back(Change::SetRejections {
@@ -435,6 +439,12 @@ impl Inbox {
         next
     }
 
+    /// One copy's history, for a dead letter's listing.
+    pub fn history(&self, seq: Seq, consumer: &str) -> Option<&History> {
+        let event = self.events.get(&seq)?;
+        event.copies.get(consumer).map(|copy| &copy.history)
+    }
+
     /// Every event's record and copies, for a listing or a test; in order of arrival.
     pub fn events(&self) -> impl Iterator<Item = (&EventRecord, &BTreeMap<String, CopyRecord>)> {
         self.events
@@ -447,6 +457,7 @@ impl Inbox {
 /// and a copy pending for each consumer that takes it.
 fn stored_content(
     content: ClaimContent,
+    verified: Option<Verified>,
     now: UnixMs,
 ) -> (Option<Level>, StoredContent, Vec<(String, CopyRecord)>) {
     match content {
@@ -460,7 +471,7 @@ fn stored_content(
             let payload = (!copies.is_empty()).then_some(classification.payload);
             (
                 Some(classification.risk_level),
-                StoredContent::Classified { payload },
+                StoredContent::Classified { payload, verified },
                 copies,
             )
         }

@@ -84,7 +84,7 @@ impl Inbox {
     }
 
     /// Whether nothing of the subject is kept: no event, no erasure mark, no unreadable row.
-    fn holds_nothing(&self) -> bool {
+    pub fn holds_nothing(&self) -> bool {
         self.events.is_empty() && self.erased_at.is_none() && self.unreadable.is_empty()
     }
 
@@ -105,19 +105,25 @@ impl Inbox {
             // Copies first: after a crash between these changes, no copy still pending lacks
             // its payload (an erasure that failed is run again by the operator).
             for (consumer, copy) in &mut event.copies {
-                let (at, reason) = match copy.state {
+                // Where redirects pointed is the origins' text, and may name the subject.
+                let forgot = copy.history.forget_locations();
+                let ended = match copy.state {
                     CopyState::Pending { .. } => {
                         erasure.pending_deliveries += 1;
-                        (now, DeadReason::Erased)
+                        Some((now, DeadReason::Erased))
                     }
                     CopyState::Dead { at, reason } => {
                         erasure.dead_letters += 1;
                         copy.index = Some(IndexSync::Remove);
-                        (at, reason)
+                        Some((at, reason))
                     }
-                    CopyState::Delivered { .. } | CopyState::Expired { .. } => continue,
+                    CopyState::Delivered { .. } | CopyState::Expired { .. } => None,
                 };
-                copy.state = CopyState::Expired { at, reason };
+                if let Some((at, reason)) = ended {
+                    copy.state = CopyState::Expired { at, reason };
+                } else if !forgot {
+                    continue;
+                }
                 self.changes.push_back(Change::PutCopy {
                     seq,
                     consumer: consumer.clone(),

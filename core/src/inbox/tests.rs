@@ -44,6 +44,7 @@ fn claim(id: &str, created_at: i64, consumers: &[&str]) -> Claim {
             payload: format!("{{\"id\":\"{id}\"}}"),
         }),
         source: Source::Webhook,
+        verified: None,
     }
 }
 
@@ -1068,4 +1069,257 @@ fn retention_until_idle(
         written.extend(inbox.drain_changes().map(|change| (now, change)));
     }
     written
+}
+
+fn tried(at_ms: i64, status: u16, latency_ms: u64) -> LogEntry {
+    LogEntry {
+        at_ms,
+        origin: Some("aws".into()),
+        status: Some(status),
+        error: (status >= 300).then_some(if status < 400 {
+            "redirect"
+        } else {
+            "server_error"
+        }),
+        location: (300..400)
+            .contains(&status)
+            .then(|| "https://elsewhere.example/u/alice".into()),
+        latency_ms: Some(latency_ms),
+    }
+}
+
+fn outcome(verdict: Verdict, log: Vec<LogEntry>) -> Outcome {
+    Outcome {
+        verdict,
+        log,
+        rejected_by: vec![],
+    }
+}
+
+fn lookup_ask(event_id: Option<&str>) -> crate::admin::LookupAsk {
+    crate::admin::LookupAsk {
+        subject_kind: "session".into(),
+        event_id: event_id.map(Into::into),
+    }
+}
+
+fn signed_claim(id: &str, created_at: i64) -> Claim {
+    Claim {
+        verified: Some(Verified {
+            header: crate::verify::SignatureHeader::Canonical,
+            form: crate::verify::SignedMessage::RawBody,
+            secret_index: 1,
+        }),
+        ..claim(id, created_at, &["default"])
+    }
+}
+
+#[test]
+fn a_retried_event_keeps_both_requests_in_its_own_row() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(signed_claim("evt_a", 100), UnixMs(100_250));
+    let stored: Vec<Change> = inbox.drain_changes().collect();
+    assert!(
+        stored.iter().any(|change| matches!(
+            change,
+            Change::InsertEvent {
+                content: StoredContent::Classified {
+                    verified: Some(Verified {
+                        secret_index: 1,
+                        ..
+                    }),
+                    ..
+                },
+                ..
+            }
+        )),
+        "the verified signature is stored with the event: {stored:?}"
+    );
+    deliver(
+        &mut inbox,
+        &policy,
+        100_300,
+        outcome(Verdict::Failed, vec![tried(100_300, 503, 40)]),
+    );
+    let delivery = deliver(
+        &mut inbox,
+        &policy,
+        101_300,
+        outcome(
+            Verdict::Delivered {
+                origin: "aws".into(),
+            },
+            vec![tried(101_300, 204, 12)],
+        ),
+    );
+    // Recording the requests costs no row of its own: only the copy's (the event's) row.
+    let written: Vec<Change> = inbox.drain_changes().collect();
+    assert!(
+        written
+            .iter()
+            .all(|change| matches!(change, Change::PutCopy { .. } | Change::DropPayload(_))),
+        "{written:?}"
+    );
+    let history = inbox
+        .history(delivery.seq, "default")
+        .expect("the copy is kept");
+    assert_eq!((history.attempts, history.requests), (2, 2));
+
+    let mut facts = LookupFacts::default();
+    facts.verified.push((
+        delivery.seq,
+        Verified {
+            header: crate::verify::SignatureHeader::Canonical,
+            form: crate::verify::SignedMessage::RawBody,
+            secret_index: 1,
+        },
+    ));
+    let lookup = inbox.lookup(&lookup_ask(None), &facts).expect("found");
+    assert_eq!(lookup.erased_at_ms, None);
+    let [event] = &lookup.events[..] else {
+        panic!("one event: {lookup:?}");
+    };
+    assert_eq!(event.id, "evt_a");
+    assert_eq!(event.received.at_ms, 100_250);
+    assert_eq!(
+        event.received.age_ms, 250,
+        "received 250 ms after Didit's timestamp"
+    );
+    assert_eq!(event.received.source, "webhook");
+    let signature = event.received.signature.as_ref().expect("signature kept");
+    assert_eq!(
+        (signature.header.as_str(), signature.secret_index),
+        ("X-Signature-V2", 1)
+    );
+    let classified = event.classified.as_ref().expect("classified");
+    assert_eq!(classified.risk_level, "low");
+    assert_eq!(classified.consumers, vec!["default".to_string()]);
+    let [copy] = &event.copies[..] else {
+        panic!("one copy: {event:?}");
+    };
+    assert_eq!(copy.state, "delivered");
+    assert_eq!(copy.at_ms, Some(101_300));
+    assert_eq!(copy.delivered_to.as_deref(), Some("aws"));
+    let seen: Vec<(Option<u16>, Option<u64>)> = copy
+        .log
+        .iter()
+        .map(|entry| (entry.status, entry.latency_ms))
+        .collect();
+    assert_eq!(seen, vec![(Some(503), Some(40)), (Some(204), Some(12))]);
+    assert_eq!(
+        (copy.attempts, copy.requests, copy.requests_not_kept),
+        (2, 2, 0)
+    );
+}
+
+#[test]
+fn a_lookup_names_one_event_by_either_id_and_misses_clearly() {
+    let mut inbox = Inbox::new();
+    let facts = LookupFacts::default();
+    assert_eq!(
+        inbox.lookup(&lookup_ask(None), &facts),
+        Err(crate::admin::LookupMiss::Subject),
+        "an empty inbox keeps nothing about the subject"
+    );
+    inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(0));
+    inbox.handle_claim(claim("evt_b", 200, &["default"]), UnixMs(0));
+    let ids = |ask| -> Vec<String> {
+        inbox
+            .lookup(&ask, &facts)
+            .expect("found")
+            .events
+            .into_iter()
+            .map(|event| event.id)
+            .collect()
+    };
+    assert_eq!(ids(lookup_ask(None)), vec!["evt_a", "evt_b"]);
+    assert_eq!(ids(lookup_ask(Some("evt_b"))), vec!["evt_b"]);
+    assert_eq!(ids(lookup_ask(Some("alias-evt_a"))), vec!["evt_a"]);
+    assert_eq!(
+        inbox.lookup(&lookup_ask(Some("evt_z")), &facts),
+        Err(crate::admin::LookupMiss::Event)
+    );
+}
+
+#[test]
+fn a_dead_letter_lists_an_older_releases_log_first_then_its_history() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(0));
+    let mut seq = None;
+    for (n, at) in [0, 1_000, 2_000].into_iter().enumerate() {
+        let delivery = deliver(
+            &mut inbox,
+            &policy,
+            at,
+            outcome(Verdict::Failed, vec![tried(at, 500 + n as u16, 5)]),
+        );
+        seq = Some(delivery.seq);
+    }
+    let seq = seq.expect("attempted");
+    let mut facts = LookupFacts::default();
+    facts.legacy_attempts.push((
+        seq,
+        "default".into(),
+        crate::admin::LoggedAttempt {
+            at_ms: -5,
+            origin: Some("old".into()),
+            status: Some(502),
+            error: Some("server_error".into()),
+            location: None,
+            latency_ms: None,
+        },
+    ));
+    let lookup = inbox.lookup(&lookup_ask(None), &facts).expect("found");
+    let copy = &lookup.events[0].copies[0];
+    assert_eq!(copy.state, "dead");
+    assert_eq!(copy.reason.as_deref(), Some("retries_exhausted"));
+    let statuses: Vec<Option<u16>> = copy.log.iter().map(|entry| entry.status).collect();
+    assert_eq!(statuses, vec![Some(502), Some(500), Some(501), Some(502)]);
+    assert_eq!((copy.attempts, copy.requests), (3, 4));
+
+    inbox.handle_replay(
+        ReplayFilter {
+            id: Some("evt_a"),
+            consumer: None,
+        },
+        UnixMs(9_000),
+    );
+    let lookup = inbox.lookup(&lookup_ask(None), &facts).expect("found");
+    let copy = &lookup.events[0].copies[0];
+    assert_eq!(copy.state, "pending");
+    assert_eq!((copy.replays, copy.replayed_at_ms), (1, Some(9_000)));
+    assert_eq!(copy.log.len(), 4, "a replay keeps the history");
+}
+
+#[test]
+fn after_an_erasure_a_lookup_shows_the_mark_and_nothing_the_origins_pointed_at() {
+    let schedule = schedule();
+    let policy = policy(&schedule, AfterDeadLetter::Hold);
+    let mut inbox = Inbox::new();
+    inbox.handle_claim(claim("evt_a", 100, &["default"]), UnixMs(0));
+    deliver(
+        &mut inbox,
+        &policy,
+        0,
+        outcome(Verdict::Failed, vec![tried(0, 302, 3)]),
+    );
+    inbox.drain_changes().for_each(drop);
+    inbox.handle_erase(UnixMs(5_000));
+    let lookup = inbox
+        .lookup(&lookup_ask(None), &LookupFacts::default())
+        .expect("the erased subject's events are still kept for deduplication");
+    assert_eq!(lookup.erased_at_ms, Some(5_000));
+    let event = &lookup.events[0];
+    assert!(!event.payload_kept);
+    let copy = &event.copies[0];
+    assert_eq!(
+        (copy.state.as_str(), copy.reason.as_deref()),
+        ("expired", Some("erased"))
+    );
+    assert_eq!(copy.log[0].status, Some(302));
+    assert_eq!(copy.log[0].location, None, "the redirect's Location went");
 }

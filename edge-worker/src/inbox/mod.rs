@@ -39,7 +39,7 @@ use worker::{
 use crate::claim::{self, Content};
 use crate::clock::{alarm_at, now_ms};
 use crate::dead_letters::{self, Changes, DeadLetter, DeadLetterKey};
-use crate::fields::{InboxErasure, Replays};
+use crate::fields::{InboxErasure, LookupCall, Replays};
 use crate::objects::{self, InboxCall};
 use crate::{faults, health, http, origin, settings, stream};
 
@@ -219,6 +219,7 @@ impl Object {
             created_at: UnixSecs(claim.created_at),
             content,
             source: claim.source,
+            verified: claim.verified,
         };
         let now = UnixMs(now_ms());
         let config = settings::config(&self.env);
@@ -284,6 +285,26 @@ impl Object {
         http::json(200, serde_json::to_string(&InboxErasure(erasure))?)
     }
 
+    /// The admin API's lookup: the timelines of the subject's events, changing nothing. An
+    /// object that holds nothing (most often one the lookup itself created) releases its
+    /// storage again, so looking up an unknown subject leaves nothing billed behind.
+    async fn lookup(&self, mut request: Request) -> Result<Response> {
+        let LookupCall(ask) = objects::message(&mut request).await?;
+        // Loading first: storage released by an earlier lookup has its schema again to be read.
+        let empty = self.peek(Machine::holds_nothing)?;
+        let facts = store::lookup_facts(&self.sql())?;
+        let found = self.peek(|machine| machine.lookup(&ask, &facts))?;
+        if empty {
+            self.vacated.set(true);
+            self.release_if_vacated().await?;
+        }
+        let answer = match found {
+            Ok(lookup) => serde_json::to_string(&lookup)?,
+            Err(miss) => miss.as_str().into(),
+        };
+        http::json(200, answer)
+    }
+
     /// Whether the inbox holds the transition to a status Didit's API reports now.
     async fn knows(&self, mut request: Request) -> Result<Response> {
         let ask: KnowsRequest = objects::message(&mut request).await?;
@@ -339,6 +360,12 @@ impl Object {
                         *seq,
                         &key.consumer,
                         listed_attempts,
+                        self.peek(|machine| {
+                            machine
+                                .history(*seq, &key.consumer)
+                                .map(|history| history.latest.clone())
+                                .unwrap_or_default()
+                        })?,
                     )?,
                 }),
                 IndexEntry::Remove => changes.remove.push(DeadLetterKey {
@@ -567,6 +594,7 @@ impl DurableObject for Inbox {
             Some(InboxCall::Replay) => object.replay(request).await,
             Some(InboxCall::Erase) => object.erase().await,
             Some(InboxCall::Knows) => object.knows(request).await,
+            Some(InboxCall::Lookup) => object.lookup(request).await,
             None => objects::no_such_call(),
         }
     }

@@ -10,8 +10,10 @@
 //! Storage is billed by the row written (a thousand times a row read), and most objects hold
 //! one subject's one event, so the layout is shaped by what one event costs: an object that
 //! never stored anything creates one table, `events`, and an event is one row of it, its
-//! copies included. The tables only some objects need (`meta`, `refusals`, `attempts`,
-//! `aliases`) are created the first time one is written ([`Tables`]).
+//! copies included, and each copy its history (the requests made for it). The tables only some
+//! objects need (`meta`, `refusals`, `aliases`) are created the first time one is written
+//! ([`Tables`]); `attempts`, where older releases logged failed requests, exists only where an
+//! older release created it.
 //!
 //! This file is the store's root and holds its schema: the tables, and the migrations that
 //! bring an older object's storage to them, in one place next to the statement lists they
@@ -36,7 +38,7 @@ mod write;
 pub(super) use alerts::{alert_unreadable, unreadable_alerts};
 pub(super) use load::load;
 pub(super) use meta::{meta_number, set_meta_number};
-pub(super) use read::{attempt_log, payload, stored_body};
+pub(super) use read::{attempt_log, lookup_facts, payload, stored_body};
 pub(super) use write::apply;
 
 use worker::{Result, SqlStorage};
@@ -164,7 +166,11 @@ CREATE TABLE IF NOT EXISTS refusals (
 );
 ";
 /// Every request made for a copy that was not delivered at its first try: the dead-letter
-/// attempt log.
+/// attempt log of releases before each copy kept its own history (`write::StoredCopy`). An
+/// object that has it keeps it, read beside the copies' histories and emptied as its events
+/// are forgotten; nothing creates it or writes to it any more. It is not migrated into the
+/// copies: that would rewrite every row of every older inbox (rows written are what storage
+/// bills) for a log that goes with its events anyway.
 const ATTEMPTS_TABLE: &str = "
 CREATE TABLE IF NOT EXISTS attempts (
     event_seq INTEGER NOT NULL, consumer TEXT NOT NULL, at_ms INTEGER NOT NULL,
@@ -186,7 +192,7 @@ pub(super) enum Later {
     Meta,
     /// `refusals`.
     Refusals,
-    /// `attempts` (and its index).
+    /// `attempts` (and its index): an older release's, read and emptied, never created.
     Attempts,
     /// `aliases`.
     Aliases,

@@ -6,7 +6,6 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::{CopyRecord, EventRecord, Rejected, Seq, StoredContent};
-use crate::attempt::LogEntry;
 use crate::risk::Level;
 use crate::time::UnixMs;
 
@@ -57,15 +56,6 @@ pub enum Change {
         consumer: String,
         /// The origins, in the order they answered.
         rejected_by: Vec<Rejected>,
-    },
-    /// Attempts to append to one copy's log (only ever needed by a dead letter's listing).
-    AppendAttempts {
-        /// The event.
-        seq: Seq,
-        /// The consumer.
-        consumer: String,
-        /// What happened, in order.
-        entries: Vec<LogEntry>,
     },
     /// The payload (identity data) goes; the record stays for deduplication.
     DropPayload(Seq),

@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::delivery::CopyState;
+use crate::inbox::history::History;
 use crate::risk::Level;
 use crate::time::{UnixMs, UnixSecs};
 use crate::verify::Verified;
@@ -58,6 +59,8 @@ pub struct CopyRecord {
     pub rejected_by: Vec<Rejected>,
     /// What the dead-letter index has yet to hear about it.
     pub index: Option<IndexSync>,
+    /// What its attempts and replays were, kept in the same row as its state.
+    pub history: History,
 }
 
 impl CopyRecord {
@@ -68,6 +71,7 @@ impl CopyRecord {
             delivered_to: None,
             rejected_by: Vec::new(),
             index: None,
+            history: History::default(),
         }
     }
 }
@@ -104,6 +108,8 @@ pub enum StoredContent {
     Classified {
         /// The CloudEvent's JSON text.
         payload: Option<String>,
+        /// Which signature verified it (`None` from Didit's API).
+        verified: Option<Verified>,
     },
     /// Didit's body as received, to classify once the delivery settings allow.
     Unclassified {

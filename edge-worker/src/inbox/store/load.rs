@@ -6,8 +6,8 @@
 
 use didit_edge_core::delivery::CopyState;
 use didit_edge_core::inbox::{
-    flag_from_number, level_from_str, subject_kind, BadValue, CopyRecord, EventRecord, IdVersion,
-    Inbox, IndexSync, Rejected, RowKey, Seq, StoredState, Unreadable,
+    flag_from_number, level_from_str, subject_kind, BadValue, CopyRecord, EventRecord, History,
+    IdVersion, Inbox, IndexSync, Rejected, RowKey, Seq, StoredState, Unreadable,
 };
 use didit_edge_core::time::{UnixMs, UnixSecs};
 use worker::{console_error, Result, SqlStorage};
@@ -140,11 +140,30 @@ fn copy_records(
             .filter(|(seq, consumer, _)| *seq == row.event_seq && *consumer == row.copy.consumer)
             .map(|(_, _, rejected)| rejected.clone())
             .collect();
+        let key = row.key();
+        let latest = match History::log_from_fields(row.copy.log) {
+            Ok(latest) => latest,
+            Err(value) => {
+                unreadable.push(Unreadable {
+                    row: key,
+                    value: BadValue::new("copies", value, None::<&str>),
+                });
+                continue;
+            }
+        };
+        let history = History {
+            attempts: row.copy.attempts,
+            requests: row.copy.requests,
+            latest,
+            replays: row.copy.replays,
+            replayed_at: row.copy.replayed_at_ms.map(UnixMs),
+        };
         let copy = CopyRecord {
             state,
             delivered_to: row.copy.origin,
             rejected_by,
             index,
+            history,
         };
         restored.push((Seq(row.event_seq), row.copy.consumer, copy));
     }

@@ -7,7 +7,6 @@
 //! copy's outcomes, its payload dropped once every consumer has it) are written as one
 //! update of that row ([`RowPatch`]).
 
-use didit_edge_core::attempt::LogEntry;
 use didit_edge_core::inbox::{
     Change, CopyRecord, EventRecord, IndexSync, Rejected, Seq, StoredContent, StoredState,
 };
@@ -90,14 +89,6 @@ fn apply_one(
             tables.ensure(sql, Later::Refusals)?;
             set_rejections(sql, *seq, consumer, rejected_by)
         }
-        Change::AppendAttempts {
-            seq,
-            consumer,
-            entries,
-        } => {
-            later_tables(sql, tables)?.ensure(sql, Later::Attempts)?;
-            append_attempts(sql, *seq, consumer, entries)
-        }
         // Always absorbed by the row patch (`RowPatch::absorbs`).
         Change::PutCopy { .. } | Change::DropPayload(_) => Ok(()),
         // Storage is released whole once the step is written (`Inbox::release_if_vacated`).
@@ -132,7 +123,13 @@ fn insert_event(
     subject: Option<&str>,
 ) -> Result<()> {
     let (classified, payload, body, verified, test) = match content {
-        StoredContent::Classified { payload } => (1, payload.as_deref(), None, None, false),
+        StoredContent::Classified { payload, verified } => (
+            1,
+            payload.as_deref(),
+            None,
+            verified.as_ref().map(serde_json::to_string).transpose()?,
+            false,
+        ),
         StoredContent::Unclassified {
             body,
             verified,
@@ -190,7 +187,7 @@ fn classify(
             .map(|(consumer, copy)| (consumer.as_str(), copy)),
     )?;
     sql.exec(
-        "UPDATE events SET classified = 1, body = NULL, verified = NULL, risk_level = ?, cloud_event = ?, \
+        "UPDATE events SET classified = 1, body = NULL, risk_level = ?, cloud_event = ?, \
          copies = ? WHERE seq = ?",
         vec![
             risk_level.as_str().into(),
@@ -225,7 +222,8 @@ fn attach_alias(sql: &SqlStorage, seq: Seq, alias: &str) -> Result<()> {
 }
 
 /// One consumer's copy as kept in its event's `copies` list (the names are the columns of the
-/// `deliveries` table it replaced, so that migration 4 writes the same shape).
+/// `deliveries` table it replaced, so that migration 4 writes the same shape; the history's
+/// fields came later, and an entry without them has none).
 #[derive(Serialize, Deserialize)]
 pub(super) struct StoredCopy {
     pub(super) consumer: String,
@@ -237,6 +235,20 @@ pub(super) struct StoredCopy {
     pub(super) dead_reason: Option<String>,
     pub(super) origin: Option<String>,
     pub(super) index_sync: Option<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) attempts: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) requests: u32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(super) log: Vec<Option<String>>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) replays: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) replayed_at_ms: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl StoredCopy {
@@ -252,6 +264,11 @@ impl StoredCopy {
             dead_reason: stored.dead_reason.map(str::to_string),
             origin: copy.delivered_to.clone(),
             index_sync: copy.index.map(IndexSync::as_str).map(str::to_string),
+            attempts: copy.history.attempts,
+            requests: copy.history.requests,
+            log: copy.history.log_fields(),
+            replays: copy.history.replays,
+            replayed_at_ms: copy.history.replayed_at.map(|at| at.0),
         }
     }
 }
@@ -345,7 +362,8 @@ fn patched_copies(stored: &str, changed: &[(&str, &CopyRecord)]) -> Result<Strin
     Ok(serde_json::to_string(&entries)?)
 }
 
-// `refusals` and `attempts`: one consumer's copy.
+// `refusals`: one consumer's copy. (`attempts`, which older releases appended each failed
+// request to, is only read and forgotten now: each copy keeps its history in its entry.)
 
 fn set_rejections(
     sql: &SqlStorage,
@@ -365,25 +383,6 @@ fn set_rejections(
                 consumer.into(),
                 rejected.origin.as_str().into(),
                 i64::from(rejected.status).into(),
-            ],
-        )?;
-    }
-    Ok(())
-}
-
-fn append_attempts(sql: &SqlStorage, seq: Seq, consumer: &str, entries: &[LogEntry]) -> Result<()> {
-    for entry in entries {
-        sql.exec(
-            "INSERT INTO attempts (event_seq, consumer, at_ms, origin, status, error, location) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-            vec![
-                seq.0.into(),
-                consumer.into(),
-                entry.at_ms.into(),
-                entry.origin.as_deref().into(),
-                entry.status.map(i64::from).into(),
-                entry.error.into(),
-                entry.location.as_deref().into(),
             ],
         )?;
     }
