@@ -227,8 +227,7 @@ function step(name, atMs, what, attrs = {}) {
   return el(
     "li",
     { class: "step", "data-step": name, ...attrs },
-    atMs ? when(atMs) : el("span", { class: "muted", "aria-hidden": "true" }, "—"),
-    " ",
+    atMs ? [when(atMs), " "] : null,
     el("strong", {}, name[0].toUpperCase() + name.slice(1).replaceAll("_", " ")),
     " ",
     what,
