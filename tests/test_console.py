@@ -441,6 +441,11 @@ def test_an_operator_erases_a_subject(world, browser):
     shot(browser, "erasure")
     assert event not in dead_ids(edge)
     assert primary.delivered_ids().count(event) == 0
+    # Looked up afterwards, the session says it was erased; its event keeps no payload.
+    look_up(browser, "session", subject_id=session)
+    notice = browser.find_element(By.CSS_SELECTOR, "#lk-result [data-erased]").text
+    assert "the subject was erased and nothing personal is kept" in notice, notice
+    assert "Payload no longer kept." in timeline(browser, event).text
 
 
 def test_reconciliation_view_says_it_is_off(world, browser):

@@ -291,7 +291,7 @@ function copyItem(copy) {
       steps.push(step("dead_letter", copy.at_ms, ["reason: ", el("code", { "data-reason": reason }, reason)], { class: "step failed" }));
       break;
     case "expired":
-      steps.push(step("ended", copy.at_ms, ["reason: ", el("code", { "data-reason": reason }, reason)]));
+      steps.push(step("expired", copy.at_ms, ["(no longer tried); reason: ", el("code", { "data-reason": reason }, reason)]));
       break;
     default:
       steps.push(
