@@ -162,6 +162,10 @@ function signOut(message = "") {
   sessionStorage.removeItem(STORAGE_KEY);
   live.stop();
   clearInterval(refreshTimer);
+  // What one sign-in looked up is not left on the page for the next.
+  $("lk-result").replaceChildren();
+  $("lk-form").reset();
+  lookup.form();
   showSignIn(message);
 }
 
@@ -300,7 +304,7 @@ function copyItem(copy) {
           copy.next_attempt_at_ms,
           copy.next_attempt_at_ms
             ? `after ${plural(copy.failures ?? 0, "failed attempt")}; next try at this time`
-            : `(${copy.state})`,
+            : `waiting (state ${copy.state}, no next try scheduled)`,
         ),
       );
   }
