@@ -221,6 +221,32 @@ def fix(primary):
     primary.extra_headers = {}
 
 
+def look_up(driver, by, subject_id=None, event_id=None, until=None, timeout=30):
+    """Fills the Lookup view's form and submits it, again while `until(driver)` is not yet
+    true (a delivery is recorded a moment after the origin answers); answers the status text."""
+    go(driver, "lookup")
+    Select(driver.find_element(By.ID, "lk-by")).select_by_value(by)
+    for field, value in (("lk-id", subject_id), ("lk-event", event_id)):
+        box = driver.find_element(By.ID, field)
+        if not box.is_displayed():
+            continue
+        box.clear()
+        if value:
+            box.send_keys(value)
+    deadline = time.time() + timeout
+    while True:
+        driver.find_element(By.CSS_SELECTOR, "#lk-form button[type=submit]").click()
+        status = wait(driver, lambda d: (lambda text: text if text and text != "Looking up…" else None)(
+            d.find_element(By.ID, "status").text))
+        if until is None or until(driver) or time.time() > deadline:
+            return status
+        time.sleep(0.5)
+
+
+def timeline(driver, event):
+    return driver.find_element(By.CSS_SELECTOR, f"#lk-result article[data-event='{event}']")
+
+
 def test_the_console_is_a_static_asset_with_a_strict_policy(world):
     edge = world[0]
     status, headers, body = edge.request("GET", "/console/")
@@ -251,6 +277,73 @@ def test_a_wrong_token_is_refused_and_the_right_one_signs_in(world, browser):
     assert browser.execute_script("return sessionStorage.length") == 0
     assert browser.get_cookies() == []
     assert ADMIN_TOKEN not in browser.current_url
+
+
+def test_lookup_by_session_shows_the_signature_and_the_delivery(world, browser):
+    edge, primary, _, _ = world
+    fix(primary)
+    event, session = send(edge)
+    assert primary.wait_for(lambda o: event in o.delivered_ids(), timeout=40)
+    sign_in(browser, edge, ADMIN_TOKEN)
+    signed_in_as(browser)
+    copy = f"article[data-event='{event}'] li.copy[data-consumer='default']"
+    delivered = lambda d: d.find_elements(By.CSS_SELECTOR, f"{copy} [data-step='delivered']")
+    status = look_up(browser, "session", subject_id=session, until=delivered)
+    assert status == "1 event found.", status
+    article = timeline(browser, event)
+    assert article.find_element(By.CSS_SELECTOR, "[data-signature]").text == "X-Signature"
+    received = article.find_element(By.CSS_SELECTOR, "[data-step='received']").text
+    assert "by webhook" in received and "X-Signature verified" in received and "ms old" in received, received
+    assert "risk" in article.find_element(By.CSS_SELECTOR, "[data-step='classified']").text
+    request = browser.find_element(By.CSS_SELECTOR, f"{copy} [data-step='request'][data-status='204']")
+    assert "primary" in request.text and "HTTP 204" in request.text and " ms" in request.text, request.text
+    assert "to primary" in browser.find_element(By.CSS_SELECTOR, f"{copy} [data-step='delivered']").text
+    # The second consumer's copy went to its own origin.
+    assert article.find_elements(By.CSS_SELECTOR, "li.copy[data-consumer='audit']")
+    # One ordered list per event, under a heading naming it.
+    assert article.find_element(By.CSS_SELECTOR, "h3").text.startswith(event)
+    assert article.find_element(By.CSS_SELECTOR, ":scope > ol.steps")
+    if SCREENSHOTS:
+        browser.execute_script("window.scrollTo(0, 0)")
+        shot(browser, "lookup", height=1150)
+        browser.set_window_size(400, 900)
+        browser.execute_script("arguments[0].scrollIntoView()", article)
+        shot(browser, "lookup-narrow", width=400, height=900)
+
+
+def test_lookup_of_a_dead_letter_by_its_id_alone(world, browser):
+    edge, primary, _, _ = world
+    event, _ = make_dead_letter(edge, primary)
+    sign_in(browser, edge, ADMIN_TOKEN)
+    signed_in_as(browser)
+    status = look_up(browser, "event", event_id=event)
+    assert status == "1 event found.", status
+    article = timeline(browser, event)
+    dead = article.find_element(By.CSS_SELECTOR, "[data-step='dead_letter']")
+    assert "aborted_by_origin" in dead.text, dead.text
+    failed = article.find_element(By.CSS_SELECTOR, "li.copy[data-consumer='default'] [data-step='request'][data-status='422']")
+    assert "primary" in failed.text and "aborted" in failed.text, failed.text
+    assert "dead letter" in article.find_element(By.CSS_SELECTOR, "li.copy[data-consumer='default'] h4").text
+    assert edge.admin("POST", f"/admin/dead-letters/{event}/replay")[0] == 200
+
+
+def test_a_read_only_user_looks_up_and_an_unknown_session_is_a_404(world, browser):
+    edge, primary, _, _ = world
+    fix(primary)
+    event, session = send(edge)
+    sign_in(browser, edge, READ_TOKEN)
+    assert signed_in_as(browser) == "Signed in: read-only (token)"
+    # Lookup is the first view and the one the console falls back to.
+    assert browser.find_element(By.CSS_SELECTOR, "#nav li:first-child a").get_attribute("data-view") == "lookup"
+    browser.execute_script("location.hash = '#no-such-view'")
+    wait(browser, lambda d: d.find_element(By.ID, "view-lookup").is_displayed())
+    look_up(browser, "session", subject_id=session)
+    assert timeline(browser, event).find_element(By.CSS_SELECTOR, "[data-step='received']")
+    status = look_up(browser, "session", subject_id=f"never-seen-{uuid.uuid4()}")
+    assert status.startswith("nothing is kept about this subject") and status.endswith("(subject_not_found)"), status
+    assert "bad" in browser.find_element(By.ID, "status").get_attribute("class")
+    assert browser.find_element(By.ID, "status").get_attribute("aria-live") == "polite"
+    assert browser.find_element(By.ID, "lk-result").text == ""
 
 
 def test_a_dead_letter_is_listed_replayed_and_delivered(world, browser):
@@ -348,6 +441,11 @@ def test_an_operator_erases_a_subject(world, browser):
     shot(browser, "erasure")
     assert event not in dead_ids(edge)
     assert primary.delivered_ids().count(event) == 0
+    # Looked up afterwards, the session says it was erased; its event keeps no payload.
+    look_up(browser, "session", subject_id=session)
+    notice = browser.find_element(By.CSS_SELECTOR, "#lk-result [data-erased]").text
+    assert "the subject was erased and nothing personal is kept" in notice, notice
+    assert "Payload no longer kept." in timeline(browser, event).text
 
 
 def test_reconciliation_view_says_it_is_off(world, browser):

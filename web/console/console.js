@@ -162,6 +162,10 @@ function signOut(message = "") {
   sessionStorage.removeItem(STORAGE_KEY);
   live.stop();
   clearInterval(refreshTimer);
+  // What one sign-in looked up is not left on the page for the next.
+  $("lk-result").replaceChildren();
+  $("lk-form").reset();
+  lookup.form();
   showSignIn(message);
 }
 
@@ -182,7 +186,10 @@ function enter() {
 
 // ---- views -----------------------------------------------------------------------------------
 
+const DEFAULT_VIEW = "lookup";
+
 const views = {
+  lookup: { show: () => lookup.form() },
   "dead-letters": { show: () => deadLetters.load(true) },
   origins: { show: loadOrigins, every: 5000 },
   reconciliation: { show: loadReconciliation, every: 15000 },
@@ -192,7 +199,7 @@ const views = {
 
 function route() {
   let name = location.hash.slice(1);
-  if (!views[name] || (views[name].operator && !isOperator())) name = "dead-letters";
+  if (!views[name] || (views[name].operator && !isOperator())) name = DEFAULT_VIEW;
   for (const link of document.querySelectorAll("#nav a")) {
     if (link.dataset.view === name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
@@ -204,6 +211,202 @@ function route() {
   view.show();
   if (view.every) refreshTimer = setInterval(view.show, view.every);
 }
+
+// Lookup: one timeline per event of a subject (POST /admin/lookup), or of a dead letter named by
+// its id alone. The ids ride in the body, as the API wants.
+const LOOKUP_BY = {
+  session: { label: "Session id", kind: "session" },
+  user: { label: "vendor_data", kind: "user" },
+  subject: { label: "Subject id", kind: null },
+  event: { label: null, kind: null },
+};
+
+/** A timestamp as a <time> element. */
+function when(ms) {
+  return el("time", { datetime: new Date(ms).toISOString() }, time(ms));
+}
+
+/** One step of a timeline: its time (if it has one), its name, and what happened. */
+function step(name, atMs, what, attrs = {}) {
+  return el(
+    "li",
+    { class: "step", "data-step": name, ...attrs },
+    atMs ? [when(atMs), " "] : null,
+    el("strong", {}, name[0].toUpperCase() + name.slice(1).replaceAll("_", " ")),
+    " ",
+    what,
+  );
+}
+
+const plural = (count, one, many = one + "s") => `${count} ${count === 1 ? one : many}`;
+
+function receivedStep(received) {
+  const age = `Didit's timestamp was ${received.age_ms} ms old on arrival`;
+  let how;
+  if (received.source === "api") {
+    how = ["from Didit's API (reconciled: its webhook never came, so there is no signature); ", age];
+  } else if (received.signature) {
+    const secret = received.signature.secret_index;
+    how = [
+      "by webhook; ",
+      el("code", { "data-signature": received.signature.header }, received.signature.header),
+      ` verified, with configured secret ${secret} (0 is the first); `,
+      age,
+    ];
+  } else {
+    how = [`by ${received.source} (which signature verified was not kept for this event); `, age];
+  }
+  return step("received", received.at_ms, how, { "data-source": received.source });
+}
+
+function requestStep(entry) {
+  const parts = ["to ", el("strong", { "data-origin": entry.origin ?? "" }, entry.origin ?? "no origin"), ": "];
+  const outcome = [];
+  if (entry.status !== null && entry.status !== undefined) outcome.push(`HTTP ${entry.status}`);
+  if (entry.error) outcome.push(el("code", {}, entry.error));
+  if (outcome.length === 0) outcome.push("no answer");
+  outcome.forEach((part, index) => parts.push(index ? ", " : "", part));
+  if (entry.latency_ms !== null && entry.latency_ms !== undefined) parts.push(`, ${entry.latency_ms} ms`);
+  if (entry.location) parts.push(", redirected to ", el("code", { class: "mono" }, entry.location));
+  return step("request", entry.at_ms, parts, {
+    "data-status": entry.status ?? "",
+    "data-error": entry.error ?? "",
+    class: entry.error ? "step failed" : "step",
+  });
+}
+
+function copyItem(copy) {
+  const counts = `${plural(copy.attempts, "attempt")}, ${plural(copy.requests, "request")}` +
+    (copy.replays ? `, ${plural(copy.replays, "replay")}` : "");
+  const steps = [];
+  if (copy.requests_not_kept > 0) {
+    steps.push(el("li", { class: "step muted" }, `${plural(copy.requests_not_kept, "earlier request")} counted but no longer kept`));
+  }
+  for (const entry of copy.log) steps.push(requestStep(entry));
+  if (copy.replayed_at_ms) {
+    steps.push(step("replayed", copy.replayed_at_ms, `by an operator (${plural(copy.replays, "time")}), last at this time`));
+  }
+  const reason = copy.reason ?? "no reason kept";
+  switch (copy.state) {
+    case "delivered":
+      steps.push(step("delivered", copy.at_ms, ["to ", el("strong", {}, copy.delivered_to ?? "an origin")], { class: "step done" }));
+      break;
+    case "dead":
+      steps.push(step("dead_letter", copy.at_ms, ["reason: ", el("code", { "data-reason": reason }, reason)], { class: "step failed" }));
+      break;
+    case "expired":
+      steps.push(step("expired", copy.at_ms, ["(no longer tried); reason: ", el("code", { "data-reason": reason }, reason)]));
+      break;
+    default:
+      steps.push(
+        step(
+          "pending",
+          copy.next_attempt_at_ms,
+          copy.next_attempt_at_ms
+            ? `after ${plural(copy.failures ?? 0, "failed attempt")}; next try at this time`
+            : `waiting (state ${copy.state}, no next try scheduled)`,
+        ),
+      );
+  }
+  return el(
+    "li",
+    { class: "copy", "data-consumer": copy.consumer, "data-state": copy.state },
+    el("h4", {}, `Copy for consumer ${copy.consumer}: `, el("span", { class: `state state-copy-${copy.state}` }, copy.state === "dead" ? "dead letter" : copy.state)),
+    el("p", { class: "muted" }, counts),
+    el("ol", { class: "steps", "aria-label": `Requests and outcome for consumer ${copy.consumer}` }, steps),
+  );
+}
+
+function timelineOf(event, index) {
+  const headingId = `lk-event-${index}`;
+  const items = [receivedStep(event.received)];
+  if (event.classified) {
+    const consumers = event.classified.consumers.length
+      ? event.classified.consumers.join(", ")
+      : "none (kept for deduplication only)";
+    items.push(step("classified", null, `risk ${event.classified.risk_level}; consumers: ${consumers}`));
+  } else {
+    items.push(step("stored", null, "waiting for valid delivery settings before it is classified"));
+  }
+  for (const copy of event.copies) items.push(copyItem(copy));
+  items.push(el("li", { class: "step muted", "data-step": "payload" }, event.payload_kept ? "Payload still kept." : "Payload no longer kept."));
+  return el(
+    "article",
+    { class: "timeline", "data-event": event.id, "aria-labelledby": headingId },
+    el("h3", { id: headingId }, el("code", {}, event.id), " ", el("span", { class: "muted" }, `${event.webhook_type}${event.status ? `, ${event.status}` : ""}`)),
+    el(
+      "p",
+      { class: "muted" },
+      `Created by Didit at ${time(event.created_at * 1000)}`,
+      event.didit_event_id ? ["; Didit's event_id ", el("code", {}, event.didit_event_id)] : "",
+      ".",
+    ),
+    el("ol", { class: "steps", "aria-label": `Timeline of ${event.id}` }, items),
+  );
+}
+
+const lookup = {
+  form() {
+    const by = $("lk-by").value;
+    const mode = LOOKUP_BY[by];
+    $("lk-kind-field").hidden = by !== "subject";
+    $("lk-id-field").hidden = by === "event";
+    if (mode.label) $("lk-id-label").textContent = mode.label;
+    $("lk-event-label").textContent = by === "event" ? "Event id (evt_…)" : "Event id (optional)";
+  },
+  request() {
+    const by = $("lk-by").value;
+    const eventId = $("lk-event").value.trim();
+    if (by === "event") {
+      if (!eventId) throw new Error("Enter the event id (evt_…).");
+      return { event_id: eventId };
+    }
+    const id = $("lk-id").value;
+    if (!id.trim()) throw new Error(`Enter the ${by === "user" ? "vendor_data" : LOOKUP_BY[by].label.toLowerCase()}.`);
+    const body = { subject_kind: LOOKUP_BY[by].kind ?? $("lk-kind").value, subject_id: id };
+    if (eventId) body.event_id = eventId;
+    return body;
+  },
+  async submit(submitted) {
+    submitted.preventDefault();
+    const result = $("lk-result");
+    let body;
+    try {
+      body = this.request();
+    } catch (error) {
+      say(error.message, true);
+      return;
+    }
+    say("Looking up…");
+    try {
+      const answer = await api("POST", "/admin/lookup", body);
+      this.render(answer, body);
+      say(`${plural(answer.events.length, "event")} found.`);
+      result.focus();
+    } catch (error) {
+      result.replaceChildren();
+      failed(error);
+    }
+  },
+  render(answer, body) {
+    const parts = [];
+    const named = body.subject_id !== undefined ? `${answer.subject_kind} “${body.subject_id}”` : `the ${answer.subject_kind} of ${body.event_id}`;
+    parts.push(el("p", { "data-subject": answer.subject_kind }, `${named[0].toUpperCase()}${named.slice(1)}: ${plural(answer.events.length, "event")} kept.`));
+    if (answer.erased_at_ms) {
+      parts.push(
+        el(
+          "p",
+          { class: "notice", "data-erased": answer.erased_at_ms },
+          el("strong", {}, "Erased "),
+          when(answer.erased_at_ms),
+          ": the subject was erased and nothing personal is kept; what remains is what deduplication needs.",
+        ),
+      );
+    }
+    answer.events.forEach((event, index) => parts.push(timelineOf(event, index)));
+    $("lk-result").replaceChildren(...parts);
+  },
+};
 
 // Dead letters: the API filters by consumer and pages; origin, type and age filter what is
 // loaded, here.
@@ -538,6 +741,8 @@ const live = {
 };
 
 $("sign-in-form").addEventListener("submit", signIn);
+$("lk-by").addEventListener("change", () => lookup.form());
+$("lk-form").addEventListener("submit", (event) => lookup.submit(event));
 $("sign-out").addEventListener("click", () => signOut(""));
 $("dl-filters").addEventListener("submit", (event) => {
   event.preventDefault();
