@@ -71,4 +71,5 @@ pub mod stream;
 pub mod stream_token;
 pub mod time;
 pub mod trace;
+mod unicode;
 pub mod verify;

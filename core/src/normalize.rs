@@ -115,7 +115,10 @@ pub fn status_code(text: &str) -> String {
         if !code.is_empty() {
             code.push('_');
         }
-        code.extend(word.chars().flat_map(char::to_lowercase));
+        // The standard library's `char::to_lowercase`, from a smaller table (`crate::unicode`).
+        for c in word.chars() {
+            crate::unicode::push_lowercase(c, &mut code);
+        }
     }
     code
 }

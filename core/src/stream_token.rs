@@ -154,11 +154,38 @@ struct Claims {
 }
 
 /// `aud` as RFC 7519 allows it: one string, or a list of which one must match.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Audience {
     One(String),
     Many(Vec<String>),
+}
+
+/// Read by its JSON type rather than derived `#[serde(untagged)]`, which buffers the value in
+/// serde's `Content` tree and tries each variant on it: that machinery was compiled for this
+/// and one other field (docs/performance.md). Accepts the same: a string, or a list of strings.
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: serde::de::Error>(self, one: &str) -> Result<Audience, E> {
+                Ok(Audience::One(one.into()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Audience, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(Audience::Many(many))
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 /// A decoded part as JSON text. JSON is UTF-8, and reading every JSON the edge parses from

@@ -245,12 +245,40 @@ struct RawRow<'a> {
 }
 
 /// `created_at` as the SDK accepts it: ISO 8601 text or Unix seconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Moment<'a> {
     Seconds(f64),
-    #[serde(borrow)]
     Text(Cow<'a, str>),
+}
+
+/// Read by its JSON type rather than derived `#[serde(untagged)]`, which buffers the value in
+/// serde's `Content` tree and tries each variant on it (docs/performance.md). Accepts the
+/// same: any number (as `f64`), or text (borrowed when it has no escapes).
+impl<'de: 'a, 'a> Deserialize<'de> for Moment<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Shape;
+        impl<'de> serde::de::Visitor<'de> for Shape {
+            type Value = Moment<'de>;
+            fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str("Unix seconds or RFC 3339 text")
+            }
+            fn visit_f64<E>(self, secs: f64) -> Result<Moment<'de>, E> {
+                Ok(Moment::Seconds(secs))
+            }
+            fn visit_i64<E>(self, secs: i64) -> Result<Moment<'de>, E> {
+                Ok(Moment::Seconds(secs as f64))
+            }
+            fn visit_u64<E>(self, secs: u64) -> Result<Moment<'de>, E> {
+                Ok(Moment::Seconds(secs as f64))
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> Result<Moment<'de>, E> {
+                Ok(Moment::Text(Cow::Borrowed(text)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<Moment<'de>, E> {
+                Ok(Moment::Text(Cow::Owned(text.into())))
+            }
+        }
+        deserializer.deserialize_any(Shape)
+    }
 }
 
 impl Moment<'_> {
