@@ -280,18 +280,17 @@ impl Jwks {
 }
 
 /// Whether keys fetched at `fetched_at` (never: `None`) should be fetched again before judging
-/// an assertion whose key is `known` or not, the last fetch having been tried at `tried_at`:
-/// an unknown key after a rotation is fetched at once, known keys are kept
-/// [`KEYS_FRESH_SECS`], and no fetch follows another, failed or not, within
-/// [`REFETCH_AFTER_SECS`], so that a keys URL that is down cannot turn each forged assertion
-/// into a subrequest either.
+/// an assertion whose key is `known` or not, a fetch having last failed at `failed_at`: an
+/// unknown key after a rotation is fetched at once, known keys are kept [`KEYS_FRESH_SECS`],
+/// and no fetch follows another within [`REFETCH_AFTER_SECS`], whether it worked or failed, so
+/// that a keys URL that is down cannot turn each forged assertion into a subrequest either.
 pub fn fetch_keys(
     fetched_at: Option<i64>,
-    tried_at: Option<i64>,
+    failed_at: Option<i64>,
     known: bool,
     now_secs: i64,
 ) -> bool {
-    if tried_at.is_some_and(|at| now_secs.saturating_sub(at) < REFETCH_AFTER_SECS) {
+    if failed_at.is_some_and(|at| now_secs.saturating_sub(at) < REFETCH_AFTER_SECS) {
         return false;
     }
     let Some(at) = fetched_at else {

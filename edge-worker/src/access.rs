@@ -22,33 +22,48 @@ const KEYS_TIMEOUT_MS: u32 = 5_000;
 struct HeldKeys {
     /// The keys and when they were fetched (Unix seconds).
     keys: Option<(i64, Jwks)>,
-    /// When a fetch was last tried, whether it worked or not.
-    tried_at: Option<i64>,
+    /// When a fetch last failed. Requests that arrive while a fetch is on its way fetch too,
+    /// as before any fetch failed: only a failure makes the next ones wait.
+    failed_at: Option<i64>,
 }
 
 thread_local! {
-    static KEYS: RefCell<HeldKeys> = const { RefCell::new(HeldKeys { keys: None, tried_at: None }) };
+    static KEYS: RefCell<HeldKeys> = const { RefCell::new(HeldKeys { keys: None, failed_at: None }) };
 }
 
 /// Who a request's Access assertion names, once its signature and claims are checked.
 pub(crate) async fn identity(text: &str, config: &AccessConfig) -> EdgeResult<Identity> {
     let assertion = Assertion::parse(text).map_err(Rejection::Access)?;
     let now = now_secs();
-    let (fetched_at, tried_at, known) = KEYS.with(|held| {
+    let (fetched_at, failed_at, known) = KEYS.with(|held| {
         let held = held.borrow();
         match &held.keys {
-            Some((at, jwks)) => (Some(*at), held.tried_at, jwks.key(&assertion.kid).is_some()),
-            None => (None, held.tried_at, false),
+            Some((at, jwks)) => (
+                Some(*at),
+                held.failed_at,
+                jwks.key(&assertion.kid).is_some(),
+            ),
+            None => (None, held.failed_at, false),
         }
     });
-    if access::fetch_keys(fetched_at, tried_at, known, now) {
-        KEYS.with(|held| held.borrow_mut().tried_at = Some(now));
-        match fetch_keys(&config.jwks_url).await {
-            Ok(jwks) => KEYS.with(|held| held.borrow_mut().keys = Some((now, jwks))),
-            // Keys already held still serve; without any, no one can sign in for now.
-            Err(EdgeError::Unavailable { what, error }) => console_error!("{what}: {error}"),
-            Err(EdgeError::Refused(refusal)) => console_error!("Access keys refused: {refusal}"),
-        }
+    if access::fetch_keys(fetched_at, failed_at, known, now) {
+        let fetched = fetch_keys(&config.jwks_url).await;
+        KEYS.with(|held| {
+            let mut held = held.borrow_mut();
+            match fetched {
+                Ok(jwks) => held.keys = Some((now, jwks)),
+                // Keys already held still serve; without any, no one can sign in for now.
+                Err(error) => {
+                    held.failed_at = Some(now);
+                    match error {
+                        EdgeError::Unavailable { what, error } => console_error!("{what}: {error}"),
+                        EdgeError::Refused(refusal) => {
+                            console_error!("Access keys refused: {refusal}");
+                        }
+                    }
+                }
+            }
+        });
     }
     let (key, any_held) = KEYS.with(|held| {
         let held = held.borrow();

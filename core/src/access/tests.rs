@@ -199,9 +199,9 @@ fn the_teams_keys_are_its_rsa_signing_keys() {
 
 #[test]
 fn keys_are_fetched_when_missing_old_or_unknown_but_not_on_every_forged_kid() {
-    let fetched = |at: i64| (Some(at), Some(at));
-    let check = |(fetched_at, tried_at): (Option<i64>, Option<i64>), known| {
-        fetch_keys(fetched_at, tried_at, known, NOW)
+    let fetched = |at: i64| (Some(at), None);
+    let check = |(fetched_at, failed_at): (Option<i64>, Option<i64>), known| {
+        fetch_keys(fetched_at, failed_at, known, NOW)
     };
     assert!(check((None, None), false));
     assert!(!check(fetched(NOW - 5), true));
