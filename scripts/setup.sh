@@ -59,15 +59,19 @@ fi
 
 step "Python virtualenv for the integration tests"
 # The stamp is written last, so it vouches for the whole environment; without it, a venv whose
-# creation was interrupted (a `python` but no `pip`) is made again rather than trusted.
+# creation was interrupted (a `python` but no `pip`) is made again rather than trusted, and so is
+# one whose install was interrupted (`.installing` left behind): pip can leave a package half
+# unpacked and still count it as installed.
 venv=.tools/venv
 if ! cmp -s tests/requirements.txt "$venv/.requirements.txt"; then
-  if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  if [ -e "$venv/.installing" ] || ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
     rm -rf "$venv"
     python3 -m venv "$venv"
   fi
+  touch "$venv/.installing"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
   cp tests/requirements.txt "$venv/.requirements.txt"
+  rm -f "$venv/.installing"
 fi
 
 step "chromium and chromedriver for the console's browser tests (Debian packages)"
