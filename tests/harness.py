@@ -302,3 +302,13 @@ def base_config(origin_url, **overrides):
     }
     config.update(overrides)
     return config
+
+
+def wait_until(predicate, timeout=30):
+    """Whether `predicate()` became true within `timeout` seconds (asked every 0.2 s)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()

@@ -7,7 +7,7 @@ import time
 import uuid
 
 import didit
-from harness import ADMIN_TOKEN, DIDIT_SECRET, base_config, inbox_rows
+from harness import ADMIN_TOKEN, DIDIT_SECRET, base_config, inbox_rows, wait_until
 
 
 def config(origin, **overrides):
@@ -30,14 +30,6 @@ def dead_letters(edge, query=""):
     assert status == 200, page
     return page
 
-
-def wait_until(predicate, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def wait_for_dead(edge, ids, timeout=30):

@@ -5,12 +5,11 @@ latency, a retry, a redirect, a dead letter found by its id alone, an erasure, a
 404s and 401s."""
 
 import sqlite3
-import time
 import uuid
 
 import didit
 import test_schema
-from harness import ADMIN_TOKEN, DIDIT_SECRET, OLD_DIDIT_SECRET, base_config, cells_containing, inbox_tables
+from harness import ADMIN_TOKEN, DIDIT_SECRET, OLD_DIDIT_SECRET, base_config, cells_containing, inbox_tables, wait_until
 from test_strict_storage import inbox_file
 
 
@@ -30,14 +29,6 @@ def found(edge, **body):
     assert status == 200, reply
     return reply
 
-
-def wait_until(predicate, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def only_copy(reply):

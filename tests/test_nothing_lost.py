@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import didit
-from harness import ADMIN_TOKEN, DIDIT_SECRET, SIGNING_SECRET, base_config
+from harness import ADMIN_TOKEN, DIDIT_SECRET, SIGNING_SECRET, base_config, wait_until
 
 
 def send_payload(edge, payload, kinds=("raw",)):
@@ -23,14 +23,6 @@ def accepted(edge, payload, kinds=("raw",)):
     assert (status, reply.get("status")) == (200, "accepted"), reply
     return reply["id"]
 
-
-def wait_until(predicate, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 def dead_letters(edge):
