@@ -4,11 +4,13 @@
 //! the worker writes and the CLI reads ([`OriginsView`], [`DeadLetterPage`], [`Replayed`],
 //! [`BulkReplay`], [`ErasureReport`], [`ReconciliationStatus`]).
 
+mod metrics;
 mod query;
 mod reconciliation;
 mod role;
 mod view;
 
+pub use metrics::*;
 pub use query::*;
 pub use reconciliation::*;
 pub use role::*;
