@@ -131,6 +131,7 @@ def generated_config(target, instrumented):
         replacements = {
             'command = "bash scripts/build.sh"': f'command = "bash {ROOT / "scripts" / "build.sh"}"',
             'watch_dir = ["edge-worker/src", "core/src"]': f'watch_dir = ["{up}/edge-worker/src", "{up}/core/src"]',
+            'directory = "web"': f'directory = "{up}/web"',
         }
     else:
         text = (ROOT / "bench" / "js-baseline" / "wrangler.toml").read_text()
