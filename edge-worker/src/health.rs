@@ -4,24 +4,37 @@
 //! decide where to go. What is recorded, what is alerted, when the cache is fresh and what
 //! happens when health cannot be read are the core's ([`health_record::Recording`],
 //! [`SnapshotCache`]); this file reads, writes and fetches.
+//!
+//! The same object keeps the delivery metrics per origin ([`didit_edge_core::metrics`]): an
+//! isolate's tally rides in the body of the snapshot fetch it makes anyway, so metrics add no
+//! request and no subrequest to an event, and the object stores a row per origin and bucket.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use didit_edge_core::admin::MetricsView;
+use didit_edge_core::attempt::AttemptResult;
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::health::{Lookup, Report, Restored, SnapshotCache};
 use didit_edge_core::health_record::{self, Recording};
+use didit_edge_core::metrics::{self, Counts, Tally};
 use didit_edge_core::time::UnixMs;
 use worker::{console_error, durable_object, DurableObject, Env, Request, Response, Result, State};
 
 use crate::clock::now_ms;
 use crate::objects::{self, HealthCall, GLOBAL};
 use crate::rows::{self, Columns};
-use crate::{alerts, http};
+use crate::{alerts, http, settings};
 
 /// One row per origin: its breaker, as the core writes it.
 const SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)";
+
+/// One row per origin and 5-minute bucket, kept a day (at most 288 rows an origin): the
+/// counts as the core writes them ([`Counts::encode`]). Created with the first flush, so an
+/// edge that delivers nothing has no table. `WITHOUT ROWID`: the key is the table, so a bucket's
+/// update is one row written.
+const METRICS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS metrics (origin TEXT NOT NULL, bucket INTEGER NOT NULL, counts TEXT NOT NULL, PRIMARY KEY (origin, bucket)) WITHOUT ROWID";
 
 /// Every origin's breaker state, by origin name.
 pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
@@ -32,6 +45,8 @@ pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 pub struct Health {
     state: State,
     env: Env,
+    /// Whether this instance has made sure the metrics table exists.
+    metrics_table: Cell<bool>,
 }
 
 impl Health {
@@ -61,6 +76,94 @@ impl Health {
             console_error!("breaker of {origin} is unreadable, shown as closed");
         }
         Ok(snapshot)
+    }
+
+    fn ensure_metrics_table(&self) -> Result<()> {
+        if !self.metrics_table.get() {
+            self.sql().exec(METRICS_SCHEMA, None)?;
+            self.metrics_table.set(true);
+        }
+        Ok(())
+    }
+
+    /// Folds an isolate's flush into the stored buckets. A flush that cannot be read or stored
+    /// is logged and dropped: metrics never fail the snapshot that carries them.
+    fn store_flush(&self, flush: &str) {
+        if flush.is_empty() {
+            return;
+        }
+        let stored = metrics::parse_flush(flush)
+            .map_err(|error| worker::Error::from(error.to_string()))
+            .and_then(|lines| self.store_lines(lines));
+        if let Err(error) = stored {
+            console_error!("delivery metrics dropped: {error}");
+        }
+    }
+
+    fn store_lines(&self, lines: Vec<metrics::Flushed>) -> Result<()> {
+        let now = UnixMs(now_ms());
+        self.ensure_metrics_table()?;
+        let sql = self.sql();
+        let mut new_bucket = false;
+        for line in lines {
+            if !metrics::keeps(line.bucket, now) {
+                continue;
+            }
+            let key = || vec![line.origin.as_str().into(), line.bucket.0.into()];
+            let held = rows::first(
+                &sql.exec(
+                    "SELECT counts FROM metrics WHERE origin = ? AND bucket = ?",
+                    key(),
+                )?,
+                Columns::text,
+            )?;
+            let mut counts = line.counts;
+            match held.as_deref().map(Counts::decode) {
+                Some(Ok(held)) => counts.merge(&held),
+                Some(Err(error)) => console_error!("metrics of {} replaced: {error}", line.origin),
+                None => new_bucket = true,
+            }
+            let mut values = key();
+            values.push(counts.encode().into());
+            sql.exec(
+                "INSERT INTO metrics (origin, bucket, counts) VALUES (?, ?, ?) ON CONFLICT(origin, bucket) DO UPDATE SET counts = excluded.counts",
+                values,
+            )?;
+        }
+        // A new bucket is when the oldest may have left the day: at most once per bucket, so
+        // the scan is not paid on every flush.
+        if new_bucket {
+            sql.exec(
+                "DELETE FROM metrics WHERE bucket < ?",
+                vec![metrics::oldest_kept(now).0.into()],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The hour and day of every configured origin, and of any other the stored rows name.
+    fn metrics(&self) -> Result<MetricsView> {
+        let now = UnixMs(now_ms());
+        self.ensure_metrics_table()?;
+        let stored = rows::all(
+            &self.sql().exec(
+                "SELECT origin, bucket, counts FROM metrics WHERE bucket >= ?",
+                vec![metrics::oldest_kept(now).0.into()],
+            )?,
+            |row| Ok((row.text()?, row.int()?, row.text()?)),
+        )?;
+        let rows = stored.into_iter().filter_map(|(origin, bucket, counts)| {
+            Counts::decode(&counts)
+                .map_err(|error| console_error!("metrics of {origin} unreadable: {error}"))
+                .ok()
+                .map(|counts| (origin, UnixMs(bucket), counts))
+        });
+        let config = settings::config(&self.env);
+        let names: Vec<&str> = config
+            .delivery_or_refusal()
+            .map(|delivery| delivery.origins.iter().map(|o| o.name.as_str()).collect())
+            .unwrap_or_default();
+        Ok(metrics::summarize(&names, rows, now))
     }
 
     /// Performs the core's [`Recording`] of one outcome.
@@ -94,7 +197,11 @@ impl Health {
 impl DurableObject for Health {
     fn new(state: State, env: Env) -> Self {
         objects::create_tables(&state, "health", SCHEMA);
-        Self { state, env }
+        Self {
+            state,
+            env,
+            metrics_table: Cell::new(false),
+        }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
@@ -105,15 +212,84 @@ impl DurableObject for Health {
                 http::json(200, "{}".into())
             }
             Some(HealthCall::Snapshot) => {
+                self.store_flush(&request.text().await.unwrap_or_default());
                 http::json(200, serde_json::to_string(&self.snapshot()?)?)
+            }
+            Some(HealthCall::Metrics) => {
+                self.store_flush(&request.text().await.unwrap_or_default());
+                http::json(200, write_metrics(&self.metrics()?)?)
             }
             None => objects::no_such_call(),
         }
     }
 }
 
+/// Writes `GET /admin/metrics`' body by hand, in the order and names of [`MetricsView`]'s
+/// fields (the CLI reads it with the derived `Deserialize`): a derived `Serialize` of the three
+/// types would be more upload than this.
+fn write_metrics(view: &MetricsView) -> Result<String> {
+    use std::fmt::Write as _;
+    fn number(out: &mut String, value: Option<impl std::fmt::Display>) {
+        match value {
+            Some(value) => {
+                let _ = write!(out, "{value}");
+            }
+            None => out.push_str("null"),
+        }
+    }
+    fn window(out: &mut String, name: &str, w: &didit_edge_core::admin::WindowMetrics) {
+        let _ = write!(
+            out,
+            "\"{name}\":{{\"attempts\":{},\"delivered\":{},\"refused\":{},\"timeouts\":{},\"network\":{},\"success_per_mille\":",
+            w.attempts, w.delivered, w.refused, w.timeouts, w.network
+        );
+        number(out, w.success_per_mille);
+        out.push_str(",\"p50_ms\":");
+        number(out, w.p50_ms);
+        out.push_str(",\"p95_ms\":");
+        number(out, w.p95_ms);
+        out.push('}');
+    }
+    let mut out = format!(
+        "{{\"now_ms\":{},\"bucket_ms\":{},\"origins\":[",
+        view.now_ms.0, view.bucket_ms
+    );
+    for (i, origin) in view.origins.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"origin\":");
+        out.push_str(&serde_json::to_string(origin.origin.as_str())?);
+        out.push(',');
+        window(&mut out, "hour", &origin.hour);
+        out.push(',');
+        window(&mut out, "day", &origin.day);
+        out.push('}');
+    }
+    out.push_str("]}");
+    Ok(out)
+}
+
 thread_local! {
     static CACHE: RefCell<SnapshotCache> = const { RefCell::new(SnapshotCache::new()) };
+    static TALLY: RefCell<Tally> = const { RefCell::new(Tally::new()) };
+}
+
+/// Counts one attempt on `origin` in this isolate, for its next flush.
+pub(crate) fn count_attempt(origin: &str, result: &AttemptResult, latency_ms: u64, now: UnixMs) {
+    TALLY.with(|tally| tally.borrow_mut().record(origin, result, latency_ms, now));
+}
+
+/// This isolate's counts since its last flush, forgotten here (lost if the call fails).
+fn flush() -> String {
+    TALLY
+        .with(|tally| tally.borrow_mut().take())
+        .unwrap_or_default()
+}
+
+/// `GET /admin/metrics`'s body, as the object writes it (with this isolate's counts in).
+pub(crate) async fn metrics_json(env: &Env) -> Result<String> {
+    call(env, HealthCall::Metrics, flush()).await?.text().await
 }
 
 async fn call(env: &Env, call: HealthCall, body: String) -> Result<objects::Answer> {
@@ -125,7 +301,7 @@ pub(crate) struct Reported(pub Report);
 
 /// The current snapshot, straight from the object (and held by this isolate's cache).
 pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
-    let text = call(env, HealthCall::Snapshot, String::new())
+    let text = call(env, HealthCall::Snapshot, flush())
         .await?
         .text()
         .await?;
@@ -146,7 +322,7 @@ pub(crate) async fn snapshot(env: &Env, budget: &mut SubrequestBudget) -> Rc<Sna
     match lookup {
         Lookup::Use(snapshot) => snapshot,
         Lookup::Fetch => {
-            let fetched = call(env, HealthCall::Snapshot, String::new()).await;
+            let fetched = call(env, HealthCall::Snapshot, flush()).await;
             let fetched = match fetched {
                 Ok(answer) => answer.text().await.and_then(|text| {
                     didit_edge_core::json::from_str::<Snapshot>(&text).map_err(Into::into)

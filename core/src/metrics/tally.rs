@@ -1,6 +1,5 @@
 //! One isolate's attempts since its last flush, and the flush's text form.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
@@ -14,10 +13,12 @@ use crate::time::UnixMs;
 /// so this bounds the request that carries it (a few KiB); attempts past it are not counted.
 pub const MAX_PENDING: usize = 64;
 
-/// Counts per origin and bucket, waiting for the next flush.
+/// Counts per origin and bucket, waiting for the next flush. A list searched in order rather
+/// than a map: it holds a few pairs (an isolate's origins, one or two buckets), and a map of a
+/// new key type would be another copy of the map's code in the upload.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Tally {
-    pending: BTreeMap<(String, i64), Counts>,
+    pending: Vec<(String, i64, Counts)>,
 }
 
 /// One line of a flush, read.
@@ -35,7 +36,7 @@ impl Tally {
     /// Nothing counted.
     pub const fn new() -> Self {
         Self {
-            pending: BTreeMap::new(),
+            pending: Vec::new(),
         }
     }
 
@@ -45,25 +46,32 @@ impl Tally {
         if origin.contains(['\n', '\r']) {
             return;
         }
-        let key = (String::from(origin), bucket_of(now).0);
-        if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PENDING {
-            return;
+        let bucket = bucket_of(now).0;
+        let full = self.pending.len() >= MAX_PENDING;
+        let held = self
+            .pending
+            .iter_mut()
+            .find(|(name, at, _)| name == origin && *at == bucket);
+        match held {
+            Some((_, _, counts)) => counts.record(result, latency_ms),
+            None if !full => {
+                let mut counts = Counts::default();
+                counts.record(result, latency_ms);
+                self.pending.push((origin.into(), bucket, counts));
+            }
+            None => {}
         }
-        self.pending
-            .entry(key)
-            .or_default()
-            .record(result, latency_ms);
     }
 
     /// The flush of everything counted, which is forgotten here (a flush that fails loses it);
-    /// `None` when nothing was. One line per origin and bucket: the bucket's start, the counts
+    /// `None` when nothing was. One line per origin and bucket, in the order first counted: the bucket's start, the counts
     /// ([`Counts::encode`]), a tab, the origin.
     pub fn take(&mut self) -> Option<String> {
         if self.pending.is_empty() {
             return None;
         }
         let mut out = String::new();
-        for ((origin, bucket), counts) in core::mem::take(&mut self.pending) {
+        for (origin, bucket, counts) in core::mem::take(&mut self.pending) {
             let _ = writeln!(out, "{bucket} {}\t{origin}", counts.encode());
         }
         Some(out)

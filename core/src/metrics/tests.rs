@@ -113,8 +113,8 @@ fn a_tally_flushes_once_per_origin_and_bucket_then_is_empty() {
         summary,
         [
             ("a".into(), first, 2),
-            ("a".into(), first + BUCKET_MS, 1),
-            ("b c".into(), first, 1)
+            ("b c".into(), first, 1),
+            ("a".into(), first + BUCKET_MS, 1)
         ]
     );
     assert_eq!(parse_flush(""), Ok(Vec::new()));
