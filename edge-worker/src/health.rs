@@ -9,7 +9,7 @@
 //! isolate's tally rides in the body of the snapshot fetch it makes anyway, so metrics add no
 //! request and no subrequest to an event, and the object stores a row per origin and bucket.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use didit_edge_core::admin::MetricsView;
@@ -31,8 +31,7 @@ const SCHEMA: &str =
     "CREATE TABLE IF NOT EXISTS breakers (origin TEXT PRIMARY KEY, breaker TEXT NOT NULL)";
 
 /// One row per origin and 5-minute bucket, kept a day (at most 288 rows an origin): the
-/// counts as the core writes them ([`Counts::encode`]). Created with the first flush, so an
-/// edge that delivers nothing has no table. `WITHOUT ROWID`: the key is the table, so a bucket's
+/// counts as the core writes them ([`Counts::encode`]). `WITHOUT ROWID`: the key is the table, so a bucket's
 /// update is one row written.
 const METRICS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS metrics (origin TEXT NOT NULL, bucket INTEGER NOT NULL, counts TEXT NOT NULL, PRIMARY KEY (origin, bucket)) WITHOUT ROWID";
 
@@ -45,8 +44,6 @@ pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 pub struct Health {
     state: State,
     env: Env,
-    /// Whether this instance has made sure the metrics table exists.
-    metrics_table: Cell<bool>,
 }
 
 impl Health {
@@ -78,62 +75,27 @@ impl Health {
         Ok(snapshot)
     }
 
-    fn ensure_metrics_table(&self) -> Result<()> {
-        if !self.metrics_table.get() {
-            self.sql().exec(METRICS_SCHEMA, None)?;
-            self.metrics_table.set(true);
-        }
-        Ok(())
-    }
-
-    /// Folds an isolate's flush into the stored buckets. A flush that cannot be read or stored
-    /// is logged and dropped: metrics never fail the snapshot that carries them.
+    /// Folds an isolate's flush into the stored buckets, line by line. A line that cannot be
+    /// read or stored is logged and drops the rest of the flush: metrics never fail the
+    /// snapshot that carries them.
     fn store_flush(&self, flush: &str) {
-        if flush.is_empty() {
-            return;
-        }
-        let stored = metrics::parse_flush(flush)
-            .map_err(|error| worker::Error::from(error.to_string()))
-            .and_then(|lines| self.store_lines(lines));
-        if let Err(error) = stored {
+        if let Err(error) = self.try_store_flush(flush) {
             console_error!("delivery metrics dropped: {error}");
         }
     }
 
-    fn store_lines(&self, lines: Vec<metrics::Flushed>) -> Result<()> {
+    fn try_store_flush(&self, flush: &str) -> Result<()> {
         let now = UnixMs(now_ms());
-        self.ensure_metrics_table()?;
-        let sql = self.sql();
         let mut new_bucket = false;
-        for line in lines {
-            if !metrics::keeps(line.bucket, now) {
-                continue;
-            }
-            let key = || vec![line.origin.as_str().into(), line.bucket.0.into()];
-            let held = rows::first(
-                &sql.exec(
-                    "SELECT counts FROM metrics WHERE origin = ? AND bucket = ?",
-                    key(),
-                )?,
-                Columns::text,
-            )?;
-            let mut counts = line.counts;
-            match held.as_deref().map(Counts::decode) {
-                Some(Ok(held)) => counts.merge(&held),
-                Some(Err(error)) => console_error!("metrics of {} replaced: {error}", line.origin),
-                None => new_bucket = true,
-            }
-            let mut values = key();
-            values.push(counts.encode().into());
-            sql.exec(
-                "INSERT INTO metrics (origin, bucket, counts) VALUES (?, ?, ?) ON CONFLICT(origin, bucket) DO UPDATE SET counts = excluded.counts",
-                values,
-            )?;
+        for line in flush.lines().filter(|line| !line.is_empty()) {
+            let line = metrics::parse_line(line)
+                .map_err(|_| worker::Error::RustError("an unreadable line".into()))?;
+            new_bucket |= self.store_line(line, now)?;
         }
         // A new bucket is when the oldest may have left the day: at most once per bucket, so
         // the scan is not paid on every flush.
         if new_bucket {
-            sql.exec(
+            self.sql().exec(
                 "DELETE FROM metrics WHERE bucket < ?",
                 vec![metrics::oldest_kept(now).0.into()],
             )?;
@@ -141,29 +103,58 @@ impl Health {
         Ok(())
     }
 
+    /// Adds one line to its bucket's row; `true` when the row is new.
+    fn store_line(&self, line: metrics::Flushed, now: UnixMs) -> Result<bool> {
+        if !metrics::keeps(line.bucket, now) {
+            return Ok(false);
+        }
+        let sql = self.sql();
+        let key = || vec![line.origin.as_str().into(), line.bucket.0.into()];
+        let held = rows::first(
+            &sql.exec(
+                "SELECT counts FROM metrics WHERE origin = ? AND bucket = ?",
+                key(),
+            )?,
+            Columns::text,
+        )?;
+        let mut counts = line.counts;
+        // An unreadable row is replaced by the new counts.
+        if let Some(Ok(held)) = held.as_deref().map(Counts::decode) {
+            counts.merge(&held);
+        }
+        let mut values = key();
+        values.push(counts.encode().into());
+        sql.exec(
+            "INSERT INTO metrics (origin, bucket, counts) VALUES (?, ?, ?) ON CONFLICT(origin, bucket) DO UPDATE SET counts = excluded.counts",
+            values,
+        )?;
+        Ok(held.is_none())
+    }
+
     /// The hour and day of every configured origin, and of any other the stored rows name.
     fn metrics(&self) -> Result<MetricsView> {
         let now = UnixMs(now_ms());
-        self.ensure_metrics_table()?;
-        let stored = rows::all(
+        // An unreadable row counts as nothing rather than failing the whole answer.
+        let rows = rows::all(
             &self.sql().exec(
                 "SELECT origin, bucket, counts FROM metrics WHERE bucket >= ?",
                 vec![metrics::oldest_kept(now).0.into()],
             )?,
-            |row| Ok((row.text()?, row.int()?, row.text()?)),
+            |row| {
+                let origin = row.text()?;
+                let bucket = UnixMs(row.int()?);
+                Ok((
+                    origin,
+                    bucket,
+                    Counts::decode(&row.text()?).unwrap_or_default(),
+                ))
+            },
         )?;
-        let rows = stored.into_iter().filter_map(|(origin, bucket, counts)| {
-            Counts::decode(&counts)
-                .map_err(|error| console_error!("metrics of {origin} unreadable: {error}"))
-                .ok()
-                .map(|counts| (origin, UnixMs(bucket), counts))
-        });
         let config = settings::config(&self.env);
-        let names: Vec<&str> = config
+        let configured = config
             .delivery_or_refusal()
-            .map(|delivery| delivery.origins.iter().map(|o| o.name.as_str()).collect())
-            .unwrap_or_default();
-        Ok(metrics::summarize(&names, rows, now))
+            .map_or(&[][..], |delivery| &delivery.origins[..]);
+        Ok(metrics::summarize(configured, &rows, now))
     }
 
     /// Performs the core's [`Recording`] of one outcome.
@@ -197,11 +188,8 @@ impl Health {
 impl DurableObject for Health {
     fn new(state: State, env: Env) -> Self {
         objects::create_tables(&state, "health", SCHEMA);
-        Self {
-            state,
-            env,
-            metrics_table: Cell::new(false),
-        }
+        objects::create_tables(&state, "health", METRICS_SCHEMA);
+        Self { state, env }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
@@ -211,13 +199,15 @@ impl DurableObject for Health {
                 self.record(report).await?;
                 http::json(200, "{}".into())
             }
-            Some(HealthCall::Snapshot) => {
+            Some(call) => {
+                // Both carry the caller's metrics flush.
                 self.store_flush(&request.text().await.unwrap_or_default());
-                http::json(200, serde_json::to_string(&self.snapshot()?)?)
-            }
-            Some(HealthCall::Metrics) => {
-                self.store_flush(&request.text().await.unwrap_or_default());
-                http::json(200, write_metrics(&self.metrics()?)?)
+                let body = if call == HealthCall::Snapshot {
+                    serde_json::to_string(&self.snapshot()?)?
+                } else {
+                    write_metrics(&self.metrics()?)?
+                };
+                http::json(200, body)
             }
             None => objects::no_such_call(),
         }
@@ -229,7 +219,7 @@ impl DurableObject for Health {
 /// types would be more upload than this.
 fn write_metrics(view: &MetricsView) -> Result<String> {
     use std::fmt::Write as _;
-    fn number(out: &mut String, value: Option<impl std::fmt::Display>) {
+    fn number(out: &mut String, value: Option<u64>) {
         match value {
             Some(value) => {
                 let _ = write!(out, "{value}");
@@ -243,7 +233,7 @@ fn write_metrics(view: &MetricsView) -> Result<String> {
             "\"{name}\":{{\"attempts\":{},\"delivered\":{},\"refused\":{},\"timeouts\":{},\"network\":{},\"success_per_mille\":",
             w.attempts, w.delivered, w.refused, w.timeouts, w.network
         );
-        number(out, w.success_per_mille);
+        number(out, w.success_per_mille.map(u64::from));
         out.push_str(",\"p50_ms\":");
         number(out, w.p50_ms);
         out.push_str(",\"p95_ms\":");
@@ -259,7 +249,7 @@ fn write_metrics(view: &MetricsView) -> Result<String> {
             out.push(',');
         }
         out.push_str("{\"origin\":");
-        out.push_str(&serde_json::to_string(origin.origin.as_str())?);
+        out.push_str(&serde_json::to_string(&origin.origin)?);
         out.push(',');
         window(&mut out, "hour", &origin.hour);
         out.push(',');
@@ -289,7 +279,13 @@ fn flush() -> String {
 
 /// `GET /admin/metrics`'s body, as the object writes it (with this isolate's counts in).
 pub(crate) async fn metrics_json(env: &Env) -> Result<String> {
-    call(env, HealthCall::Metrics, flush()).await?.text().await
+    answer_text(env, HealthCall::Metrics).await
+}
+
+/// The object's answer to `call`, which carries this isolate's flush. One function for the
+/// admin API's two calls: each async call site is another state machine in the upload.
+async fn answer_text(env: &Env, health_call: HealthCall) -> Result<String> {
+    call(env, health_call, flush()).await?.text().await
 }
 
 async fn call(env: &Env, call: HealthCall, body: String) -> Result<objects::Answer> {
@@ -301,10 +297,7 @@ pub(crate) struct Reported(pub Report);
 
 /// The current snapshot, straight from the object (and held by this isolate's cache).
 pub(crate) async fn fresh_snapshot(env: &Env) -> Result<Snapshot> {
-    let text = call(env, HealthCall::Snapshot, flush())
-        .await?
-        .text()
-        .await?;
+    let text = answer_text(env, HealthCall::Snapshot).await?;
     let snapshot: Snapshot = didit_edge_core::json::from_str(&text)?;
     let now = UnixMs(now_ms());
     CACHE.with(|cache| {

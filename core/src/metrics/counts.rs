@@ -87,7 +87,9 @@ impl Counts {
     }
 
     /// Reads [`Counts::encode`]'s form. Fewer histogram buckets than [`LATENCY_BUCKETS`] read
-    /// as zeros, so a shorter histogram written before a change still reads.
+    /// as zeros, so a shorter histogram written before a change still reads. Never inlined: it
+    /// is called from two places in the worker and each copy is upload.
+    #[inline(never)]
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
         let mut numbers = text
             .split_ascii_whitespace()

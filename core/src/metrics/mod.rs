@@ -12,7 +12,7 @@ mod windows;
 
 pub use counts::{Counts, DecodeError};
 pub use histogram::{Histogram, LATENCY_BUCKETS};
-pub use tally::{parse_flush, Flushed, Tally, MAX_PENDING};
+pub use tally::{parse_line, Flushed, Tally, MAX_PENDING};
 pub use windows::{bucket_of, keeps, oldest_kept, summarize, DAY_MS, HOUR_MS};
 
 /// The width of one stored bucket: five minutes keeps a day at 288 rows per origin while the

@@ -43,7 +43,7 @@ impl Tally {
     /// Counts one attempt on `origin` that ended at `now` in `result` after `latency_ms`. A
     /// name with a line break cannot be carried by a flush and is not counted.
     pub fn record(&mut self, origin: &str, result: &AttemptResult, latency_ms: u64, now: UnixMs) {
-        if origin.contains(['\n', '\r']) {
+        if origin.bytes().any(|byte| byte == b'\n' || byte == b'\r') {
             return;
         }
         let bucket = bucket_of(now).0;
@@ -78,21 +78,17 @@ impl Tally {
     }
 }
 
-/// Reads a flush ([`Tally::take`]); an empty text is an empty flush.
-pub fn parse_flush(text: &str) -> Result<Vec<Flushed>, DecodeError> {
-    text.lines()
-        .filter(|line| !line.is_empty())
-        .map(|line| {
-            let (numbers, origin) = line.split_once('\t').ok_or(DecodeError::NoOrigin)?;
-            if origin.is_empty() {
-                return Err(DecodeError::NoOrigin);
-            }
-            let (bucket, counts) = numbers.split_once(' ').ok_or(DecodeError::NotANumber)?;
-            Ok(Flushed {
-                origin: origin.into(),
-                bucket: UnixMs(bucket.parse().map_err(|_| DecodeError::NotANumber)?),
-                counts: Counts::decode(counts)?,
-            })
-        })
-        .collect()
+/// Reads one line of a flush ([`Tally::take`]; its `lines()`, empty ones skipped by the
+/// caller). Line by line, so the reader stores each as it goes and builds no list.
+pub fn parse_line(line: &str) -> Result<Flushed, DecodeError> {
+    let (numbers, origin) = line.split_once('\t').ok_or(DecodeError::NoOrigin)?;
+    if origin.is_empty() {
+        return Err(DecodeError::NoOrigin);
+    }
+    let (bucket, counts) = numbers.split_once(' ').ok_or(DecodeError::NotANumber)?;
+    Ok(Flushed {
+        origin: origin.into(),
+        bucket: UnixMs(bucket.parse().map_err(|_| DecodeError::NotANumber)?),
+        counts: Counts::decode(counts)?,
+    })
 }

@@ -6,9 +6,18 @@ use alloc::vec::Vec;
 
 use super::*;
 use crate::attempt::AttemptResult;
+use crate::origin::Origin;
 use crate::time::UnixMs;
 
 const NOW: UnixMs = UnixMs(1_700_000_123_456);
+
+fn parse(flush: &str) -> Vec<Flushed> {
+    flush
+        .lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| parse_line(line).expect("reads"))
+        .collect()
+}
 
 fn counts(results: &[(AttemptResult, u64)]) -> Counts {
     let mut counts = Counts::default();
@@ -103,7 +112,7 @@ fn a_tally_flushes_once_per_origin_and_bucket_then_is_empty() {
     );
     let flush = tally.take().expect("something counted");
     assert_eq!(tally.take(), None);
-    let read = parse_flush(&flush).expect("reads");
+    let read = parse(&flush);
     let summary: Vec<(String, i64, u64)> = read
         .iter()
         .map(|line| (line.origin.clone(), line.bucket.0, line.counts.attempts))
@@ -117,9 +126,10 @@ fn a_tally_flushes_once_per_origin_and_bucket_then_is_empty() {
             ("a".into(), first + BUCKET_MS, 1)
         ]
     );
-    assert_eq!(parse_flush(""), Ok(Vec::new()));
-    assert_eq!(parse_flush("1 2 3"), Err(DecodeError::NoOrigin));
-    assert_eq!(parse_flush("x 1 1 0 0 0\ta"), Err(DecodeError::NotANumber));
+    assert_eq!(parse(""), Vec::new());
+    assert_eq!(parse_line("1 2 3"), Err(DecodeError::NoOrigin));
+    assert_eq!(parse_line("1 2 3\t"), Err(DecodeError::NoOrigin));
+    assert_eq!(parse_line("x 1 1 0 0 0\ta"), Err(DecodeError::NotANumber));
 }
 
 #[test]
@@ -134,7 +144,7 @@ fn a_tally_holds_a_bounded_number_of_pairs() {
         );
     }
     tally.record("a", &AttemptResult::Status(204), 1, NOW);
-    let read = parse_flush(&tally.take().expect("counted")).expect("reads");
+    let read = parse(&tally.take().expect("counted"));
     assert_eq!(read.len(), MAX_PENDING);
     assert_eq!(read.first().map(|line| line.counts.attempts), Some(2));
 }
@@ -157,7 +167,11 @@ fn the_hour_and_day_are_whole_buckets_and_older_ones_are_dropped() {
         ("a".into(), UnixMs(now.0 - DAY_MS), ok),
         ("gone".into(), now, failed),
     ];
-    let view = summarize(&["b", "a"], rows, NOW);
+    let configured: Vec<Origin> = crate::origin::parse_origins(
+        r#"[{"name":"b","url":"https://b.example/"},{"name":"a","url":"https://a.example/"}]"#,
+    )
+    .expect("valid");
+    let view = summarize(&configured, &rows, NOW);
     let names: Vec<&str> = view.origins.iter().map(|o| o.origin.as_str()).collect();
     assert_eq!(names, ["b", "a", "gone"]);
     let b = &view.origins[0];

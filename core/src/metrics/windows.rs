@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use super::counts::Counts;
 use super::BUCKET_MS;
 use crate::admin::{MetricsView, OriginMetrics, WindowMetrics};
+use crate::origin::Origin;
 use crate::time::UnixMs;
 
 /// The short window.
@@ -59,44 +60,45 @@ impl WindowMetrics {
 /// any other origin a stored row names (one since removed), from stored `(origin, bucket,
 /// counts)` rows at `now`.
 pub fn summarize(
-    origins: &[&str],
-    rows: impl IntoIterator<Item = (String, UnixMs, Counts)>,
+    origins: &[Origin],
+    rows: &[(String, UnixMs, Counts)],
     now: UnixMs,
 ) -> MetricsView {
     let hour_start = window_start(now, HOUR_MS);
     let day_start = window_start(now, DAY_MS);
     let mut sums: Vec<(String, Counts, Counts)> = origins
         .iter()
-        .map(|name| (String::from(*name), Counts::default(), Counts::default()))
+        .map(|origin| (origin.name.clone(), Counts::default(), Counts::default()))
         .collect();
     for (origin, bucket, counts) in rows {
         if bucket.0 < day_start || bucket.0 > bucket_of(now).0 {
             continue;
         }
-        let at = match sums.iter().position(|(name, _, _)| *name == origin) {
+        let at = match sums.iter().position(|(name, _, _)| name == origin) {
             Some(at) => at,
             None => {
-                sums.push((origin, Counts::default(), Counts::default()));
+                sums.push((origin.clone(), Counts::default(), Counts::default()));
                 sums.len() - 1
             }
         };
         if let Some((_, hour, day)) = sums.get_mut(at) {
-            day.merge(&counts);
+            day.merge(counts);
             if bucket.0 >= hour_start {
-                hour.merge(&counts);
+                hour.merge(counts);
             }
         }
     }
-    MetricsView {
+    let mut view = MetricsView {
         now_ms: now,
         bucket_ms: BUCKET_MS,
-        origins: sums
-            .into_iter()
-            .map(|(origin, hour, day)| OriginMetrics {
-                origin,
-                hour: WindowMetrics::of(&hour),
-                day: WindowMetrics::of(&day),
-            })
-            .collect(),
+        origins: Vec::with_capacity(sums.len()),
+    };
+    for (origin, hour, day) in sums {
+        view.origins.push(OriginMetrics {
+            origin,
+            hour: WindowMetrics::of(&hour),
+            day: WindowMetrics::of(&day),
+        });
     }
+    view
 }
