@@ -87,9 +87,7 @@ impl Counts {
     }
 
     /// Reads [`Counts::encode`]'s form. Fewer histogram buckets than [`LATENCY_BUCKETS`] read
-    /// as zeros, so a shorter histogram written before a change still reads. Never inlined: it
-    /// is called from two places in the worker and each copy is upload.
-    #[inline(never)]
+    /// as zeros, so a shorter histogram written before a change still reads.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
         let mut numbers = text
             .split_ascii_whitespace()
