@@ -138,7 +138,7 @@ pub struct Inbox {
     subject: Option<String>,
     events: BTreeMap<Seq, Event>,
     ids: BTreeMap<String, Seq>,
-    aliases: BTreeMap<String, BTreeSet<Seq>>,
+    aliases: BTreeMap<String, dedup::Seqs>,
     next_seq: i64,
     changes: VecDeque<Change>,
     transitions: VecDeque<Transition>,
