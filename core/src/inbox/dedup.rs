@@ -26,7 +26,7 @@ impl Inbox {
     pub(super) fn unindex(&mut self, record: &EventRecord) {
         self.ids.remove(&record.id);
         self.aliases.retain(|_, seqs| {
-            seqs.remove(record.seq);
+            seqs.remove(&record.seq);
             !seqs.is_empty()
         });
     }
@@ -35,7 +35,7 @@ impl Inbox {
     pub(super) fn aliases_of(&self, seq: Seq) -> usize {
         self.aliases
             .values()
-            .filter(|seqs| seqs.contains(seq))
+            .filter(|seqs| seqs.contains(&seq))
             .count()
     }
 
@@ -54,7 +54,7 @@ impl Inbox {
             if self
                 .aliases
                 .get(alias)
-                .is_some_and(|seqs| seqs.contains(original))
+                .is_some_and(|seqs| seqs.contains(&original))
                 || self.aliases_of(original) >= MAX_ALIASES_PER_EVENT
             {
                 continue;
@@ -192,39 +192,5 @@ impl Inbox {
             Some(_) => Knowledge::Held,
             None => Knowledge::Missing,
         }
-    }
-}
-
-/// The events one alias names, in `Seq` order: a sorted list rather than a `BTreeSet<Seq>`,
-/// whose insertion and removal would be compiled into the upload for this one set (an alias
-/// names one event, or a few: the same Didit `event_id` on events of another type or status).
-#[derive(Clone, Debug, Default)]
-pub(super) struct Seqs(Vec<Seq>);
-
-impl Seqs {
-    /// Adds `seq` if it is not there yet.
-    pub(super) fn insert(&mut self, seq: Seq) {
-        if let Err(at) = self.0.binary_search(&seq) {
-            self.0.insert(at, seq);
-        }
-    }
-
-    pub(super) fn remove(&mut self, seq: Seq) {
-        if let Ok(at) = self.0.binary_search(&seq) {
-            self.0.remove(at);
-        }
-    }
-
-    pub(super) fn contains(&self, seq: Seq) -> bool {
-        self.0.binary_search(&seq).is_ok()
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The events, in `Seq` order.
-    pub(super) fn iter(&self) -> core::slice::Iter<'_, Seq> {
-        self.0.iter()
     }
 }

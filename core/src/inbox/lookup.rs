@@ -58,7 +58,7 @@ impl Inbox {
             || self
                 .aliases
                 .get(id)
-                .is_some_and(|seqs| seqs.contains(event.record.seq))
+                .is_some_and(|seqs| seqs.contains(&event.record.seq))
     }
 }
 
