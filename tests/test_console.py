@@ -458,6 +458,34 @@ def test_reconciliation_view_says_it_is_off(world, browser):
     shot(browser, "reconciliation")
 
 
+def test_the_metrics_view_shows_each_origin_by_hour_and_day(world, browser):
+    edge = world[0]
+    # Counts reach the Health object with the delivering isolate's next breaker refresh (2 s
+    # cache): traffic keeps flowing until the primary's show.
+    deadline = time.time() + 60
+    while True:
+        send(edge)
+        time.sleep(2.2)
+        status, view = edge.admin("GET", "/admin/metrics", token=READ_TOKEN)
+        assert status == 200, view
+        primary = next(o for o in view["origins"] if o["origin"] == "primary")
+        if primary["hour"]["attempts"] > 0:
+            break
+        assert time.time() < deadline, view
+    sign_in(browser, edge, READ_TOKEN)
+    signed_in_as(browser)
+    go(browser, "metrics")
+    cell = "tr[data-origin='primary'][data-window='hour'] td[data-field='attempts']"
+    shown = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, cell).text)
+    assert int(shown) >= primary["hour"]["attempts"]
+    rows = browser.find_elements(By.CSS_SELECTOR, "#mt-table tbody tr")
+    assert {(row.get_attribute("data-origin"), row.get_attribute("data-window")) for row in rows} >= {
+        ("primary", "hour"), ("primary", "day"), ("probed", "hour"), ("probed", "day")}
+    p50 = browser.find_element(By.CSS_SELECTOR, "tr[data-origin='primary'][data-window='hour'] td[data-field='p50']")
+    assert p50.text.startswith("< ") and p50.text.endswith(" ms")
+    shot(browser, "metrics")
+
+
 def test_the_live_feed_shows_statuses_as_they_arrive(world, browser):
     edge = world[0]
     sign_in(browser, edge, READ_TOKEN)

@@ -24,6 +24,8 @@ pub enum Endpoint<'p> {
     Stream,
     /// `GET /admin/reconciliation`: where reconciliation with Didit's API stands.
     Reconciliation,
+    /// `GET /admin/metrics`: delivery per origin over the last hour and day.
+    AdminMetrics,
     /// `GET /admin/session`: the caller's role, for the console's sign-in.
     AdminSession,
     /// `POST /admin/stream-token`: a short-lived admin-scope token for the console's live feed.
@@ -51,6 +53,8 @@ pub fn endpoint<'p>(method: &str, path: &'p str) -> Result<Endpoint<'p>, Rejecti
         "/admin/origins" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/reconciliation" if method == "GET" => Ok(Endpoint::Reconciliation),
         "/admin/reconciliation" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/admin/metrics" if method == "GET" => Ok(Endpoint::AdminMetrics),
+        "/admin/metrics" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/v1/stream" if method == "GET" => Ok(Endpoint::Stream),
         "/v1/stream" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
         "/admin/dead-letters" if method == "GET" => Ok(Endpoint::DeadLetters),
@@ -127,6 +131,14 @@ mod tests {
         );
         assert_eq!(
             endpoint("POST", "/admin/reconciliation"),
+            Err(Rejection::MethodNotAllowed { allow: "GET" })
+        );
+        assert_eq!(
+            endpoint("GET", "/admin/metrics"),
+            Ok(Endpoint::AdminMetrics)
+        );
+        assert_eq!(
+            endpoint("DELETE", "/admin/metrics"),
             Err(Rejection::MethodNotAllowed { allow: "GET" })
         );
         assert_eq!(

@@ -55,6 +55,7 @@ pub mod json;
 mod lenient;
 pub mod limits;
 pub mod mac;
+pub mod metrics;
 mod named;
 pub mod normalize;
 pub mod origin;

@@ -7,7 +7,7 @@
 //! place. The inputs are small (an object's members, an inbox's events, a consumer's origins),
 //! so the extra allocation costs nothing measurable. `collect` into a `BTreeMap` sorts its
 //! items first, with another copy of the sort (and of the bulk build) per key and value type:
-//! [`map_of`] inserts them one by one instead.
+//! [`map_of`] inserts them one by one instead, and small sets are sorted lists ([`Set`]).
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -36,6 +36,57 @@ pub(crate) fn sort_by_key<T, K: Ord>(items: &mut Vec<T>, key: impl Fn(&T) -> K) 
     sort_by(items, |a, b| key(a).cmp(&key(b)));
 }
 
+/// A small set kept as a sorted list, in place of a `BTreeSet`: the B-tree's insertion,
+/// removal and bulk build are compiled once per element type, a few KiB of the upload each,
+/// where a list's binary search and `Vec::insert` are a few hundred bytes. Only for sets of a
+/// handful to a hundred or so elements (an alias's events, an event's held copies, the erased
+/// subjects of a reconciler's page), where a list's O(n) insertion costs nothing; it iterates
+/// in order, as a `BTreeSet` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Set<T>(Vec<T>);
+
+impl<T> Default for Set<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T: Ord> Set<T> {
+    /// Adds `item` if it is not there yet.
+    pub(crate) fn insert(&mut self, item: T) {
+        if let Err(at) = self.0.binary_search(&item) {
+            self.0.insert(at, item);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, item: &T) {
+        if let Ok(at) = self.0.binary_search(item) {
+            self.0.remove(at);
+        }
+    }
+
+    pub(crate) fn contains(&self, item: &T) -> bool {
+        self.0.binary_search(item).is_ok()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The elements, in order.
+    pub(crate) fn iter(&self) -> core::slice::Iter<'_, T> {
+        self.0.iter()
+    }
+}
+
+impl<T: Ord> Extend<T> for Set<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, items: I) {
+        for item in items {
+            self.insert(item);
+        }
+    }
+}
+
 /// The map of `pairs`, a later pair replacing an earlier one with the same key (as `collect`
 /// does).
 pub(crate) fn map_of<K: Ord, V>(pairs: impl IntoIterator<Item = (K, V)>) -> BTreeMap<K, V> {
@@ -60,6 +111,23 @@ mod tests {
     use alloc::vec;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn a_set_holds_each_item_once_in_order_like_a_btree_set() {
+        let items = [5, 1, 9, 1, 3, 5, 7, 0, 9];
+        let mut set = Set::default();
+        set.extend(items);
+        let btree: alloc::collections::BTreeSet<i32> = items.into_iter().collect();
+        assert!(set.iter().eq(btree.iter()));
+        assert!(set.contains(&7) && !set.contains(&4));
+        set.remove(&7);
+        set.remove(&4);
+        assert!(set.iter().copied().eq([0, 1, 3, 5, 9]));
+        for item in [0, 1, 3, 5, 9] {
+            set.remove(&item);
+        }
+        assert!(set.is_empty());
+    }
 
     #[test]
     fn sorts_stably_like_the_standard_sort() {

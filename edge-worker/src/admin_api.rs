@@ -83,6 +83,7 @@ pub(crate) async fn serve(
     match endpoint {
         Endpoint::AdminOrigins => origins(&config, env).await,
         Endpoint::Reconciliation => reconciliation(&config, env).await,
+        Endpoint::AdminMetrics => metrics(env).await,
         Endpoint::DeadLetters => list_dead_letters(request, env).await,
         Endpoint::ReplayDeadLetter { id } => replay_one(env, id).await,
         Endpoint::ReplayDeadLetters => replay_all(request, env).await,
@@ -131,6 +132,15 @@ async fn origins(config: &Config, env: &Env) -> EdgeResult<Response> {
         .map(|origin| OriginView::of(origin, snapshot.get(&origin.name).copied()))
         .collect();
     answer(&OriginsView { origins })
+}
+
+/// `GET /admin/metrics`: each origin's delivery over the last hour and day, summed by the
+/// `Health` object, which writes the body.
+async fn metrics(env: &Env) -> EdgeResult<Response> {
+    let body = crate::health::metrics_json(env)
+        .await
+        .map_err(EdgeError::unavailable("delivery metrics unavailable"))?;
+    ok_json(body)
 }
 
 /// `GET /admin/dead-letters`: one page of every subject's dead letters, with their attempts.

@@ -16,6 +16,7 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
         Ok(
             admin @ (Endpoint::AdminOrigins
             | Endpoint::Reconciliation
+            | Endpoint::AdminMetrics
             | Endpoint::DeadLetters
             | Endpoint::ReplayDeadLetter { .. }
             | Endpoint::ReplayDeadLetters

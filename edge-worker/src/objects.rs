@@ -88,8 +88,10 @@ object_calls! {
     HealthCall on "HEALTH" {
         /// One outcome (`health::Report`).
         Report = "/report",
-        /// Every breaker (→ `health::Snapshot`).
+        /// Every breaker (→ `health::Snapshot`); the body is the caller's metrics flush.
         Snapshot = "/snapshot",
+        /// Delivery per origin (the caller's metrics flush → `admin::MetricsView`).
+        Metrics = "/metrics",
     }
 }
 

@@ -192,6 +192,7 @@ const views = {
   lookup: { show: () => lookup.form() },
   "dead-letters": { show: () => deadLetters.load(true) },
   origins: { show: loadOrigins, every: 5000 },
+  metrics: { show: loadMetrics, every: 15000 },
   reconciliation: { show: loadReconciliation, every: 15000 },
   erasure: { show: () => {}, operator: true },
   live: { show: () => {} },
@@ -556,6 +557,41 @@ async function loadOrigins() {
             "td",
             { "data-label": "Breaker" },
             el("span", { class: `state state-${origin.health.state}`, "data-state": origin.health.state }, breaker(origin.health)),
+          ),
+        ),
+      ),
+    );
+  } catch (error) {
+    failed(error);
+  }
+}
+
+// A share per mille as a percentage; a percentile as the bound of its bucket.
+const share = (perMille) => (perMille === null ? "—" : `${(perMille / 10).toFixed(1)}%`);
+const bound = (ms) => (ms === null ? "—" : `< ${ms} ms`);
+
+async function loadMetrics() {
+  try {
+    const { origins } = await api("GET", "/admin/metrics");
+    $("mt-table").tBodies[0].replaceChildren(
+      ...origins.flatMap((origin) =>
+        [
+          ["hour", "last hour", origin.hour],
+          ["day", "last day", origin.day],
+        ].map(([key, label, m]) =>
+          el(
+            "tr",
+            { "data-origin": origin.origin, "data-window": key },
+            el("td", { "data-label": "Origin" }, el("strong", {}, origin.origin)),
+            el("td", { "data-label": "Window" }, label),
+            el("td", { "data-label": "Attempts", "data-field": "attempts" }, String(m.attempts)),
+            el("td", { "data-label": "Delivered", "data-field": "delivered" }, String(m.delivered)),
+            el("td", { "data-label": "Refused", "data-field": "refused" }, String(m.refused)),
+            el("td", { "data-label": "Timeouts" }, String(m.timeouts)),
+            el("td", { "data-label": "Network" }, String(m.network)),
+            el("td", { "data-label": "Success", "data-field": "success" }, share(m.success_per_mille)),
+            el("td", { "data-label": "p50", "data-field": "p50" }, bound(m.p50_ms)),
+            el("td", { "data-label": "p95", "data-field": "p95" }, bound(m.p95_ms)),
           ),
         ),
       ),

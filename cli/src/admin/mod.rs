@@ -3,12 +3,14 @@
 //! read into the core's type for it (`didit_edge_core::admin`), the one the worker writes.
 //!
 //! One file per command group ([`origins`], [`dead_letters`] with replay, [`reconciliation`],
-//! [`erase`], [`lookup`]), the API [`client`] they share, and the [`print`]ing of cells and tables.
+//! [`metrics`], [`erase`], [`lookup`]), the API [`client`] they share, and the [`print`]ing of
+//! cells and tables.
 
 mod client;
 mod dead_letters;
 mod erase;
 mod lookup;
+mod metrics;
 mod origins;
 mod print;
 mod reconciliation;
@@ -55,6 +57,10 @@ pub(crate) enum AdminCommand {
     /// Where reconciliation with Didit's API stands: checkpoint, last run, next run
     #[command(after_help = EXIT_CODES)]
     Reconciliation,
+    /// Each origin's delivery over the last hour and day: attempts, delivered, refused,
+    /// timeouts, network failures, success share, p50/p95 latency
+    #[command(after_help = EXIT_CODES)]
+    Metrics,
     /// Put dead letters back in line: one event's (ID), or all of them (--all)
     #[command(after_help = EXIT_CODES)]
     Replay(ReplayArgs),
@@ -74,6 +80,7 @@ pub(crate) fn run(args: &AdminArgs) -> Result<()> {
         AdminCommand::Origins => origins::origins(&client, args.json),
         AdminCommand::DeadLetters(list) => dead_letters::dead_letters(&client, list, args.json),
         AdminCommand::Reconciliation => reconciliation::reconciliation(&client, args.json),
+        AdminCommand::Metrics => metrics::metrics(&client, args.json),
         AdminCommand::Replay(replay_args) => dead_letters::replay(&client, replay_args, args.json),
         AdminCommand::Erase(erase_args) => erase::erase(&client, erase_args, args.json),
         AdminCommand::Lookup(lookup_args) => lookup::lookup(&client, lookup_args, args.json),

@@ -5,12 +5,14 @@
 //! [`BulkReplay`], [`ErasureReport`], [`ReconciliationStatus`], [`Lookup`]).
 
 mod lookup;
+mod metrics;
 mod query;
 mod reconciliation;
 mod role;
 mod view;
 
 pub use lookup::*;
+pub use metrics::*;
 pub use query::*;
 pub use reconciliation::*;
 pub use role::*;

@@ -215,6 +215,7 @@ mod tests {
             Endpoint::AdminOrigins,
             Endpoint::DeadLetters,
             Endpoint::Reconciliation,
+            Endpoint::AdminMetrics,
             Endpoint::AdminSession,
             Endpoint::ConsoleStreamToken,
         ] {

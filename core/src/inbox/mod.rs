@@ -51,7 +51,7 @@ mod retention;
 pub mod run;
 mod transition;
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -94,8 +94,9 @@ struct Event {
 struct Held {
     /// Its own row: the event is never classified, sent or forgotten.
     event: bool,
-    /// Consumers whose copy is held out of `copies`: never sent, rewritten or forgotten.
-    copies: BTreeSet<String>,
+    /// Consumers whose copy is held out of `copies`: never sent, rewritten or forgotten. A
+    /// sorted list ([`crate::sorted::Set`]): an event has a handful of consumers.
+    copies: crate::sorted::Set<String>,
 }
 
 impl Held {
@@ -138,7 +139,9 @@ pub struct Inbox {
     subject: Option<String>,
     events: BTreeMap<Seq, Event>,
     ids: BTreeMap<String, Seq>,
-    aliases: BTreeMap<String, BTreeSet<Seq>>,
+    /// The events each alias names (one, or a few: the same Didit `event_id` on events of
+    /// another type or status), as a sorted list ([`crate::sorted::Set`]).
+    aliases: BTreeMap<String, crate::sorted::Set<Seq>>,
     next_seq: i64,
     changes: VecDeque<Change>,
     transitions: VecDeque<Transition>,

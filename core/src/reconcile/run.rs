@@ -20,7 +20,7 @@ mod pacing;
 mod session;
 mod step;
 
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
@@ -103,7 +103,9 @@ pub struct Run {
     in_hand: Option<InHand>,
     page: PageEnd,
     recalled: Recalled,
-    erased: BTreeSet<String>,
+    /// The erasure keys of the page's subjects that are to be left alone (at most a page's
+    /// worth, and those marked during the run), as a sorted list ([`crate::sorted::Set`]).
+    erased: crate::sorted::Set<String>,
     changes: VecDeque<Change>,
     ended: Option<RunEnd>,
 }
@@ -158,7 +160,7 @@ impl Run {
                 has_next: false,
             },
             recalled: Recalled::default(),
-            erased: BTreeSet::new(),
+            erased: crate::sorted::Set::default(),
             changes: VecDeque::new(),
             ended: None,
         }

@@ -513,9 +513,13 @@ impl Object {
                 secrets,
                 id,
             } => {
+                let sent_at = now_ms();
                 let (result, retry_after) =
                     origin::deliver(target, secrets, &id, run.payload()).await;
-                run.handle_answer(result, retry_after, UnixMs(now_ms()))
+                let now = UnixMs(now_ms());
+                let latency = u64::try_from(now.0.saturating_sub(sent_at)).unwrap_or(0);
+                health::count_attempt(&target.name, &result, latency, now);
+                run.handle_answer(result, retry_after, now)
                     .map_err(run_failed)?;
             }
             Step::ReportHealth(report) => health::report(&self.env, &report).await,
