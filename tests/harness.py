@@ -180,9 +180,10 @@ class WranglerDev:
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), error.read()
 
-    def run_cron(self):
-        """Fires the cron trigger once (wrangler dev's /__scheduled, enabled by --test-scheduled)."""
-        status, _, raw = self.request("GET", "/__scheduled?cron=*+*+*+*+*")
+    def run_cron(self, timeout=30):
+        """Fires the cron trigger once (wrangler dev's /__scheduled, enabled by --test-scheduled).
+        The answer waits for what the trigger does: a reconciliation run it starts included."""
+        status, _, raw = self.request("GET", "/__scheduled?cron=*+*+*+*+*", timeout=timeout)
         assert status == 200, raw
 
     def admin(self, method, path, token=ADMIN_TOKEN):
