@@ -408,12 +408,18 @@ def test_an_origin_taken_down_shows_its_breaker_open_then_closed(world, browser)
     signed_in_as(browser)
     go(browser, "origins")
     state = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed'] [data-state]").get_attribute("data-state")
+    probe = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed'] [data-field='last-probe']").text
     assert wait(browser, state) == "closed"
+    assert browser.find_element(By.CSS_SELECTOR, "tr[data-origin='primary'] [data-field='last-probe']").text \
+        == "no health_url"
+    edge.run_cron()
+    wait(browser, lambda d: probe(d).startswith("up,"), timeout=15, message="the probe never shown up")
     probed.health_status = 503
     for _ in range(3):
         edge.run_cron()
     wait(browser, lambda d: state(d) == "open", timeout=15, message="breaker never shown open")
     assert "open until" in browser.find_element(By.CSS_SELECTOR, "tr[data-origin='probed']").text
+    wait(browser, lambda d: probe(d).startswith("down,"), timeout=15, message="the failed probe never shown")
     shot(browser, "origins")
     probed.health_status = 200
     time.sleep(10.5)  # the first cool-down
