@@ -20,6 +20,8 @@ step "clippy (wasm32-unknown-unknown, the tests' fault-injection build)"
 cargo clippy -p didit-edge-worker --target wasm32-unknown-unknown --features fault-injection -- -D warnings
 step "core unit tests (native)"
 cargo test -p didit-edge-core
+step "worker unit tests (native: the object messages' wire forms)"
+cargo test -p didit-edge-worker
 step "core unit tests (wasm32, wasm-bindgen-test under Node)"
 cargo test -p didit-edge-core --target wasm32-unknown-unknown
 step "core builds without std (wasm32v1-none)"

@@ -408,12 +408,18 @@ def test_an_origin_taken_down_shows_its_breaker_open_then_closed(world, browser)
     signed_in_as(browser)
     go(browser, "origins")
     state = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed'] [data-state]").get_attribute("data-state")
+    probe = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed'] [data-field='last-probe']").text
     assert wait(browser, state) == "closed"
+    assert browser.find_element(By.CSS_SELECTOR, "tr[data-origin='primary'] [data-field='last-probe']").text \
+        == "no health_url"
+    edge.run_cron()
+    wait(browser, lambda d: probe(d).startswith("up,"), timeout=15, message="the probe never shown up")
     probed.health_status = 503
     for _ in range(3):
         edge.run_cron()
     wait(browser, lambda d: state(d) == "open", timeout=15, message="breaker never shown open")
     assert "open until" in browser.find_element(By.CSS_SELECTOR, "tr[data-origin='probed']").text
+    wait(browser, lambda d: probe(d).startswith("down,"), timeout=15, message="the failed probe never shown")
     shot(browser, "origins")
     probed.health_status = 200
     time.sleep(10.5)  # the first cool-down
@@ -585,3 +591,85 @@ def test_a_keys_url_that_is_down_is_not_asked_at_every_request():
         edge.stop()
         shutil.rmtree(edge.persist_dir, ignore_errors=True)
         keys.stop()
+
+
+def port_free(port):
+    import socket
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_a_newcomer_finds_the_event_sent_with_dev_sh(browser, tmp_path):
+    """Issue 23's "done when": `bash scripts/dev.sh`, then `didit-edge send` from another
+    terminal, then the console URL dev.sh printed, signed in with .dev.vars' ADMIN_TOKEN, finds
+    the event delivered to the demo origin by the session `send` named. dev.sh's own ports and
+    `.dev.vars` are used as a newcomer gets them; its object storage goes to a temporary
+    directory, and a `.dev.vars` this test made is removed after."""
+    import signal
+    import subprocess
+    root = pathlib.Path(__file__).resolve().parent.parent
+    assert port_free(8787) and port_free(8788), "scripts/dev.sh needs 127.0.0.1:8787 and :8788 free"
+    dev_vars = root / ".dev.vars"
+    made_dev_vars = not dev_vars.exists()
+    logs = os.environ.get("DIDIT_EDGE_TEST_LOGS")
+    output = pathlib.Path(logs) / "dev-sh.log" if logs else tmp_path / "dev.log"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DIDIT_WEBHOOK_SECRET", "DIDIT_WEBHOOK_SECRETS", "ADMIN_TOKEN", "DIDIT_EDGE_URL")}
+    env["DIDIT_EDGE_DEV_STATE"] = str(tmp_path / "state")
+    with open(output, "w") as log:
+        dev = subprocess.Popen(["bash", "scripts/dev.sh"], cwd=root, env=env, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 600  # set-up checks every tool first (quick when installed)
+        console_url = None
+        while console_url is None:
+            assert dev.poll() is None, output.read_text()[-3000:]
+            assert time.time() < deadline, output.read_text()[-3000:]
+            found = re.search(r"operator console: (http://\S+)", output.read_text())
+            console_url = found.group(1) if found else None
+            time.sleep(0.5)
+        base = console_url.split("/console/")[0]
+        while port_free(8787) or port_free(8788):
+            assert dev.poll() is None, output.read_text()[-3000:]
+            assert time.time() < deadline, output.read_text()[-3000:]
+            time.sleep(0.5)
+
+        cli = root / "target" / "debug" / "didit-edge"
+        sent = None
+        while sent is None or sent.returncode != 0:
+            # wrangler listens before its first build is served: retry until it answers.
+            assert time.time() < deadline, (sent.stdout, sent.stderr) if sent else "never sent"
+            sent = subprocess.run([str(cli), "send", f"{base}/webhooks/didit"], cwd=root, env=env,
+                                  capture_output=True, text=True, timeout=60)
+            if sent.returncode != 0:
+                time.sleep(1)
+        assert sent.stdout.startswith("200 "), sent.stdout
+        event = json.loads(sent.stdout.split(" ", 1)[1])["id"]
+        hint = re.search(r"admin lookup --session (\S+)` or in the console, (\S+) ", sent.stderr)
+        assert hint and hint.group(2) == console_url, sent.stderr
+        session = hint.group(1)
+
+        token = re.search(r'^ADMIN_TOKEN="([^"]+)"', dev_vars.read_text(), re.M).group(1)
+        access_header(browser, None)
+        browser.get("about:blank")
+        browser.get(console_url)
+        browser.execute_script("sessionStorage.clear()")
+        browser.refresh()
+        field = wait(browser, lambda d: d.find_element(By.ID, "token") if d.find_element(By.ID, "sign-in").is_displayed() else None)
+        field.send_keys(token)
+        browser.find_element(By.CSS_SELECTOR, "#sign-in-form button[type=submit]").click()
+        signed_in_as(browser)
+        copy = f"article[data-event='{event}'] li.copy[data-consumer='default']"
+        delivered = lambda d: d.find_elements(By.CSS_SELECTOR, f"{copy} [data-step='delivered']")
+        status = look_up(browser, "session", subject_id=session, until=delivered, timeout=60)
+        assert status == "1 event found.", status
+        assert "to local-demo" in browser.find_element(By.CSS_SELECTOR, f"{copy} [data-step='delivered']").text
+    finally:
+        try:
+            os.killpg(dev.pid, signal.SIGTERM)
+            dev.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(dev.pid, signal.SIGKILL)
+        if made_dev_vars:
+            dev_vars.unlink(missing_ok=True)

@@ -104,3 +104,40 @@ def test_metrics_count_each_origins_attempts_and_latency(make_edge, make_origin)
     assert (status, json.loads(raw)["error"]["code"]) == (405, "method_not_allowed")
     status, _, raw = edge.request("GET", "/admin/metrics")
     assert (status, json.loads(raw)["error"]["code"]) == (401, "unauthorized")
+
+
+def test_the_last_health_probe_is_kept_per_origin(make_edge, make_origin):
+    probed, unprobed = make_origin(), make_origin()
+    config = base_config(probed.url, ADMIN_TOKEN=ADMIN_TOKEN, ORIGINS=json.dumps([
+        {"name": "probed", "url": probed.url, "health_url": probed.health_url, "timeout_ms": 3000},
+        {"name": "unprobed", "url": unprobed.url, "priority": 1, "timeout_ms": 3000},
+    ]))
+    edge = make_edge("metrics-probe", config)
+    before = by_origin(metrics(edge))
+    assert (before["probed"]["last_probe"], before["unprobed"]["last_probe"]) == (None, None)
+
+    started = time.time() * 1000
+    edge.run_cron()
+    up = by_origin(metrics(edge))["probed"]["last_probe"]
+    assert up["up"] is True and started - 1000 <= up["at_ms"] <= time.time() * 1000 + 1000, up
+    assert probed.probes == 1
+
+    probed.health_status = 503
+    edge.run_cron()
+    view = by_origin(metrics(edge))
+    down = view["probed"]["last_probe"]
+    assert down["up"] is False and down["at_ms"] >= up["at_ms"], down
+    assert view["unprobed"]["last_probe"] is None, "an origin without a health_url is never probed"
+    assert view["probed"]["hour"]["attempts"] == 0, "a probe is not a delivery attempt"
+
+    if CLI.is_file():
+        env = {k: v for k, v in os.environ.items() if k not in ("ADMIN_TOKEN", "DIDIT_EDGE_URL")}
+        env.update(ADMIN_TOKEN=ADMIN_TOKEN, DIDIT_EDGE_URL=edge.url)
+        table = subprocess.run([str(CLI), "admin", "metrics"], env=env, capture_output=True, text=True, timeout=60)
+        assert table.returncode == 0, table.stderr
+        rows = [line.split() for line in table.stdout.splitlines()]
+        assert rows[0][-2:] == ["LAST", "PROBE"], rows[0]
+        probed_hour = next(row for row in rows if row[:2] == ["probed", "hour"])
+        assert probed_hour[-4] == "down" and probed_hour[-3].isdigit() and probed_hour[-2:] == ["s", "ago"], \
+            probed_hour
+        assert next(row for row in rows if row[:2] == ["unprobed", "hour"])[-1] == "-"

@@ -230,9 +230,39 @@ pub(crate) fn run(args: &SendArgs) -> Result<()> {
             Outcome::Unreachable(failure) => return Err(failure),
         };
         keep(&body);
+        if answer.is_success() && !args.json {
+            if let Some(hint) = lookup_hint(&body, &plan.url) {
+                eprintln!("{hint}");
+            }
+        }
         return report_one(&answer, latency, args.json);
     }
     repeat(args, &plan, &agent, keep)
+}
+
+/// Where to find what became of an accepted event: the answer's `evt_…` alone is found only
+/// while it is a dead letter, so a newcomer is told its subject, which always finds it.
+fn lookup_hint(body: &[u8], url: &str) -> Option<String> {
+    let payload: Value = serde_json::from_slice(body).ok()?;
+    let text = |name: &str| {
+        payload
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
+    let flag = match (text("session_id"), text("vendor_data")) {
+        (Some(session), _) => format!("--session {session}"),
+        (None, Some(vendor_data)) => format!("--vendor-data '{vendor_data}'"),
+        (None, None) => return None,
+    };
+    // The console is served by the same worker: its URL is the webhook URL's origin.
+    let origin = url
+        .split_once("://")
+        .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)));
+    let console = origin.map_or_else(String::new, |o| format!(" or in the console, {o}/console/"));
+    Some(format!(
+        "look it up with `didit-edge admin lookup {flag}`{console} (docs/console.md)"
+    ))
 }
 
 fn report_one(answer: &Answer, latency: Duration, as_json: bool) -> Result<()> {
@@ -449,6 +479,26 @@ impl Summary {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_accepted_event_is_found_by_its_subject() {
+        let session = br#"{"session_id":"5d2c-1","vendor_data":"user-42","status":"Approved"}"#;
+        assert_eq!(
+            super::lookup_hint(session, "http://127.0.0.1:8787/webhooks/didit").as_deref(),
+            Some("look it up with `didit-edge admin lookup --session 5d2c-1` or in the console, http://127.0.0.1:8787/console/ (docs/console.md)")
+        );
+        let user = br#"{"vendor_data":"user-42","webhook_type":"user.status.updated"}"#;
+        assert!(
+            super::lookup_hint(user, "https://edge.example/webhooks/didit")
+                .is_some_and(|hint| hint.contains("--vendor-data 'user-42'")
+                    && hint.contains("https://edge.example/console/"))
+        );
+        assert_eq!(super::lookup_hint(b"not json", "http://x/"), None);
+        assert_eq!(
+            super::lookup_hint(br#"{"transaction_id":"t"}"#, "http://x/"),
+            None
+        );
+    }
+
     use super::*;
 
     #[test]

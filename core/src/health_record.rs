@@ -8,6 +8,7 @@
 
 use alloc::string::String;
 
+use crate::admin::LastProbe;
 use crate::alert::{breaker_alert, Alert};
 use crate::health::{Breaker, Report, Restored};
 
@@ -36,6 +37,14 @@ pub enum Step {
         /// Its breaker after the report.
         breaker: Breaker,
     },
+    /// Write the origin's last probe (a probe's report only, after its breaker); nothing to
+    /// hand back.
+    StoreProbe {
+        /// The origin.
+        origin: String,
+        /// The probe's outcome.
+        probe: LastProbe,
+    },
     /// Recorded.
     Done,
 }
@@ -45,6 +54,7 @@ enum Phase {
     Load,
     Alert(Alert),
     Store(Breaker),
+    Probe,
     Done,
 }
 
@@ -86,9 +96,21 @@ impl Recording {
                 self.phase = Phase::Alert(alert.clone());
                 Step::Alert(alert)
             }
-            Phase::Store(breaker) => Step::Store {
+            Phase::Store(breaker) => {
+                if self.report.probe {
+                    self.phase = Phase::Probe;
+                }
+                Step::Store {
+                    origin: self.report.origin.clone(),
+                    breaker,
+                }
+            }
+            Phase::Probe => Step::StoreProbe {
                 origin: self.report.origin.clone(),
-                breaker,
+                probe: LastProbe {
+                    at_ms: self.report.at_ms,
+                    up: self.report.up,
+                },
             },
             Phase::Done => Step::Done,
         }
@@ -132,6 +154,7 @@ mod tests {
             up,
             retry_after_ms: None,
             at_ms: UnixMs(at_ms),
+            probe: false,
         }
     }
 
@@ -149,7 +172,7 @@ mod tests {
                 }
                 Step::Alert(_) => recording.handle_alerted(),
                 Step::Done => return steps,
-                Step::Store { .. } | Step::LogUnreadable { .. } => {}
+                Step::Store { .. } | Step::StoreProbe { .. } | Step::LogUnreadable { .. } => {}
             }
             steps.push(step);
         }
@@ -212,6 +235,33 @@ mod tests {
             "no second alert: it was queued once"
         );
         assert_eq!(steps.len(), 4);
+    }
+
+    #[test]
+    fn a_probe_is_kept_as_the_last_probe_after_its_breaker() {
+        let probe = Report {
+            probe: true,
+            ..report(false, 20)
+        };
+        let steps = drive(probe, &[None]);
+        let mut once = Breaker::new(BreakerPolicy::default());
+        once.report(false, None, 20);
+        assert_eq!(
+            steps[1..],
+            [
+                Step::Store {
+                    origin: "aws".into(),
+                    breaker: once
+                },
+                Step::StoreProbe {
+                    origin: "aws".into(),
+                    probe: LastProbe {
+                        at_ms: UnixMs(20),
+                        up: false
+                    }
+                }
+            ]
+        );
     }
 
     #[test]

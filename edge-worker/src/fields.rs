@@ -370,6 +370,8 @@ impl Serialize for Reported {
                 Some(report.up.to_string()),
                 report.retry_after_ms.map(|ms| ms.to_string()),
                 Some(report.at_ms.0.to_string()),
+                // Last, and only when set: an older isolate's four fields read as a delivery's.
+                report.probe.then(|| "probe".into()),
             ],
             serializer,
         )
@@ -384,6 +386,7 @@ impl<'de> Deserialize<'de> for Reported {
             up: fields.number()?,
             retry_after_ms: fields.optional_number()?,
             at_ms: UnixMs(fields.number()?),
+            probe: fields.optional().is_some(),
         }))
     }
 }
@@ -490,10 +493,21 @@ mod tests {
             up: false,
             retry_after_ms: Some(30_000),
             at_ms: UnixMs(1_700_000_000_000),
+            probe: false,
         };
         let text = serde_json::to_string(&Reported(report.clone())).expect("json");
         let Reported(read) = serde_json::from_str(&text).expect("reads");
         assert_eq!(read, report);
+        let probe = Report {
+            probe: true,
+            ..report
+        };
+        let text = serde_json::to_string(&Reported(probe.clone())).expect("json");
+        let Reported(read) = serde_json::from_str(&text).expect("reads");
+        assert_eq!(read, probe);
+        let Reported(older) =
+            serde_json::from_str(r#"["crm","true",null,"1"]"#).expect("an older isolate's four");
+        assert!(!older.probe);
 
         let keys = vec![DeadLetterKey {
             id: "evt_1".into(),

@@ -12,7 +12,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use didit_edge_core::admin::MetricsView;
+use didit_edge_core::admin::{LastProbe, MetricsView};
 use didit_edge_core::attempt::AttemptResult;
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::health::{Lookup, Report, Restored, SnapshotCache};
@@ -34,6 +34,9 @@ const SCHEMA: &str =
 /// counts as the core writes them ([`Counts::encode`]). `WITHOUT ROWID`: the key is the table, so a bucket's
 /// update is one row written.
 const METRICS_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS metrics (origin TEXT NOT NULL, bucket INTEGER NOT NULL, counts TEXT NOT NULL, PRIMARY KEY (origin, bucket)) WITHOUT ROWID";
+
+/// One row per probed origin: the cron probe's latest outcome, rewritten by each probe.
+const PROBES_SCHEMA: &str = "CREATE TABLE IF NOT EXISTS probes (origin TEXT PRIMARY KEY, at_ms INTEGER NOT NULL, up INTEGER NOT NULL) WITHOUT ROWID";
 
 /// Every origin's breaker state, by origin name.
 pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
@@ -150,11 +153,27 @@ impl Health {
                 ))
             },
         )?;
+        let probes = rows::all(
+            &self
+                .sql()
+                .exec("SELECT origin, at_ms, up FROM probes", None)?,
+            |row| {
+                let origin = row.text()?;
+                let at_ms = UnixMs(row.int()?);
+                Ok((
+                    origin,
+                    LastProbe {
+                        at_ms,
+                        up: row.int()? != 0,
+                    },
+                ))
+            },
+        )?;
         let config = settings::config(&self.env);
         let configured = config
             .delivery_or_refusal()
             .map_or(&[][..], |delivery| &delivery.origins[..]);
-        Ok(metrics::summarize(configured, &rows, now))
+        Ok(metrics::summarize(configured, &rows, &probes, now))
     }
 
     /// Performs the core's [`Recording`] of one outcome.
@@ -179,6 +198,12 @@ impl Health {
                         vec![origin.as_str().into(), serde_json::to_string(&breaker)?.into()],
                     )?;
                 }
+                health_record::Step::StoreProbe { origin, probe } => {
+                    self.sql().exec(
+                        "INSERT INTO probes (origin, at_ms, up) VALUES (?, ?, ?) ON CONFLICT(origin) DO UPDATE SET at_ms = excluded.at_ms, up = excluded.up",
+                        vec![origin.as_str().into(), probe.at_ms.0.into(), i64::from(probe.up).into()],
+                    )?;
+                }
                 health_record::Step::Done => return Ok(()),
             }
         }
@@ -189,6 +214,7 @@ impl DurableObject for Health {
     fn new(state: State, env: Env) -> Self {
         objects::create_tables(&state, "health", SCHEMA);
         objects::create_tables(&state, "health", METRICS_SCHEMA);
+        objects::create_tables(&state, "health", PROBES_SCHEMA);
         Self { state, env }
     }
 
@@ -254,7 +280,16 @@ fn write_metrics(view: &MetricsView) -> Result<String> {
         window(&mut out, "hour", &origin.hour);
         out.push(',');
         window(&mut out, "day", &origin.day);
-        out.push('}');
+        match origin.last_probe {
+            Some(probe) => {
+                let _ = write!(
+                    out,
+                    ",\"last_probe\":{{\"at_ms\":{},\"up\":{}}}}}",
+                    probe.at_ms.0, probe.up
+                );
+            }
+            None => out.push_str(",\"last_probe\":null}"),
+        }
     }
     out.push_str("]}");
     Ok(out)

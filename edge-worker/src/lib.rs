@@ -64,6 +64,7 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
                 up,
                 retry_after_ms: retry_after,
                 at_ms: UnixMs(clock::now_ms()),
+                probe: true,
             };
             health::report(&env, &report).await;
             worker::console_log!("probed {}: {outcome:?}", target.name);

@@ -168,7 +168,7 @@ extern "C" {
     #[wasm_bindgen(extends = js_sys::Object)]
     type JurisdictionNamespace;
 
-    /// The namespace of the objects restricted to `jurisdiction` (`eu`, `fedramp`), whose
+    /// The namespace of the objects restricted to `jurisdiction` (`eu`, `us`, `fedramp`, `fedramp-high`), whose
     /// `idFromName` and `get` work as the unrestricted namespace's do.
     #[wasm_bindgen(method, catch)]
     fn jurisdiction(

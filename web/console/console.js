@@ -539,36 +539,50 @@ function breaker(health) {
   }
 }
 
+// A share per mille as a percentage; a percentile as the bound of its bucket.
+const share = (perMille) => (perMille === null ? "—" : `${(perMille / 10).toFixed(1)}%`);
+const bound = (ms) => (ms === null ? "—" : `< ${ms} ms`);
+
+// A health probe's outcome, or why there is none.
+function lastProbe(origin, probe) {
+  if (!origin.probed) return "no health_url";
+  if (!probe) return "not yet probed";
+  return el("span", { class: `state state-${probe.up ? "closed" : "open"}` }, `${probe.up ? "up" : "down"}, ${ago(probe.at_ms)} ago`);
+}
+
 async function loadOrigins() {
   try {
-    const { origins } = await api("GET", "/admin/origins");
+    // The breakers and the last hour's delivery, read side by side: one view answers "is it
+    // healthy, when was it last checked, and how has it done lately".
+    const [{ origins }, metrics] = await Promise.all([api("GET", "/admin/origins"), api("GET", "/admin/metrics")]);
+    const hourOf = new Map(metrics.origins.map((m) => [m.origin, m]));
     $("or-table").tBodies[0].replaceChildren(
-      ...origins.map((origin) =>
-        el(
+      ...origins.map((origin) => {
+        const m = hourOf.get(origin.name);
+        return el(
           "tr",
           { "data-origin": origin.name },
           el("td", { "data-label": "Origin" }, el("strong", {}, origin.name)),
           el("td", { "data-label": "Consumer" }, origin.consumer),
           el("td", { "data-label": "Priority / weight" }, `${origin.priority} / ${origin.weight}`),
           el("td", { "data-label": "Where" }, [origin.region, origin.cloud].filter(Boolean).join(", ") || "—"),
-          el("td", { "data-label": "Probed" }, origin.probed ? "yes" : "no"),
           el("td", { "data-label": "Timeout" }, `${origin.timeout_ms} ms`),
           el(
             "td",
             { "data-label": "Breaker" },
             el("span", { class: `state state-${origin.health.state}`, "data-state": origin.health.state }, breaker(origin.health)),
           ),
-        ),
-      ),
+          el("td", { "data-label": "Last probe", "data-field": "last-probe" }, lastProbe(origin, m?.last_probe)),
+          el("td", { "data-label": "Success (hour)", "data-field": "success" }, m ? share(m.hour.success_per_mille) : "—"),
+          el("td", { "data-label": "p50 / p95 (hour)" }, m ? `${bound(m.hour.p50_ms)} / ${bound(m.hour.p95_ms)}` : "—"),
+        );
+      }),
     );
   } catch (error) {
     failed(error);
   }
 }
 
-// A share per mille as a percentage; a percentile as the bound of its bucket.
-const share = (perMille) => (perMille === null ? "—" : `${(perMille / 10).toFixed(1)}%`);
-const bound = (ms) => (ms === null ? "—" : `< ${ms} ms`);
 
 async function loadMetrics() {
   try {

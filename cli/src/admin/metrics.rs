@@ -1,6 +1,7 @@
 //! `didit-edge admin metrics`: each origin's delivery over the last hour and day.
 
-use didit_edge_core::admin::{MetricsView, WindowMetrics};
+use didit_edge_core::admin::{LastProbe, MetricsView, WindowMetrics};
+use didit_edge_core::time::UnixMs;
 
 use super::client::Client;
 use super::print::{print_json, table};
@@ -17,8 +18,20 @@ fn latency(ms: Option<u64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("<{ms} ms"))
 }
 
-/// One window as a table row.
-fn row(origin: &str, window: &str, m: &WindowMetrics) -> Vec<String> {
+/// The last health probe, as seen from the answer's `now`: "up 42 s ago".
+fn probe(last: Option<LastProbe>, now: UnixMs) -> String {
+    last.map_or_else(
+        || "-".into(),
+        |probe| {
+            let ago_secs = (now.0 - probe.at_ms.0).max(0) / 1000;
+            let state = if probe.up { "up" } else { "down" };
+            format!("{state} {ago_secs} s ago")
+        },
+    )
+}
+
+/// One window as a table row; the last probe is given on the hour's row only.
+fn row(origin: &str, window: &str, m: &WindowMetrics, last_probe: String) -> Vec<String> {
     vec![
         origin.into(),
         window.into(),
@@ -30,6 +43,7 @@ fn row(origin: &str, window: &str, m: &WindowMetrics) -> Vec<String> {
         share(m.success_per_mille),
         latency(m.p50_ms),
         latency(m.p95_ms),
+        last_probe,
     ]
 }
 
@@ -44,8 +58,13 @@ pub(super) fn metrics(client: &Client, as_json: bool) -> Result<()> {
         .iter()
         .flat_map(|o| {
             [
-                row(&o.origin, "hour", &o.hour),
-                row(&o.origin, "day", &o.day),
+                row(
+                    &o.origin,
+                    "hour",
+                    &o.hour,
+                    probe(o.last_probe, answer.now_ms),
+                ),
+                row(&o.origin, "day", &o.day, String::new()),
             ]
         })
         .collect();
@@ -62,7 +81,8 @@ pub(super) fn metrics(client: &Client, as_json: bool) -> Result<()> {
                 "NETWORK",
                 "SUCCESS",
                 "P50",
-                "P95"
+                "P95",
+                "LAST PROBE"
             ],
             &rows
         )
@@ -81,5 +101,14 @@ mod tests {
         assert_eq!(share(None), "-");
         assert_eq!(latency(Some(128)), "<128 ms");
         assert_eq!(latency(None), "-");
+        let now = UnixMs(1_700_000_042_500);
+        let up = LastProbe {
+            at_ms: UnixMs(1_700_000_000_000),
+            up: true,
+        };
+        assert_eq!(probe(Some(up), now), "up 42 s ago");
+        let down = LastProbe { up: false, ..up };
+        assert_eq!(probe(Some(down), now), "down 42 s ago");
+        assert_eq!(probe(None, now), "-");
     }
 }

@@ -27,6 +27,19 @@ pub struct OriginMetrics {
     pub hour: WindowMetrics,
     /// The last day.
     pub day: WindowMetrics,
+    /// The cron trigger's latest probe of its `health_url`; `None` for an origin without one,
+    /// or before its first probe. (Absent from an older edge's answer.)
+    #[serde(default)]
+    pub last_probe: Option<LastProbe>,
+}
+
+/// One health probe's outcome.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastProbe {
+    /// When it was answered (or gave up).
+    pub at_ms: UnixMs,
+    /// Answered 2xx in time.
+    pub up: bool,
 }
 
 /// Attempts on one origin within one window.
@@ -67,8 +80,17 @@ mod tests {
                 "hour": {"attempts": 3, "delivered": 2, "refused": 1, "timeouts": 0, "network": 0,
                          "success_per_mille": 666, "p50_ms": 16, "p95_ms": 64},
                 "day": {"attempts": 0, "delivered": 0, "refused": 0, "timeouts": 0, "network": 0,
-                        "success_per_mille": null, "p50_ms": null, "p95_ms": null}}]
+                        "success_per_mille": null, "p50_ms": null, "p95_ms": null},
+                "last_probe": {"at_ms": 1_699_999_990_000_i64, "up": false}}]
         }));
         assert_eq!(view.origins.len(), 1);
+        let probe = view.origins.first().and_then(|origin| origin.last_probe);
+        assert_eq!(
+            probe,
+            Some(LastProbe {
+                at_ms: UnixMs(1_699_999_990_000),
+                up: false
+            })
+        );
     }
 }

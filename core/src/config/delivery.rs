@@ -27,7 +27,7 @@ pub const DEFAULT_DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
 /// an operator to notice, fix the origin and replay.
 pub const DEFAULT_DEAD_LETTER_RETENTION_SECS: u64 = 14 * 24 * 3600;
 /// Default subrequests per alarm run: the Workers Free plan's limit per invocation, which
-/// every plan allows. On a paid plan (1,000) raise it for faster catch-up after an outage.
+/// every plan allows. On the Paid plan (10,000) raise it for faster catch-up after an outage.
 pub const DEFAULT_SUBREQUEST_LIMIT: u64 = 50;
 
 /// What classifies, routes, signs, retries and forgets events.

@@ -188,7 +188,9 @@ impl Config {
 }
 
 /// Jurisdictions Durable Objects can be restricted to.
-pub const JURISDICTIONS: &[&str] = &["eu", "fedramp"];
+/// `us` since 2026-06-26 (Cloudflare's changelog, "New `us` jurisdiction for Durable
+/// Objects"); `fedramp-high` as `@cloudflare/workers-types` lists it.
+pub const JURISDICTIONS: &[&str] = &["eu", "us", "fedramp", "fedramp-high"];
 
 fn read_jurisdiction<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,

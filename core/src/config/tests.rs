@@ -403,10 +403,12 @@ fn alerts_are_signed_with_their_own_key_never_the_origins() {
 #[test]
 fn a_jurisdiction_is_one_the_platform_knows_and_a_broken_one_stops_intake() {
     assert_eq!(with(&[]).jurisdiction, Ok(None));
-    assert_eq!(
-        with(&[("DURABLE_OBJECT_JURISDICTION", "eu")]).jurisdiction,
-        Ok(Some("eu"))
-    );
+    for known in ["eu", "us", "fedramp", "fedramp-high"] {
+        assert_eq!(
+            with(&[("DURABLE_OBJECT_JURISDICTION", known)]).jurisdiction,
+            Ok(Some(known))
+        );
+    }
     let broken = with(&[("DURABLE_OBJECT_JURISDICTION", "EU-West")]);
     assert_eq!(broken.jurisdiction, Err(()));
     assert!(

@@ -37,6 +37,11 @@ pub struct Report {
     pub retry_after_ms: Option<u64>,
     /// When the outcome came.
     pub at_ms: UnixMs,
+    /// The cron trigger's health probe sent it, not a delivery: the shared object also keeps
+    /// it as the origin's last probe, so an operator sees when the origin was last checked
+    /// even while no events flow.
+    #[serde(default)]
+    pub probe: bool,
 }
 
 #[cfg(test)]

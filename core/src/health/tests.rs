@@ -205,6 +205,7 @@ fn report(origin: &str, up: bool, at_ms: i64) -> Report {
         up,
         retry_after_ms: None,
         at_ms: UnixMs(at_ms),
+        probe: false,
     }
 }
 

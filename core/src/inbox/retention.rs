@@ -89,8 +89,9 @@ impl Inbox {
     }
 
     /// An operator's erasure of the subject (a data-subject request), at `now`: every payload
-    /// and stored body goes; copies still pending or dead end as [`DeadReason::Erased`]-expired
-    /// (never sent, never replayable, unlisted); the subject's name goes. What deduplication
+    /// and stored body goes; copies still pending end expired as [`DeadReason::Erased`] (never
+    /// sent), dead ones expire keeping when and why they died (never replayable, unlisted: the
+    /// lookup shows the erasure beside them); the subject's name goes. What deduplication
     /// needs stays (ids, Didit's `event_id`, type, status, times), so a retry or resend of an
     /// erased event is still a duplicate and is not delivered again.
     pub fn handle_erase(&mut self, now: UnixMs) -> Erasure {

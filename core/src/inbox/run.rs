@@ -446,6 +446,7 @@ impl<'c> Run<'c> {
                     up,
                     retry_after_ms,
                     at_ms: now,
+                    probe: false,
                 }));
             }
         }

@@ -5,6 +5,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::*;
+use crate::admin::LastProbe;
 use crate::attempt::AttemptResult;
 use crate::origin::Origin;
 use crate::time::UnixMs;
@@ -171,7 +172,12 @@ fn the_hour_and_day_are_whole_buckets_and_older_ones_are_dropped() {
         r#"[{"name":"b","url":"https://b.example/"},{"name":"a","url":"https://a.example/"}]"#,
     )
     .expect("valid");
-    let view = summarize(&configured, &rows, NOW);
+    let probed = LastProbe {
+        at_ms: UnixMs(NOW.0 - 30_000),
+        up: true,
+    };
+    let probes = [("a".into(), probed), ("removed".into(), probed)];
+    let view = summarize(&configured, &rows, &probes, NOW);
     let names: Vec<&str> = view.origins.iter().map(|o| o.origin.as_str()).collect();
     assert_eq!(names, ["b", "a", "gone"]);
     let b = &view.origins[0];
@@ -189,4 +195,9 @@ fn the_hour_and_day_are_whole_buckets_and_older_ones_are_dropped() {
     assert_eq!((a.day.attempts, a.day.delivered), (3, 2));
     assert_eq!(a.day.success_per_mille, Some(666));
     assert_eq!(view.bucket_ms, BUCKET_MS);
+    assert_eq!((b.last_probe, a.last_probe), (None, Some(probed)));
+    assert_eq!(
+        view.origins[2].last_probe, None,
+        "a probe is shown only beside counts or a configured origin"
+    );
 }

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 
 use super::counts::Counts;
 use super::BUCKET_MS;
-use crate::admin::{MetricsView, OriginMetrics, WindowMetrics};
+use crate::admin::{LastProbe, MetricsView, OriginMetrics, WindowMetrics};
 use crate::origin::Origin;
 use crate::time::UnixMs;
 
@@ -58,10 +58,12 @@ impl WindowMetrics {
 
 /// The hour and day of every origin in `origins` (the configured ones, in their order) and of
 /// any other origin a stored row names (one since removed), from stored `(origin, bucket,
-/// counts)` rows at `now`.
+/// counts)` rows at `now`, each with its last probe from `probes` (a probe of an origin no
+/// longer configured and never counted is left out: nothing else would show it).
 pub fn summarize(
     origins: &[Origin],
     rows: &[(String, UnixMs, Counts)],
+    probes: &[(String, LastProbe)],
     now: UnixMs,
 ) -> MetricsView {
     let hour_start = window_start(now, HOUR_MS);
@@ -95,9 +97,13 @@ pub fn summarize(
     };
     for (origin, hour, day) in sums {
         view.origins.push(OriginMetrics {
-            origin,
             hour: WindowMetrics::of(&hour),
             day: WindowMetrics::of(&day),
+            last_probe: probes
+                .iter()
+                .find(|(name, _)| *name == origin)
+                .map(|(_, probe)| *probe),
+            origin,
         });
     }
     view
