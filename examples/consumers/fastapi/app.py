@@ -60,11 +60,13 @@ CREATE TABLE IF NOT EXISTS review_queue (
     created_at  REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS outbox (        -- slow work, committed with the effect
-    webhook_id  TEXT PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id  TEXT NOT NULL,
     action      TEXT NOT NULL,
     subject     TEXT NOT NULL,
     done_at     REAL
 );
+CREATE INDEX IF NOT EXISTS outbox_webhook_id ON outbox (webhook_id);
 CREATE TABLE IF NOT EXISTS notifications ( -- stands in for the outside world (mail, CRM, …)
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     webhook_id  TEXT NOT NULL,
@@ -151,18 +153,17 @@ def run_slow_work(webhook_id: str):
     idempotency key."""
     connection = connect()
     try:
-        row = connection.execute("SELECT action, subject FROM outbox WHERE webhook_id = ? AND done_at IS NULL",
-                                 (webhook_id,)).fetchone()
-        if row is None:
-            return
-        time.sleep(SLOW_WORK_SECONDS)  # e.g. a mail provider or CRM call
-        connection.execute("BEGIN IMMEDIATE")
-        done = connection.execute("UPDATE outbox SET done_at = ? WHERE webhook_id = ? AND done_at IS NULL",
-                                  (time.time(), webhook_id)).rowcount
-        if done:  # here the "call" is local, so it can share the transaction; a real one cannot
-            connection.execute("INSERT INTO notifications (webhook_id, action, subject, sent_at) VALUES (?, ?, ?, ?)",
-                               (webhook_id, row[0], row[1], time.time()))
-        connection.execute("COMMIT")
+        rows = connection.execute("SELECT id, action, subject FROM outbox WHERE webhook_id = ? AND done_at IS NULL",
+                                  (webhook_id,)).fetchall()
+        for outbox_id, action, subject in rows:
+            time.sleep(SLOW_WORK_SECONDS)  # e.g. a mail provider or CRM call
+            connection.execute("BEGIN IMMEDIATE")
+            done = connection.execute("UPDATE outbox SET done_at = ? WHERE id = ? AND done_at IS NULL",
+                                      (time.time(), outbox_id)).rowcount
+            if done:  # here the "call" is local, so it can share the transaction; a real one cannot
+                connection.execute("INSERT INTO notifications (webhook_id, action, subject, sent_at)"
+                                   " VALUES (?, ?, ?, ?)", (webhook_id, action, subject, time.time()))
+            connection.execute("COMMIT")
     finally:
         connection.close()
 
@@ -172,7 +173,7 @@ async def lifespan(_app):
     connection = connect()
     connection.execute("PRAGMA journal_mode = WAL")
     connection.executescript(SCHEMA)
-    pending = [w for (w,) in connection.execute("SELECT webhook_id FROM outbox WHERE done_at IS NULL")]
+    pending = [w for (w,) in connection.execute("SELECT DISTINCT webhook_id FROM outbox WHERE done_at IS NULL")]
     connection.close()
     for webhook_id in pending:  # slow work a crash interrupted
         threading.Thread(target=run_slow_work, args=(webhook_id,), daemon=True).start()
