@@ -141,7 +141,7 @@ class RecipeApp:
     def start(self, timeout=90):
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.starts += 1
-        log = open(LOG_DIR / f"recipe-{self.name}-{self.starts}.log", "w")
+        log = open(LOG_DIR / f"app-{self.name}-{self.starts}.log", "w")
         env = dict(os.environ, DIDIT_EDGE_SIGNING_SECRET=self.secret, RECIPE_DB=str(self.db_path),
                    SLOW_WORK_SECONDS=str(SLOW_WORK_SECONDS), PORT=str(self.port))
         command = [part.replace("{port}", str(self.port)) for part in self.command]
@@ -189,13 +189,31 @@ def fastapi_app(secret, db_path):
                      RECIPES / "fastapi", secret, db_path)
 
 
-MAKERS = {"fastapi": fastapi_app}
+def rails_app(secret, db_path):
+    return RecipeApp("rails", ["puma", "--environment", "production", "--bind", "tcp://127.0.0.1:{port}",
+                               "--threads", "8:16", "config.ru"],
+                     RECIPES / "rails", secret, db_path)
+
+
+def rails_installed():
+    """Whether Debian's rails, ruby-sqlite3 and puma are installed (scripts/setup.sh installs
+    them where it can: as root or with sudo, on Debian)."""
+    if shutil.which("ruby") is None or shutil.which("puma") is None:
+        return False
+    probe = subprocess.run(["ruby", "-e", 'require "rails"; require "active_record"; require "sqlite3"'],
+                           capture_output=True, timeout=60)
+    return probe.returncode == 0
+
+
+MAKERS = {"fastapi": fastapi_app, "rails": rails_app}
 
 
 @pytest.fixture(scope="module", params=sorted(MAKERS))
 def recipe(request):
     """One recipe's app, the proxy in front of it and a worker delivering to the proxy, signing
     with the app's own `whsec_` secret."""
+    if request.param == "rails" and not rails_installed():
+        pytest.skip("Debian's rails, ruby-sqlite3 and puma are not installed (scripts/setup.sh installs them as root)")
     secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
     workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"recipes-{request.param}-"))
     app = MAKERS[request.param](secret, workdir / "events.db")
