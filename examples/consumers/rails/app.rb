@@ -57,7 +57,8 @@ end
 # SQLite keeps the recipe self-contained; on PostgreSQL or MySQL nothing below changes but this.
 # A writer waiting for SQLite's lock must let other threads run: the sqlite3 gem's busy_timeout
 # waits holding Ruby's global lock, so the thread holding SQLite's lock could never commit
-# (Rails 7.1 does the same with its `timeout`). Here: a busy handler that sleeps, for up to 30 s.
+# (Rails 8 with the sqlite3 2.x gem waits without it: `busy_handler_timeout`). Here: a busy
+# handler that sleeps, for up to 30 s.
 module SleepingBusyHandler
   def configure_connection
     super
