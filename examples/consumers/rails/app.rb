@@ -163,6 +163,8 @@ module Events
       outcome
     end
   rescue ActiveRecord::RecordNotUnique
+    # Only the webhook-id's index makes it a duplicate; any other conflict is a 500 (retried).
+    raise unless ProcessedEvent.exists?(webhook_id: webhook_id)
     "duplicate"
   end
 end
