@@ -74,20 +74,27 @@ if ! cmp -s tests/requirements.txt "$venv/.requirements.txt"; then
   rm -f "$venv/.installing"
 fi
 
-step "chromium and chromedriver for the console's browser tests (Debian packages)"
+step "Debian packages: chromium and chromedriver (the console's browser tests), Rails (the Rails recipe)"
 # The browser comes from Debian, never from a download of its own (none reaches these
-# machines). Skipped at once when both are present; installed when this runs as root (CI) or
-# with password-less sudo; otherwise said, and only tests/test_console.py will fail.
-if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+# machines), and so does Rails (examples/consumers/rails runs on Debian's Rails 6.1, Puma and
+# sqlite3 gems: no Bundler, no RubyGems). Skipped at once when all are present; installed when
+# this runs as root (CI) or with password-less sudo; otherwise said, and only the tests that
+# need them fail (tests/test_console.py) or are skipped (the Rails half of tests/test_recipes.py).
+debian_packages=()
+command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+  || debian_packages+=(chromium chromium-driver)
+{ command -v puma >/dev/null && ruby -e 'require "rails"; require "active_record"; require "sqlite3"' 2>/dev/null; } \
+  || debian_packages+=(ruby-rails ruby-sqlite3 puma)
+if [ "${#debian_packages[@]}" -eq 0 ]; then
   :
 elif command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }; then
   as_root=()
   [ "$(id -u)" -eq 0 ] || as_root=(sudo -n)
   "${as_root[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends chromium chromium-driver
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${debian_packages[@]}"
 else
-  echo "setup: chromium and chromedriver are missing (Debian: apt-get install chromium chromium-driver);" \
-    "tests/test_console.py needs them" >&2
+  echo "setup: Debian packages missing: ${debian_packages[*]} (apt-get install ${debian_packages[*]});" \
+    "tests/test_console.py needs chromium, and the Rails recipe's tests are skipped without Rails" >&2
 fi
 
 step "done"
