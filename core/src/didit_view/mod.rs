@@ -24,6 +24,10 @@ use core::fmt;
 use crate::reconcile::api::{retry_after_secs, Answer};
 use crate::time::UnixSecs;
 
+/// How long one request to Didit's API may take here: an operator is waiting, and a scan makes
+/// up to a dozen.
+pub const REQUEST_TIMEOUT_MS: u64 = 10_000;
+
 /// The scopes a Didit API key needs for these calls, named in the refusal an operator sees.
 pub const NEEDED_SCOPES: &str = "webhooks: read and decisions: read";
 
