@@ -53,7 +53,7 @@ pub fn parse_deliveries_page(
     body: &str,
     destination: &str,
 ) -> Result<DeliveriesPage, DiditViewError> {
-    let page = serde_json::from_str::<Value>(body).ok();
+    let page = crate::json::from_str::<Value>(body).ok();
     let Some(rows) = page
         .as_ref()
         .and_then(|page| page.get("results"))

@@ -54,7 +54,7 @@ pub struct Destination {
 /// Reads the destinations list: an array of objects, each with a `uuid`. A row that is not
 /// one is left out; a body that is not an array is unreadable.
 pub fn parse_destinations(body: &str) -> Result<Vec<Destination>, DiditViewError> {
-    let Ok(Value::Array(rows)) = serde_json::from_str::<Value>(body) else {
+    let Ok(Value::Array(rows)) = crate::json::from_str::<Value>(body) else {
         return Err(DiditViewError::Unreadable {
             reason: "a destinations list that is not a JSON array",
         });

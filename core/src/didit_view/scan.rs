@@ -72,7 +72,7 @@ impl DayWindow {
     pub fn of_lookup(lookup: Option<&str>, now_ms: i64) -> Self {
         let mut earliest = i64::MAX;
         let mut latest = i64::MIN;
-        let parsed = lookup.and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let parsed = lookup.and_then(|text| crate::json::from_str::<Value>(text).ok());
         let events = parsed
             .as_ref()
             .and_then(|lookup| lookup.get("events"))
@@ -209,7 +209,7 @@ impl SessionScan {
 
     /// The answer: the attempts found, oldest first, and whether the window was read whole.
     pub fn finish(mut self) -> SessionAttempts {
-        self.attempts.sort_by_key(|attempt| attempt.at_ms);
+        crate::sorted::sort_by_key(&mut self.attempts, |attempt| attempt.at_ms);
         SessionAttempts {
             enabled: true,
             session_id: self.session_id,
