@@ -622,12 +622,21 @@ def test_didits_attempts_beside_the_timeline_and_its_destinations_health(make_ed
             browser.execute_script("document.getElementById('lk-didit').scrollIntoView()")
             shot(browser, "lookup-didit")
 
+        # Every try refused: the edge holds nothing (404), and Didit's attempt says what it answered.
+        refused = didit.session_payload()
+        assert api.send_webhook(ours, refused, "not-the-secret") == 401
+        status = look_up(browser, "session", subject_id=refused["session_id"])
+        assert status.endswith("(subject_not_found)"), status
+        rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#lk-didit-table tbody tr"),
+                    message="Didit's attempt for a session the edge holds nothing of")
+        assert [row.get_attribute("data-status") for row in rows] == ["401"]
+
         go(browser, "origins")
         mine = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='yes']"),
                     message="Didit's destinations")
         [mine] = mine
         assert mine.get_attribute("data-destination") == ours
-        assert mine.find_element(By.CSS_SELECTOR, "[data-field='failed']").text == "1 / 2"
+        assert mine.find_element(By.CSS_SELECTOR, "[data-field='failed']").text == "2 / 3"
         assert mine.find_element(By.CSS_SELECTOR, "[data-field='health']").text == \
             api.destination_row(api.destinations[0])["health_status"]
         assert "this edge" in mine.text and "didit-edge" in mine.text

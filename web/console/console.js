@@ -387,10 +387,12 @@ const lookup = {
     } catch (error) {
       result.replaceChildren();
       failed(error);
-      // Every try refused: the edge holds nothing, but Didit's attempts say what it answered.
-      if (!(error instanceof ApiError && error.code === "subject_not_found")) return;
+      // Every try refused: the edge holds nothing, but Didit's attempts say what it answered
+      // (shown only when Didit's view is on: the 404 is the whole answer otherwise).
+      if (error instanceof ApiError && error.code === "subject_not_found") didit.attempts(body, true);
+      return;
     }
-    didit.attempts(body);
+    didit.attempts(body, false);
   },
   render(answer, body) {
     const parts = [];
@@ -421,19 +423,26 @@ const dash = (value) => (value === null || value === undefined ? "—" : String(
 const didit = {
   destinationsLoadedAt: 0,
   /** Didit's attempts for a looked-up session, in their own section below its timelines. */
-  async attempts(body) {
+  async attempts(body, onlyWhenOn) {
     if (!["session", "business_session"].includes(body.subject_kind) || body.event_id) return;
+    // A later lookup replaces the result: an earlier one's answer, arriving late, is dropped.
+    const lookupNumber = (this.lookups = (this.lookups ?? 0) + 1);
+    const current = () => lookupNumber === this.lookups;
     const section = el("section", { class: "didit", id: "lk-didit", "aria-labelledby": "lk-didit-title" },
       el("h3", { id: "lk-didit-title" }, "Didit's attempts"));
     const note = el("p", { role: "status" }, "Reading Didit's attempts…");
     section.append(note);
-    $("lk-result").append(section);
+    if (!onlyWhenOn) $("lk-result").append(section);
     try {
       const answer = await api("POST", "/admin/didit/deliveries", { subject_kind: body.subject_kind, subject_id: body.subject_id });
+      if (!current() || (onlyWhenOn && !answer.enabled)) return;
+      if (onlyWhenOn) $("lk-result").append(section);
       note.textContent = this.summary(answer);
       if (answer.enabled && answer.attempts.length) section.append(this.attemptsTable(answer.attempts));
     } catch (error) {
       if (error instanceof ApiError && error.status === 401) return failed(error);
+      if (!current()) return;
+      if (onlyWhenOn) $("lk-result").append(section);
       note.textContent = `${error.message}${error instanceof ApiError ? ` (${error.code})` : ""}`;
       note.classList.add("error");
     }
