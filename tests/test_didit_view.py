@@ -5,13 +5,16 @@ worker really answered: a first try refused (signed with a wrong secret: 401), i
 accepted, both read back beside the lookup's timeline; the destinations' health; a key without
 the scope, a rate limit and an unreachable API as stable codes; no key, no calls."""
 
+import json
+import os
+import subprocess
 import uuid
 
 import pytest
 
 import didit
 from fake_didit_api import FakeDiditApi
-from harness import ADMIN_TOKEN, DIDIT_SECRET, base_config, free_port
+from harness import ADMIN_TOKEN, DIDIT_SECRET, ROOT, base_config, free_port
 
 API_KEY = "didit-api-key-for-tests"
 READ_TOKEN = "test-read-only-token-0123456789"
@@ -29,7 +32,15 @@ def attempts(edge, session_id, token=ADMIN_TOKEN):
                            {"subject_kind": "session", "subject_id": session_id}, token=token)
 
 
-def test_didits_attempts_and_health_beside_the_edges_timeline(make_edge, make_origin, fake_api):
+def cli(workdir, edge, *args):
+    """`didit-edge admin …` against the worker (built by `cargo build -p didit-edge-cli`)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DIDIT_EDGE_URL", "ADMIN_TOKEN")}
+    env.update(ADMIN_TOKEN=ADMIN_TOKEN, NO_PROXY="127.0.0.1,localhost")
+    return subprocess.run([str(ROOT / "target" / "debug" / "didit-edge"), "admin", "--url", edge.url, *args],
+                          cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_didits_attempts_and_health_beside_the_edges_timeline(make_edge, make_origin, fake_api, tmp_path):
     origin = make_origin()
     edge = make_edge("didit-view", base_config(
         origin.url, ADMIN_TOKEN=ADMIN_TOKEN, ADMIN_READ_TOKEN=READ_TOKEN, DIDIT_API_KEY=API_KEY,
@@ -92,7 +103,23 @@ def test_didits_attempts_and_health_beside_the_edges_timeline(make_edge, make_or
                       "last_delivery_at", "health_status"):
             assert shown[field] == didits[field], (field, shown, didits)
 
+    # The CLI prints the same.
+    printed = cli(tmp_path, edge, "didit-attempts", session)
+    assert printed.returncode == 0, printed.stderr
+    assert "Didit's attempts for session" in printed.stdout
+    rows = [line.split() for line in printed.stdout.splitlines() if line[:4].isdigit()]
+    assert [row[1] for row in rows] == ["401", "200"], printed.stdout
+    as_json = cli(tmp_path, edge, "--json", "didit-attempts", session)
+    assert [a["response_status"] for a in json.loads(as_json.stdout)["attempts"]] == [401, 200]
+    listed_by_cli = cli(tmp_path, edge, "didit-destinations")
+    assert listed_by_cli.returncode == 0, listed_by_cli.stderr
+    [marked] = [line for line in listed_by_cli.stdout.splitlines() if line.startswith("*  ")]
+    assert ours in marked and elsewhere not in marked
+
     # A key without the scope, a rate limit, an unreachable API: stable codes, never a 401.
+    fake_api.plan_fault("/v3/webhook/", 0, 403, {})
+    refused_by_cli = cli(tmp_path, edge, "didit-attempts", session)
+    assert refused_by_cli.returncode != 0 and "didit_key_not_allowed" in refused_by_cli.stderr, refused_by_cli
     fake_api.plan_fault("/v3/webhook/", 0, 403, {})
     status, refused = attempts(edge, session)
     assert (status, refused["error"]["code"]) == (403, "didit_key_not_allowed")
