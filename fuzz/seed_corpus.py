@@ -97,6 +97,32 @@ def main():
     for page, decision, retry_after in zip(pages + pages[:1], decisions, retry_afters):
         put("didit_api", json.dumps(page).encode() + SEP + json.dumps(decision).encode() + SEP + retry_after)
 
+    destinations = [
+        [{"uuid": "d-edge", "label": "edge", "url": "https://u:p@edge.example/webhooks/didit?t=1", "enabled": True,
+          "webhook_version": "v3", "subscribed_events": ["status.updated"], "deliveries_count": 3,
+          "failed_deliveries_count": 1, "average_response_time_ms": 41.5, "error_rate_percentage": 33.3,
+          "last_delivery_at": "2025-11-22T03:59:00Z", "health_status": "healthy", "daily_points": []}],
+        [{"uuid": "a/../b", "url": "ftp://x", "enabled": "yes"}, 3, None],
+        {"results": []},
+    ]
+    deliveries = [
+        {"count": 2, "next": "https://verification.didit.me/v3/webhook/destinations/d-edge/deliveries/?offset=1",
+         "previous": None, "results": [
+             {"uuid": "a1", "session_id": "s1", "request_url": "https://edge.example/webhooks/didit",
+              "response_status": 503, "response_time_ms": 12, "status": "failed",
+              "webhook_type": "status.updated", "created_at": "2025-11-22T03:58:00.123456Z"},
+             {"session_id": "s2", "response_status": 200, "created_at": "2025-11-22T03:59:00Z"}]},
+        {"next": "https://evil.example/v3/x", "results": [{"session_id": "s1", "response_time_ms": 1e300}]},
+        [],
+    ]
+    lookups = [
+        {"subject_kind": "session", "events": [{"created_at": 1763783000, "received": {"at_ms": 1763783100000}}]},
+        {"events": [{"created_at": -99999999999999, "received": {"at_ms": 9223372036854775807}}]},
+        "subject_not_found",
+    ]
+    for listed, page, lookup in zip(destinations, deliveries, lookups):
+        put("didit_view", json.dumps(listed).encode() + SEP + json.dumps(page).encode() + SEP + json.dumps(lookup).encode())
+
     access = {"iss": "https://team.cloudflareaccess.com", "aud": ["aud-1"], "exp": now + 300,
               "iat": now - 5, "nbf": now - 5, "email": "ops@example.com", "type": "app"}
     rs256 = {"alg": "RS256", "kid": "k1", "typ": "JWT"}

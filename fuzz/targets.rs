@@ -9,6 +9,9 @@ use didit_edge_core::access::{AccessConfig, Assertion, Jwks};
 use didit_edge_core::admin::{erasure_request, DeadLetterQuery, MAX_SUBJECT_ID_BYTES};
 use didit_edge_core::canonical::{CanonicalJson, NonAscii};
 use didit_edge_core::config::Config;
+use didit_edge_core::didit_view::{
+    self, parse_deliveries_page, parse_destinations, select_destinations, DayWindow, SessionScan,
+};
 use didit_edge_core::endpoint::endpoint;
 use didit_edge_core::envelope::Envelope;
 use didit_edge_core::inbox::Knowledge;
@@ -416,4 +419,52 @@ pub(crate) fn access(data: &[u8]) {
             assert_eq!(jwks.key(&key.kid).map(|k| &k.kid), Some(&key.kid));
         }
     }
+}
+
+/// Didit's view of its webhooks (`didit_edge_core::didit_view`): a destinations list, a
+/// deliveries page and a lookup's answer, split by 0xFF. Never panics; a destination's URL as
+/// shown carries no user info or query; the days read are ordered and bounded; a scan fed the
+/// page as every answer reads at most its budget, and keeps only the session's rows.
+pub(crate) fn didit_view(data: &[u8]) {
+    let mut pieces = data.split(|&b| b == 0xFF);
+    let mut text = || std::str::from_utf8(pieces.next().unwrap_or_default()).unwrap_or_default();
+    let (list, page, lookup) = (text(), text(), text());
+    let base = "https://verification.didit.me/v3";
+    let Ok(mut destinations) = parse_destinations(list) else {
+        return;
+    };
+    for destination in &destinations {
+        if let Some(url) = &destination.url {
+            assert!(!url.contains(['?', '#']), "{url}");
+            let authority = url
+                .split("://")
+                .nth(1)
+                .unwrap_or_default()
+                .split('/')
+                .next();
+            assert!(!authority.unwrap_or_default().contains('@'), "{url}");
+        }
+    }
+    let configured = destinations.first().map(|d| d.uuid.clone());
+    select_destinations(
+        &mut destinations,
+        configured.as_deref(),
+        "https://edge.example/admin",
+    );
+    let _ = parse_deliveries_page(page, "d");
+    let window = DayWindow::of_lookup(Some(lookup), NOW * 1000);
+    assert!(window.first_day <= window.last_day);
+    assert!(window.last_day - window.first_day < didit_view::MAX_WINDOW_DAYS);
+    let mut scan = SessionScan::new("s1", &destinations, window);
+    let mut pages = 0;
+    while scan.next_path().is_some() {
+        pages += 1;
+        if scan.handle_page(page, base).is_err() {
+            break;
+        }
+    }
+    assert!(pages <= didit_view::PAGE_BUDGET);
+    let found = scan.finish();
+    assert!(found.pages_read <= didit_view::PAGE_BUDGET);
+    assert!(found.attempts.len() <= didit_view::MAX_ATTEMPTS);
 }

@@ -6,7 +6,17 @@ documentation and its Python SDK (`didit-sdk`):
   data (name, portrait, email) the way Didit's do; a KYB count is capped at 100; the route
   without its trailing slash answers 301, as Didit's does;
 - `GET /v3/session/{id}/decision/`: the v3 decision, 404 for an unknown session;
+- `GET /v3/webhook/destinations/`: the webhook destinations, oldest first, unpaginated, with the
+  delivery health Didit reports, computed from the attempts recorded here (no secret: the list
+  has none);
+- `GET /v3/webhook/destinations/{uuid}/deliveries/?limit=&offset=&date_from=&date_to=`: every
+  attempt its own row, newest first, filtered on UTC days (inclusive), `count` capped at 100 as
+  Didit's is, `next` an absolute URL; `max_page` caps the rows of a page whatever `limit` asks;
 - `x-api-key` is required (403 otherwise).
+
+Like Didit, it also sends webhooks (`send_webhook`): a signed POST to a destination's URL (the
+worker under test), recorded with the status the worker answered and how long it took, which
+is what the deliveries list then serves.
 
 Faults are switched while a test runs: `outage` (every request answered with that status),
 `queue_faults` (the next requests answered with given statuses and headers), `delay_secs`
@@ -17,6 +27,7 @@ Each request is recorded with when it started and when it was answered.
 
 import json
 import threading
+import uuid
 import time
 import urllib.parse
 from datetime import datetime, timezone
@@ -56,6 +67,9 @@ class FakeDiditApi:
         self.delay_secs = 0.0
         self.poisoned = {}  # session id -> ("status", n) | ("huge",) | ("garbage",) | ("slow", secs)
         self.planned = []  # [path prefix, requests to let through first, (status, headers)]
+        self.destinations = []  # {uuid, label, url, enabled, created_us}, oldest first
+        self.deliveries = []  # one row per attempt, in the order they were made
+        self.max_page = None  # most rows per deliveries page, whatever `limit` asks
         self.server = None
 
     @property
@@ -77,6 +91,91 @@ class FakeDiditApi:
                 "session_kind": kind,
                 "vendor_data": vendor_data,
             }
+
+    def add_destination(self, url, label="edge", enabled=True):
+        """A webhook destination posting to `url`; its uuid."""
+        with self.lock:
+            destination = {"uuid": str(uuid.uuid4()), "label": label, "url": url, "enabled": enabled,
+                           "created_us": round(time.time() * 1_000_000)}
+            self.destinations.append(destination)
+        return destination["uuid"]
+
+    def send_webhook(self, destination_uuid, payload, secret, kinds=("raw",)):
+        """Posts `payload` to the destination as Didit does (signed with `secret`, timeout 5 s),
+        and records the attempt with the answer's status and time; returns the status (None
+        when nothing answered)."""
+        import didit
+        import urllib.error
+        import urllib.request
+        with self.lock:
+            [destination] = [d for d in self.destinations if d["uuid"] == destination_uuid]
+        body = didit.encode(payload)
+        request = urllib.request.Request(destination["url"], data=body, method="POST",
+                                         headers=didit.signed_headers(body, payload, secret, kinds=kinds))
+        started = time.time()
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:
+            status = None
+        elapsed_ms = round((time.time() - started) * 1000)
+        with self.lock:
+            self.deliveries.append({
+                "uuid": str(uuid.uuid4()), "destination": destination_uuid,
+                "session_id": payload.get("session_id"), "request_url": destination["url"],
+                "response_status": status, "response_time_ms": elapsed_ms,
+                "status": "success" if status is not None and 200 <= status < 300 else "failed",
+                "webhook_type": payload.get("webhook_type"), "created_us": round(started * 1_000_000),
+            })
+        return status
+
+    def attempts_of(self, session_id):
+        with self.lock:
+            return [dict(d) for d in self.deliveries if d["session_id"] == session_id]
+
+    def destination_row(self, destination):
+        rows = [d for d in self.deliveries if d["destination"] == destination["uuid"]]
+        failed = [d for d in rows if d["status"] != "success"]
+        times = [d["response_time_ms"] for d in rows]
+        return {
+            "uuid": destination["uuid"], "label": destination["label"], "url": destination["url"],
+            "enabled": destination["enabled"], "webhook_version": "v3",
+            "subscribed_events": ["status.updated", "data.updated"], "subscribed_events_count": 2,
+            "deliveries_count": len(rows), "failed_deliveries_count": len(failed),
+            "average_response_time_ms": sum(times) / len(times) if times else None,
+            "error_rate_percentage": round(100 * len(failed) / len(rows), 2) if rows else 0.0,
+            "last_delivery_at": iso_us(rows[-1]["created_us"]) if rows else None,
+            "created_at": iso_us(destination["created_us"]), "updated_at": iso_us(destination["created_us"]),
+            "health_status": "healthy" if not rows or len(failed) * 2 < len(rows) else "unhealthy",
+            "daily_points": [],
+        }
+
+    def deliveries_page(self, destination_uuid, query):
+        limit = int(query.get("limit", "20"))
+        if self.max_page is not None:
+            limit = min(limit, self.max_page)
+        offset = int(query.get("offset", "0"))
+
+        def day(row):
+            return datetime.fromtimestamp(row["created_us"] / 1_000_000, timezone.utc).date().isoformat()
+
+        with self.lock:
+            rows = [d for d in self.deliveries if d["destination"] == destination_uuid
+                    and query.get("date_from", "0000") <= day(d) <= query.get("date_to", "9999")]
+        rows.reverse()  # newest first
+        chunk = rows[offset:offset + limit]
+        more = offset + len(chunk) < len(rows)
+        after = dict(query, offset=str(offset + limit))
+        return {
+            "count": min(len(rows), 100),
+            "next": f"{self.base_url}/webhook/destinations/{destination_uuid}/deliveries/?"
+                    f"{urllib.parse.urlencode(after)}" if more else None,
+            "previous": None,
+            "results": [{k: v for k, v in d.items() if k not in ("destination", "created_us")}
+                        | {"created_at": iso_us(d["created_us"])} for d in chunk],
+        }
 
     def poison(self, session_id, *how):
         """Makes one session's decision fail the same way every time (see the module's doc)."""
@@ -234,6 +333,19 @@ class FakeDiditApi:
                     return self.answer(301, None, {"location": f"/v3/sessions/?{url.query}"})
                 if url.path == "/v3/sessions/":
                     return self.answer(200, api.page(query))
+                if url.path == "/v3/webhook/destinations/":
+                    with api.lock:
+                        rows = [api.destination_row(d) for d in api.destinations]
+                    return self.answer(200, rows)
+                parts = url.path.split("/")
+                if len(parts) == 7 and parts[:4] == ["", "v3", "webhook", "destinations"] \
+                        and parts[5:] == ["deliveries", ""]:
+                    destination = urllib.parse.unquote(parts[4])
+                    with api.lock:
+                        known = any(d["uuid"] == destination for d in api.destinations)
+                    if not known:
+                        return self.answer(404, {"detail": "Not found."})
+                    return self.answer(200, api.deliveries_page(destination, query))
                 parts = url.path.split("/")
                 if len(parts) == 6 and parts[:3] == ["", "v3", "session"] and parts[4:] == ["decision", ""]:
                     session_id = urllib.parse.unquote(parts[3])

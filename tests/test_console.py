@@ -673,3 +673,64 @@ def test_a_newcomer_finds_the_event_sent_with_dev_sh(browser, tmp_path):
             os.killpg(dev.pid, signal.SIGKILL)
         if made_dev_vars:
             dev_vars.unlink(missing_ok=True)
+
+
+def test_didits_attempts_beside_the_timeline_and_its_destinations_health(make_edge, make_origin, browser):
+    """With DIDIT_API_KEY (against the fake Didit, which really sends its webhooks to the worker):
+    the Lookup view shows Didit's two tries, the first refused with 401 (a wrong secret), the
+    retry taken with 200, and the Origins view each destination's health as Didit reports it."""
+    from fake_didit_api import FakeDiditApi
+    api = FakeDiditApi(free_port(), "didit-api-key-for-tests").start()
+    try:
+        origin = make_origin()
+        edge = make_edge("console-didit", base_config(
+            origin.url, ADMIN_TOKEN=ADMIN_TOKEN, ADMIN_READ_TOKEN=READ_TOKEN,
+            DIDIT_API_KEY=api.api_key, DIDIT_API_BASE_URL=api.base_url))
+        ours = api.add_destination(f"{edge.url}/webhooks/didit", label="didit-edge")
+        api.add_destination("https://old-receiver.example/webhooks/didit", label="old receiver", enabled=False)
+        payload = didit.session_payload()
+        assert api.send_webhook(ours, payload, "not-the-secret") == 401
+        assert api.send_webhook(ours, payload, DIDIT_SECRET) == 200
+        event = origin.wait_for(lambda o: o.delivered_ids(), timeout=40)
+        assert event
+
+        sign_in(browser, edge, READ_TOKEN)
+        signed_in_as(browser)
+        look_up(browser, "session", subject_id=payload["session_id"])
+        rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#lk-didit-table tbody tr"),
+                    message="Didit's attempts")
+        assert [row.get_attribute("data-status") for row in rows] == ["401", "200"]
+        assert "HTTP 401" in rows[0].text and "status.updated" in rows[0].text and " ms" in rows[0].text
+        assert "HTTP 200" in rows[1].text
+        summary = browser.find_element(By.CSS_SELECTOR, "#lk-didit [role=status]").text
+        assert summary.startswith("Didit tried 2 times; this edge answered 401 to 1 of them."), summary
+        # Beside the edge's own timeline of the same session.
+        assert browser.find_elements(By.CSS_SELECTOR, "#lk-result article.timeline [data-step='received']")
+        if SCREENSHOTS:
+            browser.execute_script("document.getElementById('lk-didit').scrollIntoView()")
+            shot(browser, "lookup-didit")
+
+        # Every try refused: the edge holds nothing (404), and Didit's attempt says what it answered.
+        refused = didit.session_payload()
+        assert api.send_webhook(ours, refused, "not-the-secret") == 401
+        status = look_up(browser, "session", subject_id=refused["session_id"])
+        assert status.endswith("(subject_not_found)"), status
+        rows = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#lk-didit-table tbody tr"),
+                    message="Didit's attempt for a session the edge holds nothing of")
+        assert [row.get_attribute("data-status") for row in rows] == ["401"]
+
+        go(browser, "origins")
+        mine = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='yes']"),
+                    message="Didit's destinations")
+        [mine] = mine
+        assert mine.get_attribute("data-destination") == ours
+        assert mine.find_element(By.CSS_SELECTOR, "[data-field='failed']").text == "2 / 3"
+        assert mine.find_element(By.CSS_SELECTOR, "[data-field='health']").text == \
+            api.destination_row(api.destinations[0])["health_status"]
+        assert "this edge" in mine.text and "didit-edge" in mine.text
+        other = browser.find_element(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='no']")
+        assert "old receiver" in other.text
+        if SCREENSHOTS:
+            shot(browser, "origins-didit")
+    finally:
+        api.stop()

@@ -36,6 +36,12 @@ pub enum Endpoint<'p> {
     /// `POST /admin/lookup`: the timelines of the events of the subject (or the event) its body
     /// names ([`crate::admin::lookup_request`]); reads only.
     Lookup,
+    /// `GET /admin/didit/destinations`: Didit's webhook destinations and their health as
+    /// Didit reports it ([`crate::didit_view`]).
+    DiditDestinations,
+    /// `POST /admin/didit/deliveries`: Didit's attempts for the session its body names (the
+    /// lookup's body), beside the edge's timeline.
+    DiditDeliveries,
 }
 
 /// Maps a method and path to an endpoint, or the rejection for it.
@@ -69,6 +75,10 @@ pub fn endpoint<'p>(method: &str, path: &'p str) -> Result<Endpoint<'p>, Rejecti
         "/admin/erasures" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         "/admin/lookup" if method == "POST" => Ok(Endpoint::Lookup),
         "/admin/lookup" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
+        "/admin/didit/destinations" if method == "GET" => Ok(Endpoint::DiditDestinations),
+        "/admin/didit/destinations" => Err(Rejection::MethodNotAllowed { allow: "GET" }),
+        "/admin/didit/deliveries" if method == "POST" => Ok(Endpoint::DiditDeliveries),
+        "/admin/didit/deliveries" => Err(Rejection::MethodNotAllowed { allow: "POST" }),
         _ => {
             // The path form could not name every id (URLs drop `..` and rewrite `%2F`).
             if path.starts_with("/admin/subjects/") {
@@ -136,6 +146,18 @@ mod tests {
         assert_eq!(
             endpoint("GET", "/admin/metrics"),
             Ok(Endpoint::AdminMetrics)
+        );
+        assert_eq!(
+            endpoint("GET", "/admin/didit/destinations"),
+            Ok(Endpoint::DiditDestinations)
+        );
+        assert_eq!(
+            endpoint("POST", "/admin/didit/deliveries"),
+            Ok(Endpoint::DiditDeliveries)
+        );
+        assert_eq!(
+            endpoint("GET", "/admin/didit/deliveries"),
+            Err(Rejection::MethodNotAllowed { allow: "POST" })
         );
         assert_eq!(
             endpoint("DELETE", "/admin/metrics"),

@@ -18,6 +18,8 @@
 //!   [`budget`] (how much one run may do);
 //! - listed: [`dead_letter_index`] (the list of every subject's dead letters);
 //! - found again: [`reconcile`] (results whose webhook never came, from Didit's API);
+//! - compared: [`didit_view`] (Didit's own record of its webhooks: destination health, a
+//!   session's attempts);
 //! - watched: [`stream_token`] and [`stream`] (who sees which statuses), [`channel`] (what one
 //!   stream channel keeps and does);
 //! - told: [`alert`] (operational alerts) and [`alert_outbox`] (their outbox's run);
@@ -43,6 +45,7 @@ pub mod cloudevent;
 pub mod config;
 pub mod dead_letter_index;
 pub mod delivery;
+pub mod didit_view;
 pub mod endpoint;
 pub mod envelope;
 pub mod event_type;

@@ -121,6 +121,8 @@ pub enum Rejection {
     /// A lookup's event is not among its subject's, or (by id alone) not a dead letter: only
     /// the dead-letter index maps an event id to its subject.
     EventNotFound,
+    /// Didit's view of its webhooks could not be read from its API.
+    Didit(crate::didit_view::DiditViewError),
     /// A route that moved: the message says where.
     Moved {
         /// The route to use instead.
@@ -162,6 +164,7 @@ impl Rejection {
             Self::Access(crate::access::AccessError::Keys) => 503,
             Self::MissingToken | Self::Token(_) | Self::TokenReused | Self::Access(_) => 401,
             Self::UpgradeRequired => 426,
+            Self::Didit(error) => error.status(),
             Self::StreamOff => 404,
             Self::Misconfigured { .. } | Self::StorageUnavailable | Self::AccessKeysUnavailable => {
                 503
@@ -209,6 +212,7 @@ impl Rejection {
             Self::SubjectNotFound => "subject_not_found",
             Self::EventNotFound => "event_not_found",
             Self::Moved { .. } => "route_moved",
+            Self::Didit(error) => error.code(),
             Self::ForbiddenSource => "forbidden_source",
         }
     }
@@ -310,6 +314,7 @@ impl fmt::Display for Rejection {
                 "no such event: not among the subject's events, or, looked up by id alone, not a dead letter (give the subject too)",
             ),
             Self::Moved { to } => write!(f, "this route has moved: use {to}"),
+            Self::Didit(error) => write!(f, "{error}"),
         }
     }
 }

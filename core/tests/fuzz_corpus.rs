@@ -68,6 +68,11 @@ fn didit_api_corpus() {
 }
 
 #[test]
+fn didit_view_corpus() {
+    replay("didit_view", targets::didit_view);
+}
+
+#[test]
 fn access_corpus() {
     replay("access", targets::access);
 }

@@ -11,10 +11,17 @@ use didit_edge_core::admin::{
     ErasureReport, LookupAsk, LookupTarget, OriginView, OriginsView, Replayed,
     MAX_ERASURE_BODY_BYTES, MAX_LOOKUP_BODY_BYTES, SUBJECTS_PER_REPLAY,
 };
-use didit_edge_core::config::Config;
+use didit_edge_core::config::{Config, ReconcileConfig};
+use didit_edge_core::didit_view::{
+    self, answer_body, parse_destinations, select_destinations, ChosenBy, DayWindow, Destination,
+    DestinationsView, SessionScan, DESTINATIONS_PATH, MAX_DELIVERIES_PAGE_BYTES,
+    MAX_DESTINATIONS_BYTES, REQUEST_TIMEOUT_MS,
+};
 use didit_edge_core::endpoint::Endpoint;
+use didit_edge_core::identity::Subject;
 use didit_edge_core::rejection::Rejection;
 use didit_edge_core::stream_token;
+use didit_edge_core::time::UnixSecs;
 use serde::Serialize;
 use worker::{Env, Request, Response, Result};
 
@@ -89,6 +96,8 @@ pub(crate) async fn serve(
         Endpoint::ReplayDeadLetters => replay_all(request, env).await,
         Endpoint::Erase => erase_subject(request, env).await,
         Endpoint::Lookup => lookup(request, env).await,
+        Endpoint::DiditDestinations => didit_destinations(&config, request).await,
+        Endpoint::DiditDeliveries => didit_deliveries(&config, request, env).await,
         Endpoint::AdminSession => answer(&session),
         Endpoint::ConsoleStreamToken => stream_token(&config).await,
         _ => Err(Rejection::NotFound.into()),
@@ -285,13 +294,24 @@ async fn lookup(request: &mut Request, env: &Env) -> EdgeResult<Response> {
             (subject, Some(id))
         }
     };
+    let found = ask_lookup(env, &subject, event_id).await?;
+    lookup_answer(&found)?;
+    ok_json(found)
+}
+
+/// The inbox's answer to a lookup, as text ([`lookup_answer`] reads it).
+async fn ask_lookup(
+    env: &Env,
+    subject: &Subject<'_>,
+    event_id: Option<String>,
+) -> EdgeResult<String> {
     let ask = LookupAsk {
         subject_kind: subject.kind.as_str().into(),
         event_id,
     };
     let ask = serde_json::to_string(&LookupCall(ask))
         .map_err(|error| EdgeError::unavailable("lookup")(worker::Error::from(error)))?;
-    let found = objects::ask_text(
+    objects::ask_text(
         env,
         InboxCall::BINDING,
         &subject.inbox_name(),
@@ -299,9 +319,86 @@ async fn lookup(request: &mut Request, env: &Env) -> EdgeResult<Response> {
         ask,
     )
     .await
-    .map_err(EdgeError::unavailable("inbox unavailable for lookup"))?;
-    lookup_answer(&found)?;
-    ok_json(found)
+    .map_err(EdgeError::unavailable("inbox unavailable for lookup"))
+}
+
+/// `{"enabled": false}`: Didit's view needs `DIDIT_API_KEY`.
+const DIDIT_OFF: &str = "{\"enabled\":false}";
+
+/// Didit's webhook destinations, those of this edge marked (`DIDIT_DESTINATION`, or the host
+/// the admin call was made to).
+async fn destinations(
+    reconcile: &ReconcileConfig,
+    request: &Request,
+) -> EdgeResult<(Vec<Destination>, ChosenBy)> {
+    let fetched = crate::didit_api::api_get(
+        reconcile,
+        DESTINATIONS_PATH,
+        MAX_DESTINATIONS_BYTES,
+        REQUEST_TIMEOUT_MS,
+    )
+    .await;
+    let body = answer_body(fetched.answer(), UnixSecs(crate::clock::now_secs()))
+        .map_err(Rejection::Didit)?;
+    let mut destinations = parse_destinations(body).map_err(Rejection::Didit)?;
+    let chosen_by = select_destinations(
+        &mut destinations,
+        reconcile.destination.as_deref(),
+        &request.inner().url(),
+    );
+    Ok((destinations, chosen_by))
+}
+
+/// `GET /admin/didit/destinations`: each webhook destination with the delivery health Didit
+/// reports (never its secret: only the list is read, which has none).
+async fn didit_destinations(config: &Config, request: &Request) -> EdgeResult<Response> {
+    let Some(reconcile) = config.unless_broken(&config.reconcile)? else {
+        return ok_json(DIDIT_OFF.into());
+    };
+    let (destinations, chosen_by) = destinations(reconcile, request).await?;
+    answer(&DestinationsView {
+        enabled: true,
+        chosen_by,
+        destinations,
+    })
+}
+
+/// `POST /admin/didit/deliveries` (the lookup's body, naming a session): Didit's attempts for
+/// it, read from this edge's destinations over the days of its timeline (`core::didit_view`
+/// decides which pages, and when to stop).
+async fn didit_deliveries(
+    config: &Config,
+    request: &mut Request,
+    env: &Env,
+) -> EdgeResult<Response> {
+    let body = http::read_json_body(request, MAX_LOOKUP_BODY_BYTES).await?;
+    let subject = didit_view::deliveries_request(lookup_request(&body)?)?;
+    let Some(reconcile) = config.unless_broken(&config.reconcile)? else {
+        return ok_json(DIDIT_OFF.into());
+    };
+    let timeline = ask_lookup(env, &subject, None).await?;
+    let timeline = match lookup_answer(&timeline) {
+        Ok(timeline) => Some(timeline),
+        Err(Rejection::SubjectNotFound) => None,
+        Err(refused) => return Err(refused.into()),
+    };
+    let window = DayWindow::of_lookup(timeline, crate::clock::now_ms());
+    let (destinations, _) = destinations(reconcile, request).await?;
+    let mut scan = SessionScan::new(&subject.id, &destinations, window);
+    while let Some(path) = scan.next_path() {
+        let fetched = crate::didit_api::api_get(
+            reconcile,
+            path,
+            MAX_DELIVERIES_PAGE_BYTES,
+            REQUEST_TIMEOUT_MS,
+        )
+        .await;
+        let body = answer_body(fetched.answer(), UnixSecs(crate::clock::now_secs()))
+            .map_err(Rejection::Didit)?;
+        scan.handle_page(body, &reconcile.base_url)
+            .map_err(Rejection::Didit)?;
+    }
+    answer(&scan.finish())
 }
 
 /// `GET /admin/reconciliation`: the checkpoint, the sweep under way, the last run and the next

@@ -23,7 +23,9 @@ pub(crate) async fn handle(mut request: Request, env: &Env, ctx: &Context) -> Re
             | Endpoint::Erase
             | Endpoint::Lookup
             | Endpoint::AdminSession
-            | Endpoint::ConsoleStreamToken),
+            | Endpoint::ConsoleStreamToken
+            | Endpoint::DiditDestinations
+            | Endpoint::DiditDeliveries),
         ) => admin_api::serve(admin, &mut request, env).await,
         Ok(Endpoint::Stream) => stream_api::open(&request, env).await,
         Ok(Endpoint::DiditWebhook) => match webhook::receive(&mut request, env).await {

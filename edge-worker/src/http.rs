@@ -2,6 +2,7 @@
 //! writing the core's verdicts as responses (the mapping of each refusal to a status and code
 //! is the core's `Rejection`).
 
+use didit_edge_core::didit_view::DiditViewError;
 use didit_edge_core::endpoint::query_of;
 use didit_edge_core::limits::{self, BodyBudget};
 use didit_edge_core::receipt::Receipt;
@@ -128,6 +129,12 @@ pub(crate) fn rejection(rejection: &Rejection) -> Result<Response> {
     let response = json(rejection.status(), rejection.to_json())?;
     if let Rejection::MethodNotAllowed { allow } = rejection {
         response.headers().set("allow", allow)?;
+    }
+    if let Rejection::Didit(DiditViewError::RateLimited {
+        retry_after_secs: Some(secs),
+    }) = rejection
+    {
+        response.headers().set("retry-after", &secs.to_string())?;
     }
     Ok(response)
 }

@@ -15,6 +15,7 @@ mod alerts;
 mod claim;
 mod clock;
 mod dead_letters;
+mod didit_api;
 mod dispatch;
 mod faults;
 mod fields;

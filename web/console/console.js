@@ -191,7 +191,7 @@ const DEFAULT_VIEW = "lookup";
 const views = {
   lookup: { show: () => lookup.form() },
   "dead-letters": { show: () => deadLetters.load(true) },
-  origins: { show: loadOrigins, every: 5000 },
+  origins: { show: () => (loadOrigins(), didit.destinations()), every: 5000 },
   metrics: { show: loadMetrics, every: 15000 },
   reconciliation: { show: loadReconciliation, every: 15000 },
   erasure: { show: () => {}, operator: true },
@@ -387,7 +387,12 @@ const lookup = {
     } catch (error) {
       result.replaceChildren();
       failed(error);
+      // Every try refused: the edge holds nothing, but Didit's attempts say what it answered
+      // (shown only when Didit's view is on: the 404 is the whole answer otherwise).
+      if (error instanceof ApiError && error.code === "subject_not_found") didit.attempts(body, true);
+      return;
     }
+    didit.attempts(body, false);
   },
   render(answer, body) {
     const parts = [];
@@ -406,6 +411,141 @@ const lookup = {
     }
     answer.events.forEach((event, index) => parts.push(timelineOf(event, index)));
     $("lk-result").replaceChildren(...parts);
+  },
+};
+
+// Didit's view beside ours (POST /admin/didit/deliveries, GET /admin/didit/destinations): what
+// Didit's API records of its own attempts and of each destination's health. Read only, with the
+// edge's DIDIT_API_KEY; off without it.
+const DIDIT_OFF = "Didit's view is off: set the DIDIT_API_KEY secret (a key with webhooks: read) to see Didit's own record.";
+const dash = (value) => (value === null || value === undefined ? "—" : String(value));
+
+const didit = {
+  destinationsLoadedAt: 0,
+  /** Didit's attempts for a looked-up session, in their own section below its timelines. */
+  async attempts(body, onlyWhenOn) {
+    if (!["session", "business_session"].includes(body.subject_kind) || body.event_id) return;
+    // A later lookup replaces the result: an earlier one's answer, arriving late, is dropped.
+    const lookupNumber = (this.lookups = (this.lookups ?? 0) + 1);
+    const current = () => lookupNumber === this.lookups;
+    const section = el("section", { class: "didit", id: "lk-didit", "aria-labelledby": "lk-didit-title" },
+      el("h3", { id: "lk-didit-title" }, "Didit's attempts"));
+    const note = el("p", { role: "status" }, "Reading Didit's attempts…");
+    section.append(note);
+    if (!onlyWhenOn) $("lk-result").append(section);
+    try {
+      const answer = await api("POST", "/admin/didit/deliveries", { subject_kind: body.subject_kind, subject_id: body.subject_id });
+      if (!current() || (onlyWhenOn && !answer.enabled)) return;
+      if (onlyWhenOn) $("lk-result").append(section);
+      note.textContent = this.summary(answer);
+      if (answer.enabled && answer.attempts.length) section.append(this.attemptsTable(answer.attempts));
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return failed(error);
+      if (!current()) return;
+      if (onlyWhenOn) $("lk-result").append(section);
+      note.textContent = `${error.message}${error instanceof ApiError ? ` (${error.code})` : ""}`;
+      note.classList.add("error");
+    }
+  },
+  summary(answer) {
+    if (!answer.enabled) return DIDIT_OFF;
+    if (answer.destinations.length === 0) {
+      return "No Didit webhook destination is this edge's (none enabled points at this host): set DIDIT_DESTINATION, see the Origins view.";
+    }
+    const tries = answer.attempts.length;
+    const refused = answer.attempts.filter((a) => !(a.response_status >= 200 && a.response_status < 300));
+    const answered = refused.length
+      ? `; this edge answered ${refused.map((a) => dash(a.response_status)).join(", ")} to ${plural(refused.length, "of them", "of them")}`
+      : tries ? "; this edge took every one" : "";
+    const days = answer.days_from === "edge_timeline" ? "the days of this session's events" : "the last two days (the edge holds nothing of this session)";
+    let text = `Didit tried ${plural(tries, "time")}${answered}. Read ${answer.date_from} to ${answer.date_to} UTC, ${days}.`;
+    if (!answer.complete) {
+      text += answer.budget_reached
+        ? ` Only ${answer.pages_read} pages of Didit's deliveries are read per lookup and they did not cover those days: older attempts may be missing.`
+        : " Didit's next page pointed outside its API and was not followed: older attempts may be missing.";
+    }
+    return text;
+  },
+  attemptsTable(attempts) {
+    return el(
+      "div",
+      { class: "table-wrap" },
+      el(
+        "table",
+        { id: "lk-didit-table" },
+        el("caption", { class: "sr-only" }, "Didit's attempts, oldest first"),
+        el("thead", {}, el("tr", {}, ["Time", "This edge answered", "Response time", "Didit says", "Webhook type"].map((h) => el("th", { scope: "col" }, h)))),
+        el(
+          "tbody",
+          {},
+          attempts.map((a) => {
+            const ok = a.response_status >= 200 && a.response_status < 300;
+            return el(
+              "tr",
+              { "data-didit-attempt": a.uuid ?? "", "data-status": dash(a.response_status) },
+              el("td", { "data-label": "Time" }, a.at_ms ? when(a.at_ms) : dash(a.created_at)),
+              el("td", { "data-label": "This edge answered" },
+                el("span", { class: ok ? "state state-closed" : "state state-open" }, a.response_status === null ? "no answer" : `HTTP ${a.response_status}`)),
+              el("td", { "data-label": "Response time" }, a.response_time_ms === null ? "—" : `${a.response_time_ms} ms`),
+              el("td", { "data-label": "Didit says" }, dash(a.status)),
+              el("td", { "data-label": "Webhook type" }, dash(a.webhook_type)),
+            );
+          }),
+        ),
+      ),
+    );
+  },
+  /** Each destination's health as Didit reports it, at most once a minute (Didit rate-limits keys). */
+  async destinations() {
+    if (Date.now() - this.destinationsLoadedAt < 60000) return;
+    this.destinationsLoadedAt = Date.now();
+    const body = $("dd-body");
+    try {
+      const answer = await api("GET", "/admin/didit/destinations");
+      if (!answer.enabled) {
+        body.replaceChildren(el("p", { "data-didit": "off" }, DIDIT_OFF));
+        return;
+      }
+      if (answer.destinations.length === 0) {
+        body.replaceChildren(el("p", {}, "Didit lists no webhook destination for this key's application."));
+        return;
+      }
+      const chosen = answer.chosen_by === "setting" ? "named by DIDIT_DESTINATION" : "enabled, and on this console's host";
+      body.replaceChildren(
+        el("p", { class: "muted" }, `This edge's destinations are those ${chosen}.`),
+        el(
+          "div",
+          { class: "table-wrap" },
+          el(
+            "table",
+            { id: "dd-table" },
+            el("caption", { class: "sr-only" }, "Didit's webhook destinations and their health"),
+            el("thead", {}, el("tr", {}, ["Destination", "URL", "Enabled", "Health (Didit's word)", "Failed / deliveries", "Error rate", "Average response", "Last delivery"].map((h) => el("th", { scope: "col" }, h)))),
+            el(
+              "tbody",
+              {},
+              answer.destinations.map((d) =>
+                el(
+                  "tr",
+                  { "data-destination": d.uuid, "data-this-edge": d.this_edge ? "yes" : "no" },
+                  el("td", { "data-label": "Destination" }, el("strong", {}, d.label || d.uuid), d.this_edge ? el("span", { class: "tag" }, "this edge") : null),
+                  el("td", { "data-label": "URL" }, el("code", {}, dash(d.url))),
+                  el("td", { "data-label": "Enabled" }, d.enabled ? "yes" : "no"),
+                  el("td", { "data-label": "Health (Didit's word)", "data-field": "health" }, dash(d.health_status)),
+                  el("td", { "data-label": "Failed / deliveries", "data-field": "failed" }, `${dash(d.failed_deliveries_count)} / ${dash(d.deliveries_count)}`),
+                  el("td", { "data-label": "Error rate" }, d.error_rate_percentage === null ? "—" : `${d.error_rate_percentage}%`),
+                  el("td", { "data-label": "Average response" }, d.average_response_time_ms === null ? "—" : `${Math.round(d.average_response_time_ms)} ms`),
+                  el("td", { "data-label": "Last delivery" }, dash(d.last_delivery_at)),
+                ),
+              ),
+            ),
+          ),
+        ),
+      );
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return failed(error);
+      body.replaceChildren(el("p", { class: "error" }, `${error.message}${error instanceof ApiError ? ` (${error.code})` : ""}`));
+    }
   },
 };
 
@@ -582,7 +722,6 @@ async function loadOrigins() {
     failed(error);
   }
 }
-
 
 async function loadMetrics() {
   try {

@@ -1,13 +1,15 @@
 //! `didit-edge admin`: the worker's admin API (origins and their breakers, dead letters,
-//! replay, erasure of a subject, the lookup of a subject's events) as readable tables, or as the API's own JSON. Each answer is
+//! replay, erasure of a subject, the lookup of a subject's events, Didit's own view of its
+//! webhooks) as readable tables, or as the API's own JSON. Each answer is
 //! read into the core's type for it (`didit_edge_core::admin`), the one the worker writes.
 //!
 //! One file per command group ([`origins`], [`dead_letters`] with replay, [`reconciliation`],
-//! [`metrics`], [`erase`], [`lookup`]), the API [`client`] they share, and the [`print`]ing of
+//! [`metrics`], [`erase`], [`lookup`], [`didit`]), the API [`client`] they share, and the [`print`]ing of
 //! cells and tables.
 
 mod client;
 mod dead_letters;
+mod didit;
 mod erase;
 mod lookup;
 mod metrics;
@@ -22,6 +24,7 @@ use clap::{Args, Subcommand};
 use crate::config;
 use crate::error::{Result, EXIT_CODES};
 pub(crate) use dead_letters::{DeadLetterArgs, ReplayArgs};
+pub(crate) use didit::DiditAttemptsArgs;
 pub(crate) use erase::EraseArgs;
 pub(crate) use lookup::LookupArgs;
 
@@ -72,6 +75,14 @@ pub(crate) enum AdminCommand {
     /// every attempt and where each copy stands. Reads only
     #[command(after_help = EXIT_CODES)]
     Lookup(LookupArgs),
+    /// Didit's webhook destinations with the delivery health Didit reports (needs the key's
+    /// webhooks: read scope); * marks this edge's
+    #[command(after_help = EXIT_CODES)]
+    DiditDestinations,
+    /// Every attempt Didit made for one session (each retry and resend its own row), with the
+    /// status this edge answered, beside `admin lookup`'s timeline
+    #[command(after_help = EXIT_CODES)]
+    DiditAttempts(DiditAttemptsArgs),
 }
 
 pub(crate) fn run(args: &AdminArgs) -> Result<()> {
@@ -84,6 +95,8 @@ pub(crate) fn run(args: &AdminArgs) -> Result<()> {
         AdminCommand::Replay(replay_args) => dead_letters::replay(&client, replay_args, args.json),
         AdminCommand::Erase(erase_args) => erase::erase(&client, erase_args, args.json),
         AdminCommand::Lookup(lookup_args) => lookup::lookup(&client, lookup_args, args.json),
+        AdminCommand::DiditDestinations => didit::destinations(&client, args.json),
+        AdminCommand::DiditAttempts(attempts) => didit::attempts(&client, attempts, args.json),
     }
 }
 

@@ -218,6 +218,8 @@ mod tests {
             Endpoint::AdminMetrics,
             Endpoint::AdminSession,
             Endpoint::ConsoleStreamToken,
+            Endpoint::DiditDestinations,
+            Endpoint::DiditDeliveries,
         ] {
             assert_eq!(needs(&read), Role::ReadOnly, "{read:?}");
         }

@@ -63,6 +63,9 @@ pub const DURABLE_OBJECT_JURISDICTION: &str = "DURABLE_OBJECT_JURISDICTION";
 pub const DIDIT_API_KEY: &str = "DIDIT_API_KEY";
 /// Didit's API base URL (tests point it at a local server).
 pub const DIDIT_API_BASE_URL: &str = "DIDIT_API_BASE_URL";
+/// The webhook destination (Didit's uuid) whose attempts the console shows; unset: the
+/// enabled destinations on the admin request's host.
+pub const DIDIT_DESTINATION: &str = "DIDIT_DESTINATION";
 /// How old a session may be and still be reconciled.
 pub const RECONCILE_LOOKBACK_SECS: &str = "RECONCILE_LOOKBACK_SECS";
 /// Time between the starts of two reconciliation sweeps.

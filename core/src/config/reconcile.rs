@@ -20,6 +20,9 @@ pub struct ReconcileConfig {
     pub api_key: String,
     /// Didit's API base URL, without a trailing slash.
     pub base_url: String,
+    /// `DIDIT_DESTINATION`: the webhook destination whose deliveries a session's Didit
+    /// attempts are read from (`crate::didit_view`); `None`: those on the admin request's host.
+    pub destination: Option<String>,
     /// The sweep's settings.
     pub settings: reconcile::Settings,
 }
@@ -29,6 +32,7 @@ impl core::fmt::Debug for ReconcileConfig {
         f.debug_struct("ReconcileConfig")
             .field("api_key", &"<redacted>")
             .field("base_url", &self.base_url)
+            .field("destination", &self.destination)
             .field("settings", &self.settings)
             .finish()
     }
@@ -66,12 +70,22 @@ pub(super) fn read_reconcile<F: Fn(&str) -> Option<String>>(
     if !crate::origin::is_http_url(&base_url) || base_url.contains(['?', '#']) {
         reader.fail(DIDIT_API_BASE_URL, Problem::NotAnHttpUrl);
     }
+    let destination = reader
+        .get(DIDIT_DESTINATION)
+        .map(|uuid| String::from(uuid.trim()));
+    if destination
+        .as_deref()
+        .is_some_and(|uuid| !super::stream::is_name(uuid))
+    {
+        reader.fail(DIDIT_DESTINATION, Problem::NotAName);
+    }
     let settings = read_settings(reader, &neighbours);
     check_memory(reader, &settings, &neighbours);
     if reader.clean_since(mark) {
         Feature::On(ReconcileConfig {
             api_key,
             base_url,
+            destination,
             settings,
         })
     } else {

@@ -434,6 +434,7 @@ fn reconciliation_is_off_without_an_api_key_and_a_bad_setting_breaks_only_it() {
         ("DIDIT_API_KEY", "two words"),
         ("DIDIT_API_BASE_URL", "verification.didit.me/v3"),
         ("DIDIT_API_BASE_URL", "https://x/v3?a=b"),
+        ("DIDIT_DESTINATION", "a b"),
         ("RECONCILE_LOOKBACK_SECS", "60"),
         ("RECONCILE_INTERVAL_SECS", "9"),
         ("RECONCILE_RECHECK_SECS", "59"),
@@ -458,6 +459,7 @@ fn reconciliation_reads_its_settings_and_counts_what_its_neighbours_cost() {
         Feature::On(ReconcileConfig {
             api_key: "key-123".into(),
             base_url: "https://verification.didit.me/v3".into(),
+            destination: None,
             settings: reconcile::Settings {
                 lookback_secs: reconcile::DEFAULT_LOOKBACK_SECS,
                 interval_secs: reconcile::DEFAULT_INTERVAL_SECS,
@@ -632,4 +634,13 @@ fn the_admin_api_signs_in_by_either_token_or_access_and_refuses_half_set_ups() {
         assert_eq!(config.admin, Feature::Broken, "{named}");
         assert_eq!(format!("{}", config.problems), named);
     }
+}
+
+#[test]
+fn a_didit_destination_is_read_with_reconciliation() {
+    let on = with(&[("DIDIT_API_KEY", "k"), ("DIDIT_DESTINATION", " 9b2c-uuid ")]).reconcile;
+    let Feature::On(config) = on else {
+        panic!("on: {on:?}");
+    };
+    assert_eq!(config.destination.as_deref(), Some("9b2c-uuid"));
 }

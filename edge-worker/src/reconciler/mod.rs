@@ -15,7 +15,6 @@
 //! the admin API asks: an erasure, the status).
 
 mod admin;
-mod api;
 mod inboxes;
 mod run;
 mod schema;

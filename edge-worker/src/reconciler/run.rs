@@ -11,10 +11,10 @@ use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use worker::{console_error, console_log, Env, Result};
 
-use super::api::api_get;
 use super::inboxes::{inject, knows};
 use super::{now, Reconciler};
 use crate::clock::{alarm_at, within};
+use crate::didit_api::api_get;
 use crate::{alerts, faults, settings};
 
 impl Reconciler {
@@ -97,7 +97,7 @@ impl Reconciler {
             match step {
                 Step::Done => break,
                 Step::List { path } => {
-                    let fetched = api_get(reconcile, &path, MAX_PAGE_BYTES).await;
+                    let fetched = api_get(reconcile, &path, MAX_PAGE_BYTES, STEP_TIMEOUT_MS).await;
                     self.hear_erasures(run);
                     run.handle_page(fetched.answer(), now());
                 }
@@ -118,7 +118,8 @@ impl Reconciler {
                     run.handle_inbox(known, now());
                 }
                 Step::FetchDecision { path } => {
-                    let fetched = api_get(reconcile, &path, MAX_DECISION_BYTES).await;
+                    let fetched =
+                        api_get(reconcile, &path, MAX_DECISION_BYTES, STEP_TIMEOUT_MS).await;
                     self.hear_erasures(run);
                     run.handle_decision(fetched.answer(), now());
                 }

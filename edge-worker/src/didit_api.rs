@@ -1,10 +1,9 @@
-//! Didit's API, as a run's steps call it: a capped `GET` with the API key, within the step's
-//! timeout.
+//! Didit's API, as reconciliation's steps and the admin API's view of Didit's webhooks call
+//! it: a capped `GET` with the API key, within a timeout.
 
 use didit_edge_core::config::ReconcileConfig;
 use didit_edge_core::limits::BodyBudget;
 use didit_edge_core::reconcile::api::Answer;
-use didit_edge_core::reconcile::STEP_TIMEOUT_MS;
 use futures_util::StreamExt;
 use worker::{Fetch, Headers, Method, Request, Response, Result};
 
@@ -13,7 +12,7 @@ use crate::http;
 use crate::origin::{fetch_within, Fetched};
 
 /// What an API call returned, owned until the core reads it.
-pub(super) enum ApiResponse {
+pub(crate) enum ApiResponse {
     Status {
         status: u16,
         body: String,
@@ -24,7 +23,7 @@ pub(super) enum ApiResponse {
 }
 
 impl ApiResponse {
-    pub(super) fn answer(&self) -> Answer<'_> {
+    pub(crate) fn answer(&self) -> Answer<'_> {
         match self {
             Self::Status { status, body, .. } if (200..300).contains(status) => Answer::Ok(body),
             Self::Status {
@@ -42,16 +41,21 @@ impl ApiResponse {
 }
 
 /// `GET`s `path` under Didit's API base URL with the API key, reading at most `limit` bytes of
-/// its body, all within the step's timeout. Redirects are not followed (the key would go
-/// wherever they point).
-pub(super) async fn api_get(reconcile: &ReconcileConfig, path: &str, limit: usize) -> ApiResponse {
+/// its body, all within `timeout_ms`. Redirects are not followed (the key would go wherever
+/// they point).
+pub(crate) async fn api_get(
+    reconcile: &ReconcileConfig,
+    path: &str,
+    limit: usize,
+    timeout_ms: u64,
+) -> ApiResponse {
     let request = || -> Result<Request> {
         let headers = Headers::new();
         headers.set("x-api-key", &reconcile.api_key)?;
         headers.set("accept", "application/json")?;
         headers.set(
             "user-agent",
-            concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " reconciliation"),
+            concat!("didit-edge/", env!("CARGO_PKG_VERSION")),
         )?;
         let url = format!("{}{path}", reconcile.base_url);
         http::outgoing(&url, Method::Get, Some(&headers), None, false)
@@ -60,7 +64,7 @@ pub(super) async fn api_get(reconcile: &ReconcileConfig, path: &str, limit: usiz
         return ApiResponse::Unreachable;
     };
     let started = now_ms();
-    let timeout = u32::try_from(STEP_TIMEOUT_MS).unwrap_or(u32::MAX);
+    let timeout = u32::try_from(timeout_ms).unwrap_or(u32::MAX);
     let mut response = match fetch_within(timeout, Fetch::Request(request)).await {
         Fetched::Answered(response) => response,
         Fetched::Failed | Fetched::TimedOut => return ApiResponse::Unreachable,
@@ -76,7 +80,7 @@ pub(super) async fn api_get(reconcile: &ReconcileConfig, path: &str, limit: usiz
     if (200..300).contains(&status) && declared.is_some_and(|length| length > limit) {
         return ApiResponse::TooLarge;
     }
-    let left = STEP_TIMEOUT_MS.saturating_sub(u64::try_from(now_ms() - started).unwrap_or(0));
+    let left = timeout_ms.saturating_sub(u64::try_from(now_ms() - started).unwrap_or(0));
     match within(left, read_capped(&mut response, limit)).await {
         Some(Ok(Some(body))) => ApiResponse::Status {
             status,
