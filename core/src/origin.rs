@@ -261,7 +261,7 @@ impl fmt::Display for OriginError {
             ),
             Self::MaxPerSecond(name) => write!(
                 f,
-                "origin `{name}` has a max_per_second outside {MIN_PER_SECOND}–{MAX_PER_SECOND}; leave it out for no limit"
+                "origin `{name}` has a max_per_second outside 0.01–1000; leave it out for no limit"
             ),
         }
     }

@@ -86,55 +86,71 @@ pub struct Asked {
 }
 
 impl Answer {
-    /// The answer as the gate object sends it: `{"go":id,"expires_at":ms}` or `{"wait":ms}`.
-    pub fn to_json(&self) -> alloc::string::String {
+    /// The answer as the gate object sends it: `[1,id,expires_at]` (go) or `[0,until]` (wait),
+    /// integers written and read by hand (a derived or `Value` reader costs the upload more).
+    pub fn to_wire(&self) -> alloc::string::String {
         match self {
-            Self::Go(lease) => alloc::format!(
-                r#"{{"go":{},"expires_at":{}}}"#,
-                lease.id,
-                lease.expires_at.0
-            ),
-            Self::Wait(until) => alloc::format!(r#"{{"wait":{}}}"#, until.0),
+            Self::Go(lease) => alloc::format!("[1,{},{}]", lease.id, lease.expires_at.0),
+            Self::Wait(until) => alloc::format!("[0,{}]", until.0),
         }
     }
 
-    /// Reads [`Answer::to_json`]'s output back; `None` for anything else.
-    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
-        if let Some(until) = value.get("wait").and_then(serde_json::Value::as_i64) {
-            return Some(Self::Wait(UnixMs(until)));
+    /// Reads [`Answer::to_wire`]'s text back; `None` for anything else.
+    pub fn from_wire(text: &str) -> Option<Self> {
+        match integers(text)?[..] {
+            [1, id, expires_at] => Some(Self::Go(Lease {
+                id: u64::try_from(id).ok()?,
+                expires_at: UnixMs(expires_at),
+            })),
+            [0, until] => Some(Self::Wait(UnixMs(until))),
+            _ => None,
         }
-        let id = value.get("go")?.as_u64()?;
-        let expires_at = UnixMs(value.get("expires_at")?.as_i64()?);
-        Some(Self::Go(Lease { id, expires_at }))
     }
 }
 
 impl GateLimits {
-    /// The ask as the inbox sends it: `{"max_concurrency":n|null,"interval_ms":n|null,"lease_ms":n}`.
-    pub fn to_json(&self) -> alloc::string::String {
-        let number =
-            |value: Option<u64>| value.map_or_else(|| "null".into(), |v| alloc::format!("{v}"));
+    /// The ask as the inbox sends it: `[max_concurrency,interval_ms,lease_ms]`, 0 for a limit
+    /// that is not set.
+    pub fn to_wire(&self) -> alloc::string::String {
         alloc::format!(
-            r#"{{"max_concurrency":{},"interval_ms":{},"lease_ms":{}}}"#,
-            number(self.max_concurrency.map(u64::from)),
-            number(self.interval_ms),
+            "[{},{},{}]",
+            self.max_concurrency.unwrap_or(0),
+            self.interval_ms.unwrap_or(0),
             self.lease_ms
         )
     }
 
-    /// Reads an ask; `None` when it is not one (a lease of zero, a concurrency of zero).
-    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
-        let optional = |key: &str| match value.get(key) {
-            None | Some(serde_json::Value::Null) => Some(None),
-            Some(number) => number.as_u64().filter(|n| *n > 0).map(Some),
+    /// Reads an ask; `None` when it is not one (or its lease is 0).
+    pub fn from_wire(text: &str) -> Option<Self> {
+        let [concurrency, interval, lease] = integers(text)?[..] else {
+            return None;
         };
+        let set = |value: i64| u64::try_from(value).ok().filter(|v| *v > 0);
         Some(Self {
-            max_concurrency: optional("max_concurrency")?
-                .map(|n| u32::try_from(n).unwrap_or(MAX_LEASES)),
-            interval_ms: optional("interval_ms")?,
-            lease_ms: value.get("lease_ms")?.as_u64().filter(|n| *n > 0)?,
+            max_concurrency: set(concurrency).map(|c| u32::try_from(c).unwrap_or(MAX_LEASES)),
+            interval_ms: set(interval),
+            lease_ms: set(lease)?,
         })
     }
+}
+
+/// A release as the inbox sends it: `[id]`.
+pub fn release_to_wire(lease: u64) -> alloc::string::String {
+    alloc::format!("[{lease}]")
+}
+
+/// Reads [`release_to_wire`]'s text back.
+pub fn release_from_wire(text: &str) -> Option<u64> {
+    match integers(text)?[..] {
+        [id] => u64::try_from(id).ok(),
+        _ => None,
+    }
+}
+
+/// The integers of a JSON array of integers, `[1,2,3]`; `None` for anything else.
+fn integers(text: &str) -> Option<Vec<i64>> {
+    let inner = text.trim().strip_prefix('[')?.strip_suffix(']')?;
+    inner.split(',').map(|n| n.trim().parse().ok()).collect()
 }
 
 /// One limited origin's gate; see the module's documentation.
@@ -169,7 +185,8 @@ impl OriginGate {
             blocked_until: fence,
             stored_fence: fence,
             hold_ms: INITIAL_HOLD_MS,
-            next_id: id_seed >> 1,
+            // Below 2^52: an id stays exact as a JavaScript number, and never wraps.
+            next_id: id_seed & ((1 << 52) - 1),
         }
     }
 
@@ -326,25 +343,25 @@ mod tests {
     }
 
     #[test]
-    fn asks_and_answers_read_back() {
-        let l = limits(Some(3), Some(250));
-        let value: serde_json::Value = serde_json::from_str(&l.to_json()).expect("json");
-        assert_eq!(GateLimits::from_json(&value), Some(l));
-        let l = limits(None, None);
-        let value: serde_json::Value = serde_json::from_str(&l.to_json()).expect("json");
-        assert_eq!(GateLimits::from_json(&value), Some(l));
+    fn asks_answers_and_releases_read_back() {
+        for l in [limits(Some(3), Some(250)), limits(None, None)] {
+            assert_eq!(GateLimits::from_wire(&l.to_wire()), Some(l));
+        }
         for answer in [
             Answer::Wait(NOW),
             Answer::Go(Lease {
-                id: u64::MAX,
+                id: (1 << 52) + 7,
                 expires_at: NOW,
             }),
         ] {
-            let value: serde_json::Value = serde_json::from_str(&answer.to_json()).expect("json");
-            assert_eq!(Answer::from_json(&value), Some(answer));
+            assert_eq!(Answer::from_wire(&answer.to_wire()), Some(answer));
         }
-        let bad: serde_json::Value = serde_json::from_str(r#"{"lease_ms":0}"#).expect("json");
-        assert_eq!(GateLimits::from_json(&bad), None);
+        assert_eq!(release_from_wire(&release_to_wire(42)), Some(42));
+        for bad in ["[2,200,0]", "[2,200]", "2,200,100", "[a,1,2]", ""] {
+            assert_eq!(GateLimits::from_wire(bad), None, "{bad}");
+        }
+        assert_eq!(Answer::from_wire("[2,1]"), None);
+        assert_eq!(release_from_wire("[-1]"), None);
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -1121,7 +1121,7 @@ impl World {
                 let bound = (window as u64 + GRANT_FRESH_MS).div_ceil(interval);
                 assert!(
                     started <= bound,
-                    "{started} requests to {} started within {window} ms; its interval is                      {interval} ms, so at most {bound} may",
+                    "{started} requests to {} started within {window} ms; its interval is {interval} ms, so at most {bound} may",
                     origin.name
                 );
             }

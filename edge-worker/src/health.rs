@@ -44,6 +44,8 @@ pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 pub struct Health {
     state: State,
     env: Env,
+    /// The gate's memory, in an instance named `gate:<origin>` (unused in `global`).
+    gate: crate::origin_gate::Memory,
 }
 
 impl Health {
@@ -189,7 +191,12 @@ impl DurableObject for Health {
     fn new(state: State, env: Env) -> Self {
         objects::create_tables(&state, "health", SCHEMA);
         objects::create_tables(&state, "health", METRICS_SCHEMA);
-        Self { state, env }
+        objects::create_tables(&state, "health", crate::origin_gate::SCHEMA);
+        Self {
+            state,
+            env,
+            gate: crate::origin_gate::Memory::default(),
+        }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
@@ -198,6 +205,10 @@ impl DurableObject for Health {
                 let Reported(report) = objects::message(&mut request).await?;
                 self.record(report).await?;
                 http::json(200, "{}".into())
+            }
+            Some(call @ (HealthCall::GateAsk | HealthCall::GateRelease)) => {
+                let body = request.text().await?;
+                crate::origin_gate::answer(&self.state, &self.gate, call, &body)
             }
             Some(call) => {
                 // Both carry the caller's metrics flush.
