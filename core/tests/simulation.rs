@@ -18,6 +18,10 @@
 //!   timestamp, distinct events in the same second, events out of order, duplicates racing;
 //! - origins answer 2xx, 5xx, 4xx, redirects, aborts, `Retry-After`, time out, refuse
 //!   connections, and go through outages that end;
+//! - limited origins (`max_concurrency`, `max_per_second`, the same per name for the whole
+//!   run) are asked through production's gate machine ([`didit_edge_core::origin_gate`]),
+//!   whose object may be unreachable, crash (restored from its fence), lose its answer or a
+//!   release, or answer after any delay; leases left behind expire;
 //! - an inbox crashes between any two changes it writes (its memory and every await in flight
 //!   are dropped, and it is restored from what was written), a waiting run is cancelled (an
 //!   alarm's wall-clock limit), alarm runs fail or find the settings broken, settings change
@@ -29,7 +33,12 @@
 //! After every step the invariants are checked: a delivery answered 200 is stored; no event
 //! reaches an origin under two webhook-ids; no copy an origin took (2xx) is sent again unless
 //! the object lost the run's memory in between (a crash, a cancelled run, a run taken over) or
-//! an operator replayed it, so runs never overlap; each consumer gets a subject's events in the order
+//! an operator replayed it, so runs never overlap; a limited origin never has more than its
+//! `max_concurrency` requests in flight (a request counts from its start until the run has its
+//! answer, or at the latest its origin's timeout), its gate's grants are at least its interval
+//! apart and at most `⌈(W + GRANT_FRESH_MS) / interval⌉` requests start in any window of `W`
+//! (1 s and 10 s checked); a copy's failure count grows only with an attempt recorded, so
+//! waiting for a turn never spends a retry; each consumer gets a subject's events in the order
 //! Didit created them (with the hold rule); no payload is dropped while a consumer may still
 //! need it; a dead letter appears only once the schedule is used up or an origin aborted. At
 //! the end, with the faults stopped, every accepted event reaches each of its consumers or is

@@ -719,6 +719,11 @@ impl<'c> Run<'c> {
         self.phase = Phase::Done;
         let policy = self.settings.inbox_policy();
         inbox.handle_timeout(&policy, now);
+        // A lease given back as the run ended (a grant that came too late, a copy settled
+        // meanwhile) still goes back before the run is over.
+        if let Some(step) = self.queued.pop_front() {
+            return step;
+        }
         let finished = if self.handed_over {
             Finished {
                 wake_at: Some(now),
