@@ -11,9 +11,11 @@
 //!   timeout plus [`LEASE_MARGIN_MS`]), so a lease whose release is lost never leaks a slot;
 //!   at most `max_concurrency` leases are live at once;
 //! - **rate**: grants are spaced at least [`GateLimits::interval_ms`] apart (virtual
-//!   scheduling, GCRA with no burst): in any window of `W` ms the gate grants at most
-//!   `⌊W / interval⌋ + 1`, so never more than `max_per_second` a second over any second-long
-//!   window that starts at a grant;
+//!   scheduling, GCRA with no burst): in any half-open window of `W` ms the gate grants at
+//!   most `⌈W / interval⌉`, so at most `⌈max_per_second⌉` in any second (the interval is
+//!   rounded up to whole milliseconds); the inbox starts each request within
+//!   [`GRANT_FRESH_MS`] of asking, so at most `⌈(W + GRANT_FRESH_MS) / interval⌉` requests
+//!   start in any window of `W` ms;
 //! - **spread**: a refused asker is told a time to come back ([`Answer::Wait`]), each later
 //!   than the last one told by about one slot, so waiting inboxes return one by one instead
 //!   of hammering the gate (reservations over polling).
