@@ -21,7 +21,7 @@
 //!   of hammering the gate (reservations over polling).
 //!
 //! Sans-IO, time passed in. The gate object keeps this in memory; what must survive it (a
-//! crash mid-traffic loses the leases it granted) is one instant, the [`Answer::fence`]:
+//! crash mid-traffic loses the leases it granted) is one instant, the [`Asked::fence`]:
 //! until it passes, a gate restored from storage ([`OriginGate::restore`]) grants nothing,
 //! since every lease granted before the crash may still be in flight. It is written at most
 //! about once a [`FENCE_AHEAD_MS`], not once per request.
