@@ -25,7 +25,9 @@ def test_after_an_outage_a_limited_origin_gets_no_more_than_its_limits(make_edge
     origin = make_origin()
     with origin.lock:
         origin.status = 503  # the outage: every request answered, and counted
-        origin.delay_secs = 0.1  # long enough for requests to overlap if nothing held them back
+        # Each answer takes longer than the rate's interval: at 5 a second, three requests would
+        # overlap if max_concurrency did not hold them back.
+        origin.delay_secs = 0.5
     edge = make_edge("limits", base_config(origin.url, ADMIN_TOKEN=ADMIN_TOKEN, ORIGINS=json.dumps([
         {"name": "limited", "url": origin.url, "timeout_ms": 2000,
          "max_concurrency": MAX_CONCURRENCY, "max_per_second": MAX_PER_SECOND},
