@@ -20,6 +20,10 @@
 # 7. an inbox releases its storage while it still holds an event.
 # 8. a copy's history records a request with a status no origin answered (what the lookup
 #    and a dead letter's listing show would not be what happened).
+# 9. a limited origin's gate grants one request more than its max_concurrency;
+# 10. waiting for a limited origin's turn is counted as a failed attempt (a retry spent);
+# 11. an inbox sends under a grant it got too long ago (its request may outlive the lease, and
+#     starts bunch up beyond the rate).
 #
 #   scripts/planted_bugs.sh            # 40 seeds each (SEEDS to change)
 set -euo pipefail
@@ -87,4 +91,13 @@ plant "an inbox releases its storage while it holds an event" core/src/inbox/ret
 plant "a copy's history records a request no origin saw" core/src/admin/view.rs \
   "            status: entry.status," \
   "            status: entry.status.map(|status| status ^ 1)," simulation
+plant "a gate grants one more than max_concurrency" core/src/origin_gate.rs \
+  "        let full = slots.is_some_and(|c| self.leases.len() >= c as usize);" \
+  "        let full = slots.is_some_and(|c| self.leases.len() > c as usize);" simulation
+plant "waiting for a gate's turn spends a retry" core/src/attempt.rs \
+  "            Some(until_ms) if self.log.is_empty() => Verdict::Deferred { until_ms }," \
+  "            Some(_) if self.log.is_empty() => Verdict::Failed," simulation
+plant "a stale grant is used" core/src/inbox/run.rs \
+  "                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 {" \
+  "                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 || true {" simulation
 echo "== every planted bug was caught"

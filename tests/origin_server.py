@@ -34,6 +34,9 @@ class Origin:
         # Hang up on every POST without answering (a crashed process behind a live socket).
         self.hang_up = False
         self.health_status = 200  # what GET (the health probe, or any other GET) answers
+        # POSTs being handled right now, and the most there ever were at once.
+        self.in_flight = 0
+        self.peak_in_flight = 0
         self.probes = 0
         self.get_paths = []  # the path of every GET, health probes included
         self.server = None
@@ -64,6 +67,16 @@ class Origin:
                 self.end_headers()
 
             def do_POST(self):
+                with origin.lock:
+                    origin.in_flight += 1
+                    origin.peak_in_flight = max(origin.peak_in_flight, origin.in_flight)
+                try:
+                    self.handle_post()
+                finally:
+                    with origin.lock:
+                        origin.in_flight -= 1
+
+            def handle_post(self):
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}

@@ -258,6 +258,8 @@ pub struct Plan<'o> {
     verdict: Option<Verdict>,
     /// When the request to the origin last handed out was sent.
     sent_at_ms: Option<i64>,
+    /// The earliest turn a limited origin's gate gave an origin this attempt skipped.
+    busy_until_ms: Option<i64>,
 }
 
 impl<'o> Plan<'o> {
@@ -317,6 +319,7 @@ impl<'o> Plan<'o> {
             log: Vec::new(),
             verdict: None,
             sent_at_ms: None,
+            busy_until_ms: None,
         }
     }
 
@@ -339,6 +342,29 @@ impl<'o> Plan<'o> {
         } else {
             self.queue.len()
         }
+    }
+
+    /// The origin [`Plan::next_origin`] would hand out next.
+    pub fn peek(&self) -> Option<&'o Origin> {
+        if self.verdict.is_some() {
+            return None;
+        }
+        self.queue.last().copied()
+    }
+
+    /// The origin last handed out was not sent to: its gate gives it a turn only at
+    /// `until_ms` (or the gate could not be asked). Like an origin whose breaker is open it is
+    /// skipped, not failed; an attempt that sent nothing at all is deferred to the earliest
+    /// such turn, so waiting for a slot never spends a retry.
+    pub fn busy(&mut self, until_ms: i64) {
+        self.sent_at_ms = None;
+        self.busy_until_ms = Some(self.busy_until_ms.map_or(until_ms, |t| t.min(until_ms)));
+    }
+
+    /// The request to the origin last handed out is sent only now (after its gate's grant):
+    /// its latency counts from here.
+    pub fn sending(&mut self, now_ms: i64) {
+        self.sent_at_ms = Some(now_ms);
     }
 
     /// The next origin to send to at `now_ms`, or `None` when the attempt is over.
@@ -395,7 +421,11 @@ impl<'o> Plan<'o> {
 
     /// What the attempt came to, and its log.
     pub fn finish(self) -> (Verdict, Vec<LogEntry>) {
-        (self.verdict.unwrap_or(Verdict::Failed), self.log)
+        let unsent = match self.busy_until_ms {
+            Some(until_ms) if self.log.is_empty() => Verdict::Deferred { until_ms },
+            _ => Verdict::Failed,
+        };
+        (self.verdict.unwrap_or(unsent), self.log)
     }
 }
 

@@ -13,7 +13,8 @@
 //!   replay, retention), with [`delivery`] (a copy's state and retention) and [`retry`];
 //! - sent: [`attempt`] (which origins, what an answer means), [`health`] (breakers, and each
 //!   isolate's snapshot of them) with [`health_record`] (how the shared object records a
-//!   report), [`origin`] and [`event_type`] (where events go), [`receipt`] (a claim's answer),
+//!   report), [`origin`] and [`event_type`] (where events go), [`origin_gate`] (a limited
+//!   origin's shared tokens), [`receipt`] (a claim's answer),
 //!   [`standard_webhooks`] (signing),
 //!   [`budget`] (how much one run may do);
 //! - listed: [`dead_letter_index`] (the list of every subject's dead letters);
@@ -62,6 +63,7 @@ pub mod metrics;
 mod named;
 pub mod normalize;
 pub mod origin;
+pub mod origin_gate;
 pub mod receipt;
 pub mod reconcile;
 pub mod rejection;

@@ -59,6 +59,52 @@ pub struct Origin {
     /// signs what this origin receives, instead of `ORIGIN_SIGNING_SECRET`.
     #[serde(default)]
     pub signing_secret: Option<String>,
+    /// At most this many requests to this origin at once, from every inbox together (1 or
+    /// more). Absent: no limit, and the origin's gate is never asked.
+    #[serde(default)]
+    pub max_concurrency: Option<u32>,
+    /// At most this many requests to this origin start per second, from every inbox together
+    /// ([`MIN_PER_SECOND`] to [`MAX_PER_SECOND`], fractions allowed: `0.5` is one every two
+    /// seconds). Absent: no limit.
+    #[serde(default)]
+    pub max_per_second: Option<PerSecond>,
+}
+
+/// The fewest requests a second `max_per_second` may allow (one every 100 seconds).
+pub const MIN_PER_SECOND: f64 = 0.01;
+/// The most requests a second `max_per_second` may allow (the gate counts whole milliseconds).
+pub const MAX_PER_SECOND: f64 = 1_000.0;
+
+/// A `max_per_second` as written (a JSON number, possibly fractional).
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(transparent)]
+pub struct PerSecond(pub f64);
+
+impl PartialEq for PerSecond {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for PerSecond {}
+
+impl PerSecond {
+    /// The fewest whole milliseconds between two requests: `⌈1000 / rate⌉`, rounded up so the
+    /// rate the gate keeps is never above the one written.
+    pub fn interval_ms(self) -> u64 {
+        let exact = 1_000.0 / self.0.clamp(MIN_PER_SECOND, MAX_PER_SECOND);
+        // `as` saturates and truncates; no_std has no `ceil`.
+        let whole = exact as u64;
+        if (whole as f64) < exact {
+            whole + 1
+        } else {
+            whole.max(1)
+        }
+    }
+
+    fn is_valid(self) -> bool {
+        self.0.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&self.0)
+    }
 }
 
 fn default_weight() -> u32 {
@@ -70,6 +116,19 @@ fn default_timeout_ms() -> u32 {
 }
 
 impl Origin {
+    /// What its gate must apply (`None`: an unlimited origin, whose requests never ask a
+    /// gate and cost nothing more).
+    pub fn limits(&self) -> Option<crate::origin_gate::GateLimits> {
+        if self.max_concurrency.is_none() && self.max_per_second.is_none() {
+            return None;
+        }
+        Some(crate::origin_gate::GateLimits {
+            max_concurrency: self.max_concurrency,
+            interval_ms: self.max_per_second.map(PerSecond::interval_ms),
+            lease_ms: u64::from(self.timeout_ms) + crate::origin_gate::LEASE_MARGIN_MS,
+        })
+    }
+
     /// The consumer this origin serves.
     pub fn consumer(&self) -> &str {
         self.consumer.as_deref().unwrap_or(DEFAULT_CONSUMER)
@@ -145,6 +204,10 @@ pub enum OriginError {
     },
     /// An origin names an empty `signing_secret`.
     EmptySigningSecretName(String),
+    /// An origin's `max_concurrency` is 0.
+    MaxConcurrency(String),
+    /// An origin's `max_per_second` is outside [`MIN_PER_SECOND`]–[`MAX_PER_SECOND`].
+    MaxPerSecond(String),
 }
 
 impl fmt::Display for OriginError {
@@ -192,6 +255,14 @@ impl fmt::Display for OriginError {
             Self::EmptySigningSecretName(name) => {
                 write!(f, "origin `{name}` has an empty signing_secret name")
             }
+            Self::MaxConcurrency(name) => write!(
+                f,
+                "origin `{name}` has max_concurrency 0; it must be at least 1, or left out for no limit"
+            ),
+            Self::MaxPerSecond(name) => write!(
+                f,
+                "origin `{name}` has a max_per_second outside 0.01–1000; leave it out for no limit"
+            ),
         }
     }
 }
@@ -265,6 +336,12 @@ fn check(origin: &Origin, position: usize) -> Result<(), OriginError> {
         .is_some_and(|secret| secret.trim().is_empty())
     {
         return Err(OriginError::EmptySigningSecretName(name()));
+    }
+    if origin.max_concurrency == Some(0) {
+        return Err(OriginError::MaxConcurrency(name()));
+    }
+    if origin.max_per_second.is_some_and(|rate| !rate.is_valid()) {
+        return Err(OriginError::MaxPerSecond(name()));
     }
     if !(1..=MAX_TIMEOUT_MS).contains(&origin.timeout_ms) {
         return Err(OriginError::Timeout {
@@ -368,9 +445,49 @@ mod tests {
                 r#"[{"name":"a","url":"https://a","signing_secret":""}]"#,
                 OriginError::EmptySigningSecretName("a".into()),
             ),
+            (
+                r#"[{"name":"a","url":"https://a","max_concurrency":0}]"#,
+                OriginError::MaxConcurrency("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","max_per_second":0}]"#,
+                OriginError::MaxPerSecond("a".into()),
+            ),
+            (
+                r#"[{"name":"a","url":"https://a","max_per_second":1001}]"#,
+                OriginError::MaxPerSecond("a".into()),
+            ),
         ] {
             assert_eq!(parse_origins(bad), Err(error), "{bad}");
         }
+    }
+
+    #[test]
+    fn limits_are_read_and_an_unlimited_origin_has_none() {
+        let origins = parse_origins(
+            r#"[{"name":"a","url":"https://a","max_concurrency":2,"max_per_second":5,"timeout_ms":3000},
+                {"name":"b","url":"https://b","max_per_second":0.3},
+                {"name":"c","url":"https://c"}]"#,
+        )
+        .expect("valid");
+        let a = origins[0].limits().expect("limited");
+        assert_eq!(
+            (a.max_concurrency, a.interval_ms, a.lease_ms),
+            (
+                Some(2),
+                Some(200),
+                3_000 + crate::origin_gate::LEASE_MARGIN_MS
+            )
+        );
+        // 1000 / 0.3 = 3333.3…: rounded up, never faster than written.
+        assert_eq!(origins[1].limits().and_then(|l| l.interval_ms), Some(3_334));
+        assert_eq!(origins[2].limits(), None);
+        assert_eq!(PerSecond(1_000.0).interval_ms(), 1);
+        assert_eq!(PerSecond(3.0).interval_ms(), 334);
+        assert!(matches!(
+            parse_origins(r#"[{"name":"a","url":"https://a","max_concurrency":-1}]"#),
+            Err(OriginError::Shape { .. })
+        ));
     }
 
     #[test]

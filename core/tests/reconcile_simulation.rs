@@ -651,7 +651,21 @@ impl World {
                             };
                             run.handle_answer(answer, None, now)
                         }
-                        run::Step::ReportHealth(_) | run::Step::Publish(_) => Ok(()),
+                        run::Step::ReportHealth(_)
+                        | run::Step::Publish(_)
+                        | run::Step::ReleaseGate { .. } => Ok(()),
+                        // Its origins have no limits; a gate would grant at once.
+                        run::Step::AskGate { .. } => run
+                            .handle_gate(
+                                Some(didit_edge_core::origin_gate::Answer::Go(
+                                    didit_edge_core::origin_gate::Lease {
+                                        id: 1,
+                                        expires_at: now.plus_ms(60_000),
+                                    },
+                                )),
+                                now,
+                            )
+                            .map(drop),
                         run::Step::PushIndex { .. } => run.handle_index_pushed(inbox, true, now),
                         run::Step::Done(finished) => break finished.handed_over.is_some(),
                     };

@@ -18,6 +18,10 @@
 //!   timestamp, distinct events in the same second, events out of order, duplicates racing;
 //! - origins answer 2xx, 5xx, 4xx, redirects, aborts, `Retry-After`, time out, refuse
 //!   connections, and go through outages that end;
+//! - limited origins (`max_concurrency`, `max_per_second`, the same per name for the whole
+//!   run) are asked through production's gate machine ([`didit_edge_core::origin_gate`]),
+//!   whose object may be unreachable, crash (restored from its fence), lose its answer or a
+//!   release, or answer after any delay; leases left behind expire;
 //! - an inbox crashes between any two changes it writes (its memory and every await in flight
 //!   are dropped, and it is restored from what was written), a waiting run is cancelled (an
 //!   alarm's wall-clock limit), alarm runs fail or find the settings broken, settings change
@@ -29,7 +33,12 @@
 //! After every step the invariants are checked: a delivery answered 200 is stored; no event
 //! reaches an origin under two webhook-ids; no copy an origin took (2xx) is sent again unless
 //! the object lost the run's memory in between (a crash, a cancelled run, a run taken over) or
-//! an operator replayed it, so runs never overlap; each consumer gets a subject's events in the order
+//! an operator replayed it, so runs never overlap; a limited origin never has more than its
+//! `max_concurrency` requests in flight (a request counts from its start until the run has its
+//! answer, or at the latest its origin's timeout), its gate's grants are at least its interval
+//! apart and at most `⌈(W + GRANT_FRESH_MS) / interval⌉` requests start in any window of `W`
+//! (1 s and 10 s checked); a copy's failure count grows only with an attempt recorded, so
+//! waiting for a turn never spends a retry; each consumer gets a subject's events in the order
 //! Didit created them (with the hold rule); no payload is dropped while a consumer may still
 //! need it; a dead letter appears only once the schedule is used up or an origin aborted. At
 //! the end, with the faults stopped, every accepted event reaches each of its consumers or is
@@ -61,7 +70,8 @@ use didit_edge_core::inbox::{
 use didit_edge_core::intake::Identified;
 use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
-use didit_edge_core::origin::parse_origins;
+use didit_edge_core::origin::{parse_origins, Origin, PerSecond};
+use didit_edge_core::origin_gate::{Answer, OriginGate, GRANT_FRESH_MS};
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::reconcile::api::{SessionKind, SessionRow};
 use didit_edge_core::reconcile::event::from_decision;
@@ -178,8 +188,10 @@ struct Suspended {
 enum Awaiting {
     /// The breakers it read, and the subrequests that took.
     Health(BTreeMap<String, BreakerState>, u32),
-    /// An origin's answer.
-    Answer(AttemptResult, Option<u64>),
+    /// An origin's answer, and the request's index in [`World::flights`].
+    Answer(AttemptResult, Option<u64>, usize),
+    /// A limited origin's gate answered (`None`: it could not be asked, or its answer was lost).
+    Gate(Option<Answer>),
     /// A health report or a publish: nothing comes back.
     Nothing,
     /// Whether the dead-letter index took the changes.
@@ -188,6 +200,27 @@ enum Awaiting {
 
 /// A crash cuts a step short after this many changes were written.
 struct Crashed;
+
+/// One limited origin's gate object: production's machine in its memory (none after a crash),
+/// and the fence in its storage.
+#[derive(Default)]
+struct SimGate {
+    machine: Option<OriginGate>,
+    fence: Option<UnixMs>,
+    /// When it last granted a turn.
+    last_grant: Option<i64>,
+}
+
+/// One request to an origin: from its start until its answer was handed to the run, or at the
+/// latest its origin's timeout (production's fetch gives up then, whatever the run does).
+struct SimFlight {
+    origin: String,
+    start: i64,
+    end: i64,
+}
+
+/// An origin's limits in a simulated world: `max_concurrency`, `max_per_second`.
+type SimLimits = (Option<u32>, Option<f64>);
 
 struct World {
     rng: Rng,
@@ -247,6 +280,33 @@ struct World {
     secrets: WebhookSecrets,
     /// Consumers any configuration has had: kept in the last one so nothing ends with no origin.
     consumers_seen: BTreeSet<String>,
+    /// The limits of each limited origin, by name, the same in every configuration.
+    limits: BTreeMap<String, SimLimits>,
+    /// The limited origins' gates.
+    gates: BTreeMap<String, SimGate>,
+    /// Every request to a limited origin.
+    flights: Vec<SimFlight>,
+    /// Turns the gates handed out: granted, and told to wait.
+    grants: u64,
+    waits: u64,
+    /// By `max_concurrency`: the most requests an origin with it had in flight at once.
+    peaks: BTreeMap<u32, u32>,
+}
+
+/// Names every configuration may use, including the final ones.
+const ORIGIN_NAMES: [&str; 9] = [
+    "aws", "gcp", "crm", "azure", "fraud", "final-0", "final-1", "final-2", "final-3",
+];
+
+/// `origins` with the world's limits on those it limits.
+fn limited(mut origins: Vec<Origin>, limits: &BTreeMap<String, SimLimits>) -> Vec<Origin> {
+    for origin in &mut origins {
+        if let Some((concurrency, rate)) = limits.get(&origin.name) {
+            origin.max_concurrency = *concurrency;
+            origin.max_per_second = rate.map(PerSecond);
+        }
+    }
+    origins
 }
 
 const ORIGIN_SETS: [&str; 3] = [
@@ -273,7 +333,19 @@ const STATUSES: [&str; 5] = [
 impl World {
     fn new(seed: u64) -> Self {
         let mut rng = Rng(seed);
-        let origins = parse_origins(rng.pick::<&str>(&ORIGIN_SETS)).expect("valid origins");
+        let mut limits = BTreeMap::new();
+        for name in ORIGIN_NAMES {
+            if rng.chance(50) {
+                let concurrency = rng.chance(70).then(|| 1 + rng.below(3) as u32);
+                let rate = (concurrency.is_none() || rng.chance(50))
+                    .then(|| *rng.pick(&[0.5, 2.0, 5.0, 20.0]));
+                limits.insert(name.to_string(), (concurrency, rate));
+            }
+        }
+        let origins = limited(
+            parse_origins(rng.pick::<&str>(&ORIGIN_SETS)).expect("valid origins"),
+            &limits,
+        );
         let retry_schedule = RetrySchedule::parse(rng.pick::<&str>(&SCHEDULES))
             .expect("valid")
             .with_jitter_percent(20);
@@ -334,16 +406,24 @@ impl World {
             next_uid: 1,
             secrets: WebhookSecrets::parse(SECRET).expect("secret"),
             consumers_seen: BTreeSet::new(),
+            limits,
+            gates: BTreeMap::new(),
+            flights: Vec::new(),
+            grants: 0,
+            waits: 0,
+            peaks: BTreeMap::new(),
             rng,
         };
         world.note_consumers();
         world
     }
 
-    /// New settings, in force from now on; runs under way keep theirs.
+    /// New settings, in force from now on; runs under way keep theirs. Limited origins keep
+    /// their limits.
     fn change_settings(&mut self, change: impl FnOnce(&mut DeliveryConfig, &mut Rng)) {
         let mut settings = self.settings.clone();
         change(&mut settings, &mut self.rng);
+        settings.origins = limited(settings.origins, &self.limits);
         self.settings = Box::leak(Box::new(settings));
         self.note_consumers();
     }
@@ -842,9 +922,12 @@ impl World {
                 let now = UnixMs(self.now);
                 let handled = match answer {
                     Awaiting::Health(snapshot, used) => run.handle_health(&snapshot, used),
-                    Awaiting::Answer(result, retry_after) => {
+                    Awaiting::Answer(result, retry_after, flight) => {
+                        let flight = &mut self.flights[flight];
+                        flight.end = flight.end.min(self.now);
                         run.handle_answer(result, retry_after, now)
                     }
+                    Awaiting::Gate(answer) => run.handle_gate(answer, now).map(drop),
                     Awaiting::Nothing => Ok(()),
                     Awaiting::Index(pushed) => self.run_step(name, ticket, |inbox| {
                         run.handle_index_pushed(inbox, pushed, now)
@@ -882,7 +965,17 @@ impl World {
                     continue;
                 }
                 Step::ReadHealth { may_fetch } => self.read_health(may_fetch),
+                Step::AskGate { origin, limits } => {
+                    let answer = self.ask_gate(&origin.name, limits);
+                    self.log(format!("gate of {} answers {answer:?}", origin.name));
+                    Awaiting::Gate(answer)
+                }
+                Step::ReleaseGate { origin, lease } => {
+                    self.release_gate(&origin.name, lease);
+                    Awaiting::Nothing
+                }
                 Step::Post { origin, id, .. } => {
+                    let flight = self.start_flight(origin);
                     let (result, retry_after, took) = self.answer(
                         &origin.name,
                         &id,
@@ -898,7 +991,7 @@ impl World {
                     if matches!(result, AttemptResult::Status(204)) {
                         self.note_delivered(name, &id, origin.consumer());
                     }
-                    Awaiting::Answer(result, retry_after)
+                    Awaiting::Answer(result, retry_after, flight)
                 }
                 Step::ReportHealth(report) => {
                     // The shared breaker takes the report, and so does this isolate's copy.
@@ -925,6 +1018,121 @@ impl World {
             }
             *awaiting = Some(answer);
         }
+    }
+
+    /// A limited origin's gate object takes an ask, as `edge-worker/src/origin_gate.rs` does:
+    /// restored from its fence if it lost its memory, the fence written before the answer
+    /// leaves. The gate may be unreachable, crash before the ask, or its answer be lost.
+    fn ask_gate(
+        &mut self,
+        name: &str,
+        limits: didit_edge_core::origin_gate::GateLimits,
+    ) -> Option<Answer> {
+        let now = UnixMs(self.now);
+        if self.faults && self.rng.chance(4) {
+            return None;
+        }
+        let seed = self.rng.next();
+        let crash = self.faults && self.rng.chance(3);
+        let lost = self.faults && self.rng.chance(4);
+        let gate = self.gates.entry(name.to_string()).or_default();
+        if crash {
+            gate.machine = None;
+        }
+        let fence = gate.fence;
+        let machine = gate
+            .machine
+            .get_or_insert_with(|| OriginGate::restore(fence, seed));
+        let asked = machine.ask(limits, now);
+        if let Some(fence) = asked.fence {
+            gate.fence = Some(fence);
+        }
+        match asked.answer {
+            Answer::Go(_) => {
+                if let (Some(last), Some(interval)) = (gate.last_grant, limits.interval_ms) {
+                    assert!(
+                        now.0 - last >= interval as i64,
+                        "{name}'s gate granted at {} and {}, less than {interval} ms apart",
+                        last,
+                        now.0
+                    );
+                }
+                gate.last_grant = Some(now.0);
+                self.grants += 1;
+            }
+            Answer::Wait(at) => {
+                assert!(
+                    at > now,
+                    "{name}'s gate said to wait until {at}, not after now"
+                );
+                self.waits += 1;
+            }
+        }
+        (!lost).then_some(asked.answer)
+    }
+
+    /// A lease goes back to its gate (or the release is lost, or finds the gate restarted).
+    fn release_gate(&mut self, name: &str, lease: u64) {
+        if self.faults && self.rng.chance(10) {
+            return;
+        }
+        let now = UnixMs(self.now);
+        if let Some(machine) = self
+            .gates
+            .get_mut(name)
+            .and_then(|gate| gate.machine.as_mut())
+        {
+            machine.release(lease, now);
+        }
+    }
+
+    /// A request to `origin` starts now: for a limited origin, at most `max_concurrency` are
+    /// in flight with it, and at most `⌈(W + GRANT_FRESH_MS) / interval⌉` start in any window
+    /// of W ms (its grants are an interval apart, each request starts within GRANT_FRESH_MS of
+    /// its grant). Returns its index in [`World::flights`].
+    fn start_flight(&mut self, origin: &Origin) -> usize {
+        let now = self.now;
+        let index = self.flights.len();
+        self.flights.push(SimFlight {
+            origin: origin.name.clone(),
+            start: now,
+            end: now + i64::from(origin.timeout_ms),
+        });
+        let Some(limits) = origin.limits() else {
+            return index;
+        };
+        let same = || {
+            self.flights
+                .iter()
+                .filter(move |flight| flight.origin == origin.name)
+        };
+        if let Some(max) = limits.max_concurrency {
+            let in_flight = same()
+                .filter(|flight| flight.start <= now && now < flight.end)
+                .count() as u32;
+            assert!(
+                in_flight <= max,
+                "{} requests in flight with {}, whose max_concurrency is {max}",
+                in_flight,
+                origin.name
+            );
+            let peak = self.peaks.entry(max).or_default();
+            *peak = (*peak).max(in_flight);
+        }
+        if let Some(interval) = limits.interval_ms {
+            for window in [1_000, 10_000] {
+                let started = same()
+                    .filter(|flight| flight.start > now - window && flight.start <= now)
+                    .count() as u64;
+                let bound = (window as u64 + GRANT_FRESH_MS).div_ceil(interval);
+                assert!(
+                    started <= bound,
+                    "{started} requests to {} started within {window} ms; its interval is {interval} ms, so at most {bound} may",
+                    origin.name
+                );
+            }
+        }
+        index
     }
 
     /// The breakers as production's health adapter reads them, through the core's isolate
@@ -1507,6 +1715,20 @@ fn apply(store: &mut Stored, change: Change, retries: u32) {
             }
             // Each attempt is recorded in the copy's own history, written with its state.
             let attempts_before = store.copies.get(&key).map_or(0, |old| old.history.attempts);
+            // Waiting (for a gate's turn, a breaker) is never a failure: the count grows only
+            // with an attempt that was recorded.
+            if let (
+                Some(CopyState::Pending {
+                    failures: before, ..
+                }),
+                CopyState::Pending { failures, .. },
+            ) = (store.copies.get(&key).map(|old| old.state), copy.state)
+            {
+                assert!(
+                    failures <= before || copy.history.attempts > attempts_before,
+                    "{key:?}: a failure counted with no attempt recorded"
+                );
+            }
             if let Some(added) = copy.history.attempts.checked_sub(attempts_before) {
                 if added > 0 {
                     *store.attempt_batches.entry(key.clone()).or_default() += added;
@@ -1681,6 +1903,9 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
     let mut claim_runs = 0;
     let mut busy_alarms = 0;
     let mut vacated = 0;
+    let mut grants = 0;
+    let mut waits = 0;
+    let mut peaks: BTreeMap<u32, u32> = BTreeMap::new();
     let runs = seeds.len();
     for seed in seeds {
         match run(seed, steps) {
@@ -1696,6 +1921,12 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
                 claim_runs += world.claim_runs;
                 busy_alarms += world.busy_alarms;
                 vacated += world.vacated;
+                grants += world.grants;
+                waits += world.waits;
+                for (max, peak) in world.peaks {
+                    let most = peaks.entry(max).or_default();
+                    *most = (*most).max(peak);
+                }
             }
             Err(report) => panic!("{report}"),
         }
@@ -1707,7 +1938,13 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
             && delivered > 0
             && claim_runs > 0
             && (runs < 10
-                || (dead > 0 && suspended > 0 && reconciled > 0 && busy_alarms > 0 && vacated > 0)),
+                || (dead > 0
+                    && suspended > 0
+                    && reconciled > 0
+                    && busy_alarms > 0
+                    && vacated > 0
+                    && grants > 0
+                    && waits > 0)),
         "{events} events, {delivered} deliveries, {dead} dead letters, {suspended} runs left \
          waiting at an await, {reconciled} reconciled results taken, {claim_runs} runs started \
          by claims, {busy_alarms} alarms finding a run going on"
@@ -1718,7 +1955,8 @@ fn nothing_accepted_is_lost_duplicated_or_reordered_under_faults() {
          at an await, {reconciled} reconciled results taken ({rematched} webhooks taken anew \
          after the result they matched was forgotten), {claim_runs} runs started by claims, \
          {busy_alarms} alarms finding a run going on, {redelivered} copies sent again after a \
-         crash, cancellation or take-over, {vacated} inboxes released their storage; every \
-         invariant held"
+         crash, cancellation or take-over, {vacated} inboxes released their storage, \
+         {grants} turns granted and {waits} waits told by limited origins' gates (most in \
+         flight at once, by max_concurrency: {peaks:?}); every invariant held"
     );
 }

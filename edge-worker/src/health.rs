@@ -47,6 +47,8 @@ pub(crate) type Snapshot = didit_edge_core::health::Snapshot;
 pub struct Health {
     state: State,
     env: Env,
+    /// The gate's memory, in an instance named `gate:<origin>` (unused in `global`).
+    gate: crate::origin_gate::Memory,
 }
 
 impl Health {
@@ -215,7 +217,12 @@ impl DurableObject for Health {
         objects::create_tables(&state, "health", SCHEMA);
         objects::create_tables(&state, "health", METRICS_SCHEMA);
         objects::create_tables(&state, "health", PROBES_SCHEMA);
-        Self { state, env }
+        objects::create_tables(&state, "health", crate::origin_gate::SCHEMA);
+        Self {
+            state,
+            env,
+            gate: crate::origin_gate::Memory::default(),
+        }
     }
 
     async fn fetch(&self, mut request: Request) -> Result<Response> {
@@ -224,6 +231,10 @@ impl DurableObject for Health {
                 let Reported(report) = objects::message(&mut request).await?;
                 self.record(report).await?;
                 http::json(200, "{}".into())
+            }
+            Some(call @ (HealthCall::GateAsk | HealthCall::GateRelease)) => {
+                let body = request.text().await?;
+                crate::origin_gate::answer(&self.state, &self.gate, call, &body)
             }
             Some(call) => {
                 // Both carry the caller's metrics flush.

@@ -24,6 +24,7 @@ mod http;
 mod inbox;
 mod objects;
 mod origin;
+mod origin_gate;
 mod reconciler;
 mod rows;
 mod settings;

@@ -84,7 +84,8 @@ object_calls! {
 }
 
 object_calls! {
-    /// The calls of the `Health` object ([`GLOBAL`]).
+    /// The calls of the `Health` object ([`GLOBAL`]), and of each limited origin's gate
+    /// (`gate:<origin>`, an instance of the same class: `origin_gate`).
     HealthCall on "HEALTH" {
         /// One outcome (`health::Report`).
         Report = "/report",
@@ -92,6 +93,11 @@ object_calls! {
         Snapshot = "/snapshot",
         /// Delivery per origin (the caller's metrics flush → `admin::MetricsView`).
         Metrics = "/metrics",
+        /// A limited origin's gate (the object `gate:<origin>`): a turn
+        /// (`origin_gate::GateLimits` → `origin_gate::Answer`, hand-written arrays).
+        GateAsk = "/gate/ask",
+        /// A limited origin's gate: a lease back (`[id]`).
+        GateRelease = "/gate/release",
     }
 }
 

@@ -356,3 +356,30 @@ fn a_probe_is_healthy_only_on_a_2xx() {
         assert_eq!(result.probe_signal(), healthy, "{result:?}");
     }
 }
+
+#[test]
+fn a_busy_origin_is_skipped_and_an_attempt_that_sent_nothing_is_deferred() {
+    let (a, b) = (origin("a"), origin("b"));
+    // Both busy: nothing sent, no retry spent, back at the earliest turn.
+    let mut plan = Plan::new(vec![&a, &b], NONE, closed, 1_000);
+    assert_eq!(plan.peek().map(|o| o.name.as_str()), Some("a"));
+    assert!(plan.next_origin(1_000).is_some());
+    plan.busy(9_000);
+    assert!(plan.next_origin(1_000).is_some());
+    plan.busy(4_000);
+    assert!(plan.next_origin(1_000).is_none());
+    let (verdict, log) = plan.finish();
+    assert_eq!(verdict, Verdict::Deferred { until_ms: 4_000 });
+    assert!(log.is_empty());
+    // The first busy, the second tried and failed: the attempt failed, as when a breaker is
+    // open and the rest fail.
+    let mut plan = Plan::new(vec![&a, &b], NONE, closed, 1_000);
+    plan.next_origin(1_000);
+    plan.busy(9_000);
+    let second = plan.next_origin(1_000).expect("b");
+    plan.sending(1_500);
+    plan.record(second, AttemptResult::Status(503), 1_600);
+    let (verdict, log) = plan.finish();
+    assert_eq!(verdict, Verdict::Failed);
+    assert_eq!(log[0].latency_ms, Some(100));
+}

@@ -23,6 +23,7 @@ use crate::config::DeliveryConfig;
 use crate::health::{report_changes_nothing, BreakerState, Report};
 use crate::intake::Identified;
 use crate::origin::Origin;
+use crate::origin_gate::{Answer, GateLimits, Lease, GATE_RETRY_MS, GRANT_FRESH_MS};
 use crate::rejection::Rejection;
 use crate::route::{origins_for, SplitMix64};
 use crate::secret::SigningSecrets;
@@ -42,6 +43,9 @@ pub const SUBREQUESTS_PER_ORIGIN: u32 = 2;
 /// Subrequests kept back in every run for the dead-letter index, which must hear of every
 /// dead letter.
 pub const INDEX_RESERVE: u32 = 1;
+/// Subrequests a limited origin costs an attempt on top of [`SUBREQUESTS_PER_ORIGIN`]: asking
+/// its gate, and releasing the lease. An unlimited origin never costs them.
+pub const GATE_SUBREQUESTS: u32 = 2;
 /// Most attempts a dead letter's listing shows (the latest); the inbox keeps them all.
 pub const LISTED_ATTEMPTS: usize = 100;
 
@@ -101,6 +105,22 @@ pub enum Step<'c> {
         secrets: &'c SigningSecrets,
         /// The event id: the `webhook-id`.
         id: String,
+    },
+    /// Ask `origin`'s gate for a turn under `limits` and hand the answer to
+    /// [`Run::handle_gate`]. Only an origin with limits is ever asked about.
+    AskGate {
+        /// The limited origin (its gate is named by its name).
+        origin: &'c Origin,
+        /// What its gate applies.
+        limits: GateLimits,
+    },
+    /// Give a lease back to `origin`'s gate (no answer needed: a release that fails is only
+    /// logged, and the lease expires on its own).
+    ReleaseGate {
+        /// The limited origin.
+        origin: &'c Origin,
+        /// The lease's id.
+        lease: u64,
     },
     /// Tell the shared breakers (no answer needed: a report that fails is only logged).
     ReportHealth(Report),
@@ -189,6 +209,7 @@ pub fn begin(
         phase: Phase::Start,
         queued: VecDeque::new(),
         payload: String::new(),
+        gate_trouble: false,
     }))
 }
 
@@ -229,9 +250,31 @@ enum Stage<'c> {
     /// Sending, origin by origin.
     Sending {
         plan: Plan<'c>,
-        /// The origin asked to POST to, until its answer comes.
-        in_flight: Option<&'c Origin>,
+        /// The origin being sent to (its gate asked, its turn granted, or the POST asked
+        /// for), until its answer comes.
+        in_flight: Option<Flight<'c>>,
     },
+}
+
+/// The origin an attempt is at, and where its turn stands.
+#[derive(Clone, Copy, Debug)]
+struct Flight<'c> {
+    origin: &'c Origin,
+    turn: Turn,
+}
+
+/// Where a request stands with its origin's gate.
+#[derive(Clone, Copy, Debug)]
+enum Turn {
+    /// The gate was asked at `asked_at`; its answer is awaited.
+    Asking {
+        asked_at: UnixMs,
+        limits: GateLimits,
+    },
+    /// The gate granted `lease` to the ask made at `asked_at`; the POST is next.
+    Granted { lease: Lease, asked_at: UnixMs },
+    /// The POST was asked for (under `lease`, for a limited origin); its answer is awaited.
+    Posted { lease: Option<Lease> },
 }
 
 /// One alarm run; see the module's documentation.
@@ -250,6 +293,8 @@ pub struct Run<'c> {
     queued: VecDeque<Step<'c>>,
     /// The payload of the attempt in progress.
     payload: String,
+    /// A gate could not be asked during this run (logged once a run).
+    gate_trouble: bool,
 }
 
 impl<'c> Run<'c> {
@@ -289,15 +334,39 @@ impl<'c> Run<'c> {
                     }
                     Stage::Payload => return Step::ReadPayload(attempt.delivery.seq),
                     Stage::Sending { plan, in_flight } => {
-                        if let Some(origin) = *in_flight {
-                            // Asked again before the answer: the same POST is still owed.
-                            return Step::Post {
+                        // Asked again before the answer: the same step is still owed.
+                        match *in_flight {
+                            Some(Flight {
                                 origin,
-                                secrets: self.settings.signing_secrets_for(origin),
-                                id: attempt.delivery.id.clone(),
-                            };
+                                turn: Turn::Posted { .. },
+                            }) => {
+                                return Step::Post {
+                                    origin,
+                                    secrets: self.settings.signing_secrets_for(origin),
+                                    id: attempt.delivery.id.clone(),
+                                }
+                            }
+                            Some(Flight {
+                                origin,
+                                turn: Turn::Asking { limits, .. },
+                            }) => return Step::AskGate { origin, limits },
+                            _ => {}
                         }
-                        match inbox.standing(&attempt.delivery, &policy) {
+                        let standing = inbox.standing(&attempt.delivery, &policy);
+                        if !matches!(standing, Standing::Next) {
+                            // A turn granted and not used goes back at once.
+                            if let Some(Flight {
+                                origin,
+                                turn: Turn::Granted { lease, .. },
+                            }) = in_flight.take()
+                            {
+                                self.queued.push_back(Step::ReleaseGate {
+                                    origin,
+                                    lease: lease.id,
+                                });
+                            }
+                        }
+                        match standing {
                             Standing::Next => {}
                             // Settled while an origin was tried (an erasure): no origin gets
                             // it any more, and nothing is recorded.
@@ -309,11 +378,59 @@ impl<'c> Run<'c> {
                             // An earlier event came first meanwhile: it goes first.
                             Standing::Overtaken => plan.stop(now.0),
                         }
-                        if plan.remaining() > 0 && !self.budget.take(1) {
+                        if let Some(Flight {
+                            origin,
+                            turn: Turn::Granted { lease, asked_at },
+                        }) = *in_flight
+                        {
+                            // The request starts within GRANT_FRESH_MS of its ask, or not at
+                            // all: the rate the gate keeps is then the rate the origin sees,
+                            // and the request ends before its lease can expire.
+                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 {
+                                *in_flight = Some(Flight {
+                                    origin,
+                                    turn: Turn::Posted { lease: Some(lease) },
+                                });
+                                plan.sending(now.0);
+                                return Step::Post {
+                                    origin,
+                                    secrets: self.settings.signing_secrets_for(origin),
+                                    id: attempt.delivery.id.clone(),
+                                };
+                            }
+                            *in_flight = None;
+                            plan.busy(now.plus_ms(GATE_RETRY_MS).0);
+                            self.queued.push_back(Step::ReleaseGate {
+                                origin,
+                                lease: lease.id,
+                            });
+                        }
+                        // A limited origin also costs asking its gate and releasing the lease.
+                        let cost = plan.peek().map_or(0, |next| {
+                            1 + if next.limits().is_some() {
+                                GATE_SUBREQUESTS
+                            } else {
+                                0
+                            }
+                        });
+                        if cost > 0 && !self.budget.take(cost) {
                             plan.stop(now.0);
                         }
                         if let Some(origin) = plan.next_origin(now.0) {
-                            *in_flight = Some(origin);
+                            if let Some(limits) = origin.limits() {
+                                *in_flight = Some(Flight {
+                                    origin,
+                                    turn: Turn::Asking {
+                                        asked_at: now,
+                                        limits,
+                                    },
+                                });
+                                return Step::AskGate { origin, limits };
+                            }
+                            *in_flight = Some(Flight {
+                                origin,
+                                turn: Turn::Posted { lease: None },
+                            });
                             return Step::Post {
                                 origin,
                                 secrets: self.settings.signing_secrets_for(origin),
@@ -433,9 +550,20 @@ impl<'c> Run<'c> {
         let Stage::Sending { plan, in_flight } = &mut attempt.stage else {
             return Err(RunError::OutOfStep);
         };
-        let Some(origin) = in_flight.take() else {
+        let Some(Flight {
+            origin,
+            turn: Turn::Posted { lease },
+        }) = *in_flight
+        else {
             return Err(RunError::OutOfStep);
         };
+        *in_flight = None;
+        if let Some(lease) = lease {
+            self.queued.push_back(Step::ReleaseGate {
+                origin,
+                lease: lease.id,
+            });
+        }
         if let Some(up) = result.health_signal() {
             let last_seen = attempt.health.get(&origin.name).copied();
             // Only a report that moves the breaker is worth a subrequest, and only while the
@@ -458,6 +586,45 @@ impl<'c> Run<'c> {
         }
         plan.record(origin, result, now.0);
         Ok(())
+    }
+
+    /// The gate's answer to [`Step::AskGate`] at `now` (`None`: the gate could not be asked,
+    /// was too slow, or answered something unreadable). A turn granted is used by the next
+    /// POST; a turn later, or no answer, makes the origin busy for this attempt: it is skipped
+    /// like an origin whose breaker is open, never failed, never sent to without a grant.
+    /// Returns `true` for the first unanswered ask of this run, which is worth a log line.
+    pub fn handle_gate(&mut self, answer: Option<Answer>, now: UnixMs) -> Result<bool, RunError> {
+        let Phase::Attempting(attempt) = &mut self.phase else {
+            return Err(RunError::OutOfStep);
+        };
+        let Stage::Sending { plan, in_flight } = &mut attempt.stage else {
+            return Err(RunError::OutOfStep);
+        };
+        let Some(Flight {
+            origin,
+            turn: Turn::Asking { asked_at, .. },
+        }) = *in_flight
+        else {
+            return Err(RunError::OutOfStep);
+        };
+        *in_flight = None;
+        match answer {
+            Some(Answer::Go(lease)) => {
+                *in_flight = Some(Flight {
+                    origin,
+                    turn: Turn::Granted { lease, asked_at },
+                });
+                Ok(false)
+            }
+            Some(Answer::Wait(until)) => {
+                plan.busy(until.0);
+                Ok(false)
+            }
+            None => {
+                plan.busy(now.plus_ms(GATE_RETRY_MS).0);
+                Ok(!core::mem::replace(&mut self.gate_trouble, true))
+            }
+        }
     }
 
     /// The answer to [`Step::PushIndex`]: `true` when the index took the changes.
@@ -553,6 +720,11 @@ impl<'c> Run<'c> {
         self.phase = Phase::Done;
         let policy = self.settings.inbox_policy();
         inbox.handle_timeout(&policy, now);
+        // A lease given back as the run ended (a grant that came too late, a copy settled
+        // meanwhile) still goes back before the run is over.
+        if let Some(step) = self.queued.pop_front() {
+            return step;
+        }
         let finished = if self.handed_over {
             Finished {
                 wake_at: Some(now),

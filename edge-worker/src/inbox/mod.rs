@@ -522,6 +522,22 @@ impl Object {
                 run.handle_answer(result, retry_after, now)
                     .map_err(run_failed)?;
             }
+            Step::AskGate { origin, limits } => {
+                let answer = crate::origin_gate::ask(&self.env, &origin.name, limits).await;
+                let first_trouble = run
+                    .handle_gate(answer.as_ref().ok().copied(), UnixMs(now_ms()))
+                    .map_err(run_failed)?;
+                if let (true, Err(error)) = (first_trouble, &answer) {
+                    // Once a run: the copy waits and is asked about again, never sent.
+                    console_error!(
+                        "origin {}: its gate could not be asked, its copies wait: {error}",
+                        origin.name
+                    );
+                }
+            }
+            Step::ReleaseGate { origin, lease } => {
+                crate::origin_gate::release(&self.env, &origin.name, lease).await;
+            }
             Step::ReportHealth(report) => health::report(&self.env, &report).await,
             Step::Publish(update) => stream::publish(&self.env, &update).await,
             Step::PushIndex {
