@@ -43,6 +43,7 @@ pub mod cloudevent;
 pub mod config;
 pub mod dead_letter_index;
 pub mod delivery;
+pub mod dropin;
 pub mod endpoint;
 pub mod envelope;
 pub mod event_type;

@@ -44,6 +44,16 @@ impl Eq for SecretBytes {}
 pub struct WebhookSecret(SecretBytes);
 
 impl WebhookSecret {
+    /// One Didit-style secret, as a didit-format origin's `signing_secret` holds it: the
+    /// string (trimmed) is the key, so a comma means a list and is refused.
+    pub fn parse_one(text: &str) -> Result<Self, SecretError> {
+        let mut list = WebhookSecrets::parse(text)?.0;
+        match (list.pop(), list.is_empty()) {
+            (Some(secret), true) => Ok(secret),
+            _ => Err(SecretError::NotOne),
+        }
+    }
+
     /// The HMAC key.
     pub fn key(&self) -> &[u8] {
         self.0.expose()
@@ -63,6 +73,9 @@ pub enum SecretError {
     Empty,
     /// One of the comma-separated entries is blank (a stray comma); the 1-based position is given.
     BlankEntry(usize),
+    /// A list where exactly one secret is allowed: a didit-format origin's secret (Didit's
+    /// headers carry one signature each, and Didit's SDK verifies with one secret).
+    NotOne,
     /// One entry of a list of signing secrets is unusable (1-based position).
     Signing {
         /// Which entry.
@@ -105,6 +118,9 @@ impl fmt::Display for SecretError {
         match self {
             Self::Empty => f.write_str("is empty"),
             Self::BlankEntry(at) => write!(f, "entry {at} of the comma-separated list is blank"),
+            Self::NotOne => f.write_str(
+                "lists several secrets; a didit-format origin is signed with exactly one",
+            ),
             Self::Signing { entry, error } => write!(f, "entry {entry} {error}"),
         }
     }

@@ -117,6 +117,28 @@ impl<'a> CanonicalJson<'a> {
         }
     }
 
+    /// Sets the top-level member `key` to the integer written `digits` (which must be a JSON
+    /// integer), replacing every member of that name or adding one. The drop-in format uses it
+    /// to date each attempt; `false` when the body is not an object (nothing is changed).
+    pub fn set_top_level_integer(&mut self, key: &'a str, digits: &'a str) -> bool {
+        self.set_top_level(key, Node::Number(digits))
+    }
+
+    /// Sets the top-level member `key` to the string `text`, as
+    /// [`Self::set_top_level_integer`] does.
+    pub fn set_top_level_string(&mut self, key: &'a str, text: &'a str) -> bool {
+        self.set_top_level(key, Node::String(Cow::Borrowed(text)))
+    }
+
+    fn set_top_level(&mut self, key: &'a str, value: Node<'a>) -> bool {
+        let Node::Object(members) = &mut self.root else {
+            return false;
+        };
+        members.retain(|(name, _)| name != key);
+        members.push((Cow::Borrowed(key), value));
+        true
+    }
+
     /// Writes the canonical form.
     pub fn to_string(&self, non_ascii: NonAscii) -> String {
         let mut out = String::with_capacity(self.body_len);
