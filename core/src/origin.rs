@@ -56,9 +56,26 @@ pub struct Origin {
     #[serde(default)]
     pub health_url: Option<String>,
     /// The name of a secret (`whsec_…`, or several comma-separated during a rotation) that
-    /// signs what this origin receives, instead of `ORIGIN_SIGNING_SECRET`.
+    /// signs what this origin receives, instead of `ORIGIN_SIGNING_SECRET`. Required with
+    /// `"format": "didit"`, where it names a Didit-style secret (any string, used as is).
     #[serde(default)]
     pub signing_secret: Option<String>,
+    /// What the origin receives: a signed CloudEvent (default), or Didit's own webhook,
+    /// re-signed the way Didit signs (`"didit"`), for apps that verify with Didit's SDK.
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// What an origin receives.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// CloudEvents 1.0 structured mode, signed per Standard Webhooks (docs/origins.md).
+    #[default]
+    Cloudevents,
+    /// Didit's webhook body and headers (`X-Signature`, `X-Signature-V2`,
+    /// `X-Signature-Simple`, `X-Timestamp`), re-signed at each attempt ([`crate::dropin`]).
+    Didit,
 }
 
 fn default_weight() -> u32 {
@@ -145,6 +162,9 @@ pub enum OriginError {
     },
     /// An origin names an empty `signing_secret`.
     EmptySigningSecretName(String),
+    /// An origin of `"format": "didit"` names no `signing_secret`: the default
+    /// `ORIGIN_SIGNING_SECRET` is a `whsec_` key for Standard Webhooks, not a Didit-style one.
+    DiditFormatWithoutSecret(String),
 }
 
 impl fmt::Display for OriginError {
@@ -192,6 +212,10 @@ impl fmt::Display for OriginError {
             Self::EmptySigningSecretName(name) => {
                 write!(f, "origin `{name}` has an empty signing_secret name")
             }
+            Self::DiditFormatWithoutSecret(name) => write!(
+                f,
+                "origin `{name}` has format `didit` but no signing_secret naming its Didit-style secret"
+            ),
         }
     }
 }
@@ -265,6 +289,9 @@ fn check(origin: &Origin, position: usize) -> Result<(), OriginError> {
         .is_some_and(|secret| secret.trim().is_empty())
     {
         return Err(OriginError::EmptySigningSecretName(name()));
+    }
+    if origin.format == Format::Didit && origin.signing_secret.is_none() {
+        return Err(OriginError::DiditFormatWithoutSecret(name()));
     }
     if !(1..=MAX_TIMEOUT_MS).contains(&origin.timeout_ms) {
         return Err(OriginError::Timeout {
@@ -368,8 +395,36 @@ mod tests {
                 r#"[{"name":"a","url":"https://a","signing_secret":""}]"#,
                 OriginError::EmptySigningSecretName("a".into()),
             ),
+            (
+                r#"[{"name":"a","url":"https://a","format":"didit"}]"#,
+                OriginError::DiditFormatWithoutSecret("a".into()),
+            ),
         ] {
             assert_eq!(parse_origins(bad), Err(error), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_format_is_cloudevents_unless_didit_is_named() {
+        let origins = parse_origins(
+            r#"[{"name":"a","url":"https://a"},
+                {"name":"b","url":"https://b","format":"cloudevents"},
+                {"name":"c","url":"https://c","format":"didit","signing_secret":"C_SECRET"}]"#,
+        )
+        .expect("valid");
+        let formats: Vec<Format> = origins.iter().map(|o| o.format).collect();
+        assert_eq!(
+            formats,
+            [Format::Cloudevents, Format::Cloudevents, Format::Didit]
+        );
+        for bad in ["Didit", "svix", ""] {
+            let json = format!(
+                r#"[{{"name":"a","url":"https://a","format":"{bad}","signing_secret":"S"}}]"#
+            );
+            assert!(
+                matches!(parse_origins(&json), Err(OriginError::Shape { .. })),
+                "{bad}"
+            );
         }
     }
 

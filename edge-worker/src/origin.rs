@@ -3,26 +3,76 @@
 
 use didit_edge_core::attempt::{AttemptResult, DELIVERY_CONTROL_HEADER};
 use didit_edge_core::cloudevent;
+use didit_edge_core::config::OriginSigning;
+use didit_edge_core::dropin;
 use didit_edge_core::health::retry_after_ms;
 use didit_edge_core::origin::Origin;
-use didit_edge_core::secret::SigningSecrets;
+use didit_edge_core::secret::{SigningSecrets, WebhookSecret};
 use didit_edge_core::standard_webhooks;
 use didit_edge_core::trace;
-use worker::{AbortController, Fetch, Headers, Method, Response};
+use worker::{console_error, AbortController, Fetch, Headers, Method, Response};
 
 use crate::clock::{now_secs, within};
 use crate::{http, webcrypto};
 
-/// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`, once
-/// per signing secret (during a rotation the origin may verify with either key). Returns the
-/// outcome and the origin's `Retry-After`, if it sent one.
+/// POSTs the stored `cloud_event` to `origin` in the format the core chose for it: as is,
+/// signed per Standard Webhooks with `webhook-id` = `id` once per signing secret (during a
+/// rotation the origin may verify with either key), or as Didit's own webhook re-signed
+/// ([`dropin`]). Returns the outcome and the origin's `Retry-After`, if it sent one.
 pub(crate) async fn deliver(
     origin: &Origin,
-    secrets: &SigningSecrets,
+    signing: OriginSigning<'_>,
     id: &str,
     cloud_event: &str,
 ) -> (AttemptResult, Option<u64>) {
-    post_signed(&origin.url, origin.timeout_ms, secrets, id, cloud_event).await
+    match signing {
+        OriginSigning::StandardWebhooks(secrets) => {
+            post_signed(&origin.url, origin.timeout_ms, secrets, id, cloud_event).await
+        }
+        OriginSigning::Didit(secret) => post_didit(origin, secret, id, cloud_event).await,
+    }
+}
+
+/// POSTs the drop-in request the core writes for this attempt, dated now. A stored event the
+/// core cannot rewrite (a damaged record) is a failed try, retried like any other.
+async fn post_didit(
+    origin: &Origin,
+    secret: &WebhookSecret,
+    id: &str,
+    cloud_event: &str,
+) -> (AttemptResult, Option<u64>) {
+    let request = match dropin::build(cloud_event, now_secs()) {
+        Ok(request) => request,
+        Err(error) => {
+            console_error!("origin `{}`: {error}", origin.name);
+            return (AttemptResult::Network, None);
+        }
+    };
+    let body_tag = webcrypto::tag(secret.key(), request.body().as_bytes()).await;
+    let simple_tag = match request.simple_message() {
+        Some(message) => Some(webcrypto::tag(secret.key(), message).await),
+        None => None,
+    };
+    let sent = async {
+        let headers = Headers::new();
+        for (name, value) in request.headers(&body_tag, simple_tag.as_ref()) {
+            headers.set(name, &value)?;
+        }
+        headers.set(
+            "user-agent",
+            concat!("didit-edge/", env!("CARGO_PKG_VERSION")),
+        )?;
+        headers.set("traceparent", &trace::traceparent(id))?;
+        let outgoing = http::outgoing(
+            &origin.url,
+            Method::Post,
+            Some(&headers),
+            Some(request.body()),
+            false,
+        )?;
+        race(origin.timeout_ms, Fetch::Request(outgoing)).await
+    };
+    sent.await.unwrap_or((AttemptResult::Network, None))
 }
 
 /// POSTs a CloudEvent to `url` within `timeout_ms`, signed the way every delivery is.

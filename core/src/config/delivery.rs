@@ -14,12 +14,12 @@ use super::problem::Problem;
 use super::reader::Reader;
 use crate::delivery::Retention;
 use crate::inbox::AfterDeadLetter;
-use crate::origin::{parse_origins, Origin};
+use crate::origin::{parse_origins, Format, Origin};
 use crate::retry::{
     RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT, DEFAULT_RETRY_SCHEDULE, MAX_RETRY_JITTER_PERCENT,
 };
 use crate::risk::RiskRules;
-use crate::secret::SigningSecrets;
+use crate::secret::{SigningSecrets, WebhookSecret};
 
 /// Default time a delivered event's id is remembered for deduplication: 7 days.
 pub const DEFAULT_DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -40,6 +40,8 @@ pub struct DeliveryConfig {
     /// Signing secrets of origins that name their own, by origin name (each name once, as
     /// origin names are; a list rather than a map, which would be more code in the upload).
     pub origin_signing_secrets: Vec<(String, SigningSecrets)>,
+    /// The Didit-style secret of each origin of `"format": "didit"`, by origin name.
+    pub origin_didit_secrets: Vec<(String, WebhookSecret)>,
     /// The rules that turn a decision into a risk level and signals.
     pub risk_rules: RiskRules,
     /// Waits between delivery attempts, jitter included; when they run out, a dead letter.
@@ -70,6 +72,21 @@ impl DeliveryConfig {
         }
     }
 
+    /// How what `origin` receives is made and signed: its format and its keys. A didit-format
+    /// origin always has its secret here (the configuration is refused without it); were it
+    /// missing, the origin would get the CloudEvent its SDK refuses, never an unsigned body.
+    pub fn signing_for(&self, origin: &Origin) -> OriginSigning<'_> {
+        let didit = self
+            .origin_didit_secrets
+            .iter()
+            .find(|(name, _)| *name == origin.name)
+            .filter(|_| origin.format == Format::Didit);
+        match didit {
+            Some((_, secret)) => OriginSigning::Didit(secret),
+            None => OriginSigning::StandardWebhooks(self.signing_secrets_for(origin)),
+        }
+    }
+
     /// The keys that sign what `origin` receives.
     pub fn signing_secrets_for(&self, origin: &Origin) -> &SigningSecrets {
         self.origin_signing_secrets
@@ -79,32 +96,47 @@ impl DeliveryConfig {
     }
 }
 
+/// How what one origin receives is made and signed.
+#[derive(Clone, Copy, Debug)]
+pub enum OriginSigning<'c> {
+    /// A CloudEvent signed per Standard Webhooks with every one of these keys.
+    StandardWebhooks(&'c SigningSecrets),
+    /// Didit's webhook re-signed with this Didit-style secret ([`crate::dropin`]).
+    Didit(&'c WebhookSecret),
+}
+
+/// Every origin's own keys, by origin name: Standard Webhooks ones, and didit-format ones.
+type PerOrigin = (Vec<(String, SigningSecrets)>, Vec<(String, WebhookSecret)>);
+
 pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
     origins: &[Origin],
-) -> (Option<SigningSecrets>, Vec<(String, SigningSecrets)>) {
+) -> (Option<SigningSecrets>, PerOrigin) {
     use names::*;
-    let mut per_origin = Vec::new();
+    let (mut per_origin, mut didit) = (Vec::new(), Vec::new());
     for origin in origins {
         let Some(secret) = origin.signing_secret.as_deref().map(str::trim) else {
             continue;
         };
-        let parsed = match reader.get(secret) {
-            None => Err(Problem::OriginSecretNotSet {
-                origin: origin.name.clone(),
-                secret: secret.into(),
-            }),
-            Some(text) => SigningSecrets::parse(&text).map_err(|error| Problem::OriginSecret {
-                origin: origin.name.clone(),
-                secret: secret.into(),
-                error,
-            }),
+        let problem = |error| Problem::OriginSecret {
+            origin: origin.name.clone(),
+            secret: secret.into(),
+            error,
         };
-        match parsed {
-            Ok(secrets) => {
-                per_origin.push((origin.name.clone(), secrets));
-            }
-            Err(problem) => reader.fail(ORIGINS, problem),
+        let parsed = match (reader.get(secret), origin.format) {
+            (None, _) => Err(Problem::OriginSecretNotSet {
+                origin: origin.name.clone(),
+                secret: secret.into(),
+            }),
+            (Some(text), Format::Didit) => WebhookSecret::parse_one(&text)
+                .map(|key| didit.push((origin.name.clone(), key)))
+                .map_err(problem),
+            (Some(text), Format::Cloudevents) => SigningSecrets::parse(&text)
+                .map(|keys| per_origin.push((origin.name.clone(), keys)))
+                .map_err(problem),
+        };
+        if let Err(problem) = parsed {
+            reader.fail(ORIGINS, problem);
         }
     }
     let signing = reader.required(ORIGIN_SIGNING_SECRET).and_then(|text| {
@@ -112,7 +144,7 @@ pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
             .map_err(|e| reader.fail(ORIGIN_SIGNING_SECRET, Problem::Secret(e)))
             .ok()
     });
-    (signing, per_origin)
+    (signing, (per_origin, didit))
 }
 
 pub(super) fn read_retention<F: Fn(&str) -> Option<String>>(
@@ -176,7 +208,7 @@ pub(super) fn read_delivery<F: Fn(&str) -> Option<String>>(
             .map_err(|e| reader.fail(ORIGINS, Problem::Origins(e)))
             .ok()
     });
-    let (signing_secrets, origin_signing_secrets) =
+    let (signing_secrets, (origin_signing_secrets, origin_didit_secrets)) =
         read_signing(reader, origins.as_deref().unwrap_or_default());
     let retention = read_retention(reader, tolerance_secs);
     let retry_schedule = read_retry(reader);
@@ -207,6 +239,7 @@ pub(super) fn read_delivery<F: Fn(&str) -> Option<String>>(
             origins: origins?,
             signing_secrets: signing_secrets?,
             origin_signing_secrets,
+            origin_didit_secrets,
             risk_rules: risk_rules?,
             retry_schedule: retry_schedule?,
             retention,

@@ -39,7 +39,7 @@ use alloc::string::String;
 
 pub use alerts::AlertsConfig;
 pub use delivery::{
-    DeliveryConfig, DEFAULT_DEAD_LETTER_RETENTION_SECS, DEFAULT_DEDUP_TTL_SECS,
+    DeliveryConfig, OriginSigning, DEFAULT_DEAD_LETTER_RETENTION_SECS, DEFAULT_DEDUP_TTL_SECS,
     DEFAULT_SUBREQUEST_LIMIT,
 };
 pub use intake::{

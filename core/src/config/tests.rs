@@ -311,6 +311,40 @@ fn origins_may_name_their_own_signing_secrets() {
 }
 
 #[test]
+fn a_didit_format_origin_is_signed_with_its_one_didit_style_secret() {
+    let origins = r#"[{"name":"app","url":"https://a","format":"didit","signing_secret":"APP_DIDIT"},{"name":"ce","url":"https://c"}]"#;
+    // A Didit-style secret is any string, used as is: not a `whsec_` key.
+    let config = with(&[("ORIGINS", origins), ("APP_DIDIT", " plain-secret-Ü ")]);
+    let delivery = config.delivery.expect("valid");
+    match delivery.signing_for(&delivery.origins[0]) {
+        OriginSigning::Didit(secret) => assert_eq!(secret.key(), "plain-secret-Ü".as_bytes()),
+        OriginSigning::StandardWebhooks(_) => panic!("a didit origin gets a CloudEvent"),
+    }
+    assert!(matches!(
+        delivery.signing_for(&delivery.origins[1]),
+        OriginSigning::StandardWebhooks(keys) if keys == &delivery.signing_secrets
+    ));
+    let hidden = "hidden-didit-secret";
+    let two = format!("{hidden},other");
+    for (value, problem) in [
+        (
+            two.as_str(),
+            "ORIGINS: origin `app`: signing_secret `APP_DIDIT` lists several secrets; a didit-format origin is signed with exactly one",
+        ),
+        (
+            " ",
+            "ORIGINS: origin `app` names signing_secret `APP_DIDIT`, which is not set",
+        ),
+    ] {
+        let config = with(&[("ORIGINS", origins), ("APP_DIDIT", value)]);
+        assert!(config.delivery.is_none());
+        let text = format!("{}", config.problems);
+        assert_eq!(text, problem);
+        assert!(!text.contains(hidden));
+    }
+}
+
+#[test]
 fn missing_settings_are_reported() {
     let config = Config::from_lookup(lookup(&[]));
     assert_eq!(
