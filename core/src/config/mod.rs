@@ -161,7 +161,21 @@ impl Config {
         // Nothing is admitted while the objects it would be stored in are unknown: Didit gets a
         // 503 and retries, and nothing lands outside the jurisdiction asked for.
         let intake = read_intake(&mut reader, tolerance_secs).filter(|_| jurisdiction.is_ok());
-        let (delivery, dedup_ttl_secs) = read_delivery(&mut reader, tolerance_secs);
+        let (mut delivery, dedup_ttl_secs) = read_delivery(&mut reader, tolerance_secs);
+        // A didit-format origin's secret must not be Didit's: a request re-signed for it,
+        // dated afresh, would then pass as a new delivery from Didit wherever it was replayed.
+        let shared = delivery.as_ref().and_then(|delivery| {
+            let didit = intake.as_ref()?;
+            delivery
+                .origin_didit_secrets
+                .iter()
+                .find(|(_, key)| didit.webhook_secrets.iter().any(|theirs| theirs == key))
+                .map(|(origin, _)| origin.clone())
+        });
+        if let Some(origin) = shared {
+            reader.fail(names::ORIGINS, Problem::SharesDiditSecret { origin });
+            delivery = None;
+        }
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
         let alerts = read_alerts(&mut reader);

@@ -324,6 +324,19 @@ fn a_didit_format_origin_is_signed_with_its_one_didit_style_secret() {
         delivery.signing_for(&delivery.origins[1]),
         OriginSigning::StandardWebhooks(keys) if keys == &delivery.signing_secrets
     ));
+    // Didit's own secret (minimal() sets DIDIT_WEBHOOK_SECRETS) is refused, unechoed.
+    let didits = with(&[]).intake.expect("intake").webhook_secrets;
+    let didit_key = core::str::from_utf8(didits.iter().next().expect("a secret").key())
+        .expect("utf-8")
+        .to_string();
+    let config = with(&[("ORIGINS", origins), ("APP_DIDIT", &didit_key)]);
+    assert!(config.delivery.is_none());
+    let text = format!("{}", config.problems);
+    assert_eq!(
+        text,
+        "ORIGINS: origin `app`: its signing_secret must differ from every DIDIT_WEBHOOK_SECRETS entry (what is re-signed for it would pass as a delivery from Didit)"
+    );
+    assert!(!text.contains(&didit_key));
     let hidden = "hidden-didit-secret";
     let two = format!("{hidden},other");
     for (value, problem) in [
