@@ -66,9 +66,10 @@ pub struct Origin {
     pub format: Format,
 }
 
-/// What an origin receives.
+/// What an origin receives. Read through a `String` (`try_from`), which origins already
+/// deserialize, rather than with an enum visitor of its own: smaller in the upload.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum Format {
     /// CloudEvents 1.0 structured mode, signed per Standard Webhooks (docs/origins.md).
     #[default]
@@ -76,6 +77,28 @@ pub enum Format {
     /// Didit's webhook body and headers (`X-Signature`, `X-Signature-V2`,
     /// `X-Signature-Simple`, `X-Timestamp`), re-signed at each attempt ([`crate::dropin`]).
     Didit,
+}
+
+/// A `format` that is neither `cloudevents` nor `didit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownFormat;
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown format")
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = UnknownFormat;
+
+    fn try_from(text: String) -> Result<Self, UnknownFormat> {
+        match text.as_str() {
+            "cloudevents" => Ok(Self::Cloudevents),
+            "didit" => Ok(Self::Didit),
+            _ => Err(UnknownFormat),
+        }
+    }
 }
 
 fn default_weight() -> u32 {
@@ -214,7 +237,7 @@ impl fmt::Display for OriginError {
             }
             Self::DiditFormatWithoutSecret(name) => write!(
                 f,
-                "origin `{name}` has format `didit` but no signing_secret naming its Didit-style secret"
+                "origin `{name}` has format `didit` and no signing_secret"
             ),
         }
     }

@@ -47,11 +47,14 @@ impl WebhookSecret {
     /// One Didit-style secret, as a didit-format origin's `signing_secret` holds it: the
     /// string (trimmed) is the key, so a comma means a list and is refused.
     pub fn parse_one(text: &str) -> Result<Self, SecretError> {
-        let mut list = WebhookSecrets::parse(text)?.0;
-        match (list.pop(), list.is_empty()) {
-            (Some(secret), true) => Ok(secret),
-            _ => Err(SecretError::NotOne),
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(SecretError::Empty);
         }
+        if text.contains(',') {
+            return Err(SecretError::NotOne);
+        }
+        Ok(Self(SecretBytes::new(text.as_bytes())))
     }
 
     /// The HMAC key.
@@ -118,9 +121,7 @@ impl fmt::Display for SecretError {
         match self {
             Self::Empty => f.write_str("is empty"),
             Self::BlankEntry(at) => write!(f, "entry {at} of the comma-separated list is blank"),
-            Self::NotOne => f.write_str(
-                "lists several secrets; a didit-format origin is signed with exactly one",
-            ),
+            Self::NotOne => f.write_str("lists several secrets; a didit-format origin takes one"),
             Self::Signing { entry, error } => write!(f, "entry {entry} {error}"),
         }
     }

@@ -617,7 +617,6 @@ impl World {
             )
             .expect("key"),
             origin_signing_secrets: Vec::new(),
-            origin_didit_secrets: Vec::new(),
             risk_rules: RiskRules::default(),
             retry_schedule,
             retention,

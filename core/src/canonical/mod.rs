@@ -126,15 +126,42 @@ impl<'a> CanonicalJson<'a> {
 
     /// Sets the top-level member `key` to the string `text`, as
     /// [`Self::set_top_level_integer`] does.
-    pub fn set_top_level_string(&mut self, key: &'a str, text: &'a str) -> bool {
-        self.set_top_level(key, Node::String(Cow::Borrowed(text)))
+    pub fn set_top_level_string(&mut self, key: &'a str, text: String) -> bool {
+        self.set_top_level(key, Node::String(Cow::Owned(text)))
+    }
+
+    /// The string at `path` (member names from the top; the last of duplicate keys, as
+    /// Python reads them), if there is one. The drop-in format reads the stored CloudEvent
+    /// with this parser, already in the upload, rather than with a serde model of its own.
+    pub fn string_at(&self, path: &[&str]) -> Option<&str> {
+        match node_at(&self.root, path)? {
+            Node::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Makes the value at `path` the whole document; `false` (nothing changed) when there is
+    /// none.
+    pub fn descend(&mut self, path: &[&str]) -> bool {
+        if node_at(&self.root, path).is_none() {
+            return false;
+        }
+        for key in path {
+            let root = core::mem::replace(&mut self.root, Node::Null);
+            if let Node::Object(mut members) = root {
+                if let Some(index) = members.iter().rposition(|(name, _)| name == key) {
+                    self.root = members.swap_remove(index).1;
+                }
+            }
+        }
+        true
     }
 
     fn set_top_level(&mut self, key: &'a str, value: Node<'a>) -> bool {
+        self.remove_top_level(key);
         let Node::Object(members) = &mut self.root else {
             return false;
         };
-        members.retain(|(name, _)| name != key);
         members.push((Cow::Borrowed(key), value));
         true
     }
@@ -145,6 +172,19 @@ impl<'a> CanonicalJson<'a> {
         write::write_node(&self.root, non_ascii, &mut out);
         out
     }
+}
+
+/// The value at `path`: the last member of each name, as `json.loads` keeps.
+fn node_at<'n, 'a>(root: &'n Node<'a>, path: &[&str]) -> Option<&'n Node<'a>> {
+    let mut node = root;
+    for key in path {
+        let Node::Object(members) = node else {
+            return None;
+        };
+        let index = members.iter().rposition(|(name, _)| name == key)?;
+        node = &members.get(index)?.1;
+    }
+    Some(node)
 }
 
 #[cfg(test)]

@@ -37,11 +37,9 @@ pub struct DeliveryConfig {
     pub origins: Vec<Origin>,
     /// Signs forwarded events (several during a rotation: each signature is sent).
     pub signing_secrets: SigningSecrets,
-    /// Signing secrets of origins that name their own, by origin name (each name once, as
-    /// origin names are; a list rather than a map, which would be more code in the upload).
-    pub origin_signing_secrets: Vec<(String, SigningSecrets)>,
-    /// The Didit-style secret of each origin of `"format": "didit"`, by origin name.
-    pub origin_didit_secrets: Vec<(String, WebhookSecret)>,
+    /// The keys of origins that name their own, by origin name (each name once, as origin
+    /// names are; a list rather than a map, which would be more code in the upload).
+    pub origin_signing_secrets: Vec<(String, OriginKeys)>,
     /// The rules that turn a decision into a risk level and signals.
     pub risk_rules: RiskRules,
     /// Waits between delivery attempts, jitter included; when they run out, a dead letter.
@@ -72,28 +70,29 @@ impl DeliveryConfig {
         }
     }
 
-    /// How what `origin` receives is made and signed: its format and its keys. A didit-format
-    /// origin always has its secret here (the configuration is refused without it); were it
-    /// missing, the origin would get the CloudEvent its SDK refuses, never an unsigned body.
+    /// How what `origin` receives is made and signed: its format and its keys. An origin
+    /// that names no key of its own gets a CloudEvent signed with `ORIGIN_SIGNING_SECRET`; a
+    /// didit-format origin always names one (the configuration is refused without it).
     pub fn signing_for(&self, origin: &Origin) -> OriginSigning<'_> {
-        let didit = self
-            .origin_didit_secrets
+        match self
+            .origin_signing_secrets
             .iter()
             .find(|(name, _)| *name == origin.name)
-            .filter(|_| origin.format == Format::Didit);
-        match didit {
-            Some((_, secret)) => OriginSigning::Didit(secret),
-            None => OriginSigning::StandardWebhooks(self.signing_secrets_for(origin)),
+        {
+            Some((_, OriginKeys::StandardWebhooks(keys))) => OriginSigning::StandardWebhooks(keys),
+            Some((_, OriginKeys::Didit(secret))) => OriginSigning::Didit(secret),
+            None => OriginSigning::StandardWebhooks(&self.signing_secrets),
         }
     }
+}
 
-    /// The keys that sign what `origin` receives.
-    pub fn signing_secrets_for(&self, origin: &Origin) -> &SigningSecrets {
-        self.origin_signing_secrets
-            .iter()
-            .find(|(name, _)| *name == origin.name)
-            .map_or(&self.signing_secrets, |(_, secrets)| secrets)
-    }
+/// An origin's own keys, as its format needs them.
+#[derive(Clone, Debug)]
+pub enum OriginKeys {
+    /// `whsec_…` keys signing a CloudEvent per Standard Webhooks.
+    StandardWebhooks(SigningSecrets),
+    /// The one Didit-style secret of a didit-format origin.
+    Didit(WebhookSecret),
 }
 
 /// How what one origin receives is made and signed.
@@ -105,15 +104,12 @@ pub enum OriginSigning<'c> {
     Didit(&'c WebhookSecret),
 }
 
-/// Every origin's own keys, by origin name: Standard Webhooks ones, and didit-format ones.
-type PerOrigin = (Vec<(String, SigningSecrets)>, Vec<(String, WebhookSecret)>);
-
 pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
     origins: &[Origin],
-) -> (Option<SigningSecrets>, PerOrigin) {
+) -> (Option<SigningSecrets>, Vec<(String, OriginKeys)>) {
     use names::*;
-    let (mut per_origin, mut didit) = (Vec::new(), Vec::new());
+    let mut per_origin = Vec::new();
     for origin in origins {
         let Some(secret) = origin.signing_secret.as_deref().map(str::trim) else {
             continue;
@@ -129,14 +125,15 @@ pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
                 secret: secret.into(),
             }),
             (Some(text), Format::Didit) => WebhookSecret::parse_one(&text)
-                .map(|key| didit.push((origin.name.clone(), key)))
+                .map(OriginKeys::Didit)
                 .map_err(problem),
             (Some(text), Format::Cloudevents) => SigningSecrets::parse(&text)
-                .map(|keys| per_origin.push((origin.name.clone(), keys)))
+                .map(OriginKeys::StandardWebhooks)
                 .map_err(problem),
         };
-        if let Err(problem) = parsed {
-            reader.fail(ORIGINS, problem);
+        match parsed {
+            Ok(keys) => per_origin.push((origin.name.clone(), keys)),
+            Err(problem) => reader.fail(ORIGINS, problem),
         }
     }
     let signing = reader.required(ORIGIN_SIGNING_SECRET).and_then(|text| {
@@ -144,7 +141,7 @@ pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
             .map_err(|e| reader.fail(ORIGIN_SIGNING_SECRET, Problem::Secret(e)))
             .ok()
     });
-    (signing, (per_origin, didit))
+    (signing, per_origin)
 }
 
 pub(super) fn read_retention<F: Fn(&str) -> Option<String>>(
@@ -208,7 +205,7 @@ pub(super) fn read_delivery<F: Fn(&str) -> Option<String>>(
             .map_err(|e| reader.fail(ORIGINS, Problem::Origins(e)))
             .ok()
     });
-    let (signing_secrets, (origin_signing_secrets, origin_didit_secrets)) =
+    let (signing_secrets, origin_signing_secrets) =
         read_signing(reader, origins.as_deref().unwrap_or_default());
     let retention = read_retention(reader, tolerance_secs);
     let retry_schedule = read_retry(reader);
@@ -239,7 +236,6 @@ pub(super) fn read_delivery<F: Fn(&str) -> Option<String>>(
             origins: origins?,
             signing_secrets: signing_secrets?,
             origin_signing_secrets,
-            origin_didit_secrets,
             risk_rules: risk_rules?,
             retry_schedule: retry_schedule?,
             retention,

@@ -39,8 +39,8 @@ use alloc::string::String;
 
 pub use alerts::AlertsConfig;
 pub use delivery::{
-    DeliveryConfig, OriginSigning, DEFAULT_DEAD_LETTER_RETENTION_SECS, DEFAULT_DEDUP_TTL_SECS,
-    DEFAULT_SUBREQUEST_LIMIT,
+    DeliveryConfig, OriginKeys, OriginSigning, DEFAULT_DEAD_LETTER_RETENTION_SECS,
+    DEFAULT_DEDUP_TTL_SECS, DEFAULT_SUBREQUEST_LIMIT,
 };
 pub use intake::{
     IntakeConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMESTAMP_TOLERANCE_SECS, MAX_MAX_BODY_BYTES,
@@ -167,9 +167,14 @@ impl Config {
         let shared = delivery.as_ref().and_then(|delivery| {
             let didit = intake.as_ref()?;
             delivery
-                .origin_didit_secrets
+                .origin_signing_secrets
                 .iter()
-                .find(|(_, key)| didit.webhook_secrets.iter().any(|theirs| theirs == key))
+                .find(|(_, keys)| match keys {
+                    OriginKeys::Didit(key) => {
+                        didit.webhook_secrets.iter().any(|theirs| theirs == key)
+                    }
+                    OriginKeys::StandardWebhooks(_) => false,
+                })
                 .map(|(origin, _)| origin.clone())
         });
         if let Some(origin) = shared {

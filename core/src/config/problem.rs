@@ -165,7 +165,7 @@ impl fmt::Display for ConfigError {
             }
             Problem::SharesDiditSecret { origin } => write!(
                 f,
-                "origin `{origin}`: its signing_secret must differ from every DIDIT_WEBHOOK_SECRETS entry (what is re-signed for it would pass as a delivery from Didit)"
+                "origin `{origin}`: its signing_secret is one of DIDIT_WEBHOOK_SECRETS; give it its own"
             ),
             Problem::SharesOriginSigningKey => f.write_str(
                 "must not share a key with ORIGIN_SIGNING_SECRET (alert receivers could sign events)",
