@@ -12,7 +12,11 @@ the SDK's `didit` package in the tests' own interpreter):
 
 `GET /log` lists every request (verified or not); `POST /fail` {"count": n} makes the next n
 verified requests answer 503; `POST /check` {"body", "headers", "now", "secret"} asks the SDK's
-`verify_webhook_signature` about a request with the SDK's clock frozen at `now`.
+`verify_webhook_signature` about a request with the SDK's clock frozen at `now`; `POST
+/fastapi` {"secret", "requests": [{"body", "headers", "now"}, …]} sends those requests, in
+order and with the clock frozen at each `now`, to a FastAPI app guarded by the SDK's
+`DiditWebhookGuard` with an in-memory dedup store, and answers each one's status and
+`is_duplicate`.
 """
 
 import base64
@@ -59,6 +63,8 @@ def main():
                 return self.reply(200, {})
             if self.path == "/check":
                 return self.reply(200, {"verified": check(json.loads(raw))})
+            if self.path == "/fastapi":
+                return self.reply(200, fastapi_app(json.loads(raw)))
             headers = dict(self.headers.items())
             entry = {"path": self.path, "headers": {k.lower(): v for k, v in headers.items()},
                      "body": base64.b64encode(raw).decode(), "at": time.time()}
@@ -100,6 +106,30 @@ def check(request):
     raw = base64.b64decode(request["body"])
     with mock.patch.object(didit.webhooks.time, "time", return_value=float(request["now"])):
         return didit.webhooks.verify_webhook_signature(raw, request["headers"], request["secret"])
+
+
+def fastapi_app(job):
+    """The requests through FastAPI and the SDK's `DiditWebhookGuard`, as an app wires them."""
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+    from didit.integrations.fastapi import DiditWebhookGuard
+
+    guard = DiditWebhookGuard(secret=job["secret"], dedup_store=InMemoryWebhookDedupStore())
+    app = FastAPI()
+
+    @app.post("/didit/webhook")
+    def take(payload=Depends(guard)):
+        return {"duplicate": payload.is_duplicate, "event_id": payload.event_id}
+
+    client = TestClient(app, raise_server_exceptions=False)
+    answers = []
+    for request in job["requests"]:
+        with mock.patch.object(didit.webhooks.time, "time", return_value=float(request["now"])):
+            response = client.post("/didit/webhook", content=base64.b64decode(request["body"]),
+                                   headers=request["headers"])
+        body = response.json() if response.headers.get("content-type") == "application/json" else {}
+        answers.append({"status": response.status_code, "duplicate": body.get("duplicate")})
+    return answers
 
 
 if __name__ == "__main__":

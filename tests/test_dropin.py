@@ -207,6 +207,28 @@ def test_the_cores_late_attempts_verify_with_the_sdk_at_their_own_time(sdk_origi
                                 secret=vectors["secret"])
 
 
+def test_the_sdks_fastapi_guard_takes_each_attempt_once(sdk_origin):
+    """The same vectors through FastAPI and the SDK's `DiditWebhookGuard` (dedup store on), in
+    the order they would arrive: the first attempt is taken, the attempts ten minutes and three
+    days later verify and are duplicates of it, none verifies 301 s after it was sent; a
+    `user.*` event verifies but the SDK's model refuses it (a 500: route those elsewhere), and
+    an event the edge only had X-Signature-Simple for is refused."""
+    vectors = json.loads((ROOT / "core" / "tests" / "dropin_vectors.json").read_text())
+    cases = vectors["cases"]
+
+    def request(case, delay=0):
+        return {"body": base64.b64encode(case["body"].encode()).decode(), "headers": dict(case["headers"]),
+                "now": case["now"] + delay}
+
+    requests = [request(case) for case in cases[:3]] + [request(case, 301) for case in cases[:3]]
+    requests += [request(cases[3]), request(cases[4])]
+    _, raw = sdk_origin.call("POST", "/fastapi", {"secret": vectors["secret"], "requests": requests})
+    answers = [(a["status"], a["duplicate"]) for a in json.loads(raw)]
+    assert answers == [(200, False), (200, True), (200, True),
+                       (401, None), (401, None), (401, None),
+                       (500, None), (401, None)]
+
+
 def didit_secret():
     from harness import DIDIT_SECRET
     return DIDIT_SECRET
