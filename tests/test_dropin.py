@@ -7,7 +7,6 @@ days after the event are checked against the SDK with its clock frozen at each a
 
 import base64
 import json
-import pathlib
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import uuid
 import pytest
 
 import didit
-from harness import ROOT, base_config, free_port, wait_until
+from harness import DIDIT_SECRET, ROOT, base_config, free_port, wait_until
 from test_reconcile import API_KEY, reconciling, sweep
 from fake_didit_api import FakeDiditApi
 
@@ -106,7 +105,7 @@ def test_first_attempt_and_retries_verify_with_the_official_sdk(make_edge, sdk_o
     sdk_origin.fail_next(1)
     payload = sdk_payload("Declined")
     body = didit.encode(payload)
-    status, reply = edge.post_webhook(body, didit.signed_headers(body, payload, didit_secret()))
+    status, reply = edge.post_webhook(body, didit.signed_headers(body, payload, DIDIT_SECRET))
     assert (status, reply["status"]) == (200, "accepted"), reply
     assert wait_until(lambda: any(e["answered"] == 200 for e in sdk_origin.log()), timeout=30)
     first, retry = sdk_origin.log()[:2]
@@ -132,7 +131,7 @@ def test_first_attempt_and_retries_verify_with_the_official_sdk(make_edge, sdk_o
     late_body = didit.encode(late)
     assert not sdk_origin.check(late_body, didit.signed_headers(late_body, late, APP_SECRET), time.time()), \
         "Didit's own ten-minute-old request would be refused"
-    status, reply = edge.post_webhook(late_body, didit.signed_headers(late_body, late, didit_secret()))
+    status, reply = edge.post_webhook(late_body, didit.signed_headers(late_body, late, DIDIT_SECRET))
     assert (status, reply["status"]) == (200, "accepted"), reply
     assert wait_until(lambda: any(e.get("dedup_key") == reply["id"] for e in sdk_origin.log()), timeout=30)
     [entry] = [e for e in sdk_origin.log() if e.get("dedup_key") == reply["id"]]
@@ -154,7 +153,7 @@ def test_first_attempt_and_retries_verify_with_the_official_sdk(make_edge, sdk_o
     status, _ = sdk_origin.call("POST", "/didit/webhook", raw=forged_body, headers=forged_headers)
     assert status == 401
     # Signed with another secret (Didit's own, another origin's): refused.
-    for secret in (didit_secret(), "another-origins-secret"):
+    for secret in (DIDIT_SECRET, "another-origins-secret"):
         wrong = didit.signed_headers(forged_body, forged, secret, kinds=("raw", "v2"), v2_ascii=False)
         status, _ = sdk_origin.call("POST", "/didit/webhook", raw=forged_body, headers=wrong)
         assert status == 401, secret
@@ -227,8 +226,3 @@ def test_the_sdks_fastapi_guard_takes_each_attempt_once(sdk_origin):
     assert answers == [(200, False), (200, True), (200, True),
                        (401, None), (401, None), (401, None),
                        (500, None), (401, None)]
-
-
-def didit_secret():
-    from harness import DIDIT_SECRET
-    return DIDIT_SECRET
