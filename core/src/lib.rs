@@ -47,6 +47,7 @@ pub mod config;
 pub mod dead_letter_index;
 pub mod delivery;
 pub mod didit_view;
+pub mod dropin;
 pub mod endpoint;
 pub mod envelope;
 pub mod event_type;

@@ -56,7 +56,8 @@ pub struct Origin {
     #[serde(default)]
     pub health_url: Option<String>,
     /// The name of a secret (`whsec_…`, or several comma-separated during a rotation) that
-    /// signs what this origin receives, instead of `ORIGIN_SIGNING_SECRET`.
+    /// signs what this origin receives, instead of `ORIGIN_SIGNING_SECRET`. Required with
+    /// `"format": "didit"`, where it names a Didit-style secret (any string, used as is).
     #[serde(default)]
     pub signing_secret: Option<String>,
     /// At most this many requests to this origin at once, from every inbox together (1 or
@@ -68,6 +69,10 @@ pub struct Origin {
     /// seconds). Absent: no limit.
     #[serde(default)]
     pub max_per_second: Option<PerSecond>,
+    /// What the origin receives: a signed CloudEvent (default), or Didit's own webhook,
+    /// re-signed the way Didit signs (`"didit"`), for apps that verify with Didit's SDK.
+    #[serde(default)]
+    pub format: Format,
 }
 
 /// The fewest requests a second `max_per_second` may allow (one every 100 seconds).
@@ -104,6 +109,41 @@ impl PerSecond {
 
     fn is_valid(self) -> bool {
         self.0.is_finite() && (MIN_PER_SECOND..=MAX_PER_SECOND).contains(&self.0)
+    }
+}
+
+/// What an origin receives. Read through a `String` (`try_from`), which origins already
+/// deserialize, rather than with an enum visitor of its own: smaller in the upload.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Format {
+    /// CloudEvents 1.0 structured mode, signed per Standard Webhooks (docs/origins.md).
+    #[default]
+    Cloudevents,
+    /// Didit's webhook body and headers (`X-Signature`, `X-Signature-V2`,
+    /// `X-Signature-Simple`, `X-Timestamp`), re-signed at each attempt ([`crate::dropin`]).
+    Didit,
+}
+
+/// A `format` that is neither `cloudevents` nor `didit`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownFormat;
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("unknown format")
+    }
+}
+
+impl TryFrom<String> for Format {
+    type Error = UnknownFormat;
+
+    fn try_from(text: String) -> Result<Self, UnknownFormat> {
+        match text.as_str() {
+            "cloudevents" => Ok(Self::Cloudevents),
+            "didit" => Ok(Self::Didit),
+            _ => Err(UnknownFormat),
+        }
     }
 }
 
@@ -208,6 +248,9 @@ pub enum OriginError {
     MaxConcurrency(String),
     /// An origin's `max_per_second` is outside [`MIN_PER_SECOND`]–[`MAX_PER_SECOND`].
     MaxPerSecond(String),
+    /// An origin of `"format": "didit"` names no `signing_secret`: the default
+    /// `ORIGIN_SIGNING_SECRET` is a `whsec_` key for Standard Webhooks, not a Didit-style one.
+    DiditFormatWithoutSecret(String),
 }
 
 impl fmt::Display for OriginError {
@@ -262,6 +305,10 @@ impl fmt::Display for OriginError {
             Self::MaxPerSecond(name) => write!(
                 f,
                 "origin `{name}` has a max_per_second outside 0.01–1000; leave it out for no limit"
+            ),
+            Self::DiditFormatWithoutSecret(name) => write!(
+                f,
+                "origin `{name}` has format `didit` and no signing_secret"
             ),
         }
     }
@@ -342,6 +389,9 @@ fn check(origin: &Origin, position: usize) -> Result<(), OriginError> {
     }
     if origin.max_per_second.is_some_and(|rate| !rate.is_valid()) {
         return Err(OriginError::MaxPerSecond(name()));
+    }
+    if origin.format == Format::Didit && origin.signing_secret.is_none() {
+        return Err(OriginError::DiditFormatWithoutSecret(name()));
     }
     if !(1..=MAX_TIMEOUT_MS).contains(&origin.timeout_ms) {
         return Err(OriginError::Timeout {
@@ -457,6 +507,10 @@ mod tests {
                 r#"[{"name":"a","url":"https://a","max_per_second":1001}]"#,
                 OriginError::MaxPerSecond("a".into()),
             ),
+            (
+                r#"[{"name":"a","url":"https://a","format":"didit"}]"#,
+                OriginError::DiditFormatWithoutSecret("a".into()),
+            ),
         ] {
             assert_eq!(parse_origins(bad), Err(error), "{bad}");
         }
@@ -488,6 +542,30 @@ mod tests {
             parse_origins(r#"[{"name":"a","url":"https://a","max_concurrency":-1}]"#),
             Err(OriginError::Shape { .. })
         ));
+    }
+
+    #[test]
+    fn the_format_is_cloudevents_unless_didit_is_named() {
+        let origins = parse_origins(
+            r#"[{"name":"a","url":"https://a"},
+                {"name":"b","url":"https://b","format":"cloudevents"},
+                {"name":"c","url":"https://c","format":"didit","signing_secret":"C_SECRET"}]"#,
+        )
+        .expect("valid");
+        let formats: Vec<Format> = origins.iter().map(|o| o.format).collect();
+        assert_eq!(
+            formats,
+            [Format::Cloudevents, Format::Cloudevents, Format::Didit]
+        );
+        for bad in ["Didit", "svix", ""] {
+            let json = format!(
+                r#"[{{"name":"a","url":"https://a","format":"{bad}","signing_secret":"S"}}]"#
+            );
+            assert!(
+                matches!(parse_origins(&json), Err(OriginError::Shape { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

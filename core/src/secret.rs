@@ -44,6 +44,19 @@ impl Eq for SecretBytes {}
 pub struct WebhookSecret(SecretBytes);
 
 impl WebhookSecret {
+    /// One Didit-style secret, as a didit-format origin's `signing_secret` holds it: the
+    /// string (trimmed) is the key, so a comma means a list and is refused.
+    pub fn parse_one(text: &str) -> Result<Self, SecretError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(SecretError::Empty);
+        }
+        if text.contains(',') {
+            return Err(SecretError::NotOne);
+        }
+        Ok(Self(SecretBytes::new(text.as_bytes())))
+    }
+
     /// The HMAC key.
     pub fn key(&self) -> &[u8] {
         self.0.expose()
@@ -63,6 +76,9 @@ pub enum SecretError {
     Empty,
     /// One of the comma-separated entries is blank (a stray comma); the 1-based position is given.
     BlankEntry(usize),
+    /// A list where exactly one secret is allowed: a didit-format origin's secret (Didit's
+    /// headers carry one signature each, and Didit's SDK verifies with one secret).
+    NotOne,
     /// One entry of a list of signing secrets is unusable (1-based position).
     Signing {
         /// Which entry.
@@ -105,6 +121,7 @@ impl fmt::Display for SecretError {
         match self {
             Self::Empty => f.write_str("is empty"),
             Self::BlankEntry(at) => write!(f, "entry {at} of the comma-separated list is blank"),
+            Self::NotOne => f.write_str("lists several secrets; a didit-format origin takes one"),
             Self::Signing { entry, error } => write!(f, "entry {entry} {error}"),
         }
     }

@@ -25,10 +25,10 @@ fn every_setting_has_a_row_in_the_configuration_table() {
     );
 }
 
-/// Every key of an `ORIGINS` entry (a public field of `core::origin::Origin`) is named in the
-/// `ORIGINS` row.
+/// Every key an `ORIGINS` entry takes (the fields of `core::origin::Origin`) is named in the
+/// `ORIGINS` row of the configuration table, and every format in docs/origins.md.
 #[test]
-fn every_origin_key_is_in_the_origins_row() {
+fn every_origin_key_is_documented() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let source = std::fs::read_to_string(root.join("core/src/origin.rs")).expect("origin.rs");
     let table =
@@ -47,10 +47,14 @@ fn every_origin_key_is_in_the_origins_row() {
         .filter_map(|line| line.trim().strip_prefix("pub "))
         .filter_map(|rest| rest.split(':').next())
         .collect();
-    assert!(keys.len() >= 14, "read {keys:?}");
+    assert!(keys.len() >= 15, "read {keys:?}");
     let missing: Vec<&&str> = keys
         .iter()
         .filter(|key| !row.contains(&format!("`{key}`")))
         .collect();
     assert!(missing.is_empty(), "not in the ORIGINS row: {missing:?}");
+    let origins = std::fs::read_to_string(root.join("docs/origins.md")).expect("docs/origins.md");
+    for format in ["\"format\": \"cloudevents\"", "\"format\": \"didit\""] {
+        assert!(origins.contains(format), "docs/origins.md: {format}");
+    }
 }

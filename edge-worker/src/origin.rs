@@ -3,6 +3,8 @@
 
 use didit_edge_core::attempt::{AttemptResult, DELIVERY_CONTROL_HEADER};
 use didit_edge_core::cloudevent;
+use didit_edge_core::config::OriginSigning;
+use didit_edge_core::dropin;
 use didit_edge_core::health::retry_after_ms;
 use didit_edge_core::origin::Origin;
 use didit_edge_core::secret::SigningSecrets;
@@ -13,16 +15,41 @@ use worker::{AbortController, Fetch, Headers, Method, Response};
 use crate::clock::{now_secs, within};
 use crate::{http, webcrypto};
 
-/// POSTs `cloud_event` to `origin`, signed per Standard Webhooks with `webhook-id` = `id`, once
-/// per signing secret (during a rotation the origin may verify with either key). Returns the
-/// outcome and the origin's `Retry-After`, if it sent one.
+/// POSTs the stored `cloud_event` to `origin` in the format the core chose for it: as is,
+/// signed per Standard Webhooks with `webhook-id` = `id` once per signing secret (during a
+/// rotation the origin may verify with either key), or as Didit's own webhook re-signed
+/// ([`dropin`]). Returns the outcome and the origin's `Retry-After`, if it sent one.
 pub(crate) async fn deliver(
     origin: &Origin,
-    secrets: &SigningSecrets,
+    signing: OriginSigning<'_>,
     id: &str,
     cloud_event: &str,
 ) -> (AttemptResult, Option<u64>) {
-    post_signed(&origin.url, origin.timeout_ms, secrets, id, cloud_event).await
+    let secret = match signing {
+        OriginSigning::StandardWebhooks(secrets) => {
+            return post_signed(&origin.url, origin.timeout_ms, secrets, id, cloud_event).await
+        }
+        OriginSigning::Didit(secret) => secret,
+    };
+    // A stored event the core cannot rewrite (a damaged record) is a failed try, retried like
+    // any other (the attempt log says `network`).
+    let Ok(request) = dropin::build(cloud_event, id, now_secs()) else {
+        return (AttemptResult::Network, None);
+    };
+    let mut tags = Vec::with_capacity(2);
+    for message in request.messages() {
+        tags.push(webcrypto::tag(secret.key(), message).await);
+    }
+    let headers = request.headers(&tags);
+    let post = Request::Post { id };
+    send(
+        &origin.url,
+        origin.timeout_ms,
+        post,
+        &headers,
+        Some(request.body()),
+    )
+    .await
 }
 
 /// POSTs a CloudEvent to `url` within `timeout_ms`, signed the way every delivery is.
@@ -40,29 +67,68 @@ pub(crate) async fn post_signed(
         tags.push(webcrypto::tag(secret.key(), &message).await);
     }
     let signed = standard_webhooks::headers(id, now, &tags);
-    send(url, timeout_ms, &signed, cloud_event)
-        .await
-        .unwrap_or((AttemptResult::Network, None))
+    let headers = [
+        ("content-type", Some(String::from(cloudevent::CONTENT_TYPE))),
+        ("webhook-timestamp", Some(signed.timestamp)),
+        ("webhook-signature", Some(signed.signature)),
+    ];
+    send(
+        url,
+        timeout_ms,
+        Request::Post { id },
+        &headers,
+        Some(cloud_event),
+    )
+    .await
 }
 
+/// What kind of request [`send`] makes.
+enum Request<'a> {
+    /// A delivery of the event `id`: a POST carrying what every delivery carries
+    /// (`webhook-id`: the event id, the same on every attempt; the user agent; the trace
+    /// context).
+    Post { id: &'a str },
+    /// A health probe: a GET with this user agent.
+    Get { agent: &'a str },
+}
+
+/// Makes `request` to `url` with `headers` (a `None` value is not sent) and `body`, within
+/// `timeout_ms`, never following redirects. One sender for deliveries of either format and
+/// for health probes (one future in the upload rather than three); a request that cannot even
+/// be built is a failed try.
 async fn send(
     url: &str,
     timeout_ms: u32,
-    signed: &standard_webhooks::SignedHeaders,
-    body: &str,
-) -> worker::Result<(AttemptResult, Option<u64>)> {
-    let headers = Headers::new();
-    headers.set("content-type", cloudevent::CONTENT_TYPE)?;
-    headers.set(
-        "user-agent",
-        concat!("didit-edge/", env!("CARGO_PKG_VERSION")),
-    )?;
-    headers.set("webhook-id", &signed.id)?;
-    headers.set("webhook-timestamp", &signed.timestamp)?;
-    headers.set("webhook-signature", &signed.signature)?;
-    headers.set("traceparent", &trace::traceparent(&signed.id))?;
-    let request = http::outgoing(url, Method::Post, Some(&headers), Some(body), false)?;
-    race(timeout_ms, Fetch::Request(request)).await
+    request: Request<'_>,
+    headers: &[(&str, Option<String>)],
+    body: Option<&str>,
+) -> (AttemptResult, Option<u64>) {
+    let sent = async {
+        let all = Headers::new();
+        for (name, value) in headers {
+            if let Some(value) = value {
+                all.set(name, value)?;
+            }
+        }
+        let method = match request {
+            Request::Post { id } => {
+                all.set(
+                    "user-agent",
+                    concat!("didit-edge/", env!("CARGO_PKG_VERSION")),
+                )?;
+                all.set("webhook-id", id)?;
+                all.set("traceparent", &trace::traceparent(id))?;
+                Method::Post
+            }
+            Request::Get { agent } => {
+                all.set("user-agent", agent)?;
+                Method::Get
+            }
+        };
+        let outgoing = http::outgoing(url, method, Some(&all), body, false)?;
+        race(timeout_ms, Fetch::Request(outgoing)).await
+    };
+    sent.await.unwrap_or((AttemptResult::Network, None))
 }
 
 /// Sends `fetch` within `timeout_ms` and reads what an origin's answer means.
@@ -112,15 +178,7 @@ pub(crate) async fn fetch_within(timeout_ms: u32, fetch: Fetch) -> Fetched {
 /// when the origin has no `health_url`.
 pub(crate) async fn probe(origin: &Origin) -> Option<(AttemptResult, Option<u64>)> {
     let url = origin.health_url.as_deref()?;
-    let result = async {
-        let headers = Headers::new();
-        headers.set(
-            "user-agent",
-            concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " health-probe"),
-        )?;
-        let request = http::outgoing(url, Method::Get, Some(&headers), None, false)?;
-        race(origin.timeout_ms, Fetch::Request(request)).await
-    }
-    .await;
-    Some(result.unwrap_or((AttemptResult::Network, None)))
+    let agent = concat!("didit-edge/", env!("CARGO_PKG_VERSION"), " health-probe");
+    let get = Request::Get { agent };
+    Some(send(url, origin.timeout_ms, get, &[], None).await)
 }

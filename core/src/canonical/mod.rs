@@ -117,12 +117,74 @@ impl<'a> CanonicalJson<'a> {
         }
     }
 
+    /// Sets the top-level member `key` to the integer written `digits` (which must be a JSON
+    /// integer), replacing every member of that name or adding one. The drop-in format uses it
+    /// to date each attempt; `false` when the body is not an object (nothing is changed).
+    pub fn set_top_level_integer(&mut self, key: &'a str, digits: &'a str) -> bool {
+        self.set_top_level(key, Node::Number(digits))
+    }
+
+    /// Sets the top-level member `key` to the string `text`, as
+    /// [`Self::set_top_level_integer`] does.
+    pub fn set_top_level_string(&mut self, key: &'a str, text: String) -> bool {
+        self.set_top_level(key, Node::String(Cow::Owned(text)))
+    }
+
+    /// The string at `path` (member names from the top; the last of duplicate keys, as
+    /// Python reads them), if there is one. The drop-in format reads the stored CloudEvent
+    /// with this parser, already in the upload, rather than with a serde model of its own.
+    pub fn string_at(&self, path: &[&str]) -> Option<&str> {
+        match node_at(&self.root, path)? {
+            Node::String(text) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Makes the value at `path` the whole document; `false` (nothing changed) when there is
+    /// none.
+    pub fn descend(&mut self, path: &[&str]) -> bool {
+        if node_at(&self.root, path).is_none() {
+            return false;
+        }
+        for key in path {
+            let root = core::mem::replace(&mut self.root, Node::Null);
+            if let Node::Object(mut members) = root {
+                if let Some(index) = members.iter().rposition(|(name, _)| name == key) {
+                    self.root = members.swap_remove(index).1;
+                }
+            }
+        }
+        true
+    }
+
+    fn set_top_level(&mut self, key: &'a str, value: Node<'a>) -> bool {
+        self.remove_top_level(key);
+        let Node::Object(members) = &mut self.root else {
+            return false;
+        };
+        members.push((Cow::Borrowed(key), value));
+        true
+    }
+
     /// Writes the canonical form.
     pub fn to_string(&self, non_ascii: NonAscii) -> String {
         let mut out = String::with_capacity(self.body_len);
         write::write_node(&self.root, non_ascii, &mut out);
         out
     }
+}
+
+/// The value at `path`: the last member of each name, as `json.loads` keeps.
+fn node_at<'n, 'a>(root: &'n Node<'a>, path: &[&str]) -> Option<&'n Node<'a>> {
+    let mut node = root;
+    for key in path {
+        let Node::Object(members) = node else {
+            return None;
+        };
+        let index = members.iter().rposition(|(name, _)| name == key)?;
+        node = &members.get(index)?.1;
+    }
+    Some(node)
 }
 
 #[cfg(test)]

@@ -116,3 +116,29 @@ fn refuses_deep_nesting_without_overflowing() {
     let fine = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
     assert!(CanonicalJson::parse(fine.as_bytes()).is_ok());
 }
+
+#[test]
+fn setting_a_top_level_member_replaces_the_one_that_counts() {
+    let mut doc = CanonicalJson::parse(br#"{"t":1,"b":[1.0],"t":2}"#).expect("json");
+    assert!(doc.set_top_level_integer("t", "9"));
+    assert!(doc.set_top_level_string("id", "evt_é".into()));
+    assert_eq!(
+        doc.to_string(NonAscii::Utf8),
+        r#"{"b":[1],"id":"evt_é","t":9}"#
+    );
+    assert_eq!(doc.string_at(&["id"]), Some("evt_é"));
+    let mut list = CanonicalJson::parse(b"[1]").expect("json");
+    assert!(!list.set_top_level_integer("t", "9"));
+    assert_eq!(list.to_string(NonAscii::Utf8), "[1]");
+}
+
+#[test]
+fn descending_keeps_the_value_a_reader_keeps() {
+    let mut doc =
+        CanonicalJson::parse(br#"{"d":{"p":{"x":1}},"d":{"p":{"x":2},"s":"v"}}"#).expect("json");
+    assert_eq!(doc.string_at(&["d", "s"]), Some("v"));
+    assert_eq!(doc.string_at(&["d", "p"]), None, "not a string");
+    assert!(!doc.descend(&["d", "missing"]));
+    assert!(doc.descend(&["d", "p"]));
+    assert_eq!(doc.to_string(NonAscii::Utf8), r#"{"x":2}"#);
+}

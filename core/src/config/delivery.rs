@@ -14,12 +14,12 @@ use super::problem::Problem;
 use super::reader::Reader;
 use crate::delivery::Retention;
 use crate::inbox::AfterDeadLetter;
-use crate::origin::{parse_origins, Origin};
+use crate::origin::{parse_origins, Format, Origin};
 use crate::retry::{
     RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT, DEFAULT_RETRY_SCHEDULE, MAX_RETRY_JITTER_PERCENT,
 };
 use crate::risk::RiskRules;
-use crate::secret::SigningSecrets;
+use crate::secret::{SigningSecrets, WebhookSecret};
 
 /// Default time a delivered event's id is remembered for deduplication: 7 days.
 pub const DEFAULT_DEDUP_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -37,9 +37,9 @@ pub struct DeliveryConfig {
     pub origins: Vec<Origin>,
     /// Signs forwarded events (several during a rotation: each signature is sent).
     pub signing_secrets: SigningSecrets,
-    /// Signing secrets of origins that name their own, by origin name (each name once, as
-    /// origin names are; a list rather than a map, which would be more code in the upload).
-    pub origin_signing_secrets: Vec<(String, SigningSecrets)>,
+    /// The keys of origins that name their own, by origin name (each name once, as origin
+    /// names are; a list rather than a map, which would be more code in the upload).
+    pub origin_signing_secrets: Vec<(String, OriginKeys)>,
     /// The rules that turn a decision into a risk level and signals.
     pub risk_rules: RiskRules,
     /// Waits between delivery attempts, jitter included; when they run out, a dead letter.
@@ -70,40 +70,69 @@ impl DeliveryConfig {
         }
     }
 
-    /// The keys that sign what `origin` receives.
-    pub fn signing_secrets_for(&self, origin: &Origin) -> &SigningSecrets {
-        self.origin_signing_secrets
+    /// How what `origin` receives is made and signed: its format and its keys. An origin
+    /// that names no key of its own gets a CloudEvent signed with `ORIGIN_SIGNING_SECRET`; a
+    /// didit-format origin always names one (the configuration is refused without it).
+    pub fn signing_for(&self, origin: &Origin) -> OriginSigning<'_> {
+        match self
+            .origin_signing_secrets
             .iter()
             .find(|(name, _)| *name == origin.name)
-            .map_or(&self.signing_secrets, |(_, secrets)| secrets)
+        {
+            Some((_, OriginKeys::StandardWebhooks(keys))) => OriginSigning::StandardWebhooks(keys),
+            Some((_, OriginKeys::Didit(secret))) => OriginSigning::Didit(secret),
+            None => OriginSigning::StandardWebhooks(&self.signing_secrets),
+        }
     }
+}
+
+/// An origin's own keys, as its format needs them.
+#[derive(Clone, Debug)]
+pub enum OriginKeys {
+    /// `whsec_…` keys signing a CloudEvent per Standard Webhooks.
+    StandardWebhooks(SigningSecrets),
+    /// The one Didit-style secret of a didit-format origin.
+    Didit(WebhookSecret),
+}
+
+/// How what one origin receives is made and signed.
+#[derive(Clone, Copy, Debug)]
+pub enum OriginSigning<'c> {
+    /// A CloudEvent signed per Standard Webhooks with every one of these keys.
+    StandardWebhooks(&'c SigningSecrets),
+    /// Didit's webhook re-signed with this Didit-style secret ([`crate::dropin`]).
+    Didit(&'c WebhookSecret),
 }
 
 pub(super) fn read_signing<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
     origins: &[Origin],
-) -> (Option<SigningSecrets>, Vec<(String, SigningSecrets)>) {
+) -> (Option<SigningSecrets>, Vec<(String, OriginKeys)>) {
     use names::*;
     let mut per_origin = Vec::new();
     for origin in origins {
         let Some(secret) = origin.signing_secret.as_deref().map(str::trim) else {
             continue;
         };
-        let parsed = match reader.get(secret) {
-            None => Err(Problem::OriginSecretNotSet {
+        let problem = |error| Problem::OriginSecret {
+            origin: origin.name.clone(),
+            secret: secret.into(),
+            error,
+        };
+        let parsed = match (reader.get(secret), origin.format) {
+            (None, _) => Err(Problem::OriginSecretNotSet {
                 origin: origin.name.clone(),
                 secret: secret.into(),
             }),
-            Some(text) => SigningSecrets::parse(&text).map_err(|error| Problem::OriginSecret {
-                origin: origin.name.clone(),
-                secret: secret.into(),
-                error,
-            }),
+            (Some(text), Format::Didit) => WebhookSecret::parse_one(&text)
+                .map(OriginKeys::Didit)
+                .map_err(problem),
+            (Some(text), Format::Cloudevents) => SigningSecrets::parse(&text)
+                .map(OriginKeys::StandardWebhooks)
+                .map_err(problem),
         };
         match parsed {
-            Ok(secrets) => {
-                per_origin.push((origin.name.clone(), secrets));
-            }
+            Ok(keys) => per_origin.push((origin.name.clone(), keys)),
             Err(problem) => reader.fail(ORIGINS, problem),
         }
     }

@@ -39,8 +39,8 @@ use alloc::string::String;
 
 pub use alerts::AlertsConfig;
 pub use delivery::{
-    DeliveryConfig, DEFAULT_DEAD_LETTER_RETENTION_SECS, DEFAULT_DEDUP_TTL_SECS,
-    DEFAULT_SUBREQUEST_LIMIT,
+    DeliveryConfig, OriginKeys, OriginSigning, DEFAULT_DEAD_LETTER_RETENTION_SECS,
+    DEFAULT_DEDUP_TTL_SECS, DEFAULT_SUBREQUEST_LIMIT,
 };
 pub use intake::{
     IntakeConfig, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMESTAMP_TOLERANCE_SECS, MAX_MAX_BODY_BYTES,
@@ -161,7 +161,26 @@ impl Config {
         // Nothing is admitted while the objects it would be stored in are unknown: Didit gets a
         // 503 and retries, and nothing lands outside the jurisdiction asked for.
         let intake = read_intake(&mut reader, tolerance_secs).filter(|_| jurisdiction.is_ok());
-        let (delivery, dedup_ttl_secs) = read_delivery(&mut reader, tolerance_secs);
+        let (mut delivery, dedup_ttl_secs) = read_delivery(&mut reader, tolerance_secs);
+        // A didit-format origin's secret must not be Didit's: a request re-signed for it,
+        // dated afresh, would then pass as a new delivery from Didit wherever it was replayed.
+        let shared = delivery.as_ref().and_then(|delivery| {
+            let didit = intake.as_ref()?;
+            delivery
+                .origin_signing_secrets
+                .iter()
+                .find(|(_, keys)| match keys {
+                    OriginKeys::Didit(key) => {
+                        didit.webhook_secrets.iter().any(|theirs| theirs == key)
+                    }
+                    OriginKeys::StandardWebhooks(_) => false,
+                })
+                .map(|(origin, _)| origin.clone())
+        });
+        if let Some(origin) = shared {
+            reader.fail(names::ORIGINS, Problem::SharesDiditSecret { origin });
+            delivery = None;
+        }
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
         let alerts = read_alerts(&mut reader);

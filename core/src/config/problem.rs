@@ -85,6 +85,12 @@ pub enum Problem {
     NotAHeaderValue,
     /// A key is also one of `ORIGIN_SIGNING_SECRET`'s: whoever holds it could sign events.
     SharesOriginSigningKey,
+    /// A didit-format origin's secret is also one of `DIDIT_WEBHOOK_SECRETS`: what the edge
+    /// re-signs for that origin would pass as a fresh delivery from Didit.
+    SharesDiditSecret {
+        /// The origin.
+        origin: String,
+    },
     /// Reconciliation could look at sessions older than the inboxes remember, and would
     /// deliver their results again: `DEDUP_TTL_SECS` must cover the lookback and how much later
     /// a session may still be acted on.
@@ -157,6 +163,10 @@ impl fmt::Display for ConfigError {
             Problem::NotAHeaderValue => {
                 f.write_str("must be printable ASCII without spaces (it is sent as a header)")
             }
+            Problem::SharesDiditSecret { origin } => write!(
+                f,
+                "origin `{origin}`: its signing_secret is one of DIDIT_WEBHOOK_SECRETS; give it its own"
+            ),
             Problem::SharesOriginSigningKey => f.write_str(
                 "must not share a key with ORIGIN_SIGNING_SECRET (alert receivers could sign events)",
             ),

@@ -292,22 +292,66 @@ fn origins_may_name_their_own_signing_secrets() {
     let rotating = format!("{ROTATED}, {SIGNING}");
     let config = with(&[("ORIGINS", origins), ("AWS_SIGNING", &rotating)]);
     let delivery = config.delivery.expect("valid");
-    let aws: Vec<&[u8]> = delivery
-        .signing_secrets_for(&delivery.origins[0])
-        .iter()
-        .map(|s| s.key())
-        .collect();
+    let keys = |at: usize| match delivery.signing_for(&delivery.origins[at]) {
+        OriginSigning::StandardWebhooks(keys) => keys,
+        OriginSigning::Didit(_) => panic!("a CloudEvent origin gets Didit's format"),
+    };
+    let aws: Vec<&[u8]> = keys(0).iter().map(|s| s.key()).collect();
     assert_eq!(aws.len(), 2);
     assert_eq!(aws[0], b"didit-edge-local-demo-key-001");
-    assert_eq!(
-        delivery.signing_secrets_for(&delivery.origins[1]),
-        &delivery.signing_secrets
-    );
+    assert_eq!(keys(1), &delivery.signing_secrets);
     let config = with(&[("ORIGINS", origins)]);
     assert_eq!(
         format!("{}", config.problems),
         "ORIGINS: origin `aws` names signing_secret `AWS_SIGNING`, which is not set"
     );
+}
+
+#[test]
+fn a_didit_format_origin_is_signed_with_its_one_didit_style_secret() {
+    let origins = r#"[{"name":"app","url":"https://a","format":"didit","signing_secret":"APP_DIDIT"},{"name":"ce","url":"https://c"}]"#;
+    // A Didit-style secret is any string, used as is: not a `whsec_` key.
+    let config = with(&[("ORIGINS", origins), ("APP_DIDIT", " plain-secret-Ü ")]);
+    let delivery = config.delivery.expect("valid");
+    match delivery.signing_for(&delivery.origins[0]) {
+        OriginSigning::Didit(secret) => assert_eq!(secret.key(), "plain-secret-Ü".as_bytes()),
+        OriginSigning::StandardWebhooks(_) => panic!("a didit origin gets a CloudEvent"),
+    }
+    assert!(matches!(
+        delivery.signing_for(&delivery.origins[1]),
+        OriginSigning::StandardWebhooks(keys) if keys == &delivery.signing_secrets
+    ));
+    // Didit's own secret (minimal() sets DIDIT_WEBHOOK_SECRETS) is refused, unechoed.
+    let didits = with(&[]).intake.expect("intake").webhook_secrets;
+    let didit_key = core::str::from_utf8(didits.iter().next().expect("a secret").key())
+        .expect("utf-8")
+        .to_string();
+    let config = with(&[("ORIGINS", origins), ("APP_DIDIT", &didit_key)]);
+    assert!(config.delivery.is_none());
+    let text = format!("{}", config.problems);
+    assert_eq!(
+        text,
+        "ORIGINS: origin `app`: its signing_secret is one of DIDIT_WEBHOOK_SECRETS; give it its own"
+    );
+    assert!(!text.contains(&didit_key));
+    let hidden = "hidden-didit-secret";
+    let two = format!("{hidden},other");
+    for (value, problem) in [
+        (
+            two.as_str(),
+            "ORIGINS: origin `app`: signing_secret `APP_DIDIT` lists several secrets; a didit-format origin takes one",
+        ),
+        (
+            " ",
+            "ORIGINS: origin `app` names signing_secret `APP_DIDIT`, which is not set",
+        ),
+    ] {
+        let config = with(&[("ORIGINS", origins), ("APP_DIDIT", value)]);
+        assert!(config.delivery.is_none());
+        let text = format!("{}", config.problems);
+        assert_eq!(text, problem);
+        assert!(!text.contains(hidden));
+    }
 }
 
 #[test]

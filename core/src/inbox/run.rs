@@ -19,14 +19,13 @@ use core::fmt;
 use super::{DueCopy, Inbox, IndexChange, Outcome, Rejected, Seq, Standing, Work};
 use crate::attempt::{AttemptResult, Plan};
 use crate::budget::{SubrequestBudget, MISCONFIGURED_RETRY_MS};
-use crate::config::DeliveryConfig;
+use crate::config::{DeliveryConfig, OriginSigning};
 use crate::health::{report_changes_nothing, BreakerState, Report};
 use crate::intake::Identified;
 use crate::origin::Origin;
 use crate::origin_gate::{Answer, GateLimits, Lease, GATE_RETRY_MS, GRANT_FRESH_MS};
 use crate::rejection::Rejection;
 use crate::route::{origins_for, SplitMix64};
-use crate::secret::SigningSecrets;
 use crate::stream::{StatusUpdate, CHANNELS_PER_UPDATE};
 use crate::time::UnixMs;
 use crate::verify::Verified;
@@ -96,14 +95,14 @@ pub enum Step<'c> {
     },
     /// Read the stored payload of this event and hand it to [`Run::handle_payload`].
     ReadPayload(Seq),
-    /// POST the payload ([`Run::payload`]) to `origin`, signed with `secrets` under the
-    /// `webhook-id` `id`, and hand the answer to [`Run::handle_answer`].
+    /// POST the payload ([`Run::payload`]) to `origin`, in the origin's format and signed as
+    /// `signing` says, under the event id `id`, and hand the answer to [`Run::handle_answer`].
     Post {
         /// Where.
         origin: &'c Origin,
-        /// The keys that sign it for that origin.
-        secrets: &'c SigningSecrets,
-        /// The event id: the `webhook-id`.
+        /// What the origin receives and the keys that sign it.
+        signing: OriginSigning<'c>,
+        /// The event id: the `webhook-id` (and a drop-in body's `event_id`).
         id: String,
     },
     /// Ask `origin`'s gate for a turn under `limits` and hand the answer to
@@ -342,7 +341,7 @@ impl<'c> Run<'c> {
                             }) => {
                                 return Step::Post {
                                     origin,
-                                    secrets: self.settings.signing_secrets_for(origin),
+                                    signing: self.settings.signing_for(origin),
                                     id: attempt.delivery.id.clone(),
                                 }
                             }
@@ -394,7 +393,7 @@ impl<'c> Run<'c> {
                                 plan.sending(now.0);
                                 return Step::Post {
                                     origin,
-                                    secrets: self.settings.signing_secrets_for(origin),
+                                    signing: self.settings.signing_for(origin),
                                     id: attempt.delivery.id.clone(),
                                 };
                             }
@@ -433,7 +432,7 @@ impl<'c> Run<'c> {
                             });
                             return Step::Post {
                                 origin,
-                                secrets: self.settings.signing_secrets_for(origin),
+                                signing: self.settings.signing_for(origin),
                                 id: attempt.delivery.id.clone(),
                             };
                         }

@@ -510,12 +510,12 @@ impl Object {
             }
             Step::Post {
                 origin: target,
-                secrets,
+                signing,
                 id,
             } => {
                 let sent_at = now_ms();
                 let (result, retry_after) =
-                    origin::deliver(target, secrets, &id, run.payload()).await;
+                    origin::deliver(target, signing, &id, run.payload()).await;
                 let now = UnixMs(now_ms());
                 let latency = u64::try_from(now.0.saturating_sub(sent_at)).unwrap_or(0);
                 health::count_attempt(&target.name, &result, latency, now);
