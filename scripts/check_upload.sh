@@ -14,7 +14,7 @@ cd "$repo_root"
 
 # gzip KiB as wrangler reports it. docs/performance.md says what the upload is made of and what
 # bounds it; raise this only with a reason written there.
-budget_kib="${UPLOAD_BUDGET_KIB:-380}"
+budget_kib="${UPLOAD_BUDGET_KIB:-400}"
 
 out_dir="$(mktemp -d)"
 trap 'rm -rf "$out_dir"' EXIT

@@ -483,20 +483,15 @@ mod tests {
     fn an_accepted_event_is_found_by_its_subject() {
         let session = br#"{"session_id":"5d2c-1","vendor_data":"user-42","status":"Approved"}"#;
         assert_eq!(
-            super::lookup_hint(session, "http://127.0.0.1:8787/webhooks/didit").as_deref(),
+            lookup_hint(session, "http://127.0.0.1:8787/webhooks/didit").as_deref(),
             Some("look it up with `didit-edge admin lookup --session 5d2c-1` or in the console, http://127.0.0.1:8787/console/ (docs/console.md)")
         );
         let user = br#"{"vendor_data":"user-42","webhook_type":"user.status.updated"}"#;
-        assert!(
-            super::lookup_hint(user, "https://edge.example/webhooks/didit")
-                .is_some_and(|hint| hint.contains("--vendor-data 'user-42'")
-                    && hint.contains("https://edge.example/console/"))
-        );
-        assert_eq!(super::lookup_hint(b"not json", "http://x/"), None);
-        assert_eq!(
-            super::lookup_hint(br#"{"transaction_id":"t"}"#, "http://x/"),
-            None
-        );
+        assert!(lookup_hint(user, "https://edge.example/webhooks/didit")
+            .is_some_and(|hint| hint.contains("--vendor-data 'user-42'")
+                && hint.contains("https://edge.example/console/")));
+        assert_eq!(lookup_hint(b"not json", "http://x/"), None);
+        assert_eq!(lookup_hint(br#"{"transaction_id":"t"}"#, "http://x/"), None);
     }
 
     use super::*;
