@@ -1,7 +1,8 @@
 """An origin with `max_concurrency` and `max_per_second` (docs/origins.md#limits): after an
 outage every inbox's retries together stay within them, and nothing is lost, duplicated or
-reordered. Through the real worker under `wrangler dev`, its `OriginGate` Durable Object, and
-a real origin on 127.0.0.1 that counts the requests it is handling at once."""
+reordered. Through the real worker under `wrangler dev`, the origin's gate (the `Health`
+instance `gate:<origin>`), and a real origin on 127.0.0.1 that counts the requests it is
+handling at once."""
 
 import json
 import math
