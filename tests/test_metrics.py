@@ -10,20 +10,12 @@ import pathlib
 import subprocess
 import time
 
-import didit
-from harness import ADMIN_TOKEN, DIDIT_SECRET, base_config
+from harness import ADMIN_TOKEN, base_config
+from test_failover import send
 
 READ_TOKEN = "test-metrics-read-only-token-0123456789"
 
 CLI = pathlib.Path(__file__).resolve().parent.parent / "target" / "debug" / "didit-edge"
-
-
-def send(edge):
-    payload = didit.session_payload()
-    body = didit.encode(payload)
-    status, reply = edge.post_webhook(body, didit.signed_headers(body, payload, DIDIT_SECRET))
-    assert (status, reply["status"]) == (200, "accepted"), reply
-    return reply["id"]
 
 
 def metrics(edge, token=ADMIN_TOKEN):
