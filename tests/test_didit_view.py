@@ -115,6 +115,10 @@ def test_didits_attempts_and_health_beside_the_edges_timeline(make_edge, make_or
     assert listed_by_cli.returncode == 0, listed_by_cli.stderr
     [marked] = [line for line in listed_by_cli.stdout.splitlines() if line.startswith("*  ")]
     assert ours in marked and elsewhere not in marked
+    # Only the list is read: a single destination's answer carries its signing secret.
+    read = {r[1] for r in fake_api.requests_for("/v3/webhook/destinations/")}
+    assert read and all(path == "/v3/webhook/destinations/" or path.endswith("/deliveries/")
+                        for path in read), read
 
     # A key without the scope, a rate limit, an unreachable API: stable codes, never a 401.
     fake_api.plan_fault("/v3/webhook/", 0, 403, {})
