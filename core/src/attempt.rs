@@ -31,6 +31,9 @@ pub const DELIVERY_CONTROL_HEADER: &str = "webhook-delivery";
 pub const ABORT_MESSAGE: &str = "abort-message";
 /// Longest `Location` kept in the attempt log.
 pub const MAX_LOGGED_LOCATION: usize = 512;
+/// The widest window past a breaker's reopening over which the copies it deferred come back
+/// ([`Plan::spread_reopening`]); within it, at most half the cool-down.
+pub const MAX_REOPENING_SPREAD_MS: u64 = 30_000;
 
 /// How one request to an origin ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -260,6 +263,8 @@ pub struct Plan<'o> {
     sent_at_ms: Option<i64>,
     /// The earliest turn a limited origin's gate gave an origin this attempt skipped.
     busy_until_ms: Option<i64>,
+    /// How wide a window past it a deferral to a breaker's reopening may be spread over.
+    reopening_spread_ms: u64,
 }
 
 impl<'o> Plan<'o> {
@@ -283,7 +288,10 @@ impl<'o> Plan<'o> {
         let reopening = candidates
             .iter()
             .filter_map(|o| match state_of(&o.name) {
-                Some(BreakerState::Open { until_ms, .. }) if until_ms > now_ms => Some(until_ms),
+                Some(BreakerState::Open {
+                    until_ms,
+                    cool_down_ms,
+                }) if until_ms > now_ms => Some((until_ms, cool_down_ms)),
                 _ => None,
             })
             .min();
@@ -299,10 +307,27 @@ impl<'o> Plan<'o> {
             // Not an attempt, so not logged: an origin down for days would otherwise fill the
             // log with a line per cool-down.
             plan.verdict = Some(Verdict::Deferred {
-                until_ms: reopening.unwrap_or(now_ms),
+                until_ms: reopening.map_or(now_ms, |(until_ms, _)| until_ms),
+            });
+            plan.reopening_spread_ms = reopening.map_or(0, |(_, cool_down_ms)| {
+                (cool_down_ms / 2).min(MAX_REOPENING_SPREAD_MS)
             });
         }
         plan
+    }
+
+    /// Spreads a deferral to a breaker's reopening over a window past it, drawn by `seed`
+    /// (at most half the cool-down, at most [`MAX_REOPENING_SPREAD_MS`]). Every copy an open
+    /// breaker deferred would otherwise come back in the reopening's millisecond: thousands of
+    /// alarms at once, all asking a limited origin's gate together, and a herd whose load
+    /// times the first requests out and reopens the breaker for twice as long. Spread, the
+    /// first few find out whether the origin is back and the rest follow.
+    pub fn spread_reopening(mut self, seed: u64) -> Self {
+        if let Some(Verdict::Deferred { until_ms }) = &mut self.verdict {
+            let spread = seed % self.reopening_spread_ms.saturating_add(1);
+            *until_ms = until_ms.saturating_add(i64::try_from(spread).unwrap_or(0));
+        }
+        self
     }
 
     /// An attempt that cannot send anything because the stored event has lost its payload
@@ -320,6 +345,7 @@ impl<'o> Plan<'o> {
             verdict: None,
             sent_at_ms: None,
             busy_until_ms: None,
+            reopening_spread_ms: 0,
         }
     }
 

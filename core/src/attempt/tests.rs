@@ -1,4 +1,5 @@
 use super::*;
+use alloc::collections::BTreeMap;
 use alloc::string::ToString;
 use alloc::vec;
 #[cfg(target_arch = "wasm32")]
@@ -174,6 +175,53 @@ fn open_breakers_are_skipped_and_all_open_defers_to_the_first_reopening() {
     // Once a cool-down is over the origin is tried (the half-open probe).
     let mut plan = Plan::new(vec![&a, &b], NONE, open_until, 6_000);
     assert_eq!(run(&mut plan, &[("b", AttemptResult::Status(200))]), ["b"]);
+}
+
+#[test]
+fn copies_deferred_to_a_reopening_come_back_spread_over_half_its_cool_down() {
+    let a = origin("a");
+    let open = |cool_down_ms: u64| {
+        move |_: &str| {
+            Some(BreakerState::Open {
+                until_ms: 50_000,
+                cool_down_ms,
+            })
+        }
+    };
+    let deferred_to = |cool_down_ms: u64, seed: u64| {
+        let plan = Plan::new(vec![&a], NONE, open(cool_down_ms), 1_000).spread_reopening(seed);
+        match plan.finish().0 {
+            Verdict::Deferred { until_ms } => until_ms,
+            other => panic!("{other:?}"),
+        }
+    };
+    let times: Vec<i64> = (0..1_000u64)
+        .map(|k| deferred_to(10_000, k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    // Never before the reopening, never past half the cool-down after it, and spread: no
+    // millisecond holds more than a few of a thousand copies.
+    assert!(
+        times.iter().all(|t| (50_000..=55_000).contains(t)),
+        "{times:?}"
+    );
+    let mut per_ms = BTreeMap::new();
+    for t in &times {
+        *per_ms.entry(*t).or_insert(0) += 1;
+    }
+    assert!(per_ms.values().all(|n| *n <= 4), "{per_ms:?}");
+    assert!(times.iter().min() < Some(&50_500) && times.iter().max() > Some(&54_500));
+    // A long cool-down is spread over at most MAX_REOPENING_SPREAD_MS.
+    let longest = (0..1_000u64)
+        .map(|k| deferred_to(300_000, k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .max();
+    assert!(longest <= Some(50_000 + MAX_REOPENING_SPREAD_MS as i64));
+    // Only a breaker's deferral is spread: a busy gate's turn or a stop is kept exactly.
+    let mut plan = Plan::new(vec![&a], NONE, closed, 1_000);
+    plan.stop(1_500);
+    assert_eq!(
+        plan.spread_reopening(12_345).finish().0,
+        Verdict::Deferred { until_ms: 1_500 }
+    );
 }
 
 #[test]

@@ -538,7 +538,8 @@ impl<'c> Run<'c> {
                 &attempt.delivery.rejected_by,
                 |name| attempt.health.get(name).copied(),
                 now.0,
-            ),
+            )
+            .spread_reopening(self.random.next()),
             _ => Plan::without_payload(now.0),
         };
         self.payload = payload.unwrap_or_default();
