@@ -346,6 +346,8 @@ struct Stats {
     turns_lost: u64,
     /// Grants that reached their run too late to be used (released unused).
     stale_grants: u64,
+    /// The furthest turn the gate told, from when it told it: how long its line was.
+    longest_line_ms: i64,
     /// When each delivery came.
     deliveries: Vec<i64>,
     max_in_flight: u32,
@@ -744,7 +746,11 @@ impl World {
                 self.last_grant = Some(now.0);
                 self.stats.grants += 1;
             }
-            Answer::Wait(until) => assert!(until > now, "told to wait until {until}, not later"),
+            Answer::Wait(until) => {
+                assert!(until > now, "told to wait until {until}, not later");
+                let line = until.0 - now.0;
+                self.stats.longest_line_ms = self.stats.longest_line_ms.max(line);
+            }
         }
         answer
     }
@@ -870,7 +876,7 @@ impl World {
              (ideal {:.1}/s): backlog {} ({} to serve), drained {} s after the outage \
              (ideal {:.1} s, bound {} s); {:.2} gate asks/event, {} posts ({} failed, {} timed \
              out), {} worked twice, most in flight {}, breaker opened {} times ({} after the \
-             outage); turns told then kept {} lost {}, {} grants too late to use; delivered per \
+             outage); turns told then kept {} lost {}, longest line {:.1} s, {} grants too late to use; delivered per \
              10 s after the outage: {:?}",
             storm.events,
             storm.rate,
@@ -895,6 +901,7 @@ impl World {
             s.late_openings,
             s.turns_kept,
             s.turns_lost,
+            s.longest_line_ms as f64 / 1_000.0,
             s.stale_grants,
             self.profile(),
         )
