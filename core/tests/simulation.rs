@@ -71,7 +71,7 @@ use didit_edge_core::intake::Identified;
 use didit_edge_core::intake::{Incoming, Intake};
 use didit_edge_core::mac::{HmacSha256, RustCrypto};
 use didit_edge_core::origin::{parse_origins, Origin, PerSecond};
-use didit_edge_core::origin_gate::{Answer, OriginGate, GRANT_FRESH_MS};
+use didit_edge_core::origin_gate::{self, Answer, OriginGate, GRANT_FRESH_MS};
 use didit_edge_core::receipt::Receipt;
 use didit_edge_core::reconcile::api::{SessionKind, SessionRow};
 use didit_edge_core::reconcile::event::from_decision;
@@ -965,8 +965,12 @@ impl World {
                     continue;
                 }
                 Step::ReadHealth { may_fetch } => self.read_health(may_fetch),
-                Step::AskGate { origin, limits } => {
-                    let answer = self.ask_gate(&origin.name, limits);
+                Step::AskGate {
+                    origin,
+                    limits,
+                    turn,
+                } => {
+                    let answer = self.ask_gate(&origin.name, limits, turn);
                     self.log(format!("gate of {} answers {answer:?}", origin.name));
                     Awaiting::Gate(answer)
                 }
@@ -1026,9 +1030,14 @@ impl World {
     fn ask_gate(
         &mut self,
         name: &str,
-        limits: didit_edge_core::origin_gate::GateLimits,
+        limits: origin_gate::GateLimits,
+        turn: UnixMs,
     ) -> Option<Answer> {
         let now = UnixMs(self.now);
+        // Through the wire, as the object reads it.
+        let (limits, presented) =
+            origin_gate::ask_from_wire(&origin_gate::ask_to_wire(limits, turn))
+                .expect("an ask reads back");
         if self.faults && self.rng.chance(4) {
             return None;
         }
@@ -1043,7 +1052,7 @@ impl World {
         let machine = gate
             .machine
             .get_or_insert_with(|| OriginGate::restore(fence, seed));
-        let asked = machine.ask(limits, now);
+        let asked = machine.ask(limits, presented, now);
         if let Some(fence) = asked.fence {
             gate.fence = Some(fence);
         }

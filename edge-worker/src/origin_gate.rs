@@ -58,8 +58,8 @@ pub(crate) fn answer(
         machine.release(lease, now);
         return http::json(200, "{}".into());
     }
-    let limits = GateLimits::from_wire(body).ok_or("not a gate ask")?;
-    let asked = machine.ask(limits, now);
+    let (limits, presented) = origin_gate::ask_from_wire(body).ok_or("not a gate ask")?;
+    let asked = machine.ask(limits, presented, now);
     if let Some(fence) = asked.fence {
         // Written before the answer leaves (the output gate holds it until then).
         state.storage().sql().exec(
@@ -74,9 +74,20 @@ fn random_seed() -> u64 {
     (js_sys::Math::random() * 9_007_199_254_740_992.0) as u64
 }
 
-/// Asks `origin`'s gate for a turn under `limits`, within [`ASK_TIMEOUT_MS`].
-pub(crate) async fn ask(env: &Env, origin: &str, limits: GateLimits) -> Result<Answer> {
-    let asked = call(env, origin, HealthCall::GateAsk, limits.to_wire());
+/// Asks `origin`'s gate for a turn under `limits`, presenting `turn` (the copy's due time),
+/// within [`ASK_TIMEOUT_MS`].
+pub(crate) async fn ask(
+    env: &Env,
+    origin: &str,
+    limits: GateLimits,
+    turn: UnixMs,
+) -> Result<Answer> {
+    let asked = call(
+        env,
+        origin,
+        HealthCall::GateAsk,
+        origin_gate::ask_to_wire(limits, turn),
+    );
     let text = within(ASK_TIMEOUT_MS, asked)
         .await
         .ok_or("the gate did not answer in time")??;

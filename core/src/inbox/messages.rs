@@ -188,6 +188,9 @@ pub struct DueCopy {
     pub has_payload: bool,
     /// Origins that answered the last attempt with a 3xx or 4xx.
     pub rejected_by: Vec<String>,
+    /// When it was due: the turn a limited origin's gate told it last, if that is why it
+    /// waited, which it presents to keep its place in that gate's line.
+    pub due_at: UnixMs,
 }
 
 /// What an attempt came to.

@@ -128,7 +128,7 @@ impl Inbox {
         if let Some(seq) = self.unclassified().next() {
             return Some(Work::Classify(seq));
         }
-        let (seq, consumer) = self
+        let (due_at, seq, consumer) = self
             .heads(policy.after_dead_letter)
             .into_iter()
             .filter_map(|(seq, consumer)| {
@@ -140,8 +140,7 @@ impl Inbox {
                     _ => None,
                 }
             })
-            .min()
-            .map(|(_, seq, consumer)| (seq, consumer))?;
+            .min()?;
         let event = self.events.get(&seq)?;
         let copy = event.copies.get(consumer)?;
         Some(Work::Deliver(DueCopy {
@@ -152,6 +151,7 @@ impl Inbox {
             risk_level: event.record.risk_level.unwrap_or(Level::Unknown),
             has_payload: event.record.has_payload,
             rejected_by: copy.rejected_by.iter().map(|r| r.origin.clone()).collect(),
+            due_at,
         }))
     }
 

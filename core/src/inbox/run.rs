@@ -105,13 +105,16 @@ pub enum Step<'c> {
         /// The event id: the `webhook-id` (and a drop-in body's `event_id`).
         id: String,
     },
-    /// Ask `origin`'s gate for a turn under `limits` and hand the answer to
-    /// [`Run::handle_gate`]. Only an origin with limits is ever asked about.
+    /// Ask `origin`'s gate for a turn under `limits`, presenting `turn`, and hand the answer
+    /// to [`Run::handle_gate`]. Only an origin with limits is ever asked about.
     AskGate {
         /// The limited origin (its gate is named by its name).
         origin: &'c Origin,
         /// What its gate applies.
         limits: GateLimits,
+        /// The copy's due time: the turn this gate told it, if that is why it waited (its
+        /// reservation), and otherwise a time the gate does not know.
+        turn: UnixMs,
     },
     /// Give a lease back to `origin`'s gate (no answer needed: a release that fails is only
     /// logged, and the lease expires on its own).
@@ -348,7 +351,13 @@ impl<'c> Run<'c> {
                             Some(Flight {
                                 origin,
                                 turn: Turn::Asking { limits, .. },
-                            }) => return Step::AskGate { origin, limits },
+                            }) => {
+                                return Step::AskGate {
+                                    origin,
+                                    limits,
+                                    turn: attempt.delivery.due_at,
+                                }
+                            }
                             _ => {}
                         }
                         let standing = inbox.standing(&attempt.delivery, &policy);
@@ -424,7 +433,11 @@ impl<'c> Run<'c> {
                                         limits,
                                     },
                                 });
-                                return Step::AskGate { origin, limits };
+                                return Step::AskGate {
+                                    origin,
+                                    limits,
+                                    turn: attempt.delivery.due_at,
+                                };
                             }
                             *in_flight = Some(Flight {
                                 origin,

@@ -522,8 +522,12 @@ impl Object {
                 run.handle_answer(result, retry_after, now)
                     .map_err(run_failed)?;
             }
-            Step::AskGate { origin, limits } => {
-                let answer = crate::origin_gate::ask(&self.env, &origin.name, limits).await;
+            Step::AskGate {
+                origin,
+                limits,
+                turn,
+            } => {
+                let answer = crate::origin_gate::ask(&self.env, &origin.name, limits, turn).await;
                 let first_trouble = run
                     .handle_gate(answer.as_ref().ok().copied(), UnixMs(now_ms()))
                     .map_err(run_failed)?;
