@@ -62,7 +62,7 @@ use didit_edge_core::inbox::{
     AfterDeadLetter, Change, Claim, ClaimContent, Classification, Inbox, Source,
 };
 use didit_edge_core::origin::parse_origins;
-use didit_edge_core::origin_gate::{Answer, GateLimits, OriginGate, GRANT_FRESH_MS};
+use didit_edge_core::origin_gate::{self, Answer, GateLimits, OriginGate, GRANT_FRESH_MS};
 use didit_edge_core::retry::{RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT};
 use didit_edge_core::risk::{Level, RiskRules};
 use didit_edge_core::secret::SigningSecrets;
@@ -242,8 +242,12 @@ enum Event {
 
 /// What an inbox asks of the gate object.
 enum GateRequest {
-    /// Inbox `n` asks for a turn.
-    Ask { inbox: usize, limits: GateLimits },
+    /// Inbox `n` asks for a turn, presenting its copy's due time.
+    Ask {
+        inbox: usize,
+        limits: GateLimits,
+        turn: UnixMs,
+    },
     /// A lease goes back.
     Release(u64),
 }
@@ -344,6 +348,9 @@ struct Stats {
     /// Asks by a copy coming back at a turn it was told, granted and refused again.
     turns_kept: u64,
     turns_lost: u64,
+    /// Asks by a copy told a turn that presented another (its due time moved): the gate
+    /// cannot know it for the turn it reserved.
+    turns_moved: u64,
     /// Grants that reached their run too late to be used (released unused).
     stale_grants: u64,
     /// The furthest turn the gate told, from when it told it: how long its line was.
@@ -467,8 +474,12 @@ impl World {
                     let at = (self.gate_free_us + 999) / 1_000;
                     self.schedule(at, Event::GateServe(request));
                 }
-                Event::GateServe(GateRequest::Ask { inbox, limits }) => {
-                    let answer = self.ask_gate(inbox, limits);
+                Event::GateServe(GateRequest::Ask {
+                    inbox,
+                    limits,
+                    turn,
+                }) => {
+                    let answer = self.ask_gate(inbox, limits, turn);
                     let at = self.now + self.net();
                     self.schedule(
                         at,
@@ -666,10 +677,14 @@ impl World {
                         Lookup::Fetch => self.schedule(self.now + wait, Event::HealthRead(n)),
                     }
                 }
-                Step::AskGate { limits, .. } => {
+                Step::AskGate { limits, turn, .. } => {
                     self.stats.asks += 1;
                     self.inboxes[n].asked_at = self.now;
-                    let ask = GateRequest::Ask { inbox: n, limits };
+                    let ask = GateRequest::Ask {
+                        inbox: n,
+                        limits,
+                        turn,
+                    };
                     self.schedule(self.now + wait, Event::GateArrive(ask));
                 }
                 Step::ReleaseGate { lease, .. } => {
@@ -721,10 +736,17 @@ impl World {
 
     /// The gate object takes an ask now: production's gate, and invariant 1's half about
     /// grants. (The one place that speaks the gate's API.)
-    fn ask_gate(&mut self, n: usize, limits: GateLimits) -> Answer {
+    fn ask_gate(&mut self, n: usize, limits: GateLimits, turn: UnixMs) -> Answer {
         let now = UnixMs(self.now);
-        let answer = self.gate.ask(limits, now).answer;
+        // Through the wire, as the object reads it.
+        let (limits, presented) =
+            origin_gate::ask_from_wire(&origin_gate::ask_to_wire(limits, turn))
+                .expect("an ask reads back");
+        let answer = self.gate.ask(limits, presented, now).answer;
         let told = &mut self.inboxes[n].told;
+        if told.is_some_and(|told| told != turn.0) {
+            self.stats.turns_moved += 1;
+        }
         match (told.is_some(), answer) {
             (true, Answer::Go(_)) => self.stats.turns_kept += 1,
             (true, Answer::Wait(_)) => self.stats.turns_lost += 1,
@@ -876,7 +898,7 @@ impl World {
              (ideal {:.1}/s): backlog {} ({} to serve), drained {} s after the outage \
              (ideal {:.1} s, bound {} s); {:.2} gate asks/event, {} posts ({} failed, {} timed \
              out), {} worked twice, most in flight {}, breaker opened {} times ({} after the \
-             outage); turns told then kept {} lost {}, longest line {:.1} s, {} grants too late to use; delivered per \
+             outage); turns told then kept {} lost {} (presented moved {}), longest line {:.1} s, {} grants too late to use; delivered per \
              10 s after the outage: {:?}",
             storm.events,
             storm.rate,
@@ -901,6 +923,7 @@ impl World {
             s.late_openings,
             s.turns_kept,
             s.turns_lost,
+            s.turns_moved,
             s.longest_line_ms as f64 / 1_000.0,
             s.stale_grants,
             self.profile(),
