@@ -198,12 +198,14 @@ def main():
     parser.add_argument("--max-concurrency", type=int, default=4)
     parser.add_argument("--max-per-second", type=float, default=90)
     parser.add_argument("--window", type=float, default=10)
+    parser.add_argument("--only", choices=["unlimited", "limited"], help="run one pass")
     args = parser.parse_args()
-    results = [
-        one_pass("unlimited", args, {}),
-        one_pass("limited", args, {"max_concurrency": args.max_concurrency,
-                                   "max_per_second": args.max_per_second}),
-    ]
+    passes = {
+        "unlimited": {},
+        "limited": {"max_concurrency": args.max_concurrency, "max_per_second": args.max_per_second},
+    }
+    results = [one_pass(name, args, limits) for name, limits in passes.items()
+               if args.only in (None, name)]
     for result in results:
         print()
         for key, value in result.items():

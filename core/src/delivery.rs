@@ -65,10 +65,12 @@ impl CopyState {
         match *verdict {
             Verdict::Delivered { .. } => Self::Delivered { at: now },
             Verdict::GiveUp(reason) => Self::Dead { at: now, reason },
-            // Nothing was sent, so nothing counts against the schedule.
+            // Nothing was sent, so nothing counts against the schedule. The time is kept
+            // exactly, even when it has passed: a limited origin's gate knows the copy's
+            // reservation by the turn it told, which the copy presents as its due time.
             Verdict::Deferred { until_ms } => Self::Pending {
                 failures,
-                next_attempt_at: UnixMs(until_ms).max(now.plus_ms(1)),
+                next_attempt_at: UnixMs(until_ms),
             },
             Verdict::Failed => {
                 let failures = failures.saturating_add(1);
@@ -268,7 +270,8 @@ mod tests {
     }
 
     #[test]
-    fn a_deferral_into_the_past_still_moves_forward() {
+    fn a_deferral_keeps_its_time_even_when_it_has_passed() {
+        // A gate's turn that passed before its answer came is still the copy's ticket.
         assert_eq!(
             CopyState::new(UnixMs(0)).after_attempt(
                 &Verdict::Deferred { until_ms: 3 },
@@ -278,7 +281,7 @@ mod tests {
             ),
             CopyState::Pending {
                 failures: 0,
-                next_attempt_at: UnixMs(11)
+                next_attempt_at: UnixMs(3)
             }
         );
     }

@@ -272,17 +272,24 @@ impl OriginGate {
                 return self.grant(limits, now);
             }
             // Its turn, but no slot is free yet (leases held longer than the gate reckoned,
-            // alarms bunched): it keeps its place and looks again shortly, one slot after the
-            // reservations older than it, so a bunch of them comes back spread out, oldest
-            // first.
-            let older = self
-                .reservations
+            // alarms late and bunched): it keeps its place and looks again about when its
+            // place comes, a slot per older reservation (every one still outstanding is ahead
+            // of it) after a lease is expected back (the oldest lease's grant plus the hold;
+            // shortly, when that has passed). Told only "soon", a long line that has fallen
+            // behind its turns would ask once per slot each, not once.
+            let expected_back = self
+                .leases
                 .iter()
-                .take(at)
-                .map(|(turn, _)| *turn)
-                .max();
-            let after = older.map_or(now, |turn| turn.max(now));
-            let recheck = self.unused_turn(earliest.max(after.plus_ms(spacing)));
+                .map(|(_, granted, _)| granted.plus_ms(self.hold_ms))
+                .min()
+                .filter(|back| *back > now)
+                .unwrap_or_else(|| now.plus_ms(spacing / 2));
+            let ahead = u64::try_from(at).unwrap_or(u64::MAX);
+            let recheck = self.unused_turn(
+                earliest
+                    .max(expected_back.plus_ms(spacing.saturating_mul(ahead)))
+                    .max(now.plus_ms(MIN_SPACING_MS)),
+            );
             if let Some(reservation) = self.reservations.get_mut(at) {
                 *reservation = (recheck, recheck.plus_ms(TURN_GRACE_MS));
             }
@@ -292,9 +299,10 @@ impl OriginGate {
             return self.grant(limits, now);
         }
         // Behind the line: one slot after its last turn (or after now, when the slots are
-        // all held and nobody waits).
+        // all held and nobody waits). A line whose last turn has passed (its holders are
+        // late) still puts a newcomer a slot after now, not at once.
         let after = match self.reservations.iter().map(|(turn, _)| *turn).max() {
-            Some(back) => back.plus_ms(spacing),
+            Some(back) => back.max(now).plus_ms(spacing),
             None if full => now.plus_ms(spacing),
             None => now,
         };
@@ -464,17 +472,24 @@ mod tests {
         let _held = go(gate.ask(l, None, NOW));
         let turns: Vec<UnixMs> = (0..3).map(|_| wait(gate.ask(l, None, NOW))).collect();
         let late = turns[2].plus_ms(1);
-        // All three are past their turn and the slot is still held: the oldest looks again
-        // soonest, each one slot after the one before.
+        // All three are past their turn and the slot is still held past the hold the gate
+        // reckons: the oldest looks again soonest, each of the others a slot (the hold, with
+        // one slot) after the one before it.
         let rechecks: Vec<i64> = turns
             .iter()
             .map(|turn| wait(gate.ask(l, Some(*turn), late)).0 - late.0)
             .collect();
-        assert!(
-            rechecks[0] < rechecks[1] && rechecks[1] < rechecks[2],
+        let slot = INITIAL_HOLD_MS as i64;
+        assert_eq!(
+            rechecks,
+            [slot / 2, slot / 2 + slot, slot / 2 + 2 * slot],
             "{rechecks:?}"
         );
-        assert_eq!(rechecks[1], 2 * rechecks[0]);
+        // Presented again at their new turns, still with the slot held, none is sent to the
+        // back of a line: each is told its place again.
+        let third = UnixMs(late.0 + rechecks[2]);
+        let again = wait(gate.ask(l, Some(third), third));
+        assert!(again.0 - late.0 - rechecks[2] <= 3 * slot, "{again}");
     }
 
     #[test]
