@@ -25,6 +25,13 @@
 # 11. an inbox sends under a grant it got too long ago (its request may outlive the lease, and
 #     starts bunch up beyond the rate).
 #
+# The storm simulation (core/tests/storm_simulation.rs), a limited origin's backlog after an
+# outage:
+#
+# 12. a gate's turn is a hint, not a reservation (the copy presenting it counts as a newcomer);
+# 13. a reservation that finds no slot free at its turn is told "soon" rather than about when
+#     its place comes (asks per event grow with the line).
+#
 #   scripts/planted_bugs.sh            # 40 seeds each (SEEDS to change)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -100,4 +107,10 @@ plant "waiting for a gate's turn spends a retry" core/src/attempt.rs \
 plant "a stale grant is used" core/src/inbox/run.rs \
   "                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 {" \
   "                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 || true {" simulation
+plant "a gate's turn is a hint: the copy presenting it is a newcomer" core/src/origin_gate.rs \
+  "        let held = presented.and_then(|turn| {" \
+  "        let held = presented.filter(|_| false).and_then(|turn| {" storm_simulation
+plant "a reservation finding no slot is told 'soon', not its place" core/src/origin_gate.rs \
+  "                    .max(expected_back.plus_ms(spacing.saturating_mul(ahead)))" \
+  "                    .max(expected_back.plus_ms(spacing.saturating_mul(ahead * 0)))" storm_simulation
 echo "== every planted bug was caught"
