@@ -169,6 +169,13 @@ def one_pass(name, args, limits):
         done = [id for id in accepted if worked.get(id, 0)]
         twice = [id for id in accepted if worked.get(id, 0) > 1]
         last = max((at for at, id in origin.arrivals if id in worked), default=recovered) - recovered
+        first_at = {}
+        for at, id in origin.arrivals:
+            first_at.setdefault(id, at)
+        per_window = [0] * (int((last + args.window) // args.window) + 1)
+        for at in first_at.values():
+            if at >= recovered:
+                per_window[int((at - recovered) // args.window)] += 1
         return {
             "pass": name,
             "limits": limits or "none",
@@ -180,6 +187,7 @@ def one_pass(name, args, limits):
             "worked on more than once": f"{len(twice)} ({100 * len(twice) / max(1, len(accepted)):.1f}%)",
             "requests per event": round(len(origin.arrivals) / max(1, len(accepted)), 2),
             "last request, s after the outage": round(last, 1),
+            f"events first worked on, per {args.window:g} s after the outage": per_window,
         }
     finally:
         edge.stop()
