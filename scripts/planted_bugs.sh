@@ -60,7 +60,7 @@ EOF
     echo "NOT CAUGHT: the simulation passed with this bug planted" >&2
     return 1
   fi
-  grep -m1 -E '^SIM_SEED=' <<<"$output" || { echo "$output" | tail -20 >&2; return 1; }
+  grep -m1 -E '^ *SIM_SEED=' <<<"$output" || { echo "$output" | tail -20 >&2; return 1; }
 }
 
 plant "a failing session stalls the sweep" core/src/reconcile/run/handle.rs \
