@@ -85,6 +85,12 @@ pub enum Problem {
     NotAHeaderValue,
     /// A key is also one of `ORIGIN_SIGNING_SECRET`'s: whoever holds it could sign events.
     SharesOriginSigningKey,
+    /// A key is also one of an origin's own `signing_secret`: whoever holds it could sign
+    /// events that origin takes as authentic.
+    SharesAnOriginsKey {
+        /// The origin.
+        origin: String,
+    },
     /// A didit-format origin's secret is also one of `DIDIT_WEBHOOK_SECRETS`: what the edge
     /// re-signs for that origin would pass as a fresh delivery from Didit.
     SharesDiditSecret {
@@ -169,6 +175,10 @@ impl fmt::Display for ConfigError {
             ),
             Problem::SharesOriginSigningKey => f.write_str(
                 "must not share a key with ORIGIN_SIGNING_SECRET (alert receivers could sign events)",
+            ),
+            Problem::SharesAnOriginsKey { origin } => write!(
+                f,
+                "must not share a key with origin `{origin}`'s signing_secret (alert receivers could sign events it takes as authentic)"
             ),
             Problem::OutlivesDedupTtl {
                 needed_secs,

@@ -442,6 +442,38 @@ fn alerts_are_signed_with_their_own_key_never_the_origins() {
         );
         assert!(config.delivery.is_some(), "delivery goes on");
     }
+    // An origin's own key is refused too, alone or in a rotation list, naming the origin.
+    let origins = r#"[{"name":"aws","url":"https://a","signing_secret":"AWS_SIGNING"},{"name":"gcp","url":"https://g"}]"#;
+    let own = "whsec_YWxlcnRzLW93bi1rZXktMzItYnl0ZXMtbG9uZy4uLi4=";
+    let rotating = format!("{own},{ROTATED}");
+    for secret in [ROTATED, rotating.as_str()] {
+        let config = with(&[
+            ("ORIGINS", origins),
+            ("AWS_SIGNING", ROTATED),
+            ("ALERTS_URL", "https://hooks.example/alerts"),
+            ("ALERTS_SIGNING_SECRET", secret),
+        ]);
+        assert_eq!(config.alerts, Feature::Broken, "{secret}");
+        assert_eq!(config.problems.settings(), ["ALERTS_SIGNING_SECRET"]);
+        let text = format!("{}", config.problems);
+        assert!(
+            text.contains("origin `aws`'s signing_secret") && !text.contains("whsec_"),
+            "{text}"
+        );
+        assert!(config.delivery.is_some(), "delivery goes on");
+    }
+    // A key of its own is taken.
+    let config = with(&[
+        ("ORIGINS", origins),
+        ("AWS_SIGNING", ROTATED),
+        ("ALERTS_URL", "https://hooks.example/alerts"),
+        ("ALERTS_SIGNING_SECRET", own),
+    ]);
+    assert!(
+        matches!(config.alerts, Feature::On(_)),
+        "{}",
+        config.problems
+    );
 }
 
 #[test]
