@@ -47,7 +47,11 @@ impl IntakeConfig {
         if self.source_ips.is_empty() {
             return Ok(());
         }
-        let client: Option<IpAddr> = client.and_then(|text| text.trim().parse().ok());
+        // Compared in canonical form: the same IPv4 client may be written as an IPv4-mapped
+        // IPv6 address (`::ffff:18.203.201.92`) on one side and plainly on the other.
+        let client = client
+            .and_then(|text| text.trim().parse::<IpAddr>().ok())
+            .map(|ip| ip.to_canonical());
         match client {
             Some(ip) if self.source_ips.contains(&ip) => Ok(()),
             _ => Err(Rejection::ForbiddenSource),
@@ -112,6 +116,11 @@ pub(super) fn parse_ip_list(text: &str) -> Result<Vec<IpAddr>, usize> {
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
         .enumerate()
-        .map(|(index, entry)| entry.parse().map_err(|_| index + 1))
+        .map(|(index, entry)| {
+            entry
+                .parse::<IpAddr>()
+                .map(|ip| ip.to_canonical())
+                .map_err(|_| index + 1)
+        })
         .collect()
 }

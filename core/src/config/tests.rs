@@ -378,6 +378,16 @@ fn source_addresses_restrict_deliveries_when_set() {
     let intake = didit.intake.expect("intake");
     assert_eq!(intake.admits_source(Some("18.203.201.92")), Ok(()));
     assert_eq!(intake.admits_source(Some("2001:0db8:0:0::1")), Ok(()));
+    // An IPv4 client written as an IPv4-mapped IPv6 address is the same client, either way.
+    assert_eq!(intake.admits_source(Some("::ffff:18.203.201.92")), Ok(()));
+    let mapped = with(&[("DIDIT_SOURCE_IPS", "::ffff:18.203.201.92")])
+        .intake
+        .expect("intake");
+    assert_eq!(mapped.admits_source(Some("18.203.201.92")), Ok(()));
+    assert_eq!(
+        mapped.admits_source(Some("::ffff:18.203.201.93")),
+        Err(Rejection::ForbiddenSource)
+    );
     for other in [Some("18.203.201.93"), Some("not an ip"), Some(""), None] {
         assert_eq!(
             intake.admits_source(other),
