@@ -30,6 +30,17 @@
 
 #![no_std]
 #![forbid(unsafe_code)]
+// Nothing on a request path may panic on any input: no unwrap, expect, panic or indexing
+// outside tests (what cannot fail is written so the compiler sees it).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 #![warn(missing_docs)]
 
 extern crate alloc;

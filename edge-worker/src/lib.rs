@@ -9,6 +9,18 @@
 //! Front doors: `webhook` (Didit), `admin_api`, `stream_api`; the Durable Objects: `inbox`,
 //! `dead_letters`, `health`, `stream`, `alerts`, `reconciler`, whose calls `objects` declares.
 
+// Nothing on a request path may panic on any input: no unwrap, expect, panic or indexing
+// outside tests (a panic in a Worker is a 500 for Didit and a retry, at best).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
+
 mod access;
 mod admin_api;
 mod alerts;
