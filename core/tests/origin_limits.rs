@@ -2,43 +2,26 @@
 //! what a turn, a wait or a silent gate make of the copy, and that an unlimited origin's run
 //! has no step more than before (what it pays for limits: nothing).
 
+#[path = "support/settings.rs"]
+mod settings;
+
 use std::collections::BTreeMap;
+
+use settings::delivery_settings;
 
 use didit_edge_core::attempt::AttemptResult;
 use didit_edge_core::config::DeliveryConfig;
-use didit_edge_core::delivery::{CopyState, Retention};
+use didit_edge_core::delivery::CopyState;
 use didit_edge_core::inbox::run::{self, Begin, Step};
-use didit_edge_core::inbox::{
-    AfterDeadLetter, Change, Claim, ClaimContent, Classification, Inbox, Source,
-};
-use didit_edge_core::origin::parse_origins;
+use didit_edge_core::inbox::{Change, Claim, ClaimContent, Classification, Inbox, Source};
 use didit_edge_core::origin_gate::{Answer, Lease, GATE_RETRY_MS, GRANT_FRESH_MS};
-use didit_edge_core::retry::RetrySchedule;
-use didit_edge_core::risk::{Level, RiskRules};
-use didit_edge_core::secret::SigningSecrets;
+use didit_edge_core::risk::Level;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 
 const NOW: UnixMs = UnixMs(1_800_000_000_000);
 
 fn settings(origins: &str) -> DeliveryConfig {
-    DeliveryConfig {
-        origins: parse_origins(origins).expect("valid origins"),
-        signing_secrets: SigningSecrets::parse(
-            "whsec_c2ltLW9yaWdpbi1zZWNyZXQtMzItYnl0ZXMtbG9uZyE=",
-        )
-        .expect("key"),
-        origin_signing_secrets: Vec::new(),
-        risk_rules: RiskRules::default(),
-        retry_schedule: RetrySchedule::parse("5,30").expect("valid"),
-        retention: Retention {
-            payload_secs: 0,
-            dead_letter_secs: 600,
-            dedup_ttl_secs: 3_600,
-            freshness_secs: 600,
-        },
-        after_dead_letter: AfterDeadLetter::Hold,
-        subrequest_limit: 50,
-    }
+    delivery_settings(origins, "5,30")
 }
 
 fn inbox_with_one_event() -> Inbox {

@@ -42,7 +42,11 @@
 //! runs the benchmark's storm (1,950 events, `max_concurrency: 4, max_per_second: 90`, a
 //! pool of 4 taking 40 ms) under each seed's timings.
 
+#[path = "support/settings.rs"]
+mod settings;
 mod support;
+
+use settings::delivery_settings;
 
 use support::{env_number, panic_message, seeds, Rng};
 
@@ -52,20 +56,16 @@ use std::collections::BinaryHeap;
 use didit_edge_core::attempt::AttemptResult;
 use didit_edge_core::budget::SubrequestBudget;
 use didit_edge_core::config::DeliveryConfig;
-use didit_edge_core::delivery::{CopyState, Retention};
+use didit_edge_core::delivery::CopyState;
 use didit_edge_core::health::{
     Breaker, BreakerPolicy, BreakerState, Lookup, Report, Snapshot, SnapshotCache,
 };
 use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Run, Step};
-use didit_edge_core::inbox::{
-    AfterDeadLetter, Change, Claim, ClaimContent, Classification, Inbox, Source,
-};
-use didit_edge_core::origin::parse_origins;
+use didit_edge_core::inbox::{Change, Claim, ClaimContent, Classification, Inbox, Source};
 use didit_edge_core::origin_gate::{self, Answer, GateLimits, OriginGate, GRANT_FRESH_MS};
 use didit_edge_core::retry::{RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT};
-use didit_edge_core::risk::{Level, RiskRules};
-use didit_edge_core::secret::SigningSecrets;
+use didit_edge_core::risk::Level;
 use didit_edge_core::time::{UnixMs, UnixSecs};
 
 const START: i64 = 1_800_000_000_000;
@@ -204,24 +204,7 @@ fn settings(storm: &Storm) -> DeliveryConfig {
             "max_concurrency":{},"max_per_second":{}}}]"#,
         storm.max_concurrency, storm.max_per_second
     );
-    DeliveryConfig {
-        origins: parse_origins(&origins).expect("valid origins"),
-        signing_secrets: SigningSecrets::parse(
-            "whsec_c2ltLW9yaWdpbi1zZWNyZXQtMzItYnl0ZXMtbG9uZyE=",
-        )
-        .expect("key"),
-        origin_signing_secrets: Vec::new(),
-        risk_rules: RiskRules::default(),
-        retry_schedule: RetrySchedule::parse(SCHEDULE).expect("valid"),
-        retention: Retention {
-            payload_secs: 0,
-            dead_letter_secs: 600,
-            dedup_ttl_secs: 3_600,
-            freshness_secs: 600,
-        },
-        after_dead_letter: AfterDeadLetter::Hold,
-        subrequest_limit: 50,
-    }
+    delivery_settings(&origins, SCHEDULE)
 }
 
 /// What happens at a moment of simulated time.
