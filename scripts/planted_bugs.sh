@@ -108,8 +108,8 @@ plant "a stale grant is used" core/src/inbox/run.rs \
   "                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 {" \
   "                            if now.0.saturating_sub(asked_at.0) <= GRANT_FRESH_MS as i64 || true {" simulation
 plant "a gate's turn is a hint: the copy presenting it is a newcomer" core/src/origin_gate.rs \
-  "        let held = presented.and_then(|turn| {" \
-  "        let held = presented.filter(|_| false).and_then(|turn| {" storm_simulation
+  "        let held = presented.and_then(|turn| self.reservations.iter().position(|t| *t == turn));" \
+  "        let held = presented.filter(|_| false).and_then(|turn| self.reservations.iter().position(|t| *t == turn));" storm_simulation
 plant "a reservation finding no slot is told 'soon', not its place" core/src/origin_gate.rs \
   "                    .max(expected_back.plus_ms(spacing.saturating_mul(ahead)))" \
   "                    .max(expected_back.plus_ms(spacing.saturating_mul(ahead * 0)))" storm_simulation

@@ -190,9 +190,9 @@ pub struct OriginGate {
     leases: Vec<(u64, UnixMs, UnixMs)>,
     /// The earliest time of the next grant under the rate (GCRA's theoretical arrival time).
     next_slot: UnixMs,
-    /// Outstanding reservations, in the order they were first made: the turn the holder will
-    /// present, and when the reservation lapses unless presented.
-    reservations: Vec<(UnixMs, UnixMs)>,
+    /// Outstanding reservations, in the order they were first made: the turn each holder will
+    /// present (it lapses [`TURN_GRACE_MS`] after it unless presented).
+    reservations: Vec<UnixMs>,
     /// Nothing is granted before this: leases granted before a restart may still be live.
     blocked_until: UnixMs,
     /// The fence last written (what a restart would find).
@@ -233,7 +233,7 @@ impl OriginGate {
     pub fn waiting(&self, now: UnixMs) -> usize {
         self.reservations
             .iter()
-            .filter(|(_, lapses)| *lapses > now)
+            .filter(|turn| turn.plus_ms(TURN_GRACE_MS) > now)
             .count()
     }
 
@@ -241,7 +241,8 @@ impl OriginGate {
     /// turn its copy was last told, if this gate told it one (any other time is no ticket).
     pub fn ask(&mut self, limits: GateLimits, presented: Option<UnixMs>, now: UnixMs) -> Asked {
         self.leases.retain(|(_, _, until)| *until > now);
-        self.reservations.retain(|(_, lapses)| *lapses > now);
+        self.reservations
+            .retain(|turn| turn.plus_ms(TURN_GRACE_MS) > now);
         let slots = limits.max_concurrency.map(|c| c.clamp(1, MAX_LEASES));
         let full = slots.is_some_and(|c| self.leases.len() >= c as usize);
         let blocked = now < self.blocked_until;
@@ -261,11 +262,7 @@ impl OriginGate {
             .unwrap_or(0)
             .max(slots.map_or(0, |c| self.hold_ms / u64::from(c)))
             .max(MIN_SPACING_MS);
-        let held = presented.and_then(|turn| {
-            self.reservations
-                .iter()
-                .position(|(reserved, _)| *reserved == turn)
-        });
+        let held = presented.and_then(|turn| self.reservations.iter().position(|t| *t == turn));
         if let Some(at) = held {
             if free {
                 self.reservations.remove(at);
@@ -291,7 +288,7 @@ impl OriginGate {
                     .max(now.plus_ms(MIN_SPACING_MS)),
             );
             if let Some(reservation) = self.reservations.get_mut(at) {
-                *reservation = (recheck, recheck.plus_ms(TURN_GRACE_MS));
+                *reservation = recheck;
             }
             return Self::wait(recheck);
         }
@@ -301,14 +298,14 @@ impl OriginGate {
         // Behind the line: one slot after its last turn (or after now, when the slots are
         // all held and nobody waits). A line whose last turn has passed (its holders are
         // late) still puts a newcomer a slot after now, not at once.
-        let after = match self.reservations.iter().map(|(turn, _)| *turn).max() {
-            Some(back) => back.max(now).plus_ms(spacing),
+        let after = match self.reservations.iter().max() {
+            Some(back) => (*back).max(now).plus_ms(spacing),
             None if full => now.plus_ms(spacing),
             None => now,
         };
         let turn = earliest.max(after).max(now.plus_ms(1));
         if self.reservations.len() < MAX_RESERVATIONS {
-            self.reservations.push((turn, turn.plus_ms(TURN_GRACE_MS)));
+            self.reservations.push(turn);
         }
         Self::wait(turn)
     }
@@ -316,7 +313,7 @@ impl OriginGate {
     /// `at`, or the first millisecond after it that no reservation holds: a turn names one
     /// reservation.
     fn unused_turn(&self, mut at: UnixMs) -> UnixMs {
-        while self.reservations.iter().any(|(turn, _)| *turn == at) {
+        while self.reservations.contains(&at) {
             at = at.plus_ms(1);
         }
         at
@@ -687,7 +684,7 @@ mod tests {
                                 _ => None,
                             };
                             let known = presented.is_some_and(|turn| {
-                                gate.reservations.iter().any(|(t, lapses)| *t == turn && *lapses > now)
+                                gate.reservations.iter().any(|t| *t == turn && t.plus_ms(TURN_GRACE_MS) > now)
                             });
                             let slot_free = live.len() < concurrency as usize
                                 && last_grant.is_none_or(|last| now.0 - last.0 >= interval as i64)
