@@ -7,7 +7,7 @@ use alloc::string::String;
 use super::names;
 use super::problem::Problem;
 use super::reader::Reader;
-use super::Feature;
+use super::{DeliveryConfig, Feature, OriginKeys};
 use crate::secret::SigningSecrets;
 
 /// Where operational alerts ([`crate::alert`]) go, and the keys they are signed with: their
@@ -21,8 +21,13 @@ pub struct AlertsConfig {
     pub signing_secrets: SigningSecrets,
 }
 
+/// Reads the alerts' settings. Their key must be no key that signs events for the origins:
+/// neither `ORIGIN_SIGNING_SECRET` (read here even when the rest of `delivery` is broken) nor
+/// any origin's own `signing_secret` (checked once `delivery` can be read; the settings are read
+/// anew when it is fixed).
 pub(super) fn read_alerts<F: Fn(&str) -> Option<String>>(
     reader: &mut Reader<F>,
+    delivery: Option<&DeliveryConfig>,
 ) -> Feature<AlertsConfig> {
     use names::*;
     let Some(url) = reader.get(ALERTS_URL) else {
@@ -45,6 +50,23 @@ pub(super) fn read_alerts<F: Fn(&str) -> Option<String>>(
         if alerts.shares_a_key_with(origins) {
             reader.fail(ALERTS_SIGNING_SECRET, Problem::SharesOriginSigningKey);
         }
+    }
+    let origin_sharing = signing_secrets.as_ref().and_then(|alerts| {
+        delivery?
+            .origin_signing_secrets
+            .iter()
+            .find(|(_, keys)| match keys {
+                OriginKeys::StandardWebhooks(keys) => alerts.shares_a_key_with(keys),
+                OriginKeys::Didit(_) => false,
+            })
+    });
+    if let Some((origin, _)) = origin_sharing {
+        reader.fail(
+            ALERTS_SIGNING_SECRET,
+            Problem::SharesAnOriginsKey {
+                origin: origin.clone(),
+            },
+        );
     }
     match signing_secrets {
         Some(signing_secrets) if reader.clean_since(mark) => Feature::On(AlertsConfig {

@@ -183,30 +183,7 @@ impl Config {
         }
         let admin = read_admin(&mut reader);
         let stream = read_stream(&mut reader);
-        let mut alerts = read_alerts(&mut reader);
-        // The alerts' key is no origin's own key either (the global one is checked as they
-        // are read): an alert receiver could otherwise sign events that origin takes as
-        // authentic. Checked once delivery's settings can be read; they are read anew when fixed.
-        let shares_with = match (&alerts, &delivery) {
-            (Feature::On(on), Some(delivery)) => delivery
-                .origin_signing_secrets
-                .iter()
-                .find(|(_, keys)| match keys {
-                    OriginKeys::StandardWebhooks(keys) => {
-                        on.signing_secrets.shares_a_key_with(keys)
-                    }
-                    OriginKeys::Didit(_) => false,
-                })
-                .map(|(origin, _)| origin.clone()),
-            _ => None,
-        };
-        if let Some(origin) = shares_with {
-            reader.fail(
-                names::ALERTS_SIGNING_SECRET,
-                Problem::SharesAnOriginsKey { origin },
-            );
-            alerts = Feature::Broken;
-        }
+        let alerts = read_alerts(&mut reader, delivery.as_ref());
         let reconcile = read_reconcile(
             &mut reader,
             Neighbours {
