@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -142,7 +142,15 @@ def browser():
 
 
 def wait(driver, predicate, timeout=20, message=""):
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(lambda d: predicate(d), message)
+    """Polls until `predicate` returns something truthy, and returns it.
+
+    Views that refresh on a timer (origins every 5 s, metrics every 15 s) replace their rows, so an
+    element found in one poll can be gone by the next read: such a read is retried, not failed. A
+    predicate should therefore read every value it needs in one go and return values, not elements.
+    """
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+                         ).until(lambda d: predicate(d), message)
 
 
 def shot(driver, name, width=1200, height=900):
@@ -410,15 +418,16 @@ def test_an_origin_taken_down_shows_its_breaker_open_then_closed(world, browser)
     state = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed'] [data-state]").get_attribute("data-state")
     probe = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed'] [data-field='last-probe']").text
     assert wait(browser, state) == "closed"
-    assert browser.find_element(By.CSS_SELECTOR, "tr[data-origin='primary'] [data-field='last-probe']").text \
-        == "no health_url"
+    assert wait(browser, lambda d: d.find_element(
+        By.CSS_SELECTOR, "tr[data-origin='primary'] [data-field='last-probe']").text) == "no health_url"
     edge.run_cron()
     wait(browser, lambda d: probe(d).startswith("up,"), timeout=15, message="the probe never shown up")
     probed.health_status = 503
     for _ in range(3):
         edge.run_cron()
-    wait(browser, lambda d: state(d) == "open", timeout=15, message="breaker never shown open")
-    assert "open until" in browser.find_element(By.CSS_SELECTOR, "tr[data-origin='probed']").text
+    row = lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-origin='probed']").text
+    shown_open = wait(browser, lambda d: state(d) == "open" and row(d), timeout=15, message="breaker never shown open")
+    assert "open until" in shown_open, shown_open
     wait(browser, lambda d: probe(d).startswith("down,"), timeout=15, message="the failed probe never shown")
     shot(browser, "origins")
     probed.health_status = 200
@@ -484,11 +493,12 @@ def test_the_metrics_view_shows_each_origin_by_hour_and_day(world, browser):
     cell = "tr[data-origin='primary'][data-window='hour'] td[data-field='attempts']"
     shown = wait(browser, lambda d: d.find_element(By.CSS_SELECTOR, cell).text)
     assert int(shown) >= primary["hour"]["attempts"]
-    rows = browser.find_elements(By.CSS_SELECTOR, "#mt-table tbody tr")
-    assert {(row.get_attribute("data-origin"), row.get_attribute("data-window")) for row in rows} >= {
-        ("primary", "hour"), ("primary", "day"), ("probed", "hour"), ("probed", "day")}
-    p50 = browser.find_element(By.CSS_SELECTOR, "tr[data-origin='primary'][data-window='hour'] td[data-field='p50']")
-    assert p50.text.startswith("< ") and p50.text.endswith(" ms")
+    rows, p50 = wait(browser, lambda d: (
+        {(row.get_attribute("data-origin"), row.get_attribute("data-window"))
+         for row in d.find_elements(By.CSS_SELECTOR, "#mt-table tbody tr")},
+        d.find_element(By.CSS_SELECTOR, "tr[data-origin='primary'][data-window='hour'] td[data-field='p50']").text))
+    assert rows >= {("primary", "hour"), ("primary", "day"), ("probed", "hour"), ("probed", "day")}, rows
+    assert p50.startswith("< ") and p50.endswith(" ms"), p50
     shot(browser, "metrics")
 
 
@@ -720,16 +730,22 @@ def test_didits_attempts_beside_the_timeline_and_its_destinations_health(make_ed
         assert [row.get_attribute("data-status") for row in rows] == ["401"]
 
         go(browser, "origins")
-        mine = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='yes']"),
-                    message="Didit's destinations")
-        [mine] = mine
-        assert mine.get_attribute("data-destination") == ours
-        assert mine.find_element(By.CSS_SELECTOR, "[data-field='failed']").text == "2 / 3"
-        assert mine.find_element(By.CSS_SELECTOR, "[data-field='health']").text == \
-            api.destination_row(api.destinations[0])["health_status"]
-        assert "this edge" in mine.text and "didit-edge" in mine.text
-        other = browser.find_element(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='no']")
-        assert "old receiver" in other.text
+        def destinations(d):
+            rows = d.find_elements(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='yes']")
+            if not rows:
+                return None
+            return [{"destination": row.get_attribute("data-destination"),
+                     "failed": row.find_element(By.CSS_SELECTOR, "[data-field='failed']").text,
+                     "health": row.find_element(By.CSS_SELECTOR, "[data-field='health']").text,
+                     "text": row.text} for row in rows], \
+                d.find_element(By.CSS_SELECTOR, "#dd-table tr[data-this-edge='no']").text
+        shown, other = wait(browser, destinations, message="Didit's destinations")
+        [mine] = shown
+        assert mine["destination"] == ours
+        assert mine["failed"] == "2 / 3"
+        assert mine["health"] == api.destination_row(api.destinations[0])["health_status"]
+        assert "this edge" in mine["text"] and "didit-edge" in mine["text"]
+        assert "old receiver" in other
         if SCREENSHOTS:
             shot(browser, "origins-didit")
     finally:
