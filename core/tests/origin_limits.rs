@@ -2,21 +2,20 @@
 //! what a turn, a wait or a silent gate make of the copy, and that an unlimited origin's run
 //! has no step more than before (what it pays for limits: nothing).
 
-#[path = "support/settings.rs"]
-mod settings;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 use std::collections::BTreeMap;
 
-use settings::delivery_settings;
+use fixtures::{delivery_settings, low_risk_claim};
 
 use didit_edge_core::attempt::AttemptResult;
 use didit_edge_core::config::DeliveryConfig;
 use didit_edge_core::delivery::CopyState;
 use didit_edge_core::inbox::run::{self, Begin, Step};
-use didit_edge_core::inbox::{Change, Claim, ClaimContent, Classification, Inbox, Source};
+use didit_edge_core::inbox::{Change, Inbox};
 use didit_edge_core::origin_gate::{Answer, Lease, GATE_RETRY_MS, GRANT_FRESH_MS};
-use didit_edge_core::risk::Level;
-use didit_edge_core::time::{UnixMs, UnixSecs};
+use didit_edge_core::time::UnixMs;
 
 const NOW: UnixMs = UnixMs(1_800_000_000_000);
 
@@ -26,25 +25,7 @@ fn settings(origins: &str) -> DeliveryConfig {
 
 fn inbox_with_one_event() -> Inbox {
     let mut inbox = Inbox::new();
-    inbox.handle_claim(
-        Claim {
-            id: "evt_1".into(),
-            legacy_id: "legacy_1".into(),
-            subject: "session:s1".into(),
-            alias: None,
-            webhook_type: "status.updated".into(),
-            status: Some("Approved".into()),
-            created_at: UnixSecs(NOW.0 / 1_000),
-            content: ClaimContent::Classified(Classification {
-                risk_level: Level::Low,
-                consumers: vec!["default".into()],
-                payload: "{}".into(),
-            }),
-            source: Source::Webhook,
-            verified: None,
-        },
-        NOW,
-    );
+    inbox.handle_claim(low_risk_claim(1, NOW), NOW);
     inbox.drain_changes().for_each(drop);
     inbox
 }

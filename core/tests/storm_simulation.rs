@@ -42,11 +42,11 @@
 //! runs the benchmark's storm (1,950 events, `max_concurrency: 4, max_per_second: 90`, a
 //! pool of 4 taking 40 ms) under each seed's timings.
 
-#[path = "support/settings.rs"]
-mod settings;
+#[path = "support/fixtures.rs"]
+mod fixtures;
 mod support;
 
-use settings::delivery_settings;
+use fixtures::{delivery_settings, low_risk_claim};
 
 use support::{env_number, panic_message, seeds, Rng};
 
@@ -62,11 +62,10 @@ use didit_edge_core::health::{
 };
 use didit_edge_core::inbox::gate::{self, AfterRun, OnAlarm, RunGate, Ticket};
 use didit_edge_core::inbox::run::{self, Begin, Run, Step};
-use didit_edge_core::inbox::{Change, Claim, ClaimContent, Classification, Inbox, Source};
+use didit_edge_core::inbox::{Change, Inbox};
 use didit_edge_core::origin_gate::{self, Answer, GateLimits, OriginGate, GRANT_FRESH_MS};
 use didit_edge_core::retry::{RetrySchedule, DEFAULT_RETRY_JITTER_PERCENT};
-use didit_edge_core::risk::Level;
-use didit_edge_core::time::{UnixMs, UnixSecs};
+use didit_edge_core::time::UnixMs;
 
 const START: i64 = 1_800_000_000_000;
 const SECOND: i64 = 1_000;
@@ -519,25 +518,7 @@ impl World {
     fn claim(&mut self, n: usize) {
         let now = UnixMs(self.now);
         let inbox = &mut self.inboxes[n];
-        inbox.machine.handle_claim(
-            Claim {
-                id: format!("evt_{n}"),
-                legacy_id: format!("legacy_{n}"),
-                subject: format!("session:s{n}"),
-                alias: None,
-                webhook_type: "status.updated".into(),
-                status: Some("Approved".into()),
-                created_at: UnixSecs(self.now / 1_000),
-                content: ClaimContent::Classified(Classification {
-                    risk_level: Level::Low,
-                    consumers: vec!["default".into()],
-                    payload: "{}".into(),
-                }),
-                source: Source::Webhook,
-                verified: None,
-            },
-            now,
-        );
+        inbox.machine.handle_claim(low_risk_claim(n, now), now);
         inbox.machine.drain_changes().for_each(drop);
         inbox.machine.drain_transitions().for_each(drop);
         let next_due = gate::next_due(&inbox.machine, Some(self.settings), now);
